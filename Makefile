@@ -1,0 +1,55 @@
+# Ordo — one entry point for set-up, tests and benchmarks.
+# `make test` works on a fresh Debian 12 machine as root: system packages, the locked
+# Python environment (uv.lock), then ruff, the import contracts and pytest.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+APT_PACKAGES := pcscd pcsc-tools vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv \
+	ca-certificates
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: test lint unit integration system-deps env bench demo clean
+
+test: env lint
+	@rc=0; $(VENV)/bin/pytest || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+unit: env
+	$(VENV)/bin/pytest tests/unit
+
+integration: env
+	$(VENV)/bin/pytest tests/integration
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==0.13.8
+
+env: system-deps $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+
+bench: env
+	$(VENV)/bin/python -m bench
+
+demo: env
+	$(VENV)/bin/ordo demo
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

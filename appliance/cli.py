@@ -1,0 +1,92 @@
+"""The ``ordo`` command. Errors become clean messages here, never tracebacks.
+
+Global options: ``--data-dir`` (or ``ORDO_DATA_DIR``) and ``--config`` (or ``ORDO_CONFIG``).
+The settings are loaded and checked once, before any sub-command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from appliance import __version__
+from appliance.bootstrap import App, bootstrap
+from appliance.config import load_settings
+from appliance.errors import OrdoError
+
+log = logging.getLogger("appliance")
+
+
+class LogFormatter(logging.Formatter):
+    """``time level logger message key=value...``: one line per event, for journald."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
+        extra = getattr(record, "fields", None)
+        if extra:
+            base += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        if record.exc_info:
+            base += "\n" + self.formatException(record.exc_info)
+        return base
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogFormatter())
+    for name in ("appliance", "drivers", "sync"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the command the ``App`` and turn ``OrdoError`` into a clean message."""
+
+    @click.pass_context
+    @wraps(func)
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        app: App = ctx.find_object(App)
+        try:
+            return ctx.invoke(func, app, *args, **kwargs)
+        except OrdoError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Data directory (default: ORDO_DATA_DIR, else the XDG data dir, "
+                   "or /var/lib/ordo for the appliance's user).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML configuration file (default: ORDO_CONFIG, else /etc/ordo/ordo.toml "
+                   "if present, else the embedded defaults).")
+@click.version_option(__version__, prog_name="ordo")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> None:
+    """Ordo: e-prescriptions for nursing homes, offline first."""
+    try:
+        settings = load_settings(config_file=config_file, data_dir=data_dir)
+    except OrdoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    setup_logging(settings.logging.level)
+    app = bootstrap(settings)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _register() -> None:
+    from appliance.commands import config_cmd
+
+    for module in (config_cmd,):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""``ordo`` sub-commands, one module per area; ``appliance.cli`` assembles them."""

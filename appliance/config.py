@@ -1,0 +1,271 @@
+"""Settings: embedded defaults, one TOML file, then ``ORDO_<SECTION>_<KEY>`` overrides.
+
+The settings object is built once (by the CLI) and passed down; nothing reads the
+environment elsewhere. Every value is checked at start: an invalid one raises
+``ConfigError`` naming the key, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from appliance.errors import ConfigError
+
+ENV_PREFIX = "ORDO_"
+ENV_DATA_DIR = "ORDO_DATA_DIR"
+ENV_CONFIG = "ORDO_CONFIG"
+SYSTEM_USER = "ordo"
+SYSTEM_DATA_DIR = Path("/var/lib/ordo")
+SYSTEM_CONFIG = Path("/etc/ordo/ordo.toml")
+
+
+def _check(pred: Callable[[Any], bool], expected: str) -> dict[str, Any]:
+    return {"check": pred, "expected": expected}
+
+
+def _uri_ok(value: str) -> bool:
+    parts = urlsplit(value)
+    if parts.scheme == "tcp":
+        return bool(parts.hostname) and parts.port is not None
+    if parts.scheme == "usb":
+        return re.fullmatch(r"usb://[0-9a-fA-F]{4}:[0-9a-fA-F]{4}", value) is not None
+    return parts.scheme in {"serial", "file"} and bool(parts.path)
+
+
+def _finess_ok(value: str) -> bool:
+    return value == "" or re.fullmatch(r"(\d{2}|2[AB])\d{7}", value) is not None
+
+
+_positive = _check(lambda v: v > 0, "a number greater than 0")
+
+
+@dataclass(frozen=True)
+class Establishment:
+    name: str = field(metadata=_check(bool, "a non-empty name"))
+    finess: str = field(metadata=_check(_finess_ok, "9 characters: 2 for the department, 7 digits"))
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Printer:
+    uri: str = field(metadata=_check(
+        _uri_ok, "tcp://host:port, usb://VID:PID, serial:///dev/... or file:///dev/..."))
+    model: str = "TM-T20II"
+    media: str = field(default="80mm", metadata=_check(
+        lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm or label62"))
+    dpi: int = field(default=203, metadata=_check(
+        lambda v: v in {180, 203, 300}, "180, 203 or 300"))
+    qr: str = field(default="raster", metadata=_check(
+        lambda v: v in {"raster", "native"}, "raster or native"))
+
+
+@dataclass(frozen=True)
+class Registry:
+    url: str = field(metadata=_check(
+        lambda v: urlsplit(v).scheme in {"http", "https"} and bool(urlsplit(v).hostname),
+        "an http(s) URL"))
+    client_cert: str = ""
+    client_key: str = ""
+    ca_file: str = ""
+    timeout_s: float = field(default=10.0, metadata=_positive)
+
+
+@dataclass(frozen=True)
+class Security:
+    trust_roots: tuple[str, ...] = ()
+    crls: tuple[str, ...] = ()
+    idle_timeout_s: int = field(default=300, metadata=_check(
+        lambda v: 30 <= v <= 3600, "a number of seconds between 30 and 3600"))
+    backup_key: str = ""
+
+
+@dataclass(frozen=True)
+class Sync:
+    interval_s: int = field(default=30, metadata=_positive)
+    batch_size: int = field(default=50, metadata=_check(
+        lambda v: 1 <= v <= 1000, "between 1 and 1000"))
+    backoff_cap_s: int = field(default=900, metadata=_positive)
+
+
+@dataclass(frozen=True)
+class Referential:
+    bdpm_url: str = field(metadata=_check(
+        lambda v: urlsplit(v).scheme in {"http", "https"}, "an http(s) URL"))
+
+
+@dataclass(frozen=True)
+class Retention:
+    prescriptions_years: int = field(default=10, metadata=_check(
+        lambda v: v >= 1, "at least 1 year"))
+    audit_years: int = field(default=10, metadata=_check(lambda v: v >= 1, "at least 1 year"))
+
+
+@dataclass(frozen=True)
+class Logging:
+    level: str = field(default="INFO", metadata=_check(
+        lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"}, "DEBUG, INFO, WARNING or ERROR"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, plus where they came from."""
+
+    establishment: Establishment
+    printer: Printer
+    registry: Registry
+    security: Security
+    sync: Sync
+    referential: Referential
+    retention: Retention
+    logging: Logging
+    data_dir: Path
+    config_file: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "ordo.sqlite"
+
+    def as_dict(self, mask_secrets: bool = True) -> dict[str, dict[str, Any]]:
+        """Sections and keys as plain values (paths of keys are masked when asked)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in SECTIONS:
+            values = dataclasses.asdict(getattr(self, name))
+            for key, value in values.items():
+                if mask_secrets and key in SECRET_KEYS and value:
+                    values[key] = "********"
+                elif isinstance(value, tuple):
+                    values[key] = list(value)
+            out[name] = values
+        return out
+
+
+SECTIONS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Settings) if f.name not in {"data_dir", "config_file"})
+SECRET_KEYS = {"client_key", "backup_key"}
+
+
+def _section_types() -> dict[str, type]:
+    hints = get_type_hints(Settings)
+    return {name: hints[name] for name in SECTIONS}
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``/var/lib/ordo`` for the appliance's system user, else the XDG data dir."""
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = ""
+    if user == SYSTEM_USER:
+        return SYSTEM_DATA_DIR
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")).expanduser()
+                                               / ".local" / "share")
+    return Path(base) / "ordo"
+
+
+def _parse_env(key: str, raw: str, kind: Any) -> Any:
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in {"1", "true", "yes", "oui", "on"}:
+            return True
+        if low in {"0", "false", "no", "non", "off"}:
+            return False
+        raise ConfigError(key, raw, "true or false")
+    if kind is int or kind is float:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigError(key, raw, f"a{'n integer' if kind is int else ' number'}") from None
+    if kind == tuple[str, ...]:
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind == tuple[str, ...]:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        name = {bool: "true or false", int: "an integer", float: "a number",
+                str: "a string"}.get(kind, "a list of strings")
+        raise ConfigError(key, value, name)
+    return value
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: defaults < TOML file < ``ORDO_*`` environment; check every value."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, dict[str, Any]] = tomllib.loads(
+        resources.files("appliance").joinpath("defaults.toml").read_text("utf-8"))
+
+    path = config_file or environ.get(ENV_CONFIG)
+    if path is None and SYSTEM_CONFIG.is_file():
+        path = SYSTEM_CONFIG
+    config_path = Path(path) if path else None
+    if config_path is not None:
+        try:
+            user = tomllib.loads(config_path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("--config", str(config_path), "an existing TOML file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", str(config_path), f"valid TOML ({exc})") from None
+        for section, values in user.items():
+            if section not in raw or not isinstance(values, dict):
+                raise ConfigError(section, values, f"a section among {', '.join(raw)}")
+            for key, value in values.items():
+                if key not in raw[section]:
+                    raise ConfigError(f"{section}.{key}", value,
+                                      f"a key among {', '.join(raw[section])}")
+                raw[section][key] = value
+
+    types = _section_types()
+    hints = {name: get_type_hints(cls) for name, cls in types.items()}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in {ENV_DATA_DIR, ENV_CONFIG}:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
+        if section not in raw or key not in raw[section]:
+            known = ", ".join(f"ORDO_{s.upper()}_{k.upper()}" for s in raw for k in raw[s])
+            raise ConfigError(name, value, f"a known setting ({known})")
+        raw[section][key] = _parse_env(name, value, hints[section][key])
+
+    sections: dict[str, Any] = {}
+    for name, cls in types.items():
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = f"{name}.{f.name}"
+            value = _coerce(key, raw[name][f.name], hints[name][f.name])
+            check = f.metadata.get("check")
+            if check is not None and not check(value):
+                raise ConfigError(key, value, f.metadata["expected"])
+            values[f.name] = value
+        sections[name] = cls(**values)
+
+    chosen = data_dir or environ.get(ENV_DATA_DIR)
+    return Settings(
+        **sections,
+        data_dir=Path(chosen) if chosen else default_data_dir(environ),
+        config_file=config_path,
+    )

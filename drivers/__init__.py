@@ -1,0 +1,1 @@
+"""Hardware adapters: the CPS card over PC/SC and the printers."""

@@ -1,0 +1,1 @@
+"""Registry link: FHIR client, sync engine, scheduler service and the reference registry."""

@@ -1,0 +1,80 @@
+"""Settings: defaults, TOML file, ORDO_* overrides, and clear refusals."""
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import SYSTEM_DATA_DIR, load_settings
+from appliance.errors import ConfigError
+
+
+def test_defaults_are_valid(tmp_path: Path) -> None:
+    s = load_settings(data_dir=tmp_path, environ={})
+    assert s.printer.uri == "tcp://127.0.0.1:9100"
+    assert s.db_path == tmp_path / "ordo.sqlite"
+    assert s.security.trust_roots == ()
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "ordo.toml"
+    cfg.write_text('[printer]\nuri = "tcp://10.0.0.5:9100"\nmedia = "58mm"\n'
+                   '[security]\ntrust_roots = ["/etc/ordo/ca.pem"]\n')
+    env = {"ORDO_PRINTER_URI": "usb://04b8:0e15", "ORDO_SYNC_BATCH_SIZE": "20",
+           "ORDO_SECURITY_CRLS": "/a.crl, /b.crl"}
+    s = load_settings(config_file=cfg, data_dir=tmp_path, environ=env)
+    assert s.printer.uri == "usb://04b8:0e15"
+    assert s.printer.media == "58mm"
+    assert s.sync.batch_size == 20
+    assert s.security.trust_roots == ("/etc/ordo/ca.pem",)
+    assert s.security.crls == ("/a.crl", "/b.crl")
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[establishment]\nname = "EHPAD Les Tilleuls"\n')
+    s = load_settings(environ={"ORDO_CONFIG": str(cfg), "ORDO_DATA_DIR": str(tmp_path)})
+    assert s.establishment.name == "EHPAD Les Tilleuls"
+    assert s.data_dir == tmp_path and s.config_file == cfg
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "value"),
+    [
+        ({"ORDO_PRINTER_URI": "lpt1"}, "printer.uri", "lpt1"),
+        ({"ORDO_PRINTER_MEDIA": "A4"}, "printer.media", "A4"),
+        ({"ORDO_SYNC_BATCH_SIZE": "many"}, "ORDO_SYNC_BATCH_SIZE", "many"),
+        ({"ORDO_SECURITY_IDLE_TIMEOUT_S": "5"}, "security.idle_timeout_s", 5),
+        ({"ORDO_ESTABLISHMENT_FINESS": "12345"}, "establishment.finess", "12345"),
+        ({"ORDO_PRINTR_URI": "tcp://a:1"}, "ORDO_PRINTR_URI", "tcp://a:1"),
+    ],
+)
+def test_invalid_value_names_key_value_and_expectation(tmp_path, env, key, value) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(data_dir=tmp_path, environ=env)
+    assert err.value.key == key
+    assert err.value.value == value
+    assert err.value.expected
+
+
+def test_unknown_key_and_bad_type_in_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[printer]\nurl = "tcp://a:1"\n')
+    with pytest.raises(ConfigError, match=r"printer\.url"):
+        load_settings(config_file=cfg, data_dir=tmp_path, environ={})
+    cfg.write_text("[sync]\nbatch_size = \"10\"\n")
+    with pytest.raises(ConfigError, match="an integer"):
+        load_settings(config_file=cfg, data_dir=tmp_path, environ={})
+    cfg.write_text("[sync\n")
+    with pytest.raises(ConfigError, match="valid TOML"):
+        load_settings(config_file=cfg, data_dir=tmp_path, environ={})
+
+
+def test_default_data_dir_is_xdg_for_a_user(tmp_path: Path) -> None:
+    s = load_settings(environ={"XDG_DATA_HOME": str(tmp_path)})
+    assert s.data_dir in {tmp_path / "ordo", SYSTEM_DATA_DIR}
+
+
+def test_secrets_are_masked(tmp_path: Path) -> None:
+    s = load_settings(data_dir=tmp_path, environ={"ORDO_SECURITY_BACKUP_KEY": "/k/secret.key"})
+    assert s.as_dict()["security"]["backup_key"] == "********"
+    assert s.as_dict(mask_secrets=False)["security"]["backup_key"] == "/k/secret.key"
