@@ -1,0 +1,118 @@
+"""The audit chain: append-only, each entry sealed with the SHA-256 of the previous one.
+
+``hash = SHA-256(prev_hash || RFC 8785 JSON of {seq, at, actor, action, subject, details})``.
+The head (count and last hash) is kept in ``meta`` in the same transaction, so a deleted
+last entry is caught too. Triggers refuse UPDATE and DELETE; ``verify`` catches whoever
+goes around them (one changed, deleted or reordered row is always detected).
+
+Who, what, when: never a PIN, a patient's name, NIR or birth date in ``details`` — callers
+pass opaque identifiers (prescription ID, idNat_PS, job id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+import sqlite_utils
+
+from appliance.errors import AuditChainBroken, StoreError
+from appliance.store.db import Store
+
+GENESIS = "0" * 64
+_HEAD_COUNT, _HEAD_HASH = "audit.count", "audit.head"
+FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "first_names",
+                                   "birth_name", "used_name", "date_naissance", "nom", "prenoms"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str,
+            details: Mapping[str, Any]) -> str:
+    body = rfc8785.dumps({"seq": seq, "at": at, "actor": actor, "action": action,
+                          "subject": subject, "details": dict(details)})
+    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+def _meta(db: sqlite_utils.Database, key: str, default: str) -> str:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def append(db: sqlite_utils.Database | Store, *, actor: str, action: str, subject: str = "",
+           details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+    """Append one entry and return its sequence number.
+
+    Inside ``store.write()`` it joins that transaction; given a ``Store`` it opens its own.
+    """
+    if isinstance(db, Store):
+        with db.write() as inner:
+            return append(inner, actor=actor, action=action, subject=subject,
+                          details=details, at=at)
+    details = dict(details or {})
+    leaked = FORBIDDEN_DETAIL_KEYS.intersection(k.lower() for k in details)
+    if leaked:
+        raise StoreError(f"audit details must not carry {sorted(leaked)}")
+    if not db.conn.in_transaction:
+        raise StoreError("audit.append needs a write transaction (store.write())")
+    when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+    seq = int(_meta(db, _HEAD_COUNT, "0")) + 1
+    prev = _meta(db, _HEAD_HASH, GENESIS)
+    digest = _digest(prev, seq, when, actor, action, subject, details)
+    db.execute(
+        "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [seq, when, actor, action, subject,
+         json.dumps(details, ensure_ascii=False, sort_keys=True), prev, digest],
+    )
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
+               [_HEAD_COUNT, str(seq), _HEAD_HASH, digest])
+    return seq
+
+
+def entries(store: Store, since: int = 0) -> list[Entry]:
+    rows = store.query("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (since,))
+    return [Entry(**{**row, "details": json.loads(row["details"])}) for row in rows]
+
+
+def verify(store: Store) -> int:
+    """Walk the chain; return the number of entries, or raise ``AuditChainBroken``
+    naming the first entry that does not verify."""
+    expected_prev, expected_seq = GENESIS, 1
+    for row in store.conn.execute("SELECT * FROM audit ORDER BY rowid"):
+        seq = row["seq"]
+        if seq != expected_seq:
+            raise AuditChainBroken(expected_seq, f"missing or out of order (found {seq} next)")
+        if row["prev_hash"] != expected_prev:
+            raise AuditChainBroken(seq, "does not follow the previous entry")
+        try:
+            details = json.loads(row["details"])
+        except ValueError:
+            raise AuditChainBroken(seq, "details are not valid JSON") from None
+        digest = _digest(row["prev_hash"], seq, row["at"], row["actor"], row["action"],
+                         row["subject"], details)
+        if digest != row["hash"]:
+            raise AuditChainBroken(seq, "content does not match its hash (modified)")
+        expected_prev, expected_seq = row["hash"], seq + 1
+    count = expected_seq - 1
+    head_count = int(_meta(store.db, _HEAD_COUNT, "0"))
+    if head_count != count:
+        raise AuditChainBroken(count + 1, f"{head_count - count} entries missing at the end")
+    if _meta(store.db, _HEAD_HASH, GENESIS) != expected_prev:
+        raise AuditChainBroken(count, "the last entry does not match the recorded head")
+    return count

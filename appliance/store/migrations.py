@@ -1,0 +1,152 @@
+"""Versioned forward migrations. Each is a registered function, applied once, in order,
+inside one ``BEGIN IMMEDIATE`` transaction together with its row in ``_migrations``.
+
+Never edit a published migration: add a new one at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from appliance.store.db import Store
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(func: Migration) -> Migration:
+    MIGRATIONS.append((func.__name__, func))
+    return func
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    for statement in _INITIAL.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_INITIAL = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE residents (
+    ins TEXT PRIMARY KEY,
+    ins_oid TEXT NOT NULL,
+    birth_name TEXT NOT NULL,
+    used_name TEXT,
+    first_names TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL CHECK (sex IN ('M', 'F')),
+    room TEXT NOT NULL DEFAULT '',
+    objection INTEGER NOT NULL DEFAULT 0 CHECK (objection IN (0, 1)),
+    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    search_key TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX residents_room ON residents (room);
+CREATE TABLE practitioners (
+    id_nat_ps TEXT PRIMARY KEY,
+    last_name TEXT NOT NULL,
+    first_name TEXT NOT NULL,
+    profession TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('prescriber', 'nurse', 'staff')),
+    am TEXT,
+    finess TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE prescriptions (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    resident_ins TEXT NOT NULL REFERENCES residents (ins),
+    prescriber_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    signed_at TEXT,
+    updated_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    signature BLOB,
+    signer_cert BLOB,
+    registry_receipt TEXT,
+    cancel_reason TEXT
+);
+CREATE INDEX prescriptions_resident ON prescriptions (resident_ins, created_at);
+CREATE INDEX prescriptions_state ON prescriptions (state);
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    prescription_id TEXT NOT NULL REFERENCES prescriptions (id),
+    kind TEXT NOT NULL CHECK (kind IN ('create', 'cancel')),
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'acknowledged', 'quarantined')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error TEXT,
+    receipt TEXT,
+    acknowledged_at TEXT,
+    UNIQUE (prescription_id, kind)
+);
+CREATE INDEX outbox_pending ON outbox (status, seq);
+CREATE TABLE print_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    prescription_id TEXT NOT NULL REFERENCES prescriptions (id),
+    kind TEXT NOT NULL CHECK (kind IN ('original', 'duplicate')),
+    requested_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    done_at TEXT
+);
+CREATE INDEX print_jobs_queued ON print_jobs (status, id);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    details TEXT NOT NULL DEFAULT '{}',
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END
+"""
+
+
+def applied(store: Store) -> list[str]:
+    if "_migrations" not in store.db.table_names():
+        return []
+    return [row["name"] for row in store.query("SELECT name FROM _migrations ORDER BY id")]
+
+
+def migrate(store: Store) -> list[str]:
+    """Apply the pending migrations; returns their names."""
+    with store.write() as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations ("
+            " id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)"
+        )
+    done = set(applied(store))
+    new = []
+    for name, func in MIGRATIONS:
+        if name in done:
+            continue
+        with store.write() as db:
+            # Another process may have applied it between our read and our lock.
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                continue
+            func(db)
+            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                       [name, datetime.now(UTC).isoformat(timespec="seconds")])
+        log.info("migration applied", extra={"fields": {"migration": name}})
+        new.append(name)
+    return new
