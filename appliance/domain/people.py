@@ -1,0 +1,121 @@
+"""Residents (patients) and practitioners, validated on construction."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from appliance.domain.ids import (
+    Ins,
+    rpps_from_id_nat_ps,
+    validate_am,
+    validate_finess,
+    validate_id_nat_ps,
+)
+from appliance.errors import ValidationError
+
+
+def fold(text: str) -> str:
+    """Lower-case, accent-free form used for searching names."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _name(field: str, value: str, required: bool = True) -> str:
+    value = " ".join((value or "").split())
+    if required and not value:
+        raise ValidationError(field, value, "a non-empty name")
+    if len(value) > 100:
+        raise ValidationError(field, value, "at most 100 characters")
+    return value
+
+
+class Sex(StrEnum):
+    MALE = "M"
+    FEMALE = "F"
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A resident of the EHPAD, identified by the INS (INS-NIR and its OID)."""
+
+    ins: Ins
+    birth_name: str
+    first_names: str
+    birth_date: date
+    sex: Sex
+    used_name: str | None = None
+    room: str = ""
+    objection: bool = False  # objects to the prescriber seeing the dispensations
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "birth_name", _name("nom", self.birth_name).upper())
+        object.__setattr__(self, "first_names", _name("prenoms", self.first_names))
+        used = _name("nom_usage", self.used_name or "", required=False).upper()
+        object.__setattr__(self, "used_name", used or None)
+        object.__setattr__(self, "sex", Sex(self.sex))
+        object.__setattr__(self, "room", " ".join(self.room.split()))
+        if self.birth_date > date.today() or self.birth_date.year < 1890:
+            raise ValidationError("date_naissance", self.birth_date.isoformat(),
+                                  "a birth date between 1890 and today")
+
+    @property
+    def display_name(self) -> str:
+        """``DUPONT née MARTIN Jeanne`` style, used name first when there is one."""
+        if self.used_name and self.used_name != self.birth_name:
+            born = "née" if self.sex is Sex.FEMALE else "né"
+            return f"{self.used_name} {born} {self.birth_name} {self.first_names}"
+        return f"{self.birth_name} {self.first_names}"
+
+    @property
+    def search_key(self) -> str:
+        return fold(" ".join(filter(None, [self.used_name, self.birth_name, self.first_names,
+                                           self.room])))
+
+    def age(self, on: date) -> int:
+        before_birthday = (on.month, on.day) < (self.birth_date.month, self.birth_date.day)
+        return on.year - self.birth_date.year - before_birthday
+
+
+class Role(StrEnum):
+    PRESCRIBER = "prescriber"
+    NURSE = "nurse"
+    STAFF = "staff"  # CPE card holder: can look up and reprint, never sign
+
+
+@dataclass(frozen=True)
+class Practitioner:
+    """A health professional identified by the idNat_PS (``8`` + RPPS)."""
+
+    id_nat_ps: str
+    last_name: str
+    first_name: str
+    profession: str
+    role: Role
+    am: str | None = None  # N° AM, required to prescribe
+    finess: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id_nat_ps", validate_id_nat_ps(self.id_nat_ps))
+        object.__setattr__(self, "last_name", _name("last_name", self.last_name).upper())
+        object.__setattr__(self, "first_name", _name("first_name", self.first_name))
+        object.__setattr__(self, "role", Role(self.role))
+        if self.am:
+            object.__setattr__(self, "am", validate_am(self.am))
+        if self.finess:
+            object.__setattr__(self, "finess", validate_finess(self.finess))
+
+    @property
+    def rpps(self) -> str | None:
+        return rpps_from_id_nat_ps(self.id_nat_ps) if self.id_nat_ps.startswith("8") else None
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+    @property
+    def can_prescribe(self) -> bool:
+        return self.role is Role.PRESCRIBER

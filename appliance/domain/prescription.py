@@ -1,0 +1,341 @@
+"""A prescription (ordonnance), its lines and its state machine.
+
+States::
+
+    draft ──sign──▶ signed ──ack──▶ registered ──▶ partially_dispensed ──▶ dispensed
+                      │                 │               │        ▲
+                      └──────┬──────────┘               └────────┘ (more partial dispensations)
+                             ▼
+                         cancelled        (only before any dispensation)
+
+Timestamps are timezone-aware and kept in UTC; ``local()`` gives Europe/Paris for display.
+``canonical_bytes()`` is what the physician's card signs: RFC 8785 JSON of the content
+(identity of prescriber and resident, lines, renewals, ID, creation time), never the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import rfc8785
+
+from appliance.domain.ids import (
+    Ins,
+    validate_cip13,
+    validate_cis,
+    validate_lpp,
+)
+from appliance.domain.people import Practitioner, Resident, Role, Sex
+from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
+from appliance.domain.prescription_id import validate_prescription_id
+from appliance.errors import StateError, ValidationError
+
+PARIS = ZoneInfo("Europe/Paris")
+CANONICAL_VERSION = 1
+MAX_RENEWALS = 12
+
+
+def local(moment: datetime) -> datetime:
+    """A UTC timestamp as wall-clock time in Europe/Paris."""
+    return moment.astimezone(PARIS)
+
+
+def format_local(moment: datetime) -> str:
+    """``25/11/2026 à 14:05`` in Europe/Paris."""
+    return local(moment).strftime("%d/%m/%Y à %H:%M")
+
+
+def _utc(field_name: str, moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValidationError(field_name, moment.isoformat(), "a timezone-aware timestamp")
+    return moment.astimezone(UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment else None
+
+
+def _text(field_name: str, value: str, limit: int, required: bool = True) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise ValidationError(field_name, value, "a non-empty text")
+    if len(value) > limit:
+        raise ValidationError(field_name, value[:40] + "…", f"at most {limit} characters")
+    return value
+
+
+class State(StrEnum):
+    DRAFT = "draft"
+    SIGNED = "signed"
+    REGISTERED = "registered"
+    PARTIALLY_DISPENSED = "partially_dispensed"
+    DISPENSED = "dispensed"
+    CANCELLED = "cancelled"
+
+
+TRANSITIONS: Mapping[State, frozenset[State]] = {
+    State.DRAFT: frozenset({State.SIGNED}),
+    State.SIGNED: frozenset({State.REGISTERED, State.CANCELLED}),
+    State.REGISTERED: frozenset({State.PARTIALLY_DISPENSED, State.DISPENSED, State.CANCELLED}),
+    State.PARTIALLY_DISPENSED: frozenset({State.PARTIALLY_DISPENSED, State.DISPENSED}),
+    State.DISPENSED: frozenset(),
+    State.CANCELLED: frozenset(),
+}
+
+STATE_LABELS_FR: Mapping[State, str] = {
+    State.DRAFT: "brouillon",
+    State.SIGNED: "signée",
+    State.REGISTERED: "enregistrée",
+    State.PARTIALLY_DISPENSED: "partiellement délivrée",
+    State.DISPENSED: "délivrée",
+    State.CANCELLED: "annulée",
+}
+
+
+class NonSubstitution(StrEnum):
+    """Non-substitution mentions (arrêté du 12 novembre 2019)."""
+
+    MTE = "MTE"  # marge thérapeutique étroite
+    EFG = "EFG"  # enfant < 6 ans, pas de générique adapté
+    CIF = "CIF"  # contre-indication formelle
+
+    @property
+    def label(self) -> str:
+        return f"non substituable ({self.value})"
+
+
+@dataclass(frozen=True)
+class MedicationLine:
+    """A codified medication: CIS and/or CIP13, with its label as shown to the physician."""
+
+    label: str
+    posology: Posology | FreeTextPosology
+    cis: str | None = None
+    cip13: str | None = None
+    quantity: Decimal | None = None  # number of boxes (or units), when not given by duration
+    non_substitution: NonSubstitution | None = None
+    ald: bool = False
+    instructions: str = ""
+    kind: str = field(default="medication", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", _text("medication.label", self.label, 200))
+        if not self.cis and not self.cip13:
+            raise ValidationError("medication.code", None, "a CIS or a CIP13 (codified drugs only)")
+        if self.cis:
+            object.__setattr__(self, "cis", validate_cis(self.cis, field="medication.cis"))
+        if self.cip13:
+            object.__setattr__(self, "cip13",
+                               validate_cip13(self.cip13, field="medication.cip13"))
+        if self.quantity is not None:
+            object.__setattr__(self, "quantity", _quantity("medication.quantity", self.quantity))
+        if self.non_substitution is not None:
+            object.__setattr__(self, "non_substitution", NonSubstitution(self.non_substitution))
+        object.__setattr__(self, "instructions",
+                           _text("medication.instructions", self.instructions, 500, False))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({
+            "kind": self.kind, "label": self.label, "cis": self.cis, "cip13": self.cip13,
+            "posology": self.posology.to_dict(),
+            "quantity": str(self.quantity) if self.quantity is not None else None,
+            "non_substitution": self.non_substitution.value if self.non_substitution else None,
+            "ald": self.ald, "instructions": self.instructions or None,
+        })
+
+
+@dataclass(frozen=True)
+class DeviceLine:
+    """A medical device, with its LPP code when known."""
+
+    label: str
+    lpp: str | None = None
+    quantity: Decimal = Decimal(1)
+    ald: bool = False
+    kind: str = field(default="device", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", _text("device.label", self.label, 200))
+        if self.lpp:
+            object.__setattr__(self, "lpp", validate_lpp(self.lpp, field="device.lpp"))
+        object.__setattr__(self, "quantity", _quantity("device.quantity", self.quantity))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"kind": self.kind, "label": self.label, "lpp": self.lpp,
+                           "quantity": str(self.quantity), "ald": self.ald})
+
+
+@dataclass(frozen=True)
+class ActLine:
+    """Any other act, as free text (e.g. "Kinésithérapie : 10 séances")."""
+
+    text: str
+    ald: bool = False
+    kind: str = field(default="act", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", _text("act.text", self.text, 1000))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "ald": self.ald}
+
+
+Line = MedicationLine | DeviceLine | ActLine
+
+
+def _quantity(field_name: str, value: Any) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValidationError(field_name, value, "a number") from None
+    if not amount.is_finite() or amount <= 0 or amount > 1000:
+        raise ValidationError(field_name, value, "a number greater than 0 and at most 1000")
+    return amount
+
+
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Prescription:
+    id: str
+    prescriber: Practitioner
+    resident: Resident
+    created_at: datetime
+    lines: tuple[Line, ...] = ()
+    renewals: int = 0
+    state: State = State.DRAFT
+    signed_at: datetime | None = None
+    updated_at: datetime | None = None
+    cancel_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", validate_prescription_id(self.id))
+        object.__setattr__(self, "created_at", _utc("created_at", self.created_at))
+        object.__setattr__(self, "lines", tuple(self.lines))
+        object.__setattr__(self, "state", State(self.state))
+        if not 0 <= self.renewals <= MAX_RENEWALS:
+            raise ValidationError("renewals", self.renewals, f"between 0 and {MAX_RENEWALS}")
+        if self.prescriber.role is not Role.PRESCRIBER:
+            raise ValidationError("prescriber", self.prescriber.id_nat_ps,
+                                  "a practitioner allowed to prescribe")
+
+    # -- state machine ---------------------------------------------------------------
+    def can_become(self, new: State) -> bool:
+        return new in TRANSITIONS[self.state]
+
+    def transition(self, new: State, at: datetime, reason: str | None = None) -> Prescription:
+        """The same prescription in state ``new``; refuses every illegal transition."""
+        new = State(new)
+        if new not in TRANSITIONS[self.state]:
+            raise StateError(f"prescription {self.id}: {self.state.value} → {new.value} is not "
+                             "allowed")
+        at = _utc("at", at)
+        changes: dict[str, Any] = {"state": new, "updated_at": at}
+        if new is State.SIGNED:
+            self.check_signable()
+            changes["signed_at"] = at
+        if new is State.CANCELLED:
+            changes["cancel_reason"] = _text("cancel_reason", reason or "", 500)
+        return replace(self, **changes)
+
+    def check_signable(self) -> None:
+        if not self.lines:
+            raise ValidationError("lines", [], "at least one line")
+        if not self.prescriber.am:
+            raise ValidationError("prescriber.am", None, "the prescriber's N° AM")
+
+    @property
+    def is_ald_split(self) -> bool:
+        return any(line.ald for line in self.lines) and not all(line.ald for line in self.lines)
+
+    # -- serialisation ---------------------------------------------------------------
+    def content(self) -> dict[str, Any]:
+        """What the card signs: everything but the lifecycle (state, times after creation)."""
+        p, r = self.prescriber, self.resident
+        return {
+            "v": CANONICAL_VERSION,
+            "id": self.id,
+            "created_at": _iso(self.created_at),
+            "prescriber": _drop_none({
+                "id_nat_ps": p.id_nat_ps, "last_name": p.last_name, "first_name": p.first_name,
+                "profession": p.profession, "am": p.am, "finess": p.finess,
+            }),
+            "resident": _drop_none({
+                "ins": r.ins.value, "ins_oid": r.ins.oid, "birth_name": r.birth_name,
+                "used_name": r.used_name, "first_names": r.first_names,
+                "birth_date": r.birth_date.isoformat(), "sex": r.sex.value,
+                "objection": r.objection,
+            }),
+            "renewals": self.renewals,
+            "lines": [line.to_dict() for line in self.lines],
+        }
+
+    def canonical_bytes(self) -> bytes:
+        """RFC 8785 (JSON Canonicalization Scheme) bytes of ``content()``."""
+        return rfc8785.dumps(self.content())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Content plus lifecycle and the resident's room, for the local store."""
+        return {
+            **self.content(),
+            "room": self.resident.room,
+            "prescriber_role": self.prescriber.role.value,
+            "state": self.state.value,
+            "signed_at": _iso(self.signed_at),
+            "updated_at": _iso(self.updated_at),
+            "cancel_reason": self.cancel_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Prescription:
+        p, r = data["prescriber"], data["resident"]
+        return cls(
+            id=data["id"],
+            prescriber=Practitioner(
+                id_nat_ps=p["id_nat_ps"], last_name=p["last_name"], first_name=p["first_name"],
+                profession=p["profession"], role=Role(data.get("prescriber_role", "prescriber")),
+                am=p.get("am"), finess=p.get("finess")),
+            resident=Resident(
+                ins=Ins(r["ins"], r["ins_oid"]), birth_name=r["birth_name"],
+                used_name=r.get("used_name"), first_names=r["first_names"],
+                birth_date=date.fromisoformat(r["birth_date"]), sex=Sex(r["sex"]),
+                objection=r.get("objection", False), room=data.get("room", "")),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            lines=tuple(line_from_dict(line) for line in data["lines"]),
+            renewals=data.get("renewals", 0),
+            state=State(data.get("state", "draft")),
+            signed_at=_parse_time(data.get("signed_at")),
+            updated_at=_parse_time(data.get("updated_at")),
+            cancel_reason=data.get("cancel_reason"),
+        )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def line_from_dict(data: Mapping[str, Any]) -> Line:
+    kind = data.get("kind")
+    if kind == "medication":
+        ns = data.get("non_substitution")
+        return MedicationLine(
+            label=data["label"], cis=data.get("cis"), cip13=data.get("cip13"),
+            posology=posology_from_dict(data["posology"]),
+            quantity=Decimal(data["quantity"]) if data.get("quantity") else None,
+            non_substitution=NonSubstitution(ns) if ns else None,
+            ald=bool(data.get("ald", False)), instructions=data.get("instructions", ""))
+    if kind == "device":
+        return DeviceLine(label=data["label"], lpp=data.get("lpp"),
+                          quantity=Decimal(data.get("quantity", "1")),
+                          ald=bool(data.get("ald", False)))
+    if kind == "act":
+        return ActLine(text=data["text"], ald=bool(data.get("ald", False)))
+    raise ValidationError("line.kind", kind, "medication, device or act")

@@ -1,0 +1,148 @@
+"""Import residents from the EHPAD's CSV export and list them.
+
+CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Columns ``nir``,
+``nom``, ``nom_usage`` (optional), ``prenoms``, ``date_naissance`` (``YYYY-MM-DD`` or
+``DD/MM/YYYY``), ``sexe`` (``M``/``F``), ``chambre``, ``opposition`` (optional ``oui``/``non``).
+Residents are upserted by INS (INS-NIR). A bad row is reported with its line, column and
+reason and the other rows are imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from appliance.domain.ids import Ins
+from appliance.domain.people import Resident
+from appliance.errors import ValidationError
+from appliance.store import audit
+from appliance.store.db import Store
+from appliance.store.repositories import upsert_residents
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("nir", "nom", "prenoms", "date_naissance", "sexe", "chambre")
+OPTIONAL = ("nom_usage", "opposition")
+YES, NO = {"oui", "o", "yes", "1", "true"}, {"non", "n", "no", "0", "false", ""}
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({e.line for e in self.errors})
+
+    def summary(self) -> str:
+        return (f"{self.created} created, {self.updated} updated, "
+                f"{self.rejected} rejected")
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 (BOM or not), else cp1252 (the EHPAD software's Windows exports)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _birth_date(text: str) -> date:
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise ValidationError("date_naissance", text, "a date YYYY-MM-DD or DD/MM/YYYY")
+
+
+def _objection(text: str) -> bool:
+    low = (text or "").strip().lower()
+    if low in YES:
+        return True
+    if low in NO:
+        return False
+    raise ValidationError("opposition", text, "oui or non")
+
+
+def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowError]]:
+    """Pure parsing: (line number, resident) for good rows, errors for the others."""
+    text = decode(data)
+    first = text.splitlines()[0] if text else ""
+    delimiter = ";" if first.count(";") >= first.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        return [], [RowError(1, ",".join(missing), "missing from the header row")]
+    reader.fieldnames = header
+    good: list[tuple[int, Resident]] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            errors.append(RowError(line, "*", "more fields than the header"))
+            continue
+        values = {k: (v or "").strip() for k, v in row.items()}
+        if not any(values.values()):
+            continue
+        try:
+            resident = Resident(
+                ins=Ins.from_nir(values["nir"]),
+                birth_name=values["nom"], used_name=values.get("nom_usage") or None,
+                first_names=values["prenoms"], birth_date=_birth_date(values["date_naissance"]),
+                sex=_sex(values["sexe"]), room=values["chambre"],
+                objection=_objection(values.get("opposition", "")))
+        except ValidationError as exc:
+            errors.append(RowError(line, _column(exc.field), f"{exc.value!r}: {exc.expected}"))
+            continue
+        if resident.ins.value in seen:
+            errors.append(RowError(line, "nir", f"same NIR as line {seen[resident.ins.value]}"))
+            continue
+        seen[resident.ins.value] = line
+        good.append((line, resident))
+    return good, errors
+
+
+def _sex(text: str) -> str:
+    value = text.strip().upper()
+    if value not in {"M", "F"}:
+        raise ValidationError("sexe", text, "M or F")
+    return value
+
+
+def _column(field_name: str) -> str:
+    """Map a domain field name back to the CSV column."""
+    name = field_name.split(".")[-1].split(":")[-1]
+    return {"ins": "nir", "birth_name": "nom", "first_names": "prenoms"}.get(name, name)
+
+
+def import_residents(store: Store, data: bytes, *, actor: str) -> ImportReport:
+    good, errors = parse_residents(data)
+    report = ImportReport(errors=errors)
+    with store.write() as db:
+        report.created, report.updated = upsert_residents(db, (r for _, r in good))
+        audit.append(db, actor=actor, action="residents.imported",
+                     details={"created": report.created, "updated": report.updated,
+                              "rejected": report.rejected})
+    log.info("residents imported", extra={"fields": {
+        "created": report.created, "updated": report.updated, "rejected": report.rejected}})
+    return report

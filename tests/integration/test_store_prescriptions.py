@@ -1,0 +1,92 @@
+"""Prescriptions in a real SQLite file: one transaction for the signed prescription, its
+outbox row, its print job and its audit entry; drafts; state updates."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from appliance.domain.prescription import State
+from appliance.domain.prescription_id import PrescriptionIdGenerator
+from appliance.errors import StoreError
+from appliance.store import audit, open_store
+from appliance.store import repositories as repo
+from tests.factories import prescription, resident
+
+T1 = datetime(2026, 11, 25, 9, 31, tzinfo=UTC)
+COUNTS = "SELECT (SELECT count(*) FROM prescriptions), (SELECT count(*) FROM outbox)," \
+         " (SELECT count(*) FROM print_jobs), (SELECT count(*) FROM audit)"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "ordo.sqlite")
+    with s.write() as db:
+        repo.upsert_residents(db, [resident()])
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ids():
+    return PrescriptionIdGenerator(clock_ms=lambda: 1_764_000_000_000)
+
+
+def test_signed_prescription_outbox_print_job_and_audit_together(store, ids):
+    p = prescription(ids.new()).transition(State.SIGNED, T1)
+    with store.write() as db:
+        job = repo.record_signed(db, p, signature=b"sig", signer_cert=b"cert", actor="8100")
+    assert tuple(store.conn.execute(COUNTS).fetchone()) == (1, 1, 1, 1)
+    row = store.query("SELECT * FROM print_jobs")[0]
+    assert (row["id"], row["kind"], row["status"]) == (job, "original", "queued")
+    assert store.query("SELECT kind, status FROM outbox")[0] == {"kind": "create",
+                                                                "status": "pending"}
+    assert repo.get_prescription(store, p.id) == p
+    assert audit.entries(store)[0].subject == p.id
+
+
+@pytest.mark.parametrize("failing", ["outbox", "print_jobs", "audit"])
+def test_an_error_inside_the_transaction_leaves_nothing(store, ids, failing):
+    p = prescription(ids.new()).transition(State.SIGNED, T1)
+    store.conn.execute(f"CREATE TRIGGER fail BEFORE INSERT ON {failing} "
+                       "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    with pytest.raises(Exception, match="disk on fire"), store.write() as db:
+        repo.record_signed(db, p, signature=b"sig", signer_cert=b"cert", actor="8100")
+    assert tuple(store.conn.execute(COUNTS).fetchone()) == (0, 0, 0, 0)
+    store.conn.execute("DROP TRIGGER fail")
+    with store.write() as db:  # the same prescription can then be recorded
+        repo.record_signed(db, p, signature=b"sig", signer_cert=b"cert", actor="8100")
+    assert tuple(store.conn.execute(COUNTS).fetchone()) == (1, 1, 1, 1)
+
+
+def test_a_signed_prescription_is_never_overwritten(store, ids):
+    p = prescription(ids.new())
+    with store.write() as db:
+        repo.save_draft(db, p)
+        repo.save_draft(db, p)  # saving a draft again is fine
+    signed = p.transition(State.SIGNED, T1)
+    with store.write() as db:
+        repo.record_signed(db, signed, signature=b"s", signer_cert=b"c", actor="8100")
+    with pytest.raises(StoreError, match="already signed"), store.write() as db:
+        repo.record_signed(db, signed, signature=b"s", signer_cert=b"c", actor="8100")
+    with pytest.raises(StoreError, match="already signed"), store.write() as db:
+        repo.save_draft(db, p)
+    assert repo.get_prescription(store, p.id).state is State.SIGNED
+
+
+def test_state_updates_are_audited(store, ids):
+    signed = prescription(ids.new()).transition(State.SIGNED, T1)
+    with store.write() as db:
+        repo.record_signed(db, signed, signature=b"s", signer_cert=b"c", actor="8100")
+    registered = signed.transition(State.REGISTERED, T1)
+    with store.write() as db:
+        repo.update_state(db, registered, actor="system:sync")
+    assert repo.prescriptions_of(store, signed.resident.ins.value)[0].state is State.REGISTERED
+    assert [e.action for e in audit.entries(store)] == ["prescription.signed",
+                                                        "prescription.registered"]
+    assert audit.verify(store) == 2
+
+
+def test_record_signed_outside_a_transaction_is_refused(store, ids):
+    p = prescription(ids.new()).transition(State.SIGNED, T1)
+    with pytest.raises(StoreError, match="write transaction"):
+        repo.record_signed(store.db, p, signature=b"s", signer_cert=b"c", actor="8100")
