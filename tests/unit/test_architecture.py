@@ -1,0 +1,41 @@
+"""The domain stays pure: only the standard library, python-stdnum and rfc8785, and no
+module that does I/O. (import-linter guards the project's own layers; this guards the rest.)"""
+
+import ast
+import sys
+from pathlib import Path
+
+DOMAIN = Path(__file__).resolve().parents[2] / "appliance" / "domain"
+ALLOWED_THIRD_PARTY = {"stdnum", "rfc8785", "appliance"}
+IO_MODULES = {"os", "io", "socket", "sqlite3", "subprocess", "pathlib", "shutil", "tempfile",
+              "urllib", "http", "logging", "asyncio", "select", "ssl", "time"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text("utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_domain_imports_only_pure_modules():
+    files = sorted(DOMAIN.glob("*.py"))
+    assert len(files) >= 5
+    for path in files:
+        for name in _imports(path):
+            if name in ALLOWED_THIRD_PARTY:
+                continue
+            assert name in sys.stdlib_module_names, f"{path.name} imports {name}"
+            assert name not in IO_MODULES, f"{path.name} imports {name} (I/O)"
+
+
+def test_domain_only_imports_errors_from_the_rest_of_appliance():
+    for path in DOMAIN.glob("*.py"):
+        source = path.read_text("utf-8")
+        for line in source.splitlines():
+            if line.startswith(("from appliance.", "import appliance")):
+                assert line.startswith(("from appliance.domain", "from appliance.errors")), line
