@@ -1,0 +1,524 @@
+"""Use case: authenticate a practitioner with the inserted CPS/CPE card and the PIN typed.
+
+``authenticate(card, pin, trust, audit=...)``:
+
+1. reads the card's certificates and the holder's identity from the subject
+   (``serialNumber`` = idNat_PS, ``surname``, ``givenName``, ``title`` = profession);
+2. refuses a blocked card before anything else touches the PIN (an empty VERIFY);
+3. validates the authentication (and signature) certificate: validity dates, a chain to a
+   configured trust root (``security.trust_roots``), CA constraints, key usage, and the
+   CRLs when configured (``security.crls``);
+4. maps the profession to a role: ``Médecin`` → prescriber; ``Infirmier``/``Infirmière``
+   → nurse; a CPE card (idNat ``3``...) → staff; anything else is refused;
+5. VERIFY the PIN (never stored, logged or audited), then a challenge-response: the card
+   signs GET CHALLENGE + a host nonce with its authentication key, checked against the
+   certificate's public key;
+6. returns a ``PractitionerSession`` whose ``sign()`` works only for a prescriber.
+
+Each refusal is an ``AuthRefused`` with a machine ``reason`` and a French message. Every
+security event goes to ``audit`` (login ok, refused, wrong PIN, card blocked, lock).
+``SessionGuard`` locks the session on card events (removal, service lost, another card).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from stdnum import luhn
+
+from appliance.errors import CardError, ConfigError
+from appliance.ports import (
+    CardEvent,
+    CardEventKind,
+    CardRemoved,
+    CardSession,
+    PinBlocked,
+    WrongPin,
+    sha256_digest_info,
+)
+
+log = logging.getLogger(__name__)
+
+Audit = Callable[..., object]
+"""``audit(actor=..., action=..., subject=..., details={...})``, e.g. a partial of
+``appliance.store.audit.append``. Never receives a PIN or health data."""
+
+MIN_RSA_BITS = 2048
+MAX_CHAIN_DEPTH = 6
+HOST_NONCE_BYTES = 16
+PIN_PATTERN = re.compile(r"[0-9]{4,8}")
+SIGNATURE_ALGORITHM = "sha256WithRSAEncryption"
+
+
+class Role(StrEnum):
+    PRESCRIBER = "prescriber"
+    NURSE = "nurse"
+    STAFF = "staff"
+
+
+# Profession (subject ``title``, accents and case ignored) → role. CPE cards → staff.
+PROFESSION_ROLES: dict[str, Role] = {
+    "medecin": Role.PRESCRIBER,
+    "infirmier": Role.NURSE,
+    "infirmiere": Role.NURSE,
+}
+
+REASONS: dict[str, str] = {
+    "not_cps": "Carte non reconnue : ce n'est pas une carte CPS ou CPE lisible.",
+    "blocked": "Carte bloquée : code PIN épuisé. Faites-la débloquer avant de l'utiliser.",
+    "wrong_pin": "Code PIN incorrect : {tries_left} essai(s) restant(s).",
+    "pin_format": "Le code PIN comporte de 4 à 8 chiffres.",
+    "expired": "Certificat de la carte expiré depuis le {date}.",
+    "not_yet_valid": "Certificat de la carte pas encore valide (à partir du {date}).",
+    "revoked": "Certificat de la carte révoqué.",
+    "untrusted": "Certificat émis par une autorité non reconnue.",
+    "no_trust_roots": "Aucune autorité de confiance configurée (security.trust_roots).",
+    "key_usage": "Certificat de la carte inadapté à cet usage.",
+    "holder_mismatch": "Les certificats de la carte ne désignent pas la même personne.",
+    "profession": "Profession non autorisée sur ce poste : {profession}.",
+    "challenge": "La carte n'a pas prouvé qu'elle détient la clé de son certificat.",
+    "forbidden": "Ce profil ne peut pas signer de prescription.",
+    "locked": "Session verrouillée : réinsérez la carte et saisissez le code PIN.",
+}
+
+
+class AuthRefused(CardError):
+    """Authentication (or a session operation) refused; ``reason`` is a key of
+    ``REASONS``; the message is French, for the practitioner."""
+
+    def __init__(self, reason: str, **info: Any) -> None:
+        self.reason = reason
+        self.info = info
+        self.tries_left: int | None = info.get("tries_left")
+        super().__init__(REASONS[reason].format(**info))
+
+
+@dataclass(frozen=True)
+class Practitioner:
+    id_nat_ps: str
+    family_name: str
+    given_name: str
+    profession: str
+    card_type: str                  # "CPS" or "CPE"
+
+    @property
+    def rpps(self) -> str | None:
+        """The RPPS number (idNat_PS ``8`` + RPPS), None for ADELI or CPE identifiers."""
+        return self.id_nat_ps[1:] if self.id_nat_ps.startswith("8") else None
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.given_name} {self.family_name}".strip()
+
+
+@dataclass(frozen=True)
+class CardSignature:
+    value: bytes
+    certificate: bytes              # DER of the signature certificate
+    algorithm: str = SIGNATURE_ALGORITHM
+
+
+# -- identity ------------------------------------------------------------------------------
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
+    value = values[0].value if values else ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value).strip()
+
+
+def _valid_id_nat(value: str) -> bool:
+    if re.fullmatch(r"8[0-9]{11}", value):
+        return luhn.is_valid(value[1:])
+    if re.fullmatch(r"0[0-9]{9}", value):
+        return True                                     # 0 + ADELI (9 digits)
+    return re.fullmatch(r"3[0-9AB]{9}/[0-9A-Za-z]{1,20}", value) is not None   # CPE
+
+
+def parse_practitioner(cert: x509.Certificate) -> Practitioner:
+    """The holder of a card certificate; ``AuthRefused('not_cps')`` if it is not one."""
+    subject = cert.subject
+    id_nat = _attribute(subject, NameOID.SERIAL_NUMBER)
+    if not _valid_id_nat(id_nat):
+        log.info("card certificate without a valid idNat_PS")
+        raise AuthRefused("not_cps")
+    return Practitioner(
+        id_nat_ps=id_nat,
+        family_name=_attribute(subject, NameOID.SURNAME),
+        given_name=_attribute(subject, NameOID.GIVEN_NAME),
+        profession=_attribute(subject, NameOID.TITLE),
+        card_type="CPE" if id_nat.startswith("3") else "CPS",
+    )
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip().lower()
+
+
+def role_for(practitioner: Practitioner) -> Role | None:
+    if practitioner.card_type == "CPE":
+        return Role.STAFF
+    return PROFESSION_ROLES.get(_fold(practitioner.profession))
+
+
+# -- trust -----------------------------------------------------------------------------------
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """Trust anchors (self-signed), intermediates usable to build a path, and CRLs."""
+
+    roots: tuple[x509.Certificate, ...] = ()
+    intermediates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+
+    @classmethod
+    def from_certificates(cls, certs: Iterable[x509.Certificate],
+                          crls: Iterable[x509.CertificateRevocationList] = ()) -> TrustStore:
+        certs = list(certs)
+        return cls(roots=tuple(c for c in certs if _self_signed(c)),
+                   intermediates=tuple(c for c in certs if not _self_signed(c)),
+                   crls=tuple(crls))
+
+
+def load_trust_store(root_files: Iterable[str | Path],
+                     crl_files: Iterable[str | Path] = ()) -> TrustStore:
+    """Load PEM (or DER) certificate bundles and CRLs named in the settings."""
+    certs: list[x509.Certificate] = []
+    for path in root_files:
+        data = _read("security.trust_roots", path)
+        try:
+            certs.extend(x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
+                         else [x509.load_der_x509_certificate(data)])
+        except ValueError as exc:
+            raise ConfigError("security.trust_roots", str(path),
+                              f"PEM or DER certificates ({exc})") from exc
+    crls: list[x509.CertificateRevocationList] = []
+    for path in crl_files:
+        data = _read("security.crls", path)
+        try:
+            crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
+                        else x509.load_der_x509_crl(data))
+        except ValueError as exc:
+            raise ConfigError("security.crls", str(path), f"a PEM or DER CRL ({exc})") from exc
+    return TrustStore.from_certificates(certs, crls)
+
+
+def _read(key: str, path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(key, str(path), f"a readable file ({exc.strerror})") from exc
+
+
+def _check_dates(cert: x509.Certificate, at: datetime) -> None:
+    if at > cert.not_valid_after_utc:
+        raise AuthRefused("expired", date=cert.not_valid_after_utc.strftime("%d/%m/%Y"))
+    if at < cert.not_valid_before_utc:
+        raise AuthRefused("not_yet_valid", date=cert.not_valid_before_utc.strftime("%d/%m/%Y"))
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if child.issuer != issuer.subject:
+        return False
+    try:
+        child.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not constraints.ca:
+        return False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.key_cert_sign
+
+
+def _key_usage_ok(cert: x509.Certificate, usage: str) -> bool:
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ku.digital_signature if usage == "authentication" else ku.content_commitment
+
+
+def _revoked(child: x509.Certificate, issuer: x509.Certificate, trust: TrustStore,
+             at: datetime) -> bool:
+    for crl in trust.crls:
+        if crl.issuer != child.issuer or not crl.is_signature_valid(issuer.public_key()):
+            continue
+        if crl.next_update_utc is not None and crl.next_update_utc < at:
+            log.warning("the CRL of %s is past its next update; still applied",
+                        crl.issuer.rfc4514_string())
+        if crl.get_revoked_certificate_by_serial_number(child.serial_number) is not None:
+            return True
+    return False
+
+
+def validate_certificate(cert: x509.Certificate, trust: TrustStore, at: datetime,
+                         usage: str = "authentication") -> list[x509.Certificate]:
+    """Check dates, the chain to a trust root, CA constraints, key usage and CRLs;
+    return the path (leaf first, root last) or raise ``AuthRefused``."""
+    if not trust.roots:
+        raise AuthRefused("no_trust_roots")
+    _check_dates(cert, at)
+    public = cert.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or public.key_size < MIN_RSA_BITS:
+        raise AuthRefused("key_usage")
+    if not _key_usage_ok(cert, usage):
+        raise AuthRefused("key_usage")
+    path = [cert]
+    while True:
+        current = path[-1]
+        root = next((r for r in trust.roots if _issued_by(current, r)), None)
+        if root is not None:
+            path.append(root)
+            break
+        issuer = next((i for i in trust.intermediates
+                       if i not in path and _is_ca(i) and _issued_by(current, i)), None)
+        if issuer is None or len(path) > MAX_CHAIN_DEPTH:
+            raise AuthRefused("untrusted")
+        path.append(issuer)
+    for ca in path[1:]:
+        if not _is_ca(ca):
+            raise AuthRefused("untrusted")
+        _check_dates(ca, at)
+    for child, issuer in itertools.pairwise(path):
+        if _revoked(child, issuer, trust, at):
+            raise AuthRefused("revoked")
+    return path
+
+
+# -- the session ---------------------------------------------------------------------------
+
+@dataclass
+class PractitionerSession:
+    """An authenticated practitioner at a reader, until the session locks.
+
+    Thread-safe: ``lock()`` may come from the card monitor's thread. Once locked it stays
+    locked; the card is reset so the PIN must be typed again.
+    """
+
+    practitioner: Practitioner
+    role: Role
+    reader: str
+    card: CardSession = field(repr=False)
+    signature_certificate: x509.Certificate | None = field(repr=False)
+    audit: Audit = field(repr=False)
+    idle_timeout_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    locked: bool = False
+    lock_reason: str = ""
+    locked_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self._state = threading.Lock()
+        self._card_lock = threading.Lock()
+        self._listeners: list[Callable[[PractitionerSession], None]] = []
+        self.last_activity = self.clock()
+
+    @property
+    def can_sign(self) -> bool:
+        return self.role is Role.PRESCRIBER and self.signature_certificate is not None
+
+    def on_lock(self, callback: Callable[[PractitionerSession], None]) -> None:
+        self._listeners.append(callback)
+
+    def touch(self) -> None:
+        self._require_active()
+        self.last_activity = self.clock()
+
+    def check_idle(self) -> bool:
+        """Lock after ``idle_timeout_s`` without activity; True if the session is locked.
+        Call it periodically (the UI does it every second)."""
+        if not self.locked and self.clock() - self.last_activity > self.idle_timeout_s:
+            self.lock("idle")
+        return self.locked
+
+    def lock(self, reason: str) -> None:
+        """End the session (idempotent): listeners, audit, then the card is reset."""
+        with self._state:
+            if self.locked:
+                return
+            self.locked, self.lock_reason, self.locked_at = True, reason, self.clock()
+        log.info("session locked", extra={"fields": {"reason": reason, "reader": self.reader}})
+        for callback in list(self._listeners):
+            try:
+                callback(self)
+            except Exception:
+                log.exception("session lock listener failed")
+        try:
+            self.audit(actor=self.practitioner.id_nat_ps, action="auth.session_locked",
+                       subject=self.reader, details={"reason": reason})
+        except Exception:
+            log.exception("cannot audit the session lock")
+        try:
+            self.card.close()
+        except CardError as exc:
+            log.debug("closing the card after lock: %s", exc)
+
+    def logout(self) -> None:
+        self.lock("logout")
+
+    def _require_active(self) -> None:
+        if self.check_idle():
+            raise AuthRefused("locked")
+
+    def sign(self, data: bytes) -> CardSignature:
+        """Sign ``data`` (canonical prescription bytes) with the card's signature key;
+        the signature is verified with the certificate before it is returned."""
+        self._require_active()
+        if not self.can_sign or self.signature_certificate is None:
+            raise AuthRefused("forbidden")
+        with self._card_lock:
+            if self.locked:
+                raise AuthRefused("locked")
+            try:
+                value = self.card.sign(sha256_digest_info(data))
+            except CardRemoved as exc:
+                self.lock("card_removed")
+                raise AuthRefused("locked") from exc
+        public = self.signature_certificate.public_key()
+        assert isinstance(public, rsa.RSAPublicKey)
+        try:
+            public.verify(value, data, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature as exc:
+            raise CardError("the card's signature does not verify with its certificate") \
+                from exc
+        self.last_activity = self.clock()
+        return CardSignature(value=value,
+                             certificate=self.signature_certificate.public_bytes(Encoding.DER))
+
+
+class SessionGuard:
+    """Subscribe it to the card watcher: it locks the session when its card is removed,
+    its reader disappears, the PC/SC service goes away, or another card is inserted."""
+
+    def __init__(self, session: PractitionerSession) -> None:
+        self.session = session
+
+    def __call__(self, event: CardEvent) -> None:
+        reason = None
+        mine = event.reader == self.session.reader
+        if event.kind is CardEventKind.REMOVED and mine:
+            reason = "card_removed"
+        elif event.kind is CardEventKind.READER_REMOVED and mine:
+            reason = "reader_removed"
+        elif event.kind is CardEventKind.SERVICE_LOST:
+            reason = "service_lost"
+        elif event.kind is CardEventKind.INSERTED and not mine and not event.initial:
+            reason = "other_card"
+        if reason is not None:
+            self.session.lock(reason)
+
+
+# -- the use case ----------------------------------------------------------------------------
+
+def _load_card_cert(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise AuthRefused("not_cps") from exc
+
+
+def authenticate(card: CardSession, pin: str, trust: TrustStore, *, audit: Audit,
+                 now: datetime | None = None, idle_timeout_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> PractitionerSession:
+    """Authenticate the holder of ``card`` with ``pin``; see the module docstring."""
+    at = now or datetime.now(UTC)
+    reader = card.reader
+    certs = card.read_certificates()
+    auth_cert = _load_card_cert(certs.authentication)
+    try:
+        practitioner = parse_practitioner(auth_cert)
+    except AuthRefused:
+        audit(actor="card", action="auth.refused", subject=reader,
+              details={"reason": "not_cps"})
+        raise
+    actor = practitioner.id_nat_ps
+
+    def refuse(reason: str, action: str = "auth.refused", **info: Any) -> AuthRefused:
+        details = {"reason": reason, "card_type": practitioner.card_type,
+                   "serial": f"{auth_cert.serial_number:x}", **info}
+        audit(actor=actor, action=action, subject=reader, details=details)
+        return AuthRefused(reason, **info)
+
+    if card.pin_status().blocked:
+        raise refuse("blocked", "auth.card_blocked")
+    sign_cert = None
+    try:
+        validate_certificate(auth_cert, trust, at, "authentication")
+        if certs.signature is not None:
+            sign_cert = _load_card_cert(certs.signature)
+            if parse_practitioner(sign_cert).id_nat_ps != practitioner.id_nat_ps:
+                raise AuthRefused("holder_mismatch")
+            validate_certificate(sign_cert, trust, at, "signature")
+    except AuthRefused as exc:
+        raise refuse(exc.reason, **exc.info) from None
+    role = role_for(practitioner)
+    if role is None:
+        raise refuse("profession", profession=practitioner.profession or "?")
+    if not PIN_PATTERN.fullmatch(pin):
+        raise AuthRefused("pin_format")
+    try:
+        card.verify_pin(pin)
+    except WrongPin as exc:
+        audit(actor=actor, action="auth.wrong_pin", subject=reader,
+              details={"tries_left": exc.tries_left})
+        if exc.tries_left == 0:
+            raise refuse("blocked", "auth.card_blocked") from None
+        raise AuthRefused("wrong_pin", tries_left=exc.tries_left) from None
+    except PinBlocked:
+        raise refuse("blocked", "auth.card_blocked") from None
+
+    data = card.get_challenge() + secrets.token_bytes(HOST_NONCE_BYTES)
+    signature = card.authenticate(sha256_digest_info(data))
+    public = auth_cert.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    try:
+        public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise refuse("challenge") from None
+    audit(actor=actor, action="auth.login", subject=reader,
+          details={"role": role.value, "card_type": practitioner.card_type,
+                   "serial": f"{auth_cert.serial_number:x}"})
+    log.info("practitioner authenticated", extra={"fields": {"role": role.value,
+                                                            "reader": reader}})
+    return PractitionerSession(practitioner=practitioner, role=role, reader=reader, card=card,
+                               signature_certificate=sign_cert, audit=audit,
+                               idle_timeout_s=idle_timeout_s, clock=clock)
