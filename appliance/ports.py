@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from appliance.domain.prescription import Prescription
-from appliance.errors import CardError, RegistryError
+from appliance.errors import CardError, PrinterError, RegistryError
 
 # ---------------------------------------------------------------------------------------
 # Card: a CPS/CPE smart card in a PC/SC reader (drivers.card implements it)
@@ -268,3 +268,114 @@ class Registry(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Signature and printing (issue 5): the card as a signer, the order printer.
+# appliance.services.signature and appliance.services.printing use these;
+# drivers.printer implements OrderPrinter.
+# ---------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Signs the QR signed part with the physician's signature key.
+
+    ``sign`` returns RSA-2048 PKCS#1 v1.5 over SHA-256 of ``data`` (a card adapter hashes
+    ``data``, builds the DigestInfo with ``sha256_digest_info`` and calls
+    ``CardSession.sign``). ``certificate_der`` is the certificate of that key.
+    """
+
+    @property
+    def certificate_der(self) -> bytes: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class PrinterState(StrEnum):
+    READY = "ready"
+    PAPER_LOW = "paper_low"
+    PAPER_OUT = "paper_out"
+    OFFLINE = "offline"  # answers but does not print (cover open, error)
+    UNREACHABLE = "unreachable"  # no connection at all
+    UNKNOWN = "unknown"  # write-only link (file://) or the printer does not answer status
+
+
+PRINTER_STATE_LABELS_FR: dict[PrinterState, str] = {
+    PrinterState.READY: "Imprimante prête",
+    PrinterState.PAPER_LOW: "Imprimante prête, fin de rouleau proche",
+    PrinterState.PAPER_OUT: "Plus de papier dans l'imprimante",
+    PrinterState.OFFLINE: "Imprimante hors ligne (capot ouvert ou erreur)",
+    PrinterState.UNREACHABLE: "Imprimante injoignable",
+    PrinterState.UNKNOWN: "État de l'imprimante inconnu",
+}
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    """What the printer says about itself; ``message`` is French, for the UI."""
+
+    state: PrinterState
+    detail: str = ""
+
+    @property
+    def can_print(self) -> bool:
+        return self.state in {PrinterState.READY, PrinterState.PAPER_LOW, PrinterState.UNKNOWN}
+
+    @property
+    def message(self) -> str:
+        label = PRINTER_STATE_LABELS_FR[self.state]
+        return f"{label} : {self.detail}" if self.detail else label
+
+
+class PrinterUnavailable(PrinterError):
+    """The printer did not take the whole job (offline, no paper, connection lost): the
+    job stays queued and is retried. The message is French, for the UI."""
+
+    def __init__(self, state: PrinterState, message: str) -> None:
+        self.state = state
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class PrintRequest:
+    """One order to print: the signed prescription and its QR payload.
+
+    ``duplicate_at`` is set on reprints (the time the duplicate was asked for): the ticket
+    then says DUPLICATA with that time.
+    """
+
+    job_id: int
+    prescription: Prescription
+    qr_payload: str
+    duplicate_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PrintReceipt:
+    """What happened on the wire. ``confirmed`` is False on write-only links (file://)."""
+
+    bytes_sent: int
+    tickets: int
+    seconds: float
+    confirmed: bool
+
+
+class OrderPrinter(Protocol):
+    """Prints orders. ``print_order`` returns only once the printer accepted every byte;
+    otherwise it raises ``PrinterUnavailable`` (retry later) or ``PrinterError``."""
+
+    @property
+    def qr_capacity(self) -> int:
+        """The longest QR payload (alphanumeric characters) the medium takes at ≥ 3 dots
+        per module."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """URI and medium, for the audit trail (no secret in it)."""
+        ...
+
+    def status(self) -> PrinterStatus: ...
+
+    def print_order(self, request: PrintRequest) -> PrintReceipt: ...

@@ -150,3 +150,39 @@ def migrate(store: Store) -> list[str]:
         log.info("migration applied", extra={"fields": {"migration": name}})
         new.append(name)
     return new
+
+
+@migration
+def m002_sync_registry(db: sqlite_utils.Database) -> None:
+    """Registry sync (issue 6): the exact bytes the card signed, and dispensations pulled back.
+
+    ``signed_payload`` is NULL when the card signed ``canonical_bytes()`` itself.
+    Dispensations keep the registry's ``MedicationDispense`` JSON as received; no foreign key
+    so that a dispensation for an unknown prescription (e.g. after restoring an old backup)
+    is kept rather than lost.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(prescriptions)")}
+    if "signed_payload" not in columns:
+        db.execute("ALTER TABLE prescriptions ADD COLUMN signed_payload BLOB")
+    db.execute(
+        "CREATE TABLE dispensations ("
+        " registry_id TEXT PRIMARY KEY,"
+        " prescription_id TEXT NOT NULL,"
+        " line_no INTEGER NOT NULL,"
+        " complete INTEGER NOT NULL CHECK (complete IN (0, 1)),"
+        " product_label TEXT NOT NULL DEFAULT '',"
+        " product_system TEXT,"
+        " product_code TEXT,"
+        " quantity TEXT,"
+        " unit TEXT,"
+        " substituted INTEGER NOT NULL DEFAULT 0 CHECK (substituted IN (0, 1)),"
+        " substitution_type TEXT,"
+        " substitution_reason TEXT,"
+        " pharmacy TEXT,"
+        " handed_over_at TEXT NOT NULL,"
+        " received_at TEXT NOT NULL,"
+        " resource TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX dispensations_prescription"
+               " ON dispensations (prescription_id, line_no)")
+    db.execute("CREATE INDEX outbox_next_attempt ON outbox (status, next_attempt_at)")
