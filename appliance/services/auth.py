@@ -13,7 +13,8 @@
 5. VERIFY the PIN (never stored, logged or audited), then a challenge-response: the card
    signs GET CHALLENGE + a host nonce with its authentication key, checked against the
    certificate's public key;
-6. returns a ``PractitionerSession`` whose ``sign()`` works only for a prescriber.
+6. returns a ``PractitionerSession`` whose ``sign()`` works only for a prescriber; the
+   session is then a ``Signer`` (``certificate_der`` + ``sign(data) -> bytes``).
 
 Each refusal is an ``AuthRefused`` with a machine ``reason`` and a French message. Every
 security event goes to ``audit`` (login ok, refused, wrong PIN, card blocked, lock).
@@ -65,7 +66,6 @@ MIN_RSA_BITS = 2048
 MAX_CHAIN_DEPTH = 6
 HOST_NONCE_BYTES = 16
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
-SIGNATURE_ALGORITHM = "sha256WithRSAEncryption"
 
 
 class Role(StrEnum):
@@ -127,13 +127,6 @@ class Practitioner:
     @property
     def display_name(self) -> str:
         return f"{self.given_name} {self.family_name}".strip()
-
-
-@dataclass(frozen=True)
-class CardSignature:
-    value: bytes
-    certificate: bytes              # DER of the signature certificate
-    algorithm: str = SIGNATURE_ALGORITHM
 
 
 # -- identity ------------------------------------------------------------------------------
@@ -350,6 +343,7 @@ class PractitionerSession:
         self._state = threading.Lock()
         self._card_lock = threading.Lock()
         self._listeners: list[Callable[[PractitionerSession], None]] = []
+        self._lock_done = threading.Event()
         self.last_activity = self.clock()
 
     @property
@@ -370,8 +364,14 @@ class PractitionerSession:
             self.lock("idle")
         return self.locked
 
+    def wait_locked(self, timeout_s: float | None = None) -> bool:
+        """Wait until ``lock()`` has finished (listeners, audit entry, card reset)."""
+        return self._lock_done.wait(timeout_s)
+
     def lock(self, reason: str) -> None:
-        """End the session (idempotent): listeners, audit, then the card is reset."""
+        """End the session (idempotent): listeners first (the UI hides everything at
+        once), then the audit entry, then the card is reset. May run in the monitor's
+        thread: the ``audit`` given to ``authenticate`` must accept that."""
         with self._state:
             if self.locked:
                 return
@@ -391,6 +391,8 @@ class PractitionerSession:
             self.card.close()
         except CardError as exc:
             log.debug("closing the card after lock: %s", exc)
+        finally:
+            self._lock_done.set()
 
     def logout(self) -> None:
         self.lock("logout")
@@ -399,9 +401,16 @@ class PractitionerSession:
         if self.check_idle():
             raise AuthRefused("locked")
 
-    def sign(self, data: bytes) -> CardSignature:
-        """Sign ``data`` (canonical prescription bytes) with the card's signature key;
-        the signature is verified with the certificate before it is returned."""
+    @property
+    def certificate_der(self) -> bytes:
+        """DER of the signature certificate (``AuthRefused('forbidden')`` if none)."""
+        if not self.can_sign or self.signature_certificate is None:
+            raise AuthRefused("forbidden")
+        return self.signature_certificate.public_bytes(Encoding.DER)
+
+    def sign(self, data: bytes) -> bytes:
+        """RSA-2048 PKCS#1 v1.5 over SHA-256(``data``) with the card's signature key; the
+        signature is verified with the certificate before it is returned."""
         self._require_active()
         if not self.can_sign or self.signature_certificate is None:
             raise AuthRefused("forbidden")
@@ -421,8 +430,7 @@ class PractitionerSession:
             raise CardError("the card's signature does not verify with its certificate") \
                 from exc
         self.last_activity = self.clock()
-        return CardSignature(value=value,
-                             certificate=self.signature_certificate.public_bytes(Encoding.DER))
+        return value
 
 
 class SessionGuard:

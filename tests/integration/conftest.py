@@ -1,0 +1,200 @@
+"""Integration fixtures: real daemons and files. One section per area; keep yours apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+# ---------------------------------------------------------------------------------------
+# Card: the real pcscd with the vsmartcard vpcd reader, the test PKI, virtual cards
+# (fixtures: pcscd, card_pki, card_trust, card_data_dir, vcards, card_store, card_audit)
+# ---------------------------------------------------------------------------------------
+
+PCSCD_RUN_DIR = Path("/run/pcscd")
+PCSCD_PID_FILE = PCSCD_RUN_DIR / "pcscd.pid"
+PCSCD_SOCKET = PCSCD_RUN_DIR / "pcscd.comm"
+VPCD_READERS = 2
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def _running_pcscd_pid() -> int | None:
+    try:
+        pid = int(PCSCD_PID_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+    return pid if comm == "pcscd" and _pid_alive(pid) else None
+
+
+def _vpcd_readers() -> list[str]:
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return []
+    try:
+        hresult, names = scard.SCardListReaders(context, [])
+        return [n for n in names if n.startswith("Virtual PCD")] if hresult == 0 else []
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+class Pcscd:
+    """Starts pcscd (foreground child) if none runs; stops only what it started."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.found_running = False
+
+    @property
+    def ours(self) -> bool:
+        return self.process is not None
+
+    def ensure(self) -> None:
+        if _running_pcscd_pid() is not None:
+            self.found_running = True
+        else:
+            self.start()
+        self.wait_for_readers()
+
+    def start(self) -> None:
+        binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+        if not Path(binary).exists():
+            pytest.skip("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
+        if os.geteuid() != 0:
+            pytest.skip("starting pcscd needs root")
+        for stale in (PCSCD_PID_FILE, PCSCD_SOCKET):      # left by a killed pcscd
+            stale.unlink(missing_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([binary, "--foreground"], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        self.wait_for_readers()
+
+    def wait_for_readers(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(_vpcd_readers()) < VPCD_READERS:
+            if self.process is not None and self.process.poll() is not None:
+                pytest.fail(f"pcscd exited ({self.process.returncode}); see {self.log_path}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"pcscd does not list the {VPCD_READERS} vpcd readers "
+                            "(is vsmartcard-vpcd installed?)")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+        for stale in (PCSCD_PID_FILE, PCSCD_SOCKET):
+            stale.unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        """Stop and start again; only a pcscd that these tests started."""
+        if not self.ours:
+            pytest.skip("pcscd was running before the tests: not restarting someone else's")
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory):
+    service = Pcscd(tmp_path_factory.mktemp("pcscd") / "pcscd.log")
+    service.ensure()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def card_pki(tmp_path_factory):
+    """The test PKI (``drivers.card.pki.PkiPaths``), made once per session."""
+    from drivers.card.pki import init_pki
+
+    return init_pki(tmp_path_factory.mktemp("card-pki") / "pki")
+
+
+@pytest.fixture(scope="session")
+def card_trust(card_pki):
+    from appliance.services.auth import load_trust_store
+
+    return load_trust_store(card_pki.trust_roots, card_pki.crls)
+
+
+@pytest.fixture
+def card_data_dir(tmp_path, card_pki):
+    """A data dir whose ``pki`` is the session's test PKI."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pki").symlink_to(card_pki.directory)
+    return data
+
+
+class VirtualCards:
+    """Insert/remove virtual cards (real background processes, like ``ordo card``)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.slots: set[int] = set()
+
+    def insert(self, profile: str, slot: int = 0, pin: str = "1234"):
+        from drivers.card import virtual
+
+        self.slots.add(slot)
+        return virtual.insert(self.data_dir, profile, slot, pin)
+
+    def remove(self, slot: int = 0):
+        from drivers.card import virtual
+
+        return virtual.remove(self.data_dir, slot)
+
+    def cleanup(self) -> None:
+        from drivers.card import virtual
+
+        for slot in sorted(self.slots):
+            virtual.remove(self.data_dir, slot)
+
+
+@pytest.fixture
+def vcards(pcscd, card_data_dir):
+    cards = VirtualCards(card_data_dir)
+    yield cards
+    cards.cleanup()
+
+
+@pytest.fixture
+def card_store(card_data_dir):
+    from appliance.store import open_store
+
+    store = open_store(card_data_dir / "ordo.sqlite")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def card_audit(card_store):
+    """The real audit chain (``appliance.store.audit.append`` on a real SQLite file)."""
+    from appliance.store import audit
+
+    return functools.partial(audit.append, card_store)
