@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from stdnum import luhn
 
-from appliance.errors import CardError, ConfigError
+from appliance.domain.ids import validate_id_nat_ps
+from appliance.errors import CardError, ConfigError, InvalidIdentifier
 from appliance.ports import (
     CardEvent,
     CardEventKind,
@@ -137,19 +137,25 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value).strip()
 
 
-def _valid_id_nat(value: str) -> bool:
-    if re.fullmatch(r"8[0-9]{11}", value):
-        return luhn.is_valid(value[1:])
-    if re.fullmatch(r"0[0-9]{9}", value):
-        return True                                     # 0 + ADELI (9 digits)
-    return re.fullmatch(r"3[0-9AB]{9}/[0-9A-Za-z]{1,20}", value) is not None   # CPE
+CPE_ID_NAT = re.compile(r"3(?:[0-9]{2}|2[AB])[0-9]{7}/[0-9A-Za-z]{1,20}")
+"""idNat of establishment staff (CPE cards): ``3`` + FINESS + ``/`` + local identifier."""
+
+
+def _id_nat(value: str) -> str | None:
+    """The normalised idNat_PS, or None when it is not one."""
+    if value.startswith("3"):
+        return value if CPE_ID_NAT.fullmatch(value) else None
+    try:
+        return validate_id_nat_ps(value)            # 8 + RPPS (Luhn) or 0 + ADELI
+    except InvalidIdentifier:
+        return None
 
 
 def parse_practitioner(cert: x509.Certificate) -> Practitioner:
     """The holder of a card certificate; ``AuthRefused('not_cps')`` if it is not one."""
     subject = cert.subject
-    id_nat = _attribute(subject, NameOID.SERIAL_NUMBER)
-    if not _valid_id_nat(id_nat):
+    id_nat = _id_nat(_attribute(subject, NameOID.SERIAL_NUMBER))
+    if id_nat is None:
         log.info("card certificate without a valid idNat_PS")
         raise AuthRefused("not_cps")
     return Practitioner(

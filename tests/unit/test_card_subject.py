@@ -65,6 +65,7 @@ def test_adeli_identifier_is_accepted(key):
     "8" + rpps_with_key("9970000001")[:-1] + "0",     # bad Luhn key (the right one is not 0)
     "899700000",                                      # too short
     "9" + rpps_with_key("9970000001"),                # unknown type
+    f"3{TEST_FINESS}",                                # CPE without the local identifier
     "",
 ])
 def test_invalid_identifier_is_not_a_cps_card(key, id_nat):
