@@ -32,8 +32,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _running_pcscd_pid() -> int | None:
-    try:
-        pid = int(PCSCD_PID_FILE.read_text().strip())
+    try:       # pcscd writes "<pid>\n\0"
+        pid = int(PCSCD_PID_FILE.read_bytes().replace(b"\0", b"").strip())
     except (OSError, ValueError):
         return None
     try:
@@ -41,6 +41,16 @@ def _running_pcscd_pid() -> int | None:
     except OSError:
         return None
     return pid if comm == "pcscd" and _pid_alive(pid) else None
+
+
+def _pcscd_answers() -> bool:
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return False
+    scard.SCardReleaseContext(context)
+    return True
 
 
 def _vpcd_readers() -> list[str]:
@@ -69,7 +79,7 @@ class Pcscd:
         return self.process is not None
 
     def ensure(self) -> None:
-        if _running_pcscd_pid() is not None:
+        if _running_pcscd_pid() is not None or _pcscd_answers():
             self.found_running = True
         else:
             self.start()
@@ -86,7 +96,11 @@ class Pcscd:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([binary, "--foreground"], stdout=log,
                                             stderr=subprocess.STDOUT)
-        self.wait_for_readers()
+        try:
+            self.wait_for_readers()
+        except BaseException:
+            self.stop()                 # never leave our pcscd behind
+            raise
 
     def wait_for_readers(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
