@@ -92,6 +92,10 @@ class ReaderMonitor:
 
     # -- state ------------------------------------------------------------------------
     @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def service_up(self) -> bool:
         return bool(self._service)
 

@@ -148,7 +148,7 @@ def test_pcscd_restart_locks_the_session_and_the_monitor_recovers(
 def test_monitor_stops_cleanly(pcscd):
     mon = ReaderMonitor()
     mon.start()
-    thread = mon._thread
+    assert mon.running
     time.sleep(0.05)
     mon.stop()
-    assert thread is not None and not thread.is_alive()
+    assert not mon.running
