@@ -33,7 +33,6 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from appliance.domain.ids import validate_id_nat_ps
+from appliance.domain.people import Practitioner, Role
 from appliance.errors import CardError, ConfigError, InvalidIdentifier
 from appliance.ports import (
     CardEvent,
@@ -66,12 +66,6 @@ MIN_RSA_BITS = 2048
 MAX_CHAIN_DEPTH = 6
 HOST_NONCE_BYTES = 16
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
-
-
-class Role(StrEnum):
-    PRESCRIBER = "prescriber"
-    NURSE = "nurse"
-    STAFF = "staff"
 
 
 # Profession (subject ``title``, accents and case ignored) → role. CPE cards → staff.
@@ -112,7 +106,7 @@ class AuthRefused(CardError):
 
 
 @dataclass(frozen=True)
-class Practitioner:
+class CardHolder:
     id_nat_ps: str
     family_name: str
     given_name: str
@@ -127,6 +121,13 @@ class Practitioner:
     @property
     def display_name(self) -> str:
         return f"{self.given_name} {self.family_name}".strip()
+
+    def as_practitioner(self, role: Role, am: str | None = None,
+                        finess: str | None = None) -> Practitioner:
+        """The domain's practitioner, with the N° AM and FINESS the card does not carry."""
+        return Practitioner(id_nat_ps=self.id_nat_ps, last_name=self.family_name,
+                            first_name=self.given_name, profession=self.profession, role=role,
+                            am=am, finess=finess)
 
 
 # -- identity ------------------------------------------------------------------------------
@@ -151,14 +152,14 @@ def _id_nat(value: str) -> str | None:
         return None
 
 
-def parse_practitioner(cert: x509.Certificate) -> Practitioner:
+def parse_practitioner(cert: x509.Certificate) -> CardHolder:
     """The holder of a card certificate; ``AuthRefused('not_cps')`` if it is not one."""
     subject = cert.subject
     id_nat = _id_nat(_attribute(subject, NameOID.SERIAL_NUMBER))
     if id_nat is None:
         log.info("card certificate without a valid idNat_PS")
         raise AuthRefused("not_cps")
-    return Practitioner(
+    return CardHolder(
         id_nat_ps=id_nat,
         family_name=_attribute(subject, NameOID.SURNAME),
         given_name=_attribute(subject, NameOID.GIVEN_NAME),
@@ -172,7 +173,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip().lower()
 
 
-def role_for(practitioner: Practitioner) -> Role | None:
+def role_for(practitioner: CardHolder) -> Role | None:
     if practitioner.card_type == "CPE":
         return Role.STAFF
     return PROFESSION_ROLES.get(_fold(practitioner.profession))
@@ -333,7 +334,7 @@ class PractitionerSession:
     locked; the card is reset so the PIN must be typed again.
     """
 
-    practitioner: Practitioner
+    practitioner: CardHolder
     role: Role
     reader: str
     card: CardSession = field(repr=False)
