@@ -1,0 +1,31 @@
+"""Search keys: the accent-, case- and punctuation-free form of names and queries.
+
+The same function folds the referential's names when the index is built and the
+user's text when it is searched, so ``PARACÉTAMOL``, ``paracetamol`` and ``Paracétamol``
+meet; ``1,5 mg`` and ``1.5 mg`` both become ``1 5 mg``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from appliance.domain.people import fold
+
+# Ligatures that Unicode decomposition keeps as single letters.
+_LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae"})
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def search_key(text: str) -> str:
+    """Lower-case, accent-free words separated by single spaces.
+
+    Cached: an import folds the same form, substance and laboratory names many times,
+    and as-you-type queries repeat."""
+    return " ".join(_NON_WORD.sub(" ", fold(text.translate(_LIGATURES))).split())
+
+
+def prefix_upper_bound(prefix: str) -> str:
+    """The smallest string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
