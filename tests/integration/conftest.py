@@ -212,3 +212,146 @@ def card_audit(card_store):
     from appliance.store import audit
 
     return functools.partial(audit.append, card_store)
+
+
+# ---------------------------------------------------------------------------------------
+# Registry sync (issue 6): the reference registry on loopback (plain HTTP or mutual TLS),
+# signed prescriptions in a real store, sync engines with small backoffs
+# (fixtures: sync_signers, sync_trust, registry_sim, registry_tls, sync_store, rx,
+#  make_engine)
+# ---------------------------------------------------------------------------------------
+
+SYNC_SIGNER_PROFILES = ("physician", "untrusted", "revoked")
+
+
+@pytest.fixture(scope="session")
+def sync_signers(card_pki):
+    """{profile: SoftwareSigner} over the test PKI's card signature keys."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from appliance.services.signature import SoftwareSigner
+
+    signers = {}
+    for name in SYNC_SIGNER_PROFILES:
+        folder = card_pki.card_dir(name)
+        signers[name] = SoftwareSigner(
+            load_pem_private_key((folder / "sign.key").read_bytes(), None),
+            x509.load_der_x509_certificate((folder / "sign.der").read_bytes()))
+    return signers
+
+
+@pytest.fixture(scope="session")
+def sync_trust(card_pki):
+    """The registry's trust store: the test PKI's CPS roots and CRLs."""
+    from sync.registry_sim import TrustStore
+
+    return TrustStore.load(card_pki.trust_roots, card_pki.crls)
+
+
+@pytest.fixture
+def registry_sim(tmp_path, sync_trust):
+    """The reference registry over plain HTTP on 127.0.0.1 (any free port)."""
+    from sync.registry_sim import RegistrySim, SimConfig
+
+    sim = RegistrySim(SimConfig(db_path=tmp_path / "registry.sqlite", plain_http=True),
+                      trust=sync_trust).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def registry_tls(tmp_path, card_pki, sync_trust):
+    """The reference registry over HTTPS with client certificates (the test PKI's
+    establishment server certificate; clients from its organisations CA)."""
+    from sync.registry_sim import RegistrySim, SimConfig
+
+    est = card_pki.establishment
+    sim = RegistrySim(SimConfig(db_path=tmp_path / "registry-tls.sqlite",
+                                tls_cert=str(est / "server.pem"), tls_key=str(est / "server.key"),
+                                client_ca=str(est / "ca.pem")), trust=sync_trust).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def sync_store(tmp_path):
+    from appliance.store import open_store
+
+    store = open_store(tmp_path / "ordo.sqlite")
+    yield store
+    store.close()
+
+
+class SignedRx:
+    """Signs prescriptions with the test PKI's card keys and records them as the kiosk
+    does (``record_signature``: prescription, outbox, print job, signed part, audit)."""
+
+    def __init__(self, store, signers) -> None:
+        import time as _time
+
+        from appliance.domain.prescription_id import PrescriptionIdGenerator
+
+        self.store, self.signers = store, signers
+        self.ids = PrescriptionIdGenerator(lambda: int(_time.time() * 1000))
+
+    def physician(self, profile: str = "physician"):
+        from drivers.card.pki import PROFILES
+        from tests.factories import physician
+
+        p = PROFILES[profile]
+        return physician(id_nat_ps=p.id_nat_ps, last_name=p.family_name,
+                         first_name=p.given_name)
+
+    def sign(self, n: int = 1, profile: str = "physician", **fields):
+        from datetime import UTC, datetime
+
+        from appliance.services.signature import record_signature, sign_prescription
+        from appliance.store import repositories
+        from tests.factories import prescription, resident
+
+        fields.setdefault("resident", resident())
+        doctor = self.physician(profile)
+        made = []
+        with self.store.write() as db:
+            repositories.upsert_residents(db, [fields["resident"]])
+            for _ in range(n):
+                signed = sign_prescription(prescription(self.ids.new(), prescriber=doctor,
+                                                        **fields),
+                                           self.signers[profile], datetime.now(UTC))
+                record_signature(db, signed, actor=doctor.id_nat_ps)
+                made.append(signed.prescription)
+        return made
+
+    def state(self, prescription_id: str) -> str:
+        return self.store.query("SELECT state FROM prescriptions WHERE id = ?",
+                                (prescription_id,))[0]["state"]
+
+    def outbox(self) -> list[dict]:
+        return self.store.query("SELECT * FROM outbox ORDER BY seq")
+
+
+@pytest.fixture
+def rx(sync_store, sync_signers):
+    return SignedRx(sync_store, sync_signers)
+
+
+@pytest.fixture
+def make_engine(sync_store):
+    """``make_engine(url, **engine_config)``: a sync engine on ``sync_store`` with small
+    backoffs (base 10 ms, cap 50 ms) unless told otherwise; clients closed at the end."""
+    from sync.client import RegistryClient
+    from sync.engine import EngineConfig, SyncEngine
+
+    clients = []
+
+    def make(url: str, *, client_options: dict | None = None, **config):
+        client = RegistryClient(url, **(client_options or {}))
+        clients.append(client)
+        values = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "max_wait_s": 5.0,
+                  **config}
+        return SyncEngine(sync_store, client, EngineConfig(**values))
+
+    yield make
+    for client in clients:
+        client.close()

@@ -1,0 +1,220 @@
+"""The registry adapter: FHIR R4 JSON over HTTPS with mutual TLS (httpx). Implements
+``appliance.ports.Registry``.
+
+TLS is always verified: against ``[registry] ca_file`` when set (and only it), else the
+system store; the establishment certificate (``client_cert``/``client_key``) authenticates the
+appliance. Plain ``http://`` is accepted only towards a loopback address (the local reference
+registry in tests and demos). Nothing is opened before the first request.
+
+Every failure leaves as a ``RegistryError`` (tree in ``appliance.ports``):
+
+- no connection at all (refused, DNS, TLS handshake or certificate refused) →
+  ``RegistryUnavailable(connect=True)``;
+- timeout, connection reset or closed before the answer, 408, 5xx, unreadable answer →
+  ``RegistryUnavailable``; 429 (and 503 with ``Retry-After``) → ``RegistryThrottled``
+  with ``retry_after`` in seconds;
+- 409 → ``RegistryConflict``; any other 4xx → ``RegistryRejected`` with the registry's reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from appliance.config import Registry as RegistrySettings
+from appliance.domain.prescription import Prescription
+from appliance.errors import ConfigError, ValidationError
+from appliance.ports import (
+    DispensationPage,
+    RegistryConflict,
+    RegistryReceipt,
+    RegistryRejected,
+    RegistryThrottled,
+    RegistryUnavailable,
+    SignatureProof,
+)
+from sync import codes, fhir
+from sync.backoff import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ordo-edge sync"
+# httpcore writes the headers and the body of a request separately: without TCP_NODELAY the
+# body waits for the ACK of the headers (Nagle, RFC 896, against delayed ACKs).
+SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    if "SSL" in text or "alert" in text or "CERTIFICATE" in text:
+        return ssl.SSLError(text)
+    return None
+
+
+class RegistryClient:
+    """One keep-alive HTTP client to the registry's FHIR base URL."""
+
+    def __init__(self, base_url: str, *, ca_file: str = "", client_cert: str = "",
+                 client_key: str = "", timeout_s: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError("registry.url", base_url, "an http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ConfigError("registry.url", base_url,
+                              "https (plain http only towards a loopback address)")
+        if client_key and not client_cert:
+            raise ConfigError("registry.client_cert", "", "the certificate of client_key")
+        self.base_url = base_url.rstrip("/")
+        self._tls = parts.scheme == "https"
+        self._ca_file, self._cert, self._key = ca_file, client_cert, client_key
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    @classmethod
+    def from_settings(cls, settings: RegistrySettings) -> RegistryClient:
+        return cls(settings.url, ca_file=settings.ca_file, client_cert=settings.client_cert,
+                   client_key=settings.client_key, timeout_s=settings.timeout_s)
+
+    # -- connection -------------------------------------------------------------------------
+    def _ssl_context(self) -> ssl.SSLContext:
+        try:
+            ctx = ssl.create_default_context(cafile=self._ca_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("registry.ca_file", self._ca_file,
+                              f"a readable PEM bundle ({exc})") from exc
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self._cert:
+            try:
+                ctx.load_cert_chain(self._cert, self._key or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError("registry.client_cert", self._cert,
+                                  f"a readable PEM certificate and key ({exc})") from exc
+        return ctx
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            verify: ssl.SSLContext | bool = self._ssl_context() if self._tls else True
+            transport = self._transport or httpx.HTTPTransport(
+                verify=verify, socket_options=SOCKET_OPTIONS)
+            self._client = httpx.Client(
+                verify=verify, timeout=self._timeout, transport=transport,
+                headers={"Accept": codes.FHIR_JSON, "User-Agent": USER_AGENT},
+                follow_redirects=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- requests ---------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        """Send one request; return the decoded JSON answer or raise a ``RegistryError``."""
+        url = self.base_url + path
+        headers = {"Content-Type": codes.FHIR_JSON} if body is not None else None
+        try:
+            response = self._http().request(method, url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise RegistryUnavailable(f"timeout ({type(exc).__name__})",
+                                      connect=connect) from exc
+        except httpx.TransportError as exc:
+            tls = _tls_cause(exc)
+            if tls is not None:
+                raise RegistryUnavailable(f"TLS refused: {tls}", connect=True) from exc
+            if isinstance(exc, httpx.ConnectError):
+                raise RegistryUnavailable(f"cannot connect: {exc}", connect=True) from exc
+            raise RegistryUnavailable(f"connection lost: {exc or type(exc).__name__}") from exc
+        return self._answer(response)
+
+    def _answer(self, response: httpx.Response) -> Any:
+        status = response.status_code
+        content = response.content[:MAX_ANSWER_BYTES]
+        try:
+            body = json.loads(content) if content else None
+        except ValueError:
+            body = None
+        if 200 <= status < 300:
+            if body is None:
+                raise RegistryUnavailable(f"unreadable answer (HTTP {status})", status=status)
+            return body
+        reason = fhir.outcome_reason(body) or response.reason_phrase or f"HTTP {status}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == 429 or (status == 503 and retry_after is not None):
+            raise RegistryThrottled(f"throttled ({status}): {reason}", status=status,
+                                    retry_after=retry_after)
+        if status == 408 or status >= 500:
+            raise RegistryUnavailable(f"registry error ({status}): {reason}", status=status,
+                                      retry_after=retry_after)
+        if status == 409:
+            raise RegistryConflict(status, reason)
+        if 400 <= status < 500:
+            raise RegistryRejected(status, reason)
+        raise RegistryUnavailable(f"unexpected answer (HTTP {status})", status=status)
+
+    # -- the Registry port ----------------------------------------------------------------------
+    def register(self, prescription: Prescription, proof: SignatureProof) -> RegistryReceipt:
+        bundle = fhir.prescription_bundle(prescription, proof)
+        return self.register_bundle(json.dumps(bundle, ensure_ascii=False).encode("utf-8"))
+
+    def register_bundle(self, body: bytes) -> RegistryReceipt:
+        """POST an already serialised transaction Bundle to the base URL."""
+        answer = self.request("POST", "", body)
+        try:
+            return fhir.parse_receipt(answer)
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable receipt: {exc}") from exc
+
+    def cancel(self, prescription_id: str, reason: str) -> RegistryReceipt:
+        body = json.dumps(fhir.cancel_parameters(prescription_id, reason),
+                          ensure_ascii=False).encode("utf-8")
+        answer = self.request("POST", f"/MedicationRequest/{codes.CANCEL_OPERATION}", body)
+        try:
+            return fhir.parse_receipt(answer, resource_type="Parameters")
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable cancellation receipt: {exc}") from exc
+
+    def dispensations(self, cursor: str | None, limit: int) -> DispensationPage:
+        query = {"_count": str(limit)}
+        if cursor:
+            query["_cursor"] = cursor
+        answer = self.request("GET", "/MedicationDispense?" + urlencode(query))
+        try:
+            return fhir.dispensation_page(answer)
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable dispensation page: {exc}") from exc
+
+    def capabilities(self) -> dict[str, Any]:
+        """``GET [base]/metadata``: a cheap check that the link and the mTLS work."""
+        answer = self.request("GET", "/metadata")
+        if not isinstance(answer, dict) or answer.get("resourceType") != "CapabilityStatement":
+            raise RegistryUnavailable("the registry's metadata is not a CapabilityStatement")
+        return answer

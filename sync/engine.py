@@ -1,0 +1,302 @@
+"""The sync engine: drains the outbox into the registry, pulls dispensations back.
+
+Push (``push()``), exactly once whatever the network does:
+
+- pending records are taken oldest first, ``batch_size`` at a time, and the run goes on
+  batch after batch until the queue is empty (draining, not one batch per tick);
+- each record is sent on its own; the outcomes of a batch are written in one
+  ``BEGIN IMMEDIATE`` transaction: acknowledgement with the registry's receipt (a create
+  moves the prescription to ``registered``), a retry time, or quarantine;
+- a crash between sending and writing the acknowledgement only means the record is sent
+  again; the registry answers a resend of the same content with the original receipt;
+- transient failures (network, 408, 429, 5xx) wait ``full_jitter(attempts)`` (capped), at
+  least the registry's ``Retry-After``; a throttled answer also pauses the whole run;
+- a record the registry refuses for good (another 4xx, or 409: other content under this ID,
+  cancellation after dispensation) is quarantined with the reason and never blocks the
+  others; ``ordo sync status`` lists it;
+- while records wait for their retry time, the run sleeps until the next one is due if that
+  is within ``max_wait_s``; otherwise it returns and the service comes back later;
+- when no connection can be made ``unreachable_after`` times in a row (registry down, TLS
+  refused), the run stops early and reports ``unreachable`` so the service backs off.
+
+Pull (``pull()``): pages of dispensations after the stored cursor, each page applied and the
+cursor moved in one transaction, until the registry has nothing more.
+
+``stop()`` (SIGTERM) ends a run between two records.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from appliance.config import Sync as SyncSettings
+from appliance.domain.prescription import Prescription
+from appliance.errors import OrdoError
+from appliance.ports import (
+    Registry,
+    RegistryReceipt,
+    RegistryRejected,
+    RegistryThrottled,
+    RegistryUnavailable,
+)
+from appliance.store.db import Store
+from sync import localstore as ls
+from sync.backoff import full_jitter, next_delay
+
+log = logging.getLogger(__name__)
+
+ACTOR = "sync"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    batch_size: int = 50
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 900.0
+    max_wait_s: float = 10.0
+    unreachable_after: int = 3
+    page_size: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: SyncSettings, **overrides: float) -> EngineConfig:
+        values = {"batch_size": settings.batch_size,
+                  "backoff_cap_s": float(settings.backoff_cap_s), **overrides}
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class PushReport:
+    sent: int = 0
+    acknowledged: int = 0
+    replayed: int = 0
+    retried: int = 0
+    quarantined: int = 0
+    throttled: int = 0
+    batches: int = 0
+    unreachable: bool = False
+    stopped: bool = False
+    remaining: int = 0
+    last_error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class PullReport:
+    pages: int = 0
+    received: int = 0
+    applied: int = 0
+    prescriptions: list[str] = field(default_factory=list)
+    error: str | None = None
+    unreachable: bool = False
+
+
+@dataclass
+class _Outcome:
+    record: ls.OutboxRecord
+    receipt: RegistryReceipt | None = None
+    retry_at: datetime | None = None
+    quarantine: str | None = None
+    status: int | None = None
+    error: str | None = None
+    sent: bool = False
+    connect: bool = False
+    throttled: bool = False
+    known: Prescription | None = None
+
+
+class SyncEngine:
+    def __init__(self, store: Store, registry: Registry, config: EngineConfig | None = None, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 rng: random.Random | None = None,
+                 heartbeat: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.config = config or EngineConfig()
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 (retry jitter, not a secret)
+        self.heartbeat = heartbeat or (lambda: None)
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(max(seconds, 0.0))
+
+    # -- push -----------------------------------------------------------------------------------
+    def push(self) -> PushReport:
+        """Drain the outbox (see the module docstring)."""
+        started = time.monotonic()
+        report = PushReport()
+        hold_until: datetime | None = None
+        connect_failures = 0
+        while not self._stop.is_set():
+            now = self.clock()
+            if hold_until is not None and now < hold_until:
+                wait = (hold_until - now).total_seconds()
+                if wait > self.config.max_wait_s:
+                    break
+                self._sleep(wait)
+                continue
+            records = ls.due_records(self.store, now, self.config.batch_size)
+            if not records:
+                due = ls.next_due_at(self.store)
+                if due is None:
+                    break
+                wait = (due - self.clock()).total_seconds()
+                if wait > self.config.max_wait_s:
+                    break
+                self._sleep(min(wait, self.config.max_wait_s))
+                continue
+            outcomes: list[_Outcome] = []
+            for record in records:
+                if self._stop.is_set():
+                    break
+                outcome = self._send(record)
+                outcomes.append(outcome)
+                self.heartbeat()
+                report.sent += outcome.sent
+                if outcome.connect:
+                    connect_failures += 1
+                elif outcome.sent:
+                    connect_failures = 0
+                if outcome.throttled:
+                    hold_until = outcome.retry_at
+                    report.throttled += 1
+                    break
+                if connect_failures >= self.config.unreachable_after:
+                    report.unreachable = True
+                    break
+            self._write(outcomes, report)
+            report.batches += 1
+            self.heartbeat()
+            if report.unreachable:
+                break
+        report.stopped = self._stop.is_set()
+        report.remaining = ls.pending_count(self.store)
+        report.seconds = round(time.monotonic() - started, 3)
+        with self.store.write() as db:
+            ls.set_meta(db, ls.LAST_PUSH_KEY, ls.iso(self.clock()))
+        log.info("push done", extra={"fields": {
+            "sent": report.sent, "acknowledged": report.acknowledged,
+            "replayed": report.replayed, "retried": report.retried,
+            "quarantined": report.quarantined, "remaining": report.remaining,
+            "unreachable": report.unreachable, "seconds": report.seconds}})
+        return report
+
+    def _send(self, record: ls.OutboxRecord) -> _Outcome:
+        outcome = _Outcome(record)
+        try:
+            if record.kind == "create":
+                signed = ls.load_signed(self.store, record.prescription_id)
+                if signed is None:
+                    outcome.quarantine = "prescription absente ou non signée dans la base locale"
+                    return outcome
+                outcome.known, outcome.sent = signed.prescription, True
+                outcome.receipt = self.registry.register(signed.prescription, signed.proof)
+            elif record.kind == "cancel":
+                create = ls.create_status(self.store, record.prescription_id)
+                if create != "acknowledged":
+                    outcome.quarantine = ("annulation impossible : la création n'a pas été "
+                                          f"acceptée par le registre ({create or 'absente'})")
+                    return outcome
+                outcome.sent = True
+                outcome.receipt = self.registry.cancel(
+                    record.prescription_id, ls.cancel_reason(self.store, record.prescription_id))
+            else:
+                outcome.quarantine = f"type d'envoi inconnu : {record.kind}"
+        except RegistryRejected as exc:
+            outcome.quarantine, outcome.status = exc.reason or str(exc), exc.status
+            outcome.error = str(exc)
+        except RegistryUnavailable as exc:
+            retry_after = exc.retry_after
+            delay = next_delay(record.attempts + 1, self.config.backoff_base_s,
+                               self.config.backoff_cap_s, self.rng, retry_after)
+            outcome.retry_at = self.clock() + timedelta(seconds=delay)
+            outcome.error, outcome.status = str(exc), exc.status
+            outcome.connect = exc.connect
+            outcome.throttled = isinstance(exc, RegistryThrottled)
+        except OrdoError as exc:  # a stored prescription that no longer loads
+            outcome.quarantine = f"donnée locale invalide : {exc}"
+        return outcome
+
+    def _write(self, outcomes: list[_Outcome], report: PushReport) -> None:
+        if not outcomes:
+            return
+        now = self.clock()
+        last_error = None
+        any_ok = False
+        with self.store.write() as db:
+            for o in outcomes:
+                if o.receipt is not None:
+                    any_ok = True
+                    if ls.mark_acknowledged(db, o.record, o.receipt, now, ACTOR, known=o.known):
+                        report.acknowledged += 1
+                        report.replayed += o.receipt.replayed
+                elif o.quarantine is not None:
+                    ls.mark_quarantined(db, o.record, o.quarantine, now, ACTOR, o.status)
+                    report.quarantined += 1
+                    last_error = f"{o.record.prescription_id}: {o.quarantine}"
+                    log.warning("record quarantined", extra={"fields": {
+                        "outbox": o.record.seq, "kind": o.record.kind,
+                        "prescription": o.record.prescription_id, "status": o.status}})
+                elif o.retry_at is not None:
+                    ls.mark_retry(db, o.record, o.error or "", o.retry_at)
+                    report.retried += 1
+                    last_error = o.error
+            ls.record_exchange(db, now, ok=any_ok, error=last_error)
+        if last_error:
+            report.last_error = last_error
+
+    # -- pull -----------------------------------------------------------------------------------
+    def pull(self) -> PullReport:
+        """Fetch and apply every dispensation after the stored cursor."""
+        report = PullReport()
+        touched: dict[str, None] = {}
+        while not self._stop.is_set():
+            cursor = ls.get_meta(self.store, ls.CURSOR_KEY)
+            try:
+                page = self.registry.dispensations(cursor, self.config.page_size)
+            except RegistryUnavailable as exc:
+                report.error, report.unreachable = str(exc), exc.connect
+                break
+            except RegistryRejected as exc:
+                report.error = str(exc)
+                break
+            now = self.clock()
+            with self.store.write() as db:
+                applied = ls.apply_dispensations(db, page, now, ACTOR)
+                if page.cursor is not None:
+                    ls.set_meta(db, ls.CURSOR_KEY, page.cursor)
+                ls.set_meta(db, ls.LAST_PULL_KEY, ls.iso(now))
+                ls.record_exchange(db, now, ok=True)
+            report.pages += 1
+            report.received += len(page.items)
+            report.applied += len(applied)
+            touched.update(dict.fromkeys(applied))
+            self.heartbeat()
+            if not page.more or page.cursor in (None, cursor):
+                break
+        if report.error:
+            with self.store.write() as db:
+                ls.record_exchange(db, self.clock(), ok=False, error=report.error)
+        report.prescriptions = list(touched)
+        log.info("pull done", extra={"fields": {
+            "pages": report.pages, "received": report.received,
+            "prescriptions": len(report.prescriptions), "error": bool(report.error)}})
+        return report
+
+
+def service_backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """How long the service waits after ``failures`` unreachable runs in a row."""
+    return max(base_s, full_jitter(failures, base_s, cap_s, rng))
