@@ -330,10 +330,12 @@ class PrinterStatus:
 
 class PrinterUnavailable(PrinterError):
     """The printer did not take the whole job (offline, no paper, connection lost): the
-    job stays queued and is retried. The message is French, for the UI."""
+    job stays queued and is retried. The message is French, for the UI. ``sent_some``: part
+    of the job may have reached the printer (a partial ticket may have come out)."""
 
-    def __init__(self, state: PrinterState, message: str) -> None:
+    def __init__(self, state: PrinterState, message: str, *, sent_some: bool = False) -> None:
         self.state = state
+        self.sent_some = sent_some
         super().__init__(message)
 
 

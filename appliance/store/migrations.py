@@ -186,3 +186,13 @@ def m002_sync_registry(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX dispensations_prescription"
                " ON dispensations (prescription_id, line_no)")
     db.execute("CREATE INDEX outbox_next_attempt ON outbox (status, next_attempt_at)")
+
+
+@migration
+def m003_print_queue(db: sqlite_utils.Database) -> None:
+    """Print queue (issue 5): a lease so that two workers (the kiosk and ``ordo print
+    pending``) never send the same job at once; it expires if a worker dies mid-job."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(print_jobs)")}
+    for name in ("claimed_by", "claimed_until"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE print_jobs ADD COLUMN {name} TEXT")

@@ -215,6 +215,117 @@ def card_audit(card_store):
 
 
 # ---------------------------------------------------------------------------------------
+# Printing (issue 5): the ESC/POS printer emulator on loopback, software signers over the
+# test PKI's card keys, a real store with signed prescriptions
+# (fixtures: print_signers, print_trust, emulators, print_store, orders)
+# ---------------------------------------------------------------------------------------
+
+PRINT_SIGNER_PROFILES = ("physician", "expired", "revoked", "untrusted", "nurse")
+
+
+@pytest.fixture(scope="session")
+def print_signers(card_pki):
+    """{profile: SoftwareSigner} over the signature keys of the test PKI's cards (the
+    nurse's card has one too: a non-prescriber's key, for refusals)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from appliance.services.signature import SoftwareSigner
+
+    signers = {}
+    for name in PRINT_SIGNER_PROFILES:
+        folder = card_pki.card_dir(name)
+        key = load_pem_private_key((folder / "sign.key").read_bytes(), None)
+        cert = x509.load_der_x509_certificate((folder / "sign.der").read_bytes())
+        signers[name] = SoftwareSigner(key, cert)
+    return signers
+
+
+@pytest.fixture(scope="session")
+def print_trust(card_pki):
+    """(trust roots + intermediates, CRLs) as ``verify_payload`` takes them."""
+    from appliance.services.auth import load_trust_store
+
+    trust = load_trust_store(card_pki.trust_roots, card_pki.crls)
+    return [*trust.roots, *trust.intermediates], list(trust.crls)
+
+
+@pytest.fixture
+def emulators():
+    """``emulators(media="80mm", **options)`` starts a printer emulator on 127.0.0.1 (any
+    free port); all are stopped at the end of the test."""
+    from drivers.printer.emulator import PrinterEmulator
+    from drivers.printer.layout import media_for
+
+    started = []
+
+    def start(media: str = "80mm", **options):
+        emulator = PrinterEmulator(width_dots=media_for(media).width_dots, **options).start()
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+
+
+@pytest.fixture
+def print_store(tmp_path):
+    from appliance.store import open_store
+
+    store = open_store(tmp_path / "print" / "ordo.sqlite")
+    yield store
+    store.close()
+
+
+class SignedOrders:
+    """Signs prescriptions with a test card and records them as the sign use case does."""
+
+    def __init__(self, store, signers) -> None:
+        from appliance.domain.prescription_id import PrescriptionIdGenerator
+
+        self.store, self.signers = store, signers
+        self.ids = PrescriptionIdGenerator(clock_ms=lambda: 1_764_063_000_000 + len(self.made))
+        self.made: list = []
+
+    def practitioner(self, profile: str):
+        from appliance.domain.people import Practitioner, Role
+        from drivers.card.pki import PROFILES
+
+        p = PROFILES[profile]
+        role = Role.PRESCRIBER if p.profession == "Médecin" else Role.NURSE
+        return Practitioner(id_nat_ps=p.id_nat_ps, last_name=p.family_name,
+                            first_name=p.given_name, profession=p.profession, role=role,
+                            am="751234567" if role is Role.PRESCRIBER else None)
+
+    def sign(self, profile: str = "physician", at=None, **fields):
+        from datetime import UTC, datetime
+
+        from appliance.services.signature import record_signature, sign_prescription
+        from appliance.store import repositories
+        from tests.factories import prescription, resident
+
+        doctor = self.practitioner(profile)
+        fields.setdefault("resident", resident())
+        with self.store.write() as db:
+            repositories.upsert_residents(db, [fields["resident"]])
+            repositories.upsert_practitioner(db, doctor)
+            repositories.upsert_practitioner(db, self.practitioner("nurse"))
+        draft = prescription(self.ids.new(), prescriber=doctor, **fields)
+        signed = sign_prescription(draft, self.signers[profile],
+                                   at or datetime.now(UTC).replace(microsecond=0))
+        with self.store.write() as db:
+            record_signature(db, signed, actor=doctor.id_nat_ps)
+        self.made.append(signed)
+        return signed
+
+
+@pytest.fixture
+def orders(print_store, print_signers):
+    return SignedOrders(print_store, print_signers)
+
+
+# ---------------------------------------------------------------------------------------
 # Registry sync (issue 6): the reference registry on loopback (plain HTTP or mutual TLS),
 # signed prescriptions in a real store, sync engines with small backoffs
 # (fixtures: sync_signers, sync_trust, registry_sim, registry_tls, sync_store, rx,

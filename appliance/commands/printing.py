@@ -1,0 +1,328 @@
+"""Printed orders: ``ordo qr verify``, ``ordo reprint``, ``ordo print pending|pdf``,
+``ordo printer status|emulator`` (and ``ordo printer-emulator``).
+
+Part of the composition root: wires the ESC/POS printer from ``[printer]`` and
+``[establishment]``, the trust roots from ``[security]``, and the store into the print
+queue and signature services.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from appliance.bootstrap import App
+from appliance.domain.prescription import format_local
+from appliance.domain.prescription_id import format_id, validate_prescription_id
+from appliance.errors import InvalidIdentifier, OrdoError
+from appliance.services import printing
+from appliance.services.auth import load_trust_store
+from appliance.services.signature import InvalidOrder, verify_payload
+from appliance.store import repositories
+
+if TYPE_CHECKING:
+    from drivers.printer.escpos import EscPosOrderPrinter
+
+# The drivers (python-escpos, fpdf2, Pillow) are imported inside the commands: they take
+# seconds to import and python-escpos writes a cache file when first imported.
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _run(func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except OrdoError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _printer(app: App) -> EscPosOrderPrinter:
+    from drivers.printer.escpos import EscPosOrderPrinter
+
+    return _run(lambda: EscPosOrderPrinter.from_settings(app.settings))
+
+
+def _prescription_id(text: str) -> str:
+    try:
+        return validate_prescription_id(text)
+    except InvalidIdentifier as exc:
+        raise click.ClickException(f"identifiant d'ordonnance invalide : {exc.expected}") from exc
+
+
+# -- ordo qr verify ---------------------------------------------------------------------------
+@click.group("qr")
+def qr_group() -> None:
+    """The signed QR code of printed orders."""
+
+
+def _fields_dict(fields: Any) -> dict[str, str]:
+    return {"prescription_id": fields.prescription_id, "rpps": fields.rpps, "am": fields.am,
+            "last_name": fields.last_name, "first_names": fields.first_names,
+            "birth_date": fields.birth_date.isoformat(),
+            "issued_at": fields.issued_at.isoformat(), "hash": fields.content_hash.hex()}
+
+
+def _print_fields(fields: Any) -> None:
+    click.echo(f"Ordonnance     : {format_id(fields.prescription_id)}")
+    click.echo(f"RPPS           : {fields.rpps}")
+    click.echo(f"N° AM          : {fields.am}")
+    click.echo(f"Patient        : {fields.last_name} {fields.first_names}, "
+               f"né(e) le {fields.birth_date:%d/%m/%Y}")
+    click.echo(f"Émise le       : {format_local(fields.issued_at)} (heure de Paris)")
+    click.echo(f"Empreinte (H)  : {fields.content_hash.hex()}")
+
+
+@qr_group.command("verify")
+@click.argument("payload", required=False)
+@click.option("--trust-root", "trust_roots", multiple=True, type=click.Path(dir_okay=False),
+              help="PEM bundle of trusted roots (and intermediates); repeatable. "
+                   "Default: security.trust_roots.")
+@click.option("--crl", "crls", multiple=True, type=click.Path(dir_okay=False),
+              help="CRL file; repeatable. Default: security.crls.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tuple[str, ...],
+           as_json: bool) -> None:
+    """Check a scanned QR payload offline: prints its fields, then VALID or INVALID: reason.
+
+    Reads the payload from standard input when PAYLOAD is absent. Exit code 0 when valid,
+    1 otherwise.
+
+    Example: ordo qr verify "ORD1:..." --trust-root cps-trust.pem
+    """
+    text = (payload if payload is not None else sys.stdin.read()).strip()
+    security = app.settings.security
+    trust = _run(lambda: load_trust_store(trust_roots or security.trust_roots,
+                                          crls or security.crls))
+    try:
+        result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls)
+    except InvalidOrder as exc:
+        if as_json:
+            _echo_json({"result": "INVALID", "reason": exc.reason,
+                        "fields": _fields_dict(exc.fields) if exc.fields else None})
+        else:
+            if exc.fields is not None:
+                _print_fields(exc.fields)
+            click.echo(f"INVALID: {exc.reason}")
+        raise click.exceptions.Exit(1) from exc
+    if as_json:
+        _echo_json({"result": "VALID", "fields": _fields_dict(result.fields),
+                    "signer": result.signer_subject, "chain": list(result.chain)})
+        return
+    _print_fields(result.fields)
+    click.echo(f"Signataire     : {result.signer_subject}")
+    click.echo("VALID")
+
+
+# -- ordo reprint -------------------------------------------------------------------------------
+@click.command("reprint")
+@click.argument("prescription_id", metavar="ID")
+@click.option("--as", "actor", required=True, metavar="ID_NAT_PS",
+              help="The nurse, physician or staff member asking (idNat_PS of an open session).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def reprint(app: App, prescription_id: str, actor: str, as_json: bool) -> None:
+    """Queue a DUPLICATA of a signed order; the print worker (or ``ordo print pending``)
+    prints it. Audited with who and when."""
+    pid = _prescription_id(prescription_id)
+    who = repositories.get_practitioner(app.store, actor)
+    if who is None:
+        raise click.ClickException(f"praticien inconnu : {actor}")
+    job = _run(lambda: printing.request_reprint(app.store, pid, actor=who.id_nat_ps,
+                                                role=who.role.value))
+    info = printing.get_job(app.store, job)
+    assert info is not None
+    if as_json:
+        _echo_json(info.as_dict())
+    else:
+        click.echo(f"Duplicata de l'ordonnance {format_id(pid)} mis en file d'impression "
+                   f"(travail n° {job}).")
+
+
+# -- ordo print pending|pdf|jobs --------------------------------------------------------------
+@click.group("print")
+def print_group() -> None:
+    """The print queue and the PDF of an order."""
+
+
+@print_group.command("pending")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def pending(app: App, as_json: bool) -> None:
+    """Print the queued jobs once, oldest first. Exit code 1 if the printer failed."""
+    queue = printing.PrintQueue(app.store, _printer(app))
+    report = queue.run_once()
+    status = queue.status()
+    if as_json:
+        _echo_json({**report.as_dict(), "pending": status.pending, "failed_total": status.failed})
+    else:
+        for job in report.printed:
+            click.echo(f"imprimé : travail n° {job}")
+        for job in report.failed:
+            click.echo(f"impossible à imprimer : travail n° {job}")
+        if report.error:
+            click.echo(f"imprimante : {report.error}")
+        click.echo(f"en attente : {status.pending}")
+    if report.error:
+        raise click.exceptions.Exit(1)
+
+
+@print_group.command("jobs")
+@click.option("--id", "prescription_id", default=None, help="Only this prescription's jobs.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def jobs(app: App, prescription_id: str | None, as_json: bool) -> None:
+    """List print jobs."""
+    pid = _prescription_id(prescription_id) if prescription_id else None
+    found = printing.list_jobs(app.store, pid)
+    if as_json:
+        _echo_json([j.as_dict() for j in found])
+        return
+    for j in found:
+        click.echo(f"{j.id:>5} {j.status:<7} {j.kind:<9} {format_id(j.prescription_id)} "
+                   f"tentatives={j.attempts} {j.last_error or ''}".rstrip())
+
+
+@print_group.command("pdf")
+@click.argument("prescription_id", metavar="ID")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--paper", type=click.Choice(["A5", "A4"]), default="A5", show_default=True)
+@click.option("--as", "actor", default="system", metavar="ID_NAT_PS",
+              help="Who asks for the PDF (audit).")
+@click.pass_obj
+def pdf(app: App, prescription_id: str, out: Path, paper: str, actor: str) -> None:
+    """Write the PDF of a signed order (same content and QR as the printed order)."""
+    from drivers.printer.layout import Letterhead, OrderDocument
+    from drivers.printer.pdf import render_pdf
+
+    pid = _prescription_id(prescription_id)
+    est = app.settings.establishment
+    letterhead = Letterhead(est.name, est.finess, est.address)
+
+    def render(prescription: Any, payload: str) -> bytes:
+        return render_pdf(OrderDocument(prescription, payload, letterhead), paper)
+
+    data = _run(lambda: printing.export_pdf(app.store, pid, render, actor=actor))
+    out.write_bytes(data)
+    click.echo(f"{out} ({len(data)} octets, {paper})")
+
+
+# -- ordo printer status|emulator ---------------------------------------------------------------
+@click.group("printer")
+def printer_group() -> None:
+    """The configured printer, and a printer emulator for tests and demonstrations."""
+
+
+@printer_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Ask the printer for its state (online, paper). Exit code 1 unless it can print."""
+    printer = _printer(app)
+    state = printer.status()
+    if as_json:
+        _echo_json({"uri": printer.uri, "media": printer.media.name, "state": state.state.value,
+                    "message": state.message, "qr_capacity": printer.qr_capacity})
+    else:
+        click.echo(f"{printer.uri} ({printer.media.name}) : {state.message}")
+    if not state.can_print:
+        raise click.exceptions.Exit(1)
+
+
+def _emulator_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--port", type=int, default=9100, show_default=True,
+                     help="TCP port (0: any free port, printed at start)."),
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                     default=None, help="Write job-NNNN.bin/.png/.json here."),
+        click.option("--media", type=click.Choice(["58mm", "80mm", "label62"]), default=None,
+                     help="Paper width (default: printer.media)."),
+        click.option("--control-port", type=int, default=None,
+                     help="Port of the line control channel (paper-out, offline...)."),
+        click.option("--paper-out", is_flag=True, help="Start without paper."),
+        click.option("--paper-after", type=int, default=None, metavar="DOTS",
+                     help="The roll ends after DOTS dot lines."),
+        click.option("--stall", is_flag=True,
+                     help="On paper out, stop reading instead of resetting the connection."),
+        click.option("--offline", is_flag=True, help="Start offline (cover open)."),
+        click.option("--reset-after", type=int, default=None, metavar="BYTES",
+                     help="Reset the next job's connection after BYTES bytes."),
+        click.option("--exit-after", type=int, default=None, metavar="JOBS",
+                     help="Stop after this many jobs (scripts and tests)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_emulator(app: App, port: int, host: str, out_dir: Path | None, media: str | None,
+                  control_port: int | None, paper_out: bool, paper_after: int | None,
+                  stall: bool, offline: bool, reset_after: int | None,
+                  exit_after: int | None) -> None:
+    from drivers.printer.emulator import PrinterEmulator
+    from drivers.printer.layout import media_for
+
+    chosen = media_for(media or app.settings.printer.media, app.settings.printer.dpi)
+    emulator = PrinterEmulator(host, port, width_dots=chosen.width_dots, out_dir=out_dir,
+                               control_port=control_port)
+    mode = "stall" if stall else "drop"
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise click.ClickException(f"port {port} indisponible : {exc}") from exc
+    if paper_out:
+        emulator.paper_out(mode)
+    if paper_after is not None:
+        emulator.paper_after(paper_after, mode)
+    if offline:
+        emulator.set_offline(True)
+    if reset_after is not None:
+        emulator.reset_after(reset_after)
+    control = f", contrôle sur le port {emulator.control_port}" if control_port is not None else ""
+    click.echo(f"Émulateur d'imprimante {chosen.name} ({chosen.width_dots} points) à l'écoute "
+               f"sur {emulator.uri}{control}", err=False)
+    sys.stdout.flush()
+    stop = threading.Event()
+    try:
+        seen = 0
+        while not stop.is_set():
+            jobs_now = emulator.wait_for_jobs(seen + 1, timeout=0.5)
+            for job in jobs_now[seen:]:
+                click.echo(f"travail {job.number} : {len(job.raw)} octets, "
+                           f"{len(job.tickets)} ticket(s), {job.end}, "
+                           f"{len(job.qr_texts)} QR, {job.duration_ms} ms")
+            seen = len(jobs_now)
+            if exit_after is not None and seen >= exit_after:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+
+
+@printer_group.command("emulator")
+@_emulator_options
+@click.pass_obj
+def emulator_cmd(app: App, **options: Any) -> None:
+    """Run a TCP ESC/POS printer emulator (saves, renders and decodes every job)."""
+    _run_emulator(app, **options)
+
+
+@click.command("printer-emulator")
+@_emulator_options
+@click.pass_obj
+def printer_emulator(app: App, **options: Any) -> None:
+    """Same as ``ordo printer emulator``."""
+    _run_emulator(app, **options)
+
+
+COMMANDS = [qr_group, reprint, print_group, printer_group, printer_emulator]

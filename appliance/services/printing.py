@@ -1,0 +1,363 @@
+"""The durable print queue: print, retry, reprint (DUPLICATA), and the PDF of an order.
+
+The first print job (``original``) is created with the signed prescription in one
+transaction (``repositories.record_signed``). ``PrintQueue.run_once`` takes queued jobs
+oldest first and sends each through the ``OrderPrinter`` port:
+
+- a job is ``done`` only when ``print_order`` returned, i.e. the printer acknowledged every
+  byte (see ``drivers/printer/escpos.py``); its attempt is audited (``print.printed``, actor
+  = who asked for the job);
+- offline, no paper, connection lost, no acknowledgement: the job stays ``queued`` with
+  ``attempts`` and ``last_error`` (French, for the UI), the run stops (the printer is the
+  problem, not the job) and the next run retries it, keeping the order;
+- a job that can never print (its prescription is unknown, unsigned or unreadable) becomes
+  ``failed``, is audited (``print.failed``), and the queue goes on.
+
+A lease (``claimed_by``/``claimed_until``, migration m003) keeps two workers from sending
+the same job at once; if a worker dies after the printer took the bytes but before the
+job was marked done, the job prints again when the lease expires (at least once, never
+lost; both copies carry the same ID).
+
+The QR payload is rebuilt from the stored prescription, signature and certificate (and
+the exact signed bytes when ``signed_payload`` holds them). When it is too long for the
+printer's medium (a large CPS certificate on 58 mm), the payload carries the certificate
+by reference instead (``appliance.domain.qr``); a warning is logged.
+
+The UI is told through ``on_status(QueueStatus)`` after every attempt, and can read
+``PrintQueue.status()`` at any time. ``PrintWorker`` runs the queue in a thread; give it its
+own ``Store`` (one SQLite connection per thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from appliance.domain.prescription import Prescription, State
+from appliance.domain.qr import QrPayload, SignedOrder
+from appliance.errors import PrinterError, StateError, StoreError, ValidationError
+from appliance.ports import (
+    OrderPrinter,
+    PrinterState,
+    PrinterStatus,
+    PrinterUnavailable,
+    PrintReceipt,
+    PrintRequest,
+)
+from appliance.store import audit
+from appliance.store.db import Store
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+RETRY_DELAYS_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+IDLE_S = 5.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class PrintJob:
+    id: int
+    prescription_id: str
+    kind: str  # original | duplicate
+    requested_by: str
+    created_at: datetime
+    status: str  # queued | done | failed
+    attempts: int
+    last_error: str | None
+    done_at: datetime | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"job": self.id, "prescription_id": self.prescription_id, "kind": self.kind,
+                "requested_by": self.requested_by, "created_at": _iso(self.created_at),
+                "status": self.status, "attempts": self.attempts,
+                "last_error": self.last_error,
+                "done_at": _iso(self.done_at) if self.done_at else None}
+
+
+def _job(row: dict) -> PrintJob:
+    created = _parse(row["created_at"])
+    assert created is not None
+    return PrintJob(id=row["id"], prescription_id=row["prescription_id"], kind=row["kind"],
+                    requested_by=row["requested_by"], created_at=created,
+                    status=row["status"], attempts=row["attempts"],
+                    last_error=row["last_error"], done_at=_parse(row["done_at"]))
+
+
+def list_jobs(store: Store, prescription_id: str | None = None,
+              status: str | None = None) -> list[PrintJob]:
+    sql, params = "SELECT * FROM print_jobs WHERE 1 = 1", []
+    if prescription_id is not None:
+        sql += " AND prescription_id = ?"
+        params.append(prescription_id)
+    if status is not None:
+        sql += " AND status = ?"
+        params.append(status)
+    return [_job(row) for row in store.query(sql + " ORDER BY id", tuple(params))]
+
+
+def get_job(store: Store, job_id: int) -> PrintJob | None:
+    rows = store.query("SELECT * FROM print_jobs WHERE id = ?", (job_id,))
+    return _job(rows[0]) if rows else None
+
+
+# -- what gets printed ----------------------------------------------------------------------
+def order_payload(store: Store, prescription_id: str,
+                  max_chars: int | None = None) -> tuple[Prescription, str]:
+    """The stored signed prescription and its QR payload (certificate by reference when
+    the embedded form would exceed ``max_chars``)."""
+    rows = store.query("SELECT * FROM prescriptions WHERE id = ?", (prescription_id,))
+    if not rows:
+        raise StoreError(f"unknown prescription {prescription_id}")
+    row = rows[0]
+    if not row.get("signature") or not row.get("signer_cert"):
+        raise StateError(f"prescription {prescription_id} is not signed: nothing to print")
+    prescription = Prescription.from_dict(json.loads(row["body"]))
+    stored = row.get("signed_payload")
+    signed = bytes(stored) if stored else SignedOrder.from_prescription(prescription).to_bytes()
+    signature, cert = bytes(row["signature"]), bytes(row["signer_cert"])
+    payload = QrPayload.build(signed, signature, cert).encode()
+    if max_chars is not None and len(payload) > max_chars:
+        log.warning("QR payload too long for the medium: certificate by reference",
+                    extra={"fields": {"prescription": prescription_id,
+                                      "chars": len(payload), "max": max_chars}})
+        payload = QrPayload.build(signed, signature, cert, embed_certificate=False).encode()
+    return prescription, payload
+
+
+def request_reprint(store: Store, prescription_id: str, *, actor: str, role: str,
+                    at: datetime | None = None) -> int:
+    """Queue a DUPLICATA of a signed order for ``actor`` (an idNat_PS with an open nurse,
+    physician or staff session: the caller checks the session); audited."""
+    rows = store.query("SELECT state FROM prescriptions WHERE id = ?", (prescription_id,))
+    if not rows:
+        raise StoreError(f"ordonnance inconnue : {prescription_id}")
+    state = State(rows[0]["state"])
+    if state is State.DRAFT:
+        raise StateError(f"l'ordonnance {prescription_id} n'est pas signée : pas de duplicata")
+    if state is State.CANCELLED:
+        raise StateError(f"l'ordonnance {prescription_id} est annulée : pas de duplicata")
+    when = _iso(at or _now())
+    with store.write() as db:
+        job = db["print_jobs"].insert({"prescription_id": prescription_id, "kind": "duplicate",
+                                       "requested_by": actor, "created_at": when})
+        job_id = int(job.last_pk)
+        audit.append(db, actor=actor, action="print.reprint_requested",
+                     subject=prescription_id, details={"job": job_id, "role": role})
+    log.info("reprint queued", extra={"fields": {"job": job_id, "prescription": prescription_id}})
+    return job_id
+
+
+def export_pdf(store: Store, prescription_id: str, render: Callable[[Prescription, str], bytes],
+               *, actor: str) -> bytes:
+    """The PDF of an order (``render`` is the PDF adapter); audited as ``print.pdf``."""
+    prescription, payload = order_payload(store, prescription_id)
+    data = render(prescription, payload)
+    audit.append(store, actor=actor, action="print.pdf", subject=prescription_id,
+                 details={"bytes": len(data)})
+    return data
+
+
+# -- the queue ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueStatus:
+    """What the UI shows about printing. ``message`` is French."""
+
+    printer: PrinterState
+    message: str
+    pending: int
+    failed: int
+    last_printed: int | None = None
+
+
+@dataclass
+class RunReport:
+    printed: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    error: str | None = None  # why the run stopped early (the printer), French
+    retry: list[int] = field(default_factory=list)  # jobs left queued after an error
+
+    def as_dict(self) -> dict[str, object]:
+        return {"printed": self.printed, "failed": self.failed, "error": self.error,
+                "retry": self.retry}
+
+
+class PrintQueue:
+    """Runs queued jobs through one printer. Not thread-safe: one queue per thread."""
+
+    def __init__(self, store: Store, printer: OrderPrinter, *,
+                 clock: Callable[[], datetime] = _now,
+                 on_status: Callable[[QueueStatus], None] | None = None,
+                 worker_id: str | None = None) -> None:
+        self.store = store
+        self.printer = printer
+        self.clock = clock
+        self.on_status = on_status
+        self.worker_id = worker_id or f"{os.getpid()}-{threading.get_ident()}"
+        self._printer_status = PrinterStatus(PrinterState.UNKNOWN)
+        self._last_error: str | None = None
+        self._last_printed: int | None = None
+
+    # -- state for the UI -------------------------------------------------------------------
+    def status(self) -> QueueStatus:
+        counts = {row["status"]: row["n"] for row in self.store.query(
+            "SELECT status, count(*) AS n FROM print_jobs GROUP BY status")}
+        message = self._last_error or self._printer_status.message
+        return QueueStatus(printer=self._printer_status.state, message=message,
+                           pending=counts.get("queued", 0), failed=counts.get("failed", 0),
+                           last_printed=self._last_printed)
+
+    def _notify(self) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(self.status())
+            except Exception:
+                log.exception("print status callback failed")
+
+    # -- one run ------------------------------------------------------------------------------
+    def _claim(self) -> PrintJob | None:
+        now = self.clock()
+        with self.store.write() as db:
+            row = db.execute(
+                "SELECT id FROM print_jobs WHERE status = 'queued'"
+                " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT 1",
+                [_iso(now)]).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE print_jobs SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+                       [self.worker_id, _iso(now + LEASE), row[0]])
+        return get_job(self.store, row[0])
+
+    def _release(self, job: PrintJob, error: str) -> None:
+        with self.store.write() as db:
+            db.execute("UPDATE print_jobs SET attempts = attempts + 1, last_error = ?,"
+                       " claimed_by = NULL, claimed_until = NULL WHERE id = ?", [error, job.id])
+
+    def _done(self, job: PrintJob, receipt: PrintReceipt) -> None:
+        now = self.clock()
+        with self.store.write() as db:
+            db.execute("UPDATE print_jobs SET status = 'done', attempts = attempts + 1,"
+                       " last_error = NULL, done_at = ?, claimed_by = NULL,"
+                       " claimed_until = NULL WHERE id = ?", [_iso(now), job.id])
+            audit.append(db, actor=job.requested_by, action="print.printed",
+                         subject=job.prescription_id, at=now,
+                         details={"job": job.id, "kind": job.kind, "attempts": job.attempts + 1,
+                                  "bytes": receipt.bytes_sent, "tickets": receipt.tickets,
+                                  "confirmed": receipt.confirmed,
+                                  "printer": self.printer.description})
+
+    def _fail(self, job: PrintJob, error: str) -> None:
+        with self.store.write() as db:
+            db.execute("UPDATE print_jobs SET status = 'failed', attempts = attempts + 1,"
+                       " last_error = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+                       [error, job.id])
+            audit.append(db, actor=job.requested_by, action="print.failed",
+                         subject=job.prescription_id,
+                         details={"job": job.id, "kind": job.kind, "error": error[:200]})
+
+    def _request(self, job: PrintJob) -> PrintRequest:
+        prescription, payload = order_payload(self.store, job.prescription_id,
+                                              self.printer.qr_capacity)
+        duplicate_at = job.created_at if job.kind == "duplicate" else None
+        return PrintRequest(job.id, prescription, payload, duplicate_at)
+
+    def run_once(self) -> RunReport:
+        """Print every queued job, oldest first, until the queue is empty or the printer
+        fails; never raises for a printer problem (the report says it)."""
+        report = RunReport()
+        while True:
+            job = self._claim()
+            if job is None:
+                break
+            try:
+                request = self._request(job)
+            except (ValidationError, StateError, StoreError) as exc:
+                log.error("print job cannot be printed", extra={"fields": {
+                    "job": job.id, "error": str(exc)}})
+                self._fail(job, str(exc))
+                report.failed.append(job.id)
+                self._notify()
+                continue
+            try:
+                receipt = self.printer.print_order(request)
+            except PrinterError as exc:
+                state = exc.state if isinstance(exc, PrinterUnavailable) else \
+                    PrinterState.UNKNOWN
+                self._printer_status = PrinterStatus(state)
+                self._last_error = str(exc)
+                self._release(job, str(exc))
+                report.error = str(exc)
+                report.retry.append(job.id)
+                log.warning("print job left queued", extra={"fields": {
+                    "job": job.id, "state": state.value}})
+                self._notify()
+                break
+            except BaseException:
+                self._release(job, "interrompu")
+                raise
+            self._done(job, receipt)
+            self._printer_status = PrinterStatus(PrinterState.READY)
+            self._last_error = None
+            self._last_printed = job.id
+            report.printed.append(job.id)
+            self._notify()
+        return report
+
+
+class PrintWorker:
+    """Runs a ``PrintQueue`` in a thread: at once when woken (a new job), every ``idle_s``
+    otherwise, and after a printer error with growing delays (``retry_s``)."""
+
+    def __init__(self, queue: PrintQueue, *, idle_s: float = IDLE_S,
+                 retry_s: Sequence[float] = RETRY_DELAYS_S) -> None:
+        self.queue = queue
+        self.idle_s = idle_s
+        self.retry_s = tuple(retry_s)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="print-worker", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                report = self.queue.run_once()
+            except Exception:
+                log.exception("print queue run failed")
+                report = RunReport(error="erreur interne")
+            if report.error:
+                delay = self.retry_s[min(failures, len(self.retry_s) - 1)]
+                failures += 1
+            else:
+                delay, failures = self.idle_s, 0
+            self._wake.wait(delay)

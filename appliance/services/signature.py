@@ -1,0 +1,304 @@
+"""Sign a prescription with the physician's card, and verify a scanned QR payload offline.
+
+Signing (``sign_prescription``): the prescription becomes ``signed`` at ``at``; the card
+(any ``Signer``) signs the QR signed part (``appliance.domain.qr``), which carries ``H`` =
+SHA-256 of the canonical prescription: one signature covers the QR and the whole order.
+The signature is checked against the certificate's public key before it is kept.
+
+Verification (``verify_payload``), with nothing but the trust roots:
+
+1. the payload decodes (``ORD1:``, Base45, zlib, container, fields);
+2. the signer's certificate: embedded, or by SHA-256 reference among ``certificates``;
+3. the signature (RSA PKCS#1 v1.5, SHA-256) over the signed part's exact bytes;
+4. the chain: from the signer's certificate up to a self-signed certificate of
+   ``trust_roots``, through intermediates. The payload has no room for intermediates:
+   they travel with the trust roots (a PEM bundle: every certificate of ``trust_roots``
+   that is not self-signed is used as an intermediate, never as an anchor), or in
+   ``intermediates``. Each link: issuer name and signature, CA basic constraint and
+   ``keyCertSign`` on issuers, validity of every certificate at the issue time;
+   the signer's key usage allows ``nonRepudiation`` or ``digitalSignature``;
+5. revocation: a certificate listed in a CRL of ``crls`` that its issuer signed is
+   refused, whatever the revocation date (the issue time is the signer's own claim, so a
+   compromised key could backdate). CRL freshness is not enforced (offline use);
+6. the certificate's idNat_PS (subject ``serialNumber``, else ``UID``, else the digits
+   before ``/`` in ``CN``) is ``8`` + the RPPS of the payload;
+7. the certificate is valid at the issue time.
+
+Any failure raises ``InvalidOrder`` whose ``reason`` is printed as ``INVALID: reason``;
+``fields`` carries the decoded fields when the payload could be read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlite_utils
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from appliance.domain.ids import validate_id_nat_ps
+from appliance.domain.prescription import Prescription, State
+from appliance.domain.qr import QrPayload, SignedOrder
+from appliance.errors import OrdoError, ValidationError
+from appliance.ports import Signer
+from appliance.store import repositories
+
+log = logging.getLogger(__name__)
+
+MAX_CHAIN = 6
+
+
+class InvalidOrder(OrdoError):
+    """A payload that does not verify. ``reason`` says why (English, technical: it is
+    printed after ``INVALID:``); ``fields`` are the decoded fields when readable."""
+
+    def __init__(self, reason: str, fields: SignedOrder | None = None) -> None:
+        self.reason = reason
+        self.fields = fields
+        super().__init__(f"INVALID: {reason}")
+
+
+@dataclass(frozen=True)
+class VerifiedOrder:
+    """A payload whose signature, chain, signer and dates check out."""
+
+    fields: SignedOrder
+    signer_subject: str
+    signer_id_nat_ps: str
+    certificate_sha256: bytes
+    chain: tuple[str, ...] = field(default=())  # subjects, signer first, anchor last
+
+
+@dataclass(frozen=True)
+class SignedPrescription:
+    prescription: Prescription
+    signature: bytes
+    certificate_der: bytes
+    payload: QrPayload
+
+
+# -- signing ---------------------------------------------------------------------------------
+class SoftwareSigner:
+    """A ``Signer`` over an RSA key in memory: tests, the demo, never production."""
+
+    def __init__(self, key: rsa.RSAPrivateKey, certificate: x509.Certificate) -> None:
+        self._key = key
+        self._der = certificate.public_bytes(Encoding.DER)
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self._der
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise InvalidOrder(f"the signer's certificate is unreadable ({exc})") from None
+
+
+def _check_signature(cert: x509.Certificate, signature: bytes, data: bytes) -> None:
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise InvalidOrder("the signer's key is not RSA")
+    try:
+        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise InvalidOrder("the signature does not match the signed fields") from None
+
+
+def sign_prescription(prescription: Prescription, signer: Signer, at: datetime
+                      ) -> SignedPrescription:
+    """Make the prescription ``signed`` at ``at`` and have the card sign its QR part.
+
+    Refuses a certificate that is not the prescriber's (idNat_PS) and a signature that
+    does not verify with the certificate (a card or reader fault), before anything is kept.
+    """
+    signed = prescription.transition(State.SIGNED, at)
+    order = SignedOrder.from_prescription(signed)
+    data = order.to_bytes()
+    cert_der = signer.certificate_der
+    cert = _load_certificate(cert_der)
+    owner = certificate_id_nat_ps(cert)
+    if owner != signed.prescriber.id_nat_ps:
+        raise ValidationError("certificate", owner,
+                              f"the prescriber's certificate ({signed.prescriber.id_nat_ps})")
+    signature = signer.sign(data)
+    _check_signature(cert, signature, data)
+    log.info("prescription signed", extra={"fields": {"prescription": signed.id,
+                                                      "signer": owner}})
+    return SignedPrescription(signed, signature, cert_der,
+                              QrPayload.build(data, signature, cert_der))
+
+
+# -- verification ----------------------------------------------------------------------------
+def certificate_id_nat_ps(cert: x509.Certificate) -> str | None:
+    """The holder's idNat_PS: subject serialNumber (the test PKI and PROTOCOL.md), else UID,
+    else the digits before ``/`` in the CN (older CPS templates)."""
+    candidates = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]
+    candidates += [a.value for a in cert.subject.get_attributes_for_oid(NameOID.USER_ID)]
+    candidates += [str(a.value).split("/", 1)[0]
+                   for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    for value in candidates:
+        try:
+            return validate_id_nat_ps(str(value))
+        except ValidationError:
+            continue
+    return None
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _valid_at(cert: x509.Certificate, moment: datetime) -> bool:
+    return cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc
+
+
+def _extension(cert: x509.Certificate, kind: type) -> object | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _check_issuer(ca: x509.Certificate, below: int) -> str | None:
+    """Why ``ca`` may not issue certificates (``below`` CAs under it), or None."""
+    constraints = _extension(ca, x509.BasicConstraints)
+    if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
+        return "is not a certification authority"
+    if constraints.path_length is not None and below > constraints.path_length:
+        return "exceeds its path length constraint"
+    usage = _extension(ca, x509.KeyUsage)
+    if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
+        return "may not sign certificates (key usage)"
+    return None
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+def _build_chain(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
+                 pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """leaf, intermediates..., anchor; or InvalidOrder."""
+    chain = [leaf]
+    current = leaf
+    while len(chain) <= MAX_CHAIN:
+        for anchor in anchors:
+            if anchor.subject == current.issuer and _issued_by(current, anchor):
+                return [*chain, anchor]
+        parent = next((c for c in pool if c.subject == current.issuer and c not in chain
+                       and _issued_by(current, c)), None)
+        if parent is None:
+            raise InvalidOrder(f"no trusted root issued the certificate of "
+                               f"{_subject(current)} (issuer {current.issuer.rfc4514_string()})")
+        chain.append(parent)
+        current = parent
+    raise InvalidOrder("certificate chain too long")
+
+
+def _check_revocation(chain: list[x509.Certificate],
+                      crls: Iterable[x509.CertificateRevocationList]) -> None:
+    crls = list(crls)
+    for cert, issuer in itertools.pairwise(chain):
+        for crl in crls:
+            if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
+                continue
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is not None:
+                when = revoked.revocation_date_utc.strftime("%Y-%m-%d")
+                raise InvalidOrder(f"the certificate of {_subject(cert)} was revoked on {when}")
+
+
+def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
+                   crls: Iterable[x509.CertificateRevocationList] = (), *,
+                   intermediates: Sequence[x509.Certificate] = (),
+                   certificates: Sequence[x509.Certificate] = ()) -> VerifiedOrder:
+    """Check a scanned payload offline; return its fields or raise ``InvalidOrder``."""
+    try:
+        decoded = QrPayload.decode(payload)
+    except ValidationError as exc:
+        raise InvalidOrder(f"malformed payload: {exc}") from None
+    fields = decoded.order
+    try:
+        if decoded.certificate is not None:
+            leaf = _load_certificate(decoded.certificate)
+        else:
+            ref = decoded.certificate_sha256
+            leaf = next((c for c in certificates
+                         if hashlib.sha256(c.public_bytes(Encoding.DER)).digest() == ref), None)
+            if leaf is None:
+                raise InvalidOrder("the signer's certificate is not in the payload and not "
+                                   "among the known certificates")
+        _check_signature(leaf, decoded.signature, decoded.signed_bytes)
+        anchors = [c for c in trust_roots if _self_signed(c)]
+        pool = [c for c in [*trust_roots, *intermediates] if not _self_signed(c)]
+        if not anchors:
+            raise InvalidOrder("no trust root configured")
+        chain = _build_chain(leaf, anchors, pool)
+        for below, ca in enumerate(chain[1:-1]):
+            problem = _check_issuer(ca, below)
+            if problem:
+                raise InvalidOrder(f"{_subject(ca)} {problem}")
+        usage = _extension(leaf, x509.KeyUsage)
+        if isinstance(usage, x509.KeyUsage) and not (usage.content_commitment
+                                                     or usage.digital_signature):
+            raise InvalidOrder("the signer's certificate is not for signatures (key usage)")
+        _check_revocation(chain, crls)
+        owner = certificate_id_nat_ps(leaf)
+        expected = "8" + fields.rpps
+        if owner != expected:
+            raise InvalidOrder(f"the certificate belongs to idNat_PS {owner or 'unknown'}, "
+                               f"not to RPPS {fields.rpps}")
+        issued = fields.issued_at
+        for cert in chain:
+            if not _valid_at(cert, issued):
+                raise InvalidOrder(
+                    f"the certificate of {_subject(cert)} was not valid on "
+                    f"{issued:%Y-%m-%d %H:%M:%S} UTC (valid "
+                    f"{cert.not_valid_before_utc:%Y-%m-%d} to "
+                    f"{cert.not_valid_after_utc:%Y-%m-%d})")
+    except InvalidOrder as exc:
+        raise InvalidOrder(exc.reason, fields) from None
+    return VerifiedOrder(fields=fields, signer_subject=_subject(leaf), signer_id_nat_ps=owner,
+                         certificate_sha256=decoded.certificate_fingerprint,
+                         chain=tuple(_subject(c) for c in chain))
+
+
+def record_signature(db: sqlite_utils.Database, signed: SignedPrescription, *, actor: str
+                     ) -> int:
+    """Store a signed prescription with its outbox row, first print job and audit entry
+    (``repositories.record_signed``), plus the exact bytes the card signed
+    (``prescriptions.signed_payload``), in the caller's transaction. Returns the print job."""
+    job = repositories.record_signed(db, signed.prescription, signature=signed.signature,
+                                     signer_cert=signed.certificate_der, actor=actor)
+    db.execute("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
+               [signed.payload.signed_bytes, signed.prescription.id])
+    return job
