@@ -25,7 +25,8 @@ import logging
 import ssl
 import time
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -100,10 +101,15 @@ def _from_directory(directory: Path) -> dict[str, SourceFile]:
     files = {}
     for wanted, actual in picked.items():
         path = directory / actual
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ValidationError("source", str(path), f"a file under {MAX_FILE_BYTES} bytes")
-        files[wanted] = SourceFile(wanted, path.read_bytes(),
-                                   datetime.fromtimestamp(path.stat().st_mtime, UTC))
+        try:
+            stat = path.stat()
+            if stat.st_size > MAX_FILE_BYTES:
+                raise ValidationError("source", str(path),
+                                      f"a file under {MAX_FILE_BYTES} bytes")
+            files[wanted] = SourceFile(wanted, path.read_bytes(),
+                                       datetime.fromtimestamp(stat.st_mtime, UTC))
+        except OSError as exc:
+            raise ValidationError("source", str(path), f"a readable file ({exc})") from exc
     return files
 
 
@@ -120,7 +126,7 @@ def _from_zip(data: bytes | Path, described: str) -> dict[str, SourceFile]:
                 files[wanted] = SourceFile(wanted, archive.read(info),
                                            datetime(*info.date_time, tzinfo=UTC))
             return files
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as exc:
         raise ValidationError("source", described, f"a readable zip file ({exc})") from exc
 
 
@@ -231,6 +237,17 @@ def _unchanged(part: str, path: Path, meta: dict[str, str], source: str,
                         imported_at=meta.get(f"{part}_imported_at", ""), counts=counts)
 
 
+def _import_part(part: str, path: Path, sha256: str, source: str,
+                 build_part: Callable[[], ImportReport]) -> ImportReport:
+    """Under the import lock: nothing to do if this part's source is unchanged, else build."""
+    with import_lock(path):
+        meta = read_meta(path)
+        if (meta.get(f"{part}_sha256") == sha256
+                and meta.get("schema_version") == build.SCHEMA_VERSION):
+            return _unchanged(part, path, meta, source, sha256)
+        return build_part()
+
+
 def import_bdpm(data_dir: Path, source: str | Path, *, referential_date: str | None = None,
                 ca_file: str | None = None) -> ImportReport:
     """Import a BDPM release into ``<data_dir>/referential.sqlite``.
@@ -244,14 +261,9 @@ def import_bdpm(data_dir: Path, source: str | Path, *, referential_date: str | N
     sha256 = digest(files.values())
     when = _referential_date(files.values(), referential_date)
     path = referential_path(data_dir)
-    with import_lock(path):
-        meta = read_meta(path)
-        if meta.get("bdpm_sha256") == sha256 and meta.get("schema_version") == build.SCHEMA_VERSION:
-            report = _unchanged(build.BDPM, path, meta, described, sha256)
-        else:
-            parsed = parse_bdpm({name: f.data for name, f in files.items()})
-            report = build.import_bdpm(path, parsed, source=described, sha256=sha256,
-                                       date=when)
+    report = _import_part(build.BDPM, path, sha256, described, lambda: build.import_bdpm(
+        path, parse_bdpm({name: f.data for name, f in files.items()}), source=described,
+        sha256=sha256, date=when))
     log.info("BDPM import", extra={"fields": {
         "unchanged": report.unchanged, "date": report.date, "malformed": len(report.errors),
         "seconds": round(time.monotonic() - started, 2)}})
@@ -266,18 +278,14 @@ def import_devices(data_dir: Path, csv_file: Path) -> ImportReport:
         modified = datetime.fromtimestamp(csv_file.stat().st_mtime, UTC)
     except OSError as exc:
         raise ValidationError("file", str(csv_file), f"a readable CSV file ({exc})") from exc
-    source = SourceFile(csv_file.name, data, modified)
+    source = SourceFile("lpp", data, modified)  # the content decides, not the file name
     sha256 = digest([source])
     described = _describe(csv_file)
     path = referential_path(data_dir)
-    with import_lock(path):
-        meta = read_meta(path)
-        if (meta.get("devices_sha256") == sha256
-                and meta.get("schema_version") == build.SCHEMA_VERSION):
-            return _unchanged(build.DEVICES, path, meta, described, sha256)
-        parsed = parse_devices(data, csv_file.name)
-        report = build.import_devices(path, parsed, source=described, sha256=sha256,
-                                      date=_referential_date([source], None))
+    report = _import_part(build.DEVICES, path, sha256, described, lambda: build.import_devices(
+        path, parse_devices(data, csv_file.name), source=described, sha256=sha256,
+        date=_referential_date([source], None)))
     log.info("LPP import", extra={"fields": {
-        "codes": len(parsed.records), "malformed": len(parsed.errors)}})
+        "unchanged": report.unchanged, "codes": report.counts.get("device", 0),
+        "malformed": len(report.errors)}})
     return report

@@ -154,10 +154,12 @@ def test_accents_case_dci_and_short_queries(tmp_path: Path, small_dir: Path) -> 
     assert "GAMMAZOLTAR 1 mg, gélule" not in labels(ref.search("zo"))  # substrings need 3
     found = ref.by_cip13(cip13("1000008"))
     assert found is not None and found.price_cents == 123456
+    assert found.label == "ZOLTAR 10 mg, comprimé — boîte de 30 comprimé(s)"
     assert found.reimbursement_rates == (65,) and found.routes == ("orale",)
     assert ref.by_cip13(cip13("1999999")) is None
     assert [p.cip7 for p in ref.by_cis("60000001")] == ["1000001", "1000008"]
     assert ref.conditions("60000007") == ["liste I"]
+    assert ref.search_devices("fauteuil") == [] and ref.device("1234567") is None  # no list
 
 
 def _temp_files(directory: Path) -> list[Path]:

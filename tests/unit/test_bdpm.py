@@ -155,22 +155,22 @@ def test_documents_prefer_the_therapeutic_fraction_and_rank_marketed_first() -> 
          "\t".join(["60002504", "comprimé", "49632", "RANITIDINE BASE", "150 mg",
                     "un comprimé", "FT", "1", ""])])
     docs = drug_documents(parsed)
-    # (id, cip13, cip7, cis, label, name, form, dosage, pack, substances, routes, rates,
-    #  price, marketed, name_key, text_key)
+    # (id, cip13, cip7, cis, name, form, dosage, pack, substances, routes, rates, price,
+    #  marketed, name_key, text_key)
     assert [d[0] for d in docs] == [1, 2]
     first, second = docs
-    assert first[5].startswith("RANITIDINE") and first[13] == 1  # marketed first
-    assert second[5].startswith("ABACAVIR") and second[13] == 0
-    assert first[7] == "150 mg" and first[9] == "RANITIDINE BASE"
-    assert "chlorhydrate" in first[15]  # every substance is searchable
-    assert first[4] == ("RANITIDINE TEST 150 mg, comprimé — plaquette(s) PVC-aluminium "
-                        "de 8 comprimé(s)")
+    assert first[4].startswith("RANITIDINE") and first[12] == 1  # marketed first
+    assert second[4].startswith("ABACAVIR") and second[12] == 0
+    assert first[6] == "150 mg" and first[8] == "RANITIDINE BASE"
+    assert "chlorhydrate" in first[14]  # every substance is searchable
+    assert first[7] == "plaquette(s) PVC-aluminium de 8 comprimé(s)"
 
 
 def test_presentation_without_specialty_is_kept_with_its_pack_label() -> None:
     parsed = _bdpm([], [presentation_line()], [])
     (doc,) = drug_documents(parsed)
-    assert doc[1] == CIP13 and doc[4] == "plaquette(s) PVC-aluminium de 8 comprimé(s)"
+    assert (doc[1], doc[4]) == (CIP13, "")
+    assert doc[7] == "plaquette(s) PVC-aluminium de 8 comprimé(s)"
 
 
 def test_device_documents_are_ranked_by_folded_label() -> None:

@@ -50,7 +50,6 @@ REFERENTIAL_FILE = "referential.sqlite"
 SCHEMA_VERSION = "1"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-LABEL_SEPARATOR = " — "
 LIST_SEPARATOR = "|"
 MAX_DOSAGE_CHARS = 160
 
@@ -83,7 +82,7 @@ CREATE TABLE generic_group (
 CREATE TABLE condition (cis TEXT NOT NULL, text TEXT NOT NULL);
 CREATE TABLE drug_doc (
     id INTEGER PRIMARY KEY, cip13 TEXT NOT NULL, cip7 TEXT NOT NULL, cis TEXT NOT NULL,
-    label TEXT NOT NULL, name TEXT NOT NULL, form TEXT NOT NULL, dosage TEXT NOT NULL,
+    name TEXT NOT NULL, form TEXT NOT NULL, dosage TEXT NOT NULL,
     pack TEXT NOT NULL, substances TEXT NOT NULL, routes TEXT NOT NULL,
     reimbursement_rates TEXT NOT NULL, price_cents INTEGER, marketed INTEGER NOT NULL,
     name_key TEXT NOT NULL, text_key TEXT NOT NULL
@@ -94,7 +93,7 @@ CREATE INDEX composition_cis ON composition (cis);
 CREATE INDEX generic_group_cis ON generic_group (cis);
 CREATE INDEX condition_cis ON condition (cis);
 CREATE INDEX presentation_cis ON presentation (cis);
-CREATE INDEX drug_doc_name ON drug_doc (marketed, name_key);
+CREATE INDEX drug_doc_name ON drug_doc (marketed DESC, name_key);
 CREATE UNIQUE INDEX drug_doc_cip13 ON drug_doc (cip13);
 CREATE INDEX drug_doc_cip7 ON drug_doc (cip7);
 CREATE INDEX drug_doc_cis ON drug_doc (cis);
@@ -242,10 +241,9 @@ def drug_documents(bdpm: Bdpm) -> list[tuple]:
         dosage, substances, substances_key = per_cis[p.cis]
         name_key = search_key(name)
         text_key = f"{name_key} {substances_key}".strip()
-        label = LABEL_SEPARATOR.join(part for part in (name, p.label) if part)
         sort = (not p.marketed, name_key, p.label, p.cip13)
         docs.append((sort, (
-            p.cip13, p.cip7, p.cis, label, name, specialty.form if specialty else "",
+            p.cip13, p.cip7, p.cis, name, specialty.form if specialty else "",
             dosage, p.label, LIST_SEPARATOR.join(substances),
             LIST_SEPARATOR.join(specialty.routes) if specialty else "",
             LIST_SEPARATOR.join(str(rate) for rate in p.reimbursement_rates),
@@ -292,7 +290,7 @@ def _write_bdpm(conn: sqlite3.Connection, bdpm: Bdpm) -> None:
         ((r.group_id, r.group_label, r.cis, r.kind, r.sort) for r in bdpm.generics.records))
     conn.executemany("INSERT INTO condition VALUES (?,?)",
                      ((r.cis, r.text) for r in bdpm.conditions.records))
-    conn.executemany(f"INSERT INTO drug_doc VALUES ({','.join('?' * 16)})",  # noqa: S608
+    conn.executemany(f"INSERT INTO drug_doc VALUES ({','.join('?' * 15)})",  # noqa: S608
                      drug_documents(bdpm))
     _finish_drugs(conn)
 

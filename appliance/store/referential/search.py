@@ -36,6 +36,7 @@ from appliance.store.referential.text import prefix_upper_bound, search_key
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
+LABEL_SEPARATOR = " — "
 MAX_LIMIT = 500
 TRIGRAM = 3
 MATCH_MAX_DOCS = 1000
@@ -43,7 +44,11 @@ MATCH_MAX_DOCS = 1000
 
 @dataclass(frozen=True, slots=True)
 class Presentation:
-    """A box ready to prescribe: codes, labels, dosage, reimbursement, price."""
+    """A box ready to prescribe: codes, labels, dosage, reimbursement, price.
+
+    ``label`` is the specialty name and the pack (``name — pack``); ``price_cents`` is
+    the drug's price without the pharmacist's dispensing fee (BDPM's first price field).
+    """
 
     cip13: str
     cip7: str
@@ -88,9 +93,11 @@ def _split(value: str) -> tuple[str, ...]:
 
 
 def _presentation(row: Sequence[Any]) -> Presentation:
+    _, cip13, cip7, cis, name, form, dosage, pack, substances, routes, rates, price, marketed = row
     return Presentation(
-        row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], _split(row[9]),
-        _split(row[10]), tuple(int(rate) for rate in _split(row[11])), row[12], bool(row[13]))
+        cip13, cip7, cis, LABEL_SEPARATOR.join(part for part in (name, pack) if part), name,
+        form, dosage, pack, _split(substances), _split(routes),
+        tuple(int(rate) for rate in _split(rates)), price, bool(marketed))
 
 
 def _device(row: Sequence[Any]) -> Device:
@@ -114,9 +121,14 @@ class _Index:
         return f"SELECT id FROM {self.doc} WHERE {column} = ? ORDER BY id"  # noqa: S608
 
     def prefix_sql(self) -> str:
-        group = "marketed = ? AND " if self.marketed else ""
-        return (f"SELECT id FROM {self.doc} WHERE {group}name_key >= ? "  # noqa: S608
-                "AND name_key < ? ORDER BY name_key, id LIMIT ?")
+        """Names in a prefix range, marketed first. With the index (marketed DESC,
+        name_key), ``marketed IN (0, 1)`` lets SQLite read both groups in order from the
+        index, without sorting."""
+        if not self.marketed:
+            return (f"SELECT id FROM {self.doc} WHERE name_key >= ? AND name_key < ? "  # noqa: S608
+                    "ORDER BY name_key, id LIMIT ?")
+        return (f"SELECT id FROM {self.doc} WHERE marketed IN (0, 1) AND name_key >= ? "  # noqa: S608
+                "AND name_key < ? ORDER BY marketed DESC, name_key, id LIMIT ?")
 
     def match_sql(self, fts: str, filters: int) -> str:
         """Ids matching an FTS5 query, in rank order, filtered by ``LIKE`` patterns."""
@@ -129,7 +141,7 @@ class _Index:
                 "ORDER BY f.rowid LIMIT ?")
 
 
-DRUGS = _Index("drug_doc", "id, cip13, cip7, cis, label, name, form, dosage, pack, "
+DRUGS = _Index("drug_doc", "id, cip13, cip7, cis, name, form, dosage, pack, "
                "substances, routes, reimbursement_rates, price_cents, marketed", True,
                _presentation)
 DEVICES = _Index("device_doc", "id, code, label", False, _device)
@@ -155,7 +167,7 @@ class Referential:
         self.cache_size = cache_size
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
-        self._cache: dict[tuple[str, int], Any] = {}
+        self._cache: dict[str, dict[int, Any]] = {}
         self._counts: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
         self._tables: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -250,10 +262,7 @@ class Referential:
                                          for column, value in codes]
         key = search_key(text)
         if key:
-            upper = prefix_upper_bound(key)
-            for group in ((1, 0) if index.marketed else (None,)):
-                params = (key, upper, arm_limit)
-                arms.append((index.prefix_sql(), params if group is None else (group, *params)))
+            arms.append((index.prefix_sql(), (key, prefix_upper_bound(key), arm_limit)))
             arms.extend(self._match_arms(conn, index, key.split(), arm_limit))
         if not arms:
             return []
@@ -321,14 +330,17 @@ class Referential:
 
     def _load(self, conn: sqlite3.Connection, index: _Index, ids: list[int]) -> list[Any]:
         """Result objects for ``ids``, in order, from the cache or the database."""
-        cache = self._cache
-        if len(cache) + len(ids) > self.cache_size:
+        cache = self._cache.setdefault(index.doc, {})
+        try:
+            return [cache[i] for i in ids]
+        except KeyError:
+            pass
+        if sum(len(c) for c in self._cache.values()) + len(ids) > self.cache_size:
             cache.clear()
-        missing = [i for i in ids if (index.doc, i) not in cache]
-        if missing:
-            for row in self._rows(conn, index.rows_sql(len(missing)), missing):
-                cache[(index.doc, row[0])] = index.build(row)
-        return [cache[(index.doc, i)] for i in ids]
+        missing = [i for i in ids if i not in cache]
+        for row in self._rows(conn, index.rows_sql(len(missing)), missing):
+            cache[row[0]] = index.build(row)
+        return [cache[i] for i in ids]
 
     # --- lookups ----------------------------------------------------------------------
 
