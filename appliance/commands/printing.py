@@ -87,10 +87,13 @@ def _print_fields(fields: Any) -> None:
                    "Default: security.trust_roots.")
 @click.option("--crl", "crls", multiple=True, type=click.Path(dir_okay=False),
               help="CRL file; repeatable. Default: security.crls.")
+@click.option("--certificate", "certificates", multiple=True,
+              type=click.Path(dir_okay=False),
+              help="Signer certificates (PEM/DER) for payloads that carry theirs by reference.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
 def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tuple[str, ...],
-           as_json: bool) -> None:
+           certificates: tuple[str, ...], as_json: bool) -> None:
     """Check a scanned QR payload offline: prints its fields, then VALID or INVALID: reason.
 
     Reads the payload from standard input when PAYLOAD is absent. Exit code 0 when valid,
@@ -102,8 +105,11 @@ def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tu
     security = app.settings.security
     trust = _run(lambda: load_trust_store(trust_roots or security.trust_roots,
                                           crls or security.crls))
+    known = _run(lambda: load_trust_store(certificates)) if certificates else None
+    signers = [*known.roots, *known.intermediates] if known else []
     try:
-        result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls)
+        result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls,
+                                certificates=signers)
     except InvalidOrder as exc:
         if as_json:
             _echo_json({"result": "INVALID", "reason": exc.reason,

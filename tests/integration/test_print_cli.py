@@ -153,3 +153,18 @@ def test_the_emulator_command_runs_as_a_process(orders, tmp_path):
     assert report["tickets"][0]["qr"][0]["text"] == signed.payload.encode()
     assert (out / "job-0001-1.png").stat().st_size > 0
     assert (out / "job-0001.bin").stat().st_size == report["bytes"]
+
+
+def test_qr_verify_a_certificate_by_reference_with_the_certificate_given(orders, data_dir,
+                                                                         card_pki):
+    from appliance.domain.qr import QrPayload
+
+    signed = orders.sign()
+    ref = QrPayload.build(signed.payload.signed_bytes, signed.signature, signed.certificate_der,
+                          embed_certificate=False).encode()
+    root = str(card_pki.trust_roots[0])
+    result = _ordo(data_dir, "qr", "verify", ref, "--trust-root", root)
+    assert result.exit_code == 1 and "not among the known certificates" in result.output
+    cert = str(card_pki.card_dir("physician") / "sign.der")
+    result = _ordo(data_dir, "qr", "verify", ref, "--trust-root", root, "--certificate", cert)
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "VALID"
