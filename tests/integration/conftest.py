@@ -332,7 +332,7 @@ def orders(print_store, print_signers):
 #  make_engine)
 # ---------------------------------------------------------------------------------------
 
-SYNC_SIGNER_PROFILES = ("physician", "untrusted", "revoked")
+SYNC_SIGNER_PROFILES = ("physician", "untrusted", "revoked", "expired")
 
 
 @pytest.fixture(scope="session")
