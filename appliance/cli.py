@@ -82,9 +82,18 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
 
 
 def _register() -> None:
-    from appliance.commands import audit_cmd, card, config_cmd, drugs, ids, printing, residents
+    from appliance.commands import (
+        audit_cmd,
+        card,
+        config_cmd,
+        drugs,
+        ids,
+        printing,
+        residents,
+        sync_cmd,
+    )
 
-    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing):
+    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, sync_cmd):
         for command in module.COMMANDS:
             main.add_command(command)
 
