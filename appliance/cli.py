@@ -36,13 +36,11 @@ class LogFormatter(logging.Formatter):
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogFormatter())
-    for name in ("appliance", "drivers", "sync"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
-        logger.propagate = False
+    """One ``key=value`` line per event on stderr, NIR-shaped numbers redacted
+    (see ``appliance.logs``)."""
+    from appliance import logs
+
+    logs.setup_logging(level, sys.stderr)
 
 
 def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,12 +86,13 @@ def _register() -> None:
         config_cmd,
         drugs,
         ids,
+        ops,
         printing,
         residents,
         sync_cmd,
     )
 
-    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, sync_cmd):
+    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, ops, sync_cmd):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -57,6 +57,16 @@ class Establishment:
 
 
 @dataclass(frozen=True)
+class Pharmacy:
+    """The partner pharmacy (officine) that dispenses for the establishment."""
+
+    name: str = ""
+    finess: str = field(default="", metadata=_check(
+        _finess_ok, "9 characters: 2 for the department, 7 digits"))
+    address: str = ""
+
+
+@dataclass(frozen=True)
 class Printer:
     uri: str = field(metadata=_check(
         _uri_ok, "tcp://host:port, usb://VID:PID, serial:///dev/... or file:///dev/..."))
@@ -130,6 +140,7 @@ class Settings:
     logging: Logging
     data_dir: Path
     config_file: Path | None = None
+    pharmacy: Pharmacy = field(default_factory=Pharmacy)
 
     @property
     def db_path(self) -> Path:

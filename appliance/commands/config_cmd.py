@@ -1,4 +1,5 @@
-"""``ordo config show`` and ``ordo config check``."""
+"""``ordo config show`` (secrets masked) and ``ordo config check`` (see
+``appliance.services.ops.configcheck``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import click
 
 from appliance.bootstrap import App
+from appliance.services.ops.configcheck import ERROR, check_settings
 
 
 @click.group("config")
@@ -34,10 +36,35 @@ def show(app: App, as_json: bool) -> None:
 
 
 @config.command("check")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
-def check(app: App) -> None:
-    """Check the configuration; the values were already checked at start."""
-    click.echo(f"configuration OK ({app.settings.config_file or 'embedded defaults'})")
+def check(app: App, as_json: bool) -> None:
+    """Check the configuration against this machine; exit 1 on any error.
+
+    Beyond the formats checked at start: the FINESS and address of the establishment,
+    the registry over https, and every file named (client certificate and key, CA file,
+    trust roots, CRLs, backup key) present, readable by the ordo user and valid.
+    """
+    findings = check_settings(app.settings)
+    source = app.settings.config_file or "embedded defaults"
+    errors = [f for f in findings if f.level == ERROR]
+    if as_json:
+        click.echo(json.dumps({"ok": not errors, "config_file": str(source), "findings": [
+            {"level": f.level, "key": f.error.key, "value": f.error.value,
+             "expected": f.error.expected} for f in findings]},
+            indent=2, ensure_ascii=False, default=str))
+    else:
+        for finding in findings:
+            click.echo(str(finding), err=finding.level == ERROR)
+        warnings = len(findings) - len(errors)
+        if errors:
+            click.echo(f"configuration NOT OK ({source}): {len(errors)} error(s), "
+                       f"{warnings} warning(s)")
+        else:
+            click.echo(f"configuration OK ({source})"
+                       + (f", {warnings} warning(s)" if warnings else ""))
+    if errors:
+        raise SystemExit(1)
 
 
 COMMANDS = [config]

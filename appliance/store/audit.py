@@ -26,6 +26,9 @@ from appliance.store.db import Store
 
 GENESIS = "0" * 64
 _HEAD_COUNT, _HEAD_HASH = "audit.count", "audit.head"
+# Set by the retention policy (appliance.services.ops.retention) in the transaction that
+# deletes the oldest entries: the first kept entry and the hash it follows.
+ANCHOR_SEQ, ANCHOR_PREV = "audit.anchor_seq", "audit.anchor_prev"
 FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "first_names",
                                    "birth_name", "used_name", "date_naissance", "nom", "prenoms"})
 
@@ -92,8 +95,13 @@ def entries(store: Store, since: int = 0) -> list[Entry]:
 
 def verify(store: Store) -> int:
     """Walk the chain; return the number of entries, or raise ``AuditChainBroken``
-    naming the first entry that does not verify."""
-    expected_prev, expected_seq = GENESIS, 1
+    naming the first entry that does not verify.
+
+    After a retention run the chain starts at the anchor kept in ``meta`` (first kept
+    entry, and the hash it follows) instead of entry 1 and the genesis hash.
+    """
+    expected_seq = int(_meta(store.db, ANCHOR_SEQ, "1"))
+    expected_prev = _meta(store.db, ANCHOR_PREV, GENESIS)
     for row in store.conn.execute("SELECT * FROM audit ORDER BY rowid"):
         seq = row["seq"]
         if seq != expected_seq:

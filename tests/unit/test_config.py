@@ -78,3 +78,14 @@ def test_secrets_are_masked(tmp_path: Path) -> None:
     s = load_settings(data_dir=tmp_path, environ={"ORDO_SECURITY_BACKUP_KEY": "/k/secret.key"})
     assert s.as_dict()["security"]["backup_key"] == "********"
     assert s.as_dict(mask_secrets=False)["security"]["backup_key"] == "/k/secret.key"
+
+
+def test_partner_pharmacy_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[pharmacy]\nname = "Pharmacie du Centre"\nfiness = "010000024"\n')
+    s = load_settings(config_file=cfg, data_dir=tmp_path, environ={})
+    assert (s.pharmacy.name, s.pharmacy.finess) == ("Pharmacie du Centre", "010000024")
+    assert s.as_dict()["pharmacy"]["address"] == ""
+    with pytest.raises(ConfigError) as err:
+        load_settings(data_dir=tmp_path, environ={"ORDO_PHARMACY_FINESS": "12"})
+    assert (err.value.key, err.value.value) == ("pharmacy.finess", "12")

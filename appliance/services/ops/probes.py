@@ -1,0 +1,267 @@
+"""Small probes of the appliance's parts, for ``ordo doctor``.
+
+Each probe uses only a stable, public interface, so that it keeps working whatever the
+card, printer, sync and referential code do inside:
+
+- pcscd: the PC/SC API through pyscard's ``smartcard.scard`` (``SCardEstablishContext``,
+  ``SCardListReaders``, ``SCardGetStatusChange`` with a zero timeout). No card is
+  connected to: the kiosk may be using it.
+- printer: a TCP connection to ``printer.uri`` and ESC/POS ``DLE EOT 4`` ("transmit roll
+  paper sensor status", Epson ESC/POS command reference): one status byte, bits 1 and 4
+  set, bits 0 and 7 clear; bits 2-3 set = paper near its end; bits 5-6 set = no paper.
+  Device files (``file://``, ``serial://``) get the same query when they answer;
+  ``usb://VID:PID`` is only looked up in sysfs (claiming the device would disturb the
+  kiosk).
+- registry: ``GET <url>/metadata`` (the FHIR capability statement) over TLS, verifying the
+  server with ``registry.ca_file`` (never disabled) and presenting the client
+  certificate; the ``Date`` header is kept for the clock check.
+- referential: the date stored in ``referential.sqlite``'s ``meta`` table (keys
+  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sqlite3
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from appliance.errors import CardError, PrinterError, RegistryError
+
+DLE_EOT_PAPER = b"\x10\x04\x04"  # DLE EOT n=4: roll paper sensor status
+_FIXED_MASK, _FIXED_BITS = 0x93, 0x12
+NEAR_END_BITS = 0x0C
+PAPER_END_BITS = 0x60
+REFERENTIAL_FILE = "referential.sqlite"
+SYSFS_USB = Path("/sys/bus/usb/devices")
+
+
+# -- PC/SC -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    card_present: bool
+    atr: str = ""
+
+
+def pcsc_readers() -> list[Reader]:
+    """The PC/SC readers known to pcscd and whether a card is in each.
+
+    Raises ``CardError`` when pcscd cannot be reached."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        raise CardError(f"pcscd is not reachable: {scard.SCardGetErrorMessage(hresult)}")
+    try:
+        hresult, names = scard.SCardListReaders(context, [])
+        if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
+            return []
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise CardError(f"cannot list readers: {scard.SCardGetErrorMessage(hresult)}")
+        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
+        hresult, states = scard.SCardGetStatusChange(context, 0, states)
+        if hresult not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
+            raise CardError(f"cannot read the readers' state: "
+                            f"{scard.SCardGetErrorMessage(hresult)}")
+        readers = []
+        for name, event_state, atr in states:
+            present = bool(event_state & scard.SCARD_STATE_PRESENT)
+            readers.append(Reader(name, present, bytes(atr).hex(" ").upper() if present else ""))
+        return readers
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+# -- printer -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PaperStatus:
+    transport: str
+    paper: str  # "ok", "near_end", "out" or "unknown"
+    raw: int | None = None
+    detail: str = ""
+
+
+def paper_from_status(byte: int) -> str:
+    """Interpret the answer to ``DLE EOT 4``."""
+    if byte & _FIXED_MASK != _FIXED_BITS:
+        raise PrinterError(f"unexpected answer 0x{byte:02X} to DLE EOT 4: not an ESC/POS "
+                           "printer, or another protocol on that port")
+    if byte & PAPER_END_BITS == PAPER_END_BITS:
+        return "out"
+    if byte & NEAR_END_BITS == NEAR_END_BITS:
+        return "near_end"
+    return "ok"
+
+
+def _tcp_status(host: str, port: int, timeout: float) -> PaperStatus:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(DLE_EOT_PAPER)
+            answer = sock.recv(1)
+    except TimeoutError as exc:
+        raise PrinterError(f"no answer from {host}:{port} within {timeout:g} s") from exc
+    except OSError as exc:
+        raise PrinterError(f"cannot connect to {host}:{port} ({exc.strerror or exc})") from exc
+    if not answer:
+        raise PrinterError(f"{host}:{port} closed the connection without a status")
+    return PaperStatus("tcp", paper_from_status(answer[0]), answer[0])
+
+
+def _device_status(path: str, timeout: float) -> PaperStatus:
+    if not os.path.exists(path):
+        raise PrinterError(f"{path} does not exist (printer unplugged or powered off?)")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise PrinterError(f"cannot open {path} ({exc.strerror})") from exc
+    try:
+        os.write(fd, DLE_EOT_PAPER)
+        ready, _, _ = select.select([fd], [], [], timeout)
+        answer = os.read(fd, 1) if ready else b""
+    except OSError as exc:
+        return PaperStatus("device", "unknown", None, f"{path} present, status not readable "
+                                                      f"({exc.strerror})")
+    finally:
+        os.close(fd)
+    if not answer:
+        return PaperStatus("device", "unknown", None, f"{path} present, no status answer")
+    return PaperStatus("device", paper_from_status(answer[0]), answer[0])
+
+
+def _usb_present(vid_pid: str) -> PaperStatus:
+    vendor, _, product = vid_pid.lower().partition(":")
+    if SYSFS_USB.is_dir():
+        for device in SYSFS_USB.iterdir():
+            try:
+                found = ((device / "idVendor").read_text().strip(),
+                         (device / "idProduct").read_text().strip())
+            except OSError:
+                continue
+            if found == (vendor, product):
+                return PaperStatus("usb", "unknown", None,
+                                   f"USB device {vid_pid} present (paper not checked over USB)")
+    raise PrinterError(f"no USB device {vid_pid} (printer unplugged or powered off?)")
+
+
+def printer_status(uri: str, timeout: float = 3.0) -> PaperStatus:
+    """Reach the printer named by ``printer.uri`` and read its paper sensor."""
+    parts = urlsplit(uri)
+    if parts.scheme == "tcp":
+        return _tcp_status(parts.hostname or "", parts.port or 9100, timeout)
+    if parts.scheme in {"file", "serial"}:
+        return _device_status(parts.path, timeout)
+    if parts.scheme == "usb":
+        return _usb_present(uri[len("usb://"):])
+    raise PrinterError(f"unsupported printer URI {uri}")
+
+
+# -- registry ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RegistryProbe:
+    url: str
+    status_code: int
+    server_date: datetime | None
+    tls_version: str | None
+    elapsed_s: float
+    local_time: datetime
+
+
+def tls_context(ca_file: str, client_cert: str, client_key: str) -> ssl.SSLContext:
+    """Verify the server with ``ca_file`` (the system store if empty); present the client
+    certificate when configured."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+        if client_cert:
+            context.load_cert_chain(client_cert, client_key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise RegistryError(f"cannot load the TLS files: {exc}") from exc
+    return context
+
+
+def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
+                   timeout: float) -> RegistryProbe:
+    """``GET <url>/metadata``; raises ``RegistryError`` when the registry cannot be reached."""
+    import httpx
+
+    target = url.rstrip("/") + "/metadata"
+    verify = tls_context(ca_file, client_cert, client_key) if target.startswith("https:") \
+        else True
+    started = time.monotonic()
+    try:
+        with (httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as client,
+              client.stream("GET", target, headers={"Accept": "application/fhir+json"})
+              as response):
+            local = datetime.now(UTC)
+            stream = response.extensions.get("network_stream")
+            ssl_object = stream.get_extra_info("ssl_object") if stream else None
+            tls_version = ssl_object.version() if ssl_object else None
+            status, date_header = response.status_code, response.headers.get("date")
+    except httpx.ConnectError as exc:
+        raise RegistryError(_tls_reason(exc) or f"cannot connect ({exc})") from exc
+    except httpx.TimeoutException as exc:
+        raise RegistryError(f"no answer within {timeout:g} s") from exc
+    except httpx.HTTPError as exc:
+        raise RegistryError(_tls_reason(exc) or f"{type(exc).__name__}: {exc}") from exc
+    server_date = None
+    if date_header:
+        try:
+            server_date = parsedate_to_datetime(date_header).astimezone(UTC)
+        except (TypeError, ValueError):
+            server_date = None
+    return RegistryProbe(target, status, server_date, tls_version,
+                         time.monotonic() - started, local)
+
+
+def _tls_reason(exc: Exception) -> str | None:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"the registry's certificate is not trusted: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if "SSL" in text or "TLS" in text or "certificate" in text:
+        return f"TLS handshake failed: {text}"
+    return None
+
+
+# -- referential -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReferentialDate:
+    day: date
+    source: str  # which information gave the date
+
+
+def referential_date(path: Path) -> ReferentialDate | None:
+    """When the drug referential's data dates from; ``None`` if there is no file."""
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = dict(conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('bdpm_date', 'bdpm_imported_at')"
+            ).fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        rows = {}
+    for key in ("bdpm_date", "bdpm_imported_at"):
+        value = rows.get(key)
+        if value:
+            try:
+                return ReferentialDate(datetime.fromisoformat(value).date(), key)
+            except ValueError:
+                continue
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
+    return ReferentialDate(mtime, "file modification time")
