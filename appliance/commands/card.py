@@ -22,13 +22,12 @@ from appliance.errors import OrdoError
 from appliance.ports import CardSession
 from appliance.services.auth import (
     AuthRefused,
-    TrustStore,
     authenticate,
-    load_trust_store,
     parse_practitioner,
     role_for,
     validate_certificate,
 )
+from appliance.services.trust import TrustStore, load_trust_store
 from drivers.card import pki
 
 PROFILE_NAMES = tuple(pki.PROFILES)

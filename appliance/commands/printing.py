@@ -22,8 +22,8 @@ from appliance.domain.prescription import format_local
 from appliance.domain.prescription_id import format_id, validate_prescription_id
 from appliance.errors import InvalidIdentifier, OrdoError
 from appliance.services import printing
-from appliance.services.auth import load_trust_store
 from appliance.services.signature import InvalidOrder, verify_payload
+from appliance.services.trust import load_trust_store
 from appliance.store import repositories
 
 if TYPE_CHECKING:

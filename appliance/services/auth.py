@@ -23,17 +23,15 @@ security event goes to ``audit`` (login ok, refused, wrong PIN, card blocked, lo
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import secrets
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -45,7 +43,7 @@ from cryptography.x509.oid import NameOID
 
 from appliance.domain.ids import validate_id_nat_ps
 from appliance.domain.people import Practitioner, Role
-from appliance.errors import CardError, ConfigError, InvalidIdentifier
+from appliance.errors import CardError, InvalidIdentifier
 from appliance.ports import (
     CardEvent,
     CardEventKind,
@@ -55,6 +53,8 @@ from appliance.ports import (
     WrongPin,
     sha256_digest_info,
 )
+from appliance.services.trust import CertificateRejected, TrustStore, validate_chain
+from appliance.services.trust import load_trust_store as load_trust_store  # for older callers
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,6 @@ Audit = Callable[..., object]
 """``audit(actor=..., action=..., subject=..., details={...})``, e.g. a partial of
 ``appliance.store.audit.append``. Never receives a PIN or health data."""
 
-MIN_RSA_BITS = 2048
-MAX_CHAIN_DEPTH = 6
 HOST_NONCE_BYTES = 16
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
 
@@ -181,147 +179,16 @@ def role_for(practitioner: CardHolder) -> Role | None:
 
 # -- trust -----------------------------------------------------------------------------------
 
-def _self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class TrustStore:
-    """Trust anchors (self-signed), intermediates usable to build a path, and CRLs."""
-
-    roots: tuple[x509.Certificate, ...] = ()
-    intermediates: tuple[x509.Certificate, ...] = ()
-    crls: tuple[x509.CertificateRevocationList, ...] = ()
-
-    @classmethod
-    def from_certificates(cls, certs: Iterable[x509.Certificate],
-                          crls: Iterable[x509.CertificateRevocationList] = ()) -> TrustStore:
-        certs = list(certs)
-        return cls(roots=tuple(c for c in certs if _self_signed(c)),
-                   intermediates=tuple(c for c in certs if not _self_signed(c)),
-                   crls=tuple(crls))
-
-
-def load_trust_store(root_files: Iterable[str | Path],
-                     crl_files: Iterable[str | Path] = ()) -> TrustStore:
-    """Load PEM (or DER) certificate bundles and CRLs named in the settings."""
-    certs: list[x509.Certificate] = []
-    for path in root_files:
-        data = _read("security.trust_roots", path)
-        try:
-            certs.extend(x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
-                         else [x509.load_der_x509_certificate(data)])
-        except ValueError as exc:
-            raise ConfigError("security.trust_roots", str(path),
-                              f"PEM or DER certificates ({exc})") from exc
-    crls: list[x509.CertificateRevocationList] = []
-    for path in crl_files:
-        data = _read("security.crls", path)
-        try:
-            crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
-                        else x509.load_der_x509_crl(data))
-        except ValueError as exc:
-            raise ConfigError("security.crls", str(path), f"a PEM or DER CRL ({exc})") from exc
-    return TrustStore.from_certificates(certs, crls)
-
-
-def _read(key: str, path: str | Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(key, str(path), f"a readable file ({exc.strerror})") from exc
-
-
-def _check_dates(cert: x509.Certificate, at: datetime) -> None:
-    if at > cert.not_valid_after_utc:
-        raise AuthRefused("expired", date=cert.not_valid_after_utc.strftime("%d/%m/%Y"))
-    if at < cert.not_valid_before_utc:
-        raise AuthRefused("not_yet_valid", date=cert.not_valid_before_utc.strftime("%d/%m/%Y"))
-
-
-def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if child.issuer != issuer.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    if not constraints.ca:
-        return False
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return True
-    return usage.key_cert_sign
-
-
-def _key_usage_ok(cert: x509.Certificate, usage: str) -> bool:
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return False
-    return ku.digital_signature if usage == "authentication" else ku.content_commitment
-
-
-def _revoked(child: x509.Certificate, issuer: x509.Certificate, trust: TrustStore,
-             at: datetime) -> bool:
-    for crl in trust.crls:
-        if crl.issuer != child.issuer or not crl.is_signature_valid(issuer.public_key()):
-            continue
-        if crl.next_update_utc is not None and crl.next_update_utc < at:
-            log.warning("the CRL of %s is past its next update; still applied",
-                        crl.issuer.rfc4514_string())
-        if crl.get_revoked_certificate_by_serial_number(child.serial_number) is not None:
-            return True
-    return False
-
-
 def validate_certificate(cert: x509.Certificate, trust: TrustStore, at: datetime,
                          usage: str = "authentication") -> list[x509.Certificate]:
-    """Check dates, the chain to a trust root, CA constraints, key usage and CRLs;
-    return the path (leaf first, root last) or raise ``AuthRefused``."""
-    if not trust.roots:
-        raise AuthRefused("no_trust_roots")
-    _check_dates(cert, at)
-    public = cert.public_key()
-    if not isinstance(public, rsa.RSAPublicKey) or public.key_size < MIN_RSA_BITS:
-        raise AuthRefused("key_usage")
-    if not _key_usage_ok(cert, usage):
-        raise AuthRefused("key_usage")
-    path = [cert]
-    while True:
-        current = path[-1]
-        root = next((r for r in trust.roots if _issued_by(current, r)), None)
-        if root is not None:
-            path.append(root)
-            break
-        issuer = next((i for i in trust.intermediates
-                       if i not in path and _is_ca(i) and _issued_by(current, i)), None)
-        if issuer is None or len(path) > MAX_CHAIN_DEPTH:
-            raise AuthRefused("untrusted")
-        path.append(issuer)
-    for ca in path[1:]:
-        if not _is_ca(ca):
-            raise AuthRefused("untrusted")
-        _check_dates(ca, at)
-    for child, issuer in itertools.pairwise(path):
-        if _revoked(child, issuer, trust, at):
-            raise AuthRefused("revoked")
-    return path
+    """``trust.validate_chain``, with its refusals as ``AuthRefused`` (French message)."""
+    try:
+        return validate_chain(cert, trust, at, usage)
+    except CertificateRejected as exc:
+        log.info("card certificate refused", extra={"fields": {"reason": exc.reason}})
+        when = exc.facts.get("date")
+        raise AuthRefused(exc.reason, **({"date": f"{when:%d/%m/%Y}"} if when else {})) \
+            from None
 
 
 # -- the session ---------------------------------------------------------------------------

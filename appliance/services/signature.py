@@ -31,7 +31,6 @@ Any failure raises ``InvalidOrder`` whose ``reason`` is printed as ``INVALID: re
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,11 +49,17 @@ from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import QrPayload, SignedOrder
 from appliance.errors import OrdoError, ValidationError
 from appliance.ports import Signer
+from appliance.services.trust import (
+    CertificateRejected,
+    TrustStore,
+    Usage,
+    subject,
+    validate_chain,
+)
 from appliance.store import repositories
 
 log = logging.getLogger(__name__)
 
-MAX_CHAIN = 6
 
 
 class InvalidOrder(OrdoError):
@@ -159,84 +164,6 @@ def certificate_id_nat_ps(cert: x509.Certificate) -> str | None:
     return None
 
 
-def _self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _valid_at(cert: x509.Certificate, moment: datetime) -> bool:
-    return cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc
-
-
-def _extension(cert: x509.Certificate, kind: type) -> object | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _check_issuer(ca: x509.Certificate, below: int) -> str | None:
-    """Why ``ca`` may not issue certificates (``below`` CAs under it), or None."""
-    constraints = _extension(ca, x509.BasicConstraints)
-    if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
-        return "is not a certification authority"
-    if constraints.path_length is not None and below > constraints.path_length:
-        return "exceeds its path length constraint"
-    usage = _extension(ca, x509.KeyUsage)
-    if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
-        return "may not sign certificates (key usage)"
-    return None
-
-
-def _subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string()
-
-
-def _build_chain(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
-                 pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
-    """leaf, intermediates..., anchor; or InvalidOrder."""
-    chain = [leaf]
-    current = leaf
-    while len(chain) <= MAX_CHAIN:
-        for anchor in anchors:
-            if anchor.subject == current.issuer and _issued_by(current, anchor):
-                return [*chain, anchor]
-        parent = next((c for c in pool if c.subject == current.issuer and c not in chain
-                       and _issued_by(current, c)), None)
-        if parent is None:
-            raise InvalidOrder(f"no trusted root issued the certificate of "
-                               f"{_subject(current)} (issuer {current.issuer.rfc4514_string()})")
-        chain.append(parent)
-        current = parent
-    raise InvalidOrder("certificate chain too long")
-
-
-def _check_revocation(chain: list[x509.Certificate],
-                      crls: Iterable[x509.CertificateRevocationList]) -> None:
-    crls = list(crls)
-    for cert, issuer in itertools.pairwise(chain):
-        for crl in crls:
-            if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
-                continue
-            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if revoked is not None:
-                when = revoked.revocation_date_utc.strftime("%Y-%m-%d")
-                raise InvalidOrder(f"the certificate of {_subject(cert)} was revoked on {when}")
-
-
 def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
                    crls: Iterable[x509.CertificateRevocationList] = (), *,
                    intermediates: Sequence[x509.Certificate] = (),
@@ -258,38 +185,21 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
                 raise InvalidOrder("the signer's certificate is not in the payload and not "
                                    "among the known certificates")
         _check_signature(leaf, decoded.signature, decoded.signed_bytes)
-        anchors = [c for c in trust_roots if _self_signed(c)]
-        pool = [c for c in [*trust_roots, *intermediates] if not _self_signed(c)]
-        if not anchors:
-            raise InvalidOrder("no trust root configured")
-        chain = _build_chain(leaf, anchors, pool)
-        for below, ca in enumerate(chain[1:-1]):
-            problem = _check_issuer(ca, below)
-            if problem:
-                raise InvalidOrder(f"{_subject(ca)} {problem}")
-        usage = _extension(leaf, x509.KeyUsage)
-        if isinstance(usage, x509.KeyUsage) and not (usage.content_commitment
-                                                     or usage.digital_signature):
-            raise InvalidOrder("the signer's certificate is not for signatures (key usage)")
-        _check_revocation(chain, crls)
         owner = certificate_id_nat_ps(leaf)
         expected = "8" + fields.rpps
         if owner != expected:
             raise InvalidOrder(f"the certificate belongs to idNat_PS {owner or 'unknown'}, "
                                f"not to RPPS {fields.rpps}")
-        issued = fields.issued_at
-        for cert in chain:
-            if not _valid_at(cert, issued):
-                raise InvalidOrder(
-                    f"the certificate of {_subject(cert)} was not valid on "
-                    f"{issued:%Y-%m-%d %H:%M:%S} UTC (valid "
-                    f"{cert.not_valid_before_utc:%Y-%m-%d} to "
-                    f"{cert.not_valid_after_utc:%Y-%m-%d})")
+        trust = TrustStore.from_certificates([*trust_roots, *intermediates], crls)
+        try:
+            chain = validate_chain(leaf, trust, fields.issued_at, Usage.ANY_SIGNATURE)
+        except CertificateRejected as exc:
+            raise InvalidOrder(str(exc)) from None
     except InvalidOrder as exc:
         raise InvalidOrder(exc.reason, fields) from None
-    return VerifiedOrder(fields=fields, signer_subject=_subject(leaf), signer_id_nat_ps=owner,
+    return VerifiedOrder(fields=fields, signer_subject=subject(leaf), signer_id_nat_ps=owner,
                          certificate_sha256=decoded.certificate_fingerprint,
-                         chain=tuple(_subject(c) for c in chain))
+                         chain=tuple(subject(c) for c in chain))
 
 
 def record_signature(db: sqlite_utils.Database, signed: SignedPrescription, *, actor: str

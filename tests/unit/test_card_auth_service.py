@@ -13,9 +13,9 @@ from appliance.services.auth import (
     AuthRefused,
     Role,
     SessionGuard,
-    TrustStore,
     authenticate,
 )
+from appliance.services.trust import TrustStore
 from drivers.card import cps
 from drivers.card.cps import CpsCard
 from drivers.card.pki import build_pki

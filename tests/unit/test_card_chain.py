@@ -6,7 +6,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from appliance.services.auth import AuthRefused, TrustStore, validate_certificate
+from appliance.services.auth import AuthRefused, validate_certificate
+from appliance.services.trust import TrustStore
 from drivers.card.pki import build_pki
 
 
