@@ -6,7 +6,6 @@ The settings are loaded and checked once, before any sub-command runs.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -18,21 +17,6 @@ from appliance import __version__
 from appliance.bootstrap import App, bootstrap
 from appliance.config import load_settings
 from appliance.errors import OrdoError
-
-log = logging.getLogger("appliance")
-
-
-class LogFormatter(logging.Formatter):
-    """``time level logger message key=value...``: one line per event, for journald."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record)} {record.levelname} {record.name} {record.getMessage()}"
-        extra = getattr(record, "fields", None)
-        if extra:
-            base += " " + " ".join(f"{k}={v}" for k, v in extra.items())
-        if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
-        return base
 
 
 def setup_logging(level: str) -> None:
