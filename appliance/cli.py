@@ -70,13 +70,15 @@ def _register() -> None:
         config_cmd,
         drugs,
         ids,
+        kiosk,
         ops,
         printing,
         residents,
         sync_cmd,
     )
 
-    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, ops, sync_cmd):
+    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, ops, sync_cmd,
+                   kiosk):
         for command in module.COMMANDS:
             main.add_command(command)
 

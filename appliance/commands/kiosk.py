@@ -1,0 +1,1028 @@
+"""``ordo kiosk``, ``ordo prescribe``, ``ordo drafts``, ``ordo practitioners``, ``ordo demo``.
+
+This module is the kiosk's composition root: it wires pcscd (``drivers.card``), the ESC/POS
+printer and its layout (``drivers.printer``), the BDPM referential, the audit chain and the
+sync status (``sync.localstore``) into the services and the Textual app
+(``appliance.tui.make_app``).
+
+``ordo`` with no sub-command prints the help, on the appliance too: the systemd unit
+(``systemd/ordo-kiosk.service``) runs ``ordo kiosk`` explicitly, so nothing depends on
+guessing where the data directory is.
+
+Exit statuses of ``ordo prescribe`` and ``ordo drafts import``: 0 done; 1 invalid draft
+(every problem with its JSON path); 3 authentication or role refused (card, PIN); 4 any
+other error (store, referential, printer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from appliance.bootstrap import App, bootstrap
+from appliance.config import Settings, load_settings
+from appliance.domain.people import Practitioner, Role
+from appliance.domain.prescription import Prescription
+from appliance.domain.prescription_id import format_id
+from appliance.errors import CardError, OrdoError
+from appliance.services import prescribing
+from appliance.services.auth import (
+    AuthRefused,
+    PractitionerSession,
+    TrustStore,
+    authenticate,
+    load_trust_store,
+)
+from appliance.services.drafts import (
+    Draft,
+    DraftInvalid,
+    DraftProblem,
+    parse_draft,
+    resident_matcher,
+)
+from appliance.services.prescribing import Forbidden, IdAllocator, ReferentialDrugs
+from appliance.store import open_store, repositories
+from appliance.store.db import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR = 1, 3, 4
+PREVIEW_PAYLOAD = "ORD1:APERCU"
+DEMO_PIN = "1234"
+DEMO_AM = "751234567"
+DEMO_FINESS = "750000001"
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# -- adapters of the kiosk ---------------------------------------------------------------------
+class CardThread:
+    """Every card operation runs on one thread, which owns the PC/SC context."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def call(self, func: Callable[[], T]) -> T:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="card")
+            executor = self._executor
+        return executor.submit(func).result()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _store_audit(open_db: Callable[[], Store]) -> Callable[..., object]:
+    """``audit(**entry)`` for the auth service, callable from any thread (own connection)."""
+    from appliance.store import audit
+
+    def append(**entry: Any) -> object:
+        store = open_db()
+        try:
+            return audit.append(store, **entry)
+        finally:
+            store.close()
+
+    return append
+
+
+def _open_card(reader: str | None, slot: int | None) -> Any:
+    from drivers.card.pcsc import PcscContext, PcscReader, card_present
+
+    pcsc = PcscReader()
+    if reader is not None:
+        names = pcsc.readers()
+        if reader not in names:
+            raise CardError(f"lecteur introuvable : {reader}")
+        return pcsc.open(names.index(reader))
+    if slot is not None:
+        return pcsc.open(slot)
+    with PcscContext() as context:
+        names = context.readers()
+        states = context.states(names) if names else {}
+    for index, name in enumerate(names):
+        if card_present(states.get(name, (0, b""))[0]):
+            return pcsc.open(index)
+    raise CardError("aucune carte dans les lecteurs : insérez la carte CPS")
+
+
+def login(trust: TrustStore, audit_log: Callable[..., object], idle_timeout_s: float,
+          pin: str, *, reader: str | None = None, slot: int | None = None
+          ) -> PractitionerSession:
+    """Open the card and authenticate its holder (call it on the card thread)."""
+    card = _open_card(reader, slot)
+    try:
+        return authenticate(card, pin, trust, audit=audit_log, idle_timeout_s=idle_timeout_s)
+    except BaseException:
+        card.close()
+        raise
+
+
+class KioskPrinter:
+    """The kiosk's print queue worker (``PrintService`` of ``appliance.tui.context``)."""
+
+    def __init__(self, settings: Settings, open_db: Callable[[], Store],
+                 idle_s: float = 5.0) -> None:
+        self.settings = settings
+        self.open_db = open_db
+        self.idle_s = idle_s
+        self._printer: Any = None
+        self._worker: Any = None
+        self._store: Store | None = None
+
+    def order_printer(self) -> Any:
+        if self._printer is None:
+            from drivers.printer.escpos import EscPosOrderPrinter
+
+            self._printer = EscPosOrderPrinter.from_settings(self.settings)
+        return self._printer
+
+    def start(self, on_status: Callable[[Any], None]) -> None:
+        from appliance.services.printing import PrintQueue, PrintWorker
+
+        self._store = self.open_db()
+        queue = PrintQueue(self._store, self.order_printer(), on_status=on_status)
+        self._worker = PrintWorker(queue, idle_s=self.idle_s)
+        self._worker.start()
+
+    def stop(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    def wake(self) -> None:
+        if self._worker is not None:
+            self._worker.wake()
+
+    def probe(self) -> Any:
+        return self.order_printer().status()
+
+
+def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
+    """The printed order as text lines, from the printer's own layout module."""
+    from drivers.printer.layout import (
+        Cut,
+        Feed,
+        Letterhead,
+        OrderDocument,
+        Qr,
+        Text,
+        media_for,
+        tickets_for,
+    )
+
+    media = media_for(settings.printer.media, settings.printer.dpi)
+    est = settings.establishment
+    letterhead = Letterhead(est.name, est.finess, est.address)
+    cols = media.columns
+
+    def place(text: str, align: str) -> str:
+        if align == "center":
+            return text.center(cols).rstrip()
+        if align == "right":
+            return text.rjust(cols)
+        return text
+
+    def preview(prescription: Prescription) -> list[str]:
+        lines: list[str] = []
+        doc = OrderDocument(prescription, PREVIEW_PAYLOAD, letterhead)
+        for ticket in tickets_for(doc, media):
+            for op in ticket:
+                if isinstance(op, Text):
+                    lines.append(place(op.text, op.align))
+                elif isinstance(op, Feed):
+                    lines.extend([""] * op.lines)
+                elif isinstance(op, Qr):
+                    lines.append(place("[ code QR signé ]", "center"))
+                elif isinstance(op, Cut):
+                    lines.append(place("- - - coupe - - -", "center"))
+        return lines
+
+    return preview
+
+
+def _dispensation_views(store: Store, prescription_id: str) -> list[Any]:
+    from appliance.tui.context import DispensationView
+    from sync import localstore
+
+    return [DispensationView(localstore.describe_fr(d), d.substituted, d.complete)
+            for d in localstore.dispensations_of(store, prescription_id)]
+
+
+@dataclass
+class KioskParts:
+    """What ``build_context`` started, to stop it afterwards."""
+
+    card_thread: CardThread
+    referential: Any = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        while self.closers:
+            with contextlib.suppress(Exception):
+                self.closers.pop()()
+        self.card_thread.close()
+        if self.referential is not None:
+            self.referential.close()
+
+
+def build_context(app: App, *, watcher: bool = True, printer: bool = True,
+                  allow_quit: bool = False, banner: str = "",
+                  demo_dispense: Callable[[str], str] | None = None,
+                  console: bool | None = None) -> tuple[Any, KioskParts]:
+    """The ``KioskContext`` of the real appliance (or of the demo) from the settings."""
+    from appliance.services.referential import open_referential
+    from appliance.tui.context import KioskContext
+    from sync import localstore
+
+    settings = app.settings
+    app.store  # noqa: B018 - open once here: creates the file and runs the migrations
+    path = settings.db_path
+
+    def open_db() -> Store:
+        return open_store(path, migrate=False)
+
+    trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
+    audit_log = _store_audit(open_db)
+    card_thread = CardThread()
+    parts = KioskParts(card_thread, referential=open_referential(settings.data_dir))
+
+    def kiosk_login(reader: str, pin: str) -> PractitionerSession:
+        return card_thread.call(functools.partial(
+            login, trust, audit_log, float(settings.security.idle_timeout_s), pin,
+            reader=reader))
+
+    monitor = None
+    if watcher:
+        from drivers.card.monitor import ReaderMonitor
+
+        monitor = ReaderMonitor()
+    ctx = KioskContext(
+        open_store=open_db, login=kiosk_login, card_call=card_thread.call, watcher=monitor,
+        referential=parts.referential,
+        preview=make_preview(settings),
+        printer=KioskPrinter(settings, open_db) if printer else None,
+        sync_status=localstore.sync_status, dispensations=_dispensation_views,
+        establishment=settings.establishment.name, allow_quit=allow_quit,
+        console=os.environ.get("TERM") == "linux" if console is None else console,
+        banner=banner, demo_dispense=demo_dispense)
+    return ctx, parts
+
+
+def _log_to_file(settings: Settings, name: str) -> None:
+    """The kiosk owns the terminal: logs go to the journal (systemd) or to a file."""
+    from appliance import logs
+
+    if logs.stream_is_journal(sys.stderr) or not sys.stderr.isatty():
+        return
+    target = settings.data_dir / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logs.setup_logging(settings.logging.level, open(target, "a", encoding="utf-8"))  # noqa: SIM115
+
+
+@click.command("kiosk")
+@click.pass_obj
+def kiosk(app: App) -> None:
+    """Run the kiosk full screen (on the appliance, systemd runs it on tty1).
+
+    No key quits it: ``systemctl stop ordo-kiosk`` (SIGTERM) does, cleanly.
+    """
+    from appliance.tui.app import make_app
+
+    _log_to_file(app.settings, "kiosk.log")
+    try:
+        ctx, parts = build_context(app)
+    except OrdoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        make_app(ctx).run()
+    finally:
+        parts.close()
+
+
+# -- the headless path ----------------------------------------------------------------------
+def _problems_json(problems: list[DraftProblem]) -> list[dict[str, str]]:
+    return [{"path": p.path, "message": p.message} for p in problems]
+
+
+def _fail(as_json: bool, code: int, *, reason: str, message: str,
+          problems: list[DraftProblem] | None = None, **extra: Any) -> None:
+    if as_json:
+        _echo_json({"ok": False, "reason": reason, "message": message,
+                    **({"errors": _problems_json(problems)} if problems is not None else {}),
+                    **extra})
+    else:
+        click.echo(f"Refusé : {message}", err=True)
+        for p in problems or []:
+            click.echo(f"  {p.path} : {p.message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DraftInvalid([DraftProblem("$", f"not UTF-8 text ({exc.reason})")]) from exc
+    except json.JSONDecodeError as exc:
+        raise DraftInvalid([DraftProblem(
+            "$", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from exc
+
+
+def _split_prescriber(data: Any, base: str, required: bool
+                      ) -> tuple[str | None, Any, list[DraftProblem]]:
+    """The optional ``prescriber: {"idNat_PS": ...}`` of a draft, and the draft without it."""
+    if not isinstance(data, dict) or "prescriber" not in data:
+        problems = [DraftProblem(f"{base}.prescriber", "required: {\"idNat_PS\": \"8...\"}")] \
+            if required and isinstance(data, dict) else []
+        return None, data, problems
+    body = {k: v for k, v in data.items() if k != "prescriber"}
+    raw = data["prescriber"]
+    if not isinstance(raw, dict) or set(raw) - {"idNat_PS"} or "idNat_PS" not in raw:
+        return None, body, [DraftProblem(f"{base}.prescriber",
+                                         'expected {"idNat_PS": "8..."}')]
+    from appliance.domain.ids import validate_id_nat_ps
+    from appliance.errors import ValidationError
+
+    try:
+        return validate_id_nat_ps(str(raw["idNat_PS"])), body, []
+    except ValidationError as exc:
+        return None, body, [DraftProblem(f"{base}.prescriber.idNat_PS",
+                                         f"{exc.value!r} is invalid: {exc.expected}")]
+
+
+def _rebase(problems: list[DraftProblem], base: str) -> list[DraftProblem]:
+    return [DraftProblem(base + p.path[1:], p.message) for p in problems]
+
+
+def _parser(app: App) -> tuple[Callable[[Any], Draft], Any]:
+    from appliance.services.referential import open_referential
+
+    referential = open_referential(app.settings.data_dir)
+    drugs = ReferentialDrugs(referential)
+    store = app.store
+    find = resident_matcher(lambda: repositories.list_residents(store))
+    return functools.partial(parse_draft, find_resident=find, drugs=drugs), referential
+
+
+def _read_pin(pin_stdin: bool) -> str:
+    if pin_stdin:
+        return sys.stdin.readline().strip()
+    return str(click.prompt("Code PIN", hide_input=True))
+
+
+@click.command("prescribe")
+@click.argument("draft_file", metavar="FILE.json",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--pin-stdin", is_flag=True, help="Read the PIN from the first line of stdin.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output (for the DUI).")
+@click.option("--slot", type=int, default=None,
+              help="Reader index (default: the first reader holding a card).")
+@click.option("--print-now", is_flag=True,
+              help="Print at once here instead of leaving the job to the kiosk's queue.")
+@click.pass_obj
+def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: int | None,
+              print_now: bool) -> None:
+    """Sign a prescription drafted by the EHPAD's software (JSON, see the README) with the
+    inserted CPS card: validate, sign, store, queue the print and the registry upload, and
+    print the prescription ID.
+
+    Every problem of an invalid draft is reported with its JSON path (exit status 1)
+    before the card is touched.
+    """
+    try:
+        data = _load_json(draft_file)
+        prescriber_id, body, problems = _split_prescriber(data, "$", required=False)
+        parse, referential = _parser(app)
+        try:
+            try:
+                draft = parse(body)
+            except DraftInvalid as exc:
+                problems += exc.problems
+                draft = None
+        finally:
+            referential.close()
+    except DraftInvalid as exc:
+        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
+              problems=exc.problems)
+    except OrdoError as exc:
+        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
+    if problems or draft is None:
+        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
+              problems=problems)
+    assert draft is not None
+    pin = _read_pin(pin_stdin)
+    settings = app.settings
+    open_db = functools.partial(open_store, settings.db_path, migrate=False)
+    try:
+        trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
+        session = login(trust, _store_audit(open_db), float(settings.security.idle_timeout_s),
+                        pin, slot=slot)
+    except AuthRefused as exc:
+        _fail(as_json, EXIT_REFUSED, reason=exc.reason, message=str(exc),
+              tries_left=exc.tries_left)
+    except OrdoError as exc:
+        _fail(as_json, EXIT_REFUSED, reason="card_error", message=str(exc))
+    try:
+        if prescriber_id is not None and prescriber_id != session.practitioner.id_nat_ps:
+            _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
+                  problems=[DraftProblem("$.prescriber.idNat_PS",
+                                         f"{prescriber_id!r} is not the card holder "
+                                         f"({session.practitioner.id_nat_ps})")])
+        try:
+            prescribing.register_login(app.store, session)
+            result = prescribing.prescribe(app.store, session, draft, ids=IdAllocator())
+        except (AuthRefused, Forbidden) as exc:
+            _fail(as_json, EXIT_REFUSED, reason=getattr(exc, "reason", "forbidden"),
+                  message=str(exc))
+        except prescribing.AmRequired as exc:
+            _fail(as_json, EXIT_REFUSED, reason="am_required", message=str(exc))
+        except OrdoError as exc:
+            _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
+    finally:
+        session.logout()
+    printed = None
+    if print_now:
+        printed = _print_now(app)
+    p = result.prescription
+    if as_json:
+        _echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
+                    "state": p.state.value, "signed_at": p.signed_at, "lines": len(p.lines),
+                    "print_job": result.print_job, "printed": printed,
+                    "registry": "queued"})
+        return
+    click.echo(f"Ordonnance signée n° {format_id(p.id)} ({len(p.lines)} ligne(s)) ; "
+               f"impression : {'faite' if printed else 'en file'} (travail n° "
+               f"{result.print_job}) ; envoi au registre en file.")
+
+
+def _print_now(app: App) -> bool:
+    from appliance.services.printing import PrintQueue
+    from drivers.printer.escpos import EscPosOrderPrinter
+
+    try:
+        report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(app.settings)).run_once()
+    except OrdoError as exc:
+        click.echo(f"Impression : {exc}", err=True)
+        return False
+    if report.error:
+        click.echo(f"Impression : {report.error}", err=True)
+    return bool(report.printed) and not report.error
+
+
+@click.group("drafts")
+def drafts_group() -> None:
+    """Drafts made by the EHPAD's software, reviewed and signed by the physician."""
+
+
+@drafts_group.command("import")
+@click.argument("draft_file", metavar="FILE.json",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
+    """Create drafts for physicians to review and sign in the kiosk.
+
+    FILE.json holds one draft, a list of drafts, or {"drafts": [...]}; each names its
+    prescriber: "prescriber": {"idNat_PS": "8..."}. All or nothing: any problem (with its
+    JSON path) and nothing is created (exit status 1).
+    """
+    try:
+        data = _load_json(draft_file)
+    except DraftInvalid as exc:
+        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="fichier invalide",
+              problems=exc.problems)
+    if isinstance(data, dict) and "drafts" in data and set(data) == {"drafts"}:
+        items, base = data["drafts"], "$.drafts"
+    elif isinstance(data, list):
+        items, base = data, "$"
+    else:
+        items, base = [data], None
+    if not isinstance(items, list) or not items:
+        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="fichier invalide",
+              problems=[DraftProblem(base or "$", "expected a non-empty list of drafts")])
+    problems: list[DraftProblem] = []
+    parsed: list[tuple[str, Draft]] = []
+    try:
+        parse, referential = _parser(app)
+    except OrdoError as exc:
+        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
+    try:
+        for i, item in enumerate(items):
+            prefix = "$" if base is None else f"{base}[{i}]"
+            prescriber_id, body, found = _split_prescriber(item, prefix, required=True)
+            problems += found
+            try:
+                draft = parse(body)
+            except DraftInvalid as exc:
+                problems += _rebase(exc.problems, prefix)
+                continue
+            if prescriber_id is not None:
+                known = repositories.get_practitioner(app.store, prescriber_id)
+                if known is None or known.role is not Role.PRESCRIBER:
+                    problems.append(DraftProblem(
+                        f"{prefix}.prescriber.idNat_PS",
+                        f"{prescriber_id!r} is not a prescriber known to this appliance "
+                        "(first login, or ordo practitioners add)"))
+                else:
+                    parsed.append((prescriber_id, draft))
+    except OrdoError as exc:
+        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
+    finally:
+        referential.close()
+    if problems:
+        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon(s) invalide(s)",
+              problems=problems)
+    try:
+        made = prescribing.import_drafts(app.store, parsed, ids=IdAllocator(), actor="dui")
+    except OrdoError as exc:
+        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
+    if as_json:
+        _echo_json({"ok": True, "drafts": [{"prescription_id": p.id,
+                                            "prescriber": p.prescriber.id_nat_ps,
+                                            "lines": len(p.lines)} for p in made]})
+        return
+    for p in made:
+        click.echo(f"Brouillon {format_id(p.id)} créé pour {p.prescriber.display_name} "
+                   f"({len(p.lines)} ligne(s)) : à vérifier et signer sur le poste.")
+
+
+@drafts_group.command("list")
+@click.option("--as", "id_nat_ps", default=None, metavar="ID_NAT_PS",
+              help="Only this prescriber's drafts.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def drafts_list(app: App, id_nat_ps: str | None, as_json: bool) -> None:
+    """Drafts waiting for their physician's signature."""
+    sql = "SELECT id, prescriber_id, created_at, updated_at FROM prescriptions" \
+          " WHERE state = 'draft'"
+    params: tuple = ()
+    if id_nat_ps:
+        sql, params = sql + " AND prescriber_id = ?", (id_nat_ps,)
+    rows = app.store.query(sql + " ORDER BY updated_at DESC", params)
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{format_id(row['id'])}  {row['prescriber_id']}  créé {row['created_at']}")
+
+
+# -- practitioners ----------------------------------------------------------------------------
+@click.group("practitioners")
+def practitioners_group() -> None:
+    """Practitioners known to the appliance, and the prescribers' N° AM."""
+
+
+@practitioners_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_obj
+def practitioners_list(app: App, as_json: bool) -> None:
+    """Practitioners recorded at login (or added), with their role and N° AM."""
+    found = prescribing.list_practitioners(app.store)
+    if as_json:
+        _echo_json([{"id_nat_ps": p.id_nat_ps, "last_name": p.last_name,
+                     "first_name": p.first_name, "profession": p.profession,
+                     "role": p.role.value, "am": p.am} for p in found])
+        return
+    for p in found:
+        click.echo(f"{p.id_nat_ps}  {p.display_name:<30} {p.role.value:<11} "
+                   f"N° AM {p.am or '-'}")
+
+
+@practitioners_group.command("add")
+@click.argument("id_nat_ps")
+@click.option("--nom", "last_name", required=True)
+@click.option("--prenom", "first_name", required=True)
+@click.option("--profession", default="Médecin", show_default=True)
+@click.option("--role", type=click.Choice([r.value for r in (Role.PRESCRIBER, Role.NURSE)]),
+              default=Role.PRESCRIBER.value, show_default=True)
+@click.option("--am", default=None, help="N° AM (9 digits), prescribers only.")
+@click.pass_obj
+def practitioners_add(app: App, id_nat_ps: str, last_name: str, first_name: str,
+                      profession: str, role: str, am: str | None) -> None:
+    """Record a practitioner before their first login (so that the DUI can import drafts
+    for them). The card's names replace these at login."""
+    try:
+        practitioner = Practitioner(id_nat_ps=id_nat_ps, last_name=last_name,
+                                    first_name=first_name, profession=profession,
+                                    role=Role(role), am=am)
+        prescribing.add_practitioner(app.store, practitioner, actor="cli")
+    except OrdoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Praticien {practitioner.display_name} ({practitioner.id_nat_ps}) enregistré.")
+
+
+@practitioners_group.command("set-am")
+@click.argument("id_nat_ps")
+@click.argument("am")
+@click.pass_obj
+def practitioners_set_am(app: App, id_nat_ps: str, am: str) -> None:
+    """Set a prescriber's N° AM (the CPS card does not carry it)."""
+    try:
+        p = prescribing.set_am(app.store, id_nat_ps, am, actor="cli")
+    except OrdoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"N° AM de {p.display_name} : {p.am}")
+
+
+# -- the demo ---------------------------------------------------------------------------------
+def default_bdpm() -> Path:
+    """``../shared/data/bdpm`` next to the repository, or ``ORDO_DEMO_BDPM``."""
+    env = os.environ.get("ORDO_DEMO_BDPM")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
+
+
+class Pcscd:
+    """pcscd for the demo: used if it answers, else started (root) and stopped at the end."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def answers() -> bool:
+        from smartcard import scard
+
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            return False
+        scard.SCardReleaseContext(context)
+        return True
+
+    @staticmethod
+    def vpcd_readers() -> list[str]:
+        from drivers.card.pcsc import PcscContext
+
+        try:
+            with PcscContext() as context:
+                return [n for n in context.readers() if n.startswith("Virtual PCD")]
+        except CardError:
+            return []
+
+    def ensure(self, timeout_s: float = 10.0) -> None:
+        if not self.answers():
+            binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+            if not Path(binary).exists():
+                raise CardError("pcscd n'est pas installé (apt-get install pcscd "
+                                "vsmartcard-vpcd)")
+            if os.geteuid() != 0:
+                raise CardError("pcscd ne tourne pas : sudo systemctl start pcscd")
+            run = Path("/run/pcscd")
+            for stale in (run / "pcscd.pid", run / "pcscd.comm"):
+                stale.unlink(missing_ok=True)
+            with open(self.log_path, "ab") as out:
+                self.process = subprocess.Popen([binary, "--foreground"],  # noqa: S603
+                                                stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while not self.vpcd_readers():
+            if self.process is not None and self.process.poll() is not None:
+                raise CardError(f"pcscd s'est arrêté ; voir {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise CardError("pcscd ne voit pas le lecteur virtuel vpcd (paquet "
+                                "vsmartcard-vpcd ?)")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _cip13(cip7: str) -> str:
+    from stdnum import ean
+
+    body = "34009" + cip7
+    return body + ean.calc_check_digit(body)
+
+
+DEMO_SUBSTITUTE_LABEL = "PARACETAMOL BIOGARAN 1 g, comprimé"
+DEMO_SUBSTITUTE_CIP7 = "3638186"
+
+
+def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: str) -> Path:
+    est = pki_paths.establishment
+    lines = [
+        "# Written by `ordo demo`: a TEST configuration, never for production.",
+        "[establishment]",
+        'name = "EHPAD Les Tilleuls (démonstration)"',
+        f'finess = "{DEMO_FINESS}"',
+        'address = "1 rue des Tilleuls, 75000 Paris"',
+        "[printer]",
+        f'uri = "{printer_uri}"',
+        "[registry]",
+        f"url = {json.dumps(registry_url)}",
+        f"ca_file = {json.dumps(str(est / 'ca.pem'))}",
+        f"client_cert = {json.dumps(str(est / 'client.pem'))}",
+        f"client_key = {json.dumps(str(est / 'client.key'))}",
+        "[security]",
+        f"trust_roots = {json.dumps([str(p) for p in pki_paths.trust_roots])}",
+        f"crls = {json.dumps([str(p) for p in pki_paths.crls])}",
+        "[sync]",
+        "interval_s = 5",
+        "",
+    ]
+    path = directory / "ordo.toml"
+    path.write_text("\n".join(lines), "utf-8")
+    return path
+
+
+@dataclass
+class Demo:
+    """Everything ``ordo demo`` starts, in order, and stops in the reverse order."""
+
+    directory: Path
+    bdpm: Path | None = None
+    pin: str = DEMO_PIN
+    profile: str = "physician"
+    sync_service: bool = True
+    echo: Callable[[str], None] = print
+    app: App | None = None
+    started: list[Callable[[], None]] = field(default_factory=list)
+    emulator: Any = None
+    sim: Any = None
+    service: Any = None
+    engine: Any = None
+    referential_source: str = ""
+
+    def __enter__(self) -> Demo:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from appliance.services.referential import import_bdpm
+        from appliance.tui.demo_data import demo_residents, write_fallback_bdpm
+        from drivers.card import pki, virtual
+        from drivers.printer.emulator import PrinterEmulator
+        from sync.registry_sim import RegistrySim, SimConfig
+        from sync.registry_sim import TrustStore as RegistryTrust
+
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pki_dir = d / "pki"
+        paths = pki.PkiPaths(pki_dir.resolve()) if pki.pki_exists(pki_dir) \
+            else pki.init_pki(pki_dir)
+        self.echo(f"PKI de test : {paths.directory}")
+
+        pcscd = Pcscd(d / "pcscd.log")
+        pcscd.ensure()
+        self.started.append(pcscd.stop)
+        self.echo("Lecteur de carte virtuel : prêt (pcscd + vpcd)")
+
+        tickets = d / "tickets"
+        self.emulator = PrinterEmulator(out_dir=tickets).start()
+        self.started.append(self.emulator.stop)
+        self.echo(f"Imprimante (émulateur) : {self.emulator.uri} ; tickets en PNG dans "
+                  f"{tickets}")
+
+        est = paths.establishment
+        self.sim = RegistrySim(SimConfig(
+            db_path=d / "registry.sqlite", tls_cert=str(est / "server.pem"),
+            tls_key=str(est / "server.key"), client_ca=str(est / "ca.pem")),
+            trust=RegistryTrust.load(paths.trust_roots, paths.crls)).start()
+        self.started.append(self.sim.stop)
+        self.echo(f"Registre de référence (TLS mutuel) : {self.sim.url}")
+
+        toml = _demo_toml(d, paths, self.emulator.uri, self.sim.url)
+        settings = load_settings(config_file=toml, data_dir=d, environ={})
+        self.app = bootstrap(settings)
+        self.started.append(self.app.close)
+        store = self.app.store
+        with store.write() as db:
+            repositories.upsert_residents(db, demo_residents())
+        profile = pki.PROFILES[self.profile]
+        if profile.profession == "Médecin" and repositories.get_practitioner(
+                store, profile.id_nat_ps) is None:
+            prescribing.add_practitioner(store, Practitioner(
+                id_nat_ps=profile.id_nat_ps, last_name=profile.family_name,
+                first_name=profile.given_name, profession=profile.profession,
+                role=Role.PRESCRIBER, am=DEMO_AM), actor="demo")
+        self.echo(f"Résidents de démonstration : {len(demo_residents())}")
+
+        source = self.bdpm if self.bdpm is not None and self.bdpm.is_dir() else None
+        if source is None:
+            source = write_fallback_bdpm(d / "bdpm-extrait")
+            self.echo("BDPM complète introuvable : extrait de démonstration (11 spécialités)")
+        else:
+            self.echo(f"Import de la BDPM depuis {source} (une fois ; ~15 s)...")
+        report = import_bdpm(d, source)
+        self.referential_source = str(source)
+        self.echo(f"Référentiel des médicaments : BDPM du {report.date} "
+                  f"({report.counts.get('presentation', 0)} présentations)")
+
+        inserted = virtual.insert(d, self.profile, 0, self.pin, pki_dir)
+        self.started.append(lambda: virtual.remove(d, 0))
+        self.echo(f"Carte virtuelle insérée : {profile.given_name} {profile.family_name} "
+                  f"({profile.profession}) dans « {inserted.reader} », code PIN {self.pin}")
+
+        from sync.client import RegistryClient
+        from sync.engine import EngineConfig, SyncEngine
+
+        client = RegistryClient.from_settings(settings.registry)
+        self.started.append(client.close)
+        sync_store = open_store(settings.db_path, migrate=False)
+        self.started.append(sync_store.close)
+        self.engine = SyncEngine(sync_store, client, EngineConfig.from_settings(
+            settings.sync, backoff_base_s=0.5, max_wait_s=2.0))
+        if self.sync_service:
+            from sync.service import SyncService
+
+            self.service = SyncService(self.engine, sync_store, tick_s=2.0, pull_every_s=4.0,
+                                       environ={})
+            thread = threading.Thread(target=self.service.run, name="demo-sync",
+                                      kwargs={"install_signals": False}, daemon=True)
+            thread.start()
+
+            def stop_service() -> None:
+                self.service.request_stop()
+                thread.join(timeout=10)
+
+            self.started.append(stop_service)
+            self.echo("Service de synchronisation : démarré (toutes les 2 s)")
+
+    def stop(self) -> None:
+        while self.started:
+            step = self.started.pop()
+            try:
+                step()
+            except Exception:
+                log.exception("demo: a clean-up step failed")
+
+    def dispense(self, prescription_id: str) -> str:
+        """The pharmacy dispenses line 1 with a generic in place of the prescribed drug."""
+        from sync.registry_sim.db import Substitute
+
+        try:
+            done = self.sim.db.dispense(prescription_id, line=1, substitute=Substitute(
+                code=_cip13(DEMO_SUBSTITUTE_CIP7), label=DEMO_SUBSTITUTE_LABEL, type="G",
+                reason="générique disponible"), pharmacy="Pharmacie du Centre (démo)",
+                now=datetime.now(UTC))
+        except Exception as exc:
+            return f"La pharmacie n'a pas pu délivrer : {exc}"
+        return (f"Pharmacie : ligne 1 de {format_id(prescription_id)} délivrée avec "
+                f"{done[0].product_label} (substitution) ; elle reviendra à la prochaine "
+                "synchronisation.")
+
+    def banner(self) -> str:
+        assert self.app is not None
+        d = self.directory
+        return (f"DÉMONSTRATION - code PIN {self.pin} - tickets : {d / 'tickets'}\n"
+                f"Autre terminal : ordo --data-dir {d} card remove | card insert --profile "
+                "nurse\nF6 (accueil) puis F5 : délivrance simulée en pharmacie - Ctrl+Q : "
+                "quitter")
+
+
+def _demo_draft(app: App) -> Draft:
+    """Two medications and one act for the first demo resident (the headless scenario)."""
+    from decimal import Decimal
+
+    from appliance.domain.posology import Duration, Posology
+    from appliance.domain.prescription import ActLine, MedicationLine
+    from appliance.tui.demo_data import demo_residents
+
+    resident = demo_residents()[0]
+    lines = (
+        MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
+                       posology=Posology(dose=Decimal(1), unit="comprimé",
+                                         moments=("matin", "midi", "soir"),
+                                         duration=Duration(5, "jour"))),
+        MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
+                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
+                                                         moments=("midi",)),
+                       quantity=Decimal(3)),
+        ActLine(text="NFS, CRP"),
+    )
+    return Draft(resident=resident, lines=list(lines))
+
+
+def run_headless(demo: Demo) -> dict[str, Any]:
+    """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
+    from appliance.services.printing import PrintQueue
+    from appliance.services.signature import verify_payload
+    from drivers.printer.escpos import EscPosOrderPrinter
+    from sync import localstore
+
+    assert demo.app is not None and demo.engine is not None
+    app, echo = demo.app, demo.echo
+    settings = app.settings
+    open_db = functools.partial(open_store, settings.db_path, migrate=False)
+    trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
+    session = login(trust, _store_audit(open_db), 300.0, demo.pin, slot=0)
+    echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
+         f"({session.role.value}, peut signer : {session.can_sign})")
+    try:
+        result = prescribing.prescribe(app.store, session, _demo_draft(app), ids=IdAllocator())
+    finally:
+        session.logout()
+    pid = result.prescription.id
+    echo(f"2. Ordonnance signée par la carte : n° {format_id(pid)} "
+         f"({len(result.prescription.lines)} lignes)")
+    report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(settings)).run_once()
+    jobs = demo.emulator.wait_for_jobs(1, timeout=10)
+    qr = [text for job in jobs for text in job.qr_texts]
+    echo(f"3. Imprimée : {len(report.printed)} travail(s) ; ticket(s) PNG dans "
+         f"{demo.directory / 'tickets'}")
+    verified = verify_payload(qr[0], [*trust.roots, *trust.intermediates], trust.crls)
+    echo(f"4. QR code du ticket décodé et vérifié hors ligne : VALID "
+         f"(ordonnance {format_id(verified.fields.prescription_id)})")
+    push = demo.engine.push()
+    state = repositories.get_prescription(app.store, pid)
+    assert state is not None
+    echo(f"5. Registre : {push.acknowledged} accusé(s) de réception ; état "
+         f"« {state.state.value} »")
+    echo(f"6. {demo.dispense(pid)}")
+    pull = demo.engine.pull()
+    back = localstore.dispensations_of(app.store, pid)
+    final = repositories.get_prescription(app.store, pid)
+    assert final is not None
+    echo(f"7. Délivrances reçues : {pull.received} ; état « {final.state.value} »")
+    for d in back:
+        echo(f"   {localstore.describe_fr(d)}")
+    return {"prescription_id": pid, "printed": report.printed, "qr_valid": True,
+            "acknowledged": push.acknowledged, "dispensations": len(back),
+            "substituted": any(d.substituted for d in back), "state": final.state.value}
+
+
+@click.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Demo data directory (default: <tmp>/ordo-demo; kept).")
+@click.option("--bdpm", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Full BDPM extract to import (default: ../shared/data/bdpm, or "
+                   "ORDO_DEMO_BDPM; a small built-in extract otherwise).")
+@click.option("--headless", is_flag=True,
+              help="No kiosk: run one prescription end to end and print what happened.")
+@click.option("--json", "as_json", is_flag=True, help="With --headless: JSON summary.")
+def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: bool) -> None:
+    """One command for a visitor: test PKI, virtual card reader and physician card (PIN
+    1234), printer emulator (PNG tickets), reference registry over mutual TLS, sync service,
+    demo residents, the BDPM; then the kiosk. Everything it starts stops when it exits."""
+    directory = directory or Path(tempfile.gettempdir()) / "ordo-demo"
+    echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+    stack = Demo(directory, bdpm=bdpm or default_bdpm(), sync_service=not headless,
+                 echo=echo)
+    try:
+        with stack:
+            assert stack.app is not None
+            if headless:
+                summary = run_headless(stack)
+                if as_json:
+                    _echo_json(summary)
+                return
+            from appliance.tui.app import make_app
+
+            _log_to_file(stack.app.settings, "kiosk.log")
+            ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
+                                       demo_dispense=stack.dispense)
+            try:
+                make_app(ctx).run()
+            finally:
+                parts.close()
+    except OrdoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Démonstration terminée ; données et tickets conservés dans {directory}")
+
+
+COMMANDS = [kiosk, prescribe, drafts_group, practitioners_group, demo]

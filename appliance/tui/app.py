@@ -1,0 +1,375 @@
+"""The kiosk application: screens, the practitioner's session, the card and print threads.
+
+``make_app(ctx)`` is used by ``ordo kiosk``, ``ordo demo`` and the tests alike.
+
+Session life: the lock screen waits for a card; a card in a reader opens the PIN screen;
+the PIN is checked on the card thread (``ctx.login``); the session then lasts until the card
+leaves the reader, another card comes in, pcscd goes away (``SessionGuard`` on the card
+monitor's events), the idle timeout passes (checked every second, reset by every key), or
+the practitioner locks it (F12). Whatever the reason, every screen above the lock screen is
+closed at once; the draft being typed has been saved as typed.
+
+No key quits the kiosk: systemd stops it with SIGTERM (``systemctl stop ordo-kiosk``), which
+closes the session and the threads cleanly. ``ctx.allow_quit`` (the demo) makes ctrl+q quit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from typing import Any, ClassVar
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+
+from appliance.domain.people import Role
+from appliance.errors import OrdoError
+from appliance.ports import CardEvent, CardEventKind
+from appliance.services import prescribing
+from appliance.services.auth import PractitionerSession, SessionGuard
+from appliance.tui.context import KioskContext
+from appliance.tui.messages import (
+    CardChanged,
+    DataChanged,
+    PrintStatusChanged,
+    RunInUi,
+    SessionLocked,
+)
+from appliance.tui.screens.base import LOCK_REASONS_FR
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 5.0
+PRINTER_PROBE_EVERY = 6  # status refreshes between two printer probes (network I/O)
+
+KEY_NAMES_FR = {"escape": "Échap", "enter": "Entrée", "up": "Haut", "down": "Bas",
+                "tab": "Tab", "delete": "Suppr", "backspace": "Retour arr."}
+
+ROLE_FR = {Role.PRESCRIBER: "médecin", Role.NURSE: "infirmier",
+           Role.STAFF: "personnel d'établissement"}
+
+
+class OrdoApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Ordo"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", show=False, priority=True)]
+
+    status_line: reactive[str] = reactive("")
+
+    def __init__(self, ctx: KioskContext) -> None:
+        super().__init__(ansi_color=True if ctx.console else None)
+        self.ctx = ctx
+        self.session: PractitionerSession | None = None
+        self.lock_message = ""
+        self._guard: SessionGuard | None = None
+        self._parts: dict[str, str] = {"card": "Carte : ?", "printer": "Imprimante : ?",
+                                       "registry": "Registre : ?", "bdpm": "BDPM : ?"}
+        self._refreshes = 0
+        self._queue_pending = 0
+        self._save_lock = threading.Lock()
+        self._save_seq = 0
+        self._saved_seq = 0
+
+    # -- screens ---------------------------------------------------------------------------
+    def get_default_screen(self) -> Any:
+        from appliance.tui.screens.lock import LockScreen
+
+        return LockScreen()
+
+    def get_key_display(self, binding: Binding) -> str:
+        """Key names the Linux console font can draw, in French."""
+        if binding.key_display:
+            return binding.key_display
+        key = binding.key.split(",")[0]
+        if key in KEY_NAMES_FR:
+            return KEY_NAMES_FR[key]
+        if key.startswith("f") and key[1:].isdigit():
+            return key.upper()
+        if key.startswith("ctrl+"):
+            return "Ctrl+" + key[5:].upper()
+        return key
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        if self.ctx.console:
+            self.theme = "ansi-dark"
+        ctx = self.ctx
+        if ctx.watcher is not None:
+            ctx.watcher.subscribe(self._card_event)
+            ctx.watcher.start()
+        if ctx.printer is not None:
+            ctx.printer.start(lambda status: self.post_message(PrintStatusChanged(status)))
+        self.set_interval(1.0, self._check_idle)
+        self.set_interval(STATUS_EVERY_S, self.refresh_status)
+        self.refresh_status()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            import asyncio
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
+
+    def on_unmount(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.lock("shutdown")
+        if self.ctx.watcher is not None:
+            self.ctx.watcher.stop()
+        if self.ctx.printer is not None:
+            self.ctx.printer.stop()
+
+    async def action_quit(self) -> None:
+        if self.ctx.allow_quit:
+            self.exit()
+
+    async def action_help_quit(self) -> None:
+        """ctrl+c does nothing on the kiosk (only systemd stops it)."""
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and self.session is not None:
+            session = self.session
+            session.last_activity = session.clock()
+        await super().on_event(event)
+
+    def on_run_in_ui(self, message: RunInUi) -> None:
+        message.callback(message.value)
+
+    # -- card and session ------------------------------------------------------------------
+    def _card_event(self, event: CardEvent) -> None:
+        """Card monitor thread: lock first (at once), then tell the UI."""
+        guard = self._guard
+        if guard is not None:
+            guard(event)
+        self.post_message(CardChanged(event))
+
+    def on_card_changed(self, message: CardChanged) -> None:
+        from appliance.tui.screens.lock import LockScreen
+        from appliance.tui.screens.pin import PinScreen
+
+        event = message.event
+        self._update_card_status()
+        if event.kind is CardEventKind.INSERTED and self.session is None:
+            if isinstance(self.screen, LockScreen):
+                self.push_screen(PinScreen(event.reader))
+        elif event.kind in (CardEventKind.REMOVED, CardEventKind.READER_REMOVED,
+                            CardEventKind.SERVICE_LOST):
+            screen = self.screen
+            if isinstance(screen, PinScreen) and (event.reader in ("", screen.reader)):
+                self.pop_screen()
+
+    def card_readers_with_card(self) -> list[str]:
+        watcher = self.ctx.watcher
+        return sorted(watcher.cards()) if watcher is not None else []
+
+    def begin_session(self, session: PractitionerSession, needs_am: bool) -> None:
+        """The PIN was right: open the home screen for this practitioner."""
+        from appliance.tui.screens.am import AmScreen
+        from appliance.tui.screens.home import HomeScreen
+
+        self.session = session
+        self._guard = SessionGuard(session)
+        session.on_lock(lambda s: self.post_message(SessionLocked(s, s.lock_reason)))
+        watcher = self.ctx.watcher
+        if watcher is not None and session.reader not in watcher.cards():
+            self.run_worker(lambda: session.lock("card_removed"), thread=True,
+                            exit_on_error=False)
+            return
+        self.lock_message = ""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(HomeScreen())
+        if needs_am:
+            self.push_screen(AmScreen())
+
+    def on_session_locked(self, message: SessionLocked) -> None:
+        if message.session is not self.session:
+            return
+        self.session = None
+        self._guard = None
+        self.lock_message = LOCK_REASONS_FR.get(message.reason, "Session verrouillée.")
+        for screen in reversed(self.screen_stack[1:]):
+            flush = getattr(screen, "flush_draft", None)
+            if flush is not None:
+                flush()
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        lock = self.screen_stack[0]
+        show = getattr(lock, "show_locked", None)
+        if show is not None:
+            show(self.lock_message)
+
+    def lock_session(self, reason: str = "logout") -> None:
+        session = self.session
+        if session is not None:
+            self.run_worker(lambda: session.lock(reason), thread=True, exit_on_error=False)
+
+    def _check_idle(self) -> None:
+        session = self.session
+        if session is None or session.locked:
+            return
+        if session.clock() - session.last_activity > session.idle_timeout_s:
+            self.run_worker(session.check_idle, thread=True, exit_on_error=False,
+                            group="idle", exclusive=True)
+
+    # -- drafts, saved as typed -------------------------------------------------------------
+    def save_draft(self, session: PractitionerSession, draft: Any,
+                   form: dict[str, Any] | None) -> None:
+        """Save a draft from an app-level worker (it outlives the editor screen); a save
+        never overwrites a newer one."""
+        self._save_seq += 1
+        seq, ctx = self._save_seq, self.ctx
+
+        def save() -> None:
+            with self._save_lock:
+                if seq < self._saved_seq:
+                    return
+                try:
+                    with ctx.store() as store:
+                        prescribing.update_draft(store, session, draft, form=form)
+                except OrdoError as exc:
+                    log.warning("draft not saved: %s", exc)
+                    return
+                except Exception:
+                    log.exception("draft not saved", extra={"fields": {"prescription":
+                                                                       draft.id}})
+                    return
+                self._saved_seq = seq
+
+        self.run_worker(save, thread=True, exit_on_error=False, group="save")
+
+    def discard_draft(self, session: PractitionerSession, prescription_id: str) -> None:
+        """Drop an empty draft once its last save is written."""
+        ctx = self.ctx
+
+        def discard() -> None:
+            with self._save_lock:
+                try:
+                    with ctx.store() as store:
+                        prescribing.discard_draft(store, session, prescription_id)
+                except Exception:
+                    log.exception("empty draft not discarded")
+
+        self.run_worker(discard, thread=True, exit_on_error=False, group="save")
+
+    @property
+    def role(self) -> Role | None:
+        return self.session.role if self.session is not None else None
+
+    @property
+    def who(self) -> str:
+        session = self.session
+        if session is None:
+            return ""
+        return f"{session.practitioner.display_name} ({ROLE_FR[session.role]})"
+
+    # -- status bar ------------------------------------------------------------------------
+    def _update_card_status(self) -> None:
+        watcher = self.ctx.watcher
+        if watcher is None:
+            text = "Carte : -"
+        elif not watcher.service_up:
+            text = "Carte : service arrêté"
+        elif not watcher.readers():
+            text = "Carte : pas de lecteur"
+        elif watcher.cards():
+            text = "Carte : présente"
+        else:
+            text = "Carte : absente"
+        self._set_part("card", text)
+
+    def _set_part(self, key: str, text: str) -> None:
+        self._parts[key] = text
+        self.status_line = " | ".join(self._parts[k] for k in ("card", "printer", "registry",
+                                                                "bdpm"))
+
+    def on_print_status_changed(self, message: PrintStatusChanged) -> None:
+        status = message.status
+        self._queue_pending = status.pending
+        self._set_part("printer", _printer_text(status.printer.value, status.pending))
+        self.post_message(DataChanged())
+
+    def on_data_changed(self, message: DataChanged) -> None:
+        refresh = getattr(self.screen, "refresh_data", None)
+        if refresh is not None:
+            refresh()
+
+    def refresh_status(self) -> None:
+        self._update_card_status()
+        probe = self._refreshes % PRINTER_PROBE_EVERY == 0
+        self._refreshes += 1
+        self.run_worker(lambda: self._collect_status(probe), thread=True, exit_on_error=False,
+                        group="status", exclusive=True)
+
+    def _collect_status(self, probe: bool) -> None:
+        ctx = self.ctx
+        parts: dict[str, str] = {}
+        try:
+            with ctx.store() as store:
+                if ctx.sync_status is not None:
+                    parts["registry"] = _registry_text(ctx.sync_status(store))
+                pending = store.query("SELECT count(*) AS n FROM print_jobs"
+                                      " WHERE status = 'queued'")[0]["n"]
+        except Exception:
+            log.exception("status: cannot read the store")
+            parts["registry"] = "Registre : base illisible"
+            pending = self._queue_pending
+        if ctx.printer is not None and probe:
+            try:
+                parts["printer"] = _printer_text(ctx.printer.probe().state.value, pending)
+            except Exception:
+                log.exception("status: printer probe failed")
+        if ctx.referential is not None:
+            try:
+                date = ctx.referential.info().date
+                parts["bdpm"] = f"BDPM {_short_date(date)}" if date else "BDPM : ?"
+            except Exception:
+                parts["bdpm"] = "BDPM : absente"
+        self.post_message(RunInUi(self._apply_parts, parts))
+
+    def _apply_parts(self, parts: dict[str, str]) -> None:
+        for key, text in parts.items():
+            self._set_part(key, text)
+
+
+PRINTER_FR = {"ready": "prête", "paper_low": "fin de papier", "paper_out": "sans papier",
+              "offline": "hors ligne", "unreachable": "injoignable", "unknown": "?"}
+
+
+def _printer_text(state: str, pending: int) -> str:
+    text = f"Imprimante : {PRINTER_FR.get(state, state)}"
+    return text + (f" ({pending} en attente)" if pending else "")
+
+
+def _short_date(iso: str) -> str:
+    year, month, day = iso[:10].split("-")
+    return f"{day}/{month}/{year}"
+
+
+def _registry_text(status: Any) -> str:
+    if status.quarantined:
+        return f"Registre : {status.quarantined} rejet(s) !"
+    if status.queue_depth:
+        return f"Registre : {status.queue_depth} à envoyer"
+    if status.last_success_at:
+        return f"Registre : à jour {_short_time(status.last_success_at)}"
+    return "Registre : jamais joint"
+
+
+def _short_time(iso: str) -> str:
+    from datetime import datetime
+
+    from appliance.domain.prescription import local
+
+    try:
+        return local(datetime.fromisoformat(iso)).strftime("%H:%M")
+    except ValueError:
+        return ""
+
+
+def make_app(ctx: KioskContext) -> OrdoApp:
+    """The kiosk app around ``ctx`` (see ``appliance.tui.context``)."""
+    return OrdoApp(ctx)
+

@@ -1,0 +1,99 @@
+"""What the kiosk needs from the outside world, given to ``make_app``.
+
+The composition root (``appliance.commands.kiosk``) builds it from the settings with the
+real adapters (pcscd, the ESC/POS printer, the BDPM referential, the sync status); the tests
+build the same object around a temporary data directory, a virtual card and the printer
+emulator. The UI imports no concrete adapter.
+
+Threads: the UI thread never touches the database, the card or the printer. Workers call
+``open_store()`` for a connection of their own (SQLite connections are not shared between
+threads), and every card operation goes through ``card_call`` (one thread owns the PC/SC
+context). The card watcher and the print worker run their own threads and report through
+callbacks that post Textual messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from appliance.domain.prescription import Prescription
+from appliance.ports import CardEvent, PrinterStatus
+from appliance.services.auth import PractitionerSession
+from appliance.services.prescribing import IdAllocator
+from appliance.store.db import Store
+
+T = TypeVar("T")
+
+
+class Watcher(Protocol):
+    """The card monitor (``drivers.card.monitor.ReaderMonitor``)."""
+
+    def subscribe(self, callback: Callable[[CardEvent], None]) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def cards(self) -> dict[str, bytes]: ...
+
+    def readers(self) -> list[str]: ...
+
+    @property
+    def service_up(self) -> bool: ...
+
+
+class PrintService(Protocol):
+    """The print queue worker of this kiosk (``PrintWorker`` around the order printer)."""
+
+    def start(self, on_status: Callable[[Any], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def probe(self) -> PrinterStatus:
+        """Ask the printer itself (network I/O: call it from a worker)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DispensationView:
+    """One dispensation as the kiosk shows it (French text)."""
+
+    text: str
+    substituted: bool
+    complete: bool
+
+
+@dataclass
+class KioskContext:
+    open_store: Callable[[], Store]
+    login: Callable[[str, str], PractitionerSession]
+    """``login(reader, pin)``: open the card in ``reader`` and authenticate (card thread)."""
+    card_call: Callable[[Callable[[], Any]], Any] = field(default=lambda fn: fn())
+    watcher: Watcher | None = None
+    referential: Any = None
+    ids: IdAllocator = field(default_factory=IdAllocator)
+    preview: Callable[[Prescription], list[str]] | None = None
+    printer: PrintService | None = None
+    sync_status: Callable[[Store], Any] | None = None
+    dispensations: Callable[[Store, str], list[DispensationView]] | None = None
+    establishment: str = "EHPAD"
+    allow_quit: bool = False
+    console: bool = False
+    banner: str = ""
+    demo_dispense: Callable[[str], str] | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Store]:
+        """A connection for the calling worker thread, closed afterwards."""
+        store = self.open_store()
+        try:
+            yield store
+        finally:
+            store.close()

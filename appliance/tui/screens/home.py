@@ -1,0 +1,216 @@
+"""Home: the residents (search by name or room, accents and case ignored) and, for a
+physician, the drafts to take up again (after a lock or a crash)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from appliance.domain.people import Resident, Role
+from appliance.domain.prescription import Prescription, local
+from appliance.services import prescribing
+from appliance.store import repositories
+from appliance.tui.screens.base import KioskScreen
+from appliance.tui.widgets.status_bar import StatusBar
+
+
+def resident_row(r: Resident) -> str:
+    name = r.display_name
+    if len(name) > 44:
+        name = name[:43] + "."
+    return f"{name:<44} ch. {r.room:<5} {r.birth_date:%d/%m/%Y}"
+
+
+class HomeScreen(KioskScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "new", "Nouvelle ordonnance"),
+        Binding("f3", "drafts", "Brouillons"),
+        Binding("f6", "sync", "Synchro/alertes"),
+        Binding("f12", "lock", "Verrouiller"),
+        Binding("up", "move(-1)", show=False),
+        Binding("down", "move(1)", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.residents: list[Resident] = []
+        self.drafts: list[Prescription] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="title", classes="title")
+        with Horizontal(classes="field"):
+            yield Label("Résident : ")
+            yield Input(placeholder="nom ou chambre", id="search", compact=True)
+        yield Static("", id="drafts-title", classes="section")
+        yield OptionList(id="drafts", compact=True)
+        yield Static("Résidents", classes="section")
+        yield OptionList(id="residents", compact=True)
+        yield Static("", id="message", classes="message")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#title", Static).update(
+            f"{self.ctx.establishment} - {self.kiosk.who}")
+        self.query_one("#search", Input).focus()
+        self.refresh_data()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_data()
+
+    def show_error(self, message: Any) -> None:
+        self.query_one("#message", Static).update(str(message))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "new":
+            return self.kiosk.role is Role.PRESCRIBER
+        if action == "drafts":
+            return bool(self.drafts)
+        return True
+
+    # -- data --------------------------------------------------------------------------------
+    def refresh_data(self) -> None:
+        self._search(self.query_one("#search", Input).value)
+        session = self.session
+        if session is None or session.role is not Role.PRESCRIBER:
+            self._show_drafts([])
+            return
+        ctx, who = self.ctx, session.practitioner.id_nat_ps
+
+        def load() -> list[Prescription]:
+            with ctx.store() as store:
+                return prescribing.drafts_of(store, who)
+
+        self.background(load, self._show_drafts, group="drafts", exclusive=True)
+
+    def _show_drafts(self, drafts: list[Prescription]) -> None:
+        self.drafts = drafts
+        listing = self.query_one("#drafts", OptionList)
+        listing.clear_options()
+        listing.add_options(Option(
+            f"{local(d.created_at):%d/%m %H:%M}  {d.resident.display_name[:40]:<40} "
+            f"{len(d.lines)} ligne(s)") for d in drafts)
+        listing.display = bool(drafts)
+        title = self.query_one("#drafts-title", Static)
+        title.display = bool(drafts)
+        title.update(f"Brouillons à reprendre ({len(drafts)}) : F3")
+        self.refresh_bindings()
+
+    @on(Input.Changed, "#search")
+    def _changed(self, event: Input.Changed) -> None:
+        self._search(event.value)
+
+    def _search(self, text: str) -> None:
+        ctx = self.ctx
+
+        def load() -> tuple[str, list[Resident]]:
+            with ctx.store() as store:
+                return text, repositories.list_residents(store, text)
+
+        self.background(load, self._show_residents, group="search", exclusive=True)
+
+    def _show_residents(self, result: tuple[str, list[Resident]]) -> None:
+        text, residents = result
+        if text != self.query_one("#search", Input).value:
+            return
+        self.residents = residents
+        listing = self.query_one("#residents", OptionList)
+        listing.clear_options()
+        listing.add_options(Option(resident_row(r)) for r in residents)
+        if residents:
+            listing.highlighted = 0
+        self.show_error("" if residents else "Aucun résident ne correspond.")
+
+    # -- actions -----------------------------------------------------------------------------
+    def _highlighted(self) -> Resident | None:
+        index = self.query_one("#residents", OptionList).highlighted
+        if index is None or not 0 <= index < len(self.residents):
+            return None
+        return self.residents[index]
+
+    def action_move(self, step: int) -> None:
+        listing = self.query_one("#residents", OptionList)
+        if self.focused is listing or not self.residents:
+            return
+        current = listing.highlighted or 0
+        listing.highlighted = max(0, min(len(self.residents) - 1, current + step))
+
+    @on(Input.Submitted, "#search")
+    def _open_highlighted(self) -> None:
+        resident = self._highlighted()
+        if resident is not None:
+            self._open(resident)
+
+    @on(OptionList.OptionSelected, "#residents")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self._open(self.residents[event.option_index])
+
+    def _open(self, resident: Resident) -> None:
+        from appliance.tui.screens.resident import ResidentScreen
+
+        self.app.push_screen(ResidentScreen(resident))
+
+    def action_new(self) -> None:
+        resident = self._highlighted()
+        if resident is None:
+            self.show_error("Choisissez d'abord un résident.")
+            return
+        open_new_draft(self, resident)
+
+    def action_drafts(self) -> None:
+        if self.drafts:
+            listing = self.query_one("#drafts", OptionList)
+            listing.highlighted = 0
+            listing.focus()
+
+    @on(OptionList.OptionSelected, "#drafts")
+    def _draft_selected(self, event: OptionList.OptionSelected) -> None:
+        open_draft(self, self.drafts[event.option_index])
+
+    def action_sync(self) -> None:
+        from appliance.tui.screens.sync import SyncScreen
+
+        self.app.push_screen(SyncScreen())
+
+    def action_lock(self) -> None:
+        self.kiosk.lock_session("logout")
+
+
+def open_new_draft(screen: KioskScreen, resident: Resident) -> None:
+    """Create a draft for ``resident`` (physician only, checked by the service) and open
+    the editor on it."""
+    session = screen.session
+    if session is None:
+        return
+    ctx = screen.ctx
+
+    def create() -> Prescription:
+        with ctx.store() as store:
+            return prescribing.new_draft(store, session, resident.ins.value, ids=ctx.ids,
+                                         now=ctx.now())
+
+    screen.background(create, lambda draft: _edit(screen, draft, None))
+
+
+def open_draft(screen: KioskScreen, draft: Prescription) -> None:
+    """Open the editor on a saved draft, with the line that was being typed."""
+    ctx = screen.ctx
+
+    def load() -> tuple[Prescription, dict | None]:
+        with ctx.store() as store:
+            current = repositories.get_prescription(store, draft.id) or draft
+            return current, prescribing.draft_form(store, draft.id)
+
+    screen.background(load, lambda result: _edit(screen, *result))
+
+
+def _edit(screen: KioskScreen, draft: Prescription, form: dict | None) -> None:
+    from appliance.tui.screens.editor import EditorScreen
+
+    screen.app.push_screen(EditorScreen(draft, form))

@@ -1,0 +1,84 @@
+"""PIN entry: masked, digits only; the card's tries left are shown before and after a try."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Label, Static
+
+from appliance.services import prescribing
+from appliance.services.auth import AuthRefused
+from appliance.tui.screens.base import KioskScreen, describe_error
+from appliance.tui.widgets.status_bar import StatusBar
+
+
+class PinScreen(KioskScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Annuler")]
+
+    def __init__(self, reader: str) -> None:
+        super().__init__()
+        self.reader = reader
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="pin-box"):
+            yield Static("Carte détectée", id="pin-title")
+            yield Static("", id="pin-holder")
+            with Horizontal(classes="field"):
+                yield Label("Code PIN : ")
+                yield Input(password=True, restrict=r"[0-9]*", max_length=8, id="pin",
+                            compact=True)
+            yield Static("", id="message", classes="message")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#pin", Input).focus()
+
+    def show_error(self, message: Any) -> None:
+        self.query_one("#message", Static).update(str(message))
+
+    def action_cancel(self) -> None:
+        self.app.pop_screen()
+
+    @on(Input.Submitted, "#pin")
+    def submit(self, event: Input.Submitted) -> None:
+        if self.busy:
+            return
+        pin = event.value
+        event.input.value = ""
+        if not pin:
+            return
+        self.busy = True
+        self.show_error("Vérification du code PIN…")
+        ctx, reader = self.ctx, self.reader
+
+        def login() -> tuple[Any, bool]:
+            session = ctx.login(reader, pin)
+            try:
+                with ctx.store() as store:
+                    prescribing.register_login(store, session)
+                    needs_am = prescribing.needs_am(store, session)
+            except BaseException:
+                session.lock("logout")
+                raise
+            return session, needs_am
+
+        self.background(login, self._logged_in, failed=self._refused)
+
+    def _logged_in(self, result: tuple[Any, bool]) -> None:
+        self.busy = False
+        session, needs_am = result
+        self.kiosk.begin_session(session, needs_am)
+
+    def _refused(self, exc: BaseException) -> None:
+        self.busy = False
+        self.query_one("#pin", Input).value = ""
+        if isinstance(exc, AuthRefused) and exc.reason == "wrong_pin":
+            self.show_error(f"Code PIN incorrect : {exc.tries_left} essai(s) restant(s).")
+        else:
+            self.show_error(describe_error(exc))

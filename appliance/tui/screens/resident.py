@@ -1,0 +1,266 @@
+"""A resident's file: current and past prescriptions, their state, what the registry and the
+pharmacy said, alerts; new prescription, open a draft, duplicate, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from appliance.domain.people import Resident, Role
+from appliance.domain.prescription import (
+    STATE_LABELS_FR,
+    ActLine,
+    DeviceLine,
+    Line,
+    MedicationLine,
+    Prescription,
+    State,
+    format_local,
+    local,
+)
+from appliance.domain.prescription_id import format_id
+from appliance.services import prescribing
+from appliance.store import repositories
+from appliance.tui.context import DispensationView
+from appliance.tui.screens.base import KioskScreen
+from appliance.tui.widgets.status_bar import StatusBar
+
+REGISTRY_FR = {"pending": "envoi au registre en attente", "acknowledged": "reçue par le registre",
+               "quarantined": "REFUSÉE par le registre"}
+PRINT_FR = {"queued": "impression en attente", "done": "imprimée", "failed": "non imprimée"}
+
+
+def describe_line(line: Line) -> str:
+    """One line as the physician reads it back."""
+    flags = ""
+    if line.ald:
+        flags += " [ALD]"
+    if isinstance(line, MedicationLine):
+        if line.non_substitution is not None:
+            flags += f" [{line.non_substitution.label}]"
+        quantity = f", qté {line.quantity}" if line.quantity is not None else ""
+        return f"{line.label} : {line.posology.describe()}{quantity}{flags}"
+    if isinstance(line, DeviceLine):
+        code = f" (LPP {line.lpp})" if line.lpp else ""
+        return f"Dispositif : {line.label}{code}, qté {line.quantity}{flags}"
+    assert isinstance(line, ActLine)
+    return f"Acte : {line.text}{flags}"
+
+
+@dataclass
+class RxView:
+    prescription: Prescription
+    registry: str | None = None
+    registry_error: str | None = None
+    prints: list[tuple[str, str, str | None]] = field(default_factory=list)
+    dispensations: list[DispensationView] = field(default_factory=list)
+
+    @property
+    def state_text(self) -> str:
+        return STATE_LABELS_FR[self.prescription.state]
+
+    def row(self) -> str:
+        p = self.prescription
+        when = local(p.signed_at or p.created_at)
+        short = format_id(p.id)[:9]
+        extra = ""
+        if self.registry == "quarantined":
+            extra = " ! registre"
+        elif any(d.substituted for d in self.dispensations):
+            extra = " ! substitution"
+        return f"{when:%d/%m/%y %H:%M}  {short}  {self.state_text:<22}{extra}"
+
+    def alerts(self) -> list[str]:
+        out = []
+        if self.registry == "quarantined":
+            out.append(f"Refusée par le registre : {self.registry_error or '?'}")
+        out += [f"Substitution : {d.text}" for d in self.dispensations if d.substituted]
+        return out
+
+
+def load_views(store: Any, ctx: Any, resident: Resident, who: str | None) -> list[RxView]:
+    views = []
+    for p in repositories.prescriptions_of(store, resident.ins.value):
+        if p.state is State.DRAFT and p.prescriber.id_nat_ps != who:
+            continue  # another physician's draft is theirs alone
+        view = RxView(p)
+        rows = store.query("SELECT status, last_error FROM outbox WHERE prescription_id = ?"
+                           " AND kind = 'create'", (p.id,))
+        if rows:
+            view.registry, view.registry_error = rows[0]["status"], rows[0]["last_error"]
+        view.prints = [(r["kind"], r["status"], r["last_error"]) for r in store.query(
+            "SELECT kind, status, last_error FROM print_jobs WHERE prescription_id = ?"
+            " ORDER BY id", (p.id,))]
+        if ctx.dispensations is not None and p.state is not State.DRAFT:
+            view.dispensations = ctx.dispensations(store, p.id)
+        views.append(view)
+    return views
+
+
+class ResidentScreen(KioskScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "new", "Nouvelle"),
+        Binding("enter", "open", "Ouvrir", show=False),
+        Binding("f9", "reprint", "Duplicata"),
+        Binding("f8", "cancel_rx", "Annuler l'ordonnance"),
+        Binding("escape", "back", "Retour"),
+    ]
+
+    def __init__(self, resident: Resident) -> None:
+        super().__init__()
+        self.resident = resident
+        self.views: list[RxView] = []
+
+    def compose(self) -> ComposeResult:
+        r = self.resident
+        born = "Née" if r.sex.value == "F" else "Né"
+        yield Static(f"{r.display_name} - ch. {r.room or '?'} - {born} le "
+                     f"{r.birth_date:%d/%m/%Y}", id="title", classes="title")
+        yield Static("", id="alerts", classes="alerts")
+        yield OptionList(id="rx", compact=True)
+        with VerticalScroll(id="detail-box"):
+            yield Static("", id="detail")
+        yield Static("", id="message", classes="message")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#rx", OptionList).focus()
+        alerts = []
+        if self.resident.objection:
+            alerts.append("Opposition du résident : les délivrances ne sont pas consultables.")
+        self.query_one("#alerts", Static).update("\n".join(alerts))
+        self.query_one("#alerts", Static).display = bool(alerts)
+        self.refresh_data()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_data()
+
+    def show_error(self, message: Any) -> None:
+        self.query_one("#message", Static).update(str(message))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("new", "cancel_rx"):
+            return self.kiosk.role is Role.PRESCRIBER
+        return True
+
+    def refresh_data(self) -> None:
+        session = self.session
+        who = session.practitioner.id_nat_ps if session is not None else None
+        ctx, resident = self.ctx, self.resident
+
+        def load() -> list[RxView]:
+            with ctx.store() as store:
+                return load_views(store, ctx, resident, who)
+
+        self.background(load, self._show, group="load", exclusive=True)
+
+    def _show(self, views: list[RxView]) -> None:
+        listing = self.query_one("#rx", OptionList)
+        keep = listing.highlighted
+        self.views = views
+        listing.clear_options()
+        listing.add_options(Option(v.row()) for v in views)
+        if views:
+            listing.highlighted = min(keep or 0, len(views) - 1)
+        else:
+            self.query_one("#detail", Static).update("Aucune ordonnance pour ce résident.")
+
+    @on(OptionList.OptionHighlighted, "#rx")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if 0 <= event.option_index < len(self.views):
+            self.query_one("#detail", Static).update(self._detail(self.views[event.option_index]))
+
+    def _detail(self, view: RxView) -> str:
+        p = view.prescription
+        out = [f"Ordonnance {format_id(p.id)} - {view.state_text}",
+               f"Dr {p.prescriber.display_name}, le {format_local(p.signed_at or p.created_at)}"]
+        for n, line in enumerate(p.lines, start=1):
+            out.append(f" {n}. {describe_line(line)}")
+        if p.renewals:
+            out.append(f" À renouveler {p.renewals} fois")
+        if p.cancel_reason:
+            out.append(f"Motif d'annulation : {p.cancel_reason}")
+        if view.registry:
+            out.append(f"Registre : {REGISTRY_FR.get(view.registry, view.registry)}")
+        for kind, status, error in view.prints:
+            label = "Duplicata" if kind == "duplicate" else "Original"
+            out.append(f"{label} : {PRINT_FR.get(status, status)}"
+                       + (f" ({error})" if error and status != "done" else ""))
+        if view.dispensations:
+            out.append("Délivrances :")
+            out += [f" - {d.text}" for d in view.dispensations]
+        out += [f"! {a}" for a in view.alerts()]
+        return "\n".join(out)
+
+    def _current(self) -> RxView | None:
+        index = self.query_one("#rx", OptionList).highlighted
+        if index is None or not 0 <= index < len(self.views):
+            return None
+        return self.views[index]
+
+    # -- actions -----------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_new(self) -> None:
+        from appliance.tui.screens.home import open_new_draft
+
+        open_new_draft(self, self.resident)
+
+    def action_open(self) -> None:
+        view = self._current()
+        if view is not None and view.prescription.state is State.DRAFT:
+            from appliance.tui.screens.home import open_draft
+
+            open_draft(self, view.prescription)
+
+    @on(OptionList.OptionSelected, "#rx")
+    def _selected(self) -> None:
+        self.action_open()
+
+    def action_reprint(self) -> None:
+        view, session = self._current(), self.session
+        if view is None or session is None:
+            return
+        ctx, pid = self.ctx, view.prescription.id
+
+        def queue() -> int:
+            with ctx.store() as store:
+                job = prescribing.reprint(store, session, pid, now=ctx.now())
+            if ctx.printer is not None:
+                ctx.printer.wake()
+            return job
+
+        self.background(queue, lambda job: (
+            self.show_error(f"Duplicata demandé (travail n° {job})."), self.refresh_data()))
+
+    def action_cancel_rx(self) -> None:
+        view = self._current()
+        if view is None or self.session is None:
+            return
+        from appliance.tui.screens.cancel import CancelScreen
+
+        pid = view.prescription.id
+        self.app.push_screen(CancelScreen(pid), lambda reason: self._cancel(pid, reason))
+
+    def _cancel(self, pid: str, reason: str | None) -> None:
+        session = self.session
+        if not reason or session is None:
+            return
+        ctx = self.ctx
+
+        def cancel() -> Prescription:
+            with ctx.store() as store:
+                return prescribing.cancel(store, session, pid, reason, now=ctx.now())
+
+        self.background(cancel, lambda p: (
+            self.show_error(f"Ordonnance {format_id(p.id)} annulée ; le registre sera "
+                            "prévenu."), self.refresh_data()))

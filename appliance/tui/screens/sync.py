@@ -1,0 +1,116 @@
+"""Sync and alerts: the registry queue, records the registry refused (quarantined), and the
+dispensations that differ from the order (substitution, partial fill)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Static
+
+from appliance.domain.prescription import local
+from appliance.domain.prescription_id import format_id
+from appliance.services import prescribing
+from appliance.tui.screens.base import KioskScreen
+from appliance.tui.widgets.status_bar import StatusBar
+
+REFRESH_S = 3.0
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "jamais"
+    try:
+        return f"{local(datetime.fromisoformat(iso)):%d/%m %H:%M}"
+    except ValueError:
+        return iso
+
+
+def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
+    out = ["Registre national"]
+    if status is None:
+        out.append(" état inconnu")
+    else:
+        out.append(f" En attente d'envoi : {status.queue_depth} ({status.pending_creates} "
+                   f"création(s), {status.pending_cancels} annulation(s))")
+        out.append(f" Accusés de réception : {status.acknowledged} - dernier échange réussi : "
+                   f"{_when(status.last_success_at)}")
+        if status.last_error:
+            out.append(f" Dernière erreur ({_when(status.last_error_at)}) : "
+                       f"{status.last_error[:120]}")
+        out.append("")
+        out.append(f"Refusées par le registre (quarantaine) : {status.quarantined}")
+        for record in status.quarantined_records:
+            out.append(f" ! {format_id(record['prescription_id'])} ({record['kind']}) : "
+                       f"{(record['reason'] or '?')[:100]}")
+    out.append("")
+    out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
+    for a in alerts:
+        name = " ".join(filter(None, [a["used_name"] or a["birth_name"], a["first_names"]]))
+        what = "substitution" if a["substituted"] else "délivrance partielle"
+        out.append(f" {_when(a['handed_over_at'])} ch. {a['room'] or '?'} {name[:28]} - "
+                   f"{format_id(a['prescription_id'])[:9]} ligne {a['line_no']} : {what} -> "
+                   f"{a['product_label'][:40]}")
+    return "\n".join(out)
+
+
+class SyncScreen(KioskScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Retour"),
+        Binding("f5", "demo_dispense", "Démo : délivrance en pharmacie"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static("Synchronisation et alertes", classes="title")
+        with VerticalScroll(id="sync-box"):
+            yield Static("", id="sync")
+        yield Static("", id="message", classes="message")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#sync-box").focus()
+        self.refresh_data()
+        self.set_interval(REFRESH_S, self.refresh_data)
+
+    def show_error(self, message: Any) -> None:
+        self.query_one("#message", Static).update(str(message))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_dispense":
+            return self.ctx.demo_dispense is not None
+        return True
+
+    def refresh_data(self) -> None:
+        ctx = self.ctx
+
+        def load() -> str:
+            with ctx.store() as store:
+                status = ctx.sync_status(store) if ctx.sync_status is not None else None
+                return render_sync(status, prescribing.dispensation_alerts(store))
+
+        self.background(load, self.query_one("#sync", Static).update, group="load",
+                        exclusive=True)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_demo_dispense(self) -> None:
+        demo = self.ctx.demo_dispense
+        if demo is None:
+            return
+        ctx = self.ctx
+
+        def dispense() -> str:
+            with ctx.store() as store:
+                rows = store.query("SELECT id FROM prescriptions WHERE state = 'registered'"
+                                   " ORDER BY signed_at DESC LIMIT 1")
+            if not rows:
+                return ("Aucune ordonnance enregistrée par le registre à délivrer (attendez "
+                        "la synchronisation).")
+            return demo(rows[0]["id"])
+
+        self.background(dispense, self.show_error)
