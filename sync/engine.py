@@ -4,9 +4,11 @@ Push (``push()``), exactly once whatever the network does:
 
 - pending records are taken oldest first, ``batch_size`` at a time, and the run goes on
   batch after batch until the queue is empty (draining, not one batch per tick);
-- each record is sent on its own; the outcomes of a batch are written in one
-  ``BEGIN IMMEDIATE`` transaction: acknowledgement with the registry's receipt (a create
-  moves the prescription to ``registered``), a retry time, or quarantine;
+- each record is its own request; up to ``concurrency`` requests are in flight (started
+  oldest first; 1 makes the engine strictly sequential), so that the appliance's work
+  overlaps the registry's and the network's round trips; the outcomes of a batch are written
+  in one ``BEGIN IMMEDIATE`` transaction: acknowledgement with the registry's receipt (a
+  create moves the prescription to ``registered``), a retry time, or quarantine;
 - a crash between sending and writing the acknowledgement only means the record is sent
   again; the registry answers a resend of the same content with the original receipt;
 - transient failures (network, 408, 429, 5xx) wait ``full_jitter(attempts)`` (capped), at
@@ -32,8 +34,10 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from appliance.config import Sync as SyncSettings
 from appliance.domain.prescription import Prescription
@@ -62,6 +66,7 @@ class EngineConfig:
     max_wait_s: float = 10.0
     unreachable_after: int = 3
     page_size: int = 100
+    concurrency: int = 4
 
     @classmethod
     def from_settings(cls, settings: SyncSettings, **overrides: float) -> EngineConfig:
@@ -108,6 +113,17 @@ class _Outcome:
     connect: bool = False
     throttled: bool = False
     known: Prescription | None = None
+    call: Callable[[], RegistryReceipt] | None = None
+
+
+@dataclass
+class _Run:
+    """What the batches of one push run share (written by the dispatcher thread)."""
+
+    report: PushReport
+    connect_failures: int = 0
+    hold_until: datetime | None = None
+    halted: bool = False
 
 
 class SyncEngine:
@@ -135,53 +151,54 @@ class SyncEngine:
 
     # -- push -----------------------------------------------------------------------------------
     def push(self) -> PushReport:
-        """Drain the outbox (see the module docstring)."""
+        """Drain the outbox (see the module docstring).
+
+        Batches are pipelined: while one batch is on the wire (a dispatcher thread and up to
+        ``concurrency`` senders), this thread writes the outcomes of the previous one and
+        prepares the next. The store is only ever touched from this thread. A sweep walks the
+        queue by increasing ``seq``, so no record is sent twice in a sweep; records put back
+        by a retry are taken by the next sweep once due.
+        """
         started = time.monotonic()
         report = PushReport()
-        hold_until: datetime | None = None
-        connect_failures = 0
-        while not self._stop.is_set():
-            now = self.clock()
-            if hold_until is not None and now < hold_until:
-                wait = (hold_until - now).total_seconds()
-                if wait > self.config.max_wait_s:
+        run = _Run(report)
+        after = 0
+        inflight: Future[list[_Outcome]] | None = None
+        with ThreadPoolExecutor(1, "sync-dispatch") as dispatcher, \
+                ThreadPoolExecutor(max(self.config.concurrency, 1), "sync-send") as senders:
+            while not self._stop.is_set():
+                launched = None
+                if not run.halted:
+                    records = ls.due_records(self.store, self.clock(), self.config.batch_size,
+                                             after=after)
+                    if records:
+                        after = records[-1].seq
+                        prepared = [self._prepare(record) for record in records]
+                        launched = dispatcher.submit(self._exchange, prepared, run, senders)
+                if inflight is not None:
+                    self._write(inflight.result(), report)
+                inflight = launched
+                if inflight is not None:
+                    continue
+                # end of a sweep: nothing left to launch, nothing on the wire
+                if report.unreachable:
                     break
-                self._sleep(wait)
-                continue
-            records = ls.due_records(self.store, now, self.config.batch_size)
-            if not records:
+                now = self.clock()
+                if run.hold_until is not None and now < run.hold_until:
+                    pause = (run.hold_until - now).total_seconds()
+                    if pause > self.config.max_wait_s:
+                        break
+                    self._sleep(pause)
                 due = ls.next_due_at(self.store)
                 if due is None:
                     break
-                wait = (due - self.clock()).total_seconds()
-                if wait > self.config.max_wait_s:
+                pause = (due - self.clock()).total_seconds()
+                if pause > self.config.max_wait_s:
                     break
-                self._sleep(min(wait, self.config.max_wait_s))
-                continue
-            outcomes: list[_Outcome] = []
-            for record in records:
-                if self._stop.is_set():
-                    break
-                outcome = self._send(record)
-                outcomes.append(outcome)
-                self.heartbeat()
-                report.sent += outcome.sent
-                if outcome.connect:
-                    connect_failures += 1
-                elif outcome.sent:
-                    connect_failures = 0
-                if outcome.throttled:
-                    hold_until = outcome.retry_at
-                    report.throttled += 1
-                    break
-                if connect_failures >= self.config.unreachable_after:
-                    report.unreachable = True
-                    break
-            self._write(outcomes, report)
-            report.batches += 1
-            self.heartbeat()
-            if report.unreachable:
-                break
+                self._sleep(pause)
+                run.halted, after = False, 0
+            if inflight is not None:  # stopping: keep what was sent
+                self._write(inflight.result(), report)
         report.stopped = self._stop.is_set()
         report.remaining = ls.pending_count(self.store)
         report.seconds = round(time.monotonic() - started, 3)
@@ -194,7 +211,45 @@ class SyncEngine:
             "unreachable": report.unreachable, "seconds": report.seconds}})
         return report
 
-    def _send(self, record: ls.OutboxRecord) -> _Outcome:
+    def _exchange(self, prepared: list[_Outcome], run: _Run,
+                  senders: ThreadPoolExecutor) -> list[_Outcome]:
+        """Send a prepared batch, at most ``concurrency`` requests in flight, started oldest
+        first (dispatcher thread). Workers only build the FHIR body and talk HTTP. No new
+        request starts once the registry throttles, cannot be reached ``unreachable_after``
+        times in a row, or the engine is stopping; unsent records are left as they are."""
+        done: list[_Outcome] = [o for o in prepared if o.call is None]
+        todo = iter([o for o in prepared if o.call is not None])
+        report = run.report
+
+        def settle(outcome: _Outcome) -> None:
+            done.append(outcome)
+            self.heartbeat()
+            report.sent += 1
+            run.connect_failures = run.connect_failures + 1 if outcome.connect else 0
+            if outcome.throttled:
+                run.hold_until, run.halted = outcome.retry_at, True
+                report.throttled += 1
+            if run.connect_failures >= self.config.unreachable_after:
+                report.unreachable = run.halted = True
+
+        flight: set[Future[_Outcome]] = set()
+        while True:
+            while not run.halted and not self._stop.is_set() \
+                    and len(flight) < max(self.config.concurrency, 1):
+                outcome = next(todo, None)
+                if outcome is None:
+                    break
+                flight.add(senders.submit(self._execute, outcome))
+            if not flight:
+                break
+            finished, flight = wait(flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                settle(future.result())
+        done.sort(key=lambda o: o.record.seq)
+        return done
+
+    def _prepare(self, record: ls.OutboxRecord) -> _Outcome:
+        """Read what the record needs from the store; ``call`` sends it (None: settled)."""
         outcome = _Outcome(record)
         try:
             if record.kind == "create":
@@ -202,35 +257,45 @@ class SyncEngine:
                 if signed is None:
                     outcome.quarantine = "prescription absente ou non signée dans la base locale"
                     return outcome
-                outcome.known, outcome.sent = signed.prescription, True
-                outcome.receipt = self.registry.register(signed.prescription, signed.proof)
+                outcome.known = signed.prescription
+                outcome.call = partial(self.registry.register, signed.prescription, signed.proof)
             elif record.kind == "cancel":
                 create = ls.create_status(self.store, record.prescription_id)
                 if create != "acknowledged":
                     outcome.quarantine = ("annulation impossible : la création n'a pas été "
                                           f"acceptée par le registre ({create or 'absente'})")
                     return outcome
-                outcome.sent = True
-                outcome.receipt = self.registry.cancel(
-                    record.prescription_id, ls.cancel_reason(self.store, record.prescription_id))
+                outcome.call = partial(self.registry.cancel, record.prescription_id,
+                                       ls.cancel_reason(self.store, record.prescription_id))
             else:
                 outcome.quarantine = f"type d'envoi inconnu : {record.kind}"
-        except RegistryRejected as exc:
-            outcome.quarantine, outcome.status = exc.reason or str(exc), exc.status
-            outcome.error = str(exc)
-        except RegistryUnavailable as exc:
-            retry_after = exc.retry_after
-            delay = next_delay(record.attempts + 1, self.config.backoff_base_s,
-                               self.config.backoff_cap_s, self.rng, retry_after)
-            outcome.retry_at = self.clock() + timedelta(seconds=delay)
-            outcome.error, outcome.status = str(exc), exc.status
-            outcome.connect = exc.connect
-            outcome.throttled = isinstance(exc, RegistryThrottled)
         except OrdoError as exc:  # a stored prescription that no longer loads
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
 
+    def _execute(self, outcome: _Outcome) -> _Outcome:
+        """Send one record and classify the answer (runs in a worker thread)."""
+        assert outcome.call is not None
+        outcome.sent = True
+        try:
+            outcome.receipt = outcome.call()
+        except RegistryRejected as exc:
+            outcome.quarantine, outcome.status = exc.reason or str(exc), exc.status
+            outcome.error = str(exc)
+        except RegistryUnavailable as exc:
+            delay = next_delay(outcome.record.attempts + 1, self.config.backoff_base_s,
+                               self.config.backoff_cap_s, self.rng, exc.retry_after)
+            outcome.retry_at = self.clock() + timedelta(seconds=delay)
+            outcome.error, outcome.status = str(exc), exc.status
+            outcome.connect = exc.connect
+            outcome.throttled = isinstance(exc, RegistryThrottled)
+        except OrdoError as exc:  # e.g. the mapping refused the stored prescription
+            outcome.quarantine = f"donnée locale invalide : {exc}"
+        return outcome
+
     def _write(self, outcomes: list[_Outcome], report: PushReport) -> None:
+        report.batches += 1
+        self.heartbeat()
         if not outcomes:
             return
         now = self.clock()

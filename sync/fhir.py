@@ -25,6 +25,8 @@ Malformed input raises ``ValidationError`` naming the FHIR path, never a ``KeyEr
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -316,11 +318,34 @@ def prescription_bundle(p: Prescription, proof: SignatureProof) -> dict[str, Any
     }
 
 
+def fast_canonical_bytes(p: Prescription) -> bytes:
+    """``content()`` as sorted, compact, raw UTF-8 JSON (RFC 8785 for such content)."""
+    return json.dumps(p.content(), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def signed_canonical_bytes(p: Prescription, signed_part: bytes | None) -> bytes:
+    """``p.canonical_bytes()``, computed fast when it can be proven equal.
+
+    For content made of strings, integers, booleans and ASCII keys (a prescription's), RFC
+    8785 is ``json.dumps`` with sorted keys, no spaces and raw UTF-8 (same escapes, same
+    order). That shortcut is kept only when its SHA-256 is the ``H`` the card signed (the
+    last field of the signed part), which also checks the signature's binding before
+    sending; otherwise the reference implementation is used.
+    """
+    if signed_part:
+        fast = fast_canonical_bytes(p)
+        signed_hash = signed_part.rsplit(b"\x1f", 1)[-1]
+        if hashlib.sha256(fast).hexdigest().encode("ascii") == signed_hash:
+            return fast
+    return p.canonical_bytes()
+
+
 def _provenance(p: Prescription, proof: SignatureProof, targets: list[dict[str, str]],
                 practitioner_url: str, when: datetime) -> dict[str, Any]:
     contained = [{"resourceType": "Binary", "id": codes.CANONICAL_BINARY_ID,
                   "contentType": codes.CANONICAL_CONTENT_TYPE,
-                  "data": _b64(p.canonical_bytes())},
+                  "data": _b64(signed_canonical_bytes(p, proof.signed_part))},
                  {"resourceType": "Binary", "id": codes.SIGNER_CERT_BINARY_ID,
                   "contentType": codes.CERT_CONTENT_TYPE, "data": _b64(proof.signer_cert)}]
     entity = [{"role": "source", "what": {"reference": "#" + codes.CANONICAL_BINARY_ID}},

@@ -41,7 +41,7 @@ _DUE_SQL = (
     " WHERE o.status = 'pending' AND (o.kind = 'create' OR NOT EXISTS ("
     "  SELECT 1 FROM outbox c WHERE c.prescription_id = o.prescription_id"
     "  AND c.kind = 'create' AND c.status = 'pending'))"
-    " AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?)"
+    " AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= ?) AND o.seq > ?"
     " ORDER BY o.seq LIMIT ?"
 )
 _NEXT_DUE_SQL = (
@@ -70,9 +70,10 @@ class OutboxRecord:
     created_at: str
 
 
-def due_records(store: Store, now: datetime, limit: int) -> list[OutboxRecord]:
-    """Pending records whose time has come, oldest first."""
-    rows = store.query(_DUE_SQL, (iso(now), limit))
+def due_records(store: Store, now: datetime, limit: int, after: int = 0
+                ) -> list[OutboxRecord]:
+    """Pending records whose time has come, oldest first, after outbox number ``after``."""
+    rows = store.query(_DUE_SQL, (iso(now), after, limit))
     return [OutboxRecord(**row) for row in rows]
 
 

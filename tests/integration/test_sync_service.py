@@ -157,7 +157,7 @@ def test_the_service_holds_off_while_the_registry_is_unreachable(
 def test_a_throttling_registry_pauses_the_whole_run(rx, registry_sim, make_engine):
     rx.sign(3)
     registry_sim.set_faults(Faults(script=("429",), retry_after_s=30))
-    report = make_engine(registry_sim.url, max_wait_s=1.0).push()
+    report = make_engine(registry_sim.url, max_wait_s=1.0, concurrency=1).push()
     assert report.throttled == 1 and report.acknowledged == 0 and report.remaining == 3
     assert len(registry_sim.arrivals) == 1  # nothing else was sent during the pause
 

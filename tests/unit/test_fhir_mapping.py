@@ -29,7 +29,7 @@ from appliance.domain.prescription import (
 from appliance.errors import ValidationError
 from appliance.ports import Dispensation, SignatureProof
 from sync import codes, fhir
-from tests.factories import nir, prescription, resident
+from tests.factories import lines, nir, prescription, resident
 
 PID = "01KB2A3B4C5D6E7F8G9H0JKM"
 SIGNED_AT = datetime(2026, 11, 25, 9, 31, tzinfo=UTC)
@@ -257,3 +257,14 @@ def test_a_dispensation_page_gives_its_cursor():
     with pytest.raises(ValidationError):
         fhir.dispensation_page({"resourceType": "Bundle", "type": "searchset",
                                 "link": [{"relation": "next", "url": "https://r/?_cursor=x"}]})
+
+
+def test_the_fast_canonical_bytes_are_rfc8785(pid):
+    from appliance.domain.qr import SignedOrder
+
+    tricky = ActLine(text='Guillemets " barre \\ tab\t\nfin é ü ß € 💊 \u2028 <&> /')
+    p = signed(pid, lines=(*lines(), tricky), renewals=12)
+    assert fhir.fast_canonical_bytes(p) == p.canonical_bytes()
+    part = SignedOrder.from_prescription(p).to_bytes()
+    assert fhir.signed_canonical_bytes(p, part) == p.canonical_bytes()
+    assert fhir.signed_canonical_bytes(p, None) == p.canonical_bytes()

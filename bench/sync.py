@@ -1,0 +1,283 @@
+"""Benchmark of the registry drain: ``ordo sync once`` against a bare httpx loop, same run.
+
+Run from the repository root::
+
+    python -m bench.sync [--count 10000] [--batch 100] [--faults] [--keep DIR]
+
+It makes the test PKI, signs ``--count`` prescriptions with the physician's test card key
+(in parallel, not timed) and records them as the kiosk does (outbox rows pending). It starts
+one reference registry per run (``ordo registry-sim --plain-http`` on 127.0.0.1, each its
+own process and empty database, same options). Then, in this order:
+
+- **bare**: one ``httpx.Client`` (the same socket options as Ordo's client) posts the very
+  bodies Ordo sends (built beforehand, not timed) to registry A, one after the other;
+- **sequential**: the sync engine with ``concurrency=1`` (a child process, the same code as
+  ``ordo sync once``) drains a copy of the store into registry B: loading, FHIR mapping,
+  sending, acknowledging (receipt, state change, audit), then the pull;
+- **concurrent**: the same with the default window (``--concurrency``, 4) into registry C.
+
+``ratio`` = engine throughput / bare throughput, the engine's time being its push as it
+reports it (``push.seconds``). The sequential ratio measures the engine's own cost (the
+issue's comparison); the concurrent one what the appliance does by default. Peak memory is
+each child's maximum resident set. Every registry must end up holding exactly ``--count``
+prescriptions and each store all of them acknowledged.
+
+``--latency-ms N`` makes every registry wait up to N ms per request, as a network would.
+``--faults`` injects 20 % 500/503, 5 % resets and 5 % lost answers (seed 7) and runs the
+default engine only: the drain time then includes the retries (a bare loop has none).
+Prints JSON only.
+
+Goals (issue 6): ratio ≥ 0.7 and drain ≤ 30 s for 10,000 prescriptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_RATIO, GOAL_DRAIN_S = 0.7, 30.0
+CLI = [sys.executable, "-c", "from appliance.cli import main; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _sign_chunk(args: tuple[str, int, int]) -> list:
+    """Worker: sign ``n`` prescriptions (IDs from a clock offset so workers never collide)."""
+    pki_dir, n, worker = args
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from appliance.domain.prescription_id import PrescriptionIdGenerator
+    from appliance.services.signature import SoftwareSigner, sign_prescription
+    from drivers.card.pki import PROFILES, PkiPaths
+    from tests.factories import physician, prescription, resident
+
+    card = PkiPaths(Path(pki_dir)).card_dir("physician")
+    signer = SoftwareSigner(load_pem_private_key((card / "sign.key").read_bytes(), None),
+                            x509.load_der_x509_certificate((card / "sign.der").read_bytes()))
+    p = PROFILES["physician"]
+    doctor = physician(id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name)
+    ids = PrescriptionIdGenerator(lambda: int(time.time() * 1000) + worker * 10_000_000)
+    who = resident(1)
+    return [sign_prescription(prescription(ids.new(), prescriber=doctor, resident=who),
+                              signer, datetime.now(UTC)) for _ in range(n)]
+
+
+def prepare(work: Path, count: int) -> tuple[Path, object]:
+    from appliance.services.signature import record_signature
+    from appliance.store import open_store
+    from appliance.store import repositories as repo
+    from drivers.card.pki import init_pki
+    from tests.factories import resident
+
+    pki = init_pki(work / "pki")
+    data = work / "data"
+    store = open_store(data / "ordo.sqlite")
+    workers = max(os.cpu_count() or 1, 1)
+    chunks = [(str(pki.directory), count // workers + (i < count % workers), i)
+              for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        signed = [s for chunk in pool.map(_sign_chunk, chunks) for s in chunk]
+    with store.write() as db:
+        repo.upsert_residents(db, [resident(1)])
+        for s in signed:
+            record_signature(db, s, actor="bench")
+    store.close()
+    return data, pki
+
+
+def bodies_of(data: Path) -> list[bytes]:
+    from appliance.store import open_store
+    from sync import fhir
+    from sync import localstore as ls
+
+    store = open_store(data / "ordo.sqlite")
+    try:
+        out = []
+        for row in store.query("SELECT prescription_id FROM outbox ORDER BY seq"):
+            signed = ls.load_signed(store, row["prescription_id"])
+            out.append(json.dumps(fhir.prescription_bundle(signed.prescription, signed.proof),
+                                  ensure_ascii=False).encode("utf-8"))
+        return out
+    finally:
+        store.close()
+
+
+def start_registry(work: Path, name: str, pki, faults: list[str]) -> tuple[subprocess.Popen,
+                                                                          str, Path]:
+    port = _free_port()
+    db = work / f"registry-{name}.sqlite"
+    trust = [arg for path in pki.trust_roots for arg in ("--trust-root", str(path))]
+    crls = [arg for path in pki.crls for arg in ("--crl", str(path))]
+    proc = subprocess.Popen([*CLI, "--data-dir", str(work / f"sim-{name}"), "registry-sim",
+                             "--plain-http", "--port", str(port), "--db", str(db),
+                             *trust, *crls, *faults],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/fhir"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/metadata", timeout=1).status_code == 200:
+                return proc, url, db
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"registry {name} did not start")
+
+
+def held(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT count(*) FROM prescriptions").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def bare_loop(url: str, bodies: list[bytes]) -> float:
+    from sync.client import SOCKET_OPTIONS
+
+    with httpx.Client(transport=httpx.HTTPTransport(socket_options=SOCKET_OPTIONS),
+                      timeout=30) as client:
+        started = time.perf_counter()
+        for body in bodies:
+            answer = client.post(url, content=body,
+                                 headers={"Content-Type": "application/fhir+json"})
+            if answer.status_code != 200:
+                raise SystemExit(f"bare loop: HTTP {answer.status_code}")
+        return time.perf_counter() - started
+
+
+def engine_drain(data: Path, url: str, batch: int, concurrency: int) -> dict:
+    """Drain ``data`` into ``url`` in a child process (``--child``), as ``ordo sync once``
+    does it; returns the child's push report and its peak resident memory."""
+    done = subprocess.run([sys.executable, "-m", "bench.sync", "--child", str(data), url,
+                           "--batch", str(batch), "--concurrency", str(concurrency)],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"engine child failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def child(data: Path, url: str, batch: int, concurrency: int) -> None:
+    from appliance.store import open_store
+    from sync.client import RegistryClient
+    from sync.engine import EngineConfig, SyncEngine
+
+    store = open_store(data / "ordo.sqlite")
+    client = RegistryClient(url)
+    engine = SyncEngine(store, client, EngineConfig(batch_size=batch, concurrency=concurrency,
+                                                    backoff_cap_s=1.0))
+    push = engine.push()
+    pull = engine.pull()
+    client.close()
+    store.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"push": push.__dict__, "pull_received": pull.received,
+                      "peak_rss_mb": round(peak, 1)}))
+
+
+def engine_result(run: dict, db: Path) -> dict:
+    push = run["push"]
+    return {"push_s": push["seconds"],
+            "per_s": round(push["acknowledged"] / push["seconds"], 1),
+            "acknowledged": push["acknowledged"], "replayed": push["replayed"],
+            "retried": push["retried"], "remaining": push["remaining"], "held": held(db),
+            "peak_rss_mb": run["peak_rss_mb"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--faults", action="store_true")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="registry latency, uniform in [0, N] ms (all registries alike)")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--child", nargs=2, metavar=("DATA_DIR", "URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child[0]), args.child[1], args.batch, args.concurrency)
+        return
+    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sync-"))
+    work.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+    try:
+        started = time.perf_counter()
+        data, pki = prepare(work, args.count)
+        prep_s = time.perf_counter() - started
+        latency = ["--latency-ms", str(args.latency_ms)] if args.latency_ms else []
+        result: dict = {"count": args.count, "batch": args.batch,
+                        "concurrency": args.concurrency, "faults": args.faults,
+                        "latency_ms": args.latency_ms,
+                        "prepare_s": round(prep_s, 2), "cpus": os.cpu_count(),
+                        "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+        runs: dict[str, Path] = {}
+        for name in (["concurrent"] if args.faults else ["sequential", "concurrent"]):
+            runs[name] = work / f"data-{name}"
+            runs[name].mkdir()
+            shutil.copy(data / "ordo.sqlite", runs[name] / "ordo.sqlite")
+        if args.faults:
+            proc, url, db = start_registry(work, "faults", pki, [
+                "--seed", "7", "--error-rate", "0.2", "--reset-rate", "0.05",
+                "--drop-rate", "0.05", *latency])
+            procs.append(proc)
+            result["engine"] = engine_result(
+                engine_drain(runs["concurrent"], url, args.batch, args.concurrency), db)
+            result["exactly_once"] = (result["engine"]["held"] == args.count
+                                      == result["engine"]["acknowledged"])
+        else:
+            bodies = bodies_of(data)
+            proc, url, db = start_registry(work, "bare", pki, latency)
+            procs.append(proc)
+            bare_s = bare_loop(url, bodies)
+            result["bare"] = {"seconds": round(bare_s, 3), "per_s": round(len(bodies) / bare_s, 1),
+                              "held": held(db),
+                              "body_bytes_avg": sum(map(len, bodies)) // max(len(bodies), 1)}
+            del bodies
+            for name, concurrency in (("sequential", 1), ("concurrent", args.concurrency)):
+                proc, url, db = start_registry(work, name, pki, latency)
+                procs.append(proc)
+                result[name] = engine_result(
+                    engine_drain(runs[name], url, args.batch, concurrency), db)
+                result[name]["ratio"] = round(result[name]["per_s"] / result["bare"]["per_s"],
+                                              3)
+            result["exactly_once"] = all(result[n]["held"] == args.count
+                                         == result[n]["acknowledged"]
+                                         for n in ("sequential", "concurrent"))
+            drain = result["concurrent"]["push_s"]
+            result["goals"] = {"ratio_min": GOAL_RATIO, "drain_max_s": GOAL_DRAIN_S,
+                               "ratio_sequential_ok": result["sequential"]["ratio"]
+                               >= GOAL_RATIO,
+                               "drain_ok": drain <= GOAL_DRAIN_S}
+        result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        print(json.dumps(result, indent=2))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
