@@ -176,3 +176,286 @@ def test_lock_screen_then_pin_opens_home(kiosk_env):
         parts.close()
     doctor = repositories.get_practitioner(kiosk_env.store, "899700000013")
     assert doctor is not None and doctor.am == AM
+
+
+def sign_with_card(env: KioskEnv, trust, lines=None, resident=0, pin: str = "1234"):
+    """A prescription signed through the service with the card in slot 0 (as the kiosk
+    does), for the tests that start from a signed order."""
+    from appliance.commands.kiosk import _store_audit, login
+    from appliance.domain.prescription import ActLine
+    from appliance.services import prescribing
+    from appliance.services.drafts import Draft
+    from appliance.store import open_store
+
+    audit_log = _store_audit(lambda: open_store(env.app.settings.db_path, migrate=False))
+    session = login(trust, audit_log, 300.0, pin, slot=0)
+    try:
+        prescribing.register_login(env.store, session)
+        draft = Draft(resident=demo_residents()[resident],
+                      lines=list(lines or [ActLine(text="Kinésithérapie : 10 séances")]))
+        return prescribing.prescribe(env.store, session, draft,
+                                     ids=prescribing.IdAllocator()).prescription
+    finally:
+        session.logout()
+
+
+def test_wrong_pin_shows_the_tries_left(kiosk_env):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    app, parts = make_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: screen_name(app) == "PinScreen")
+            await pilot.press(*"9999", "enter")
+            await until(pilot, lambda: "2 essai(s) restant(s)" in text_of(app, "#message"))
+            assert screen_name(app) == "PinScreen"
+            await pilot.press(*"0000", "enter")
+            await until(pilot, lambda: "1 essai(s) restant(s)" in text_of(app, "#message"))
+            await pilot.press(*"1234", "enter")                  # the counter resets
+            await until(pilot, lambda: screen_name(app) == "HomeScreen")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+    from appliance.store import audit
+
+    actions = [e.action for e in audit.entries(kiosk_env.store)]
+    assert actions.count("auth.wrong_pin") == 2 and "auth.login" in actions
+
+
+def test_residents_search_by_name_room_and_without_accents(kiosk_env):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    app, parts = make_kiosk(kiosk_env)
+
+    async def search(pilot, text: str) -> list[str]:
+        field = app.screen.query_one("#search")
+        field.value = ""
+        await pilot.press(*text)
+        await until(pilot, lambda: app.screen.residents is not None and len(
+            options(app, "#residents")) == len(app.screen.residents)
+            and field.value == text)
+        await pilot.pause(0.2)
+        return options(app, "#residents")
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            rows = options(app, "#residents")
+            assert rows[0].startswith("DUPONT née LEFEBVRE Marie Louise")  # used name first
+            assert all(len(row) <= 78 for row in rows)
+            assert [r.split()[0] for r in await search(pilot, "lamb")] == ["LAMBERT"]
+            assert [r.split()[0] for r in await search(pilot, "23b")] == ["LAMBERT"]
+            assert [r.split()[0] for r in await search(pilot, "andre")] == ["PETIT"]  # André
+            assert [r.split()[0] for r in await search(pilot, "lefebvre")] == ["DUPONT"]
+            await search(pilot, "zzz")
+            assert "Aucun résident" in text_of(app, "#message")
+            await search(pilot, "mar")                    # MARTIN and Marie Louise DUPONT
+            await pilot.press("down", "enter")
+            await until(pilot, lambda: screen_name(app) == "ResidentScreen")
+            assert "MARTIN Jean" in text_of(app, "#title")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+
+
+def test_card_removal_locks_and_the_draft_comes_back(kiosk_env):
+    from appliance.services import prescribing
+
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    app, parts = make_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            await pilot.press("f2")
+            await until(pilot, lambda: screen_name(app) == "EditorScreen")
+            draft_id = app.screen.draft.id
+            await pilot.press("f4", *"ECG", "enter")            # one line, saved at once
+            await until(pilot, lambda: len(app.screen.draft.lines) == 1)
+            await pilot.press("f2", *"doli")
+            await until(pilot, lambda: len(options(app, "#results")) > 2)
+            await pilot.press("down", "down", "enter", "2")      # typed, not yet added
+            await until(pilot, lambda: (prescribing.draft_form(kiosk_env.store, draft_id)
+                                        or {}).get("posology") == "2",
+                        what="the half-typed line saved")
+            kiosk_env.vcards.remove()
+            await until(pilot, lambda: screen_name(app) == "LockScreen", timeout=5,
+                        what="the lock screen after removal")
+            assert len(app.screen_stack) == 1 and app.session is None
+            assert "Carte retirée" in text_of(app, "#lock-reason")
+
+            kiosk_env.vcards.insert("physician")
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#drafts")) == 1,
+                        what="the draft offered back")
+            await pilot.press("f3", "enter")
+            await until(pilot, lambda: screen_name(app) == "EditorScreen")
+            editor = app.screen
+            assert editor.draft.id == draft_id and len(editor.draft.lines) == 1
+            assert editor.query_one("#posology").value == "2"
+            assert "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen")
+            editor.query_one("#posology").focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: len(editor.draft.lines) == 2)
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+    from appliance.store import audit
+
+    locks = [e.details.get("reason") for e in audit.entries(kiosk_env.store)
+             if e.action == "auth.session_locked"]
+    assert locks[0] == "card_removed"
+
+
+def test_idle_session_locks_and_enter_asks_for_the_pin_again(kiosk_env):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    app, parts = make_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            session = app.session
+            session.last_activity -= session.idle_timeout_s + 1  # as if idle for 5 minutes
+            await until(pilot, lambda: screen_name(app) == "LockScreen", timeout=5)
+            assert session.locked and session.lock_reason == "idle"
+            assert "inactivité" in text_of(app, "#lock-reason")
+            await pilot.press("enter")                           # the card is still in
+            await until(pilot, lambda: screen_name(app) == "PinScreen")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+
+
+def test_nurse_cannot_write_or_sign_but_reprints_a_duplicate(kiosk_env, card_trust):
+    from appliance.commands.kiosk import login
+    from appliance.services import prescribing
+    from appliance.services.prescribing import Forbidden
+
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    signed = sign_with_card(kiosk_env, card_trust)
+    kiosk_env.vcards.remove()
+    kiosk_env.vcards.insert("nurse")
+
+    nurse = login(card_trust, lambda **_: None, 300.0, "1234", slot=0)   # the service refuses
+    try:
+        with pytest.raises(Forbidden):
+            prescribing.new_draft(kiosk_env.store, nurse, demo_residents()[0].ins.value,
+                                  ids=prescribing.IdAllocator())
+        with pytest.raises(Forbidden):
+            prescribing.cancel(kiosk_env.store, nurse, signed.id, "erreur")
+        with pytest.raises(Forbidden):
+            prescribing.update_draft(kiosk_env.store, nurse, signed)
+    finally:
+        nurse.logout()
+
+    app, parts = make_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)                             # no N° AM asked of a nurse
+            assert "Luc BERNARD (infirmier)" in text_of(app, "#title")
+            footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))
+            assert "Nouvelle" not in footer
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            await pilot.press("f2")                              # nothing happens
+            await pilot.pause(0.3)
+            assert screen_name(app) == "HomeScreen"
+            await pilot.press("enter")
+            await until(pilot, lambda: screen_name(app) == "ResidentScreen")
+            await until(pilot, lambda: len(options(app, "#rx")) == 1)
+            await pilot.press("f2", "f8")                        # hidden for a nurse
+            await pilot.pause(0.3)
+            assert screen_name(app) == "ResidentScreen"
+            await pilot.press("f9")
+            await until(pilot, lambda: "Duplicata demandé" in text_of(app, "#message"))
+            await until(pilot, lambda: [j["status"] for j in kiosk_env.jobs()]
+                        == ["queued", "done"] or [j["status"] for j in kiosk_env.jobs()]
+                        == ["done", "done"], what="the duplicate printed")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+    jobs = kiosk_env.jobs()
+    assert jobs[-1]["kind"] == "duplicate" and jobs[-1]["requested_by"] == "899700000021"
+    printed = kiosk_env.emulator.wait_for_jobs(2)
+    assert any("DUPLICATA" in line for line in printed[-1].text)
+    assert signed.prescriber.id_nat_ps == "899700000013"
+
+
+def test_physician_cancels_with_a_reason(kiosk_env, card_trust):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    signed = sign_with_card(kiosk_env, card_trust, resident=1)
+    app, parts = make_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            await pilot.press(*"martin", "enter")
+            await until(pilot, lambda: len(options(app, "#rx")) == 1)
+            assert "signée" in options(app, "#rx")[0]
+            await pilot.press("f8")
+            await until(pilot, lambda: screen_name(app) == "CancelScreen")
+            await pilot.press("enter")                           # no reason: refused
+            await until(pilot, lambda: "obligatoire" in text_of(app, "#message"))
+            await pilot.press(*"erreur de patient", "enter")
+            await until(pilot, lambda: "annulée" in text_of(app, "#message"))
+            await until(pilot, lambda: "annulée" in options(app, "#rx")[0])
+            assert "erreur de patient" in text_of(app, "#detail")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+    row = kiosk_env.store.query("SELECT state, cancel_reason FROM prescriptions WHERE id = ?",
+                                (signed.id,))[0]
+    assert row == {"state": "cancelled", "cancel_reason": "erreur de patient"}
+    assert kiosk_env.store.query("SELECT kind FROM outbox ORDER BY seq") == [
+        {"kind": "create"}, {"kind": "cancel"}]
+
+
+def test_sync_screen_shows_refused_records_and_substitutions(kiosk_env, card_trust):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    signed = sign_with_card(kiosk_env, card_trust)
+    with kiosk_env.store.write() as db:
+        db.execute("UPDATE outbox SET status = 'quarantined', last_error = ?",
+                   ["registry refused (422): bad INS"])
+        db.execute(
+            "INSERT INTO dispensations (registry_id, prescription_id, line_no, complete,"
+            " product_label, substituted, substitution_type, handed_over_at, received_at,"
+            " resource) VALUES ('MD1', ?, 1, 1, 'PARACETAMOL BIOGARAN 1 g', 1, 'G',"
+            " '2026-11-25T10:00:00+00:00', '2026-11-25T10:05:00+00:00', '{}')", [signed.id])
+    app, parts = make_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: "1 rejet" in app.status_line, what="the status bar")
+            await pilot.press("f6")
+            await until(pilot, lambda: "quarantaine) : 1" in text_of(app, "#sync"))
+            text = text_of(app, "#sync")
+            assert "bad INS" in text
+            assert "substitution -> PARACETAMOL BIOGARAN 1 g" in text
+            assert "ch. 12 DUPONT Marie Louise" in text
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()

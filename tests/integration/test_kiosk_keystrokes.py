@@ -1,0 +1,105 @@
+"""The README's figure: a typical 3-line prescription (two medications found by name, one
+free-text act) from the home screen to the printed order, keys counted one by one."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.domain.prescription import ActLine, MedicationLine, State
+from appliance.services.signature import verify_payload
+from appliance.store import repositories
+from tests.integration.test_kiosk import (  # noqa: F401 - fixtures
+    Keys,
+    kiosk_bdpm,
+    kiosk_env,
+    log_in,
+    make_kiosk,
+    options,
+    run,
+    screen_name,
+    set_am,
+    text_of,
+    until,
+)
+
+pytestmark = pytest.mark.integration
+
+MAX_KEYSTROKES = 40
+
+
+def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust):  # noqa: F811
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    app, parts = make_kiosk(kiosk_env)
+    keys_used = {}
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            keys = Keys(pilot)                                   # the count starts here
+            await keys.type("dup")
+            await until(pilot, lambda: len(options(app, "#residents")) == 1)
+            await keys("f2")                                      # new prescription
+            await until(pilot, lambda: screen_name(app) == "EditorScreen")
+
+            await keys.type("doli")
+            await until(pilot, lambda: len(options(app, "#results")) == 6)
+            assert options(app, "#results")[2] == "DOLIPRANE 1000 mg, comprimé"
+            await keys("down", "down", "enter")
+            await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
+            await keys.type("3 5j")
+            await keys("enter")
+            await until(pilot, lambda: len(app.screen.draft.lines) == 1)
+
+            await keys.type("kard 75")
+            await keys("enter")                                   # picks once results are in
+            await until(pilot, lambda: "KARDEGIC 75 mg" in text_of(app, "#chosen"))
+            await keys.type("1")
+            await keys("enter")
+            await until(pilot, lambda: len(app.screen.draft.lines) == 2)
+
+            await keys("f4")                                      # free-text act
+            await keys.type("NFS, CRP")
+            await keys("enter")
+            await until(pilot, lambda: len(app.screen.draft.lines) == 3)
+
+            await keys("f10")                                     # review
+            await until(pilot, lambda: screen_name(app) == "ReviewScreen")
+            await until(pilot, lambda: "NFS, CRP" in text_of(app, "#preview"))
+            preview = " ".join(text_of(app, "#preview").split())  # wrapped at 48 columns
+            assert "1 comprimé matin, midi et soir pendant 5 jours" in preview
+            assert "N° AM 751234567" in preview
+            await keys("enter")                                   # sign with the card, print
+            await until(pilot, lambda: screen_name(app) == "DoneScreen", timeout=20)
+            keys_used["count"] = keys.count
+            await until(pilot, lambda: app.screen.job_status == "done", timeout=20,
+                        what="the printed order")
+            assert "imprimée" in text_of(app, "#print-state")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+
+    count = keys_used["count"]
+    print(f"\nkeystrokes from the home screen to the printed order: {count}")
+    assert count <= MAX_KEYSTROKES
+    rows = kiosk_env.store.query("SELECT id FROM prescriptions WHERE state = 'signed'")
+    assert len(rows) == 1
+    signed = repositories.get_prescription(kiosk_env.store, rows[0]["id"])
+    assert signed.state is State.SIGNED and signed.resident.used_name == "DUPONT"
+    first, second, act = signed.lines
+    assert isinstance(first, MedicationLine) and first.cis == "60234100"
+    assert first.posology.describe() == "1 comprimé matin, midi et soir pendant 5 jours"
+    assert isinstance(second, MedicationLine) and second.label.startswith("KARDEGIC 75 mg")
+    assert second.posology.describe() == "1 sachet le matin"
+    assert isinstance(act, ActLine) and act.text == "NFS, CRP"
+    assert [(j["kind"], j["status"]) for j in kiosk_env.jobs()] == [("original", "done")]
+    outbox = kiosk_env.store.query("SELECT kind, status FROM outbox")
+    assert outbox == [{"kind": "create", "status": "pending"}]
+    job = kiosk_env.emulator.wait_for_jobs(1)[0]
+    assert any("NFS, CRP" in line for line in job.text)
+    verified = verify_payload(job.qr_texts[0], [*card_trust.roots, *card_trust.intermediates],
+                              card_trust.crls)
+    assert verified.fields.prescription_id == signed.id
