@@ -8,7 +8,7 @@ import pytest
 from appliance.domain.prescription import ActLine, MedicationLine, State
 from appliance.services.signature import verify_payload
 from appliance.store import repositories
-from tests.integration.test_kiosk import (  # noqa: F401 - fixtures
+from tests.integration.test_kiosk import (
     Keys,
     kiosk_bdpm,
     kiosk_env,
@@ -23,11 +23,12 @@ from tests.integration.test_kiosk import (  # noqa: F401 - fixtures
 )
 
 pytestmark = pytest.mark.integration
+SHARED_FIXTURES = (kiosk_bdpm, kiosk_env)  # from test_kiosk, for pytest to find them
 
 MAX_KEYSTROKES = 40
 
 
-def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust):  # noqa: F811
+def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust):
     set_am(kiosk_env)
     kiosk_env.vcards.insert("physician")
     app, parts = make_kiosk(kiosk_env)
