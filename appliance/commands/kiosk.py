@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -234,7 +235,8 @@ def _dispensation_views(store: Store, prescription_id: str) -> list[Any]:
     from appliance.tui.context import DispensationView
     from sync import localstore
 
-    return [DispensationView(localstore.describe_fr(d), d.substituted, d.complete)
+    return [DispensationView(localstore.describe_fr(d).replace("\u2014", "-"), d.substituted,
+                             d.complete)
             for d in localstore.dispensations_of(store, prescription_id)]
 
 
@@ -281,13 +283,31 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
             login, trust, audit_log, float(settings.security.idle_timeout_s), pin,
             reader=reader))
 
+    def card_info(reader: str) -> tuple[str, int | None]:
+        def read() -> tuple[str, int | None]:
+            from cryptography import x509
+
+            from appliance.services.auth import parse_practitioner
+
+            card = _open_card(reader, None)
+            try:
+                tries = card.pin_status().tries_left
+                cert = x509.load_der_x509_certificate(card.read_certificates().authentication)
+            finally:
+                card.close()
+            holder = parse_practitioner(cert)
+            return f"Carte de {holder.display_name} ({holder.profession})", tries
+
+        return card_thread.call(read)
+
     monitor = None
     if watcher:
         from drivers.card.monitor import ReaderMonitor
 
         monitor = ReaderMonitor()
     ctx = KioskContext(
-        open_store=open_db, login=kiosk_login, card_call=card_thread.call, watcher=monitor,
+        open_store=open_db, login=kiosk_login, card_call=card_thread.call,
+        card_info=card_info, watcher=monitor,
         referential=parts.referential,
         preview=make_preview(settings),
         printer=KioskPrinter(settings, open_db) if printer else None,
@@ -300,13 +320,26 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
 def _log_to_file(settings: Settings, name: str) -> None:
     """The kiosk owns the terminal: logs go to the journal (systemd) or to a file."""
+    _log_to_file_at(settings.data_dir / name, settings.logging.level)
+
+
+def _log_to_file_at(target: Path, level: str = "INFO") -> None:
     from appliance import logs
 
     if logs.stream_is_journal(sys.stderr) or not sys.stderr.isatty():
         return
-    target = settings.data_dir / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    logs.setup_logging(settings.logging.level, open(target, "a", encoding="utf-8"))  # noqa: SIM115
+    logs.setup_logging(level, open(target, "a", encoding="utf-8"))  # noqa: SIM115
+
+
+def _exit_on_signals() -> None:
+    """SIGTERM or SIGHUP (terminal closed) end the demo through its clean-up."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
 
 
 @click.command("kiosk")
@@ -853,6 +886,7 @@ class Demo:
         self.echo(f"Référentiel des médicaments : BDPM du {report.date} "
                   f"({report.counts.get('presentation', 0)} présentations)")
 
+        virtual.remove(d, 0)  # a card left behind by a demo that was killed
         inserted = virtual.insert(d, self.profile, 0, self.pin, pki_dir)
         self.started.append(lambda: virtual.remove(d, 0))
         self.echo(f"Carte virtuelle insérée : {profile.given_name} {profile.family_name} "
@@ -902,17 +936,16 @@ class Demo:
                 now=datetime.now(UTC))
         except Exception as exc:
             return f"La pharmacie n'a pas pu délivrer : {exc}"
-        return (f"Pharmacie : ligne 1 de {format_id(prescription_id)} délivrée avec "
-                f"{done[0].product_label} (substitution) ; elle reviendra à la prochaine "
-                "synchronisation.")
+        return (f"Pharmacie : ligne 1 délivrée avec {done[0].product_label} (substitution),"
+                " visible après la prochaine synchronisation.")
 
     def banner(self) -> str:
         assert self.app is not None
         d = self.directory
         return (f"DÉMONSTRATION - code PIN {self.pin} - tickets : {d / 'tickets'}\n"
-                f"Autre terminal : ordo --data-dir {d} card remove | card insert --profile "
-                "nurse\nF6 (accueil) puis F5 : délivrance simulée en pharmacie - Ctrl+Q : "
-                "quitter")
+                "Retirer ou insérer une carte, depuis un autre terminal :\n"
+                f"ordo --data-dir {d} card remove   (puis card insert --profile nurse)\n"
+                "Accueil, F6 puis F5 : délivrance simulée en pharmacie - Ctrl+Q : quitter")
 
 
 def _demo_draft(app: App) -> Draft:
@@ -1001,6 +1034,9 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
     demo residents, the BDPM; then the kiosk. Everything it starts stops when it exits."""
     directory = directory or Path(tempfile.gettempdir()) / "ordo-demo"
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _log_to_file_at(directory / "ordo.log")
+    _exit_on_signals()
     stack = Demo(directory, bdpm=bdpm or default_bdpm(), sync_service=not headless,
                  echo=echo)
     try:
@@ -1013,7 +1049,6 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
                 return
             from appliance.tui.app import make_app
 
-            _log_to_file(stack.app.settings, "kiosk.log")
             ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
                                        demo_dispense=stack.dispense)
             try:

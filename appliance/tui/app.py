@@ -25,6 +25,7 @@ from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
+from textual.scrollbar import ScrollBar, ScrollBarRender
 
 from appliance.domain.people import Role
 from appliance.errors import OrdoError
@@ -67,8 +68,8 @@ class OrdoApp(App[None]):
         self.session: PractitionerSession | None = None
         self.lock_message = ""
         self._guard: SessionGuard | None = None
-        self._parts: dict[str, str] = {"card": "Carte : ?", "printer": "Imprimante : ?",
-                                       "registry": "Registre : ?", "bdpm": "BDPM : ?"}
+        self._parts: dict[str, str] = {"card": "Carte ?", "printer": "Imprimante ?",
+                                       "registry": "Registre ?", "bdpm": "BDPM ?"}
         self._refreshes = 0
         self._queue_pending = 0
         self._save_lock = threading.Lock()
@@ -110,7 +111,9 @@ class OrdoApp(App[None]):
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             import asyncio
 
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, self.exit)
 
     def on_unmount(self) -> None:
         session, self.session = self.session, None
@@ -269,15 +272,15 @@ class OrdoApp(App[None]):
     def _update_card_status(self) -> None:
         watcher = self.ctx.watcher
         if watcher is None:
-            text = "Carte : -"
+            text = "Carte -"
         elif not watcher.service_up:
-            text = "Carte : service arrêté"
+            text = "Service carte arrêté"
         elif not watcher.readers():
-            text = "Carte : pas de lecteur"
+            text = "Pas de lecteur"
         elif watcher.cards():
-            text = "Carte : présente"
+            text = "Carte présente"
         else:
-            text = "Carte : absente"
+            text = "Carte absente"
         self._set_part("card", text)
 
     def _set_part(self, key: str, text: str) -> None:
@@ -314,7 +317,7 @@ class OrdoApp(App[None]):
                                       " WHERE status = 'queued'")[0]["n"]
         except Exception:
             log.exception("status: cannot read the store")
-            parts["registry"] = "Registre : base illisible"
+            parts["registry"] = "Base illisible !"
             pending = self._queue_pending
         if ctx.printer is not None and probe:
             try:
@@ -324,9 +327,9 @@ class OrdoApp(App[None]):
         if ctx.referential is not None:
             try:
                 date = ctx.referential.info().date
-                parts["bdpm"] = f"BDPM {_short_date(date)}" if date else "BDPM : ?"
+                parts["bdpm"] = f"BDPM {_short_date(date)}" if date else "BDPM ?"
             except Exception:
-                parts["bdpm"] = "BDPM : absente"
+                parts["bdpm"] = "BDPM absente"
         self.post_message(RunInUi(self._apply_parts, parts))
 
     def _apply_parts(self, parts: dict[str, str]) -> None:
@@ -339,8 +342,8 @@ PRINTER_FR = {"ready": "prête", "paper_low": "fin de papier", "paper_out": "san
 
 
 def _printer_text(state: str, pending: int) -> str:
-    text = f"Imprimante : {PRINTER_FR.get(state, state)}"
-    return text + (f" ({pending} en attente)" if pending else "")
+    text = f"Imprimante {PRINTER_FR.get(state, state)}"
+    return text + (f" ({pending} en file)" if pending else "")
 
 
 def _short_date(iso: str) -> str:
@@ -354,8 +357,8 @@ def _registry_text(status: Any) -> str:
     if status.queue_depth:
         return f"Registre : {status.queue_depth} à envoyer"
     if status.last_success_at:
-        return f"Registre : à jour {_short_time(status.last_success_at)}"
-    return "Registre : jamais joint"
+        return f"Registre à jour {_short_time(status.last_success_at)}"
+    return "Registre jamais joint"
 
 
 def _short_time(iso: str) -> str:
@@ -369,7 +372,15 @@ def _short_time(iso: str) -> str:
         return ""
 
 
+class PlainScrollBarRender(ScrollBarRender):
+    """Scroll bars drawn with colour alone: the Linux console font has no eighth blocks."""
+
+    VERTICAL_BARS: ClassVar[list[str]] = [" "] * 8
+    HORIZONTAL_BARS: ClassVar[list[str]] = [" "] * 8
+
+
 def make_app(ctx: KioskContext) -> OrdoApp:
     """The kiosk app around ``ctx`` (see ``appliance.tui.context``)."""
+    ScrollBar.renderer = PlainScrollBarRender
     return OrdoApp(ctx)
 

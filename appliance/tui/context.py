@@ -75,6 +75,9 @@ class KioskContext:
     login: Callable[[str, str], PractitionerSession]
     """``login(reader, pin)``: open the card in ``reader`` and authenticate (card thread)."""
     card_call: Callable[[Callable[[], Any]], Any] = field(default=lambda fn: fn())
+    card_info: Callable[[str], tuple[str, int | None]] | None = None
+    """``card_info(reader)``: the holder's name and profession, and the PIN tries left,
+    read without spending a try (card thread)."""
     watcher: Watcher | None = None
     referential: Any = None
     ids: IdAllocator = field(default_factory=IdAllocator)

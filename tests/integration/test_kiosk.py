@@ -160,7 +160,7 @@ def test_lock_screen_then_pin_opens_home(kiosk_env):
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: screen_name(app) == "LockScreen")
             assert "Insérez votre carte CPS" in text_of(app, "#lock-prompt")
-            await until(pilot, lambda: "Carte : absente" in app.status_line
+            await until(pilot, lambda: "Carte absente" in app.status_line
                         and "BDPM 03/06/2022" in app.status_line, what="the status bar")
             kiosk_env.vcards.insert("physician")
             await log_in(pilot, app, home="AmScreen")  # first login: no N° AM on record
@@ -168,7 +168,9 @@ def test_lock_screen_then_pin_opens_home(kiosk_env):
             await until(pilot, lambda: screen_name(app) == "HomeScreen")
             assert "Claire DUVAL (médecin)" in text_of(app, "#title")
             await until(pilot, lambda: len(options(app, "#residents")) == 6)
-            await until(pilot, lambda: "Carte : présente" in app.status_line)
+            await until(pilot, lambda: "Carte présente" in text_of(app, "StatusBar"))
+            bar = app.screen.query_one("StatusBar").region
+            assert (bar.y, bar.height) == (22, 1)                 # right above the footer
 
     try:
         run(scenario())

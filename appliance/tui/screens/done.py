@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Center, Vertical
 from textual.widgets import Footer, Static
 
 from appliance.domain.prescription_id import format_id
@@ -33,11 +33,12 @@ class DoneScreen(KioskScreen):
         with Vertical(id="done-box"):
             yield Static("Ordonnance signée", classes="title")
             yield Static(f"Résident : {p.resident.display_name}")
-            yield Static(f"N° {format_id(p.id)}", id="done-id")
+            with Center():
+                yield Static(f"N° {format_id(p.id)}", id="done-id")
             yield Static("Impression en cours...", id="print-state")
             yield Static("Envoi au registre : dès que le réseau le permet (file d'attente).")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(POLL_S, self._poll)

@@ -97,13 +97,13 @@ def _clip(text: str, width: int = 74) -> str:
 
 class EditorScreen(KioskScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f2", "mode('medication')", "Médic."),
-        Binding("f3", "mode('device')", "Dispo."),
+        Binding("f2", "mode('medication')", "Médicament", show=False),
+        Binding("f3", "mode('device')", "Dispo"),
         Binding("f4", "mode('act')", "Acte"),
-        Binding("f5", "renewals", "Renouv."),
+        Binding("f5", "renewals", "Renouv"),
         Binding("f6", "ald", "ALD"),
         Binding("f7", "ns", "NS"),
-        Binding("f8", "delete_line", "Suppr."),
+        Binding("f8", "delete_line", "Suppr"),
         Binding("f10", "review", "Vérifier"),
         Binding("escape", "leave", "Retour"),
         Binding("up", "move(-1)", show=False),
@@ -141,10 +141,10 @@ class EditorScreen(KioskScreen):
             yield Input(id="posology", compact=True, placeholder="1 à 9, 1-0-1, 3/j ou texte")
             yield Label(" Boîtes : ", id="quantity-label")
             yield Input(id="quantity", compact=True, restrict=r"[0-9,.]*", max_length=6)
-        yield Static(pattern_hint() + "  + durée : 7j 2s 1m", id="hint", classes="hint")
+        yield Static("", id="hint", classes="hint")
         yield Static("", id="message", classes="message")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.owner = self.session
@@ -166,7 +166,7 @@ class EditorScreen(KioskScreen):
         if not self.draft.lines:
             listing.add_option(Option("(aucune ligne pour l'instant)", disabled=True))
             return
-        listing.add_options(Option(_clip(f"{n}. {describe_line(line)}"))
+        listing.add_options(Option(_clip(f"{n}. {describe_line(line)}", 76))
                             for n, line in enumerate(self.draft.lines, start=1))
         listing.highlighted = len(self.draft.lines) - 1
 
@@ -180,13 +180,15 @@ class EditorScreen(KioskScreen):
         self.query_one("#mode-label", Label).update(MODE_LABELS[self.mode])
         self.query_one("#search", Input).placeholder = MODE_PLACEHOLDERS[self.mode]
         drug = self.mode == "medication"
-        for selector in ("#posology-label", "#posology", "#hint"):
-            self.query_one(selector).display = drug
-        for selector in ("#quantity-label", "#quantity"):
-            self.query_one(selector).display = self.mode != "act"
-        self.query_one("#posology-row").display = self.mode != "act"
+        for selector in ("#posology-label", "#posology"):
+            self.query_one(selector).display = drug  # the quantity then moves left
+        self.query_one("#hint", Static).update(
+            pattern_hint() + "  + durée : 7j 2s 1m" if drug
+            else "F2 : revenir aux médicaments")
+        # Hidden, not removed: the layout stays put from one mode to the other.
+        self.query_one("#posology-row").visible = self.mode != "act"
         self.query_one("#quantity-label", Label).update(" Boîtes : " if drug else "Quantité : ")
-        self.query_one("#results").display = self.mode != "act"
+        self.query_one("#results").visible = self.mode != "act"
 
     def _show_chosen(self) -> None:
         chosen = self.chosen

@@ -53,7 +53,7 @@ class HomeScreen(KioskScreen):
         yield OptionList(id="residents", compact=True)
         yield Static("", id="message", classes="message")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#title", Static).update(
@@ -62,6 +62,8 @@ class HomeScreen(KioskScreen):
         self.refresh_data()
 
     def on_screen_resume(self) -> None:
+        if self.focused is None:
+            self.query_one("#search", Input).focus()
         self.refresh_data()
 
     def show_error(self, message: Any) -> None:

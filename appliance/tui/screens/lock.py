@@ -23,7 +23,7 @@ class LockScreen(KioskScreen):
             yield Static("", id="lock-reason")
             yield Static(self.ctx.banner, id="lock-banner")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.show_locked(self.kiosk.lock_message)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Center, Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
 
 from appliance.services import prescribing
@@ -28,16 +28,26 @@ class PinScreen(KioskScreen):
         with Vertical(id="pin-box"):
             yield Static("Carte détectée", id="pin-title")
             yield Static("", id="pin-holder")
-            with Horizontal(classes="field"):
+            with Center(), Horizontal(classes="field", id="pin-field"):
                 yield Label("Code PIN : ")
                 yield Input(password=True, restrict=r"[0-9]*", max_length=8, id="pin",
                             compact=True)
             yield Static("", id="message", classes="message")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#pin", Input).focus()
+        info, reader = self.ctx.card_info, self.reader
+        if info is not None:
+            self.background(lambda: info(reader), self._show_holder, failed=lambda _: None)
+
+    def _show_holder(self, result: tuple[str, int | None]) -> None:
+        holder, tries = result
+        text = holder
+        if tries is not None:
+            text += f" - {tries} essai(s) de code PIN" if tries else " - carte bloquée"
+        self.query_one("#pin-holder", Static).update(text)
 
     def show_error(self, message: Any) -> None:
         self.query_one("#message", Static).update(str(message))

@@ -129,7 +129,7 @@ class ResidentScreen(KioskScreen):
             yield Static("", id="detail")
         yield Static("", id="message", classes="message")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#rx", OptionList).focus()
@@ -141,6 +141,8 @@ class ResidentScreen(KioskScreen):
         self.refresh_data()
 
     def on_screen_resume(self) -> None:
+        if self.focused is None:
+            self.query_one("#rx", OptionList).focus()
         self.refresh_data()
 
     def show_error(self, message: Any) -> None:

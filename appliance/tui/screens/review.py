@@ -36,7 +36,7 @@ class ReviewScreen(KioskScreen):
             yield Static("", id="preview")
         yield Static("", id="message", classes="message")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#preview-box").focus()

@@ -69,7 +69,7 @@ class SyncScreen(KioskScreen):
             yield Static("", id="sync")
         yield Static("", id="message", classes="message")
         yield StatusBar()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#sync-box").focus()

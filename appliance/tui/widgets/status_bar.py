@@ -1,6 +1,10 @@
 """The one-line status bar shown on every screen: card reader, printer, registry and queue,
 drug referential date. It shows ``OrdoApp.status_line``, which the app refreshes from a
-worker (never from the UI thread)."""
+worker (never from the UI thread).
+
+It is the last widget of each screen, right above the footer (not docked: two widgets
+docked to the same edge would overlap); each screen gives the rest of the height to one
+``1fr`` widget."""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from textual.widgets import Static
 class StatusBar(Static):
     DEFAULT_CSS = """
     StatusBar {
-        dock: bottom;
         height: 1;
         width: 100%;
         padding: 0 1;
