@@ -146,7 +146,8 @@ def _actor(session: Operator) -> str:
 def _require(session: Operator, roles: Iterable[Role], what: str) -> None:
     """An open session (not locked, not idle) with one of ``roles``."""
     if session.role not in set(roles):
-        raise Forbidden(f"Votre profil ({_role_fr(session.role)}) ne permet pas de {what}.")
+        elided = "d'" if what[:1] in "aeiouéè" else "de "
+        raise Forbidden(f"Votre profil ({_role_fr(session.role)}) ne permet pas {elided}{what}.")
     session.touch()  # AuthRefused('locked') when locked or idle
 
 
