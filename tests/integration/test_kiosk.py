@@ -142,7 +142,8 @@ def make_kiosk(env: KioskEnv, **options):
     from appliance.commands.kiosk import build_context
     from appliance.tui.app import make_app
 
-    ctx, parts = build_context(env.app, console=False, **options)
+    options.setdefault("console", False)
+    ctx, parts = build_context(env.app, **options)
     return make_app(ctx), parts
 
 
@@ -204,11 +205,13 @@ def sign_with_card(env: KioskEnv, trust, lines=None, resident=0, pin: str = "123
 def test_wrong_pin_shows_the_tries_left(kiosk_env):
     set_am(kiosk_env)
     kiosk_env.vcards.insert("physician")
-    app, parts = make_kiosk(kiosk_env)
+    app, parts = make_kiosk(kiosk_env, console=True)      # as on the Linux console
 
     async def scenario():
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: screen_name(app) == "PinScreen")
+            assert app.theme == "ansi-dark"
+            await until(pilot, lambda: "3 essai(s) de code PIN" in text_of(app, "#pin-holder"))
             await pilot.press(*"9999", "enter")
             await until(pilot, lambda: "2 essai(s) restant(s)" in text_of(app, "#message"))
             assert screen_name(app) == "PinScreen"
@@ -461,3 +464,58 @@ def test_sync_screen_shows_refused_records_and_substitutions(kiosk_env, card_tru
         run(scenario())
     finally:
         parts.close()
+
+
+def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
+    from appliance.domain.prescription import DeviceLine, NonSubstitution
+    from appliance.services import prescribing
+
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    app, parts = make_kiosk(kiosk_env)
+    scan = "]d2010340093595583817261231" + "10LOT42"           # a GS1 DataMatrix, typed
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            await pilot.press("f2")
+            await until(pilot, lambda: screen_name(app) == "EditorScreen")
+            editor = app.screen
+            await pilot.press(*scan, "enter")                    # Enter before any result
+            await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
+            await pilot.press("f6", "f7")                        # ALD, non substituable (MTE)
+            assert "ALD, non substituable (MTE)" in text_of(app, "#flags")
+            await pilot.press("f10")                             # a line is half typed
+            await until(pilot, lambda: "Une ligne est en cours" in text_of(app, "#message"))
+            await pilot.press(*"1-0-1 1m", "tab", "2", "enter")  # 2 boxes
+            await until(pilot, lambda: len(editor.draft.lines) == 1)
+            await pilot.press("f3", *"Fauteuil roulant", "enter", "enter")
+            await until(pilot, lambda: len(editor.draft.lines) == 2)
+            await pilot.press("f4", *"Bilan", "enter", "f5", "f5")
+            await until(pilot, lambda: len(editor.draft.lines) == 3)
+            assert "Renouvellements : 2" in text_of(app, "#flags")
+            await pilot.press("f8")                              # removes the last line
+            await until(pilot, lambda: len(editor.draft.lines) == 2)
+            await until(pilot, lambda: len(kiosk_env.store.query(
+                "SELECT body FROM prescriptions WHERE body LIKE '%Fauteuil%'"
+                " AND body NOT LIKE '%Bilan%' AND body LIKE '%\"renewals\": 2%'")) == 1,
+                        what="the draft saved as typed")
+            await pilot.press("escape")
+            await until(pilot, lambda: screen_name(app) == "HomeScreen")
+            return editor.draft.id
+
+    try:
+        draft_id = run(scenario())
+    finally:
+        parts.close()
+    draft = repositories.get_prescription(kiosk_env.store, draft_id)
+    med, device = draft.lines
+    assert med.cip13 == "3400935955838" and med.cis == "60234100"      # the scanned box
+    assert med.ald and med.non_substitution is NonSubstitution.MTE
+    assert med.posology.describe() == "1 comprimé matin et soir pendant 1 mois"
+    assert str(med.quantity) == "2"
+    assert isinstance(device, DeviceLine) and device.label == "Fauteuil roulant"
+    assert draft.renewals == 2
+    form = prescribing.draft_form(kiosk_env.store, draft_id)       # left in act mode, empty
+    assert form["mode"] == "act" and not (form["search"] or form["posology"])

@@ -21,7 +21,7 @@ from appliance.services.auth import AuthRefused
 from appliance.tui.app import OrdoApp, PlainScrollBarRender
 from appliance.tui.context import KioskContext
 from appliance.tui.screens.base import describe_error
-from appliance.tui.screens.editor import Chosen, distinct_specialties, looks_scanned
+from appliance.tui.screens.editor import Chosen, distinct_specialties, names_the_box
 from appliance.tui.screens.home import resident_row
 from appliance.tui.screens.resident import describe_line
 from appliance.tui.screens.sync import render_sync
@@ -42,10 +42,13 @@ def test_one_result_per_specialty_in_order():
     assert [p.cis for p in distinct_specialties(found)] == ["1", "2", "3"]
 
 
-def test_a_scan_or_a_code_is_not_a_name():
-    assert looks_scanned("3400935955838") and looks_scanned("010340093595583821ABC")
-    assert looks_scanned(" 3595583")
-    assert not looks_scanned("doli 1000") and not looks_scanned("") and not looks_scanned("12")
+def test_a_scan_or_a_code_names_the_box():
+    box = type("Box", (), {"cip13": "3400935955838", "cip7": "3595583"})()
+    for query in ("3400935955838", "]d2010340093595583817261231\x1d10LOT", " 3595583",
+                  "(01)03400935955838(10)A1"):
+        assert names_the_box(query, box), query
+    for query in ("doli 1000", "", "12", "3400930000000", "60234100"):
+        assert not names_the_box(query, box), query
 
 
 def test_the_half_typed_choice_round_trips():

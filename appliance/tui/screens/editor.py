@@ -85,10 +85,12 @@ def distinct_specialties(presentations: list[Any], limit: int = RESULTS) -> list
     return out
 
 
-def looks_scanned(text: str) -> bool:
-    """A barcode (or a typed code) rather than a name: then the box's CIP13 is kept."""
-    text = text.strip()
-    return bool(text) and text[0].isdigit() and sum(c.isdigit() for c in text) >= 7
+def names_the_box(query: str, presentation: Any) -> bool:
+    """The query was the box's barcode or code (CIP13, CIP7, GS1 string), not a name: then
+    the line keeps the box's CIP13 as well as the specialty's CIS."""
+    digits = "".join(c for c in query if c.isdigit())
+    return len(digits) >= 7 and (presentation.cip13 in digits
+                                 or digits == presentation.cip7)
 
 
 def _clip(text: str, width: int = 74) -> str:
@@ -281,7 +283,7 @@ class EditorScreen(KioskScreen):
                 return
             p = self.results[index]
             self.chosen = Chosen("drug", p.name, cis=p.cis,
-                                 cip13=p.cip13 if looks_scanned(self.results_for or "")
+                                 cip13=p.cip13 if names_the_box(self.results_for or "", p)
                                  else None, unit=unit_for(p.name, p.form))
             target = "#posology"
         else:

@@ -23,6 +23,7 @@ class PinScreen(KioskScreen):
         super().__init__()
         self.reader = reader
         self.busy = False
+        self.gone = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-box"):
@@ -52,6 +53,9 @@ class PinScreen(KioskScreen):
     def show_error(self, message: Any) -> None:
         self.query_one("#message", Static).update(str(message))
 
+    def on_unmount(self) -> None:
+        self.gone = True
+
     def action_cancel(self) -> None:
         self.app.pop_screen()
 
@@ -70,11 +74,13 @@ class PinScreen(KioskScreen):
         def login() -> tuple[Any, bool]:
             session = ctx.login(reader, pin)
             try:
+                if self.gone:  # the card left while its PIN was checked
+                    raise AuthRefused("locked")
                 with ctx.store() as store:
                     prescribing.register_login(store, session)
                     needs_am = prescribing.needs_am(store, session)
             except BaseException:
-                session.lock("logout")
+                session.lock("card_removed" if self.gone else "logout")
                 raise
             return session, needs_am
 
