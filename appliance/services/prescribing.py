@@ -51,7 +51,7 @@ from appliance.store.db import Store
 
 log = logging.getLogger(__name__)
 
-ID_META_KEY = "prescription_id.last_ms"
+ID_META_KEY = repositories.ID_FLOOR_KEY
 FORM_META_PREFIX = "kiosk.form."
 MAX_REASON = 500
 REPRINT_ROLES = frozenset({Role.PRESCRIBER, Role.NURSE, Role.STAFF})

@@ -19,6 +19,10 @@ from appliance.errors import StoreError
 from appliance.store import audit
 from appliance.store.db import Store
 
+# ``meta`` key holding the floor of the prescription-ID generator's ``last_ms``: kept by the
+# prescribing service and raised by a restore, so IDs stay monotonic across both.
+ID_FLOOR_KEY = "prescription_id.last_ms"
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")

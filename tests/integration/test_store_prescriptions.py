@@ -90,3 +90,17 @@ def test_record_signed_outside_a_transaction_is_refused(store, ids):
     p = prescription(ids.new()).transition(State.SIGNED, T1)
     with pytest.raises(StoreError, match="write transaction"):
         repo.record_signed(store.db, p, signature=b"s", signer_cert=b"c", actor="8100")
+
+
+def test_ids_after_a_restore_start_above_the_floor_the_restore_wrote(store):
+    """A restore raises the ID floor in ``meta``; the prescribing service reads that floor."""
+    from appliance.domain.prescription_id import id_timestamp_ms
+    from appliance.services.ops import backup
+    from appliance.services.prescribing import IdAllocator
+
+    floor = 4_000_000_000_000
+    with store.write() as db:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                   [backup.LAST_MS_KEY, str(floor)])
+        pid = IdAllocator(clock_ms=lambda: 1_764_000_000_000).new(db)
+    assert id_timestamp_ms(pid) == floor + 1

@@ -73,6 +73,7 @@ from appliance.services.ops.files import adopt_owner
 from appliance.store import audit
 from appliance.store.db import DIR_MODE, FILE_MODE, Store, connect, open_store
 from appliance.store.migrations import migrate
+from appliance.store.repositories import ID_FLOOR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ SUFFIX = ".ordobak"
 BACKUP_SUBDIR = "backups"
 NAME_PREFIX = "ordo-"
 PRE_RESTORE_PREFIX = "pre-restore-"
-LAST_MS_KEY = "ids.last_ms"  # meta key: floor of the prescription-ID generator's last_ms
+LAST_MS_KEY = ID_FLOOR_KEY  # meta key: floor of the prescription-ID generator's last_ms
 _MAX_HEADER = 1 << 20
 _NONCE_COUNTER_BYTES = 11
 
