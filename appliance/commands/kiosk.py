@@ -336,6 +336,8 @@ def _exit_on_signals() -> None:
     """SIGTERM or SIGHUP (terminal closed) end the demo through its clean-up."""
 
     def stop(signum: int, _frame: object) -> None:
+        for other in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(other, signal.SIG_IGN)  # one clean-up, whatever comes next
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -356,6 +358,7 @@ def kiosk(app: App) -> None:
         ctx, parts = build_context(app)
     except OrdoError as exc:
         raise click.ClickException(str(exc)) from exc
+    ctx.on_hangup = parts.close
     try:
         make_app(ctx).run()
     finally:
@@ -1051,6 +1054,7 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
 
             ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
                                        demo_dispense=stack.dispense)
+            ctx.on_hangup = lambda: (parts.close(), stack.stop())
             try:
                 make_app(ctx).run()
             finally:

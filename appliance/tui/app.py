@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from typing import Any, ClassVar
@@ -112,17 +113,36 @@ class OrdoApp(App[None]):
             import asyncio
 
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(signum, self.exit)
+            loop.add_signal_handler(signal.SIGTERM, self.exit)
+            loop.add_signal_handler(signal.SIGHUP, self._hang_up)
 
     def on_unmount(self) -> None:
+        self._stop_services()
+
+    def _stop_services(self) -> None:
         session, self.session = self.session, None
         if session is not None:
             session.lock("shutdown")
-        if self.ctx.watcher is not None:
-            self.ctx.watcher.stop()
-        if self.ctx.printer is not None:
-            self.ctx.printer.stop()
+        watcher, self.ctx.watcher = self.ctx.watcher, None
+        if watcher is not None:
+            watcher.stop()
+        printer, self.ctx.printer = self.ctx.printer, None
+        if printer is not None:
+            printer.stop()
+
+    def _hang_up(self) -> None:
+        """The terminal is gone (SIGHUP): Textual cannot restore it and may block trying,
+        so stop what was started and end the process at once."""
+        log.warning("terminal hung up: stopping the kiosk")
+        try:
+            self._stop_services()
+            if self.ctx.on_hangup is not None:
+                self.ctx.on_hangup()
+        except Exception:
+            log.exception("clean-up after hang-up failed")
+        finally:
+            logging.shutdown()
+            os._exit(128 + signal.SIGHUP)
 
     async def action_quit(self) -> None:
         if self.ctx.allow_quit:

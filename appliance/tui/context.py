@@ -90,6 +90,9 @@ class KioskContext:
     console: bool = False
     banner: str = ""
     demo_dispense: Callable[[str], str] | None = None
+    on_hangup: Callable[[], None] | None = None
+    """Run when the terminal hangs up (SIGHUP), before the process ends at once: the
+    terminal cannot be restored, so only what was started is stopped."""
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @contextlib.contextmanager

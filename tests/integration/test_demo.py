@@ -79,9 +79,10 @@ def _wait_screen(session: str, text: str, timeout: float = 30.0) -> str:
 
 
 def _keys(session: str, *keys: str) -> None:
+    """Type like a person: a function key is an escape sequence, give it time alone."""
     for key in keys:
         _tmux("send-keys", "-t", session, key)
-        time.sleep(0.05)
+        time.sleep(0.3 if len(key) > 1 else 0.05)
 
 
 @needs_tmux
@@ -92,9 +93,9 @@ def test_demo_in_tmux_logs_in_and_quits_cleanly(pcscd, tmp_path):
                f"echo EXIT=$?; sleep 30")
     _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
     try:
-        screen = _wait_screen(session, "Code PIN", timeout=60)
-        assert "Carte de Claire DUVAL (Médecin) - 3 essai(s)" in screen
-        assert "Carte présente" in screen and "Imprimante prête" in screen
+        _wait_screen(session, "Code PIN", timeout=60)
+        _wait_screen(session, "Carte de Claire DUVAL (Médecin) - 3 essai(s) de code PIN")
+        _wait_screen(session, "Carte présente | Imprimante prête")
         _keys(session, "1", "2", "3", "4", "Enter")
         _wait_screen(session, "DUPONT née LEFEBVRE Marie Louise")
         screen = _wait_screen(session, "F2 Nouvelle ordonnance")
