@@ -40,6 +40,7 @@ class HomeScreen(KioskScreen):
     def __init__(self) -> None:
         super().__init__()
         self.residents: list[Resident] = []
+        self.shown_for: str | None = None  # the search text the list answers
         self.drafts: list[Prescription] = []
 
     def compose(self) -> ComposeResult:
@@ -121,7 +122,7 @@ class HomeScreen(KioskScreen):
         text, residents = result
         if text != self.query_one("#search", Input).value:
             return
-        self.residents = residents
+        self.residents, self.shown_for = residents, text
         listing = self.query_one("#residents", OptionList)
         listing.clear_options()
         listing.add_options(Option(resident_row(r)) for r in residents)
