@@ -167,3 +167,25 @@ def test_the_lock_is_released_when_its_holder_ends(tmp_path):
         pass
     with single_instance(tmp_path):
         pass
+
+
+def test_a_stop_ends_a_drain_between_records_and_keeps_what_was_sent(
+        rx, registry_sim, make_engine, sync_store):
+    import threading
+
+    made = rx.sign(40)
+    registry_sim.set_faults(Faults(latency_ms=100, seed=1))  # ~50 ms a request
+    engine = make_engine(registry_sim.url, concurrency=2, batch_size=10)
+    reports = []
+    runner = threading.Thread(target=lambda: reports.append(engine.push()))
+    runner.start()
+    time.sleep(0.4)
+    engine.stop()  # what SIGTERM does
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    [report] = reports
+    assert report.stopped and 0 < report.acknowledged < 40 and report.remaining > 0
+    acknowledged = {r["prescription_id"] for r in rx.outbox() if r["status"] == "acknowledged"}
+    held = {row["id"] for row in registry_sim.db.list_prescriptions()}
+    assert acknowledged <= held  # never an acknowledgement without the registry's record
+    assert len(held) < len(made)  # it did stop early
