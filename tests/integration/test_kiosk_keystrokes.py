@@ -3,6 +3,8 @@ free-text act) from the home screen to the printed order, keys counted one by on
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from appliance.domain.prescription import ActLine, MedicationLine, State
@@ -28,11 +30,27 @@ SHARED_FIXTURES = (kiosk_bdpm, kiosk_env)  # from test_kiosk, for pytest to find
 MAX_KEYSTROKES = 40
 
 
-def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust):
+def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, registry_sim):
+    """...then, end to end: the ticket's QR decodes and verifies, the sync engine sends the
+    order to the registry, a pharmacy substitutes a generic, and the physician sees it."""
+    from appliance.store import open_store
+    from sync.client import RegistryClient
+    from sync.engine import EngineConfig, SyncEngine
+    from sync.registry_sim.db import Substitute
+
     set_am(kiosk_env)
     kiosk_env.vcards.insert("physician")
     app, parts = make_kiosk(kiosk_env)
     keys_used = {}
+    sync_store = open_store(kiosk_env.app.settings.db_path, migrate=False)  # its own process
+    client = RegistryClient(registry_sim.url)
+    engine = SyncEngine(sync_store, client, EngineConfig(backoff_base_s=0.01, max_wait_s=2))
+
+    def pharmacy_and_sync(pid: str) -> None:
+        assert engine.push().acknowledged == 1
+        registry_sim.db.dispense(pid, line=1, substitute=Substitute(
+            code="3400936381865", label="PARACETAMOL BIOGARAN 1 g, comprimé"))
+        assert engine.pull().received == 1
 
     async def scenario():
         async with app.run_test(size=(80, 24)) as pilot:
@@ -77,19 +95,32 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust):
             await until(pilot, lambda: app.screen.job_status == "done", timeout=20,
                         what="the printed order")
             assert "imprimée" in text_of(app, "#print-state")
+            pid = app.screen.result.prescription.id
+
+            await asyncio.to_thread(pharmacy_and_sync, pid)      # the sync service's work
+            await pilot.press("enter")                            # back home, then the file
+            await until(pilot, lambda: screen_name(app) == "HomeScreen")
+            await pilot.press("enter")
+            await until(pilot, lambda: screen_name(app) == "ResidentScreen")
+            await until(pilot, lambda: "! substitution" in options(app, "#rx")[0])
+            detail = text_of(app, "#detail")
+            assert "partiellement délivrée" in detail and "reçue par le registre" in detail
+            assert "PARACETAMOL BIOGARAN 1 g, comprimé (délivrance complète)" in detail
 
     try:
         run(scenario())
     finally:
         parts.close()
+        client.close()
+        sync_store.close()
 
     count = keys_used["count"]
     print(f"\nkeystrokes from the home screen to the printed order: {count}")
     assert count <= MAX_KEYSTROKES
-    rows = kiosk_env.store.query("SELECT id FROM prescriptions WHERE state = 'signed'")
+    rows = kiosk_env.store.query("SELECT id FROM prescriptions WHERE state != 'draft'")
     assert len(rows) == 1
     signed = repositories.get_prescription(kiosk_env.store, rows[0]["id"])
-    assert signed.state is State.SIGNED and signed.resident.used_name == "DUPONT"
+    assert signed.state is State.PARTIALLY_DISPENSED and signed.resident.used_name == "DUPONT"
     first, second, act = signed.lines
     assert isinstance(first, MedicationLine) and first.cis == "60234100"
     assert first.posology.describe() == "1 comprimé matin, midi et soir pendant 5 jours"
@@ -98,7 +129,7 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust):
     assert isinstance(act, ActLine) and act.text == "NFS, CRP"
     assert [(j["kind"], j["status"]) for j in kiosk_env.jobs()] == [("original", "done")]
     outbox = kiosk_env.store.query("SELECT kind, status FROM outbox")
-    assert outbox == [{"kind": "create", "status": "pending"}]
+    assert outbox == [{"kind": "create", "status": "acknowledged"}]
     job = kiosk_env.emulator.wait_for_jobs(1)[0]
     assert any("NFS, CRP" in line for line in job.text)
     verified = verify_payload(job.qr_texts[0], [*card_trust.roots, *card_trust.intermediates],
