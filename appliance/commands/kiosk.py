@@ -987,8 +987,9 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     open_db = functools.partial(open_store, settings.db_path, migrate=False)
     trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
     session = login(trust, _store_audit(open_db), 300.0, demo.pin, slot=0)
+    can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
-         f"({session.role.value}, peut signer : {session.can_sign})")
+         f"({session.practitioner.profession}, {can_sign})")
     try:
         result = prescribing.prescribe(app.store, session, _demo_draft(app), ids=IdAllocator())
     finally:

@@ -101,7 +101,7 @@ def test_the_sync_screen_text():
     assert "En attente d'envoi : 2 (1 création(s), 1 annulation(s))" in text
     assert "dernier échange réussi : 25/11 10:00" in text      # Paris time
     assert "registre injoignable" in text
-    assert f"! {format_id(PID)} (create) : registry refused (422): bad INS" in text
+    assert f"! {format_id(PID)} (création) : registry refused (422): bad INS" in text
     assert "ch. 12 DUPONT Marie" in text and "ligne 2 : substitution -> PARACETAMOL" in text
     assert "état inconnu" in render_sync(None, [])
 

@@ -44,7 +44,9 @@ def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
         out.append("")
         out.append(f"Refusées par le registre (quarantaine) : {status.quarantined}")
         for record in status.quarantined_records:
-            out.append(f" ! {format_id(record['prescription_id'])} ({record['kind']}) : "
+            kind = {"create": "création", "cancel": "annulation"}.get(record["kind"],
+                                                                       record["kind"])
+            out.append(f" ! {format_id(record['prescription_id'])} ({kind}) : "
                        f"{(record['reason'] or '?')[:100]}")
     out.append("")
     out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
