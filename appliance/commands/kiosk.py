@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import click
 
 from appliance.bootstrap import App, bootstrap
+from appliance.commands.session import login, open_card, read_pin, store_audit
 from appliance.config import Settings, load_settings
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription import Prescription
@@ -47,8 +48,6 @@ from appliance.services import prescribing
 from appliance.services.auth import (
     AuthRefused,
     PractitionerSession,
-    TrustStore,
-    authenticate,
     load_trust_store,
 )
 from appliance.services.drafts import (
@@ -97,52 +96,6 @@ class CardThread:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _store_audit(open_db: Callable[[], Store]) -> Callable[..., object]:
-    """``audit(**entry)`` for the auth service, callable from any thread (own connection)."""
-    from appliance.store import audit
-
-    def append(**entry: Any) -> object:
-        store = open_db()
-        try:
-            return audit.append(store, **entry)
-        finally:
-            store.close()
-
-    return append
-
-
-def _open_card(reader: str | None, slot: int | None) -> Any:
-    from drivers.card.pcsc import PcscContext, PcscReader, card_present
-
-    pcsc = PcscReader()
-    if reader is not None:
-        names = pcsc.readers()
-        if reader not in names:
-            raise CardError(f"lecteur introuvable : {reader}")
-        return pcsc.open(names.index(reader))
-    if slot is not None:
-        return pcsc.open(slot)
-    with PcscContext() as context:
-        names = context.readers()
-        states = context.states(names) if names else {}
-    for index, name in enumerate(names):
-        if card_present(states.get(name, (0, b""))[0]):
-            return pcsc.open(index)
-    raise CardError("aucune carte dans les lecteurs : insérez la carte CPS")
-
-
-def login(trust: TrustStore, audit_log: Callable[..., object], idle_timeout_s: float,
-          pin: str, *, reader: str | None = None, slot: int | None = None
-          ) -> PractitionerSession:
-    """Open the card and authenticate its holder (call it on the card thread)."""
-    card = _open_card(reader, slot)
-    try:
-        return authenticate(card, pin, trust, audit=audit_log, idle_timeout_s=idle_timeout_s)
-    except BaseException:
-        card.close()
-        raise
 
 
 class KioskPrinter:
@@ -274,7 +227,7 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         return open_store(path, migrate=False)
 
     trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-    audit_log = _store_audit(open_db)
+    audit_log = store_audit(open_db)
     card_thread = CardThread()
     parts = KioskParts(card_thread, referential=open_referential(settings.data_dir))
 
@@ -289,7 +242,7 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
             from appliance.services.auth import parse_practitioner
 
-            card = _open_card(reader, None)
+            card = open_card(reader, None)
             try:
                 tries = card.pin_status().tries_left
                 cert = x509.load_der_x509_certificate(card.read_certificates().authentication)
@@ -429,12 +382,6 @@ def _parser(app: App) -> tuple[Callable[[Any], Draft], Any]:
     return functools.partial(parse_draft, find_resident=find, drugs=drugs), referential
 
 
-def _read_pin(pin_stdin: bool) -> str:
-    if pin_stdin:
-        return sys.stdin.readline().strip()
-    return str(click.prompt("Code PIN", hide_input=True))
-
-
 @click.command("prescribe")
 @click.argument("draft_file", metavar="FILE.json",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -475,12 +422,12 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
         _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
               problems=problems)
     assert draft is not None
-    pin = _read_pin(pin_stdin)
+    pin = read_pin(pin_stdin)
     settings = app.settings
     open_db = functools.partial(open_store, settings.db_path, migrate=False)
     try:
         trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-        session = login(trust, _store_audit(open_db), float(settings.security.idle_timeout_s),
+        session = login(trust, store_audit(open_db), float(settings.security.idle_timeout_s),
                         pin, slot=slot)
     except AuthRefused as exc:
         _fail(as_json, EXIT_REFUSED, reason=exc.reason, message=str(exc),
@@ -986,7 +933,7 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     settings = app.settings
     open_db = functools.partial(open_store, settings.db_path, migrate=False)
     trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-    session = login(trust, _store_audit(open_db), 300.0, demo.pin, slot=0)
+    session = login(trust, store_audit(open_db), 300.0, demo.pin, slot=0)
     can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
          f"({session.practitioner.profession}, {can_sign})")

@@ -24,7 +24,6 @@ from appliance.errors import InvalidIdentifier, OrdoError
 from appliance.services import printing
 from appliance.services.signature import InvalidOrder, verify_payload
 from appliance.services.trust import load_trust_store
-from appliance.store import repositories
 
 if TYPE_CHECKING:
     from drivers.printer.escpos import EscPosOrderPrinter
@@ -131,19 +130,30 @@ def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tu
 # -- ordo reprint -------------------------------------------------------------------------------
 @click.command("reprint")
 @click.argument("prescription_id", metavar="ID")
-@click.option("--as", "actor", required=True, metavar="ID_NAT_PS",
-              help="The nurse, physician or staff member asking (idNat_PS of an open session).")
+@click.option("--pin-stdin", is_flag=True, help="Read the PIN from the first line of stdin.")
+@click.option("--slot", type=int, default=None,
+              help="Reader index (default: the first reader holding a card).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
-def reprint(app: App, prescription_id: str, actor: str, as_json: bool) -> None:
-    """Queue a DUPLICATA of a signed order; the print worker (or ``ordo print pending``)
+def reprint(app: App, prescription_id: str, pin_stdin: bool, slot: int | None,
+            as_json: bool) -> None:
+    """Queue a DUPLICATA of a signed order for the practitioner whose card is inserted
+    (physician, nurse or staff: PIN asked); the print worker (or ``ordo print pending``)
     prints it. Audited with who and when."""
+    from appliance.commands.session import login, read_pin, store_audit
+    from appliance.services import prescribing
+    from appliance.store import open_store
+
     pid = _prescription_id(prescription_id)
-    who = repositories.get_practitioner(app.store, actor)
-    if who is None:
-        raise click.ClickException(f"praticien inconnu : {actor}")
-    job = _run(lambda: printing.request_reprint(app.store, pid, actor=who.id_nat_ps,
-                                                role=who.role.value))
+    settings = app.settings
+    trust = _run(lambda: load_trust_store(settings.security.trust_roots, settings.security.crls))
+    audit_log = store_audit(lambda: open_store(settings.db_path, migrate=False))
+    session = _run(lambda: login(trust, audit_log, float(settings.security.idle_timeout_s),
+                                 read_pin(pin_stdin), slot=slot))
+    try:
+        job = _run(lambda: prescribing.reprint(app.store, session, pid))
+    finally:
+        session.logout()
     info = printing.get_job(app.store, job)
     assert info is not None
     if as_json:

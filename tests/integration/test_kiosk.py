@@ -184,13 +184,13 @@ def test_lock_screen_then_pin_opens_home(kiosk_env):
 def sign_with_card(env: KioskEnv, trust, lines=None, resident=0, pin: str = "1234"):
     """A prescription signed through the service with the card in slot 0 (as the kiosk
     does), for the tests that start from a signed order."""
-    from appliance.commands.kiosk import _store_audit, login
+    from appliance.commands.session import login, store_audit
     from appliance.domain.prescription import ActLine
     from appliance.services import prescribing
     from appliance.services.drafts import Draft
     from appliance.store import open_store
 
-    audit_log = _store_audit(lambda: open_store(env.app.settings.db_path, migrate=False))
+    audit_log = store_audit(lambda: open_store(env.app.settings.db_path, migrate=False))
     session = login(trust, audit_log, 300.0, pin, slot=0)
     try:
         prescribing.register_login(env.store, session)

@@ -233,3 +233,28 @@ def test_cancel_is_refused_after_a_dispensation_and_to_another_physician(kiosk_e
         session.logout()
     assert repositories.get_prescription(kiosk_env.store, signed.id).state is State.SIGNED
     assert kiosk_env.store.query("SELECT kind FROM outbox") == [{"kind": "create"}]
+
+
+def test_reprint_authenticates_the_card_holder_and_audits_them(kiosk_env):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    signed = json.loads(ordo(kiosk_env, "prescribe", write(kiosk_env, "good.json", GOOD),
+                             "--pin-stdin", "--json", stdin="1234\n").stdout)
+    pid = signed["prescription_id"]
+    kiosk_env.vcards.remove()
+    kiosk_env.vcards.insert("nurse")
+    wrong = ordo(kiosk_env, "reprint", pid, "--pin-stdin", stdin="0000\n")
+    assert wrong.exit_code == 1 and "2 essai(s) restant(s)" in wrong.output
+    result = ordo(kiosk_env, "reprint", pid, "--pin-stdin", "--json", stdin="1234\n")
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.stdout)
+    from drivers.card.pki import PROFILES
+
+    nurse = PROFILES["nurse"].id_nat_ps
+    assert (job["kind"], job["status"], job["requested_by"]) == ("duplicate", "queued", nurse)
+    entries = [(e.action, e.actor) for e in audit.entries(kiosk_env.store)]
+    assert ("print.reprint_requested", nurse) in entries
+    assert ("auth.login", nurse) in entries
+    kiosk_env.vcards.remove()
+    result = ordo(kiosk_env, "reprint", pid, "--pin-stdin", stdin="1234\n")
+    assert result.exit_code == 1 and "carte" in result.output

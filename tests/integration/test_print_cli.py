@@ -1,4 +1,4 @@
-"""The printing commands end to end: ``ordo qr verify``, ``ordo reprint``, ``ordo print
+"""The printing commands end to end: ``ordo qr verify``, ``ordo print
 pending``, ``ordo printer status`` against the emulator, and ``ordo printer emulator`` run as
 a real process."""
 
@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
+from appliance.services import printing
 from appliance.store import audit
 
 pytestmark = pytest.mark.integration
@@ -74,10 +75,8 @@ def test_reprint_then_print_pending_through_the_emulator(orders, data_dir, emula
     signed = orders.sign()
     env = {"ORDO_PRINTER_URI": emulator.uri, "ORDO_PRINTER_MEDIA": "58mm"}
     nurse = orders.practitioner("nurse").id_nat_ps
-    result = _ordo(data_dir, "reprint", signed.prescription.id, "--as", nurse, "--json")
-    assert result.exit_code == 0, result.output
-    job = json.loads(result.stdout)
-    assert (job["kind"], job["status"], job["requested_by"]) == ("duplicate", "queued", nurse)
+    job = {"job": printing.request_reprint(print_store, signed.prescription.id, actor=nurse,
+                                           role="nurse")}
 
     result = _ordo(data_dir, "print", "pending", "--json", env=env)
     assert result.exit_code == 0, result.output
@@ -94,11 +93,8 @@ def test_reprint_then_print_pending_through_the_emulator(orders, data_dir, emula
                                                           ("duplicate", "done")]
 
 
-def test_reprint_refusals(orders, data_dir):
-    signed = orders.sign()
-    result = _ordo(data_dir, "reprint", signed.prescription.id, "--as", "899999999999")
-    assert result.exit_code == 1 and "praticien inconnu" in result.output
-    result = _ordo(data_dir, "reprint", "not-an-id", "--as", "899999999999")
+def test_reprint_refuses_a_bad_id_before_asking_for_the_card(data_dir):
+    result = _ordo(data_dir, "reprint", "not-an-id", "--pin-stdin", input="1234\n")
     assert result.exit_code == 1 and "identifiant d'ordonnance invalide" in result.output
 
 

@@ -1,0 +1,70 @@
+"""Card sessions for the CLI: open the card, authenticate its holder, audit from any thread.
+
+Shared by the commands that act for a practitioner (``ordo prescribe``, ``ordo reprint``) and
+by the kiosk's composition root.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from appliance.errors import CardError
+from appliance.services.auth import PractitionerSession, authenticate
+from appliance.services.trust import TrustStore
+from appliance.store.db import Store
+
+
+def store_audit(open_db: Callable[[], Store]) -> Callable[..., object]:
+    """``audit(**entry)`` for the auth service, callable from any thread (own connection)."""
+    from appliance.store import audit
+
+    def append(**entry: Any) -> object:
+        store = open_db()
+        try:
+            return audit.append(store, **entry)
+        finally:
+            store.close()
+
+    return append
+
+
+def open_card(reader: str | None, slot: int | None) -> Any:
+    from drivers.card.pcsc import PcscContext, PcscReader, card_present
+
+    pcsc = PcscReader()
+    if reader is not None:
+        names = pcsc.readers()
+        if reader not in names:
+            raise CardError(f"lecteur introuvable : {reader}")
+        return pcsc.open(names.index(reader))
+    if slot is not None:
+        return pcsc.open(slot)
+    with PcscContext() as context:
+        names = context.readers()
+        states = context.states(names) if names else {}
+    for index, name in enumerate(names):
+        if card_present(states.get(name, (0, b""))[0]):
+            return pcsc.open(index)
+    raise CardError("aucune carte dans les lecteurs : insérez la carte CPS")
+
+
+def login(trust: TrustStore, audit_log: Callable[..., object], idle_timeout_s: float,
+          pin: str, *, reader: str | None = None, slot: int | None = None
+          ) -> PractitionerSession:
+    """Open the card and authenticate its holder (call it on the card thread)."""
+    card = open_card(reader, slot)
+    try:
+        return authenticate(card, pin, trust, audit=audit_log, idle_timeout_s=idle_timeout_s)
+    except BaseException:
+        card.close()
+        raise
+
+
+def read_pin(pin_stdin: bool) -> str:
+    if pin_stdin:
+        return sys.stdin.readline().strip()
+    return str(click.prompt("Code PIN", hide_input=True))
