@@ -15,7 +15,7 @@ import click
 
 from appliance import __version__
 from appliance.bootstrap import App, bootstrap
-from appliance.config import load_settings
+from appliance.config import SYSTEM_DATA_DIR, load_settings
 from appliance.errors import OrdoError
 
 
@@ -42,7 +42,8 @@ def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default: ORDO_DATA_DIR, else the XDG data dir, "
                    "or /var/lib/ordo for the appliance's user).")
@@ -52,7 +53,11 @@ def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(__version__, prog_name="ordo")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> None:
-    """Ordo: e-prescriptions for nursing homes, offline first."""
+    """Ordo: e-prescriptions for nursing homes, offline first.
+
+    Without a sub-command: the kiosk on the installed appliance (data in /var/lib/ordo),
+    this help elsewhere.
+    """
     try:
         settings = load_settings(config_file=config_file, data_dir=data_dir)
     except OrdoError as exc:
@@ -61,6 +66,11 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
     app = bootstrap(settings)
     ctx.obj = app
     ctx.call_on_close(app.close)
+    if ctx.invoked_subcommand is None:
+        if settings.data_dir != SYSTEM_DATA_DIR:
+            click.echo(ctx.get_help())
+            ctx.exit(0)
+        ctx.invoke(main.commands["kiosk"])
 
 
 def _register() -> None:

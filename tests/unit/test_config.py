@@ -89,3 +89,12 @@ def test_partner_pharmacy_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(data_dir=tmp_path, environ={"ORDO_PHARMACY_FINESS": "12"})
     assert (err.value.key, err.value.value) == ("pharmacy.finess", "12")
+
+
+def test_ordo_alone_prints_the_help_off_the_appliance(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path)])
+    assert result.exit_code == 0 and "Usage:" in result.output and "kiosk" in result.output
