@@ -204,11 +204,9 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
 
 def record_signature(db: sqlite_utils.Database, signed: SignedPrescription, *, actor: str
                      ) -> int:
-    """Store a signed prescription with its outbox row, first print job and audit entry
-    (``repositories.record_signed``), plus the exact bytes the card signed
-    (``prescriptions.signed_payload``), in the caller's transaction. Returns the print job."""
-    job = repositories.record_signed(db, signed.prescription, signature=signed.signature,
-                                     signer_cert=signed.certificate_der, actor=actor)
-    db.execute("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
-               [signed.payload.signed_bytes, signed.prescription.id])
-    return job
+    """Store a signed prescription with the exact bytes the card signed, its outbox row,
+    first print job and audit entry (``repositories.record_signed``), in the caller's
+    transaction. Returns the print job."""
+    return repositories.record_signed(db, signed.prescription, signature=signed.signature,
+                                      signer_cert=signed.certificate_der, actor=actor,
+                                      signed_payload=signed.payload.signed_bytes)

@@ -117,9 +117,10 @@ def save_draft(db: sqlite_utils.Database, p: Prescription) -> None:
 
 
 def record_signed(db: sqlite_utils.Database, p: Prescription, *, signature: bytes,
-                  signer_cert: bytes, actor: str) -> int:
-    """Store a signed prescription with its outbox row, first print job and audit entry,
-    in the caller's transaction. Returns the print job id."""
+                  signer_cert: bytes, actor: str, signed_payload: bytes | None = None) -> int:
+    """Store a signed prescription (with the exact bytes the card signed, when they are not
+    ``canonical_bytes()``) with its outbox row, first print job and audit entry, in the
+    caller's transaction. Returns the print job id."""
     if p.state is not State.SIGNED:
         raise StoreError(f"prescription {p.id} is {p.state.value}, not signed")
     if not db.conn.in_transaction:
@@ -128,7 +129,8 @@ def record_signed(db: sqlite_utils.Database, p: Prescription, *, signature: byte
     if existing and existing[0] != State.DRAFT.value:
         raise StoreError(f"prescription {p.id} is already {existing[0]}")
     now = _now()
-    row = {**_prescription_row(p), "signature": signature, "signer_cert": signer_cert}
+    row = {**_prescription_row(p), "signature": signature, "signer_cert": signer_cert,
+           "signed_payload": signed_payload}
     db["prescriptions"].upsert(row, pk="id")
     db["outbox"].insert({"prescription_id": p.id, "kind": "create", "created_at": now})
     job = db["print_jobs"].insert({"prescription_id": p.id, "kind": "original",
