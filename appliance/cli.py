@@ -78,6 +78,7 @@ def _register() -> None:
         audit_cmd,
         card,
         config_cmd,
+        demo,
         drugs,
         ids,
         kiosk,
@@ -88,7 +89,7 @@ def _register() -> None:
     )
 
     for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, ops, sync_cmd,
-                   kiosk):
+                   kiosk, demo):
         for command in module.COMMANDS:
             main.add_command(command)
 

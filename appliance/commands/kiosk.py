@@ -21,29 +21,24 @@ import functools
 import json
 import logging
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from appliance.bootstrap import App, bootstrap
+from appliance.bootstrap import App
 from appliance.commands.session import login, open_card, read_pin, store_audit
-from appliance.config import Settings, load_settings
+from appliance.config import Settings
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription import Prescription
 from appliance.domain.prescription_id import format_id
-from appliance.errors import CardError, OrdoError
+from appliance.errors import OrdoError
 from appliance.services import prescribing
 from appliance.services.auth import (
     AuthRefused,
@@ -67,12 +62,9 @@ T = TypeVar("T")
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR = 1, 3, 4
 PREVIEW_PAYLOAD = "ORD1:APERCU"
-DEMO_PIN = "1234"
-DEMO_AM = "751234567"
-DEMO_FINESS = "750000001"
 
 
-def _echo_json(data: Any) -> None:
+def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
@@ -273,10 +265,10 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
 def _log_to_file(settings: Settings, name: str) -> None:
     """The kiosk owns the terminal: logs go to the journal (systemd) or to a file."""
-    _log_to_file_at(settings.data_dir / name, settings.logging.level)
+    log_to_file_at(settings.data_dir / name, settings.logging.level)
 
 
-def _log_to_file_at(target: Path, level: str = "INFO") -> None:
+def log_to_file_at(target: Path, level: str = "INFO") -> None:
     from appliance import logs
 
     if logs.stream_is_journal(sys.stderr) or not sys.stderr.isatty():
@@ -285,7 +277,7 @@ def _log_to_file_at(target: Path, level: str = "INFO") -> None:
     logs.setup_logging(level, open(target, "a", encoding="utf-8"))  # noqa: SIM115
 
 
-def _exit_on_signals() -> None:
+def exit_on_signals() -> None:
     """SIGTERM or SIGHUP (terminal closed) end the demo through its clean-up."""
 
     def stop(signum: int, _frame: object) -> None:
@@ -326,7 +318,7 @@ def _problems_json(problems: list[DraftProblem]) -> list[dict[str, str]]:
 def _fail(as_json: bool, code: int, *, reason: str, message: str,
           problems: list[DraftProblem] | None = None, **extra: Any) -> None:
     if as_json:
-        _echo_json({"ok": False, "reason": reason, "message": message,
+        echo_json({"ok": False, "reason": reason, "message": message,
                     **({"errors": _problems_json(problems)} if problems is not None else {}),
                     **extra})
     else:
@@ -457,7 +449,7 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
         printed = _print_now(app)
     p = result.prescription
     if as_json:
-        _echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
+        echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
                     "state": p.state.value, "signed_at": p.signed_at, "lines": len(p.lines),
                     "print_job": result.print_job, "printed": printed,
                     "registry": "queued"})
@@ -549,7 +541,7 @@ def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
     except OrdoError as exc:
         _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
     if as_json:
-        _echo_json({"ok": True, "drafts": [{"prescription_id": p.id,
+        echo_json({"ok": True, "drafts": [{"prescription_id": p.id,
                                             "prescriber": p.prescriber.id_nat_ps,
                                             "lines": len(p.lines)} for p in made]})
         return
@@ -572,7 +564,7 @@ def drafts_list(app: App, id_nat_ps: str | None, as_json: bool) -> None:
         sql, params = sql + " AND prescriber_id = ?", (id_nat_ps,)
     rows = app.store.query(sql + " ORDER BY updated_at DESC", params)
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     for row in rows:
         click.echo(f"{format_id(row['id'])}  {row['prescriber_id']}  créé {row['created_at']}")
@@ -591,7 +583,7 @@ def practitioners_list(app: App, as_json: bool) -> None:
     """Practitioners recorded at login (or added), with their role and N° AM."""
     found = prescribing.list_practitioners(app.store)
     if as_json:
-        _echo_json([{"id_nat_ps": p.id_nat_ps, "last_name": p.last_name,
+        echo_json([{"id_nat_ps": p.id_nat_ps, "last_name": p.last_name,
                      "first_name": p.first_name, "profession": p.profession,
                      "role": p.role.value, "am": p.am} for p in found])
         return
@@ -636,380 +628,4 @@ def practitioners_set_am(app: App, id_nat_ps: str, am: str) -> None:
     click.echo(f"N° AM de {p.display_name} : {p.am}")
 
 
-# -- the demo ---------------------------------------------------------------------------------
-def default_bdpm() -> Path:
-    """``../shared/data/bdpm`` next to the repository, or ``ORDO_DEMO_BDPM``."""
-    env = os.environ.get("ORDO_DEMO_BDPM")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
-
-
-class Pcscd:
-    """pcscd for the demo: used if it answers, else started (root) and stopped at the end."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def answers() -> bool:
-        from smartcard import scard
-
-        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if hresult != scard.SCARD_S_SUCCESS:
-            return False
-        scard.SCardReleaseContext(context)
-        return True
-
-    @staticmethod
-    def vpcd_readers() -> list[str]:
-        from drivers.card.pcsc import PcscContext
-
-        try:
-            with PcscContext() as context:
-                return [n for n in context.readers() if n.startswith("Virtual PCD")]
-        except CardError:
-            return []
-
-    def ensure(self, timeout_s: float = 10.0) -> None:
-        if not self.answers():
-            binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
-            if not Path(binary).exists():
-                raise CardError("pcscd n'est pas installé (apt-get install pcscd "
-                                "vsmartcard-vpcd)")
-            if os.geteuid() != 0:
-                raise CardError("pcscd ne tourne pas : sudo systemctl start pcscd")
-            run = Path("/run/pcscd")
-            for stale in (run / "pcscd.pid", run / "pcscd.comm"):
-                stale.unlink(missing_ok=True)
-            with open(self.log_path, "ab") as out:
-                self.process = subprocess.Popen([binary, "--foreground"],  # noqa: S603
-                                                stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while not self.vpcd_readers():
-            if self.process is not None and self.process.poll() is not None:
-                raise CardError(f"pcscd s'est arrêté ; voir {self.log_path}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise CardError("pcscd ne voit pas le lecteur virtuel vpcd (paquet "
-                                "vsmartcard-vpcd ?)")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _cip13(cip7: str) -> str:
-    from stdnum import ean
-
-    body = "34009" + cip7
-    return body + ean.calc_check_digit(body)
-
-
-DEMO_SUBSTITUTE_LABEL = "PARACETAMOL BIOGARAN 1 g, comprimé"
-DEMO_SUBSTITUTE_CIP7 = "3638186"
-
-
-def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: str) -> Path:
-    est = pki_paths.establishment
-    lines = [
-        "# Written by `ordo demo`: a TEST configuration, never for production.",
-        "[establishment]",
-        'name = "EHPAD Les Tilleuls (démonstration)"',
-        f'finess = "{DEMO_FINESS}"',
-        'address = "1 rue des Tilleuls, 75000 Paris"',
-        "[printer]",
-        f'uri = "{printer_uri}"',
-        "[registry]",
-        f"url = {json.dumps(registry_url)}",
-        f"ca_file = {json.dumps(str(est / 'ca.pem'))}",
-        f"client_cert = {json.dumps(str(est / 'client.pem'))}",
-        f"client_key = {json.dumps(str(est / 'client.key'))}",
-        "[security]",
-        f"trust_roots = {json.dumps([str(p) for p in pki_paths.trust_roots])}",
-        f"crls = {json.dumps([str(p) for p in pki_paths.crls])}",
-        "[sync]",
-        "interval_s = 5",
-        "",
-    ]
-    path = directory / "ordo.toml"
-    path.write_text("\n".join(lines), "utf-8")
-    return path
-
-
-@dataclass
-class Demo:
-    """Everything ``ordo demo`` starts, in order, and stops in the reverse order."""
-
-    directory: Path
-    bdpm: Path | None = None
-    pin: str = DEMO_PIN
-    profile: str = "physician"
-    sync_service: bool = True
-    echo: Callable[[str], None] = print
-    app: App | None = None
-    started: list[Callable[[], None]] = field(default_factory=list)
-    emulator: Any = None
-    sim: Any = None
-    service: Any = None
-    engine: Any = None
-    referential_source: str = ""
-
-    def __enter__(self) -> Demo:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        from appliance.services.referential import import_bdpm
-        from appliance.tui.demo_data import demo_residents, write_fallback_bdpm
-        from drivers.card import pki, virtual
-        from drivers.printer.emulator import PrinterEmulator
-        from sync.registry_sim import RegistrySim, SimConfig
-        from sync.registry_sim import TrustStore as RegistryTrust
-
-        d = self.directory
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pki_dir = d / "pki"
-        paths = pki.PkiPaths(pki_dir.resolve()) if pki.pki_exists(pki_dir) \
-            else pki.init_pki(pki_dir)
-        self.echo(f"PKI de test : {paths.directory}")
-
-        pcscd = Pcscd(d / "pcscd.log")
-        pcscd.ensure()
-        self.started.append(pcscd.stop)
-        self.echo("Lecteur de carte virtuel : prêt (pcscd + vpcd)")
-
-        tickets = d / "tickets"
-        self.emulator = PrinterEmulator(out_dir=tickets).start()
-        self.started.append(self.emulator.stop)
-        self.echo(f"Imprimante (émulateur) : {self.emulator.uri} ; tickets en PNG dans "
-                  f"{tickets}")
-
-        est = paths.establishment
-        self.sim = RegistrySim(SimConfig(
-            db_path=d / "registry.sqlite", tls_cert=str(est / "server.pem"),
-            tls_key=str(est / "server.key"), client_ca=str(est / "ca.pem")),
-            trust=RegistryTrust.load(paths.trust_roots, paths.crls)).start()
-        self.started.append(self.sim.stop)
-        self.echo(f"Registre de référence (TLS mutuel) : {self.sim.url}")
-
-        toml = _demo_toml(d, paths, self.emulator.uri, self.sim.url)
-        settings = load_settings(config_file=toml, data_dir=d, environ={})
-        self.app = bootstrap(settings)
-        self.started.append(self.app.close)
-        store = self.app.store
-        with store.write() as db:
-            repositories.upsert_residents(db, demo_residents())
-        profile = pki.PROFILES[self.profile]
-        if profile.profession == "Médecin" and repositories.get_practitioner(
-                store, profile.id_nat_ps) is None:
-            prescribing.add_practitioner(store, Practitioner(
-                id_nat_ps=profile.id_nat_ps, last_name=profile.family_name,
-                first_name=profile.given_name, profession=profile.profession,
-                role=Role.PRESCRIBER, am=DEMO_AM), actor="demo")
-        self.echo(f"Résidents de démonstration : {len(demo_residents())}")
-
-        source = self.bdpm if self.bdpm is not None and self.bdpm.is_dir() else None
-        if source is None:
-            source = write_fallback_bdpm(d / "bdpm-extrait")
-            self.echo("BDPM complète introuvable : extrait de démonstration (11 spécialités)")
-        else:
-            self.echo(f"Import de la BDPM depuis {source} (une fois ; ~15 s)...")
-        report = import_bdpm(d, source)
-        self.referential_source = str(source)
-        self.echo(f"Référentiel des médicaments : BDPM du {report.date} "
-                  f"({report.counts.get('presentation', 0)} présentations)")
-
-        virtual.remove(d, 0)  # a card left behind by a demo that was killed
-        inserted = virtual.insert(d, self.profile, 0, self.pin, pki_dir)
-        self.started.append(lambda: virtual.remove(d, 0))
-        self.echo(f"Carte virtuelle insérée : {profile.given_name} {profile.family_name} "
-                  f"({profile.profession}) dans « {inserted.reader} », code PIN {self.pin}")
-
-        from sync.client import RegistryClient
-        from sync.engine import EngineConfig, SyncEngine
-
-        client = RegistryClient.from_settings(settings.registry)
-        self.started.append(client.close)
-        sync_store = open_store(settings.db_path, migrate=False)
-        self.started.append(sync_store.close)
-        self.engine = SyncEngine(sync_store, client, EngineConfig.from_settings(
-            settings.sync, backoff_base_s=0.5, max_wait_s=2.0))
-        if self.sync_service:
-            from sync.service import SyncService
-
-            self.service = SyncService(self.engine, sync_store, tick_s=2.0, pull_every_s=4.0,
-                                       environ={})
-            thread = threading.Thread(target=self.service.run, name="demo-sync",
-                                      kwargs={"install_signals": False}, daemon=True)
-            thread.start()
-
-            def stop_service() -> None:
-                self.service.request_stop()
-                thread.join(timeout=10)
-
-            self.started.append(stop_service)
-            self.echo("Service de synchronisation : démarré (toutes les 2 s)")
-
-    def stop(self) -> None:
-        while self.started:
-            step = self.started.pop()
-            try:
-                step()
-            except Exception:
-                log.exception("demo: a clean-up step failed")
-
-    def dispense(self, prescription_id: str) -> str:
-        """The pharmacy dispenses line 1 with a generic in place of the prescribed drug."""
-        from sync.registry_sim.db import Substitute
-
-        try:
-            done = self.sim.db.dispense(prescription_id, line=1, substitute=Substitute(
-                code=_cip13(DEMO_SUBSTITUTE_CIP7), label=DEMO_SUBSTITUTE_LABEL, type="G",
-                reason="générique disponible"), pharmacy="Pharmacie du Centre (démo)",
-                now=datetime.now(UTC))
-        except Exception as exc:
-            return f"La pharmacie n'a pas pu délivrer : {exc}"
-        return (f"Pharmacie : ligne 1 délivrée avec {done[0].product_label} (substitution),"
-                " visible après la prochaine synchronisation.")
-
-    def banner(self) -> str:
-        assert self.app is not None
-        d = self.directory
-        return (f"DÉMONSTRATION - code PIN {self.pin} - tickets : {d / 'tickets'}\n"
-                "Retirer ou insérer une carte, depuis un autre terminal :\n"
-                f"ordo --data-dir {d} card remove   (puis card insert --profile nurse)\n"
-                "Accueil, F6 puis F5 : délivrance simulée en pharmacie - Ctrl+Q : quitter")
-
-
-def _demo_draft(app: App) -> Draft:
-    """Two medications and one act for the first demo resident (the headless scenario)."""
-    from decimal import Decimal
-
-    from appliance.domain.posology import Duration, Posology
-    from appliance.domain.prescription import ActLine, MedicationLine
-    from appliance.tui.demo_data import demo_residents
-
-    resident = demo_residents()[0]
-    lines = (
-        MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
-                       posology=Posology(dose=Decimal(1), unit="comprimé",
-                                         moments=("matin", "midi", "soir"),
-                                         duration=Duration(5, "jour"))),
-        MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
-                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
-                                                         moments=("midi",)),
-                       quantity=Decimal(3)),
-        ActLine(text="NFS, CRP"),
-    )
-    return Draft(resident=resident, lines=list(lines))
-
-
-def run_headless(demo: Demo) -> dict[str, Any]:
-    """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
-    from appliance.services.printing import PrintQueue
-    from appliance.services.signature import verify_payload
-    from drivers.printer.escpos import EscPosOrderPrinter
-    from sync import localstore
-
-    assert demo.app is not None and demo.engine is not None
-    app, echo = demo.app, demo.echo
-    settings = app.settings
-    open_db = functools.partial(open_store, settings.db_path, migrate=False)
-    trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-    session = login(trust, store_audit(open_db), 300.0, demo.pin, slot=0)
-    can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
-    echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
-         f"({session.practitioner.profession}, {can_sign})")
-    try:
-        result = prescribing.prescribe(app.store, session, _demo_draft(app), ids=IdAllocator())
-    finally:
-        session.logout()
-    pid = result.prescription.id
-    echo(f"2. Ordonnance signée par la carte : n° {format_id(pid)} "
-         f"({len(result.prescription.lines)} lignes)")
-    report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(settings)).run_once()
-    jobs = demo.emulator.wait_for_jobs(1, timeout=10)
-    qr = [text for job in jobs for text in job.qr_texts]
-    echo(f"3. Imprimée : {len(report.printed)} travail(s) ; ticket(s) PNG dans "
-         f"{demo.directory / 'tickets'}")
-    verified = verify_payload(qr[0], [*trust.roots, *trust.intermediates], trust.crls)
-    echo(f"4. QR code du ticket décodé et vérifié hors ligne : VALID "
-         f"(ordonnance {format_id(verified.fields.prescription_id)})")
-    push = demo.engine.push()
-    state = repositories.get_prescription(app.store, pid)
-    assert state is not None
-    echo(f"5. Registre : {push.acknowledged} accusé(s) de réception ; état "
-         f"« {state.state.value} »")
-    echo(f"6. {demo.dispense(pid)}")
-    pull = demo.engine.pull()
-    back = localstore.dispensations_of(app.store, pid)
-    final = repositories.get_prescription(app.store, pid)
-    assert final is not None
-    echo(f"7. Délivrances reçues : {pull.received} ; état « {final.state.value} »")
-    for d in back:
-        echo(f"   {localstore.describe_fr(d)}")
-    return {"prescription_id": pid, "printed": report.printed, "qr_valid": True,
-            "acknowledged": push.acknowledged, "dispensations": len(back),
-            "substituted": any(d.substituted for d in back), "state": final.state.value}
-
-
-@click.command("demo")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Demo data directory (default: <tmp>/ordo-demo; kept).")
-@click.option("--bdpm", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Full BDPM extract to import (default: ../shared/data/bdpm, or "
-                   "ORDO_DEMO_BDPM; a small built-in extract otherwise).")
-@click.option("--headless", is_flag=True,
-              help="No kiosk: run one prescription end to end and print what happened.")
-@click.option("--json", "as_json", is_flag=True, help="With --headless: JSON summary.")
-def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: bool) -> None:
-    """One command for a visitor: test PKI, virtual card reader and physician card (PIN
-    1234), printer emulator (PNG tickets), reference registry over mutual TLS, sync service,
-    demo residents, the BDPM; then the kiosk. Everything it starts stops when it exits."""
-    directory = directory or Path(tempfile.gettempdir()) / "ordo-demo"
-    echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _log_to_file_at(directory / "ordo.log")
-    _exit_on_signals()
-    stack = Demo(directory, bdpm=bdpm or default_bdpm(), sync_service=not headless,
-                 echo=echo)
-    try:
-        with stack:
-            assert stack.app is not None
-            if headless:
-                summary = run_headless(stack)
-                if as_json:
-                    _echo_json(summary)
-                return
-            from appliance.tui.app import make_app
-
-            ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
-                                       demo_dispense=stack.dispense)
-            ctx.on_hangup = lambda: (parts.close(), stack.stop())
-            try:
-                make_app(ctx).run()
-            finally:
-                parts.close()
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"Démonstration terminée ; données et tickets conservés dans {directory}")
-
-
-COMMANDS = [kiosk, prescribe, drafts_group, practitioners_group, demo]
+COMMANDS = [kiosk, prescribe, drafts_group, practitioners_group]
