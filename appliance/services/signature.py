@@ -38,7 +38,7 @@ from datetime import datetime
 
 import sqlite_utils
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -109,9 +109,14 @@ class SoftwareSigner:
 
 def _load_certificate(der: bytes) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses these on first access: a corrupt one is refused here, not
+        # with a ValueError in the middle of the chain check.
+        _ = cert.issuer, cert.subject, cert.extensions, cert.public_key()
+    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType, UnsupportedAlgorithm) as exc:
         raise InvalidOrder(f"the signer's certificate is unreadable ({exc})") from None
+    return cert
 
 
 def _check_signature(cert: x509.Certificate, signature: bytes, data: bytes) -> None:
