@@ -160,7 +160,7 @@ class RegistryClient:
         content = response.content[:MAX_ANSWER_BYTES]
         try:
             body = json.loads(content) if content else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than json allows
             body = None
         if 200 <= status < 300:
             if body is None:
