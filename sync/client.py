@@ -153,6 +153,8 @@ class RegistryClient:
             if isinstance(exc, httpx.ConnectError):
                 raise RegistryUnavailable(f"cannot connect: {exc}", connect=True) from exc
             raise RegistryUnavailable(f"connection lost: {exc or type(exc).__name__}") from exc
+        except httpx.DecodingError as exc:  # e.g. "Content-Encoding: gzip" on a plain body
+            raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
         return self._answer(response)
 
     def _answer(self, response: httpx.Response) -> Any:
