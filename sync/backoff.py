@@ -36,7 +36,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit alone accepts "²", which int refuses
         seconds = float(int(text[:12]))
     else:
         try:
