@@ -399,6 +399,16 @@ def _get(obj: Any, key: str, path: str, kind: type | tuple[type, ...] = str) -> 
     return value
 
 
+def _items(value: Any) -> list[Any]:
+    """An optional FHIR array: anything but a list reads as empty."""
+    return value if isinstance(value, list) else []
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    """An optional FHIR object: anything but an object reads as empty."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _time(value: Any, path: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
@@ -418,7 +428,7 @@ def parse_receipt(body: Any, resource_type: str = "Bundle") -> RegistryReceipt:
         raise ValidationError("resourceType", kind, resource_type)
     if kind == "Parameters":
         params = {p.get("name"): p for p in _get(body, "parameter", "parameter", list)
-                  if isinstance(p, Mapping)}
+                  if isinstance(p, Mapping) and isinstance(p.get("name"), str)}
         receipt = _get(params.get("receipt"), "valueIdentifier", "parameter.receipt", dict)
         at = _get(params.get("at"), "valueInstant", "parameter.at")
         replayed = bool(params.get("replayed", {}).get("valueBoolean", False))
@@ -427,7 +437,7 @@ def parse_receipt(body: Any, resource_type: str = "Bundle") -> RegistryReceipt:
             raise ValidationError("Bundle.type", body.get("type"), "transaction-response")
         receipt = _get(body, "identifier", "Bundle.identifier", dict)
         at = _get(body, "timestamp", "Bundle.timestamp")
-        statuses = [str(e.get("response", {}).get("status", "")) for e in
+        statuses = [str(_obj(e.get("response")).get("status", "")) for e in
                     _get(body, "entry", "Bundle.entry", list) if isinstance(e, Mapping)]
         replayed = bool(statuses) and all(s.startswith("200") for s in statuses)
     if receipt.get("system") != codes.RECEIPT_SYSTEM:
@@ -483,7 +493,7 @@ def dispensation_from_fhir(resource: Any) -> Dispensation:
     if _get(resource, "resourceType", "resourceType") != "MedicationDispense":
         raise ValidationError("resourceType", resource.get("resourceType"), "MedicationDispense")
     registry_id = None
-    for ident in resource.get("identifier") or []:
+    for ident in _items(resource.get("identifier")):
         if isinstance(ident, Mapping) and ident.get("system") == codes.DISPENSE_ID_SYSTEM:
             registry_id = ident.get("value")
     if not isinstance(registry_id, str) or not registry_id:
@@ -499,9 +509,9 @@ def dispensation_from_fhir(resource: Any) -> Dispensation:
                               "exactly one line identifier")
     pid, line = split_line_identifier(_get(line_ids[0], "value",
                                            "authorizingPrescription.identifier.value"))
-    fill = _get(resource, "type", "MedicationDispense.type", dict).get("coding") or []
+    fill = _items(_get(resource, "type", "MedicationDispense.type", dict).get("coding"))
     fill_codes = {c.get("code") for c in fill if isinstance(c, Mapping)
-                  and c.get("system") == codes.V3_ACT_CODE}
+                  and c.get("system") == codes.V3_ACT_CODE and isinstance(c.get("code"), str)}
     known = set(codes.FILL_CODES.values())
     if len(fill_codes & known) != 1:
         raise ValidationError("MedicationDispense.type", fill, f"one of {sorted(known)}")
@@ -510,7 +520,7 @@ def dispensation_from_fhir(resource: Any) -> Dispensation:
                "MedicationDispense.medicationCodeableConcept", dict)
     label = med.get("text") if isinstance(med.get("text"), str) else ""
     code = system = None
-    for coding in med.get("coding") or []:
+    for coding in _items(med.get("coding")):
         if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
             code, system = coding["code"], coding.get("system")
             label = label or str(coding.get("display") or "")
@@ -531,13 +541,13 @@ def dispensation_from_fhir(resource: Any) -> Dispensation:
         else {}
     substituted = sub.get("wasSubstituted") is True
     sub_type = None
-    for coding in (sub.get("type") or {}).get("coding") or []:
+    for coding in _items(_obj(sub.get("type")).get("coding")):
         if isinstance(coding, Mapping) and coding.get("system") == codes.V3_SUBSTITUTION:
             sub_type = coding.get("code")
-    reasons = [r.get("text") for r in sub.get("reason") or [] if isinstance(r, Mapping)]
+    reasons = [r.get("text") for r in _items(sub.get("reason")) if isinstance(r, Mapping)]
     reason = "; ".join(r for r in reasons if isinstance(r, str)) or None
     performer = None
-    for p in resource.get("performer") or []:
+    for p in _items(resource.get("performer")):
         actor = p.get("actor") if isinstance(p, Mapping) else None
         if isinstance(actor, Mapping) and isinstance(actor.get("display"), str):
             performer = actor["display"]
@@ -563,7 +573,7 @@ def dispensation_page(body: Any) -> DispensationPage:
     raw = tuple(_get(e, "resource", "Bundle.entry.resource", dict) for e in entries)
     items = tuple(dispensation_from_fhir(r) for r in raw)
     cursor = None
-    for link in body.get("link") or []:
+    for link in _items(body.get("link")):
         if isinstance(link, Mapping) and link.get("relation") == "next":
             cursor = _cursor_of(_get(link, "url", "Bundle.link.url"))
     return DispensationPage(items=items, cursor=cursor, more=cursor is not None and bool(items),
