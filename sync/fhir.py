@@ -67,7 +67,8 @@ def line_identifier(prescription_id: str, n: int) -> str:
 
 def split_line_identifier(value: str) -> tuple[str, int]:
     pid, sep, n = value.rpartition("-")
-    if not sep or not pid or not n.isdigit() or int(n) < 1:
+    # ASCII digits only ("²" passes isdigit but not int), and few enough for SQLite's INTEGER
+    if not sep or not pid or not (n.isascii() and n.isdigit()) or len(n) > 9 or int(n) < 1:
         raise ValidationError("authorizingPrescription.identifier.value", value, "<ID>-<line>")
     return pid, int(n)
 
