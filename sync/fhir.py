@@ -417,7 +417,10 @@ def _time(value: Any, path: str) -> datetime:
         raise ValidationError(path, value, "a FHIR instant") from None
     if moment.tzinfo is None:
         raise ValidationError(path, value, "a FHIR instant with a time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValidationError(path, value, "a FHIR instant within years 1 to 9999 (UTC)") from None
 
 
 def parse_receipt(body: Any, resource_type: str = "Bundle") -> RegistryReceipt:
