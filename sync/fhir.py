@@ -585,7 +585,11 @@ def dispensation_page(body: Any) -> DispensationPage:
 
 
 def _cursor_of(url: str) -> str:
-    values = parse_qs(urlsplit(url).query).get("_cursor")
+    try:
+        query = urlsplit(url).query
+    except ValueError:  # e.g. "https://[::1/x": an unclosed IPv6 host
+        query = ""
+    values = parse_qs(query).get("_cursor")
     if not values or not values[0].isdigit() or len(values[0]) > 18:
         raise ValidationError("Bundle.link.url", url, "a next link with a _cursor")
     return values[0]
