@@ -46,6 +46,7 @@ from appliance.ports import Dispensation, DispensationPage, RegistryReceipt, Sig
 from sync import codes
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.PRESCRIPTION_ID_SYSTEM)
+MAX_QUANTITY = 1_000_000  # units or boxes handed over for one line
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -537,9 +538,12 @@ def dispensation_from_fhir(resource: Any) -> Dispensation:
         except InvalidOperation:
             raise ValidationError("MedicationDispense.quantity.value", q.get("value"),
                                   "a number") from None
-        if not quantity.is_finite() or quantity < 0:
+        # bounded: the store and the kiosk write it out in full, and 1e999999999 (or
+        # 1e-999999999) would take a billion digits
+        if not quantity.is_finite() or not 0 <= quantity <= MAX_QUANTITY \
+                or quantity != round(quantity, 6):
             raise ValidationError("MedicationDispense.quantity.value", q.get("value"),
-                                  "a number of at least 0")
+                                  f"a number from 0 to {MAX_QUANTITY}, at most 6 decimals")
         unit = q.get("unit") if isinstance(q.get("unit"), str) else None
     sub = resource.get("substitution") if isinstance(resource.get("substitution"), Mapping) \
         else {}
