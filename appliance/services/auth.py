@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -333,9 +333,14 @@ class SessionGuard:
 
 def _load_card_cert(der: bytes) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography parses these on first access: a corrupt one is refused here, not
+        # with a ValueError in the middle of the chain check.
+        _ = cert.issuer, cert.subject, cert.extensions, cert.public_key()
+    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType, UnsupportedAlgorithm) as exc:
         raise AuthRefused("not_cps") from exc
+    return cert
 
 
 def authenticate(card: CardSession, pin: str, trust: TrustStore, *, audit: Audit,
