@@ -1,11 +1,15 @@
 """``make bench``: run every benchmark, keep the JSON, rewrite the README's table.
 
 Each benchmark is a module of this package that prints JSON and measures its own baseline in
-the same run. This runner only starts them, stores what they print in
+the same run. This runner only starts them, one after the other, stores what they print in
 ``bench/results/latest.json`` and rewrites the table between ``<!-- bench:begin -->`` and
-``<!-- bench:end -->`` in README.md, so the figures there are always the last measured ones.
+``<!-- bench:end -->`` in README.md (one row per benchmark: figure, same-run baseline,
+ratio, goal, met or not), so the figures there are always the last measured ones. A
+benchmark that fails is recorded with its error and the others still run (exit status 1).
 
-    python -m bench [--sync-count N] [--no-readme]
+    python -m bench [--sync-count N] [--only NAME,...] [--no-readme]
+
+``--only`` runs the named benchmarks and keeps the other results of ``latest.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,68 +31,184 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 def run(module: str, *args: str) -> dict:
     print(f"bench: {module} {' '.join(args)}", file=sys.stderr)
-    out = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True,
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=False,
                          capture_output=True, text=True, timeout=1800)
-    return json.loads(out.stdout)
+    if out.returncode:
+        return {"error": f"{module} exited {out.returncode}: {out.stderr.strip()[-1500:]}",
+                "wall_s": round(time.monotonic() - started, 1)}
+    result = json.loads(out.stdout)
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    return result
 
 
-def _ms(figures: dict) -> str:
-    return ", ".join(f"{k} {figures[k]:.2f} ms" for k in ("p50", "p95", "p99"))
+def _ms(figures: dict, cuts: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
+    return ", ".join(f"{k} {figures[k]:.2f} ms" for k in cuts)
+
+
+def _s(figures: dict) -> str:
+    return f"median {figures['p50'] / 1000:.2f} s, p95 {figures['p95'] / 1000:.2f} s"
+
+
+def _met(ok: bool) -> str:
+    return "**yes**" if ok else "**no**"
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _search(s: dict) -> list[str]:
+    lat, q, goals = s["latency_ms"], s["queries"], s["goals"]
+    return [
+        _row(f"drug search, {q['prefixes']:,} keystroke prefixes of {q['names']} real names "
+             f"× {q['rounds']} rounds", "`python -m bench.search`", _ms(lat["search"]),
+             f"bare FTS5 trigram query: {_ms(lat['bare_trigram'])}",
+             f"p95 {s['ratio_to_bare_trigram']['p95']}×", "p95 ≤ 2 ms and ≤ 3× bare",
+             _met(goals["search_p95_le_2ms"] and goals["search_p95_le_3x_bare"])),
+        _row("full BDPM import (real 2022 extract)", "`python -m bench.search`",
+             f"{s['import']['seconds']} s, {s['database']['size_bytes'] / 1e6:.1f} MB, "
+             f"{s['import']['malformed_rows']} malformed rows reported", "—", "—", "≤ 10 s",
+             _met(goals["import_le_10s"])),
+    ]
+
+
+def _kiosk_start(k: dict) -> list[str]:
+    return [_row(f"kiosk cold start to the lock screen, {k['runs']} runs each, alternated",
+                 "`python -m bench.kiosk_start`", _s(k["kiosk_ms"]),
+                 f"bare Textual app (Static + Footer), same pseudo-terminal: {_s(k['bare_ms'])}",
+                 f"median {k['ratio']['p50']}×, p95 {k['ratio']['p95']}×",
+                 "median ≤ 1.5× bare", _met(k["goals"]["met"]))]
+
+
+def _sign_print(p: dict) -> list[str]:
+    cuts = ("p50", "p95")
+    return [_row(f"sign to last byte at the printer, virtual card in pcscd + TCP emulator, "
+                 f"{p['runs']} runs", "`python -m bench.sign_print`",
+                 _ms(p["sign_to_last_byte_ms"], cuts),
+                 f"card signature + bare TCP send of the same {p['job_bytes'] / 1000:.0f} kB "
+                 f"job: {_ms(p['bare_sign_plus_send_ms'], cuts)}",
+                 f"p95 {p['ratio']['p95']}×", "p95 ≤ 150 ms", _met(p["goals"]["met"]))]
+
+
+def _sync(y: dict) -> list[str]:
+    n = y["count"]
+    return [_row(f"registry drain, {n:,} prescriptions, loopback",
+                 f"`python -m bench.sync --count {n}`",
+                 f"engine one at a time {y['sequential']['push_s']} s "
+                 f"({y['sequential']['per_s']}/s); 4 in flight {y['concurrent']['push_s']} s; "
+                 f"peak {y['concurrent']['peak_rss_mb']} MB",
+                 f"bare httpx loop {y['bare']['seconds']} s ({y['bare']['per_s']}/s)",
+                 f"{y['sequential']['ratio']}× one at a time, {y['concurrent']['ratio']}× "
+                 "4 in flight", "≥ 0.7× bare (one at a time)",
+                 _met(y["goals"]["ratio_sequential_ok"]))]
+
+
+def _sync_faults(f: dict) -> list[str]:
+    e = f["engine"]
+    return [_row("registry drain with 20 % 500/503, 5 % resets, 5 % lost answers",
+                 f"`python -m bench.sync --count {f['count']} --faults`",
+                 f"{e['push_s']} s, {e['held']:,} held by the registry, "
+                 f"{e['acknowledged']:,} acknowledged, {e['replayed']} replays", "—", "—",
+                 "exactly once", _met(f["exactly_once"]))]
+
+
+def _store(m: dict) -> list[str]:
+    lat, build = m["latency_ms"], m["build"]
+    built = f"built in {build['seconds']:.0f} s" if build.get("seconds") else "reused"
+    per = m["history_size"]["median"]
+    return [_row(f"store of {m['count']:,} prescriptions ({per:.0f} per resident): "
+                 "a resident's history", "`python -m bench.store_million`",
+                 f"history ({per:.0f} prescriptions parsed) {_ms(lat['history'], ('p50', 'p95'))}"
+                 f"; whole resident file {_ms(lat['resident_file'], ('p50', 'p95'))}; "
+                 f"{m['bytes_per_prescription']:,} bytes per prescription; {built}",
+                 f"one row by rowid: {_ms(lat['bare_rowid'], ('p50', 'p95'))}; the history's "
+                 f"SQL alone: {_ms(lat['history_rows'], ('p50', 'p95'))}",
+                 f"p95 {m['ratio_history_to_bare_rowid_p95']}× one row",
+                 "history p95 ≤ 10 ms", _met(m["goals"]["met"]))]
+
+
+def _memory(m: dict) -> list[str]:
+    k, y = m["kiosk"], m["sync"]
+    kiosk = k["kiosk"]
+    return [
+        _row(f"kiosk peak memory (VmHWM): lock screen, card login, {kiosk['keystrokes']} "
+             f"keystrokes searching {kiosk['drugs']} drugs in the full BDPM",
+             "`python -m bench.memory`",
+             f"{kiosk['peak_mb']} MB (lock screen {kiosk['lock_screen_mb']} MB)",
+             f"bare Textual app, same keystrokes: {k['bare_textual']['peak_mb']} MB",
+             f"{k['ratio']}×", "≤ 150 MB", _met(m["goals"]["kiosk_met"])),
+        _row(f"sync service peak memory (VmHWM), `ordo sync run` draining {y['count']:,}",
+             "`python -m bench.memory`", f"{y['service_peak_mb']} MB",
+             f"python importing httpx: {y['bare_httpx_peak_mb']} MB", f"{y['ratio']}×",
+             "≤ 80 MB", _met(m["goals"]["sync_met"])),
+    ]
+
+
+ROWS: dict[str, Callable[[dict], list[str]]] = {
+    "search": _search, "kiosk_start": _kiosk_start, "sign_print": _sign_print,
+    "sync": _sync, "sync_faults": _sync_faults, "store_million": _store, "memory": _memory}
 
 
 def table(results: dict) -> str:
-    rows = ["| benchmark | command | figure | baseline in the same run | ratio |",
-            "|---|---|---|---|---|"]
-    s = results.get("search")
-    if s:
-        lat, q = s["latency_ms"], s["queries"]
-        rows.append(
-            f"| drug search, {q['prefixes']:,} keystroke prefixes of {q['names']} real names "
-            f"× {q['rounds']} rounds | `python -m bench.search` | {_ms(lat['search'])} | "
-            f"bare FTS5 trigram query: {_ms(lat['bare_trigram'])} | "
-            f"p95 {s['ratio_to_bare_trigram']['p95']}× (goal ≤ 3×, p95 ≤ 2 ms) |")
-        rows.append(
-            f"| full BDPM import (real 2022 extract) | `python -m bench.search` | "
-            f"{s['import']['seconds']} s, {s['database']['size_bytes'] / 1e6:.1f} MB, "
-            f"{s['import']['malformed_rows']} malformed rows reported | — | goal ≤ 10 s |")
-    y = results.get("sync")
-    if y:
-        n = y["count"]
-        rows.append(
-            f"| registry drain, {n:,} prescriptions, loopback | `python -m bench.sync "
-            f"--count {n}` | engine one at a time {y['sequential']['push_s']} s "
-            f"({y['sequential']['per_s']}/s); 4 in flight {y['concurrent']['push_s']} s; "
-            f"peak {y['concurrent']['peak_rss_mb']} MB | bare httpx loop "
-            f"{y['bare']['seconds']} s ({y['bare']['per_s']}/s) | "
-            f"{y['sequential']['ratio']}× one at a time, {y['concurrent']['ratio']}× "
-            f"4 in flight (goal ≥ 0.7×) |")
-    f = results.get("sync_faults")
-    if f:
-        e = f["engine"]
-        rows.append(
-            f"| registry drain with 20 % 500/503, 5 % resets, 5 % lost answers | "
-            f"`python -m bench.sync --count {f['count']} --faults` | {e['push_s']} s, "
-            f"{e['held']:,} held by the registry, {e['acknowledged']:,} acknowledged, "
-            f"{e['replayed']} replays | — | exactly once: {f['exactly_once']} |")
+    rows = ["| benchmark | command | figure | baseline in the same run | ratio | goal | met |",
+            "|---|---|---|---|---|---|---|"]
+    for name, render in ROWS.items():
+        result = results.get(name)
+        if not result:
+            continue
+        if "error" in result:
+            rows.append(_row(name, f"`python -m bench.{name.removesuffix('_faults')}`",
+                             "failed: " + result["error"].splitlines()[-1][:200]
+                             .replace("|", "/"), "—", "—", "—", "—"))
+            continue
+        rows += render(result)
     load = os.getloadavg()
+    runner = results.get("runner", {})
     rows.append("")
     rows.append(f"Machine: {os.cpu_count()} CPUs, load average at the end "
-                f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.")
+                f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+                + (f"; the whole run took {runner['seconds'] / 60:.1f} min."
+                   if runner.get("seconds") else "."))
     return "\n".join(rows)
+
+
+def plan(sync_count: int) -> dict[str, tuple[str, ...]]:
+    """What ``make bench`` runs, in this order (the long store build last)."""
+    return {
+        "search": ("bench.search",),
+        "kiosk_start": ("bench.kiosk_start",),
+        "sign_print": ("bench.sign_print",),
+        "sync": ("bench.sync", "--count", str(sync_count)),
+        "sync_faults": ("bench.sync", "--count", "1000", "--faults"),
+        "memory": ("bench.memory",),
+        "store_million": ("bench.store_million",),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sync-count", type=int, default=2000)
+    parser.add_argument("--only", help="comma-separated benchmarks: " + ", ".join(ROWS))
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
-    results = {
-        "search": run("bench.search"),
-        "sync": run("bench.sync", "--count", str(args.sync_count)),
-        "sync_faults": run("bench.sync", "--count", "1000", "--faults"),
-    }
+    todo = plan(args.sync_count)
+    results: dict = {}
+    if args.only:
+        wanted = [name.strip() for name in args.only.split(",")]
+        unknown = [name for name in wanted if name not in todo]
+        if unknown:
+            parser.error(f"unknown benchmark(s) {unknown}: expected {', '.join(todo)}")
+        todo = {name: todo[name] for name in wanted}
+        if RESULTS.exists():
+            results = json.loads(RESULTS.read_text("utf-8"))
+    started = time.monotonic()
+    for name, (module, *module_args) in todo.items():
+        results[name] = run(module, *module_args)
+    if not args.only:
+        results["runner"] = {"seconds": round(time.monotonic() - started, 1)}
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
     text = table(results)
     print(text)
     if not args.no_readme:
@@ -94,7 +216,7 @@ def main() -> int:
         head, rest = readme.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
         README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}", "utf-8")
-    return 0
+    return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+"""Shared helpers of the benchmarks: percentiles, peak memory, pcscd, a pseudo-terminal
+runner and a prepared data directory.
+
+Nothing here runs at import time and the imports are the standard library's only, so a
+benchmark's child process (``python -m bench.X --child ...``) pays for what it measures and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pty
+import select
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BDPM = ROOT.parent / "shared" / "data" / "bdpm"
+CLI = [sys.executable, "-c", "from appliance.cli import main; main()"]
+DEMO_AM = "751234567"
+PIN = "1234"
+# vpcd slot 1 (TCP 35964): slot 0 belongs to the integration tests running beside us.
+BENCH_SLOT = 1
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(),
+            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max/mean of durations given in seconds, in milliseconds."""
+    ordered = sorted(seconds)
+    if len(ordered) == 1:
+        only = round(ordered[0] * 1000, 2)
+        return {"p50": only, "p95": only, "p99": only, "max": only, "mean": only, "n": 1}
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50": round(cuts[49] * 1000, 2), "p95": round(cuts[94] * 1000, 2),
+            "p99": round(cuts[98] * 1000, 2), "max": round(ordered[-1] * 1000, 2),
+            "mean": round(statistics.fmean(ordered) * 1000, 2), "n": len(ordered)}
+
+
+def vm_hwm_kb(pid: int | str = "self") -> int:
+    """Peak resident set (``VmHWM``) of a process, in KiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- pcscd -------------------------------------------------------------------------------------
+class Pcscd:
+    """The running pcscd if it answers; else one started here (root) and stopped by ``stop``.
+
+    Never stops a pcscd it did not start: other helpers' tests share it."""
+
+    RUN = Path("/run/pcscd")
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def vpcd_readers() -> list[str]:
+        from smartcard import scard
+
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            return []
+        try:
+            hresult, names = scard.SCardListReaders(context, [])
+            return [n for n in names if n.startswith("Virtual PCD")] if hresult == 0 else []
+        finally:
+            scard.SCardReleaseContext(context)
+
+    def ensure(self, timeout_s: float = 10.0) -> bool:
+        """Make sure pcscd lists both vpcd readers; True if this call started it."""
+        if len(self.vpcd_readers()) <= BENCH_SLOT:
+            binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+            if not Path(binary).exists() or os.geteuid() != 0:
+                raise SystemExit("pcscd is not running and cannot be started here "
+                                 "(apt-get install pcscd vsmartcard-vpcd; root)")
+            for stale in (self.RUN / "pcscd.pid", self.RUN / "pcscd.comm"):
+                stale.unlink(missing_ok=True)
+            with open(self.log_path, "ab") as out:
+                self.process = subprocess.Popen([binary, "--foreground"], stdout=out,
+                                                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while len(self.vpcd_readers()) <= BENCH_SLOT:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit("pcscd does not list the vpcd reader of slot 1")
+            time.sleep(0.05)
+        return self.process is not None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stale in (self.RUN / "pcscd.pid", self.RUN / "pcscd.comm"):
+            stale.unlink(missing_ok=True)
+
+
+# -- a process on a pseudo-terminal ----------------------------------------------------------
+@dataclass
+class PtyRun:
+    seconds: float | None          # spawn to the first marker on the terminal
+    marker: str | None
+    peak_rss_kb: int = 0
+    output_bytes: int = 0
+    returncode: int | None = None
+    tail: str = field(default="", repr=False)
+
+
+def run_on_pty(argv: Sequence[str], markers: Sequence[str], *, env: dict[str, str],
+               cwd: Path = ROOT, timeout_s: float = 60.0, size: tuple[int, int] = (80, 24),
+               after: Callable[[int], None] | None = None) -> PtyRun:
+    """Start ``argv`` on a fresh pseudo-terminal of ``size`` (columns, rows), time it from
+    spawn until one of ``markers`` is drawn, call ``after(pid)`` if given, then end it
+    (SIGTERM, then SIGKILL) while draining its output."""
+    master, slave = pty.openpty()
+    columns, rows = size
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    wanted = [(m, m.encode("utf-8")) for m in markers]
+    started = time.monotonic()
+    proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                            env=env, start_new_session=True, close_fds=True)
+    os.close(slave)
+    seen: tuple[float, str] | None = None
+    buffer = bytearray()
+    try:
+        deadline = started + timeout_s
+        while seen is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            now = time.monotonic()
+            buffer += chunk
+            for text, raw in wanted:
+                if raw in buffer:
+                    seen = (now - started, text)
+                    break
+        peak = vm_hwm_kb(proc.pid)
+        if after is not None and seen is not None:
+            after(proc.pid)
+            peak = vm_hwm_kb(proc.pid) or peak
+    finally:
+        _end(proc, master)
+        os.close(master)
+    tail = bytes(buffer[-400:]).decode("utf-8", "replace")
+    return PtyRun(seen[0] if seen else None, seen[1] if seen else None, peak, len(buffer),
+                  proc.returncode, tail)
+
+
+def _end(proc: subprocess.Popen, master: int) -> None:
+    """SIGTERM, drain the terminal so that the process can write its last frame, then
+    SIGKILL after 10 s."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                os.read(master, 65536)
+            except OSError:
+                time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+# -- a data directory like the appliance's ---------------------------------------------------
+def write_settings(data_dir: Path, pki, printer_uri: str,
+                   registry_url: str = "http://127.0.0.1:9/fhir") -> Path:
+    """``ordo.toml`` trusting the test PKI, with the printer and registry given."""
+    roots = ", ".join(f'"{p}"' for p in pki.trust_roots)
+    crls = ", ".join(f'"{p}"' for p in pki.crls)
+    toml = data_dir / "ordo.toml"
+    toml.write_text(
+        '[establishment]\nname = "EHPAD Les Tilleuls (mesures)"\nfiness = "750000001"\n'
+        'address = "1 rue des Tilleuls, 75000 Paris"\n'
+        f'[printer]\nuri = "{printer_uri}"\n'
+        f'[registry]\nurl = "{registry_url}"\n'
+        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n", "utf-8")
+    return toml
+
+
+def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> tuple:
+    """A data directory as after installation: the test PKI, ``ordo.toml``, the store with
+    the demo residents and the demo physician (with his N° AM), and the BDPM imported
+    (``bdpm``: a directory; None for none). Returns ``(settings, pki, import_seconds)``."""
+    from appliance.config import load_settings
+    from appliance.domain.people import Practitioner, Role
+    from appliance.services import prescribing
+    from appliance.services.referential import import_bdpm
+    from appliance.store import open_store, repositories
+    from appliance.tui.demo_data import demo_residents
+    from drivers.card.pki import PROFILES, init_pki
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pki = init_pki(data_dir / "pki")
+    toml = write_settings(data_dir, pki, printer_uri)
+    settings = load_settings(config_file=toml, data_dir=data_dir, environ={})
+    store = open_store(settings.db_path)
+    try:
+        with store.write() as db:
+            repositories.upsert_residents(db, demo_residents())
+        p = PROFILES["physician"]
+        prescribing.add_practitioner(store, Practitioner(
+            id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
+            profession=p.profession, role=Role.PRESCRIBER, am=DEMO_AM), actor="bench")
+    finally:
+        store.close()
+    seconds = 0.0
+    if bdpm is not None:
+        started = time.monotonic()
+        import_bdpm(data_dir, str(bdpm))
+        seconds = time.monotonic() - started
+    return settings, pki, round(seconds, 2)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a measured child: ours without ORDO_* or systemd variables."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ORDO_", "TEXTUAL")) and k not in ("NOTIFY_SOCKET",
+                                                                 "WATCHDOG_USEC")}
+    env.update(extra)
+    return env

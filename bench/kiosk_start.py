@@ -1,0 +1,156 @@
+"""Benchmark of the kiosk's cold start to the lock screen, against a bare Textual app.
+
+Run from the repository root::
+
+    python -m bench.kiosk_start [--runs 10] [--keep DIR]
+
+It prepares a data directory as after installation (test PKI and ``ordo.toml`` trusting it,
+demo residents and physician, the full BDPM referential imported, a printer emulator on
+loopback), then starts, alternately and ``--runs`` times each after one warm-up each:
+
+- **kiosk**: ``ordo --data-dir DIR --config DIR/ordo.toml kiosk``, the command systemd runs,
+  i.e. the composition root (settings, store and migrations, trust store, referential, card
+  monitor on the real pcscd, print worker) and the Textual app;
+- **bare**: a Textual app with one ``Static`` (the lock screen's prompt) and a ``Footer``.
+
+Both are fresh ``python -c`` processes on a fresh 80x24 pseudo-terminal (Textual's own Linux
+driver, ``TERM=xterm-256color``, as on the appliance's terminal), with the same environment.
+The time is from spawn until the terminal has received the first frame showing the prompt
+("Insérez votre carte CPS"), read on the terminal's master side. Then the process gets
+SIGTERM. The peak resident set at that moment is reported too.
+
+The kiosk's card monitor starts as usual but its PC/SC client is pointed at a socket where
+no pcscd listens (``PCSCLITE_CSOCK_NAME``): pcscd is shared with the tests running beside
+the benchmarks, and a kiosk that saw their card in slot 0 would open it to show its holder.
+It then shows "Service carte arrêté" and keeps retrying in its thread, as it does when pcscd
+is down; the card path is measured by ``bench.sign_print`` and ``bench.memory``.
+
+Goal (issue 9): kiosk median ≤ 1.5 × the bare app's median. Prints JSON only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import (
+    CLI,
+    DEFAULT_BDPM,
+    ROOT,
+    child_env,
+    machine,
+    percentiles_ms,
+    prepare_data_dir,
+    run_on_pty,
+)
+
+GOAL_RATIO = 1.5
+PROMPT = "Insérez votre carte CPS"
+BARE_APP = f"""
+from textual.app import App
+from textual.widgets import Footer, Static
+
+
+class Bare(App):
+    def compose(self):
+        yield Static({PROMPT!r})
+        yield Footer(compact=True)
+
+
+Bare().run()
+"""
+KIOSK_IMPORTS = ("import appliance.cli, appliance.commands.kiosk, appliance.tui.app, "
+                 "appliance.services.referential, drivers.card.monitor, drivers.card.pcsc, "
+                 "drivers.printer.escpos, sync.localstore")
+BARE_IMPORTS = "import textual.app, textual.widgets"
+
+
+def _import_seconds(code: str, runs: int = 3) -> float:
+    """Median wall time of ``python -c code`` (where the start-up time goes)."""
+    times = []
+    for _ in range(runs):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                       capture_output=True)
+        times.append(time.monotonic() - started)
+    return round(statistics.median(times), 3)
+
+
+def measure(data_dir: Path, runs: int) -> dict:
+    env = child_env(TERM="xterm-256color", LANG="C.UTF-8", COLUMNS="80", LINES="24",
+                    PCSCLITE_CSOCK_NAME=str(data_dir / "no-pcscd.comm"))
+    kiosk = [*CLI, "--data-dir", str(data_dir), "--config", str(data_dir / "ordo.toml"),
+             "kiosk"]
+    bare = [sys.executable, "-c", BARE_APP]
+    samples: dict[str, list[float]] = {"kiosk": [], "bare": []}
+    peaks: dict[str, list[int]] = {"kiosk": [], "bare": []}
+    failures: list[str] = []
+    for index in range(runs + 1):                      # run 0 is the warm-up of each
+        order = [("kiosk", kiosk, [PROMPT]), ("bare", bare, [PROMPT])]
+        if index % 2:
+            order.reverse()
+        for name, argv, wanted in order:
+            result = run_on_pty(argv, wanted, env=env)
+            if result.seconds is None:
+                failures.append(f"{name}: no first frame (exit {result.returncode}): "
+                                f"{result.tail[-200:]!r}")
+                continue
+            if index == 0:
+                continue
+            samples[name].append(result.seconds)
+            peaks[name].append(result.peak_rss_kb)
+    if not samples["kiosk"] or not samples["bare"]:
+        raise SystemExit(f"kiosk_start: no measurement: {failures}")
+    kiosk_ms, bare_ms = percentiles_ms(samples["kiosk"]), percentiles_ms(samples["bare"])
+    ratio = {cut: round(kiosk_ms[cut] / bare_ms[cut], 2) for cut in ("p50", "p95")}
+    return {
+        "runs": runs,
+        "kiosk_ms": kiosk_ms,
+        "bare_ms": bare_ms,
+        "ratio": ratio,
+        "peak_rss_at_first_frame_mb": {
+            name: round(statistics.median(values) / 1024, 1) for name, values in peaks.items()},
+        "imports_s": {"kiosk_modules": _import_seconds(KIOSK_IMPORTS),
+                      "textual": _import_seconds(BARE_IMPORTS),
+                      "python": _import_seconds("pass")},
+        "failures": failures,
+        "goals": {"ratio_max": GOAL_RATIO, "met": ratio["p50"] <= GOAL_RATIO},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="measured runs of each (10)")
+    parser.add_argument("--bdpm", type=Path, default=DEFAULT_BDPM,
+                        help="BDPM directory (default: the shared 2022 extract)")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args(argv)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-kiosk-"))
+    from drivers.printer.emulator import PrinterEmulator
+
+    emulator = PrinterEmulator(decode_qr=False).start()
+    try:
+        data_dir = work / "data"
+        _, _, import_s = prepare_data_dir(data_dir, printer_uri=emulator.uri,
+                                          bdpm=args.bdpm if args.bdpm.is_dir() else None)
+        result = {"machine_before": machine(), "bdpm_import_s": import_s}
+        result.update(measure(data_dir, args.runs))
+        result["machine_after"] = machine()
+    finally:
+        emulator.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Benchmark of sign-to-last-byte-at-the-printer with the virtual card, against a bare
+card signature plus a bare TCP send of the same job, same run.
+
+Run from the repository root::
+
+    python -m bench.sign_print [--runs 30] [--keep DIR]
+
+Real pieces: pcscd with the vsmartcard ``vpcd`` reader (the running pcscd, or one started
+here and stopped at the end), the virtual physician card in **slot 1** (TCP 35964; slot 0
+is left to the tests), the ESC/POS printer emulator over TCP in a process of its own (as a
+network printer is a box of its own), a real store. The physician logs in once with the
+card (PIN, challenge), then ``--runs`` drafts of three lines (two medications, one act) for
+a demo resident are made beforehand (not timed).
+
+Alternately, ``--runs`` times each:
+
+- **ordo**: ``prescribing.sign`` (the card signs the QR part through pcscd; prescription,
+  outbox row, print job and audit entry in one transaction) then ``PrintWorker.wake()``, as
+  the kiosk's review screen does; the print worker thread (its own store connection) builds
+  the ticket (layout, QR raster) and sends it with the status checks and the final
+  ``DLE EOT`` acknowledgement. Time: from the sign call to the emulator's last received
+  byte of that job (``time.monotonic``, one clock for both processes on Linux).
+- **bare**: ``CardSession.sign`` of the same bytes on the same card, then one TCP
+  connection that sends the raw bytes the emulator received for an Ordo job, in one
+  write, and reads the printer's answers. Same end point.
+
+Goal (issue 9): ordo p95 ≤ 150 ms. Prints JSON only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.common import (
+    BENCH_SLOT,
+    PIN,
+    ROOT,
+    Pcscd,
+    machine,
+    percentiles_ms,
+    prepare_data_dir,
+)
+
+GOAL_P95_MS = 150.0
+
+
+# -- the printer, in a process of its own ----------------------------------------------------
+def emulator_child() -> None:
+    """``--emulator``: serve on a free port, print ``{"port": N}``, then one JSON line per
+    job (its first and last byte on the monotonic clock; the raw bytes of job 1) until
+    stdin closes."""
+    from drivers.printer.emulator import PrinterEmulator
+
+    emulator = PrinterEmulator(decode_qr=False).start()
+    done = threading.Event()
+
+    def watch_stdin() -> None:
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    print(json.dumps({"port": emulator.port}), flush=True)
+    reported = 0
+    while not done.is_set():
+        jobs = emulator.wait_for_jobs(reported + 1, timeout=0.2)
+        for job in jobs[reported:]:
+            line = {"job": job.number, "first": job.first_byte, "last": job.last_byte,
+                    "bytes": len(job.raw), "complete": job.complete}
+            if job.number == 1:
+                line["raw"] = bytes(job.raw).hex()
+            print(json.dumps(line), flush=True)
+        reported = len(jobs)
+    emulator.stop()
+
+
+class EmulatorProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.sign_print", "--emulator"],
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        self.port = json.loads(self.proc.stdout.readline())["port"]
+
+    @property
+    def uri(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def next_job(self, timeout_s: float = 30.0) -> dict:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        if not ready:
+            raise SystemExit("sign_print: the printer emulator received no job")
+        return json.loads(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def bare_send(port: int, raw: bytes, answers: int) -> None:
+    """One connection, the job in one write, then the printer's status answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(raw)
+        got = 0
+        while got < answers:
+            data = sock.recv(16)
+            if not data:
+                break
+            got += len(data)
+
+
+# -- the run ------------------------------------------------------------------------------------
+def _draft():
+    from decimal import Decimal
+
+    from appliance.domain.posology import Duration, Posology
+    from appliance.domain.prescription import ActLine, MedicationLine
+    from appliance.services.drafts import Draft
+    from appliance.tui.demo_data import demo_residents
+
+    lines = [
+        MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
+                       posology=Posology(dose=Decimal(1), unit="comprimé",
+                                         moments=("matin", "midi", "soir"),
+                                         duration=Duration(5, "jour"))),
+        MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
+                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
+                                                         moments=("midi",)),
+                       quantity=Decimal(3)),
+        ActLine(text="NFS, CRP"),
+    ]
+    return Draft(resident=demo_residents()[0], lines=lines)
+
+
+def measure(work: Path, runs: int) -> dict:
+    from appliance.ports import sha256_digest_info
+    from appliance.services import prescribing
+    from appliance.services.auth import authenticate
+    from appliance.services.printing import PrintQueue, PrintWorker
+    from appliance.services.trust import load_trust_store
+    from appliance.store import audit, open_store
+    from drivers.card import virtual
+    from drivers.card.pcsc import PcscReader
+    from drivers.card.pki import PROFILES
+    from drivers.printer.escpos import EscPosOrderPrinter
+
+    emulator = EmulatorProcess()
+    data_dir = work / "data"
+    inserted = None
+    session = worker = None
+    stores = []
+    try:
+        settings, _pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
+        inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
+        store = open_store(settings.db_path, migrate=False)
+        stores.append(store)
+        trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
+        reader = PcscReader()
+        card = reader.open(reader.readers().index(inserted.reader))
+        session = authenticate(card, PIN, trust, audit=functools.partial(audit.append, store),
+                               idle_timeout_s=3600.0)
+        doctor = PROFILES["physician"].id_nat_ps
+        drafts = prescribing.import_drafts(store, [(doctor, _draft())] * (runs + 1),
+                                           ids=prescribing.IdAllocator(), actor=doctor)
+        worker_store = open_store(settings.db_path, migrate=False)
+        stores.append(worker_store)
+        worker = PrintWorker(PrintQueue(worker_store, EscPosOrderPrinter.from_settings(settings)),
+                             idle_s=3600.0)
+        worker.start()
+
+        def ordo(prescription_id: str) -> tuple[float, float, dict]:
+            started = time.monotonic()
+            prescribing.sign(store, session, prescription_id)
+            signed = time.monotonic()
+            worker.wake()
+            job = emulator.next_job()
+            if not job["complete"]:
+                raise SystemExit(f"sign_print: job {job['job']} incomplete")
+            return job["last"] - started, signed - started, job
+
+        # Warm-up (not counted): the first job also gives the bytes for the bare sends.
+        _, _, first = ordo(drafts[0].id)
+        raw = bytes.fromhex(first["raw"])
+        answers = raw.count(b"\x10\x04")
+        signed_bytes = bytes(store.query("SELECT signed_payload FROM prescriptions WHERE id = ?",
+                                         (drafts[0].id,))[0]["signed_payload"])
+
+        def bare() -> tuple[float, float, dict]:
+            started = time.monotonic()
+            session.card.sign(sha256_digest_info(signed_bytes))
+            signed = time.monotonic()
+            bare_send(emulator.port, raw, answers)
+            job = emulator.next_job()
+            return job["last"] - started, signed - started, job
+
+        total: dict[str, list[float]] = {"ordo": [], "bare": []}
+        sign_part: dict[str, list[float]] = {"ordo": [], "bare": []}
+        wire: dict[str, list[float]] = {"ordo": [], "bare": []}
+        for index, draft in enumerate(drafts[1:]):
+            order = ["ordo", "bare"] if index % 2 == 0 else ["bare", "ordo"]
+            for name in order:
+                seconds, sign_s, job = ordo(draft.id) if name == "ordo" else bare()
+                total[name].append(seconds)
+                sign_part[name].append(sign_s)
+                wire[name].append(job["last"] - job["first"])
+        worker.stop()                               # lets it mark the last job done
+        worker = None
+        printed = store.query("SELECT count(*) AS n FROM print_jobs WHERE status = 'done'")
+        ordo_ms, bare_ms = percentiles_ms(total["ordo"]), percentiles_ms(total["bare"])
+        return {
+            "runs": runs,
+            "job_bytes": len(raw),
+            "sign_to_last_byte_ms": ordo_ms,
+            "bare_sign_plus_send_ms": bare_ms,
+            "ratio": {cut: round(ordo_ms[cut] / bare_ms[cut], 2) for cut in ("p50", "p95")},
+            "breakdown_p50_ms": {
+                "ordo_sign_and_store": percentiles_ms(sign_part["ordo"])["p50"],
+                "bare_card_signature": percentiles_ms(sign_part["bare"])["p50"],
+                "ordo_first_to_last_byte": percentiles_ms(wire["ordo"])["p50"],
+                "bare_first_to_last_byte": percentiles_ms(wire["bare"])["p50"],
+            },
+            "jobs_done": printed[0]["n"],
+            "jobs_expected": runs + 1,
+            "reader": inserted.reader,
+            "goals": {"p95_max_ms": GOAL_P95_MS, "met": ordo_ms["p95"] <= GOAL_P95_MS},
+        }
+    finally:
+        if worker is not None:
+            worker.stop()
+        if session is not None:
+            session.logout()
+        for store in stores:
+            store.close()
+        if inserted is not None:
+            virtual.remove(data_dir, BENCH_SLOT)
+        emulator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="measured runs of each (30)")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--emulator", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.emulator:
+        emulator_child()
+        return 0
+    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sign-"))
+    work.mkdir(parents=True, exist_ok=True)
+    pcscd = Pcscd(work / "pcscd.log")
+    try:
+        started_pcscd = pcscd.ensure()
+        result = {"machine_before": machine(), "pcscd_started_here": started_pcscd}
+        result.update(measure(work, args.runs))
+        result["machine_after"] = machine()
+    finally:
+        pcscd.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
