@@ -239,8 +239,9 @@ def parse_rates(value: str) -> tuple[int, ...]:
 
 
 def _int(value: str, what: str) -> int:
-    if not value.isdigit():
-        raise RowRefused(f"bad {what} {value!r}: expected a number")
+    # ASCII digits only ("²" passes isdigit but not int), few enough for SQLite's INTEGER
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise RowRefused(f"bad {what} {value!r}: expected a number of at most 9 digits")
     return int(value)
 
 
