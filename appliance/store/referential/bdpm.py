@@ -221,6 +221,8 @@ def parse_price(value: str, what: str = "price") -> int | None:
     if match is None:
         raise RowRefused(f"bad {what} {value!r}: expected euros with a decimal comma")
     units = re.sub(r"\D", "", match.group(1))
+    if len(units) > 9:  # int() refuses 4300 digits, SQLite's INTEGER far fewer
+        raise RowRefused(f"bad {what} {value[:20]!r}: more than 9 digits of euros")
     return int(units) * 100 + int(match.group(2) or 0)
 
 
