@@ -46,7 +46,11 @@ def parse_devices(data: bytes, name: str) -> ParsedFile[DeviceRow]:
             parsed.errors.append(line)
             continue
         if columns is None:
-            header = [cell.upper() for cell in _cells(line)]
+            try:
+                header = [cell.upper() for cell in _cells(line)]
+            except csv.Error as exc:
+                raise ValidationError(f"{name}:{number}", line[:80],
+                                      f"a readable CSV header ({exc})") from None
             if CODE_COLUMN not in header or LABEL_COLUMN not in header:
                 raise ValidationError(
                     f"{name}:{number}", line[:80],
@@ -55,7 +59,11 @@ def parse_devices(data: bytes, name: str) -> ParsedFile[DeviceRow]:
             columns = (header.index(CODE_COLUMN), header.index(LABEL_COLUMN))
             parsed.header = number
             continue
-        cells = _cells(line) if line.strip() else []
+        try:
+            cells = _cells(line) if line.strip() else []
+        except csv.Error as exc:  # a lone CR inside the line, a field over csv's size limit
+            parsed.errors.append(RowError(name, number, f"unreadable CSV line ({exc})"))
+            continue
         error = None
         if not cells:
             error = "empty line"
