@@ -81,7 +81,7 @@ def parse_scan(text: str) -> Scan | None:
         return None
     try:
         data = gs1_128.info(element, separator=GS)
-    except (StdnumError, ValueError, KeyError):
+    except (StdnumError, ValueError, KeyError, ArithmeticError):  # Decimal("") for "(3103)"
         return None
     gtin = data.get(AI_GTIN)
     if not isinstance(gtin, str) or len(gtin) != GTIN14_LENGTH:
