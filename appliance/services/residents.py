@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from appliance.domain.ids import Ins
 from appliance.domain.people import Resident
@@ -88,7 +90,11 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
     first = text.splitlines()[0] if text else ""
     delimiter = ";" if first.count(";") >= first.count(",") else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:  # e.g. a field over csv's size limit
+        return [], [RowError(1, "*", f"unreadable header row ({exc})")]
+    header = [h.strip().lower() for h in (fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         return [], [RowError(1, ",".join(missing), "missing from the header row")]
@@ -96,7 +102,7 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
     good: list[tuple[int, Resident]] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
-    for row in reader:
+    for row in _rows(reader, errors):
         line = reader.line_num
         if None in row:
             errors.append(RowError(line, "*", "more fields than the header"))
@@ -120,6 +126,16 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
         seen[resident.ins.value] = line
         good.append((line, resident))
     return good, errors
+
+
+def _rows(reader: csv.DictReader, errors: list[RowError]) -> Iterator[dict[str, Any]]:
+    """The reader's rows until one cannot be read (a stray quote that runs past csv's field
+    size limit), which is reported and ends the file."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        errors.append(RowError(reader.line_num + 1, "*",  # the line it could not finish
+                               f"unreadable from this line on ({exc})"))
 
 
 def _sex(text: str) -> str:
