@@ -59,7 +59,7 @@ class ImportReport:
 def decode(data: bytes) -> str:
     """UTF-8 (BOM or not), else cp1252 (the EHPAD software's Windows exports)."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
+        data = data[3:]  # a BOM then bytes that are not UTF-8: read them as cp1252 too
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
