@@ -123,7 +123,7 @@ def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
         out.add(path, "expected an object")
         return None
     kind = raw.get("type")
-    if kind not in KNOWN_LINE_KEYS:
+    if not isinstance(kind, str) or kind not in KNOWN_LINE_KEYS:  # [] is unhashable
         out.add(f"{path}.type", f"{kind!r}: expected medication, device or act")
         return None
     for key in sorted(set(raw) - KNOWN_LINE_KEYS[kind]):
@@ -193,7 +193,7 @@ def _medication(path: str, raw: Mapping[str, Any], ald: bool, drugs: DrugLookup,
     if raw.get("quantity") is not None:
         quantity = _guard(out, f"{path}.quantity", lambda: _decimal(raw["quantity"]))
     ns = raw.get("non_substitution")
-    if ns is not None and ns not in NonSubstitution.__members__:
+    if ns is not None and (not isinstance(ns, str) or ns not in NonSubstitution.__members__):
         out.add(f"{path}.non_substitution", f"{ns!r}: expected MTE, EFG or CIF")
     instructions = raw.get("instructions", "")
     if not isinstance(instructions, str):
