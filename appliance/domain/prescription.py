@@ -62,6 +62,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _text(field_name: str, value: str, limit: int, required: bool = True) -> str:
+    if not isinstance(value, str | None):  # e.g. 5 or {} from a JSON document
+        raise ValidationError(field_name, value, "a text")
     value = (value or "").strip()
     if required and not value:
         raise ValidationError(field_name, value, "a non-empty text")
