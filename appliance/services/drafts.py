@@ -284,6 +284,6 @@ def resident_matcher(residents: Callable[[], list[Resident]]) -> ResidentFinder:
         last, first = fold(str(query["nom"])), fold(str(query["prenoms"]))
         return [r for r in everyone if r.birth_date == born
                 and last in {fold(r.birth_name), fold(r.used_name or "")}
-                and fold(r.first_names).split()[0] == first.split()[0]]
+                and fold(r.first_names).split()[:1] == first.split()[:1]]  # "" if blank
 
     return find
