@@ -298,6 +298,17 @@ class Prescription:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prescription:
+        """Load ``to_dict()`` output; a missing or malformed part is a ``ValidationError``."""
+        try:
+            return cls._from_dict(data)
+        except KeyError as exc:
+            raise ValidationError(f"prescription.{exc.args[0]}", None, "a value") from None
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            raise ValidationError("prescription", type(exc).__name__,
+                                  f"a prescription as Ordo stores it ({exc})") from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> Prescription:
         p, r = data["prescriber"], data["resident"]
         return cls(
             id=data["id"],
@@ -325,6 +336,17 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def line_from_dict(data: Mapping[str, Any]) -> Line:
+    """Load ``to_dict()`` output of a line; a malformed one is a ``ValidationError``."""
+    try:
+        return _line_from_dict(data)
+    except KeyError as exc:
+        raise ValidationError(f"line.{exc.args[0]}", None, "a value") from None
+    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        raise ValidationError("line", type(exc).__name__,
+                              f"a line as Ordo stores it ({exc})") from None
+
+
+def _line_from_dict(data: Mapping[str, Any]) -> Line:
     kind = data.get("kind")
     if kind == "medication":
         ns = data.get("non_substitution")
