@@ -439,7 +439,8 @@ class FreeTextPosology:
         if not isinstance(self.text, str):
             raise _fail("text", self.text, expected)
         text = _clean_text(self.text)
-        bad = any(unicodedata.category(c) == "Cc" and c != "\n" for c in text)
+        # Cs: a lone surrogate (JSON "\ud800") that no UTF-8 document can carry
+        bad = any(unicodedata.category(c) in ("Cc", "Cs") and c != "\n" for c in text)
         if not text or len(text) > _MAX_TEXT or bad:
             raise _fail("text", self.text, expected)
         object.__setattr__(self, "text", text)

@@ -65,6 +65,8 @@ def _text(field_name: str, value: str, limit: int, required: bool = True) -> str
     if not isinstance(value, str | None):  # e.g. 5 or {} from a JSON document
         raise ValidationError(field_name, value, "a text")
     value = (value or "").strip()
+    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
+        raise ValidationError(field_name, value, "text without lone surrogates")
     if required and not value:
         raise ValidationError(field_name, value, "a non-empty text")
     if len(value) > limit:
