@@ -29,6 +29,8 @@ def _name(field: str, value: str, required: bool = True) -> str:
         raise ValidationError(field, value, "a non-empty name")
     if len(value) > 100:
         raise ValidationError(field, value, "at most 100 characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
+        raise ValidationError(field, value, "a name without lone surrogates")
     return value
 
 
