@@ -131,6 +131,8 @@ STORED = prescription(PID).to_dict()
 @example({**STORED, "resident": {**STORED["resident"], "sex": "X"}})
 @example({**STORED, "created_at": 5})
 @example({**STORED, "lines": 3})
+@example({**STORED, "prescriber": {**STORED["prescriber"], "last_name": "DURAND\ud800"}})
+@example({**STORED, "resident": {**STORED["resident"], "first_names": "Jeanne\udcff"}})
 def test_stored_prescriptions_load_or_name_the_field(data):
     result = outcome(Prescription.from_dict, data)
     if isinstance(result, ValidationError):
