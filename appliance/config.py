@@ -269,7 +269,11 @@ def load_settings(
             key = f"{name}.{f.name}"
             value = _coerce(key, raw[name][f.name], hints[name][f.name])
             check = f.metadata.get("check")
-            if check is not None and not check(value):
+            try:
+                ok = check is None or check(value)
+            except ValueError:  # urlsplit: a port out of range, a broken IPv6 host
+                ok = False
+            if not ok:
                 raise ConfigError(key, value, f.metadata["expected"])
             values[f.name] = value
         sections[name] = cls(**values)
