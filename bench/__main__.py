@@ -7,9 +7,10 @@ the same run. This runner only starts them, one after the other, stores what the
 ratio, goal, met or not), so the figures there are always the last measured ones. A
 benchmark that fails is recorded with its error and the others still run (exit status 1).
 
-    python -m bench [--sync-count N] [--only NAME,...] [--no-readme]
+    python -m bench [--sync-count N] [--only NAME,...] [--no-readme] [--table-only]
 
-``--only`` runs the named benchmarks and keeps the other results of ``latest.json``.
+``--only`` runs the named benchmarks and keeps the other results of ``latest.json``;
+``--table-only`` runs nothing and writes the table of ``latest.json`` again.
 """
 
 from __future__ import annotations
@@ -163,10 +164,10 @@ def table(results: dict) -> str:
                              .replace("|", "/"), "—", "—", "—", "—"))
             continue
         rows += render(result)
-    load = os.getloadavg()
     runner = results.get("runner", {})
+    load = runner.get("loadavg_end") or os.getloadavg()
     rows.append("")
-    rows.append(f"Machine: {os.cpu_count()} CPUs, load average at the end "
+    rows.append(f"Machine: {runner.get('cpus', os.cpu_count())} CPUs, load average at the end "
                 f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
                 + (f"; the whole run took {runner['seconds'] / 60:.1f} min."
                    if runner.get("seconds") else "."))
@@ -191,24 +192,32 @@ def main() -> int:
     parser.add_argument("--sync-count", type=int, default=2000)
     parser.add_argument("--only", help="comma-separated benchmarks: " + ", ".join(ROWS))
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     todo = plan(args.sync_count)
     results: dict = {}
-    if args.only:
+    whole_run = not (args.only or args.table_only)
+    if args.table_only:
+        todo = {}
+    elif args.only:
         wanted = [name.strip() for name in args.only.split(",")]
         unknown = [name for name in wanted if name not in todo]
         if unknown:
             parser.error(f"unknown benchmark(s) {unknown}: expected {', '.join(todo)}")
         todo = {name: todo[name] for name in wanted}
-        if RESULTS.exists():
-            results = json.loads(RESULTS.read_text("utf-8"))
+    if not whole_run and RESULTS.exists():
+        results = json.loads(RESULTS.read_text("utf-8"))
     started = time.monotonic()
     for name, (module, *module_args) in todo.items():
         results[name] = run(module, *module_args)
-    if not args.only:
-        results["runner"] = {"seconds": round(time.monotonic() - started, 1)}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    if todo:
+        runner = results.setdefault("runner", {})
+        runner.update(cpus=os.cpu_count(), loadavg_end=[round(x, 2) for x in os.getloadavg()])
+        if whole_run:
+            runner["seconds"] = round(time.monotonic() - started, 1)
+    if todo:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
     text = table(results)
     print(text)
     if not args.no_readme:
