@@ -240,6 +240,12 @@ def load_settings(
             user = tomllib.loads(config_path.read_text("utf-8"))
         except FileNotFoundError:
             raise ConfigError("--config", str(config_path), "an existing TOML file") from None
+        except OSError as exc:  # a directory, no permission
+            raise ConfigError("--config", str(config_path),
+                              f"a readable TOML file ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", str(config_path),
+                              f"UTF-8 text (byte {exc.start + 1} is not)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(config_path), f"valid TOML ({exc})") from None
         for section, values in user.items():
