@@ -248,6 +248,9 @@ def load_settings(
                               f"UTF-8 text (byte {exc.start + 1} is not)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(config_path), f"valid TOML ({exc})") from None
+        except RecursionError:  # tomllib recurses into nested arrays and tables
+            raise ConfigError("--config", str(config_path), "valid TOML, not nested so deep") \
+                from None
         for section, values in user.items():
             if section not in raw or not isinstance(values, dict):
                 raise ConfigError(section, values, f"a section among {', '.join(raw)}")
