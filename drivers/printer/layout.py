@@ -190,9 +190,17 @@ def qr_spec(payload: str, width_dots: int) -> QrSpec:
     return best
 
 
+# ISO/IEC 18004 §7.8: a reader decodes any of the 8 masks (the mask is in the format
+# information). qrcode's search for the lowest-penalty mask costs ~130 ms on a version 27-31
+# symbol, most of the sign-to-print time; mask 0 costs ~30 ms. Every test decodes the printed
+# raster with zxing-cpp, so a mask that scanned badly would fail them.
+QR_MASK = 0
+
+
 def qr_matrix(payload: str, spec: QrSpec) -> list[list[bool]]:
     """The modules (True = dark), without quiet zone, in alphanumeric mode."""
-    code = qrcode.QRCode(version=spec.version, error_correction=_ECC[spec.ecc], border=0)
+    code = qrcode.QRCode(version=spec.version, error_correction=_ECC[spec.ecc], border=0,
+                         mask_pattern=QR_MASK)
     code.add_data(qrcode.util.QRData(payload.encode("ascii"), mode=qrcode.util.MODE_ALPHA_NUM))
     code.make(fit=False)
     return code.get_matrix()
