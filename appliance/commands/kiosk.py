@@ -336,6 +336,8 @@ def _load_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise DraftInvalid([DraftProblem(
             "$", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from exc
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 5,000 nested arrays
+        raise DraftInvalid([DraftProblem("$", f"unreadable JSON ({exc})")]) from exc
 
 
 def _split_prescriber(data: Any, base: str, required: bool
