@@ -10,10 +10,13 @@ others return a valid object (that serialises back to the same document) or rais
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from appliance.commands.kiosk import _load_json
 from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription import (
     MAX_RENEWALS,
@@ -27,7 +30,7 @@ from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.errors import ValidationError
 from appliance.services.drafts import Draft, DraftInvalid, parse_draft, resident_matcher
 from tests.factories import prescription, resident
-from tests.unit.test_fuzz_strategies import FUZZ, json_values, mutated, outcome
+from tests.unit.test_fuzz_strategies import FUZZ, flip_bytes, json_values, mutated, outcome
 
 PID = PrescriptionIdGenerator(clock_ms=lambda: 1_764_000_000_000).new()
 R1 = resident(1)
@@ -85,7 +88,10 @@ def _parse(data):
 @example({**DRAFT, "lines": [{**DRAFT["lines"][1], "posology": {"kind": "text",
                                                                  "text": "\ud800"}}]})
 def test_drafts_are_accepted_or_refused_with_every_problem_and_its_path(data):
-    result = outcome(_parse, data)
+    _check_draft(outcome(_parse, data))
+
+
+def _check_draft(result: object) -> None:
     if isinstance(result, DraftInvalid):
         assert result.problems
         for problem in result.problems:
@@ -156,3 +162,29 @@ def test_stored_lines_load_or_name_the_field(data):
         return
     assert isinstance(result, MedicationLine | DeviceLine | ActLine)
     assert line_from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+# -- the draft file as ``ordo`` reads it ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def draft_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz-draft") / "draft.json"
+
+
+@settings(FUZZ, max_examples=150)
+@given(st.one_of(
+    st.sampled_from([DRAFT, DRAFT_BY_IDENTITY]).flatmap(mutated).map(
+        lambda doc: json.dumps(doc).encode("utf-8", "surrogatepass")),
+    st.sampled_from([DRAFT]).map(lambda doc: json.dumps(doc).encode()).flatmap(flip_bytes),
+    st.binary(max_size=200),
+))
+@example(b"[" * 5000)                                 # RecursionError in json.loads
+@example(b'{"renewals": ' + b"9" * 5000 + b"}")       # ValueError: int over 4,300 digits
+@example(b"\xef\xbb\xbf{}")
+@example(b'{"lines": "\xe9"}')
+def test_draft_files_load_or_are_refused_as_draft_invalid(draft_path, data):
+    draft_path.write_bytes(data)
+    result = outcome(_load_json, draft_path)
+    if isinstance(result, DraftInvalid):
+        assert result.problems and result.problems[0].path == "$"
+        return
+    _check_draft(outcome(_parse, result))
