@@ -20,10 +20,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from appliance.domain.prescription import State
 from appliance.errors import RegistryError
 from appliance.ports import DispensationPage, RegistryReceipt, RegistryUnavailable
+from sync import codes, fhir
 from sync.client import RegistryClient
-from tests.unit.test_fuzz_registry import CANCEL_RECEIPT, PAGE, PID, RECEIPT
+from sync.engine import EngineConfig, PullReport, SyncEngine
+from tests.unit.test_fuzz_registry import CANCEL_RECEIPT, DISPENSE, PAGE, PID, RECEIPT
 from tests.unit.test_fuzz_strategies import FUZZ, json_values, mutated
 
 pytestmark = pytest.mark.integration
@@ -185,3 +188,47 @@ def test_an_answer_cut_short_is_registry_unavailable(fuzz_server, fuzz_client):
     fuzz_server.answer = Answer(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{")
     with pytest.raises(RegistryUnavailable, match="connection lost"):
         fuzz_client.capabilities()
+
+
+# -- the sync engine pulling a feed that says anything ------------------------------------------
+def _about(resource: dict, prescription_id: str, line: int) -> dict:
+    """A MedicationDispense about line ``line`` of ``prescription_id``."""
+    return {**resource, "authorizingPrescription": [{"identifier": {
+        "system": codes.LINE_ID_SYSTEM, "value": fhir.line_identifier(prescription_id, line)}}]}
+
+
+@st.composite
+def feeds(draw, prescription_id: str) -> Answer:
+    """Mostly a page of dispensations about the signed prescription (mutated), else any
+    answer; every page points to itself as ``next`` so that the pull ends."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(answers())
+    items = [_about({**DISPENSE, "identifier": [{"system": codes.DISPENSE_ID_SYSTEM,
+                                                  "value": f"D-{draw(st.integers(0, 9))}"}]},
+                    prescription_id, draw(st.integers(1, 5)))
+             for _ in range(draw(st.integers(0, 3)))]
+    page = {**PAGE, "entry": [{"resource": item} for item in items]}
+    body = json.dumps(draw(mutated(page, 2)) if draw(st.booleans()) else page).encode()
+    return Answer(raw=b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_the_engine_pulls_any_feed_without_raising(fuzz_server, fuzz_client, rx):
+    """Pages are applied (or the pull stops with an error recorded); the prescription only
+    moves along its state machine."""
+    signed = rx.sign()[0]
+    engine = SyncEngine(rx.store, fuzz_client, EngineConfig(page_size=100))
+    allowed = {State.SIGNED, State.REGISTERED, State.PARTIALLY_DISPENSED, State.DISPENSED}
+
+    @settings(FUZZ, max_examples=60)
+    @given(answer=feeds(signed.id))
+    def pull(answer: Answer) -> None:
+        fuzz_server.answer = answer
+        report = engine.pull()
+        assert isinstance(report, PullReport)
+        assert report.error is None or report.error.strip()
+        assert State(rx.state(signed.id)) in allowed
+
+    pull()
+    # the valid pages did get through: dispensations stored, the prescription moved on
+    assert rx.store.query("SELECT count(*) AS n FROM dispensations")[0]["n"] > 0
+    assert State(rx.state(signed.id)) in {State.PARTIALLY_DISPENSED, State.DISPENSED}
