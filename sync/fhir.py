@@ -528,6 +528,7 @@ def dispensation_from_fhir(resource: Any) -> Dispensation:
     for coding in _items(med.get("coding")):
         if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
             code, system = coding["code"], coding.get("system")
+            system = system if isinstance(system, str) else None  # SQLite stores no list
             label = label or str(coding.get("display") or "")
             break
     quantity = unit = None
