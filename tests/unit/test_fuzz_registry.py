@@ -115,6 +115,8 @@ def test_receipts_parse_or_name_the_path(body):
 @example({**DISPENSE, "substitution": {"type": "G"}})
 @example({**DISPENSE, "substitution": {"reason": 3}})
 @example({**DISPENSE, "performer": 5})
+@example({**DISPENSE, "medicationCodeableConcept": {"coding": [
+    {"system": [codes.CIP13_SYSTEM], "code": "3400930000000"}]}})  # found by this test
 @example({**DISPENSE, "quantity": {"value": "1e999999999"}})
 @example({**DISPENSE, "quantity": {"value": 1e-300}})
 @example({**DISPENSE, "whenHandedOver": "9999-12-31T23:59:59-01:00"})
