@@ -120,7 +120,7 @@ def _store(m: dict) -> list[str]:
     per = m["history_size"]["median"]
     return [_row(f"store of {m['count']:,} prescriptions ({per:.0f} per resident): "
                  "a resident's history", "`python -m bench.store_million`",
-                 f"history ({per:.0f} prescriptions parsed) {_ms(lat['history'], ('p50', 'p95'))}"
+                 f"history ({per:.0f} prescriptions listed) {_ms(lat['history'], ('p50', 'p95'))}"
                  f"; whole resident file {_ms(lat['resident_file'], ('p50', 'p95'))}; "
                  f"{m['bytes_per_prescription']:,} bytes per prescription; {built}",
                  f"one row by rowid: {_ms(lat['bare_rowid'], ('p50', 'p95'))}; the history's "

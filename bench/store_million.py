@@ -21,8 +21,10 @@ generated: dispensations, drafts, cancellations, reprints.
 
 **Queries**, over random residents, interleaved (the database file is in the page cache):
 
-- ``history``: ``repositories.prescriptions_of(store, ins)``, the resident's prescriptions
-  as domain objects (what the kiosk's resident file starts with);
+- ``history``: ``repositories.history(store, ins)``, the resident's prescriptions as the
+  kiosk's resident file lists them (ID, state, dates, prescriber: index only, migration m005);
+- ``history_bodies``: ``repositories.prescriptions_of(store, ins)``, every prescription parsed
+  into domain objects (what the file did before m005);
 - ``resident_file``: ``load_views`` of the resident screen, the exact work the kiosk does
   to open a resident's file (history plus, per prescription, its outbox row, print jobs and
   dispensations), on fewer residents;
@@ -33,9 +35,6 @@ generated: dispensations, drafts, cancellations, reprints.
 - ``print_jobs_lookup_unindexed``: one ``print_jobs`` lookup by prescription forced to scan
   the table (``NOT INDEXED``): the resident file's per-prescription query before migration
   m004;
-- ``proposal_covering_index``: the ``summary_rows`` query again once an index holding those
-  columns exists (made after the other measurements, timed, then dropped: it is a proposed
-  fix, not the shipped schema).
 
 Goal (issue 9): history p95 ≤ 10 ms at 1,000,000. Prints JSON only.
 """
@@ -61,7 +60,6 @@ from bench.common import machine, percentiles_ms
 GOAL_P95_MS = 10.0
 SUMMARY_SQL = ("SELECT id, state, created_at, signed_at FROM prescriptions"
                " WHERE resident_ins = ? ORDER BY created_at DESC")
-PROPOSED_INDEX = "bench_proposal_resident_list"
 SEED = 9
 CHUNK = 20_000
 YEARS = 10
@@ -307,7 +305,8 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
         max_rowid = conn.execute("SELECT max(rowid) FROM prescriptions").fetchone()[0]
         clock = time.perf_counter
         timings: dict[str, list[float]] = {k: [] for k in (
-            "history", "history_rows", "summary_rows", "bare_rowid", "bare_indexed_count")}
+            "history", "history_bodies", "history_rows", "summary_rows", "bare_rowid",
+            "bare_indexed_count")}
         sizes = []
         picked = [rng.choice(inses) for _ in range(residents_sampled)]
         for ins in picked[:5]:                          # warm the statements
@@ -325,14 +324,16 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
             t3 = clock()
             conn.execute(SUMMARY_SQL, (ins,)).fetchall()
             t4 = clock()
-            history = repositories.prescriptions_of(store, ins)
+            history = repositories.history(store, ins)
             t5 = clock()
+            bodies = repositories.prescriptions_of(store, ins)
+            t6 = clock()
             for name, seconds in (("bare_rowid", t1 - t0), ("bare_indexed_count", t2 - t1),
                                   ("history_rows", t3 - t2), ("summary_rows", t4 - t3),
-                                  ("history", t5 - t4)):
+                                  ("history", t5 - t4), ("history_bodies", t6 - t5)):
                 timings[name].append(seconds)
             sizes.append(len(history))
-            assert len(rows) == len(history)
+            assert len(rows) == len(history) == len(bodies)
         ctx = SimpleNamespace(dispensations=_dispensation_views)
         file_times = []
         for ins in picked[:files_sampled]:
@@ -340,7 +341,7 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
             t0 = clock()
             views = load_views(store, ctx, resident, None)
             file_times.append(clock() - t0)
-            assert len(views) == len(repositories.prescriptions_of(store, ins))
+            assert len(views) == len(repositories.history(store, ins))
         unindexed = []
         some_ids = [row[0] for row in conn.execute(
             "SELECT id FROM prescriptions WHERE rowid IN (?, ?, ?)",
@@ -362,34 +363,7 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
             "resident_files_sampled": files_sampled,
             "history_size": {"min": min(sizes), "median": statistics.median(sizes),
                              "max": max(sizes)},
-            "latency_ms": stats, "print_jobs_lookup_plan": plan}, picked
-
-
-def covering_index_proposal(path: Path, picked: list[str], count: int) -> dict:
-    """The list a resident's file needs (ID, state, dates) read from an index that holds
-    them, not from the 4 KB rows: made here, timed, then dropped (not in the schema)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        started = time.monotonic()
-        conn.execute(f"CREATE INDEX {PROPOSED_INDEX} ON prescriptions"
-                     " (resident_ins, created_at, id, state, signed_at)")
-        made_s = time.monotonic() - started
-        size = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?",
-                            (PROPOSED_INDEX,)).fetchone()[0]
-        timings = []
-        for ins in picked:
-            t0 = time.perf_counter()
-            conn.execute(SUMMARY_SQL, (ins,)).fetchall()
-            timings.append(time.perf_counter() - t0)
-        plan = " ".join(str(row[-1]) for row in conn.execute(
-            f"EXPLAIN QUERY PLAN {SUMMARY_SQL}", ("x",)))
-        conn.execute(f"DROP INDEX {PROPOSED_INDEX}")
-    finally:
-        conn.close()
-    return {"index": "prescriptions (resident_ins, created_at, id, state, signed_at)",
-            "build_s": round(made_s, 1),
-            "bytes_per_prescription": round(size / count) if size else None,
-            "summary_rows_ms": percentiles_ms(timings), "plan": plan}
+            "latency_ms": stats, "print_jobs_lookup_plan": plan}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -415,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.store import open_store
 
         open_store(path).close()       # any migration newer than the build, as at start-up
-        measured, picked = measure(path, args.sample, args.files)
+        measured = measure(path, args.sample, args.files)
         result.update(measured)
         size = path.stat().st_size
         result["file_bytes"] = size
@@ -425,8 +399,6 @@ def main(argv: list[str] | None = None) -> int:
             result["bytes_per_prescription_by_table"] = {
                 name: round(b / result["count"]) for name, b in tables.items()
                 if b / result["count"] >= 1}
-        result["proposal_covering_index"] = covering_index_proposal(path, picked,
-                                                                     result["count"])
         history = result["latency_ms"]["history"]
         bare = result["latency_ms"]["bare_rowid"]
         result["ratio_history_to_bare_rowid_p95"] = round(history["p95"] / bare["p95"], 1)

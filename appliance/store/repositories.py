@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import sqlite_utils
@@ -155,6 +156,27 @@ def update_state(db: sqlite_utils.Database, p: Prescription, *, actor: str) -> N
 def get_prescription(store: Store, prescription_id: str) -> Prescription | None:
     rows = store.query("SELECT body FROM prescriptions WHERE id = ?", (prescription_id,))
     return Prescription.from_dict(json.loads(rows[0]["body"])) if rows else None
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One line of a resident's history, read from the index without the body."""
+
+    id: str
+    state: State
+    created_at: datetime
+    signed_at: datetime | None
+    prescriber_id: str
+
+
+def history(store: Store, ins: str) -> list[HistoryRow]:
+    """A resident's prescriptions, newest first, without parsing their bodies."""
+    rows = store.conn.execute(
+        "SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
+        " INDEXED BY prescriptions_history WHERE resident_ins = ? ORDER BY created_at DESC",
+        (ins,)).fetchall()
+    return [HistoryRow(r[0], State(r[1]), datetime.fromisoformat(r[2]),
+                       datetime.fromisoformat(r[3]) if r[3] else None, r[4]) for r in rows]
 
 
 def prescriptions_of(store: Store, ins: str) -> list[Prescription]:

@@ -104,3 +104,22 @@ def test_ids_after_a_restore_start_above_the_floor_the_restore_wrote(store):
                    [backup.LAST_MS_KEY, str(floor)])
         pid = IdAllocator(clock_ms=lambda: 1_764_000_000_000).new(db)
     assert id_timestamp_ms(pid) == floor + 1
+
+
+def test_history_lists_from_the_index_newest_first(store, ids):
+    from appliance.store.repositories import history
+
+    first = prescription(ids.new())
+    second = prescription(ids.new(), created_at=datetime(2026, 11, 26, 8, 0, tzinfo=UTC))
+    with store.write() as db:
+        repo.save_draft(db, first)
+        repo.record_signed(db, second.transition(State.SIGNED, T1), signature=b"s",
+                           signer_cert=b"c", actor="8100")
+    rows = history(store, first.resident.ins.value)
+    assert [(r.id, r.state) for r in rows] == [(second.id, State.SIGNED),
+                                               (first.id, State.DRAFT)]
+    assert rows[0].signed_at == T1 and rows[1].prescriber_id == first.prescriber.id_nat_ps
+    plan = " ".join(str(r[-1]) for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id, state, created_at, signed_at, prescriber_id"
+        " FROM prescriptions WHERE resident_ins = ? ORDER BY created_at DESC", ("x",)))
+    assert "COVERING INDEX prescriptions_history" in plan

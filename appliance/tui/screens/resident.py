@@ -56,20 +56,27 @@ def describe_line(line: Line) -> str:
 
 @dataclass
 class RxView:
-    prescription: Prescription
+    """One prescription of the file: its history row at once, its body when opened."""
+
+    row_data: repositories.HistoryRow
+    prescription: Prescription | None = None
     registry: str | None = None
     registry_error: str | None = None
     prints: list[tuple[str, str, str | None]] = field(default_factory=list)
     dispensations: list[DispensationView] = field(default_factory=list)
 
     @property
+    def id(self) -> str:
+        return self.row_data.id
+
+    @property
     def state_text(self) -> str:
-        return STATE_LABELS_FR[self.prescription.state]
+        return STATE_LABELS_FR[self.row_data.state]
 
     def row(self) -> str:
-        p = self.prescription
-        when = local(p.signed_at or p.created_at)
-        short = format_id(p.id)[:9]
+        h = self.row_data
+        when = local(h.signed_at or h.created_at)
+        short = format_id(h.id)[:9]
         extra = ""
         if self.registry == "quarantined":
             extra = " ! registre"
@@ -86,20 +93,22 @@ class RxView:
 
 
 def load_views(store: Any, ctx: Any, resident: Resident, who: str | None) -> list[RxView]:
+    """The file's list: history rows from the index, with registry, print and pharmacy
+    status; bodies are read one at a time when a prescription is looked at."""
     views = []
-    for p in repositories.prescriptions_of(store, resident.ins.value):
-        if p.state is State.DRAFT and p.prescriber.id_nat_ps != who:
+    for h in repositories.history(store, resident.ins.value):
+        if h.state is State.DRAFT and h.prescriber_id != who:
             continue  # another physician's draft is theirs alone
-        view = RxView(p)
+        view = RxView(h)
         rows = store.query("SELECT status, last_error FROM outbox WHERE prescription_id = ?"
-                           " AND kind = 'create'", (p.id,))
+                           " AND kind = 'create'", (h.id,))
         if rows:
             view.registry, view.registry_error = rows[0]["status"], rows[0]["last_error"]
         view.prints = [(r["kind"], r["status"], r["last_error"]) for r in store.query(
             "SELECT kind, status, last_error FROM print_jobs WHERE prescription_id = ?"
-            " ORDER BY id", (p.id,))]
-        if ctx.dispensations is not None and p.state is not State.DRAFT:
-            view.dispensations = ctx.dispensations(store, p.id)
+            " ORDER BY id", (h.id,))]
+        if ctx.dispensations is not None and h.state is not State.DRAFT:
+            view.dispensations = ctx.dispensations(store, h.id)
         views.append(view)
     return views
 
@@ -178,10 +187,35 @@ class ResidentScreen(KioskScreen):
     @on(OptionList.OptionHighlighted, "#rx")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if 0 <= event.option_index < len(self.views):
-            self.query_one("#detail", Static).update(self._detail(self.views[event.option_index]))
+            view = self.views[event.option_index]
+            self.with_prescription(view, self._show_detail)
+
+    def with_prescription(self, view: RxView, then: Any) -> None:
+        """Call ``then(view)`` once the prescription's body is loaded (in a worker)."""
+        if view.prescription is not None:
+            then(view)
+            return
+        ctx = self.ctx
+
+        def load() -> Prescription | None:
+            with ctx.store() as store:
+                return repositories.get_prescription(store, view.id)
+
+        def loaded(p: Prescription | None) -> None:
+            if p is not None:
+                view.prescription = p
+                then(view)
+
+        self.background(load, loaded, group="detail", exclusive=True)
+
+    def _show_detail(self, view: RxView) -> None:
+        current = self._current()
+        if current is view:
+            self.query_one("#detail", Static).update(self._detail(view))
 
     def _detail(self, view: RxView) -> str:
         p = view.prescription
+        assert p is not None
         out = [f"Ordonnance {format_id(p.id)} - {view.state_text}",
                f"Dr {p.prescriber.display_name}, le {format_local(p.signed_at or p.created_at)}"]
         for n, line in enumerate(p.lines, start=1):
@@ -219,10 +253,10 @@ class ResidentScreen(KioskScreen):
 
     def action_open(self) -> None:
         view = self._current()
-        if view is not None and view.prescription.state is State.DRAFT:
+        if view is not None and view.row_data.state is State.DRAFT:
             from appliance.tui.screens.home import open_draft
 
-            open_draft(self, view.prescription)
+            self.with_prescription(view, lambda v: open_draft(self, v.prescription))
 
     @on(OptionList.OptionSelected, "#rx")
     def _selected(self) -> None:
@@ -232,7 +266,7 @@ class ResidentScreen(KioskScreen):
         view, session = self._current(), self.session
         if view is None or session is None:
             return
-        ctx, pid = self.ctx, view.prescription.id
+        ctx, pid = self.ctx, view.id
 
         def queue() -> int:
             with ctx.store() as store:
@@ -250,7 +284,7 @@ class ResidentScreen(KioskScreen):
             return
         from appliance.tui.screens.cancel import CancelScreen
 
-        pid = view.prescription.id
+        pid = view.id
         self.app.push_screen(CancelScreen(pid), lambda reason: self._cancel(pid, reason))
 
     def _cancel(self, pid: str, reason: str | None) -> None:
