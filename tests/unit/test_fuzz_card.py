@@ -198,6 +198,9 @@ def _damaged(der: bytes, flips: list[tuple[int, int]], cut: int | None,
 # not a ValueError), and the RSA key's SEQUENCE retagged as a SET (ValueError from
 # ``public_key()`` in the chain check, the key being parsed lazily).
 VERSION_4 = (b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03")
+# Found by a longer random run: the surname retagged from UTF8String to BIT STRING made
+# ``cert.subject`` raise TypeError ("oid must be X500_UNIQUE_IDENTIFIER for BitString").
+SURNAME_AS_BITS = (b"\x06\x03U\x04\x04\x0c\x05DUVAL", b"\x06\x03U\x04\x04\x03\x05DUVAL")
 KEY_RETAGGED = (b"\x03\x82\x01\x0f\x00\x30\x82\x01\x0a", b"\x03\x82\x01\x0f\x00\x31\x82\x01\x0a")
 
 
@@ -208,6 +211,7 @@ KEY_RETAGGED = (b"\x03\x82\x01\x0f\x00\x30\x82\x01\x0a", b"\x03\x82\x01\x0f\x00\
 @example(which="auth", flips=[], cut=None, swap=VERSION_4)
 @example(which="auth", flips=[], cut=None, swap=KEY_RETAGGED)
 @example(which="sign", flips=[], cut=None, swap=KEY_RETAGGED)
+@example(which="auth", flips=[], cut=None, swap=SURNAME_AS_BITS)
 def test_a_damaged_card_certificate_is_refused_as_a_card_error(which, flips, cut, swap):
     _, material, _, _ = _pki()
     assert material.sign is not None
