@@ -113,7 +113,7 @@ def _load_certificate(der: bytes) -> x509.Certificate:
         # cryptography parses these on first access: a corrupt one is refused here, not
         # with a ValueError in the middle of the chain check.
         _ = cert.issuer, cert.subject, cert.extensions, cert.public_key()
-    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension,
+    except (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
             x509.UnsupportedGeneralNameType, UnsupportedAlgorithm) as exc:
         raise InvalidOrder(f"the signer's certificate is unreadable ({exc})") from None
     return cert

@@ -218,12 +218,16 @@ def _damaged(der: bytes, flips: list[tuple[int, int]], cut: int | None,
 # ``cert.issuer`` raise ValueError in the chain check (cryptography parses names lazily).
 ISSUER_RETAGGED = (b"\x0c TEST AC IGC-SANTE PROFESSIONNELS",
                    b"\x0d TEST AC IGC-SANTE PROFESSIONNELS")
+# Found by tests/unit/test_fuzz_card.py on the card side, same parser: the surname retagged
+# as a BIT STRING made ``cert.subject`` raise TypeError.
+SURNAME_AS_BITS = (b"\x06\x03U\x04\x04\x0c\x05DUVAL", b"\x06\x03U\x04\x04\x03\x05DUVAL")
 
 
 @settings(FUZZ, max_examples=150)
 @given(flips=st.lists(st.tuples(st.integers(0, 4095), st.integers(1, 255)), max_size=3),
        cut=st.none() | st.integers(0, 1200), swap=st.none())
 @example(flips=[], cut=None, swap=ISSUER_RETAGGED)
+@example(flips=[], cut=None, swap=SURNAME_AS_BITS)
 def test_verifying_a_damaged_certificate_gives_invalid_order(flips, cut, swap):
     """Bytes of the embedded certificate changed, the signed part and signature intact: the
     certificate parser, the signature check and the chain see a corrupt DER."""
