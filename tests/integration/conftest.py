@@ -466,3 +466,78 @@ def make_engine(sync_store):
     yield make
     for client in clients:
         client.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Proof (issue 9, parts 2, 3 and 5): crash consistency, registry chaos, card faults. The
+# harnesses live in tests/harness/; the crash and chaos tests use the printing and sync
+# fixtures above. (fixtures: card_watch, slot1_card)
+# ---------------------------------------------------------------------------------------
+
+FAULT_SLOT = 1  # vpcd slot 1 (TCP 35964): other card tests mostly use slot 0
+WATCH_TIMEOUT_S = 15.0
+
+
+def _wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def card_watch(pcscd):
+    """The kiosk's card watcher: a started ``ReaderMonitor`` that already lists the readers."""
+    from drivers.card.monitor import ReaderMonitor
+
+    monitor = ReaderMonitor()
+    monitor.start()
+    try:
+        _wait_until(lambda: monitor.service_up and len(monitor.readers()) >= VPCD_READERS,
+                    WATCH_TIMEOUT_S, "the card monitor to list the vpcd readers")
+        yield monitor
+    finally:
+        monitor.stop()
+
+
+class Slot1Card:
+    """The physician's virtual card in vpcd slot 1, inserted and pulled like a real one
+    (its own process, killed on ``pull``); ``insert`` and ``wait_gone`` return once the
+    card watcher agrees."""
+
+    def __init__(self, vcards: VirtualCards, monitor) -> None:
+        from drivers.card.virtual import vpcd_reader
+
+        self.vcards, self.monitor = vcards, monitor
+        self.reader = vpcd_reader(FAULT_SLOT)
+
+    def insert(self, timeout_s: float = 60.0) -> None:
+        from appliance.errors import CardError
+        from drivers.card.pcsc import wait_for_card
+
+        deadline = time.monotonic() + timeout_s
+        while True:  # another test may hold slot 1 for a moment: wait for it to be free
+            if wait_for_card(self.reader, present=False, timeout_s=1.0):
+                try:
+                    self.vcards.insert("physician", slot=FAULT_SLOT)
+                    break
+                except CardError:
+                    if time.monotonic() > deadline:
+                        raise
+            elif time.monotonic() > deadline:
+                pytest.fail(f"vpcd slot {FAULT_SLOT} stayed busy for {timeout_s} s")
+        _wait_until(lambda: self.reader in self.monitor.cards(), WATCH_TIMEOUT_S,
+                    "the card watcher to see the card")
+
+    def pull(self) -> None:
+        self.vcards.remove(slot=FAULT_SLOT)
+
+    def wait_gone(self) -> None:
+        _wait_until(lambda: self.reader not in self.monitor.cards(), WATCH_TIMEOUT_S,
+                    "the card watcher to see the card leave")
+
+
+@pytest.fixture
+def slot1_card(vcards, card_watch):
+    return Slot1Card(vcards, card_watch)
