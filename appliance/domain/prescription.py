@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 import rfc8785
 
 from appliance.domain.ids import (
-    Ins,
     validate_cip13,
     validate_cis,
+    validate_ins,
     validate_lpp,
 )
 from appliance.domain.people import Practitioner, Resident, Role, Sex
@@ -312,6 +312,11 @@ class Prescription:
     @classmethod
     def _from_dict(cls, data: Mapping[str, Any]) -> Prescription:
         p, r = data["prescriber"], data["resident"]
+        # parts of content() that no constructor checks: canonical_bytes() needs them sound
+        for name, value, kind in (("prescriber.profession", p["profession"], str),
+                                  ("resident.objection", r.get("objection", False), bool)):
+            if not isinstance(value, kind):
+                raise ValidationError(name, value, f"a {kind.__name__}")
         return cls(
             id=data["id"],
             prescriber=Practitioner(
@@ -319,7 +324,8 @@ class Prescription:
                 profession=p["profession"], role=Role(data.get("prescriber_role", "prescriber")),
                 am=p.get("am"), finess=p.get("finess")),
             resident=Resident(
-                ins=Ins(r["ins"], r["ins_oid"]), birth_name=r["birth_name"],
+                ins=validate_ins(r["ins"], r["ins_oid"], field="resident.ins"),
+                birth_name=r["birth_name"],
                 used_name=r.get("used_name"), first_names=r["first_names"],
                 birth_date=date.fromisoformat(r["birth_date"]), sex=Sex(r["sex"]),
                 objection=r.get("objection", False), room=data.get("room", "")),
