@@ -133,7 +133,9 @@ def _mutate_leaf(node: Any, draw: Callable[[st.SearchStrategy[Any]], Any]) -> An
         return str(node)
     if action == "negate":
         return -node
-    return node * draw(st.sampled_from([10**6, 10**30, 1e300]))  # scale
+    if isinstance(node, float):  # scale
+        return node * draw(st.sampled_from([1e6, 1e300]))
+    return node * draw(st.sampled_from([10**6, 10**30]))
 
 
 def _mutate(node: Any, draw: Callable[[st.SearchStrategy[Any]], Any]) -> Any:
