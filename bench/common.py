@@ -13,7 +13,6 @@ import fcntl
 import os
 import pty
 import select
-import shutil
 import signal
 import socket
 import statistics
@@ -25,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from drivers.card.pcscd import PcscdService
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BDPM = ROOT.parent / "shared" / "data" / "bdpm"
@@ -71,62 +72,12 @@ def free_port() -> int:
 
 
 # -- pcscd -------------------------------------------------------------------------------------
-class Pcscd:
-    """The running pcscd if it answers; else one started here (root) and stopped by ``stop``.
+class Pcscd(PcscdService):
+    """The shared supervisor, waiting for slot ``BENCH_SLOT``'s reader too. Never stops a
+    pcscd it did not start: other jobs may share it."""
 
-    Never stops a pcscd it did not start: other helpers' tests share it."""
-
-    RUN = Path("/run/pcscd")
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def vpcd_readers() -> list[str]:
-        from smartcard import scard
-
-        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if hresult != scard.SCARD_S_SUCCESS:
-            return []
-        try:
-            hresult, names = scard.SCardListReaders(context, [])
-            return [n for n in names if n.startswith("Virtual PCD")] if hresult == 0 else []
-        finally:
-            scard.SCardReleaseContext(context)
-
-    def ensure(self, timeout_s: float = 10.0) -> bool:
-        """Make sure pcscd lists both vpcd readers; True if this call started it."""
-        if len(self.vpcd_readers()) <= BENCH_SLOT:
-            binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
-            if not Path(binary).exists() or os.geteuid() != 0:
-                raise SystemExit("pcscd is not running and cannot be started here "
-                                 "(apt-get install pcscd vsmartcard-vpcd; root)")
-            for stale in (self.RUN / "pcscd.pid", self.RUN / "pcscd.comm"):
-                stale.unlink(missing_ok=True)
-            with open(self.log_path, "ab") as out:
-                self.process = subprocess.Popen([binary, "--foreground"], stdout=out,
-                                                stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while len(self.vpcd_readers()) <= BENCH_SLOT:
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("pcscd does not list the vpcd reader of slot 1")
-            time.sleep(0.05)
-        return self.process is not None
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for stale in (self.RUN / "pcscd.pid", self.RUN / "pcscd.comm"):
-            stale.unlink(missing_ok=True)
+    def ensure(self, readers: int = BENCH_SLOT + 1, timeout_s: float = 10.0) -> bool:
+        return super().ensure(readers, timeout_s)
 
 
 # -- a process on a pseudo-terminal ----------------------------------------------------------

@@ -8,11 +8,8 @@ import functools
 import json
 import logging
 import os
-import shutil
-import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +24,7 @@ from appliance.commands.session import login, store_audit
 from appliance.config import load_settings
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
-from appliance.errors import CardError, OrdoError
+from appliance.errors import OrdoError
 from appliance.services import prescribing
 from appliance.services.auth import (
     load_trust_store,
@@ -37,6 +34,7 @@ from appliance.services.drafts import (
 )
 from appliance.services.prescribing import IdAllocator
 from appliance.store import open_store, repositories
+from drivers.card.pcscd import PcscdService
 
 log = logging.getLogger(__name__)
 
@@ -52,69 +50,6 @@ def default_bdpm() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
-
-
-class Pcscd:
-    """pcscd for the demo: used if it answers, else started (root) and stopped at the end."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def answers() -> bool:
-        from smartcard import scard
-
-        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if hresult != scard.SCARD_S_SUCCESS:
-            return False
-        scard.SCardReleaseContext(context)
-        return True
-
-    @staticmethod
-    def vpcd_readers() -> list[str]:
-        from drivers.card.pcsc import PcscContext
-
-        try:
-            with PcscContext() as context:
-                return [n for n in context.readers() if n.startswith("Virtual PCD")]
-        except CardError:
-            return []
-
-    def ensure(self, timeout_s: float = 10.0) -> None:
-        if not self.answers():
-            binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
-            if not Path(binary).exists():
-                raise CardError("pcscd n'est pas installé (apt-get install pcscd "
-                                "vsmartcard-vpcd)")
-            if os.geteuid() != 0:
-                raise CardError("pcscd ne tourne pas : sudo systemctl start pcscd")
-            run = Path("/run/pcscd")
-            for stale in (run / "pcscd.pid", run / "pcscd.comm"):
-                stale.unlink(missing_ok=True)
-            with open(self.log_path, "ab") as out:
-                self.process = subprocess.Popen([binary, "--foreground"],  # noqa: S603
-                                                stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while not self.vpcd_readers():
-            if self.process is not None and self.process.poll() is not None:
-                raise CardError(f"pcscd s'est arrêté ; voir {self.log_path}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise CardError("pcscd ne voit pas le lecteur virtuel vpcd (paquet "
-                                "vsmartcard-vpcd ?)")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _cip13(cip7: str) -> str:
@@ -199,7 +134,7 @@ class Demo:
             else pki.init_pki(pki_dir)
         self.echo(f"PKI de test : {paths.directory}")
 
-        pcscd = Pcscd(d / "pcscd.log")
+        pcscd = PcscdService(d / "pcscd.log")
         pcscd.ensure()
         self.started.append(pcscd.stop)
         self.echo("Lecteur de carte virtuel : prêt (pcscd + vpcd)")

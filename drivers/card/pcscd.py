@@ -1,0 +1,90 @@
+"""Start pcscd when nobody runs it, for the demo and the benchmarks.
+
+The appliance itself relies on Debian's socket-activated pcscd; this is for a machine where
+it is not running (a fresh demo box, a benchmark run). ``ensure`` uses the running pcscd if it
+answers, else starts ``pcscd --foreground`` (root) after removing the pid and socket files a
+killed pcscd leaves behind, and waits until the vpcd readers are listed. ``stop`` only ever
+stops the pcscd this object started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from appliance.errors import CardError
+
+RUN_DIR = Path("/run/pcscd")
+STALE_FILES = (RUN_DIR / "pcscd.pid", RUN_DIR / "pcscd.comm")
+VPCD_PREFIX = "Virtual PCD"
+
+
+def pcscd_answers() -> bool:
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return False
+    scard.SCardReleaseContext(context)
+    return True
+
+
+def vpcd_readers() -> list[str]:
+    from drivers.card.pcsc import PcscContext
+
+    try:
+        with PcscContext() as context:
+            return [n for n in context.readers() if n.startswith(VPCD_PREFIX)]
+    except CardError:
+        return []
+
+
+class PcscdService:
+    """pcscd used if it answers, else started here and stopped by ``stop``."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def ensure(self, readers: int = 1, timeout_s: float = 10.0) -> bool:
+        """Wait until ``readers`` vpcd readers are listed; True if this call started pcscd."""
+        started = False
+        if not pcscd_answers():
+            binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+            if not Path(binary).exists():
+                raise CardError("pcscd n'est pas installé (apt-get install pcscd "
+                                "vsmartcard-vpcd)")
+            if os.geteuid() != 0:
+                raise CardError("pcscd ne tourne pas : sudo systemctl start pcscd")
+            for stale in STALE_FILES:
+                stale.unlink(missing_ok=True)
+            with open(self.log_path, "ab") as out:
+                self.process = subprocess.Popen([binary, "--foreground"],  # noqa: S603
+                                                stdout=out, stderr=subprocess.STDOUT)
+            started = True
+        deadline = time.monotonic() + timeout_s
+        while len(vpcd_readers()) < readers:
+            if self.process is not None and self.process.poll() is not None:
+                raise CardError(f"pcscd s'est arrêté ; voir {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise CardError("pcscd ne voit pas le lecteur virtuel vpcd (paquet "
+                                "vsmartcard-vpcd ?)")
+            time.sleep(0.05)
+        return started
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stale in STALE_FILES:
+            stale.unlink(missing_ok=True)
