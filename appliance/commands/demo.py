@@ -26,13 +26,11 @@ from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import OrdoError
 from appliance.services import prescribing
-from appliance.services.auth import (
-    load_trust_store,
-)
 from appliance.services.drafts import (
     Draft,
 )
 from appliance.services.prescribing import IdAllocator
+from appliance.services.trust import load_trust_store
 from appliance.store import open_store, repositories
 from drivers.card.pcscd import PcscdService
 

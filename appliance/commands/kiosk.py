@@ -40,11 +40,7 @@ from appliance.domain.prescription import Prescription
 from appliance.domain.prescription_id import format_id
 from appliance.errors import OrdoError
 from appliance.services import prescribing
-from appliance.services.auth import (
-    AuthRefused,
-    PractitionerSession,
-    load_trust_store,
-)
+from appliance.services.auth import AuthRefused, PractitionerSession
 from appliance.services.drafts import (
     Draft,
     DraftInvalid,
@@ -53,6 +49,7 @@ from appliance.services.drafts import (
     resident_matcher,
 )
 from appliance.services.prescribing import Forbidden, IdAllocator, ReferentialDrugs
+from appliance.services.trust import load_trust_store
 from appliance.store import open_store, repositories
 from appliance.store.db import Store
 

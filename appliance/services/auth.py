@@ -54,7 +54,6 @@ from appliance.ports import (
     sha256_digest_info,
 )
 from appliance.services.trust import CertificateRejected, TrustStore, validate_chain
-from appliance.services.trust import load_trust_store as load_trust_store  # for older callers
 
 log = logging.getLogger(__name__)
 

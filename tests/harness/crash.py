@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.services.auth import load_trust_store
 from appliance.services.printing import LEASE
 from appliance.services.signature import InvalidOrder, verify_payload
+from appliance.services.trust import load_trust_store
 from appliance.store import open_store
 from drivers.card.pki import PkiPaths
 from sync.registry_sim import Faults

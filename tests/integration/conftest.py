@@ -151,7 +151,7 @@ def card_pki(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def card_trust(card_pki):
-    from appliance.services.auth import load_trust_store
+    from appliance.services.trust import load_trust_store
 
     return load_trust_store(card_pki.trust_roots, card_pki.crls)
 
@@ -244,7 +244,7 @@ def print_signers(card_pki):
 @pytest.fixture(scope="session")
 def print_trust(card_pki):
     """(trust roots + intermediates, CRLs) as ``verify_payload`` takes them."""
-    from appliance.services.auth import load_trust_store
+    from appliance.services.trust import load_trust_store
 
     trust = load_trust_store(card_pki.trust_roots, card_pki.crls)
     return [*trust.roots, *trust.intermediates], list(trust.crls)

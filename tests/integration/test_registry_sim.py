@@ -20,8 +20,8 @@ from fhir.resources.R4B.parameters import Parameters
 from appliance.cli import main
 from appliance.errors import ConfigError
 from appliance.ports import RegistryUnavailable, SignatureProof
-from appliance.services.auth import load_trust_store
 from appliance.services.signature import InvalidOrder, sign_prescription, verify_payload
+from appliance.services.trust import load_trust_store
 from sync import fhir
 from sync import localstore as ls
 from sync.client import RegistryClient
