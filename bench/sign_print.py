@@ -127,28 +127,6 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def _draft():
-    from decimal import Decimal
-
-    from appliance.domain.posology import Duration, Posology
-    from appliance.domain.prescription import ActLine, MedicationLine
-    from appliance.services.drafts import Draft
-    from appliance.tui.demo_data import demo_residents
-
-    lines = [
-        MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
-                       posology=Posology(dose=Decimal(1), unit="comprimé",
-                                         moments=("matin", "midi", "soir"),
-                                         duration=Duration(5, "jour"))),
-        MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
-                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
-                                                         moments=("midi",)),
-                       quantity=Decimal(3)),
-        ActLine(text="NFS, CRP"),
-    ]
-    return Draft(resident=demo_residents()[0], lines=lines)
-
-
 def measure(work: Path, runs: int) -> dict:
     from appliance.ports import sha256_digest_info
     from appliance.services import prescribing
@@ -156,6 +134,7 @@ def measure(work: Path, runs: int) -> dict:
     from appliance.services.printing import PrintQueue, PrintWorker
     from appliance.services.trust import load_trust_store
     from appliance.store import audit, open_store
+    from appliance.tui.demo_data import demo_draft
     from drivers.card import virtual
     from drivers.card.pcsc import PcscReader
     from drivers.card.pki import PROFILES
@@ -177,7 +156,7 @@ def measure(work: Path, runs: int) -> dict:
         session = authenticate(card, PIN, trust, audit=functools.partial(audit.append, store),
                                idle_timeout_s=3600.0)
         doctor = PROFILES["physician"].id_nat_ps
-        drafts = prescribing.import_drafts(store, [(doctor, _draft())] * (runs + 1),
+        drafts = prescribing.import_drafts(store, [(doctor, demo_draft())] * (runs + 1),
                                            ids=prescribing.IdAllocator(), actor=doctor)
         worker_store = open_store(settings.db_path, migrate=False)
         stores.append(worker_store)

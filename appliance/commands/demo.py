@@ -26,12 +26,10 @@ from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import OrdoError
 from appliance.services import prescribing
-from appliance.services.drafts import (
-    Draft,
-)
 from appliance.services.prescribing import IdAllocator
 from appliance.services.trust import load_trust_store
 from appliance.store import open_store, repositories
+from appliance.tui.demo_data import demo_draft
 from drivers.card.pcscd import PcscdService
 
 log = logging.getLogger(__name__)
@@ -240,29 +238,6 @@ class Demo:
                 "Accueil, F6 puis F5 : délivrance simulée en pharmacie - Ctrl+Q : quitter")
 
 
-def _demo_draft(app: App) -> Draft:
-    """Two medications and one act for the first demo resident (the headless scenario)."""
-    from decimal import Decimal
-
-    from appliance.domain.posology import Duration, Posology
-    from appliance.domain.prescription import ActLine, MedicationLine
-    from appliance.tui.demo_data import demo_residents
-
-    resident = demo_residents()[0]
-    lines = (
-        MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
-                       posology=Posology(dose=Decimal(1), unit="comprimé",
-                                         moments=("matin", "midi", "soir"),
-                                         duration=Duration(5, "jour"))),
-        MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
-                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
-                                                         moments=("midi",)),
-                       quantity=Decimal(3)),
-        ActLine(text="NFS, CRP"),
-    )
-    return Draft(resident=resident, lines=list(lines))
-
-
 def run_headless(demo: Demo) -> dict[str, Any]:
     """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
     from appliance.services.printing import PrintQueue
@@ -280,7 +255,7 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
          f"({session.practitioner.profession}, {can_sign})")
     try:
-        result = prescribing.prescribe(app.store, session, _demo_draft(app), ids=IdAllocator())
+        result = prescribing.prescribe(app.store, session, demo_draft(), ids=IdAllocator())
     finally:
         session.logout()
     pid = result.prescription.id

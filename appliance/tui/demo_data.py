@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 from appliance.domain.ids import Ins, nir_key
 from appliance.domain.people import Resident, Sex
+from appliance.domain.posology import Duration, Posology
+from appliance.domain.prescription import ActLine, MedicationLine
+from appliance.services.drafts import Draft
 
 BDPM_FILES = ("CIS_bdpm.txt", "CIS_CIP_bdpm.txt", "CIS_COMPO_bdpm.txt", "CIS_GENER_bdpm.txt",
               "CIS_CPD_bdpm.txt")
@@ -36,6 +40,23 @@ def demo_residents() -> list[Resident]:
     return [Resident(ins=Ins.from_nir(body + nir_key(body)), birth_name=birth, used_name=used,
                      first_names=first, birth_date=born, sex=sex, room=room)
             for body, birth, used, first, born, sex, room in _RESIDENTS]
+
+
+def demo_draft() -> Draft:
+    """Two medications and one act for the first demo resident (the headless demo scenario
+    and the sign-to-print benchmark)."""
+    lines = [
+        MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
+                       posology=Posology(dose=Decimal(1), unit="comprimé",
+                                         moments=("matin", "midi", "soir"),
+                                         duration=Duration(5, "jour"))),
+        MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
+                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
+                                                         moments=("midi",)),
+                       quantity=Decimal(3)),
+        ActLine(text="NFS, CRP"),
+    ]
+    return Draft(resident=demo_residents()[0], lines=lines)
 
 
 def write_fallback_bdpm(directory: Path) -> Path:
