@@ -281,7 +281,10 @@ def test_card_removal_locks_and_the_draft_comes_back(kiosk_env):
             await pilot.press("f4", *"ECG", "enter")            # one line, saved at once
             await until(pilot, lambda: len(app.screen.draft.lines) == 1)
             await pilot.press("f2", *"doli")
-            await until(pilot, lambda: len(options(app, "#results")) > 2)
+            # the list must be the one for "doli", not an earlier prefix's answer that a
+            # later one replaces (and resets the highlight) while the keys below are pressed
+            await until(pilot, lambda: app.screen.results_for == "doli"
+                        and len(options(app, "#results")) > 2)
             await pilot.press("down", "down", "enter", "2")      # typed, not yet added
             await until(pilot, lambda: (prescribing.draft_form(kiosk_env.store, draft_id)
                                         or {}).get("posology") == "2",

@@ -63,7 +63,8 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, reg
             await until(pilot, lambda: screen_name(app) == "EditorScreen")
 
             await keys.type("doli")
-            await until(pilot, lambda: len(options(app, "#results")) == 6)
+            await until(pilot, lambda: app.screen.results_for == "doli"
+                        and len(options(app, "#results")) == 6)
             assert options(app, "#results")[2] == "DOLIPRANE 1000 mg, comprimé"
             await keys("down", "down", "enter")
             await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
