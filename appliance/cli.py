@@ -6,6 +6,7 @@ The settings are loaded and checked once, before any sub-command runs.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -42,7 +43,40 @@ def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+# Each sub-command and the module of ``appliance.commands`` that defines it (in its
+# ``COMMANDS``). A module is imported only when one of its commands runs or help lists them:
+# the kiosk starts without loading the sync service, the printer tools or the PKI.
+COMMAND_MODULES = {
+    "config": "config_cmd",
+    "audit": "audit_cmd",
+    "residents": "residents",
+    "id": "ids",
+    "card": "card", "pki": "card",
+    "drugs": "drugs", "devices": "drugs",
+    "qr": "printing", "reprint": "printing", "print": "printing", "printer": "printing",
+    "printer-emulator": "printing",
+    "install": "ops", "doctor": "ops", "backup": "ops", "restore": "ops", "retention": "ops",
+    "sync": "sync_cmd", "registry-sim": "sync_cmd",
+    "kiosk": "kiosk", "prescribe": "kiosk", "drafts": "kiosk", "practitioners": "kiosk",
+    "demo": "demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use (see ``COMMAND_MODULES``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f"appliance.commands.{COMMAND_MODULES[cmd_name]}")
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default: ORDO_DATA_DIR, else the XDG data dir, "
@@ -70,28 +104,4 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
         if settings.data_dir != SYSTEM_DATA_DIR:
             click.echo(ctx.get_help())
             ctx.exit(0)
-        ctx.invoke(main.commands["kiosk"])
-
-
-def _register() -> None:
-    from appliance.commands import (
-        audit_cmd,
-        card,
-        config_cmd,
-        demo,
-        drugs,
-        ids,
-        kiosk,
-        ops,
-        printing,
-        residents,
-        sync_cmd,
-    )
-
-    for module in (config_cmd, audit_cmd, residents, ids, card, drugs, printing, ops, sync_cmd,
-                   kiosk, demo):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()
+        ctx.invoke(main.get_command(ctx, "kiosk"))

@@ -17,9 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from appliance.domain.prescription import MedicationLine, Prescription, State
 from appliance.domain.qr import SignedOrder
@@ -27,6 +25,9 @@ from appliance.ports import Dispensation, DispensationPage, RegistryReceipt, Sig
 from appliance.store import audit
 from appliance.store import repositories as repo
 from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 CURSOR_KEY = "sync.dispense_cursor"
 LAST_SUCCESS_KEY = "sync.last_success_at"

@@ -88,7 +88,12 @@ class CardThread:
 
 
 class KioskPrinter:
-    """The kiosk's print queue worker (``PrintService`` of ``appliance.tui.context``)."""
+    """The kiosk's print queue worker (``PrintService`` of ``appliance.tui.context``).
+
+    ``start`` returns at once: the printer driver (python-escpos, PIL, qrcode: about half a
+    second of imports) is loaded and the queue started on a thread, so that the lock screen
+    does not wait for them. Jobs queued meanwhile are printed when the worker starts.
+    """
 
     def __init__(self, settings: Settings, open_db: Callable[[], Store],
                  idle_s: float = 5.0) -> None:
@@ -96,25 +101,41 @@ class KioskPrinter:
         self.open_db = open_db
         self.idle_s = idle_s
         self._printer: Any = None
+        self._printer_lock = threading.Lock()
         self._worker: Any = None
+        self._starter: threading.Thread | None = None
         self._store: Store | None = None
 
     def order_printer(self) -> Any:
-        if self._printer is None:
-            from drivers.printer.escpos import EscPosOrderPrinter
+        with self._printer_lock:
+            if self._printer is None:
+                from drivers.printer.escpos import EscPosOrderPrinter
 
-            self._printer = EscPosOrderPrinter.from_settings(self.settings)
-        return self._printer
+                self._printer = EscPosOrderPrinter.from_settings(self.settings)
+            return self._printer
 
     def start(self, on_status: Callable[[Any], None]) -> None:
+        self._starter = threading.Thread(target=self._start, args=(on_status,),
+                                         name="print-start", daemon=True)
+        self._starter.start()
+
+    def _start(self, on_status: Callable[[Any], None]) -> None:
         from appliance.services.printing import PrintQueue, PrintWorker
 
-        self._store = self.open_db()
-        queue = PrintQueue(self._store, self.order_printer(), on_status=on_status)
+        try:
+            store = self.open_db()
+            queue = PrintQueue(store, self.order_printer(), on_status=on_status)
+        except Exception:
+            log.exception("print worker: cannot start")
+            return
+        self._store = store
         self._worker = PrintWorker(queue, idle_s=self.idle_s)
         self._worker.start()
 
     def stop(self) -> None:
+        starter, self._starter = self._starter, None
+        if starter is not None:
+            starter.join()
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop()
@@ -131,33 +152,35 @@ class KioskPrinter:
 
 
 def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
-    """The printed order as text lines, from the printer's own layout module."""
-    from drivers.printer.layout import (
-        Cut,
-        Feed,
-        Letterhead,
-        OrderDocument,
-        Qr,
-        Text,
-        media_for,
-        tickets_for,
-    )
-
-    media = media_for(settings.printer.media, settings.printer.dpi)
-    est = settings.establishment
-    letterhead = Letterhead(est.name, est.finess, est.address)
-    cols = media.columns
-
-    def place(text: str, align: str) -> str:
-        if align == "center":
-            return text.center(cols).rstrip()
-        if align == "right":
-            return text.rjust(cols)
-        return text
+    """The printed order as text lines, from the printer's own layout module (imported at
+    the first preview: it pulls qrcode in, which the lock screen does not need)."""
 
     def preview(prescription: Prescription) -> list[str]:
+        from drivers.printer.layout import (
+            Cut,
+            Feed,
+            Letterhead,
+            OrderDocument,
+            Qr,
+            Text,
+            media_for,
+            tickets_for,
+        )
+
+        media = media_for(settings.printer.media, settings.printer.dpi)
+        est = settings.establishment
+        cols = media.columns
+
+        def place(text: str, align: str) -> str:
+            if align == "center":
+                return text.center(cols).rstrip()
+            if align == "right":
+                return text.rjust(cols)
+            return text
+
         lines: list[str] = []
-        doc = OrderDocument(prescription, PREVIEW_PAYLOAD, letterhead)
+        doc = OrderDocument(prescription, PREVIEW_PAYLOAD,
+                            Letterhead(est.name, est.finess, est.address))
         for ticket in tickets_for(doc, media):
             for op in ticket:
                 if isinstance(op, Text):

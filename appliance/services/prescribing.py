@@ -34,9 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.domain.ids import validate_am
 from appliance.domain.people import Practitioner, Resident, Role
@@ -48,6 +46,9 @@ from appliance.services.drafts import Draft
 from appliance.services.signature import record_signature, sign_prescription
 from appliance.store import audit, repositories
 from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 

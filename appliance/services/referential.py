@@ -31,9 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from appliance.errors import StoreError, ValidationError
 from appliance.store.referential import build
@@ -47,10 +46,13 @@ from appliance.store.referential.build import (
 from appliance.store.referential.devices import parse_devices
 from appliance.store.referential.search import Referential
 
+if TYPE_CHECKING:  # httpx is imported by the download only: the kiosk opens the referential
+    import httpx
+
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
-HTTP_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+HTTP_TIMEOUT_S, HTTP_CONNECT_TIMEOUT_S = 60.0, 15.0
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -141,6 +143,8 @@ def _file_urls(url: str) -> dict[str, str]:
 
 
 def _download(client: httpx.Client, url: str, name: str) -> SourceFile:
+    import httpx
+
     try:
         with client.stream("GET", url) as response:
             response.raise_for_status()
@@ -168,7 +172,10 @@ def _from_url(url: str, ca_file: str | None) -> dict[str, SourceFile]:
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
     except (OSError, ssl.SSLError) as exc:
         raise ValidationError("ca_file", ca_file, f"a readable PEM bundle ({exc})") from exc
-    with httpx.Client(timeout=HTTP_TIMEOUT, verify=verify, follow_redirects=True) as client:
+    import httpx
+
+    timeout = httpx.Timeout(HTTP_TIMEOUT_S, connect=HTTP_CONNECT_TIMEOUT_S)
+    with httpx.Client(timeout=timeout, verify=verify, follow_redirects=True) as client:
         if urlsplit(url).path.lower().endswith(".zip"):
             archive = _download(client, url, "archive.zip")
             return _from_zip(archive.data, url)

@@ -16,13 +16,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
-import sqlite_utils
 
 from appliance.errors import AuditChainBroken, StoreError
 from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 GENESIS = "0" * 64
 _HEAD_COUNT, _HEAD_HASH = "audit.count", "audit.head"

@@ -13,10 +13,12 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from appliance.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +31,14 @@ class Store:
     """A connection to the store, with explicit write transactions.
 
     ``db`` is the sqlite-utils view of the same connection; its own ``atomic()`` blocks
-    nest as savepoints inside ``write()``.
+    nest as savepoints inside ``write()``. sqlite-utils (and the click, dateutil and pluggy
+    it loads, about 0.1 s) is imported by the first ``Store``, not by importing this module,
+    so that the kiosk draws its lock screen before it needs the store.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
+        import sqlite_utils
+
         self.conn = conn
         self.path = path
         self.db = sqlite_utils.Database(conn)

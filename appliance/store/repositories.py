@@ -10,8 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from appliance.domain.ids import Ins
 from appliance.domain.people import Practitioner, Resident, Role, Sex, fold
@@ -19,6 +18,9 @@ from appliance.domain.prescription import Prescription, State
 from appliance.errors import StoreError
 from appliance.store import audit
 from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # ``meta`` key holding the floor of the prescription-ID generator's ``last_ms``: kept by the
 # prescribing service and raised by a restore, so IDs stay monotonic across both.

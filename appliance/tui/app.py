@@ -104,17 +104,22 @@ class OrdoApp(App[None]):
         if ctx.watcher is not None:
             ctx.watcher.subscribe(self._card_event)
             ctx.watcher.start()
-        if ctx.printer is not None:
-            ctx.printer.start(lambda status: self.post_message(PrintStatusChanged(status)))
         self.set_interval(1.0, self._check_idle)
         self.set_interval(STATUS_EVERY_S, self.refresh_status)
-        self.refresh_status()
+        # The printer and the status line (which probes the printer) load the printer driver:
+        # after the first frame, so that the lock screen is not kept waiting for them.
+        self.call_after_refresh(self._start_after_first_frame)
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             import asyncio
 
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGTERM, self.exit)
             loop.add_signal_handler(signal.SIGHUP, self._hang_up)
+
+    def _start_after_first_frame(self) -> None:
+        if self.ctx.printer is not None:
+            self.ctx.printer.start(lambda status: self.post_message(PrintStatusChanged(status)))
+        self.refresh_status()
 
     def on_unmount(self) -> None:
         self._stop_services()
