@@ -43,8 +43,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==0.13.8
 
+# Bytecode is compiled at install time: on the appliance the code is read-only to the ordo
+# user, and without .pyc files every start of the kiosk would compile its sources again.
 env: system-deps $(UV)
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
+	$(VENV)/bin/python -m compileall -q appliance drivers sync bench > /dev/null
 
 bench: env
 	$(VENV)/bin/python -m bench
