@@ -57,7 +57,8 @@ COMMAND_MODULES = {
     "printer-emulator": "printing",
     "install": "ops", "doctor": "ops", "backup": "ops", "restore": "ops", "retention": "ops",
     "sync": "sync_cmd", "registry-sim": "sync_cmd",
-    "kiosk": "kiosk", "prescribe": "kiosk", "drafts": "kiosk", "practitioners": "kiosk",
+    "kiosk": "kiosk", "prescribe": "prescribe", "drafts": "prescribe",
+    "practitioners": "prescribe",
     "demo": "demo",
 }
 

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import click
 
 from appliance.bootstrap import App, bootstrap
-from appliance.commands.kiosk import build_context, echo_json, exit_on_signals, log_to_file_at
+from appliance.commands.kiosk import build_context, exit_on_signals, log_to_file_at
+from appliance.commands.prescribe import echo_json
 from appliance.commands.session import login, store_audit
 from appliance.config import load_settings
 from appliance.domain.people import Practitioner, Role

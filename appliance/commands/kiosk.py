@@ -1,24 +1,25 @@
-"""``ordo kiosk``, ``ordo prescribe``, ``ordo drafts``, ``ordo practitioners``, ``ordo demo``.
+"""``ordo kiosk``: the kiosk's composition root.
 
-This module is the kiosk's composition root: it wires pcscd (``drivers.card``), the ESC/POS
-printer and its layout (``drivers.printer``), the BDPM referential, the audit chain and the
-sync status (``sync.localstore``) into the services and the Textual app
-(``appliance.tui.make_app``).
+It wires pcscd (``drivers.card``), the ESC/POS printer and its layout (``drivers.printer``),
+the BDPM referential, the audit chain and the sync status (``sync.localstore``) into the
+services and the Textual app (``appliance.tui.make_app``). The headless commands
+(``ordo prescribe``, ``ordo drafts``, ``ordo practitioners``) are in
+``appliance.commands.prescribe``.
+
+The lock screen is drawn before anything slow: this module imports neither cryptography nor
+sqlite-utils, and ``build_context`` only builds closures. The store's migrations, the trust
+store and the login's modules are loaded by ``ctx.warm_up``, which the app runs on a thread
+once the first frame is drawn; each is also loaded by its first use, whichever comes first.
 
 ``ordo`` with no sub-command prints the help, on the appliance too: the systemd unit
 (``systemd/ordo-kiosk.service``) runs ``ordo kiosk`` explicitly, so nothing depends on
 guessing where the data directory is.
-
-Exit statuses of ``ordo prescribe`` and ``ordo drafts import``: 0 done; 1 invalid draft
-(every problem with its JSON path); 3 authentication or role refused (card, PIN); 4 any
-other error (store, referential, printer).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
+import importlib
 import logging
 import os
 import signal
@@ -28,41 +29,42 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from appliance.bootstrap import App
-from appliance.commands.session import login, open_card, read_pin, store_audit
+from appliance.commands.session import login, open_card, store_audit
 from appliance.config import Settings
-from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription import Prescription
-from appliance.domain.prescription_id import format_id
 from appliance.errors import OrdoError
-from appliance.services import prescribing
-from appliance.services.auth import AuthRefused, PractitionerSession
-from appliance.services.drafts import (
-    Draft,
-    DraftInvalid,
-    DraftProblem,
-    parse_draft,
-    resident_matcher,
-)
-from appliance.services.prescribing import Forbidden, IdAllocator, ReferentialDrugs
-from appliance.services.trust import load_trust_store
-from appliance.store import open_store, repositories
+from appliance.store import open_store
 from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    from appliance.services.auth import PractitionerSession
+    from appliance.services.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR = 1, 3, 4
 PREVIEW_PAYLOAD = "ORD1:APERCU"
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+def once(build: Callable[[], T]) -> Callable[[], T]:
+    """``build()`` run by the first call, from any thread; later calls return its result.
+    A call that raises is not remembered: the next call tries again."""
+    lock = threading.Lock()
+    done: list[T] = []
+
+    def get() -> T:
+        with lock:
+            if not done:
+                done.append(build())
+            return done[0]
+
+    return get
 
 
 # -- adapters of the kiosk ---------------------------------------------------------------------
@@ -227,26 +229,27 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
                   demo_dispense: Callable[[str], str] | None = None,
                   console: bool | None = None) -> tuple[Any, KioskParts]:
     """The ``KioskContext`` of the real appliance (or of the demo) from the settings."""
-    from appliance.services.referential import open_referential
+    from appliance.store.referential.build import referential_path
+    from appliance.store.referential.search import Referential
     from appliance.tui.context import KioskContext
-    from sync import localstore
 
     settings = app.settings
-    app.store  # noqa: B018 - open once here: creates the file and runs the migrations
     path = settings.db_path
+    # ``app.store`` creates the file and runs the migrations: once, before any connection.
+    migrated = once(lambda: app.store)
+    trust = once(lambda: _load_trust(settings))
 
     def open_db() -> Store:
+        migrated()
         return open_store(path, migrate=False)
 
-    trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
     audit_log = store_audit(open_db)
     card_thread = CardThread()
-    parts = KioskParts(card_thread, referential=open_referential(settings.data_dir))
+    parts = KioskParts(card_thread, referential=Referential(referential_path(settings.data_dir)))
 
     def kiosk_login(reader: str, pin: str) -> PractitionerSession:
-        return card_thread.call(functools.partial(
-            login, trust, audit_log, float(settings.security.idle_timeout_s), pin,
-            reader=reader))
+        return card_thread.call(lambda: login(
+            trust(), audit_log, float(settings.security.idle_timeout_s), pin, reader=reader))
 
     def card_info(reader: str) -> tuple[str, int | None]:
         def read() -> tuple[str, int | None]:
@@ -265,6 +268,13 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
         return card_thread.call(read)
 
+    def warm_up() -> None:
+        migrated()
+        trust()
+        # The modules of the login and of the signature, loaded while nobody waits.
+        importlib.import_module("appliance.services.auth")
+        importlib.import_module("appliance.services.signature")
+
     monitor = None
     if watcher:
         from drivers.card.monitor import ReaderMonitor
@@ -276,11 +286,23 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         referential=parts.referential,
         preview=make_preview(settings),
         printer=KioskPrinter(settings, open_db) if printer else None,
-        sync_status=localstore.sync_status, dispensations=_dispensation_views,
+        sync_status=_sync_status, dispensations=_dispensation_views,
         establishment=settings.establishment.name, allow_quit=allow_quit,
         console=os.environ.get("TERM") == "linux" if console is None else console,
-        banner=banner, demo_dispense=demo_dispense)
+        banner=banner, demo_dispense=demo_dispense, warm_up=warm_up)
     return ctx, parts
+
+
+def _load_trust(settings: Settings) -> TrustStore:
+    from appliance.services.trust import load_trust_store
+
+    return load_trust_store(settings.security.trust_roots, settings.security.crls)
+
+
+def _sync_status(store: Store) -> Any:
+    from sync import localstore
+
+    return localstore.sync_status(store)
 
 
 def _log_to_file(settings: Settings, name: str) -> None:
@@ -330,324 +352,4 @@ def kiosk(app: App) -> None:
         parts.close()
 
 
-# -- the headless path ----------------------------------------------------------------------
-def _problems_json(problems: list[DraftProblem]) -> list[dict[str, str]]:
-    return [{"path": p.path, "message": p.message} for p in problems]
-
-
-def _fail(as_json: bool, code: int, *, reason: str, message: str,
-          problems: list[DraftProblem] | None = None, **extra: Any) -> None:
-    if as_json:
-        echo_json({"ok": False, "reason": reason, "message": message,
-                    **({"errors": _problems_json(problems)} if problems is not None else {}),
-                    **extra})
-    else:
-        click.echo(f"Refusé : {message}", err=True)
-        for p in problems or []:
-            click.echo(f"  {p.path} : {p.message}", err=True)
-    raise click.exceptions.Exit(code)
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DraftInvalid([DraftProblem("$", f"not UTF-8 text ({exc.reason})")]) from exc
-    except json.JSONDecodeError as exc:
-        raise DraftInvalid([DraftProblem(
-            "$", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from exc
-    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 5,000 nested arrays
-        raise DraftInvalid([DraftProblem("$", f"unreadable JSON ({exc})")]) from exc
-
-
-def _split_prescriber(data: Any, base: str, required: bool
-                      ) -> tuple[str | None, Any, list[DraftProblem]]:
-    """The optional ``prescriber: {"idNat_PS": ...}`` of a draft, and the draft without it."""
-    if not isinstance(data, dict) or "prescriber" not in data:
-        problems = [DraftProblem(f"{base}.prescriber", "required: {\"idNat_PS\": \"8...\"}")] \
-            if required and isinstance(data, dict) else []
-        return None, data, problems
-    body = {k: v for k, v in data.items() if k != "prescriber"}
-    raw = data["prescriber"]
-    if not isinstance(raw, dict) or set(raw) - {"idNat_PS"} or "idNat_PS" not in raw:
-        return None, body, [DraftProblem(f"{base}.prescriber",
-                                         'expected {"idNat_PS": "8..."}')]
-    from appliance.domain.ids import validate_id_nat_ps
-    from appliance.errors import ValidationError
-
-    try:
-        return validate_id_nat_ps(str(raw["idNat_PS"])), body, []
-    except ValidationError as exc:
-        return None, body, [DraftProblem(f"{base}.prescriber.idNat_PS",
-                                         f"{exc.value!r} is invalid: {exc.expected}")]
-
-
-def _rebase(problems: list[DraftProblem], base: str) -> list[DraftProblem]:
-    return [DraftProblem(base + p.path[1:], p.message) for p in problems]
-
-
-def _parser(app: App) -> tuple[Callable[[Any], Draft], Any]:
-    from appliance.services.referential import open_referential
-
-    referential = open_referential(app.settings.data_dir)
-    drugs = ReferentialDrugs(referential)
-    store = app.store
-    find = resident_matcher(lambda: repositories.list_residents(store))
-    return functools.partial(parse_draft, find_resident=find, drugs=drugs), referential
-
-
-@click.command("prescribe")
-@click.argument("draft_file", metavar="FILE.json",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--pin-stdin", is_flag=True, help="Read the PIN from the first line of stdin.")
-@click.option("--json", "as_json", is_flag=True, help="JSON output (for the DUI).")
-@click.option("--slot", type=int, default=None,
-              help="Reader index (default: the first reader holding a card).")
-@click.option("--print-now", is_flag=True,
-              help="Print at once here instead of leaving the job to the kiosk's queue.")
-@click.pass_obj
-def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: int | None,
-              print_now: bool) -> None:
-    """Sign a prescription drafted by the EHPAD's software (JSON, see the README) with the
-    inserted CPS card: validate, sign, store, queue the print and the registry upload, and
-    print the prescription ID.
-
-    Every problem of an invalid draft is reported with its JSON path (exit status 1)
-    before the card is touched.
-    """
-    try:
-        data = _load_json(draft_file)
-        prescriber_id, body, problems = _split_prescriber(data, "$", required=False)
-        parse, referential = _parser(app)
-        try:
-            try:
-                draft = parse(body)
-            except DraftInvalid as exc:
-                problems += exc.problems
-                draft = None
-        finally:
-            referential.close()
-    except DraftInvalid as exc:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
-              problems=exc.problems)
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    if problems or draft is None:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
-              problems=problems)
-    assert draft is not None
-    pin = read_pin(pin_stdin)
-    settings = app.settings
-    open_db = functools.partial(open_store, settings.db_path, migrate=False)
-    try:
-        trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-        session = login(trust, store_audit(open_db), float(settings.security.idle_timeout_s),
-                        pin, slot=slot)
-    except AuthRefused as exc:
-        _fail(as_json, EXIT_REFUSED, reason=exc.reason, message=str(exc),
-              tries_left=exc.tries_left)
-    except OrdoError as exc:
-        _fail(as_json, EXIT_REFUSED, reason="card_error", message=str(exc))
-    try:
-        if prescriber_id is not None and prescriber_id != session.practitioner.id_nat_ps:
-            _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
-                  problems=[DraftProblem("$.prescriber.idNat_PS",
-                                         f"{prescriber_id!r} is not the card holder "
-                                         f"({session.practitioner.id_nat_ps})")])
-        try:
-            prescribing.register_login(app.store, session)
-            result = prescribing.prescribe(app.store, session, draft, ids=IdAllocator())
-        except (AuthRefused, Forbidden) as exc:
-            _fail(as_json, EXIT_REFUSED, reason=getattr(exc, "reason", "forbidden"),
-                  message=str(exc))
-        except prescribing.AmRequired as exc:
-            _fail(as_json, EXIT_REFUSED, reason="am_required", message=str(exc))
-        except OrdoError as exc:
-            _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    finally:
-        session.logout()
-    printed = None
-    if print_now:
-        printed = _print_now(app)
-    p = result.prescription
-    if as_json:
-        echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
-                    "state": p.state.value, "signed_at": p.signed_at, "lines": len(p.lines),
-                    "print_job": result.print_job, "printed": printed,
-                    "registry": "queued"})
-        return
-    click.echo(f"Ordonnance signée n° {format_id(p.id)} ({len(p.lines)} ligne(s)) ; "
-               f"impression : {'faite' if printed else 'en file'} (travail n° "
-               f"{result.print_job}) ; envoi au registre en file.")
-
-
-def _print_now(app: App) -> bool:
-    from appliance.services.printing import PrintQueue
-    from drivers.printer.escpos import EscPosOrderPrinter
-
-    try:
-        report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(app.settings)).run_once()
-    except OrdoError as exc:
-        click.echo(f"Impression : {exc}", err=True)
-        return False
-    if report.error:
-        click.echo(f"Impression : {report.error}", err=True)
-    return bool(report.printed) and not report.error
-
-
-@click.group("drafts")
-def drafts_group() -> None:
-    """Drafts made by the EHPAD's software, reviewed and signed by the physician."""
-
-
-@drafts_group.command("import")
-@click.argument("draft_file", metavar="FILE.json",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@click.pass_obj
-def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
-    """Create drafts for physicians to review and sign in the kiosk.
-
-    FILE.json holds one draft, a list of drafts, or {"drafts": [...]}; each names its
-    prescriber: "prescriber": {"idNat_PS": "8..."}. All or nothing: any problem (with its
-    JSON path) and nothing is created (exit status 1).
-    """
-    try:
-        data = _load_json(draft_file)
-    except DraftInvalid as exc:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="fichier invalide",
-              problems=exc.problems)
-    if isinstance(data, dict) and "drafts" in data and set(data) == {"drafts"}:
-        items, base = data["drafts"], "$.drafts"
-    elif isinstance(data, list):
-        items, base = data, "$"
-    else:
-        items, base = [data], None
-    if not isinstance(items, list) or not items:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="fichier invalide",
-              problems=[DraftProblem(base or "$", "expected a non-empty list of drafts")])
-    problems: list[DraftProblem] = []
-    parsed: list[tuple[str, Draft]] = []
-    try:
-        parse, referential = _parser(app)
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    try:
-        for i, item in enumerate(items):
-            prefix = "$" if base is None else f"{base}[{i}]"
-            prescriber_id, body, found = _split_prescriber(item, prefix, required=True)
-            problems += found
-            try:
-                draft = parse(body)
-            except DraftInvalid as exc:
-                problems += _rebase(exc.problems, prefix)
-                continue
-            if prescriber_id is not None:
-                known = repositories.get_practitioner(app.store, prescriber_id)
-                if known is None or known.role is not Role.PRESCRIBER:
-                    problems.append(DraftProblem(
-                        f"{prefix}.prescriber.idNat_PS",
-                        f"{prescriber_id!r} is not a prescriber known to this appliance "
-                        "(first login, or ordo practitioners add)"))
-                else:
-                    parsed.append((prescriber_id, draft))
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    finally:
-        referential.close()
-    if problems:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon(s) invalide(s)",
-              problems=problems)
-    try:
-        made = prescribing.import_drafts(app.store, parsed, ids=IdAllocator(), actor="dui")
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    if as_json:
-        echo_json({"ok": True, "drafts": [{"prescription_id": p.id,
-                                            "prescriber": p.prescriber.id_nat_ps,
-                                            "lines": len(p.lines)} for p in made]})
-        return
-    for p in made:
-        click.echo(f"Brouillon {format_id(p.id)} créé pour {p.prescriber.display_name} "
-                   f"({len(p.lines)} ligne(s)) : à vérifier et signer sur le poste.")
-
-
-@drafts_group.command("list")
-@click.option("--as", "id_nat_ps", default=None, metavar="ID_NAT_PS",
-              help="Only this prescriber's drafts.")
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@click.pass_obj
-def drafts_list(app: App, id_nat_ps: str | None, as_json: bool) -> None:
-    """Drafts waiting for their physician's signature."""
-    sql = "SELECT id, prescriber_id, created_at, updated_at FROM prescriptions" \
-          " WHERE state = 'draft'"
-    params: tuple = ()
-    if id_nat_ps:
-        sql, params = sql + " AND prescriber_id = ?", (id_nat_ps,)
-    rows = app.store.query(sql + " ORDER BY updated_at DESC", params)
-    if as_json:
-        echo_json(rows)
-        return
-    for row in rows:
-        click.echo(f"{format_id(row['id'])}  {row['prescriber_id']}  créé {row['created_at']}")
-
-
-# -- practitioners ----------------------------------------------------------------------------
-@click.group("practitioners")
-def practitioners_group() -> None:
-    """Practitioners known to the appliance, and the prescribers' N° AM."""
-
-
-@practitioners_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@click.pass_obj
-def practitioners_list(app: App, as_json: bool) -> None:
-    """Practitioners recorded at login (or added), with their role and N° AM."""
-    found = prescribing.list_practitioners(app.store)
-    if as_json:
-        echo_json([{"id_nat_ps": p.id_nat_ps, "last_name": p.last_name,
-                     "first_name": p.first_name, "profession": p.profession,
-                     "role": p.role.value, "am": p.am} for p in found])
-        return
-    for p in found:
-        click.echo(f"{p.id_nat_ps}  {p.display_name:<30} {p.role.value:<11} "
-                   f"N° AM {p.am or '-'}")
-
-
-@practitioners_group.command("add")
-@click.argument("id_nat_ps")
-@click.option("--nom", "last_name", required=True)
-@click.option("--prenom", "first_name", required=True)
-@click.option("--profession", default="Médecin", show_default=True)
-@click.option("--role", type=click.Choice([r.value for r in (Role.PRESCRIBER, Role.NURSE)]),
-              default=Role.PRESCRIBER.value, show_default=True)
-@click.option("--am", default=None, help="N° AM (9 digits), prescribers only.")
-@click.pass_obj
-def practitioners_add(app: App, id_nat_ps: str, last_name: str, first_name: str,
-                      profession: str, role: str, am: str | None) -> None:
-    """Record a practitioner before their first login (so that the DUI can import drafts
-    for them). The card's names replace these at login."""
-    try:
-        practitioner = Practitioner(id_nat_ps=id_nat_ps, last_name=last_name,
-                                    first_name=first_name, profession=profession,
-                                    role=Role(role), am=am)
-        prescribing.add_practitioner(app.store, practitioner, actor="cli")
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"Praticien {practitioner.display_name} ({practitioner.id_nat_ps}) enregistré.")
-
-
-@practitioners_group.command("set-am")
-@click.argument("id_nat_ps")
-@click.argument("am")
-@click.pass_obj
-def practitioners_set_am(app: App, id_nat_ps: str, am: str) -> None:
-    """Set a prescriber's N° AM (the CPS card does not carry it)."""
-    try:
-        p = prescribing.set_am(app.store, id_nat_ps, am, actor="cli")
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"N° AM de {p.display_name} : {p.am}")
-
-
-COMMANDS = [kiosk, prescribe, drafts_group, practitioners_group]
+COMMANDS = [kiosk]

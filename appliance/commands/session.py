@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from appliance.errors import CardError
-from appliance.services.auth import PractitionerSession, authenticate
-from appliance.services.trust import TrustStore
-from appliance.store.db import Store
+
+if TYPE_CHECKING:  # cryptography is loaded by the first login, not by the kiosk's start
+    from appliance.services.auth import PractitionerSession
+    from appliance.services.trust import TrustStore
+    from appliance.store.db import Store
 
 
 def store_audit(open_db: Callable[[], Store]) -> Callable[..., object]:
@@ -56,6 +58,8 @@ def login(trust: TrustStore, audit_log: Callable[..., object], idle_timeout_s: f
           pin: str, *, reader: str | None = None, slot: int | None = None
           ) -> PractitionerSession:
     """Open the card and authenticate its holder (call it on the card thread)."""
+    from appliance.services.auth import authenticate
+
     card = open_card(reader, slot)
     try:
         return authenticate(card, pin, trust, audit=audit_log, idle_timeout_s=idle_timeout_s)

@@ -43,7 +43,6 @@ from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.errors import OrdoError, StateError, StoreError, ValidationError
 from appliance.services import printing
 from appliance.services.drafts import Draft
-from appliance.services.signature import record_signature, sign_prescription
 from appliance.store import audit, repositories
 from appliance.store.db import Store
 
@@ -339,6 +338,10 @@ def sign(store: Store, session: Operator, prescription_id: str, *,
         raise AmRequired(doctor.id_nat_ps)
     draft = replace(draft, prescriber=doctor)
     draft.check_signable()
+    # Imported here: cryptography is loaded by the card login before any signing, and the
+    # kiosk's lock screen, which imports this module, does not wait for it.
+    from appliance.services.signature import record_signature, sign_prescription
+
     signed = sign_prescription(draft, session, _signing_time(now))
     with store.write() as db:
         job = record_signature(db, signed, actor=doctor.id_nat_ps)

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.app import App
@@ -32,8 +32,6 @@ from appliance.domain.people import Role
 from appliance.errors import OrdoError
 from appliance.ports import CardEvent, CardEventKind
 from appliance.services import prescribing
-from appliance.services.auth import PractitionerSession, SessionGuard
-from appliance.tui.context import KioskContext
 from appliance.tui.messages import (
     CardChanged,
     DataChanged,
@@ -42,6 +40,10 @@ from appliance.tui.messages import (
     SessionLocked,
 )
 from appliance.tui.screens.base import LOCK_REASONS_FR
+
+if TYPE_CHECKING:
+    from appliance.services.auth import PractitionerSession, SessionGuard
+    from appliance.tui.context import KioskContext
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,28 @@ class OrdoApp(App[None]):
             loop.add_signal_handler(signal.SIGHUP, self._hang_up)
 
     def _start_after_first_frame(self) -> None:
+        self.run_worker(self._warm_up, thread=True, exit_on_error=False, group="warm-up")
+
+    def _warm_up(self) -> None:
+        warm_up = self.ctx.warm_up
+        if warm_up is not None:
+            try:
+                warm_up()
+            except OrdoError as exc:
+                log.error("kiosk start: %s", exc)
+                self.post_message(RunInUi(self._show_start_error, str(exc)))
+            except Exception:
+                log.exception("kiosk start failed")
+                self.post_message(RunInUi(self._show_start_error, "erreur interne"))
+        self.post_message(RunInUi(self._start_services, None))
+
+    def _show_start_error(self, message: str) -> None:
+        self.lock_message = f"Démarrage incomplet : {message}"
+        show = getattr(self.screen_stack[0], "show_locked", None)
+        if show is not None:
+            show(self.lock_message)
+
+    def _start_services(self, _: None) -> None:
         if self.ctx.printer is not None:
             self.ctx.printer.start(lambda status: self.post_message(PrintStatusChanged(status)))
         self.refresh_status()
@@ -194,6 +218,7 @@ class OrdoApp(App[None]):
 
     def begin_session(self, session: PractitionerSession, needs_am: bool) -> None:
         """The PIN was right: open the home screen for this practitioner."""
+        from appliance.services.auth import SessionGuard
         from appliance.tui.screens.am import AmScreen
         from appliance.tui.screens.home import HomeScreen
 

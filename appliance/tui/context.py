@@ -18,13 +18,15 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from appliance.domain.prescription import Prescription
 from appliance.ports import CardEvent, PrinterStatus
-from appliance.services.auth import PractitionerSession
 from appliance.services.prescribing import IdAllocator
-from appliance.store.db import Store
+
+if TYPE_CHECKING:
+    from appliance.services.auth import PractitionerSession
+    from appliance.store.db import Store
 
 T = TypeVar("T")
 
@@ -90,6 +92,10 @@ class KioskContext:
     console: bool = False
     banner: str = ""
     demo_dispense: Callable[[str], str] | None = None
+    warm_up: Callable[[], None] | None = None
+    """Run on a thread once the lock screen is drawn, before the printer and the status line
+    start: what the kiosk loads early rather than at first use (the store's migrations, the
+    trust store). An ``OrdoError`` from it is shown on the lock screen."""
     on_hangup: Callable[[], None] | None = None
     """Run when the terminal hangs up (SIGHUP), before the process ends at once: the
     terminal cannot be restored, so only what was started is stopped."""

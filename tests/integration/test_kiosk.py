@@ -343,7 +343,7 @@ def test_idle_session_locks_and_enter_asks_for_the_pin_again(kiosk_env):
 
 
 def test_nurse_cannot_write_or_sign_but_reprints_a_duplicate(kiosk_env, card_trust):
-    from appliance.commands.kiosk import login
+    from appliance.commands.session import login
     from appliance.services import prescribing
     from appliance.services.prescribing import Forbidden
 

@@ -209,7 +209,7 @@ class OtherPhysician:
 
 def test_cancel_is_refused_after_a_dispensation_and_to_another_physician(kiosk_env,
                                                                         card_trust):
-    from appliance.commands.kiosk import login
+    from appliance.commands.session import login
     from appliance.errors import StateError
 
     set_am(kiosk_env)

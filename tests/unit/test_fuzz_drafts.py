@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from appliance.commands.kiosk import _load_json
+from appliance.commands.prescribe import _load_json
 from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription import (
     MAX_RENEWALS,

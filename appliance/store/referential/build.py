@@ -35,12 +35,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from appliance.errors import StoreError
-from appliance.store.referential.bdpm import Bdpm, CompositionRow, ParsedFile, RowError
-from appliance.store.referential.devices import DeviceRow
 from appliance.store.referential.text import search_key
+
+if TYPE_CHECKING:  # the kiosk's search reads the file without loading the parsers
+    from appliance.store.referential.bdpm import Bdpm, CompositionRow, ParsedFile, RowError
+    from appliance.store.referential.devices import DeviceRow
 
 log = logging.getLogger(__name__)
 

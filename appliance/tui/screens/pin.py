@@ -11,7 +11,6 @@ from textual.containers import Center, Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
 
 from appliance.services import prescribing
-from appliance.services.auth import AuthRefused
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -72,6 +71,10 @@ class PinScreen(KioskScreen):
         ctx, reader = self.ctx, self.reader
 
         def login() -> tuple[Any, bool]:
+            # Imported here: the card monitor's first event opens this module, before the
+            # lock screen is drawn; the login has loaded the auth service by now.
+            from appliance.services.auth import AuthRefused
+
             session = ctx.login(reader, pin)
             try:
                 if self.gone:  # the card left while its PIN was checked
@@ -94,7 +97,7 @@ class PinScreen(KioskScreen):
     def _refused(self, exc: BaseException) -> None:
         self.busy = False
         self.query_one("#pin", Input).value = ""
-        if isinstance(exc, AuthRefused) and exc.reason == "wrong_pin":
+        if getattr(exc, "reason", None) == "wrong_pin":  # AuthRefused
             self.show_error(f"Code PIN incorrect : {exc.tries_left} essai(s) restant(s).")
         else:
             self.show_error(describe_error(exc))
