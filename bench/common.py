@@ -85,6 +85,7 @@ class Pcscd(PcscdService):
 class PtyRun:
     seconds: float | None          # spawn to the first marker on the terminal
     marker: str | None
+    ready_seconds: float | None = None  # spawn to the ``ready`` text, drawn after a marker
     peak_rss_kb: int = 0
     output_bytes: int = 0
     returncode: int | None = None
@@ -93,10 +94,12 @@ class PtyRun:
 
 def run_on_pty(argv: Sequence[str], markers: Sequence[str], *, env: dict[str, str],
                cwd: Path = ROOT, timeout_s: float = 60.0, size: tuple[int, int] = (80, 24),
-               after: Callable[[int], None] | None = None) -> PtyRun:
+               after: Callable[[int], None] | None = None,
+               ready: str | None = None) -> PtyRun:
     """Start ``argv`` on a fresh pseudo-terminal of ``size`` (columns, rows), time it from
-    spawn until one of ``markers`` is drawn, call ``after(pid)`` if given, then end it
-    (SIGTERM, then SIGKILL) while draining its output."""
+    spawn until one of ``markers`` is drawn (and then, if given, until the ``ready`` text
+    is drawn too), call ``after(pid)`` if given, then end it (SIGTERM, then SIGKILL) while
+    draining its output."""
     master, slave = pty.openpty()
     columns, rows = size
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -106,26 +109,41 @@ def run_on_pty(argv: Sequence[str], markers: Sequence[str], *, env: dict[str, st
                             env=env, start_new_session=True, close_fds=True)
     os.close(slave)
     seen: tuple[float, str] | None = None
+    ready_at: float | None = None
     buffer = bytearray()
-    try:
-        deadline = started + timeout_s
-        while seen is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if not ready:
+
+    def read_until(found: Callable[[], bool], deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if found():
+                return True
+            readable, _, _ = select.select([master], [], [], 0.2)
+            if not readable:
                 if proc.poll() is not None:
-                    break
+                    return found()
                 continue
             try:
                 chunk = os.read(master, 65536)
             except OSError:
-                break
-            now = time.monotonic()
-            buffer += chunk
-            for text, raw in wanted:
-                if raw in buffer:
-                    seen = (now - started, text)
-                    break
+                return found()
+            buffer.extend(chunk)
+        return found()
+
+    def first_marker() -> bool:
+        nonlocal seen
+        if seen is None:
+            hit = next((text for text, raw in wanted if raw in buffer), None)
+            if hit is not None:
+                seen = (time.monotonic() - started, hit)
+        return seen is not None
+
+    try:
+        deadline = started + timeout_s
+        read_until(first_marker, deadline)
         peak = vm_hwm_kb(proc.pid)
+        if ready is not None and seen is not None:
+            wanted_ready = ready.encode("utf-8")
+            if read_until(lambda: wanted_ready in buffer, deadline):
+                ready_at = time.monotonic() - started
         if after is not None and seen is not None:
             after(proc.pid)
             peak = vm_hwm_kb(proc.pid) or peak
@@ -133,8 +151,8 @@ def run_on_pty(argv: Sequence[str], markers: Sequence[str], *, env: dict[str, st
         _end(proc, master)
         os.close(master)
     tail = bytes(buffer[-400:]).decode("utf-8", "replace")
-    return PtyRun(seen[0] if seen else None, seen[1] if seen else None, peak, len(buffer),
-                  proc.returncode, tail)
+    return PtyRun(seen[0] if seen else None, seen[1] if seen else None, ready_at, peak,
+                  len(buffer), proc.returncode, tail)
 
 
 def _end(proc: subprocess.Popen, master: int) -> None:
