@@ -160,9 +160,14 @@ def get_prescription(store: Store, prescription_id: str) -> Prescription | None:
     return Prescription.from_dict(json.loads(rows[0]["body"])) if rows else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HistoryRow:
-    """One line of a resident's history, read from the index without the body."""
+    """One line of a resident's history, read from the index without the body.
+
+    Slotted and not frozen: a frozen dataclass sets each field through
+    ``object.__setattr__`` (about 1.7 µs a row against 0.2 µs here), which was a third of
+    listing 500 prescriptions. Rows are snapshots: nothing writes them back.
+    """
 
     id: str
     state: State
@@ -171,14 +176,30 @@ class HistoryRow:
     prescriber_id: str
 
 
+# The covering index alone (migration m005), newest first; ``bench.store_million`` times this
+# same text bare as the anchor of ``history``.
+HISTORY_SQL = ("SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
+               " INDEXED BY prescriptions_history WHERE resident_ins = ?"
+               " ORDER BY created_at DESC")
+
+
 def history(store: Store, ins: str) -> list[HistoryRow]:
-    """A resident's prescriptions, newest first, without parsing their bodies."""
-    rows = store.conn.execute(
-        "SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
-        " INDEXED BY prescriptions_history WHERE resident_ins = ? ORDER BY created_at DESC",
-        (ins,)).fetchall()
-    return [HistoryRow(r[0], State(r[1]), datetime.fromisoformat(r[2]),
-                       datetime.fromisoformat(r[3]) if r[3] else None, r[4]) for r in rows]
+    """A resident's prescriptions, newest first, without parsing their bodies.
+
+    Plain tuples from SQLite (no ``sqlite3.Row``), states by dictionary rather than through
+    ``State(...)`` (an enum call is about 1.5 µs), the two ISO timestamps parsed at once since
+    the list shows a date on every row.
+    """
+    cursor = store.conn.cursor()
+    cursor.row_factory = None
+    states = {s.value: s for s in State}
+    parse = datetime.fromisoformat
+    rows = cursor.execute(HISTORY_SQL, (ins,)).fetchall()
+    try:
+        return [HistoryRow(pid, states[state], parse(created), parse(signed) if signed else None,
+                           prescriber) for pid, state, created, signed, prescriber in rows]
+    except KeyError as exc:
+        raise StoreError(f"a prescription of this resident has an unknown state {exc}") from exc
 
 
 def prescriptions_of(store: Store, ins: str) -> list[Prescription]:

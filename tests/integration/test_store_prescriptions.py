@@ -119,7 +119,18 @@ def test_history_lists_from_the_index_newest_first(store, ids):
     assert [(r.id, r.state) for r in rows] == [(second.id, State.SIGNED),
                                                (first.id, State.DRAFT)]
     assert rows[0].signed_at == T1 and rows[1].prescriber_id == first.prescriber.id_nat_ps
+    assert rows[1].signed_at is None and rows[1].created_at == first.created_at
     plan = " ".join(str(r[-1]) for r in store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id, state, created_at, signed_at, prescriber_id"
-        " FROM prescriptions WHERE resident_ins = ? ORDER BY created_at DESC", ("x",)))
+        f"EXPLAIN QUERY PLAN {repo.HISTORY_SQL}", ("x",)))
     assert "COVERING INDEX prescriptions_history" in plan
+    assert "TEMP B-TREE" not in plan                  # newest first comes from the index
+
+
+def test_history_refuses_a_state_it_does_not_know(store, ids):
+    """A store written by a newer version (or damaged) is reported, not listed wrongly."""
+    p = prescription(ids.new())
+    with store.write() as db:
+        repo.save_draft(db, p)
+        db.execute("UPDATE prescriptions SET state = 'lost' WHERE id = ?", [p.id])
+    with pytest.raises(StoreError, match="unknown state 'lost'"):
+        repo.history(store, p.resident.ins.value)
