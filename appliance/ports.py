@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from appliance.domain.prescription import Prescription
 from appliance.errors import CardError, PrinterError, RegistryError
+
+if TYPE_CHECKING:
+    from appliance.domain.prescription import Prescription
 
 # ---------------------------------------------------------------------------------------
 # Card: a CPS/CPE smart card in a PC/SC reader (drivers.card implements it)

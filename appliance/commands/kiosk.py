@@ -36,12 +36,12 @@ import click
 from appliance.bootstrap import App
 from appliance.commands.session import login, open_card, store_audit
 from appliance.config import Settings
-from appliance.domain.prescription import Prescription
 from appliance.errors import OrdoError
 from appliance.store import open_store
 from appliance.store.db import Store
 
 if TYPE_CHECKING:
+    from appliance.domain.prescription import Prescription
     from appliance.services.auth import PractitionerSession
     from appliance.services.trust import TrustStore
 

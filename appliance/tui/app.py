@@ -31,7 +31,6 @@ from textual.scrollbar import ScrollBar, ScrollBarRender
 from appliance.domain.people import Role
 from appliance.errors import OrdoError
 from appliance.ports import CardEvent, CardEventKind
-from appliance.services import prescribing
 from appliance.tui.messages import (
     CardChanged,
     DataChanged,
@@ -276,6 +275,8 @@ class OrdoApp(App[None]):
         seq, ctx = self._save_seq, self.ctx
 
         def save() -> None:
+            from appliance.services import prescribing
+
             with self._save_lock:
                 if seq < self._saved_seq:
                     return
@@ -298,6 +299,8 @@ class OrdoApp(App[None]):
         ctx = self.ctx
 
         def discard() -> None:
+            from appliance.services import prescribing
+
             with self._save_lock:
                 try:
                     with ctx.store() as store:

@@ -18,14 +18,15 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from appliance.domain.prescription import Prescription
 from appliance.ports import CardEvent, PrinterStatus
-from appliance.services.prescribing import IdAllocator
 
 if TYPE_CHECKING:
+    from appliance.domain.prescription import Prescription
     from appliance.services.auth import PractitionerSession
+    from appliance.services.prescribing import IdAllocator
     from appliance.store.db import Store
 
 T = TypeVar("T")
@@ -82,7 +83,6 @@ class KioskContext:
     read without spending a try (card thread)."""
     watcher: Watcher | None = None
     referential: Any = None
-    ids: IdAllocator = field(default_factory=IdAllocator)
     preview: Callable[[Prescription], list[str]] | None = None
     printer: PrintService | None = None
     sync_status: Callable[[Store], Any] | None = None
@@ -100,6 +100,13 @@ class KioskContext:
     """Run when the terminal hangs up (SIGHUP), before the process ends at once: the
     terminal cannot be restored, so only what was started is stopped."""
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    @cached_property
+    def ids(self) -> IdAllocator:
+        """The kiosk's prescription-ID generator (one per process: IDs stay monotonic)."""
+        from appliance.services.prescribing import IdAllocator
+
+        return IdAllocator()
 
     @contextlib.contextmanager
     def store(self) -> Iterator[Store]:

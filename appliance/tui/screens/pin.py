@@ -10,7 +10,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Center, Horizontal, Vertical
 from textual.widgets import Footer, Input, Label, Static
 
-from appliance.services import prescribing
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -73,6 +72,7 @@ class PinScreen(KioskScreen):
         def login() -> tuple[Any, bool]:
             # Imported here: the card monitor's first event opens this module, before the
             # lock screen is drawn; the login has loaded the auth service by now.
+            from appliance.services import prescribing
             from appliance.services.auth import AuthRefused
 
             session = ctx.login(reader, pin)
