@@ -22,9 +22,10 @@ if TYPE_CHECKING:  # cryptography is loaded by the first login, not by the kiosk
 
 def store_audit(open_db: Callable[[], Store]) -> Callable[..., object]:
     """``audit(**entry)`` for the auth service, callable from any thread (own connection)."""
-    from appliance.store import audit
 
     def append(**entry: Any) -> object:
+        from appliance.store import audit
+
         store = open_db()
         try:
             return audit.append(store, **entry)
