@@ -11,9 +11,8 @@ sqlite-utils, and ``build_context`` only builds closures. The store's migrations
 store and the login's modules are loaded by ``ctx.warm_up``, which the app runs on a thread
 once the first frame is drawn; each is also loaded by its first use, whichever comes first.
 
-``ordo`` with no sub-command prints the help, on the appliance too: the systemd unit
-(``systemd/ordo-kiosk.service``) runs ``ordo kiosk`` explicitly, so nothing depends on
-guessing where the data directory is.
+The systemd unit (``systemd/ordo-kiosk.service``) runs ``ordo kiosk`` explicitly; ``ordo``
+alone runs it too when the data directory is the appliance's (``/var/lib/ordo``).
 """
 
 from __future__ import annotations
