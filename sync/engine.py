@@ -4,11 +4,17 @@ Push (``push()``), exactly once whatever the network does:
 
 - pending records are taken oldest first, ``batch_size`` at a time, and the run goes on
   batch after batch until the queue is empty (draining, not one batch per tick);
+- a batch is prepared in one go while the previous one is on the wire: its prescriptions
+  are read in one query and the bodies of its creates built then (``encode_registration``),
+  so that a request leaves as soon as the one before it is answered;
 - each record is its own request; up to ``concurrency`` requests are in flight (started
-  oldest first; 1 makes the engine strictly sequential), so that the appliance's work
-  overlaps the registry's and the network's round trips; the outcomes of a batch are written
-  in one ``BEGIN IMMEDIATE`` transaction: acknowledgement with the registry's receipt (a
-  create moves the prescription to ``registered``), a retry time, or quarantine;
+  oldest first; 1 makes the engine strictly sequential: the requests then leave from the
+  dispatcher thread itself), so that the appliance's work overlaps the registry's and the
+  network's round trips;
+- the outcomes of a batch are written in one ``BEGIN IMMEDIATE`` transaction (one commit,
+  one fsync, per batch: a group commit): acknowledgement with the registry's receipt (a
+  create moves the prescription to ``registered``; an audit entry for each), a retry time,
+  or quarantine;
 - a crash between sending and writing the acknowledgement only means the record is sent
   again; the registry answers a resend of the same content with the original receipt;
 - transient failures (network, 408, 429, 5xx) wait ``full_jitter(attempts)`` (capped), at
@@ -25,6 +31,22 @@ Pull (``pull()``): pages of dispensations after the stored cursor, each page app
 cursor moved in one transaction, until the registry has nothing more.
 
 ``stop()`` (SIGTERM) ends a run between two records.
+
+Why a group commit keeps exactly once. The signed prescription and its pending outbox row
+were committed by the signing transaction, before the engine ever reads them, so that no
+acknowledgement protects a signature: losing one loses no prescription. An acknowledgement
+is written only from a receipt the registry returned, i.e. after the registry committed the
+prescription (a transaction-response is sent after its commit), so nothing is ever marked
+acknowledged that the registry does not hold. A crash (power cut, SIGKILL) anywhere between
+a send and the commit of its batch rolls the whole uncommitted transaction back: the records
+stay ``pending`` with no audit entry, and the next run sends them again; the registry keys
+on the prescription ID and answers a resend of the same content with the original receipt
+(``replayed``), which is then stored: the registry holds it once and the store ends with the
+registry's own receipt, one acknowledgement and one state change in the audit chain. The
+write is guarded (``status = 'pending'``), so a record acknowledged by another run is not
+acknowledged twice. What a larger batch costs is resends after a crash, never a duplicate.
+(``tests/integration/test_sync_throughput.py`` kills a drain in the middle of a batch;
+``tests/integration/test_crash_consistency.py`` at random moments.)
 """
 
 from __future__ import annotations
@@ -38,6 +60,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Protocol, runtime_checkable
 
 from appliance.config import Sync as SyncSettings
 from appliance.domain.prescription import Prescription
@@ -48,6 +71,7 @@ from appliance.ports import (
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
+    SignatureProof,
 )
 from appliance.store.db import Store
 from sync import localstore as ls
@@ -56,6 +80,16 @@ from sync.backoff import full_jitter, next_delay
 log = logging.getLogger(__name__)
 
 ACTOR = "sync"
+
+
+@runtime_checkable
+class EncodingRegistry(Protocol):
+    """A registry whose create body can be built ahead of sending (``RegistryClient``)."""
+
+    def encode_registration(self, prescription: Prescription, proof: SignatureProof
+                            ) -> bytes: ...
+
+    def register_bundle(self, body: bytes) -> RegistryReceipt: ...
 
 
 @dataclass(frozen=True)
@@ -173,7 +207,12 @@ class SyncEngine:
                                              after=after)
                     if records:
                         after = records[-1].seq
-                        prepared = [self._prepare(record) for record in records]
+                        try:
+                            prepared = self._prepare_batch(records)
+                        except BaseException:
+                            if inflight is not None:  # keep what was sent
+                                self._write(inflight.result(), report)
+                            raise
                         launched = dispatcher.submit(self._exchange, prepared, run, senders)
                 if inflight is not None:
                     self._write(inflight.result(), report)
@@ -214,7 +253,7 @@ class SyncEngine:
     def _exchange(self, prepared: list[_Outcome], run: _Run,
                   senders: ThreadPoolExecutor) -> list[_Outcome]:
         """Send a prepared batch, at most ``concurrency`` requests in flight, started oldest
-        first (dispatcher thread). Workers only build the FHIR body and talk HTTP. No new
+        first (dispatcher thread). Senders only talk HTTP (the bodies are built). No new
         request starts once the registry throttles, cannot be reached ``unreachable_after``
         times in a row, or the engine is stopping; unsent records are left as they are."""
         done: list[_Outcome] = [o for o in prepared if o.call is None]
@@ -232,14 +271,17 @@ class SyncEngine:
             if run.connect_failures >= self.config.unreachable_after:
                 report.unreachable = run.halted = True
 
+        window = max(self.config.concurrency, 1)
         flight: set[Future[_Outcome]] = set()
         while True:
-            while not run.halted and not self._stop.is_set() \
-                    and len(flight) < max(self.config.concurrency, 1):
+            while not run.halted and not self._stop.is_set() and len(flight) < window:
                 outcome = next(todo, None)
                 if outcome is None:
                     break
-                flight.add(senders.submit(self._execute, outcome))
+                if window == 1:  # strictly sequential: no hand-off to a sender thread
+                    settle(self._execute(outcome))
+                else:
+                    flight.add(senders.submit(self._execute, outcome))
             if not flight:
                 break
             finished, flight = wait(flight, return_when=FIRST_COMPLETED)
@@ -248,17 +290,32 @@ class SyncEngine:
         done.sort(key=lambda o: o.record.seq)
         return done
 
-    def _prepare(self, record: ls.OutboxRecord) -> _Outcome:
-        """Read what the record needs from the store; ``call`` sends it (None: settled)."""
+    def _prepare_batch(self, records: list[ls.OutboxRecord]) -> list[_Outcome]:
+        """Read what a batch needs from the store (the prescriptions of its creates in one
+        query) and build the bodies of its creates, while the previous batch is on the wire."""
+        rows = ls.signed_rows(self.store, [r.prescription_id for r in records
+                                           if r.kind == "create"])
+        encoder = self.registry if isinstance(self.registry, EncodingRegistry) else None
+        return [self._prepare(record, rows, encoder) for record in records]
+
+    def _prepare(self, record: ls.OutboxRecord, rows: dict[str, object],
+                 encoder: EncodingRegistry | None) -> _Outcome:
+        """What one record needs; ``call`` sends it (None: settled without sending)."""
         outcome = _Outcome(record)
         try:
             if record.kind == "create":
-                signed = ls.load_signed(self.store, record.prescription_id)
+                row = rows.get(record.prescription_id)
+                signed = None if row is None else ls.parse_signed(row)
                 if signed is None:
                     outcome.quarantine = "prescription absente ou non signée dans la base locale"
                     return outcome
                 outcome.known = signed.prescription
-                outcome.call = partial(self.registry.register, signed.prescription, signed.proof)
+                if encoder is not None:
+                    body = encoder.encode_registration(signed.prescription, signed.proof)
+                    outcome.call = partial(encoder.register_bundle, body)
+                else:
+                    outcome.call = partial(self.registry.register, signed.prescription,
+                                           signed.proof)
             elif record.kind == "cancel":
                 create = ls.create_status(self.store, record.prescription_id)
                 if create != "acknowledged":
@@ -269,16 +326,17 @@ class SyncEngine:
                                        ls.cancel_reason(self.store, record.prescription_id))
             else:
                 outcome.quarantine = f"type d'envoi inconnu : {record.kind}"
-        except OrdoError as exc:  # a stored prescription that no longer loads
+        except OrdoError as exc:  # a stored prescription that no longer loads or maps
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
 
     def _execute(self, outcome: _Outcome) -> _Outcome:
         """Send one record and classify the answer (runs in a worker thread)."""
         assert outcome.call is not None
+        call, outcome.call = outcome.call, None  # the body is not kept once sent
         outcome.sent = True
         try:
-            outcome.receipt = outcome.call()
+            outcome.receipt = call()
         except RegistryRejected as exc:
             outcome.quarantine, outcome.status = exc.reason or str(exc), exc.status
             outcome.error = str(exc)

@@ -46,6 +46,7 @@ from appliance.ports import Dispensation, DispensationPage, RegistryReceipt, Sig
 from sync import codes
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.PRESCRIPTION_ID_SYSTEM)
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 MAX_QUANTITY = 1_000_000  # units or boxes handed over for one line
 
 
@@ -75,7 +76,15 @@ def split_line_identifier(value: str) -> tuple[str, int]:
 
 
 def _full_url(prescription_id: str, kind: str, n: int = 0) -> str:
-    return "urn:uuid:" + str(uuid.uuid5(_NAMESPACE, f"{prescription_id}|{kind}|{n}"))
+    """``urn:uuid:`` + ``uuid.uuid5(_NAMESPACE, "<ID>|<kind>|<n>")``: the name-based SHA-1
+    UUID of RFC 4122 §4.3 (version 5, variant bits ``10``), formatted without building a
+    ``uuid.UUID`` (four times cheaper; a bundle has one per line plus three)."""
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{prescription_id}|{kind}|{n}".encode(),
+                                 usedforsecurity=False).digest()[:16])
+    raw[6] = raw[6] & 0x0F | 0x50  # version 5
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _b64(data: bytes) -> str:

@@ -16,6 +16,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medicationdispense import MedicationDispense
 from fhir.resources.R4B.parameters import Parameters
+from hypothesis import given
+from hypothesis import strategies as st
 
 from appliance.domain.ids import INS_NIA_OID, Ins
 from appliance.domain.posology import Duration, Posology
@@ -268,3 +270,23 @@ def test_the_fast_canonical_bytes_are_rfc8785(pid):
     part = SignedOrder.from_prescription(p).to_bytes()
     assert fhir.signed_canonical_bytes(p, part) == p.canonical_bytes()
     assert fhir.signed_canonical_bytes(p, None) == p.canonical_bytes()
+
+
+@given(st.text(max_size=40), st.sampled_from(["patient", "practitioner", "line", "provenance"]),
+       st.integers(min_value=0, max_value=10**12))
+def test_full_urls_are_the_rfc4122_name_based_uuids(prescription_id, kind, n):
+    import uuid
+
+    expected = uuid.uuid5(uuid.uuid5(uuid.NAMESPACE_URL, codes.PRESCRIPTION_ID_SYSTEM),
+                          f"{prescription_id}|{kind}|{n}")
+    assert fhir._full_url(prescription_id, kind, n) == f"urn:uuid:{expected}"
+
+
+def test_the_body_sent_is_the_bundle_as_utf8_json(pid):
+    from sync.client import RegistryClient
+
+    p = signed(pid, lines=(*lines(), ActLine(text="Kiné à domicile « 3 fois »")))
+    body = RegistryClient("http://127.0.0.1:9/fhir").encode_registration(p, PROOF)
+    expected = json.dumps(fhir.prescription_bundle(p, PROOF), ensure_ascii=False)
+    assert body == expected.encode("utf-8")
+    assert "« 3 fois »".encode() in body  # raw UTF-8, not \u escapes

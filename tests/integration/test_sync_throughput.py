@@ -1,0 +1,127 @@
+"""What the faster drain must not give up (issue 9): the batch load, the bodies built ahead,
+the strictly sequential window and the acknowledgements committed once per batch keep
+exactly once. A sync process killed with SIGKILL after the registry took part of a batch
+and before that batch's acknowledgements were committed never shows as acknowledged what
+the registry does not hold, and the next run makes it good with the original receipts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from appliance.store import audit
+from sync import localstore as ls
+from sync.registry_sim import Faults
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A drain in its own process, as `ordo sync once` runs it: batches of 10, one request at a time.
+DRAIN = """
+import sys
+from appliance.store import open_store
+from sync.client import RegistryClient
+from sync.engine import EngineConfig, SyncEngine
+
+store = open_store(sys.argv[1], migrate=False)
+SyncEngine(store, RegistryClient(sys.argv[2]),
+           EngineConfig(batch_size=10, concurrency=1, backoff_base_s=0.01)).push()
+"""
+
+
+def held_receipts(sim) -> dict[str, str]:
+    return {row["id"]: row["receipt_id"] for row in sim.db.list_prescriptions()}
+
+
+def local_receipts(rx) -> dict[str, str]:
+    return {row["prescription_id"]: json.loads(row["receipt"])["id"] for row in rx.outbox()
+            if row["status"] == "acknowledged"}
+
+
+def test_signed_rows_loads_a_batch_in_chunks_and_leaves_unknown_ids_out(rx, sync_store,
+                                                                         monkeypatch):
+    made = rx.sign(7)
+    monkeypatch.setattr(ls, "_IN_CHUNK", 3)  # three queries for 8 IDs
+    ids = [p.id for p in made]
+    rows = ls.signed_rows(sync_store, [*ids, "01UNKNOWN0000000000000000", ids[0]])
+    assert sorted(rows) == sorted(ids)
+    for p in made:
+        signed = ls.parse_signed(rows[p.id])
+        assert signed.prescription.id == p.id and signed.proof.signature
+        assert signed == ls.load_signed(sync_store, p.id)
+
+
+def test_one_at_a_time_sends_in_outbox_order_and_registers_everything(
+        rx, registry_sim, make_engine, sync_store):
+    made = rx.sign(25)
+    report = make_engine(registry_sim.url, concurrency=1, batch_size=10).push()
+    assert (report.acknowledged, report.sent, report.batches, report.remaining) == (25, 25, 3, 0)
+    order = [row["prescription_id"] for row in rx.outbox()]
+    assert order == [p.id for p in made]
+    assert list(held_receipts(registry_sim)) == order  # the registry lists by arrival
+    assert local_receipts(rx) == held_receipts(registry_sim)
+    assert {rx.state(p.id) for p in made} == {"registered"}
+    assert audit.verify(sync_store) > 0
+
+
+def test_a_stored_prescription_that_no_longer_loads_is_quarantined_alone(
+        rx, registry_sim, make_engine, sync_store):
+    bad, *good = rx.sign(3)
+    with sync_store.write() as db:
+        db.execute("UPDATE prescriptions SET body = json_set(body, '$.resident.ins',"
+                   " '241017510100128') WHERE id = ?", [bad.id])  # wrong NIR key
+    report = make_engine(registry_sim.url, concurrency=1).push()
+    assert (report.quarantined, report.acknowledged, report.remaining) == (1, 2, 0)
+    assert report.sent == 2  # the broken one never went out
+    rows = {row["prescription_id"]: row for row in rx.outbox()}
+    assert rows[bad.id]["status"] == "quarantined"
+    assert rows[bad.id]["last_error"].startswith("donnée locale invalide")
+    assert set(held_receipts(registry_sim)) == {p.id for p in good}
+
+
+def test_a_kill_between_sending_and_the_batch_commit_is_repaired_exactly_once(
+        rx, registry_sim, make_engine, sync_store):
+    made = rx.sign(40)
+    registry_sim.set_faults(Faults(latency_ms=60, seed=3))  # ~30 ms a request
+    child = subprocess.Popen([sys.executable, "-c", DRAIN, str(sync_store.path),
+                              registry_sim.url], cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        # the second batch (records 11 to 20) is half sent: its acknowledgements are not
+        # written yet (they are, once per batch, after its last answer)
+        while registry_sim.db.count() < 15 and time.monotonic() < deadline:
+            assert child.poll() is None, child.stderr.read()
+            time.sleep(0.002)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=10)
+        child.stderr.close()
+    held = held_receipts(registry_sim)
+    acknowledged = local_receipts(rx)
+    assert 15 <= len(held) < 20
+    # nothing is acknowledged that the registry does not hold, with its own receipt
+    assert acknowledged.items() <= held.items()
+    assert len(acknowledged) < len(held)  # some were sent, their acknowledgement lost
+    assert audit.verify(sync_store) > 0
+    registry_sim.set_faults(Faults())
+
+    report = make_engine(registry_sim.url, concurrency=1, batch_size=10).push()
+    assert report.acknowledged == 40 - len(acknowledged) and report.remaining == 0
+    assert report.replayed == len(held) - len(acknowledged)  # resent: original receipts
+    assert local_receipts(rx) == held_receipts(registry_sim)
+    assert registry_sim.stats()["counts"]["created"] == 40
+    assert {rx.state(p.id) for p in made} == {"registered"}
+    audit.verify(sync_store)
+    actions = Counter((e.action, e.subject) for e in audit.entries(sync_store))
+    for p in made:  # one acknowledgement and one state change each, never two
+        assert actions["registry.create.acknowledged", p.id] == 1
+        assert actions["prescription.registered", p.id] == 1
