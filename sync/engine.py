@@ -56,7 +56,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -187,8 +187,8 @@ class SyncEngine:
     def push(self) -> PushReport:
         """Drain the outbox (see the module docstring).
 
-        Batches are pipelined: while one batch is on the wire (a dispatcher thread and up to
-        ``concurrency`` senders), this thread writes the outcomes of the previous one and
+        Batches are pipelined: while one batch is on the wire (a dispatcher thread and
+        ``concurrency - 1`` senders), this thread writes the outcomes of the previous one and
         prepares the next. The store is only ever touched from this thread. A sweep walks the
         queue by increasing ``seq``, so no record is sent twice in a sweep; records put back
         by a retry are taken by the next sweep once due.
@@ -199,7 +199,7 @@ class SyncEngine:
         after = 0
         inflight: Future[list[_Outcome]] | None = None
         with ThreadPoolExecutor(1, "sync-dispatch") as dispatcher, \
-                ThreadPoolExecutor(max(self.config.concurrency, 1), "sync-send") as senders:
+                ThreadPoolExecutor(max(self.config.concurrency - 1, 1), "sync-send") as senders:
             while not self._stop.is_set():
                 launched = None
                 if not run.halted:
@@ -252,41 +252,55 @@ class SyncEngine:
 
     def _exchange(self, prepared: list[_Outcome], run: _Run,
                   senders: ThreadPoolExecutor) -> list[_Outcome]:
-        """Send a prepared batch, at most ``concurrency`` requests in flight, started oldest
-        first (dispatcher thread). Senders only talk HTTP (the bodies are built). No new
-        request starts once the registry throttles, cannot be reached ``unreachable_after``
-        times in a row, or the engine is stopping; unsent records are left as they are."""
+        """Send a prepared batch, at most ``concurrency`` requests in flight (dispatcher
+        thread). The dispatcher and ``concurrency - 1`` senders each take the next record in
+        outbox order, send it and take another: requests start oldest first, with no hand-off
+        per record (senders only talk HTTP, the bodies are built). No new request starts
+        once the registry throttles, cannot be reached ``unreachable_after`` times in a row,
+        or the engine is stopping; unsent records are left as they are."""
         done: list[_Outcome] = [o for o in prepared if o.call is None]
-        todo = iter([o for o in prepared if o.call is not None])
+        queue = [o for o in prepared if o.call is not None]
+        todo = iter(queue)
         report = run.report
+        lock = threading.Lock()
+        failed = False
+
+        def take() -> _Outcome | None:
+            with lock:
+                if failed or run.halted or self._stop.is_set():
+                    return None
+                return next(todo, None)
 
         def settle(outcome: _Outcome) -> None:
-            done.append(outcome)
+            with lock:
+                done.append(outcome)
+                report.sent += 1
+                run.connect_failures = run.connect_failures + 1 if outcome.connect else 0
+                if outcome.throttled:
+                    run.hold_until, run.halted = outcome.retry_at, True
+                    report.throttled += 1
+                if run.connect_failures >= self.config.unreachable_after:
+                    report.unreachable = run.halted = True
             self.heartbeat()
-            report.sent += 1
-            run.connect_failures = run.connect_failures + 1 if outcome.connect else 0
-            if outcome.throttled:
-                run.hold_until, run.halted = outcome.retry_at, True
-                report.throttled += 1
-            if run.connect_failures >= self.config.unreachable_after:
-                report.unreachable = run.halted = True
 
-        window = max(self.config.concurrency, 1)
-        flight: set[Future[_Outcome]] = set()
-        while True:
-            while not run.halted and not self._stop.is_set() and len(flight) < window:
-                outcome = next(todo, None)
-                if outcome is None:
-                    break
-                if window == 1:  # strictly sequential: no hand-off to a sender thread
+        def work() -> None:
+            nonlocal failed
+            try:
+                while (outcome := take()) is not None:
                     settle(self._execute(outcome))
-                else:
-                    flight.add(senders.submit(self._execute, outcome))
-            if not flight:
-                break
-            finished, flight = wait(flight, return_when=FIRST_COMPLETED)
-            for future in finished:
-                settle(future.result())
+            except BaseException:
+                with lock:
+                    failed = True  # the others start nothing more
+                raise
+
+        window = min(max(self.config.concurrency, 1), len(queue))
+        helpers = [senders.submit(work) for _ in range(window - 1)]
+        try:
+            work()
+        finally:
+            wait(helpers)
+        for helper in helpers:
+            helper.result()
         done.sort(key=lambda o: o.record.seq)
         return done
 
