@@ -310,7 +310,11 @@ class SyncEngine:
         rows = ls.signed_rows(self.store, [r.prescription_id for r in records
                                            if r.kind == "create"])
         encoder = self.registry if isinstance(self.registry, EncodingRegistry) else None
-        return [self._prepare(record, rows, encoder) for record in records]
+        prepared = []
+        for record in records:
+            prepared.append(self._prepare(record, rows, encoder))
+            _yield_gil()
+        return prepared
 
     def _prepare(self, record: ls.OutboxRecord, rows: dict[str, object],
                  encoder: EncodingRegistry | None) -> _Outcome:
@@ -432,6 +436,14 @@ class SyncEngine:
             "pages": report.pages, "received": report.received,
             "prescriptions": len(report.prescriptions), "error": bool(report.error)}})
         return report
+
+
+def _yield_gil() -> None:
+    """Let a sender waiting for the GIL take it now. Preparing a batch is pure Python with
+    no call that releases the GIL; without this, a sender whose answer has arrived waits for
+    the interpreter's switch interval (5 ms) at every step of its request: measured, requests
+    took 17 ms instead of 3 while a batch was being prepared."""
+    time.sleep(0)
 
 
 def service_backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
