@@ -120,7 +120,9 @@ def kiosk_child(data_dir: Path) -> dict:
     app = bootstrap(settings)
     ctx, parts = build_context(app, console=False)
     reader = virtual.vpcd_reader(BENCH_SLOT)
-    ctx.watcher = OneReader(ctx.watcher, reader)
+    from drivers.card.monitor import ReaderMonitor
+
+    ctx.watcher = OneReader(ReaderMonitor(), reader)  # the warm-up keeps a watcher it is given
     tui = make_app(ctx)
     marks: dict[str, int] = {}
     keys = 0

@@ -7,9 +7,10 @@ services and the Textual app (``appliance.tui.make_app``). The headless commands
 ``appliance.commands.prescribe``.
 
 The lock screen is drawn before anything slow: this module imports neither cryptography nor
-sqlite-utils, and ``build_context`` only builds closures. The store's migrations, the trust
-store and the login's modules are loaded by ``ctx.warm_up``, which the app runs on a thread
-once the first frame is drawn; each is also loaded by its first use, whichever comes first.
+sqlite-utils, and ``build_context`` only builds closures. The card monitor, the referential,
+the store's migrations, the trust store and the login's modules are made or loaded by
+``ctx.warm_up``, which the app runs on a thread once the first frame is drawn; the
+migrations and the trust store are also loaded by their first use, whichever comes first.
 
 The systemd unit (``systemd/ordo-kiosk.service``) runs ``ordo kiosk`` explicitly; ``ordo``
 alone runs it too when the data directory is the appliance's (``/var/lib/ordo``).
@@ -227,9 +228,12 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
                   allow_quit: bool = False, banner: str = "",
                   demo_dispense: Callable[[str], str] | None = None,
                   console: bool | None = None) -> tuple[Any, KioskParts]:
-    """The ``KioskContext`` of the real appliance (or of the demo) from the settings."""
-    from appliance.store.referential.build import referential_path
-    from appliance.store.referential.search import Referential
+    """The ``KioskContext`` of the real appliance (or of the demo) from the settings.
+
+    The card monitor and the referential are made by ``ctx.warm_up``, after the first frame
+    (the app starts the monitor once the warm-up is over, failed or not): until then nobody
+    can log in, and nothing can search.
+    """
     from appliance.tui.context import KioskContext
 
     settings = app.settings
@@ -244,7 +248,7 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
     audit_log = store_audit(open_db)
     card_thread = CardThread()
-    parts = KioskParts(card_thread, referential=Referential(referential_path(settings.data_dir)))
+    parts = KioskParts(card_thread)
 
     def kiosk_login(reader: str, pin: str) -> PractitionerSession:
         return card_thread.call(lambda: login(
@@ -267,22 +271,26 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
         return card_thread.call(read)
 
-    def warm_up() -> None:
+    def warm_up(ctx: KioskContext) -> None:
+        from appliance.store.referential.build import referential_path
+        from appliance.store.referential.search import Referential
+
+        if ctx.referential is None:
+            ctx.referential = parts.referential = Referential(
+                referential_path(settings.data_dir))
+        if watcher and ctx.watcher is None:
+            from drivers.card.monitor import ReaderMonitor
+
+            ctx.watcher = ReaderMonitor()
         migrated()
         trust()
         # The modules of the login and of the signature, loaded while nobody waits.
         importlib.import_module("appliance.services.auth")
         importlib.import_module("appliance.services.signature")
 
-    monitor = None
-    if watcher:
-        from drivers.card.monitor import ReaderMonitor
-
-        monitor = ReaderMonitor()
     ctx = KioskContext(
         open_store=open_db, login=kiosk_login, card_call=card_thread.call,
-        card_info=card_info, watcher=monitor,
-        referential=parts.referential,
+        card_info=card_info,
         preview=make_preview(settings),
         printer=KioskPrinter(settings, open_db) if printer else None,
         sync_status=_sync_status, dispensations=_dispensation_views,

@@ -101,14 +101,10 @@ class OrdoApp(App[None]):
     def on_mount(self) -> None:
         if self.ctx.console:
             self.theme = "ansi-dark"
-        ctx = self.ctx
-        if ctx.watcher is not None:
-            ctx.watcher.subscribe(self._card_event)
-            ctx.watcher.start()
         self.set_interval(1.0, self._check_idle)
         self.set_interval(STATUS_EVERY_S, self.refresh_status)
-        # The printer and the status line (which probes the printer) load the printer driver:
-        # after the first frame, so that the lock screen is not kept waiting for them.
+        # The card monitor, the printer and the status line (which probes the printer) start
+        # after the first frame and the context's warm-up: the lock screen does not wait.
         self.call_after_refresh(self._start_after_first_frame)
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             import asyncio
@@ -124,7 +120,7 @@ class OrdoApp(App[None]):
         warm_up = self.ctx.warm_up
         if warm_up is not None:
             try:
-                warm_up()
+                warm_up(self.ctx)
             except OrdoError as exc:
                 log.error("kiosk start: %s", exc)
                 self.post_message(RunInUi(self._show_start_error, str(exc)))
@@ -140,6 +136,10 @@ class OrdoApp(App[None]):
             show(self.lock_message)
 
     def _start_services(self, _: None) -> None:
+        watcher = self.ctx.watcher
+        if watcher is not None:
+            watcher.subscribe(self._card_event)
+            watcher.start()
         if self.ctx.printer is not None:
             self.ctx.printer.start(lambda status: self.post_message(PrintStatusChanged(status)))
         self.refresh_status()

@@ -92,10 +92,11 @@ class KioskContext:
     console: bool = False
     banner: str = ""
     demo_dispense: Callable[[str], str] | None = None
-    warm_up: Callable[[], None] | None = None
-    """Run on a thread once the lock screen is drawn, before the printer and the status line
-    start: what the kiosk loads early rather than at first use (the store's migrations, the
-    trust store). An ``OrdoError`` from it is shown on the lock screen."""
+    warm_up: Callable[[KioskContext], None] | None = None
+    """``warm_up(ctx)``, run on a thread once the lock screen is drawn, before the card
+    monitor, the printer and the status line start: what the kiosk makes or loads after its
+    first frame (the card monitor, the referential, the store's migrations, the trust store).
+    An ``OrdoError`` from it is shown on the lock screen; the rest starts all the same."""
     on_hangup: Callable[[], None] | None = None
     """Run when the terminal hangs up (SIGHUP), before the process ends at once: the
     terminal cannot be restored, so only what was started is stopped."""

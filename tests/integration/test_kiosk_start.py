@@ -1,8 +1,9 @@
 """The kiosk's start: the lock screen comes first, the rest is loaded after it.
 
-``build_context`` only builds closures; the store's migrations and the trust store are
-loaded by ``ctx.warm_up`` once the first frame is drawn (or by their first use). What the
-lock screen needs imports neither cryptography, sqlite-utils, httpx nor the printer driver.
+``build_context`` only builds closures; the card monitor, the referential, the store's
+migrations and the trust store are made or loaded by ``ctx.warm_up`` once the first frame is
+drawn. What the lock screen needs imports neither cryptography, sqlite-utils, httpx nor the
+printer driver.
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ def test_build_context_opens_nothing_and_warm_up_migrates_and_loads_trust(
     app = bootstrap(load_settings(config_file=toml, data_dir=card_data_dir, environ={}))
     from appliance.commands.kiosk import build_context
 
-    ctx, parts = build_context(app, watcher=False, printer=False)
+    ctx, parts = build_context(app, printer=False)
     try:
-        assert not app.settings.db_path.exists()  # nothing opened before the first frame
-        ctx.warm_up()
+        # nothing opened or made before the first frame
+        assert not app.settings.db_path.exists()
+        assert ctx.watcher is None and ctx.referential is None
+        ctx.warm_up(ctx)
         assert app.settings.db_path.exists()
+        assert ctx.watcher is not None and ctx.referential is parts.referential
         with ctx.store() as store:  # migrated: the tables are there
             assert store.query("SELECT count(*) AS n FROM prescriptions")[0]["n"] == 0
     finally:
