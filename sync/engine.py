@@ -60,7 +60,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from appliance.config import Sync as SyncSettings
 from appliance.domain.prescription import Prescription
@@ -316,7 +316,7 @@ class SyncEngine:
             _yield_gil()
         return prepared
 
-    def _prepare(self, record: ls.OutboxRecord, rows: dict[str, object],
+    def _prepare(self, record: ls.OutboxRecord, rows: dict[str, Any],
                  encoder: EncodingRegistry | None) -> _Outcome:
         """What one record needs; ``call`` sends it (None: settled without sending)."""
         outcome = _Outcome(record)
@@ -349,7 +349,7 @@ class SyncEngine:
         return outcome
 
     def _execute(self, outcome: _Outcome) -> _Outcome:
-        """Send one record and classify the answer (runs in a worker thread)."""
+        """Send one record and classify the answer (dispatcher or sender thread)."""
         assert outcome.call is not None
         call, outcome.call = outcome.call, None  # the body is not kept once sent
         outcome.sent = True
