@@ -14,7 +14,6 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
@@ -27,6 +26,7 @@ ENV_CONFIG = "ORDO_CONFIG"
 SYSTEM_USER = "ordo"
 SYSTEM_DATA_DIR = Path("/var/lib/ordo")
 SYSTEM_CONFIG = Path("/etc/ordo/ordo.toml")
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")  # shipped in the package
 
 
 def _check(pred: Callable[[Any], bool], expected: str) -> dict[str, Any]:
@@ -228,8 +228,7 @@ def load_settings(
 ) -> Settings:
     """Build the settings: defaults < TOML file < ``ORDO_*`` environment; check every value."""
     environ = os.environ if environ is None else environ
-    raw: dict[str, dict[str, Any]] = tomllib.loads(
-        resources.files("appliance").joinpath("defaults.toml").read_text("utf-8"))
+    raw: dict[str, dict[str, Any]] = tomllib.loads(DEFAULTS_FILE.read_text("utf-8"))
 
     path = config_file or environ.get(ENV_CONFIG)
     if path is None and SYSTEM_CONFIG.is_file():

@@ -76,7 +76,10 @@ def _search(s: dict) -> list[str]:
 
 def _kiosk_start(k: dict) -> list[str]:
     return [_row(f"kiosk cold start to the lock screen, {k['runs']} runs each, alternated",
-                 "`python -m bench.kiosk_start`", _s(k["kiosk_ms"]),
+                 "`python -m bench.kiosk_start`",
+                 f"{_s(k['kiosk_ms'])}; fully ready (status line shows the printer) "
+                 f"median {k['kiosk_ready_ms']['p50'] / 1000:.2f} s"
+                 if k.get("kiosk_ready_ms") else _s(k["kiosk_ms"]),
                  f"bare Textual app (Static + Footer), same pseudo-terminal: {_s(k['bare_ms'])}",
                  f"median {k['ratio']['p50']}×, p95 {k['ratio']['p95']}×",
                  "median ≤ 1.5× bare", _met(k["goals"]["met"]))]

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench.kiosk_start [--runs 10] [--keep DIR]
+    python -m bench.kiosk_start [--runs 20] [--keep DIR]
 
 It prepares a data directory as after installation (test PKI and ``ordo.toml`` trusting it,
 demo residents and physician, the full BDPM referential imported, a printer emulator on
@@ -140,7 +140,7 @@ def measure(data_dir: Path, runs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10, help="measured runs of each (10)")
+    parser.add_argument("--runs", type=int, default=20, help="measured runs of each (20)")
     parser.add_argument("--bdpm", type=Path, default=DEFAULT_BDPM,
                         help="BDPM directory (default: the shared 2022 extract)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")

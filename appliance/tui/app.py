@@ -30,7 +30,6 @@ from textual.scrollbar import ScrollBar, ScrollBarRender
 
 from appliance.domain.people import Role
 from appliance.errors import OrdoError
-from appliance.ports import CardEvent, CardEventKind
 from appliance.tui.messages import (
     CardChanged,
     DataChanged,
@@ -41,6 +40,7 @@ from appliance.tui.messages import (
 from appliance.tui.screens.base import LOCK_REASONS_FR
 
 if TYPE_CHECKING:
+    from appliance.ports import CardEvent
     from appliance.services.auth import PractitionerSession, SessionGuard
     from appliance.tui.context import KioskContext
 
@@ -197,6 +197,7 @@ class OrdoApp(App[None]):
         self.post_message(CardChanged(event))
 
     def on_card_changed(self, message: CardChanged) -> None:
+        from appliance.ports import CardEventKind
         from appliance.tui.screens.lock import LockScreen
         from appliance.tui.screens.pin import PinScreen
 

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from appliance.ports import CardEvent, PrinterStatus
-
 if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
+    from appliance.ports import CardEvent, PrinterStatus
     from appliance.services.auth import PractitionerSession
     from appliance.services.prescribing import IdAllocator
     from appliance.store.db import Store

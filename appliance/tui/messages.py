@@ -3,11 +3,12 @@ with ``post_message``, which is thread-safe; handled by ``OrdoApp``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from appliance.ports import CardEvent
+if TYPE_CHECKING:
+    from appliance.ports import CardEvent
 
 
 class CardChanged(Message):
