@@ -14,9 +14,12 @@ own process and empty database, same options). Then, in this order:
 - **sequential**: the sync engine with ``concurrency=1`` (a child process, the same code as
   ``ordo sync once``) drains a copy of the store into registry B: loading, FHIR mapping,
   sending, acknowledging (receipt, state change, audit), then the pull;
-- **concurrent**: the same with the default window (``--concurrency``, 4) into registry C.
+- **concurrent**: the same with the default window (``--concurrency``, 4) into registry C;
+- **bare again**: the bare loop once more, into registry D. The faster of the two bare runs
+  is the anchor, so that a slow moment of the machine during one of them does not flatter
+  the engine (both are in ``bare.runs_s``).
 
-``ratio`` = engine throughput / bare throughput, the engine's time being its push as it
+``ratio`` = engine throughput / bare throughput (the faster bare run), the engine's time being its push as it
 reports it (``push.seconds``). The sequential ratio measures the engine's own cost (the
 issue's comparison); the concurrent one what the appliance does by default. Peak memory is
 each child's own high-water mark (``VmHWM``). Every registry must end up holding exactly ``--count``
@@ -268,20 +271,31 @@ def main() -> None:
                                       == result["engine"]["acknowledged"])
         else:
             bodies = bodies_of(data)
-            proc, url, db = start_registry(work, "bare", pki, latency)
-            procs.append(proc)
-            bare_s, bare_cpu = bare_loop(url, bodies)
-            result["bare"] = {"seconds": round(bare_s, 3), "per_s": round(len(bodies) / bare_s, 1),
-                              "cpu_ms_per_record": round(bare_cpu * 1000
-                                                         / max(len(bodies), 1), 3),
-                              "held": held(db),
-                              "body_bytes_avg": sum(map(len, bodies)) // max(len(bodies), 1)}
-            del bodies
+
+            def bare(name: str) -> dict:
+                proc, url, db = start_registry(work, name, pki, latency)
+                procs.append(proc)
+                seconds, cpu = bare_loop(url, bodies)
+                return {"seconds": round(seconds, 3),
+                        "per_s": round(len(bodies) / seconds, 1),
+                        "cpu_ms_per_record": round(cpu * 1000 / max(len(bodies), 1), 3),
+                        "held": held(db)}
+
+            # The bare loop runs first and again last, each time into a fresh registry: the
+            # faster of the two is the anchor, so that a slow moment of the machine during
+            # one of them does not flatter the engine.
+            bare_runs = [bare("bare")]
             for name, concurrency in (("sequential", 1), ("concurrent", args.concurrency)):
                 proc, url, db = start_registry(work, name, pki, latency)
                 procs.append(proc)
                 result[name] = engine_result(
                     engine_drain(runs[name], url, args.batch, concurrency), db)
+            bare_runs.append(bare("bare-again"))
+            result["bare"] = {**min(bare_runs, key=lambda r: r["seconds"]),
+                              "runs_s": [r["seconds"] for r in bare_runs],
+                              "body_bytes_avg": sum(map(len, bodies)) // max(len(bodies), 1)}
+            del bodies
+            for name in ("sequential", "concurrent"):
                 result[name]["ratio"] = round(result[name]["per_s"] / result["bare"]["per_s"],
                                               3)
             result["exactly_once"] = all(result[n]["held"] == args.count
