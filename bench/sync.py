@@ -19,9 +19,10 @@ own process and empty database, same options). Then, in this order:
   is the anchor, so that a slow moment of the machine during one of them does not flatter
   the engine (both are in ``bare.runs_s``).
 
-``ratio`` = engine throughput / bare throughput (the faster bare run), the engine's time being its push as it
-reports it (``push.seconds``). The sequential ratio measures the engine's own cost (the
-issue's comparison); the concurrent one what the appliance does by default. Peak memory is
+``ratio`` = engine throughput / bare throughput (the faster bare run), the engine's time
+being its push as it reports it (``push.seconds``). The sequential ratio measures the
+engine's own cost (the issue's comparison); the concurrent one what the appliance does by
+default. Peak memory is
 each child's own high-water mark (``VmHWM``). Every registry must end up holding exactly ``--count``
 prescriptions and each store all of them acknowledged.
 
