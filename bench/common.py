@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import select
@@ -39,6 +40,12 @@ BENCH_SLOT = 1
 def machine() -> dict:
     return {"cpus": os.cpu_count(),
             "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def emit(result: dict) -> None:
+    """Print a benchmark's result: JSON only, on stdout (what ``python -m bench`` reads)."""
+    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:

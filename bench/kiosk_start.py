@@ -35,13 +35,11 @@ Goal (issue 9): kiosk median ≤ 1.5 × the bare app's median. Prints JSON only.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import (
@@ -49,6 +47,7 @@ from bench.common import (
     DEFAULT_BDPM,
     ROOT,
     child_env,
+    emit,
     machine,
     percentiles_ms,
     prepare_data_dir,
@@ -71,22 +70,6 @@ class Bare(App):
 Bare().run()
 """
 READY = "Imprimante prête"
-# What the kiosk imports before its first frame.
-KIOSK_IMPORTS = ("import appliance.cli, appliance.commands.kiosk, appliance.tui.app, "
-                 "appliance.tui.screens.lock, appliance.tui.screens.pin, drivers.card.monitor, "
-                 "appliance.store.referential.search")
-BARE_IMPORTS = "import textual.app, textual.widgets"
-
-
-def _import_seconds(code: str, runs: int = 3) -> float:
-    """Median wall time of ``python -c code`` (where the start-up time goes)."""
-    times = []
-    for _ in range(runs):
-        started = time.monotonic()
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
-                       capture_output=True)
-        times.append(time.monotonic() - started)
-    return round(statistics.median(times), 3)
 
 
 def measure(data_dir: Path, runs: int) -> dict:
@@ -130,9 +113,6 @@ def measure(data_dir: Path, runs: int) -> dict:
         "kiosk_ready_ms": percentiles_ms(ready) if ready else None,
         "peak_rss_at_first_frame_mb": {
             name: round(statistics.median(values) / 1024, 1) for name, values in peaks.items()},
-        "imports_s": {"kiosk_modules": _import_seconds(KIOSK_IMPORTS),
-                      "textual": _import_seconds(BARE_IMPORTS),
-                      "python": _import_seconds("pass")},
         "failures": failures,
         "goals": {"ratio_max": GOAL_RATIO, "met": ratio["p50"] <= GOAL_RATIO},
     }
@@ -163,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    emit(result)
     return 0
 
 

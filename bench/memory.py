@@ -49,6 +49,7 @@ from bench.common import (
     ROOT,
     Pcscd,
     child_env,
+    emit,
     machine,
     prepare_data_dir,
     vm_hwm_kb,
@@ -320,8 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         pcscd.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    emit(result)
     return 0
 
 

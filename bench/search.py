@@ -24,7 +24,6 @@ Goals (issue 4): p95 ≤ 2 ms, p95 ≤ 3 × the bare query's p95, import ≤ 10 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sqlite3
@@ -38,6 +37,7 @@ from appliance.services.referential import import_bdpm, open_referential
 from appliance.store.referential.build import readonly_uri, referential_path
 from appliance.store.referential.search import Referential
 from appliance.store.referential.text import search_key
+from bench.common import emit
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bdpm"
 MAX_TYPED = 30
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="ordo-bench-") as tmp:
             result = run(Path(tmp), args.source, args.names)
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    emit(result)
     return 0
 
 

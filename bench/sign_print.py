@@ -47,6 +47,7 @@ from bench.common import (
     PIN,
     ROOT,
     Pcscd,
+    emit,
     machine,
     percentiles_ms,
     prepare_data_dir,
@@ -253,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         pcscd.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    emit(result)
     return 0
 
 

@@ -70,7 +70,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-from bench.common import machine, percentiles_ms
+from bench.common import emit, machine, percentiles_ms
 
 GOAL_P95_MS = 10.0
 BODIES_SQL = ("SELECT body FROM prescriptions WHERE resident_ins = ?"
@@ -493,8 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    emit(result)
     return 0
 
 

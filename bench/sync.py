@@ -59,6 +59,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import emit
+
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO, GOAL_DRAIN_S = 0.7, 30.0
 CLI = [sys.executable, "-c", "from appliance.cli import main; main()"]
@@ -308,7 +310,7 @@ def main() -> None:
                                >= GOAL_RATIO,
                                "drain_ok": drain <= GOAL_DRAIN_S}
         result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-        print(json.dumps(result, indent=2))
+        emit(result)
     finally:
         for proc in procs:
             proc.terminate()

@@ -123,17 +123,12 @@ class OrdoApp(App[None]):
                 warm_up(self.ctx)
             except OrdoError as exc:
                 log.error("kiosk start: %s", exc)
-                self.post_message(RunInUi(self._show_start_error, str(exc)))
+                self.post_message(RunInUi(self._show_lock_message, f"Démarrage incomplet : {exc}"))
             except Exception:
                 log.exception("kiosk start failed")
-                self.post_message(RunInUi(self._show_start_error, "erreur interne"))
+                self.post_message(RunInUi(self._show_lock_message,
+                                          "Démarrage incomplet : erreur interne"))
         self.post_message(RunInUi(self._start_services, None))
-
-    def _show_start_error(self, message: str) -> None:
-        self.lock_message = f"Démarrage incomplet : {message}"
-        show = getattr(self.screen_stack[0], "show_locked", None)
-        if show is not None:
-            show(self.lock_message)
 
     def _start_services(self, _: None) -> None:
         watcher = self.ctx.watcher
@@ -249,10 +244,14 @@ class OrdoApp(App[None]):
                 flush()
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        lock = self.screen_stack[0]
-        show = getattr(lock, "show_locked", None)
+        self._show_lock_message(self.lock_message)
+
+    def _show_lock_message(self, text: str) -> None:
+        """Keep ``text`` as the lock screen's reason and show it there now."""
+        self.lock_message = text
+        show = getattr(self.screen_stack[0], "show_locked", None)
         if show is not None:
-            show(self.lock_message)
+            show(text)
 
     def lock_session(self, reason: str = "logout") -> None:
         session = self.session
