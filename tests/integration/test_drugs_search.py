@@ -4,6 +4,7 @@ barcode-scanner input)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,17 @@ def test_ranking_name_prefix_then_dci_and_marketed_first(real) -> None:
     assert prefix == sorted(prefix, reverse=True)
     assert {p.name.split()[0] for p in dolipranes if not p.name.startswith("DOLIPRANE")} == {
         "CODOLIPRANE"}  # substrings come last
-    keys = [(not p.marketed, search_key(p.name)) for p, first in zip(dolipranes, prefix,
-                                                                      strict=True) if first]
-    assert keys == sorted(keys)
+    named = [p for p, first in zip(dolipranes, prefix, strict=True) if first]
+    marketed = [p.marketed for p in named]
+    assert marketed == sorted(marketed, reverse=True)
+    # Adult tablets first; the paediatric strengths (100 to 300 mg sachets and
+    # suppositories, below the 500 mg tablets) after every adult DOLIPRANE.
+    assert named[0].name == "DOLIPRANE 1000 mg, comprimé" and named[0].box == "8 comprimés"
+    names = [p.name for p in named if p.marketed]
+    paediatric = [i for i, name in enumerate(names)
+                  if re.match(r"DOLIPRANE [123]00 mg, (poudre|suppositoire)", name)]
+    adult = [i for i, name in enumerate(names) if re.match(r"DOLIPRANE (500|1000) mg", name)]
+    assert paediatric and adult and max(adult) < min(paediatric)
 
 
 def test_one_and_two_letter_queries(real) -> None:

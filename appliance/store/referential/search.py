@@ -1,36 +1,57 @@
 """Queries on the referential: as-you-type search, codes, barcode scans, status.
 
 ``Referential`` is opened once and reused by the UI; it reopens the file by itself
-when an import has replaced it. Ranking, best first:
+when an import has replaced it. A drug query is read by ``terms.parse_query``: words
+(brand or DCI), strengths ("1000mg", "1 g", "25µg", "0,25", "4000 UI", "10 %") and
+form or age words ("cp", "gél", "sachet", "buv", "inj", "suppo", "enfant"…) after a
+drug word. Strengths and forms filter every tier below; words rank them, best first:
 
 0. exact code: CIP13, CIP7, CIS (all its presentations), or a scanned GS1 string;
-1. the name starts with the query;
-2. every word of the query starts a word of the name or of a substance (DCI);
-3. every word of the query is a substring of the name or of a substance.
+1. the name starts with the query's words: first the marketed names whose part before
+   the strength is exactly those words ("MOVICOL, poudre…" before "MOVICOL CHOCOLAT"),
+   then the others;
+2. every word starts a word of the name or of a substance (DCI);
+3. every word is a substring of the name or of a substance;
+4. a word of five letters or more that the referential does not know is read as the
+   known words at one typo from it ("amoxiciline" finds "amoxicilline").
 
-Within a tier, marketed presentations come first, then by name. Queries are folded
-like the index (``text.search_key``), so case and accents do not matter. Tier 1 reads
-the name index, tier 2 the FTS5 word index (with prefix indexes for one to four
-characters, so one- and two-letter queries are cheap), tier 3 the FTS5 trigram index;
-tier 3 needs a word of three characters or more (the trigram minimum) and checks the
-shorter words with ``LIKE``.
+Within a tier, documents come in the order the import numbered them: marketed first,
+solid oral forms, other oral forms, other routes, paediatric presentations, one active
+substance before several, then by name, reimbursed and smaller boxes first
+(``build.drug_rank``). Words are folded like the
+index (``text.search_key``), so case and accents do not matter. Tier 1 reads the stem
+and name indexes, tier 2 and 4 the FTS5 word index (with prefix indexes for one to four characters,
+so one- and two-letter queries are cheap; strengths and forms are tokens of its second
+column), tier 3 the FTS5 trigram index; tier 3 needs a word of three characters or more
+(the trigram minimum) and checks the shorter words with ``LIKE``. A search that finds
+nothing can be explained with ``hint``: the word meant, or the strengths and forms the
+drug exists in.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from appliance.domain.ids import validate_cip13, validate_cis
 from appliance.errors import StoreError
-from appliance.store.referential.build import LIST_SEPARATOR, readonly_uri, table_counts
+from appliance.store.referential import terms
+from appliance.store.referential.build import (
+    LIST_SEPARATOR,
+    SCHEMA_VERSION,
+    readonly_uri,
+    table_counts,
+)
 from appliance.store.referential.gs1 import looks_like_scan, parse_scan
+from appliance.store.referential.spelling import Vocabulary
 from appliance.store.referential.text import prefix_upper_bound, search_key
 
 log = logging.getLogger(__name__)
@@ -40,6 +61,8 @@ LABEL_SEPARATOR = " — "
 MAX_LIMIT = 500
 TRIGRAM = 3
 MATCH_MAX_DOCS = 1000
+RANKS = tuple(range(16))  # build.drug_rank's values
+MARKETED_RANKS = 8  # the ranks of marketed presentations are below
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +70,9 @@ class Presentation:
     """A box ready to prescribe: codes, labels, dosage, reimbursement, price.
 
     ``label`` is the specialty name and the pack (``name — pack``); ``price_cents`` is
-    the drug's price without the pharmacist's dispensing fee (BDPM's first price field).
+    the drug's price without the pharmacist's dispensing fee (BDPM's first price field);
+    ``box`` what the box holds ("30 comprimés", "1 flacon de 100 ml"; "" if the pack
+    label does not say).
     """
 
     cip13: str
@@ -63,6 +88,11 @@ class Presentation:
     reimbursement_rates: tuple[int, ...]
     price_cents: int | None
     marketed: bool
+    box: str = ""
+
+    @property
+    def reimbursed(self) -> bool:
+        return bool(self.reimbursement_rates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +123,27 @@ def _split(value: str) -> tuple[str, ...]:
 
 
 def _presentation(row: Sequence[Any]) -> Presentation:
-    _, cip13, cip7, cis, name, form, dosage, pack, substances, routes, rates, price, marketed = row
+    (_, cip13, cip7, cis, name, form, dosage, pack, substances, routes, rates, price,
+     marketed, box) = row
     return Presentation(
         cip13, cip7, cis, LABEL_SEPARATOR.join(part for part in (name, pack) if part), name,
         form, dosage, pack, _split(substances), _split(routes),
-        tuple(int(rate) for rate in _split(rates)), price, bool(marketed))
+        tuple(int(rate) for rate in _split(rates)), price, bool(marketed), box)
 
 
 def _device(row: Sequence[Any]) -> Device:
     return Device(row[1], row[2])
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """One condition of a query: an FTS5 expression, or the same as a ``LIKE`` filter on
+    the document (``d``), with the estimated number of documents it holds."""
+
+    fts: str
+    like: str
+    params: tuple[str, ...]
+    docs: int
 
 
 @dataclass(frozen=True)
@@ -110,7 +152,7 @@ class _Index:
 
     doc: str
     columns: str
-    marketed: bool
+    ranked: bool  # documents have a ``rank`` (drugs) and facet tokens
     build: Callable[[Sequence[Any]], Any]
 
     def rows_sql(self, count: int) -> str:
@@ -120,29 +162,37 @@ class _Index:
     def code_sql(self, column: str) -> str:
         return f"SELECT id FROM {self.doc} WHERE {column} = ? ORDER BY id"  # noqa: S608
 
-    def prefix_sql(self) -> str:
-        """Names in a prefix range, marketed first. With the index (marketed DESC,
-        name_key), ``marketed IN (0, 1)`` lets SQLite read both groups in order from the
-        index, without sorting."""
-        if not self.marketed:
-            return (f"SELECT id FROM {self.doc} WHERE name_key >= ? AND name_key < ? "  # noqa: S608
-                    "ORDER BY name_key, id LIMIT ?")
-        return (f"SELECT id FROM {self.doc} WHERE marketed IN (0, 1) AND name_key >= ? "  # noqa: S608
-                "AND name_key < ? ORDER BY marketed DESC, name_key, id LIMIT ?")
+    def stem_sql(self, filters: Sequence[_Term]) -> str:
+        """Marketed names whose part before the strength is exactly the query's words."""
+        where = "".join(f" AND {t.like}" for t in filters)
+        return (f"SELECT id FROM {self.doc} AS d WHERE stem_key = ? AND rank < "  # noqa: S608
+                f"{MARKETED_RANKS}{where} ORDER BY id LIMIT ?")
 
-    def match_sql(self, fts: str, filters: int) -> str:
-        """Ids matching an FTS5 query, in rank order, filtered by ``LIKE`` patterns."""
+    def prefix_sql(self, filters: Sequence[_Term]) -> str:
+        """Names in a prefix range, best rank first. With the index (rank, name_key),
+        ``rank IN (…)`` lets SQLite read each rank's range in order, without sorting."""
+        where = "".join(f" AND {t.like}" for t in filters)
+        if not self.ranked:
+            return (f"SELECT id FROM {self.doc} AS d WHERE name_key >= ? "  # noqa: S608
+                    f"AND name_key < ?{where} ORDER BY name_key, id LIMIT ?")
+        ranks = ",".join(str(rank) for rank in RANKS)
+        return (f"SELECT id FROM {self.doc} AS d WHERE rank IN ({ranks}) "  # noqa: S608
+                f"AND name_key >= ? AND name_key < ?{where} ORDER BY rank, name_key, id "
+                "LIMIT ?")
+
+    def match_sql(self, fts: str, filters: Sequence[_Term]) -> str:
+        """Ids matching an FTS5 query, in rank order, filtered by ``LIKE`` conditions."""
         if not filters:
             return (f"SELECT rowid AS id FROM {self.doc}_{fts} "  # noqa: S608
                     f"WHERE {self.doc}_{fts} MATCH ? ORDER BY rowid LIMIT ?")
-        where = "".join(" AND ' ' || d.text_key LIKE ?" for _ in range(filters))
+        where = "".join(f" AND {t.like}" for t in filters)
         return (f"SELECT f.rowid AS id FROM {self.doc}_{fts} AS f JOIN {self.doc} AS d "  # noqa: S608
                 f"ON d.id = f.rowid WHERE {self.doc}_{fts} MATCH ?{where} "
                 "ORDER BY f.rowid LIMIT ?")
 
 
 DRUGS = _Index("drug_doc", "id, cip13, cip7, cis, name, form, dosage, pack, "
-               "substances, routes, reimbursement_rates, price_cents, marketed", True,
+               "substances, routes, reimbursement_rates, price_cents, marketed, box", True,
                _presentation)
 DEVICES = _Index("device_doc", "id, code, label", False, _device)
 CACHE_SIZE = 4096
@@ -151,6 +201,74 @@ STATEMENT_CACHE = 256
 
 def _phrase(token: str) -> str:
     return '"' + token.replace('"', '""') + '"'
+
+
+def _either(column: str, fts: list[str]) -> str:
+    return f"{column} : ({' OR '.join(fts)})" if len(fts) > 1 else f"{column} : {fts[0]}"
+
+
+def _any(likes: list[str]) -> str:
+    return f"({' OR '.join(likes)})" if len(likes) > 1 else likes[0]
+
+
+@dataclass
+class _Counts:
+    """Estimated document counts of one file's common word prefixes, substrings and facet
+    tokens, and its vocabulary (read on first need)."""
+
+    prefixes: dict[str, int]
+    substrings: dict[str, int]
+    facets: dict[str, int]
+    facet_prefixes: dict[str, int]
+    vocabulary: Vocabulary | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A query read for one index: its words, their corrections, its filters."""
+
+    words: tuple[str, ...]
+    filters: tuple[tuple[str, ...], ...]
+    corrections: tuple[tuple[str, ...], ...]  # per word: () when the word is known
+
+
+NO_RESULT = "Aucun résultat : vérifiez l'orthographe ou scannez la boîte."
+HINT_DOCS = 200
+SHOWN_STRENGTHS = 8
+SHOWN_FORMS = 3
+_UNIT_NAMES = {terms.MASS: "mg", terms.VOLUME: "ml", terms.UNITS: "UI", terms.PERCENT: "%"}
+_STRENGTH_TOKENS = frozenset((terms.NUMBER, *_UNIT_NAMES))
+
+
+def _decimal_fr(value: Decimal) -> str:
+    return terms.number_token(value).replace("d", ",")
+
+
+def strength_text(token: str) -> str:
+    """A strength facet token as a physician reads it: "1000 mg", "25 µg", "4000 UI"."""
+    value = Decimal(token[1:].replace("d", "."))
+    if token[0] == terms.MASS:
+        return f"{_decimal_fr(value * 1000)} µg" if value < 1 else f"{_decimal_fr(value)} mg"
+    return f"{_decimal_fr(value)} {_UNIT_NAMES[token[0]]}"
+
+
+def _strength_order(token: str) -> tuple[str, Decimal]:
+    return token[0], Decimal(token[1:].replace("d", "."))
+
+
+def _satisfies(tokens: set[str], alternatives: tuple[str, ...]) -> bool:
+    for alternative in alternatives:
+        if alternative.endswith("*"):
+            if any(token.startswith(alternative[:-1]) for token in tokens):
+                return True
+        elif alternative in tokens:
+            return True
+    return False
+
+
+def _listed(items: list[str], most: int) -> str:
+    """Items joined with commas, ending with a full stop or "…" when some were left out."""
+    return ", ".join(items[:most]) + (", …" if len(items) > most else ".")
 
 
 class Referential:
@@ -168,17 +286,19 @@ class Referential:
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._cache: dict[str, dict[int, Any]] = {}
-        self._counts: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+        self._counts: dict[str, _Counts] = {}
         self._tables: frozenset[str] = frozenset()
+        self._schema: str | None = None
         self._lock = threading.Lock()
 
     # --- connection -------------------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self, current: bool = True) -> sqlite3.Connection:
         """The connection to the current file, reopened if an import replaced it.
 
         A call takes the connection once and uses it throughout: ranks are only
-        meaningful within one file."""
+        meaningful within one file. ``current``: refuse a file that another version of
+        Ordo built (its search tables differ)."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -193,9 +313,16 @@ class Referential:
                                        cached_statements=STATEMENT_CACHE)
                 self._tables = frozenset(name for (name,) in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'"))
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                                   ).fetchone() if "meta" in self._tables else None
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the referential {self.path}: {exc}") from exc
             self._conn, self._identity = conn, identity
+            self._schema = row[0] if row else None
+        if current and self._schema != SCHEMA_VERSION:
+            raise StoreError(
+                f"the referential {self.path} has schema {self._schema}, this version of "
+                f"Ordo reads {SCHEMA_VERSION}: run `ordo drugs import` again")
         return self._conn
 
     def _rows(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -214,7 +341,8 @@ class Referential:
     # --- search -----------------------------------------------------------------------
 
     def search(self, text: str, limit: int = DEFAULT_LIMIT) -> list[Presentation]:
-        """Presentations matching ``text`` (name, DCI, code or scan), best first."""
+        """Presentations matching ``text`` (name, DCI, strength, form, code or scan),
+        best first."""
         return self._search(DRUGS, text, limit, self._drug_codes(text))
 
     def search_devices(self, text: str, limit: int = DEFAULT_LIMIT) -> list[Device]:
@@ -247,11 +375,12 @@ class Referential:
         return [(column, compact)] if column else []
 
     def _ranked(self, conn: sqlite3.Connection, index: _Index, text: str, limit: int,
-                codes: list[tuple[str, str]]) -> list[int]:
+                codes: list[tuple[str, str]], filtered: bool = True) -> list[int]:
         """Ids of the best ``limit`` documents, tier after tier (see the module doc).
 
         The tiers are the arms of one ``UNION ALL`` statement, read row by row: SQLite
-        runs an arm only when the rows before it were not enough.
+        runs an arm only when the rows before it were not enough. ``filtered``: apply
+        the query's strengths and forms (the hint looks without them).
         """
         limit = max(0, min(limit, MAX_LIMIT))
         if not limit:
@@ -260,10 +389,9 @@ class Referential:
         arm_limit = 2 * limit
         arms: list[tuple[str, tuple]] = [(index.code_sql(column), (value,))
                                          for column, value in codes]
-        key = search_key(text)
-        if key:
-            arms.append((index.prefix_sql(), (key, prefix_upper_bound(key), arm_limit)))
-            arms.extend(self._match_arms(conn, index, key.split(), arm_limit))
+        plan = self._plan(conn, index, text)
+        if plan is not None and (plan.words or filtered):
+            arms.extend(self._arms(conn, index, plan, arm_limit, filtered))
         if not arms:
             return []
         sql = " UNION ALL ".join(f"SELECT id FROM ({arm})" for arm, _ in arms)  # noqa: S608
@@ -281,39 +409,113 @@ class Referential:
             raise StoreError(f"referential query failed ({self.path}): {exc}") from exc
         return list(found)
 
-    def _match_arms(self, conn: sqlite3.Connection, index: _Index, tokens: list[str],
-                    arm_limit: int) -> list[tuple[str, tuple]]:
-        """The word-prefix arm and, for words of three characters, the substring arm.
+    def _plan(self, conn: sqlite3.Connection, index: _Index, text: str) -> _Plan | None:
+        """The query's words, filters, and the corrections of the words nothing knows."""
+        if index.ranked:
+            query = terms.parse_query(text)
+            words, filters = query.words, query.filters
+        else:
+            words, filters = tuple(search_key(text).split()), ()
+        if not words and not filters:
+            return None
+        corrections: list[tuple[str, ...] | None] = [None] * len(words)
+        if any(len(word) >= 5 for word in words):
+            vocabulary = self._vocabulary(conn, index)
+            key = search_key(text)
+            for i, word in enumerate(words):
+                # The last word is still being typed when the text ends with it.
+                typing = (i == len(words) - 1 and key.endswith(word)
+                          and not text[-1:].isspace())
+                if vocabulary.needs_correction(word, typing):
+                    corrections[i] = tuple(vocabulary.corrections(word, typing))
+        return _Plan(words, filters, tuple(corrections))
 
-        FTS5 gets the words that prefix fewer than ``MATCH_MAX_DOCS`` documents (estimated
-        from the common-word counts); the others filter its candidates with ``LIKE``:
-        "comprime"* is in half the drug documents, and both a long doclist in an AND and
-        the merge of every word a prefix covers cost more than checking the candidates.
-        If every word is common, FTS5 starts from the rarest. The substring arm starts
-        from the rarest word of three characters or more and filters with the rest.
-        """
-        prefix_docs, substring_docs = self._word_counts(conn, index)
-        matched = [t for t in tokens if prefix_docs.get(t, 0) < MATCH_MAX_DOCS]
-        if not matched:
-            matched = [min(tokens, key=lambda t: (prefix_docs[t], -len(t)))]
-        filters = list(tokens)
-        for token in matched:
-            filters.remove(token)
-        arms = [(index.match_sql("word", len(filters)),
-                 (" AND ".join(f"{_phrase(t)}*" for t in matched),
-                  *(f"% {t}%" for t in filters), arm_limit))]
-        longs = [t for t in tokens if len(t) >= TRIGRAM]
+    def _arms(self, conn: sqlite3.Connection, index: _Index, plan: _Plan, arm_limit: int,
+              filtered: bool) -> list[tuple[str, tuple]]:
+        """The name-prefix, word-prefix, substring and typo arms of a query."""
+        counts = self._word_counts(conn, index)
+        filters = [self._facet_term(counts, f) for f in plan.filters] if filtered else []
+        if not plan.words:
+            return [self._match_arm(index, filters, arm_limit)]
+        arms = self._name_arms(index, plan.words, filters, arm_limit)
+        arms.append(self._match_arm(index, [self._word_term(counts, (w,))
+                                            for w in plan.words] + filters, arm_limit))
+        longs = [w for w in plan.words if len(w) >= TRIGRAM]
         if longs:  # substrings need three characters, the trigram index's minimum
-            driver = min(longs, key=lambda t: (substring_docs.get(t, 0), -len(t)))
-            filters = list(tokens)
-            filters.remove(driver)
-            arms.append((index.match_sql("tri", len(filters)),
-                         (_phrase(driver), *(f"%{t}%" for t in filters), arm_limit)))
+            driver = min(longs, key=lambda t: (counts.substrings.get(t, 0), -len(t)))
+            rest = list(plan.words)
+            rest.remove(driver)
+            others = [_Term("", "d.text_key LIKE ?", (f"%{w}%",), 0) for w in rest] + filters
+            arms.append((index.match_sql("tri", others),
+                         (_phrase(driver), *(p for t in others for p in t.params), arm_limit)))
+        unknown = [c for c in plan.corrections if c is not None]
+        if unknown and all(unknown):
+            pairs = list(zip(plan.words, plan.corrections, strict=True))
+            likeliest = tuple(c[0] if c else w for w, c in pairs)
+            arms.extend(self._name_arms(index, likeliest, filters, arm_limit))
+            fixed = [self._word_term(counts, c or (w,)) for w, c in pairs]
+            arms.append(self._match_arm(index, fixed + filters, arm_limit))
         return arms
 
-    def _word_counts(self, conn: sqlite3.Connection,
-                     index: _Index) -> tuple[dict[str, int], dict[str, int]]:
-        """Estimated document counts of common prefixes and substrings, per file."""
+    @staticmethod
+    def _name_arms(index: _Index, words: tuple[str, ...], filters: list[_Term],
+                   arm_limit: int) -> list[tuple[str, tuple]]:
+        """Names whose stem is the words, then names starting with them."""
+        key = " ".join(words)
+        params = tuple(p for t in filters for p in t.params)
+        arms = [(index.stem_sql(filters), (key, *params, arm_limit))] if index.ranked else []
+        arms.append((index.prefix_sql(filters),
+                     (key, prefix_upper_bound(key), *params, arm_limit)))
+        return arms
+
+    @staticmethod
+    def _match_arm(index: _Index, conditions: list[_Term],
+                   arm_limit: int) -> tuple[str, tuple]:
+        """One FTS5 word-index query for every condition.
+
+        FTS5 gets the conditions that hold fewer than ``MATCH_MAX_DOCS`` documents
+        (estimated from the common-word and facet counts); the others filter its
+        candidates with ``LIKE``: "comprime"* is in half the drug documents, and both a
+        long doclist in an AND and the merge of every word a prefix covers cost more than
+        checking the candidates. If every condition is common, FTS5 starts from the
+        rarest.
+        """
+        matched = [t for t in conditions if t.docs < MATCH_MAX_DOCS]
+        if not matched:
+            matched = [min(conditions, key=lambda t: (t.docs, -len(t.fts)))]
+        rest = [t for t in conditions if t not in matched]
+        return (index.match_sql("word", rest),
+                (" AND ".join(t.fts for t in matched), *(p for t in rest for p in t.params),
+                 arm_limit))
+
+    @staticmethod
+    def _word_term(counts: _Counts, words: tuple[str, ...]) -> _Term:
+        """A word that starts a word of the document, or one of several."""
+        return _Term(_either("text_key", [f"{_phrase(w)}*" for w in words]),
+                     _any(["' ' || d.text_key LIKE ?"] * len(words)),
+                     tuple(f"% {w}%" for w in words),
+                     sum(counts.prefixes.get(w, 0) for w in words))
+
+    @staticmethod
+    def _facet_term(counts: _Counts, alternatives: tuple[str, ...]) -> _Term:
+        """A strength, form or age filter: one of its facet tokens (or token starts)."""
+        fts, likes, params, docs = [], [], [], 0
+        for alternative in alternatives:
+            if alternative.endswith("*"):
+                token = alternative[:-1]
+                fts.append(f"{_phrase(token)}*")
+                likes.append("' ' || d.facets LIKE ?")
+                params.append(f"% {token}%")
+                docs += counts.facet_prefixes.get(token, 0)
+            else:
+                fts.append(_phrase(alternative))
+                likes.append("' ' || d.facets || ' ' LIKE ?")
+                params.append(f"% {alternative} %")
+                docs += counts.facets.get(alternative, 0)
+        return _Term(_either("facets", fts), _any(likes), tuple(params), docs)
+
+    def _word_counts(self, conn: sqlite3.Connection, index: _Index) -> _Counts:
+        """Estimated document counts of common prefixes, substrings and facets, per file."""
         counts = self._counts.get(index.doc)
         if counts is None:
             prefixes: dict[str, int] = {}
@@ -325,8 +527,90 @@ class Referential:
                 for sub in {word[i:j] for i in range(len(word))
                             for j in range(i + TRIGRAM, len(word) + 1)}:
                     substrings[sub] = substrings.get(sub, 0) + docs
-            counts = self._counts[index.doc] = (prefixes, substrings)
+            facets: dict[str, int] = {}
+            facet_prefixes: dict[str, int] = {}
+            if index.ranked:
+                sql = f"SELECT token, docs FROM {index.doc}_facet"  # noqa: S608
+                for token, docs in self._rows(conn, sql, ()):
+                    facets[token] = docs
+                    for end in range(2, len(token) + 1):
+                        facet_prefixes[token[:end]] = facet_prefixes.get(token[:end], 0) + docs
+            counts = self._counts[index.doc] = _Counts(prefixes, substrings, facets,
+                                                       facet_prefixes)
         return counts
+
+    def _vocabulary(self, conn: sqlite3.Connection, index: _Index) -> Vocabulary:
+        counts = self._word_counts(conn, index)
+        if counts.vocabulary is None:
+            sql = f"SELECT word, docs FROM {index.doc}_vocab"  # noqa: S608
+            counts.vocabulary = Vocabulary(self._rows(conn, sql, ()))
+        return counts.vocabulary
+
+    # --- hints ------------------------------------------------------------------------
+
+    def hint(self, text: str) -> str:
+        """Why ``search(text)`` finds nothing, in French, and what to type instead: the
+        known word nearest to an unknown one, or the strengths and forms that the drug
+        exists in. ``""`` when there is nothing to search."""
+        query = terms.parse_query(text)
+        if query.empty:
+            return ""
+        with self._lock:
+            conn = self._db()
+            if DRUGS.doc not in self._tables:
+                return NO_RESULT
+            vocabulary = self._vocabulary(conn, DRUGS)
+            for word in query.words:
+                if self._known(vocabulary, word):
+                    continue
+                near = vocabulary.near(word)
+                if not near:
+                    return f"Aucun résultat : aucun nom ni aucune substance ne contient « {word} »."
+                folded = " ".join(terms.fold_text(text).split())
+                meant = re.sub(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", near[0],
+                               folded, count=1)
+                return f"Aucun résultat. Vouliez-vous dire « {meant} » ?"
+            if not query.words:
+                return NO_RESULT
+            ids = self._ranked(conn, DRUGS, text, HINT_DOCS, [], filtered=False)
+            rows = self._rows(conn, "SELECT name, form, facets, name_key FROM drug_doc "  # noqa: S608
+                              f"WHERE id IN ({','.join('?' * len(ids))})", ids) if ids else []
+        return self._filter_hint(query, " ".join(query.words), rows)
+
+    @staticmethod
+    def _known(vocabulary: Vocabulary, word: str) -> bool:
+        if vocabulary.starts_a_word(word) or not word.isalpha():
+            return True
+        if len(word) >= TRIGRAM and any(word in known for known in vocabulary.words):
+            return True
+        return (vocabulary.needs_correction(word, typing=True)
+                and bool(vocabulary.corrections(word, typing=True)))
+
+    @staticmethod
+    def _filter_hint(query: terms.Query, words: str, rows: list[tuple[str, str, str, str]]) -> str:
+        """The words match: say which strength or form none of their drugs has (among
+        the drugs whose name starts with the words, if any)."""
+        if not rows:  # each word is known, but no drug has them all
+            return NO_RESULT
+        named = [row for row in rows if row[3].startswith(words)]
+        rows = named or rows
+        docs = [set(facets.split()) for _, _, facets, _ in rows]
+        failing = [f for f in query.filters if not any(_satisfies(d, f) for d in docs)]
+        strength_filters = [f for f in failing if f[0][0] in _STRENGTH_TOKENS]
+        if strength_filters:
+            dimensions = {a[0] for f in strength_filters for a in f} & set(_UNIT_NAMES)
+            written = {amount.dimension + terms.number_token(amount.canonical)
+                       for name, _, _, _ in rows for amount in terms.amounts(name)
+                       if amount.dimension in dimensions and amount.canonical is not None}
+            if written:
+                shown = _listed([strength_text(t) for t in sorted(written, key=_strength_order)],
+                                SHOWN_STRENGTHS)
+                return f"Aucun résultat : « {words} » existe en {shown}"
+        if failing:
+            forms = sorted({form for _, form, _, _ in rows if form})
+            if forms:
+                return f"Aucun résultat : « {words} » existe en {_listed(forms, SHOWN_FORMS)}"
+        return f"Aucun résultat. Essayez « {words} »."
 
     def _load(self, conn: sqlite3.Connection, index: _Index, ids: list[int]) -> list[Any]:
         """Result objects for ``ids``, in order, from the cache or the database."""
@@ -380,7 +664,7 @@ class Referential:
     def info(self) -> ReferentialInfo:
         """Dates, sources and counts; ``StoreError`` if there is no referential yet."""
         with self._lock:
-            conn = self._db()
+            conn = self._db(current=False)
             meta = dict(self._rows(conn, "SELECT key, value FROM meta", ()))
             try:
                 counts = table_counts(conn)

@@ -1,0 +1,379 @@
+"""Strengths, forms and age groups: read from the BDPM at import and from the query.
+
+One tokenizer reads both a specialty's name ("LOVENOX 4 000 UI (40 mg)/0,4 mL, solution
+injectable") and what a physician types ("lovenox 4000ui", "doliprane 1g cp"), so that
+the two meet as the same **facet tokens**, stored beside each search document:
+
+- strengths, in one canonical unit per dimension: ``m`` mass in mg (``1 g``, ``1000 mg``
+  and ``1000mg`` are all ``m1000``; ``25 µg`` is ``m0d025``, ``d`` standing for the
+  decimal point), ``v`` volume in ml, ``u`` international units, ``p`` percent;
+- ``n`` + every number as written (``n1`` for "1 g", ``n25`` for "25 microgrammes"):
+  a number typed without a unit matches it, or its value in mg, or a longer number it
+  starts (typing "doliprane 10" on the way to "1000");
+- ``f`` + a form family (``fcp`` comprimé, ``fgel`` gélule, ``fsach`` sachet, ``finj``
+  injectable…), from the specialty's form, name and pack;
+- ``xped`` for paediatric presentations, ``xadu`` for the others.
+
+A word of the query that names a form ("cp", "cpr", "gél", "sachet", "buv", "inj",
+"suppo"…) or an age group ("enfant", "nourrisson", "adulte") is a filter on those tokens
+when a drug word comes before it; a number is a filter on the strengths. Everything else
+is a word matched against names and substances (see ``search``). Pure functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from appliance.domain.people import fold
+
+MASS, VOLUME, UNITS, PERCENT = "m", "v", "u", "p"
+NUMBER = "n"
+PAEDIATRIC, ADULT = "xped", "xadu"
+
+# Unit spellings (folded, "µ" read as "u") -> (dimension, factor to the canonical unit).
+UNIT_FACTORS: dict[str, tuple[str, Decimal]] = {
+    **dict.fromkeys(("mg", "milligramme", "milligrammes"), (MASS, Decimal(1))),
+    **dict.fromkeys(("g", "gr", "gramme", "grammes"), (MASS, Decimal(1000))),
+    **dict.fromkeys(("ug", "mcg", "microg", "microgramme", "microgrammes", "gamma"),
+                    (MASS, Decimal("0.001"))),
+    **dict.fromkeys(("ng", "nanogramme", "nanogrammes"), (MASS, Decimal("0.000001"))),
+    **dict.fromkeys(("ml", "millilitre", "millilitres"), (VOLUME, Decimal(1))),
+    **dict.fromkeys(("l", "litre", "litres"), (VOLUME, Decimal(1000))),
+    **dict.fromkeys(("ul", "microlitre", "microlitres"), (VOLUME, Decimal("0.001"))),
+    **dict.fromkeys(("ui", "u", "unite", "unites"), (UNITS, Decimal(1))),
+    **dict.fromkeys(("mui",), (UNITS, Decimal(1000000))),
+    "%": (PERCENT, Decimal(1)),
+}
+
+# Form words of the query (folded) -> facet tokens; abbreviations as prescriptions use them.
+_FORMS: dict[str, tuple[str, ...]] = {
+    ("cp", "cpr", "cpe", "cps", "cprs", "comp", "compr", "comprime", "comprimes"): ("fcp",),
+    ("gel",): ("fgel", "fgelc"),  # "gél" (gélule) and a gel both fold to "gel"
+    ("gelu", "gelul", "gelule", "gelules"): ("fgel",),
+    ("caps", "capsule", "capsules"): ("fcaps",),
+    ("sach", "sachet", "sachets"): ("fsach",),
+    ("buv", "buvable", "buvables"): ("fbuv",),
+    ("sirop", "sirops"): ("fsirop",),
+    ("inj", "injectable", "injectables", "amp", "ampoule", "ampoules", "perf",
+     "perfusion"): ("finj",),
+    ("sup", "supp", "suppo", "suppos", "suppositoire", "suppositoires"): ("fsupp",),
+    ("eff", "efferv", "effervescent", "effervescents", "effervescente"): ("feff",),
+    ("oro", "orodisp", "orodispersible", "orodispersibles", "lyoc"): ("foro",),
+    ("sol", "solution"): ("fsol",),
+    ("susp", "suspension"): ("fsusp",),
+    ("pdr", "poudre"): ("fpdr",),
+    ("gran", "granule", "granules"): ("fgran",),
+    ("gtt", "goutte", "gouttes"): ("fgtt",),
+    ("coll", "collyre"): ("fcoll",),
+    ("pom", "pommade"): ("fpom",),
+    ("creme",): ("fcreme",),
+    ("patch", "patchs", "transdermique"): ("fpatch",),
+    ("lp",): ("flp",),
+    ("sec", "secable"): ("fsec",),
+    ("enfant", "enfants", "nourrisson", "nourrissons", "pediatrique", "bebe",
+     "junior"): (PAEDIATRIC,),
+    ("adulte", "adultes"): (ADULT,),
+}
+FORM_WORDS: dict[str, tuple[str, ...]] = {
+    word: tokens for words, tokens in _FORMS.items() for word in words}
+
+# Facet form tokens of a document: the words of its form, name and pack that give them.
+_DOC_FORM_WORDS: dict[str, tuple[str, ...]] = {
+    "comprime": ("fcp",), "gelule": ("fgel",), "gel": ("fgelc",), "capsule": ("fcaps",),
+    "sachet": ("fsach",), "buvable": ("fbuv",), "sirop": ("fbuv", "fsirop"),
+    "injectable": ("finj",), "perfusion": ("finj",), "suppositoire": ("fsupp",),
+    "effervescent": ("feff",), "orodispersible": ("foro",), "lyophilisat oral": ("foro",),
+    "solution": ("fsol",), "suspension": ("fsusp",), "poudre": ("fpdr",),
+    "granule": ("fgran",), "goutte": ("fgtt",), "collyre": ("fcoll",),
+    "pommade": ("fpom",), "creme": ("fcreme",), "transdermique": ("fpatch",),
+    "patch": ("fpatch",), "liberation prolongee": ("flp",), "lp": ("flp",),
+    "secable": ("fsec",),
+}
+_DOC_FORMS = re.compile(r"\b(" + "|".join(
+    rf"{word}\b" if word in ("gel", "lp") else word
+    for word in sorted(_DOC_FORM_WORDS, key=len, reverse=True)) + ")")
+# Words in a specialty's name that say it is for children (BDPM names: "ENFANTS ET
+# NOURRISSONS", "PEDIATRIQUE", "BEBE", "NOUVEAU-NE", "JUNIOR").
+_PAEDIATRIC_NAME = re.compile(
+    r"\b(enfants?|nourrissons?|nourissons?|pediatriques?|bebes?|nouveau ?nes?|junior)\b")
+_SOLID_ORAL_FORM = re.compile(r"\bcomprime|\bgelule|\bcapsule|\blyophilisat|\bpastille"
+                              r"|\bgomme")
+_ORAL_ROUTES = frozenset({"orale", "buccale", "sublinguale"})
+
+# The accented letters of French text, folded as ``fold`` folds them (faster for names).
+_ACCENTED = "àâäáãåçéèêëíìîïñóòôöõúùûüýÿÀÂÄÁÃÅÇÉÈÊËÍÌÎÏÑÓÒÔÖÕÚÙÛÜÝ"
+_FRENCH = str.maketrans({**{c: fold(c) for c in _ACCENTED}, "œ": "oe", "Œ": "oe",
+                         "æ": "ae", "Æ": "ae"})
+_NON_WORD = re.compile(r"[\W_]+")
+# A number and the letters glued to it ("1000mg"); a word (letters, or one or two letters
+# and digits: "b12", "d3"; "doliprane1000" is a word and a number); a percent sign.
+_CHUNK = re.compile(r"(\d+(?:[.,]\d+)?)([a-z]*)|([a-z]{1,2}\d[a-z0-9]*|[a-z]+)|(%)")
+_UI = re.compile(r"\b(m\.?\s?)?u\.\s?i\b\.?")
+# "4 000 UI", "1 000 000 UI": digits grouped by three, then a unit.
+_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d.,])"
+                        r"(?=\s*(?:ui|u|mui|mg|g|ug|mcg|ml|%)(?![a-z0-9]))")
+
+
+def _join_thousands(match: re.Match[str]) -> str:
+    return match.group().replace(" ", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    """A number read in a text, with its unit if one followed it."""
+
+    value: Decimal
+    dimension: str | None = None  # MASS, VOLUME, UNITS, PERCENT or None (no unit)
+    canonical: Decimal | None = None  # the value in mg, ml, UI or %
+
+    def tokens(self) -> tuple[str, ...]:
+        """The facet tokens a document with this amount carries."""
+        written = NUMBER + number_token(self.value)
+        if self.dimension is None or self.canonical is None:
+            return (written,)
+        return (written, self.dimension + number_token(self.canonical))
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What a search text asks for.
+
+    ``words``: folded words matched against names and substances; ``filters``: one
+    tuple of facet alternatives per number or form word (each filter must match one of
+    its alternatives; an alternative ending in ``*`` is a prefix).
+    """
+
+    words: tuple[str, ...]
+    filters: tuple[tuple[str, ...], ...]
+    amounts: tuple[Amount, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.words and not self.filters
+
+
+def number_token(value: Decimal) -> str:
+    """``1000``, ``0d025``: a number as FTS5 keeps it in one token."""
+    text = format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text.replace(".", "d")
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text.replace(",", "."))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def fold_text(text: str) -> str:
+    """Lower case without accents, "µ" read as "u", "U.I." as "ui", "pour cent" as "%".
+
+    Cached: an import reads the same forms, dosages and pack labels many times."""
+    folded = text.translate(_FRENCH)
+    folded = folded.lower() if folded.isascii() else fold(folded).replace("\u03bc", "u")
+    folded = _UI.sub(lambda m: " mui " if m.group(1) else " ui ", folded)
+    return folded.replace("pour cent", "%")
+
+
+def _is_unit_prefix(word: str) -> bool:
+    return any(unit.startswith(word) for unit in UNIT_FACTORS)
+
+
+def _is_form_prefix(word: str) -> bool:
+    return any(form.startswith(word) for form in FORM_WORDS)
+
+
+@dataclass
+class _Reading:
+    words: list[str]
+    amounts: list[tuple[Amount, bool]]  # (amount, bare number typed last: also a prefix)
+    forms: list[tuple[str, ...]]
+
+
+def _read(text: str, typing: bool) -> _Reading:
+    """Split ``text`` into words, amounts and form words.
+
+    ``typing``: the text is a query being typed, so its last chunk may be unfinished
+    ("doliprane 1000m", "tramadol 50 g" on the way to "gél")."""
+    chunks = _CHUNK.findall(_THOUSANDS.sub(_join_thousands, fold_text(text)))
+    reading = _Reading([], [], [])
+    i, count = 0, len(chunks)
+    while i < count:
+        number, suffix, word, _ = chunks[i]
+        i += 1
+        if not number:
+            if word:
+                if word in FORM_WORDS and reading.words:
+                    reading.forms.append(FORM_WORDS[word])
+                else:
+                    reading.words.append(word)
+            continue
+        value = _decimal(number)
+        if value is None:
+            continue
+        unit = suffix
+        if not unit and i < count and (chunks[i][2] in UNIT_FACTORS or chunks[i][3]):
+            unit = chunks[i][2] or chunks[i][3]
+            i += 1
+            if typing and i == count and _is_form_prefix(unit):
+                unit = ""  # "tramadol 50 g": the unit, or "gél" being typed
+        last = i == count
+        if unit in UNIT_FACTORS:
+            dimension, factor = UNIT_FACTORS[unit]
+            reading.amounts.append((Amount(value, dimension, value * factor), False))
+            continue
+        reading.amounts.append((Amount(value), typing and (last or bool(suffix))))
+        if suffix:
+            if suffix in FORM_WORDS:
+                reading.forms.append(FORM_WORDS[suffix])
+            elif not (typing and last and (_is_unit_prefix(suffix) or _is_form_prefix(suffix))):
+                reading.words.append(suffix)
+    return reading
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_query(text: str) -> Query:
+    """The words, strength filters and form filters of a search text."""
+    reading = _read(text, typing=True)
+    filters: list[tuple[str, ...]] = []
+    for amount, prefix in reading.amounts:
+        if amount.dimension is not None and amount.canonical is not None:
+            filters.append((amount.dimension + number_token(amount.canonical),))
+            continue
+        written = number_token(amount.value)
+        alternatives = [NUMBER + written, MASS + written]
+        if prefix or amount.value == amount.value.to_integral_value():
+            alternatives.append(NUMBER + written + "*")
+        filters.append(tuple(alternatives))
+    filters.extend(reading.forms)
+    return Query(tuple(reading.words), tuple(dict.fromkeys(filters)),
+                 tuple(amount for amount, _ in reading.amounts))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def amounts(text: str) -> tuple[Amount, ...]:
+    """Every number of a finished text (a name, a dosage), with its unit if any."""
+    if not any(c.isdigit() for c in text):
+        return ()
+    return tuple(amount for amount, _ in _read(text, typing=False).amounts)
+
+
+# --- documents ------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def form_tokens(text: str) -> frozenset[str]:
+    """The form families a specialty's form, name or a pack label names."""
+    return frozenset(token for found in _DOC_FORMS.findall(fold_text(text))
+                     for token in _DOC_FORM_WORDS[found])
+
+
+def paediatric_name(name: str) -> bool:
+    """The specialty's name says it is for children."""
+    return bool(_PAEDIATRIC_NAME.search(" ".join(fold_text(name).replace("-", " ").split())))
+
+
+def form_class(form: str, routes: Iterable[str]) -> int:
+    """0 a solid oral form (tablet, capsule…), 1 another oral form, 2 any other route."""
+    if not _ORAL_ROUTES.intersection(fold_text(route) for route in routes):
+        return 2
+    return 0 if _SOLID_ORAL_FORM.search(fold_text(form)) else 1
+
+
+def name_stem(name: str) -> str:
+    """The folded part of a name before its first number or comma: "doliprane",
+    "paracetamol arrow", "movicol"."""
+    return " ".join(_NON_WORD.sub(" ", re.split(r"[\d,]", fold_text(name), maxsplit=1)[0])
+                    .split())
+
+
+def unit_strength(name: str) -> Decimal | None:
+    """The first mass in a name, if it is a strength per unit (not per ml or per g)."""
+    found = re.search(r"(\d+(?:[.,]\d+)?)\s*(mg|g|ug|microgrammes?)\b(\s*/\s*\d*[.,]?\d*\s*"
+                      r"(ml|g|l)\b)?", fold_text(name))
+    if found is None or found.group(3):
+        return None
+    value = _decimal(found.group(1))
+    return None if value is None else value * UNIT_FACTORS[found.group(2)][1]
+
+
+_PACK_VOLUME = re.compile(r"\bde (\d+(?:[.,]\d+)?) ?(ml|l)\b")
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def pack_volumes(pack: str) -> frozenset[str]:
+    """The volume tokens of a pack label: "1 flacon(s) en verre de 100 ml" is ``v100``."""
+    found = set()
+    for number, unit in _PACK_VOLUME.findall(fold_text(pack)):
+        value = _decimal(number)
+        if value is not None:
+            found.add(VOLUME + number_token(value * UNIT_FACTORS[unit][1]))
+    return frozenset(found)
+
+
+# --- box size ----------------------------------------------------------------------------
+
+# Units a box is counted in when the pack label says "de N <unit>(s)".
+_DOSE_UNITS = ("comprime", "gelule", "capsule", "sachet", "suppositoire", "dose", "pastille",
+               "ovule", "lyophilisat", "patch", "dispositif", "film", "gomme", "ampoule",
+               "seringue", "recipient unidose", "stylo", "cartouche", "applicateur",
+               "compresse", "emplatre", "pipette")
+# Containers counted themselves when the label names no dose unit: "30 sachet(s)",
+# "1 flacon(s) en verre de 100 ml".
+_CONTAINERS = ("sachet", "ampoule", "seringue", "flacon", "tube", "poche", "stylo",
+               "cartouche", "recipient unidose", "pot", "suppositoire", "dispositif",
+               "pipette", "inhalateur", "recipient", "bouteille", "applicateur", "ovule")
+
+
+def _alternation(words: tuple[str, ...]) -> str:
+    return "|".join(sorted(words, key=len, reverse=True))
+
+
+_CONTENT = re.compile(rf"\bde (\d+)(?: x (\d+))? ({_alternation(_DOSE_UNITS)})s?\b")
+_LEADING = re.compile(r"^(\d+) ")
+_CONTAINER = re.compile(rf"^(?:\d+ )?({_alternation(_CONTAINERS)})s?\b")
+_SIZE = re.compile(r"\bde (\d+(?:[.,]\d+)?) ?(ml|g|l)\b")
+_WEIGHED = frozenset({"tube", "pot", "flacon", "poche", "bouteille"})
+_SHOWN = {"comprime": "comprimé", "gelule": "gélule", "recipient unidose":
+          "récipient unidose", "recipient": "récipient", "emplatre": "emplâtre"}
+
+
+def _counted(count: int, noun: str) -> str:
+    shown = _SHOWN.get(noun, noun)
+    if count > 1:
+        head, _, rest = shown.partition(" ")
+        shown = (head if head.endswith(("s", "x")) else head + "s") + (" " + rest if rest
+                                                                      else "")
+    return f"{count} {shown}"
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def box_size(pack: str) -> str:
+    """What a box holds, for the result list: "30 comprimés", "100 gélules",
+    "20 sachets", "1 flacon de 100 ml"; "" when the pack label does not say.
+
+    Read from the BDPM pack label: "3 plaquette(s) PVC aluminium de 10 gélule(s)" is
+    30 gélules, "1 flacon(s) en verre de 100 ml" one bottle of 100 ml."""
+    text = " ".join(fold_text(pack).replace("(s)", " ").replace("-", " ").split())
+    leading = _LEADING.match(text)
+    times = int(leading.group(1)) if leading else 1
+    content = _CONTENT.search(text)
+    if content is not None:
+        each = int(content.group(1)) * int(content.group(2) or 1)
+        return _counted(times * each, content.group(3))
+    container = _CONTAINER.match(text)
+    if container is None:
+        return ""
+    shown = _counted(times, container.group(1))
+    size = _SIZE.search(text)
+    if size is None or (size.group(2) == "g" and container.group(1) not in _WEIGHED):
+        return shown  # a sachet's weight says nothing to the prescriber
+    return f"{shown} de {size.group(1)} {size.group(2)}"
