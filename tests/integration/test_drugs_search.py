@@ -13,6 +13,7 @@ from appliance.errors import InvalidIdentifier
 from appliance.services.referential import import_bdpm, open_referential
 from appliance.store.referential import ImportReport, Referential, bdpm
 from appliance.store.referential.text import search_key
+from tests import drug_queries
 
 REAL_BDPM = Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
 DOLIPRANE_8 = "3400935955838"  # DOLIPRANE 1000 mg, comprimé, box of 8 (CIP7 3595583)
@@ -146,3 +147,12 @@ def test_multi_word_and_substring(real) -> None:
     assert any(search_key(p.name).startswith("clamoxyl")
                for p in ref.search("amoxicilline", limit=500))
     assert any(search_key(p.name).startswith("doliprane") for p in ref.search("oliprane"))
+
+
+def test_real_world_queries_get_the_intended_drug_first(real) -> None:
+    """Typos, glued units, abbreviated forms, missing accents (tests/data/drug_queries.csv,
+    or the file ORDO_DRUG_QUERIES names): at least 90 % get the intended drug first."""
+    _, ref = real
+    queries = drug_queries.load()
+    right, wrong = drug_queries.score(ref.search, queries)
+    assert right / len(queries) >= 0.9, wrong

@@ -11,16 +11,18 @@ drug word. Strengths and forms filter every tier below; words rank them, best fi
    the strength is exactly those words ("MOVICOL, poudre…" before "MOVICOL CHOCOLAT"),
    then the others;
 2. every word starts a word of the name or of a substance (DCI);
-3. every word is a substring of the name or of a substance;
-4. a word of five letters or more that the referential does not know is read as the
-   known words at one typo from it ("amoxiciline" finds "amoxicilline").
+3. every word is a substring of the name or of a substance.
+
+A word of five letters or more that starts no word of the referential cannot match
+tiers 1 and 2: they are run instead with the known words one typo away from it
+("amoxiciline" finds "amoxicilline"), before tier 3.
 
 Within a tier, documents come in the order the import numbered them: marketed first,
 solid oral forms, other oral forms, other routes, paediatric presentations, one active
 substance before several, then by name, reimbursed and smaller boxes first
 (``build.drug_rank``). Words are folded like the
 index (``text.search_key``), so case and accents do not matter. Tier 1 reads the stem
-and name indexes, tier 2 and 4 the FTS5 word index (with prefix indexes for one to four characters,
+and name indexes, tier 2 the FTS5 word index (with prefix indexes for one to four characters,
 so one- and two-letter queries are cheap; strengths and forms are tokens of its second
 column), tier 3 the FTS5 trigram index; tier 3 needs a word of three characters or more
 (the trigram minimum) and checks the shorter words with ``LIKE``. A search that finds
@@ -51,7 +53,7 @@ from appliance.store.referential.build import (
     table_counts,
 )
 from appliance.store.referential.gs1 import looks_like_scan, parse_scan
-from appliance.store.referential.spelling import Vocabulary
+from appliance.store.referential.spelling import MIN_TYPO_LENGTH, Vocabulary
 from appliance.store.referential.text import prefix_upper_bound, search_key
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ LABEL_SEPARATOR = " — "
 MAX_LIMIT = 500
 TRIGRAM = 3
 MATCH_MAX_DOCS = 1000
+MAX_HOLDERS = 40  # vocabulary words containing a query word, looked up as words
+ALL_DOCS = 1 << 62  # the estimate of a condition that must stay a LIKE filter
 RANKS = tuple(range(16))  # build.drug_rank's values
 MARKETED_RANKS = 8  # the ranks of marketed presentations are below
 
@@ -227,9 +231,11 @@ class _Counts:
 class _Plan:
     """A query read for one index: its words, their corrections, its filters."""
 
+    key: str  # the whole text folded ("doliprane 1000 mg co"), numbers included
     words: tuple[str, ...]
     filters: tuple[tuple[str, ...], ...]
-    corrections: tuple[tuple[str, ...], ...]  # per word: () when the word is known
+    # per word: None when the word is known, else the known words one typo away
+    corrections: tuple[tuple[str, ...] | None, ...]
 
 
 NO_RESULT = "Aucun résultat : vérifiez l'orthographe ou scannez la boîte."
@@ -419,16 +425,12 @@ class Referential:
         if not words and not filters:
             return None
         corrections: list[tuple[str, ...] | None] = [None] * len(words)
-        if any(len(word) >= 5 for word in words):
+        if any(len(word) >= MIN_TYPO_LENGTH for word in words):
             vocabulary = self._vocabulary(conn, index)
-            key = search_key(text)
             for i, word in enumerate(words):
-                # The last word is still being typed when the text ends with it.
-                typing = (i == len(words) - 1 and key.endswith(word)
-                          and not text[-1:].isspace())
-                if vocabulary.needs_correction(word, typing):
-                    corrections[i] = tuple(vocabulary.corrections(word, typing))
-        return _Plan(words, filters, tuple(corrections))
+                if vocabulary.needs_correction(word):
+                    corrections[i] = tuple(vocabulary.corrections(word))
+        return _Plan(search_key(text), words, filters, tuple(corrections))
 
     def _arms(self, conn: sqlite3.Connection, index: _Index, plan: _Plan, arm_limit: int,
               filtered: bool) -> list[tuple[str, tuple]]:
@@ -437,35 +439,73 @@ class Referential:
         filters = [self._facet_term(counts, f) for f in plan.filters] if filtered else []
         if not plan.words:
             return [self._match_arm(index, filters, arm_limit)]
-        arms = self._name_arms(index, plan.words, filters, arm_limit)
-        arms.append(self._match_arm(index, [self._word_term(counts, (w,))
-                                            for w in plan.words] + filters, arm_limit))
-        longs = [w for w in plan.words if len(w) >= TRIGRAM]
-        if longs:  # substrings need three characters, the trigram index's minimum
-            driver = min(longs, key=lambda t: (counts.substrings.get(t, 0), -len(t)))
-            rest = list(plan.words)
-            rest.remove(driver)
-            others = [_Term("", "d.text_key LIKE ?", (f"%{w}%",), 0) for w in rest] + filters
-            arms.append((index.match_sql("tri", others),
-                         (_phrase(driver), *(p for t in others for p in t.params), arm_limit)))
         unknown = [c for c in plan.corrections if c is not None]
-        if unknown and all(unknown):
+        arms: list[tuple[str, tuple]] = []
+        if not unknown:
+            arms.extend(self._name_arms(index, plan.words, filters, arm_limit, plan.key))
+            arms.append(self._match_arm(index, [self._word_term(counts, (w,))
+                                                for w in plan.words] + filters, arm_limit))
+        elif all(unknown):  # a word starts no known word: the words one typo away
             pairs = list(zip(plan.words, plan.corrections, strict=True))
             likeliest = tuple(c[0] if c else w for w, c in pairs)
             arms.extend(self._name_arms(index, likeliest, filters, arm_limit))
             fixed = [self._word_term(counts, c or (w,)) for w, c in pairs]
             arms.append(self._match_arm(index, fixed + filters, arm_limit))
+        arms.extend(self._substring_arms(conn, index, plan.words, filters, arm_limit))
         return arms
+
+    def _substring_arms(self, conn: sqlite3.Connection, index: _Index,
+                        words: tuple[str, ...], filters: list[_Term],
+                        arm_limit: int) -> list[tuple[str, tuple]]:
+        """Every word is a substring of a word of the document (tier 3).
+
+        A query word has no space, so it is a substring of the text if and only if it is
+        one of a word of the text: when the vocabulary holds few words containing each
+        query word, they are looked up as whole words in the word index; otherwise the
+        trigram index starts from the rarest word and ``LIKE`` checks the others."""
+        longs = [w for w in words if len(w) >= TRIGRAM]
+        if not longs:  # substrings need three characters, the trigram index's minimum
+            return []
+        vocabulary = self._vocabulary(conn, index)
+        holders = [vocabulary.containing(w, MAX_HOLDERS) for w in longs]
+        if all(held is not None for held in holders):
+            if not all(holders):
+                return []  # a word is in no word of the referential
+            if len(longs) == len(words) and all(
+                    h.startswith(w) for w, held in zip(longs, holders, strict=True)
+                    for h in held or ()):
+                return []  # only in the words they start: tier 2 found them
+            conditions = [_Term(_either("text_key", [_phrase(h) for h in held]),
+                                _any(["' ' || d.text_key || ' ' LIKE ?"] * len(held)),
+                                tuple(f"% {h} %" for h in held),
+                                sum(vocabulary.docs[h] for h in held))
+                          for held in holders if held]
+            conditions += [_Term("", "d.text_key LIKE ?", (f"%{w}%",), ALL_DOCS)
+                           for w in words if len(w) < TRIGRAM]  # always a filter
+            return [self._match_arm(index, conditions + filters, arm_limit)]
+        counts = self._word_counts(conn, index)
+        driver = min(longs, key=lambda t: (counts.substrings.get(t, 0), -len(t)))
+        rest = list(words)
+        rest.remove(driver)
+        others = [_Term("", "d.text_key LIKE ?", (f"%{w}%",), 0) for w in rest] + filters
+        return [(index.match_sql("tri", others),
+                 (_phrase(driver), *(p for t in others for p in t.params), arm_limit))]
 
     @staticmethod
     def _name_arms(index: _Index, words: tuple[str, ...], filters: list[_Term],
-                   arm_limit: int) -> list[tuple[str, tuple]]:
-        """Names whose stem is the words, then names starting with them."""
+                   arm_limit: int, typed: str = "") -> list[tuple[str, tuple]]:
+        """Names whose stem is the words, then names starting with the text as typed
+        (a name typed whole, strength included: needed when numbers come between the
+        words), then names starting with the words."""
         key = " ".join(words)
         params = tuple(p for t in filters for p in t.params)
         arms = [(index.stem_sql(filters), (key, *params, arm_limit))] if index.ranked else []
-        arms.append((index.prefix_sql(filters),
-                     (key, prefix_upper_bound(key), *params, arm_limit)))
+        # When the text starts with the words, its names are among the words' names, in
+        # the same order: the second arm would find nothing new.
+        prefixes = [key] if not typed or typed.startswith(key) else [typed, key]
+        for prefix in prefixes:
+            arms.append((index.prefix_sql(filters),
+                         (prefix, prefix_upper_bound(prefix), *params, arm_limit)))
         return arms
 
     @staticmethod
@@ -546,6 +586,11 @@ class Referential:
             counts.vocabulary = Vocabulary(self._rows(conn, sql, ()))
         return counts.vocabulary
 
+    def vocabulary(self) -> Vocabulary:
+        """The words of the drug names and substances, with their document counts."""
+        with self._lock:
+            return self._vocabulary(self._db(), DRUGS)
+
     # --- hints ------------------------------------------------------------------------
 
     def hint(self, text: str) -> str:
@@ -581,10 +626,9 @@ class Referential:
     def _known(vocabulary: Vocabulary, word: str) -> bool:
         if vocabulary.starts_a_word(word) or not word.isalpha():
             return True
-        if len(word) >= TRIGRAM and any(word in known for known in vocabulary.words):
+        if len(word) >= TRIGRAM and vocabulary.containing(word, len(vocabulary)):
             return True
-        return (vocabulary.needs_correction(word, typing=True)
-                and bool(vocabulary.corrections(word, typing=True)))
+        return vocabulary.needs_correction(word) and bool(vocabulary.corrections(word))
 
     @staticmethod
     def _filter_hint(query: terms.Query, words: str, rows: list[tuple[str, str, str, str]]) -> str:

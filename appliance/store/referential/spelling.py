@@ -5,12 +5,14 @@ BDPM), with the number of documents holding it, read once per referential file.
 
 - ``corrections``: one typo per word of five letters or more (a letter missing, extra,
   wrong, or two letters swapped), found the way SQLite's spellfix1 does, by generating
-  every variant at edit distance 1 and keeping those the vocabulary knows: a whole word
-  for a finished word, the start of a word for the word being typed ("amoxicili" is on
-  its way to "amoxicilline"). The candidates are checked by bisection in the sorted
-  vocabulary, a few hundred look-ups.
+  every variant at edit distance 1 and keeping those that start a known word: the word
+  may still be being typed ("amoxicili" is on its way to "amoxicilline"). The
+  candidates (about 550 for ten letters) are looked up in a dictionary of every start
+  of four letters or more of a known word (about 34,000 strings, made on first need).
 - ``near``: for the "no result" hint, the closest words at edit distance 2 at most,
   found through shared trigrams then checked with a bounded edit distance.
+- ``containing``: the words a part of a word is found in ("oliprane" is in "doliprane"
+  and "codoliprane"), through the same trigram index (built on first need).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Iterator
 
 MIN_TYPO_LENGTH = 5
 MAX_CORRECTIONS = 6
-ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # only words of letters are corrected
 
 
 def edits1(word: str) -> Iterator[str]:
@@ -70,57 +72,92 @@ class Vocabulary:
         self.docs = dict(words)
         self.words = sorted(self.docs)
         self._grams: dict[str, list[int]] | None = None
+        self._starts: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self.words)
-
-    def _prefixed(self, prefix: str) -> tuple[int, int]:
-        """Index range of the words starting with ``prefix``."""
-        low = bisect.bisect_left(self.words, prefix)
-        high = bisect.bisect_left(self.words, prefix + "\U0010ffff", low)
-        return low, high
 
     def starts_a_word(self, prefix: str) -> bool:
         low = bisect.bisect_left(self.words, prefix)
         return low < len(self.words) and self.words[low].startswith(prefix)
 
-    def needs_correction(self, word: str, typing: bool) -> bool:
-        """A word of five letters or more that the vocabulary does not know (as a whole
-        word, or as the start of one for the word being typed)."""
-        if len(word) < MIN_TYPO_LENGTH or not word.isalpha():
-            return False
-        return not (self.starts_a_word(word) if typing else word in self.docs)
+    def needs_correction(self, word: str) -> bool:
+        """A word of five letters or more that starts no known word."""
+        return (len(word) >= MIN_TYPO_LENGTH and word.isalpha()
+                and not self.starts_a_word(word))
 
-    def corrections(self, word: str, typing: bool) -> list[str]:
-        """Known words (or word starts, when ``typing``) at edit distance 1 of ``word``,
-        most frequent first."""
+    def _word_starts(self) -> dict[str, int]:
+        """Every start of four letters or more of a known word, with the documents of
+        the words it starts."""
+        if self._starts is None:
+            starts: dict[str, int] = {}
+            for known, docs in self.docs.items():
+                for end in range(MIN_TYPO_LENGTH - 1, len(known) + 1):
+                    starts[known[:end]] = starts.get(known[:end], 0) + docs
+            self._starts = starts
+        return self._starts
+
+    def corrections(self, word: str) -> list[str]:
+        """Starts of known words at edit distance 1 of ``word``, the longest (a start
+        that another one extends adds nothing) and most frequent first.
+
+        The variants are those of ``edits1``, generated position by position: an edit at
+        position ``i`` keeps ``word[:i]``, so the positions stop where ``word[:i]``
+        starts no known word, and a letter is only tried where it extends a known start.
+        """
+        known = self._word_starts()
+        short = MIN_TYPO_LENGTH - 1  # starts shorter than this are not listed: any goes
+
+        def starts(prefix: str) -> bool:
+            return len(prefix) < short or prefix in known
+
         found: dict[str, int] = {}
-        for candidate in set(edits1(word)):
-            if len(candidate) < MIN_TYPO_LENGTH - 1:
-                continue
-            if typing:
-                low, high = self._prefixed(candidate)
-                if high > low:
-                    found[candidate] = sum(self.docs[w] for w in self.words[low:high])
-            elif candidate in self.docs:
-                found[candidate] = self.docs[candidate]
+        for i in range(len(word) + 1):
+            head, tail = word[:i], word[i:]
+            if not starts(head):
+                break
+            variants = [head + tail[1:], head + tail[1:2] + tail[:1] + tail[2:]] if tail else []
+            for c in ALPHABET:
+                extended = head + c
+                if starts(extended):
+                    variants.append(extended + tail)  # insertion
+                    if tail and c != tail[0]:
+                        variants.append(extended + tail[1:])  # substitution
+            for variant in variants:
+                if variant != word and variant in known:
+                    found[variant] = known[variant]
         # A shorter start that another candidate extends adds nothing to the search.
         kept = [c for c in found if not any(o != c and o.startswith(c) for o in found)]
         if not kept:
             kept = list(found)
         return sorted(kept, key=lambda c: (-found[c], c))[:MAX_CORRECTIONS]
 
-    def near(self, word: str, limit: int = 3, bound: int = 2) -> list[str]:
-        """The known words closest to ``word`` (edit distance ``bound`` at most)."""
+    def _trigram_index(self) -> dict[str, list[int]]:
+        """Trigram -> indexes of the words holding it (word boundaries padded)."""
         if self._grams is None:
             grams: dict[str, list[int]] = {}
             for index, known in enumerate(self.words):
                 for gram in _trigrams(known):
                     grams.setdefault(gram, []).append(index)
             self._grams = grams
+        return self._grams
+
+    def containing(self, part: str, most: int) -> list[str] | None:
+        """The known words that contain ``part`` (three characters or more), or ``None``
+        when there are more than ``most`` (then a trigram index query does better)."""
+        grams = self._trigram_index()
+        lists = sorted((grams.get(part[i:i + 3], ()) for i in range(len(part) - 2)), key=len)
+        if not lists or not lists[0]:
+            return []
+        found = [self.words[i] for i in lists[0] if part in self.words[i]]
+        return found if len(found) <= most else None
+
+    def near(self, word: str, limit: int = 3, bound: int = 2) -> list[str]:
+        """The known words closest to ``word`` (edit distance ``bound`` at most)."""
+        grams = self._trigram_index()
         shared: Counter[int] = Counter()
         for gram in _trigrams(word):
-            shared.update(self._grams.get(gram, ()))
+            shared.update(grams.get(gram, ()))
         scored = []
         for index, _ in shared.most_common(200):
             known = self.words[index]
