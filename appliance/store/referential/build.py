@@ -278,22 +278,19 @@ def _specialty(specialty: SpecialtyRow | None, rows: list[CompositionRow]) -> _S
     routes = specialty.routes if specialty else ()
     dosage, substances, substances_key = _dosage_and_substances(rows)
     name_key = search_key(name)
-    facets = {token for amount in terms.amounts(name) for token in amount.tokens()}
-    facets.update(terms.form_tokens(form))
-    facets.update(terms.form_tokens(name))
+    facts = terms.name_facts(name, form, tuple(routes))
+    facets = set(facts.tokens)
     for row in rows:  # strengths per unit of administration ("un comprimé")
         if row.dosage and row.dosage_reference.startswith(("un ", "une ")):
             facets.update(token for amount in terms.amounts(row.dosage)
                           if amount.dimension is not None for token in amount.tokens())
-    stem_key = terms.name_stem(name)
     return _Specialty(
         name, form, LIST_SEPARATOR.join(routes),
         specialty.amm_date.isoformat() if specialty and specialty.amm_date else "~",
         dosage, LIST_SEPARATOR.join(substances), name_key,
-        f"{name_key} {substances_key}".strip(), stem_key, facets,
-        len(substances) > 1 or " + " in dosage, (stem_key, substances_key),
-        terms.form_class(form, routes), terms.unit_strength(name),
-        terms.paediatric_name(name))
+        f"{name_key} {substances_key}".strip(), facts.stem, facets,
+        len(substances) > 1 or " + " in dosage, (facts.stem, substances_key),
+        facts.form_class, facts.strength, facts.paediatric)
 
 
 def drug_rank(marketed: bool, form_class: int, paediatric: bool, combination: bool) -> int:
@@ -339,10 +336,8 @@ def drug_documents(bdpm: Bdpm) -> list[tuple]:
     docs = []
     for p in bdpm.presentations.records:
         s = per_cis[p.cis]
-        box = terms.box_size(p.label)
-        facets = set(s.facets)
-        facets.update(terms.form_tokens(p.label))
-        facets.update(terms.pack_volumes(p.label))
+        box, pack_tokens = terms.pack_facts(p.label)
+        facets = s.facets | pack_tokens
         facets.add(terms.PAEDIATRIC if s.paediatric else terms.ADULT)
         rank = drug_rank(p.marketed, s.form_class, s.paediatric, s.combination)
         sort = (rank, s.name_key, s.amm_date, p.cis, not p.reimbursement_rates,

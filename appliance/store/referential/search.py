@@ -7,9 +7,9 @@ form or age words ("cp", "gél", "sachet", "buv", "inj", "suppo", "enfant"…) a
 drug word. Strengths and forms filter every tier below; words rank them, best first:
 
 0. exact code: CIP13, CIP7, CIS (all its presentations), or a scanned GS1 string;
-1. the name starts with the query's words: first the marketed names whose part before
-   the strength is exactly those words ("MOVICOL, poudre…" before "MOVICOL CHOCOLAT"),
-   then the others;
+1. the name starts with the query's words: first, among the marketed oral forms for
+   adults, the names whose part before the strength is exactly those words ("MOVICOL,
+   poudre…" before "MOVICOL CHOCOLAT"), then all of them;
 2. every word starts a word of the name or of a substance (DCI);
 3. every word is a substring of the name or of a substance.
 
@@ -66,7 +66,7 @@ MATCH_MAX_DOCS = 1000
 MAX_HOLDERS = 40  # vocabulary words containing a query word, looked up as words
 ALL_DOCS = 1 << 62  # the estimate of a condition that must stay a LIKE filter
 RANKS = tuple(range(16))  # build.drug_rank's values
-MARKETED_RANKS = 8  # the ranks of marketed presentations are below
+STEM_RANKS = 4  # build.drug_rank's ranks of marketed oral forms for adults
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +167,11 @@ class _Index:
         return f"SELECT id FROM {self.doc} WHERE {column} = ? ORDER BY id"  # noqa: S608
 
     def stem_sql(self, filters: Sequence[_Term]) -> str:
-        """Marketed names whose part before the strength is exactly the query's words."""
+        """Names whose part before the strength is exactly the query's words, among the
+        marketed oral forms for adults."""
         where = "".join(f" AND {t.like}" for t in filters)
         return (f"SELECT id FROM {self.doc} AS d WHERE stem_key = ? AND rank < "  # noqa: S608
-                f"{MARKETED_RANKS}{where} ORDER BY id LIMIT ?")
+                f"{STEM_RANKS}{where} ORDER BY id LIMIT ?")
 
     def prefix_sql(self, filters: Sequence[_Term]) -> str:
         """Names in a prefix range, best rank first. With the index (rank, name_key),

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from appliance.domain.people import fold
+from appliance.store.referential.text import fold_french
 
 MASS, VOLUME, UNITS, PERCENT = "m", "v", "u", "p"
 NUMBER = "n"
@@ -99,16 +98,13 @@ _DOC_FORMS = re.compile(r"\b(" + "|".join(
 # Words in a specialty's name that say it is for children (BDPM names: "ENFANTS ET
 # NOURRISSONS", "PEDIATRIQUE", "BEBE", "NOUVEAU-NE", "JUNIOR").
 _PAEDIATRIC_NAME = re.compile(
-    r"\b(enfants?|nourrissons?|nourissons?|pediatriques?|bebes?|nouveau ?nes?|junior)\b")
+    r"\b(enfants?|nourrissons?|nourissons?|pediatriques?|bebes?|nouveau\s*nes?|junior)\b")
 _SOLID_ORAL_FORM = re.compile(r"\bcomprime|\bgelule|\bcapsule|\blyophilisat|\bpastille"
                               r"|\bgomme")
 _ORAL_ROUTES = frozenset({"orale", "buccale", "sublinguale"})
 
-# The accented letters of French text, folded as ``fold`` folds them (faster for names).
-_ACCENTED = "àâäáãåçéèêëíìîïñóòôöõúùûüýÿÀÂÄÁÃÅÇÉÈÊËÍÌÎÏÑÓÒÔÖÕÚÙÛÜÝ"
-_FRENCH = str.maketrans({**{c: fold(c) for c in _ACCENTED}, "œ": "oe", "Œ": "oe",
-                         "æ": "ae", "Æ": "ae"})
 _NON_WORD = re.compile(r"[\W_]+")
+_DIGIT = re.compile(r"\d")
 # A number and the letters glued to it ("1000mg"); a word (letters, or one or two letters
 # and digits: "b12", "d3"; "doliprane1000" is a word and a number); a percent sign.
 _CHUNK = re.compile(r"(\d+(?:[.,]\d+)?)([a-z]*)|([a-z]{1,2}\d[a-z0-9]*|[a-z]+)|(%)")
@@ -156,6 +152,7 @@ class Query:
         return not self.words and not self.filters
 
 
+@functools.lru_cache(maxsize=1 << 12)
 def number_token(value: Decimal) -> str:
     """``1000``, ``0d025``: a number as FTS5 keeps it in one token."""
     text = format(value.normalize(), "f")
@@ -177,9 +174,9 @@ def fold_text(text: str) -> str:
     """Lower case without accents, "µ" read as "u", "U.I." as "ui", "pour cent" as "%".
 
     Cached: an import reads the same forms, dosages and pack labels many times."""
-    folded = text.translate(_FRENCH)
-    folded = folded.lower() if folded.isascii() else fold(folded).replace("\u03bc", "u")
-    folded = _UI.sub(lambda m: " mui " if m.group(1) else " ui ", folded)
+    folded = fold_french(text).replace("\u03bc", "u")
+    if "u." in folded or "u ." in folded:
+        folded = _UI.sub(lambda m: " mui " if m.group(1) else " ui ", folded)
     return folded.replace("pour cent", "%")
 
 
@@ -198,12 +195,12 @@ class _Reading:
     forms: list[tuple[str, ...]]
 
 
-def _read(text: str, typing: bool) -> _Reading:
-    """Split ``text`` into words, amounts and form words.
+def _read(folded: str, typing: bool) -> _Reading:
+    """Split a folded text (``fold_text``) into words, amounts and form words.
 
     ``typing``: the text is a query being typed, so its last chunk may be unfinished
     ("doliprane 1000m", "tramadol 50 g" on the way to "gél")."""
-    chunks = _CHUNK.findall(_THOUSANDS.sub(_join_thousands, fold_text(text)))
+    chunks = _CHUNK.findall(_THOUSANDS.sub(_join_thousands, folded))
     reading = _Reading([], [], [])
     i, count = 0, len(chunks)
     while i < count:
@@ -242,7 +239,8 @@ def _read(text: str, typing: bool) -> _Reading:
 @functools.lru_cache(maxsize=4096)
 def parse_query(text: str) -> Query:
     """The words, strength filters and form filters of a search text."""
-    reading = _read(text, typing=True)
+    # The last chunk may be unfinished, unless a space follows it.
+    reading = _read(fold_text(text), typing=not text[-1:].isspace())
     filters: list[tuple[str, ...]] = []
     for amount, prefix in reading.amounts:
         if amount.dimension is not None and amount.canonical is not None:
@@ -261,62 +259,91 @@ def parse_query(text: str) -> Query:
 @functools.lru_cache(maxsize=1 << 14)
 def amounts(text: str) -> tuple[Amount, ...]:
     """Every number of a finished text (a name, a dosage), with its unit if any."""
-    if not any(c.isdigit() for c in text):
+    return _amounts(fold_text(text))
+
+
+def _amounts(folded: str) -> tuple[Amount, ...]:
+    first = _DIGIT.search(folded)
+    if first is None:
         return ()
-    return tuple(amount for amount, _ in _read(text, typing=False).amounts)
+    # the words before the first number are not amounts
+    return tuple(amount for amount, _ in _read(folded[first.start():], typing=False).amounts)
 
 
 # --- documents ------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1 << 15)
-def form_tokens(text: str) -> frozenset[str]:
-    """The form families a specialty's form, name or a pack label names."""
-    return frozenset(token for found in _DOC_FORMS.findall(fold_text(text))
+def _form_tokens(folded: str) -> frozenset[str]:
+    return frozenset(token for found in _DOC_FORMS.findall(folded)
                      for token in _DOC_FORM_WORDS[found])
 
 
-def paediatric_name(name: str) -> bool:
-    """The specialty's name says it is for children."""
-    return bool(_PAEDIATRIC_NAME.search(" ".join(fold_text(name).replace("-", " ").split())))
-
-
-def form_class(form: str, routes: Iterable[str]) -> int:
-    """0 a solid oral form (tablet, capsule…), 1 another oral form, 2 any other route."""
+@functools.lru_cache(maxsize=1 << 10)
+def _form_facts(form: str, routes: tuple[str, ...]) -> tuple[frozenset[str], int]:
+    """The form tokens of a specialty's form, and its class (see ``NameFacts``)."""
+    folded = fold_text(form)
     if not _ORAL_ROUTES.intersection(fold_text(route) for route in routes):
-        return 2
-    return 0 if _SOLID_ORAL_FORM.search(fold_text(form)) else 1
+        form_class = 2
+    else:
+        form_class = 0 if _SOLID_ORAL_FORM.search(folded) else 1
+    return _form_tokens(folded), form_class
 
 
-def name_stem(name: str) -> str:
-    """The folded part of a name before its first number or comma: "doliprane",
-    "paracetamol arrow", "movicol"."""
-    return " ".join(_NON_WORD.sub(" ", re.split(r"[\d,]", fold_text(name), maxsplit=1)[0])
-                    .split())
+@dataclass(frozen=True, slots=True)
+class NameFacts:
+    """What a specialty's name, form and routes say, for its search documents.
+
+    ``stem``: the folded name before its first number or comma ("doliprane",
+    "paracetamol arrow", "movicol"); ``tokens``: the facet tokens of its strengths and
+    forms; ``strength``: its first mass in mg when that is a strength per unit (not per
+    ml or per g); ``paediatric``: the name says it is for children; ``form_class``:
+    0 a solid oral form (tablet, capsule…), 1 another oral form, 2 another route.
+    """
+
+    stem: str
+    tokens: frozenset[str]
+    strength: Decimal | None
+    paediatric: bool
+    form_class: int
 
 
-def unit_strength(name: str) -> Decimal | None:
-    """The first mass in a name, if it is a strength per unit (not per ml or per g)."""
-    found = re.search(r"(\d+(?:[.,]\d+)?)\s*(mg|g|ug|microgrammes?)\b(\s*/\s*\d*[.,]?\d*\s*"
-                      r"(ml|g|l)\b)?", fold_text(name))
-    if found is None or found.group(3):
-        return None
-    value = _decimal(found.group(1))
-    return None if value is None else value * UNIT_FACTORS[found.group(2)][1]
+_STEM = re.compile(r"[^\d,]*")
+_UNIT_STRENGTH = re.compile(r"(\d+(?:[.,]\d+)?)\s*(mg|g|ug|microgrammes?)\b"
+                            r"(\s*/\s*\d*[.,]?\d*\s*(ml|g|l)\b)?")
+
+
+def name_facts(name: str, form: str, routes: tuple[str, ...]) -> NameFacts:
+    """Read a specialty's name, form and routes once (see ``NameFacts``)."""
+    folded = fold_text(name)
+    stem_match = _STEM.match(folded)
+    stem = " ".join(_NON_WORD.sub(" ", stem_match.group() if stem_match else "").split())
+    form_tokens, form_class = _form_facts(form, routes)
+    tokens = {token for amount in _amounts(folded) for token in amount.tokens()}
+    tokens.update(form_tokens)
+    tokens.update(_form_tokens(folded))
+    strength = None
+    found = _UNIT_STRENGTH.search(folded)
+    if found is not None and not found.group(3):
+        value = _decimal(found.group(1))
+        strength = None if value is None else value * UNIT_FACTORS[found.group(2)][1]
+    paediatric = bool(_PAEDIATRIC_NAME.search(folded.replace("-", " ")))
+    return NameFacts(stem, frozenset(tokens), strength, paediatric, form_class)
 
 
 _PACK_VOLUME = re.compile(r"\bde (\d+(?:[.,]\d+)?) ?(ml|l)\b")
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def pack_volumes(pack: str) -> frozenset[str]:
-    """The volume tokens of a pack label: "1 flacon(s) en verre de 100 ml" is ``v100``."""
-    found = set()
-    for number, unit in _PACK_VOLUME.findall(fold_text(pack)):
+def pack_facts(pack: str) -> tuple[str, frozenset[str]]:
+    """A pack label's box size (``box_size``) and facet tokens: its forms ("sachet") and
+    the volume of each unit ("1 flacon(s) en verre de 100 ml" is ``v100``)."""
+    folded = fold_text(pack)
+    tokens = set(_form_tokens(folded))
+    for number, unit in _PACK_VOLUME.findall(folded):
         value = _decimal(number)
         if value is not None:
-            found.add(VOLUME + number_token(value * UNIT_FACTORS[unit][1]))
-    return frozenset(found)
+            tokens.add(VOLUME + number_token(value * UNIT_FACTORS[unit][1]))
+    return _box_size(folded), frozenset(tokens)
 
 
 # --- box size ----------------------------------------------------------------------------
@@ -355,14 +382,17 @@ def _counted(count: int, noun: str) -> str:
     return f"{count} {shown}"
 
 
-@functools.lru_cache(maxsize=1 << 14)
 def box_size(pack: str) -> str:
     """What a box holds, for the result list: "30 comprimés", "100 gélules",
     "20 sachets", "1 flacon de 100 ml"; "" when the pack label does not say.
 
     Read from the BDPM pack label: "3 plaquette(s) PVC aluminium de 10 gélule(s)" is
     30 gélules, "1 flacon(s) en verre de 100 ml" one bottle of 100 ml."""
-    text = " ".join(fold_text(pack).replace("(s)", " ").replace("-", " ").split())
+    return _box_size(fold_text(pack))
+
+
+def _box_size(folded: str) -> str:
+    text = " ".join(folded.replace("(s)", " ").replace("-", " ").split())
     leading = _LEADING.match(text)
     times = int(leading.group(1)) if leading else 1
     content = _CONTENT.search(text)
