@@ -132,7 +132,8 @@ CREATE UNIQUE INDEX device_doc_code ON device_doc (code);
 # slower); substring index: trigram (https://sqlite.org/fts5.html, sections 4.3.4 and
 # 4.2). ``<doc>_vocab`` lists every word of the text with its document count (the
 # spelling tolerance's vocabulary), ``<doc>_facet`` every facet token; both are read
-# from the word index with fts5vocab.
+# from the word index with fts5vocab. ``<doc>_vocab_tri`` finds the words that contain a
+# part of a word ("oliprane": doliprane, codoliprane).
 _FTS = """
 CREATE VIRTUAL TABLE {doc}_word USING fts5(
     {columns}, content='{doc}', content_rowid='id', tokenize='unicode61',
@@ -150,6 +151,8 @@ CREATE VIRTUAL TABLE temp.{doc}_terms USING fts5vocab(main, {doc}_word, col);
 INSERT INTO {doc}_vocab SELECT term, doc FROM temp.{doc}_terms WHERE col = 'text_key';
 INSERT INTO {doc}_facet SELECT term, doc FROM temp.{doc}_terms WHERE col = 'facets';
 DROP TABLE temp.{doc}_terms;
+CREATE VIRTUAL TABLE {doc}_vocab_tri USING fts5(word, tokenize='trigram');
+INSERT INTO {doc}_vocab_tri SELECT word FROM {doc}_vocab;
 """
 # Words found in at least this share of the documents (and COMMON_MIN_DOCS) are listed
 # in ``<doc>_common`` with their document counts: the search uses them to start from

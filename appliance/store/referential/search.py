@@ -468,7 +468,7 @@ class Referential:
         if not longs:  # substrings need three characters, the trigram index's minimum
             return []
         vocabulary = self._vocabulary(conn, index)
-        holders = [vocabulary.containing(w, MAX_HOLDERS) for w in longs]
+        holders = [self._containing(conn, index, w, MAX_HOLDERS) for w in longs]
         if all(held is not None for held in holders):
             if not all(holders):
                 return []  # a word is in no word of the referential
@@ -555,6 +555,15 @@ class Referential:
                 docs += counts.facets.get(alternative, 0)
         return _Term(_either("facets", fts), _any(likes), tuple(params), docs)
 
+    def _containing(self, conn: sqlite3.Connection, index: _Index, part: str,
+                    most: int) -> list[str] | None:
+        """The words of the vocabulary that contain ``part`` (three characters or more),
+        or ``None`` when there are more than ``most``."""
+        sql = (f"SELECT word FROM {index.doc}_vocab_tri WHERE {index.doc}_vocab_tri "  # noqa: S608
+               "MATCH ? LIMIT ?")
+        found = [word for (word,) in self._rows(conn, sql, (_phrase(part), most + 1))]
+        return found if len(found) <= most else None
+
     def _word_counts(self, conn: sqlite3.Connection, index: _Index) -> _Counts:
         """Estimated document counts of common prefixes, substrings and facets, per file."""
         counts = self._counts.get(index.doc)
@@ -607,7 +616,7 @@ class Referential:
                 return NO_RESULT
             vocabulary = self._vocabulary(conn, DRUGS)
             for word in query.words:
-                if self._known(vocabulary, word):
+                if self._known(conn, vocabulary, word):
                     continue
                 near = vocabulary.near(word)
                 if not near:
@@ -623,12 +632,11 @@ class Referential:
                               f"WHERE id IN ({','.join('?' * len(ids))})", ids) if ids else []
         return self._filter_hint(query, " ".join(query.words), rows)
 
-    @staticmethod
-    def _known(vocabulary: Vocabulary, word: str) -> bool:
+    def _known(self, conn: sqlite3.Connection, vocabulary: Vocabulary, word: str) -> bool:
         if vocabulary.starts_a_word(word) or not word.isalpha():
             return True
-        if len(word) >= TRIGRAM and vocabulary.containing(word, len(vocabulary)):
-            return True
+        if len(word) >= TRIGRAM and self._containing(conn, DRUGS, word, 0) is None:
+            return True  # some word holds it
         return vocabulary.needs_correction(word) and bool(vocabulary.corrections(word))
 
     @staticmethod

@@ -11,8 +11,6 @@ BDPM), with the number of documents holding it, read once per referential file.
   of four letters or more of a known word (about 34,000 strings, made on first need).
 - ``near``: for the "no result" hint, the closest words at edit distance 2 at most,
   found through shared trigrams then checked with a bounded edit distance.
-- ``containing``: the words a part of a word is found in ("oliprane" is in "doliprane"
-  and "codoliprane"), through the same trigram index (built on first need).
 """
 
 from __future__ import annotations
@@ -133,7 +131,8 @@ class Vocabulary:
         return sorted(kept, key=lambda c: (-found[c], c))[:MAX_CORRECTIONS]
 
     def _trigram_index(self) -> dict[str, list[int]]:
-        """Trigram -> indexes of the words holding it (word boundaries padded)."""
+        """Trigram -> indexes of the words holding it (word boundaries padded), built on
+        first need (a hint)."""
         if self._grams is None:
             grams: dict[str, list[int]] = {}
             for index, known in enumerate(self.words):
@@ -141,16 +140,6 @@ class Vocabulary:
                     grams.setdefault(gram, []).append(index)
             self._grams = grams
         return self._grams
-
-    def containing(self, part: str, most: int) -> list[str] | None:
-        """The known words that contain ``part`` (three characters or more), or ``None``
-        when there are more than ``most`` (then a trigram index query does better)."""
-        grams = self._trigram_index()
-        lists = sorted((grams.get(part[i:i + 3], ()) for i in range(len(part) - 2)), key=len)
-        if not lists or not lists[0]:
-            return []
-        found = [self.words[i] for i in lists[0] if part in self.words[i]]
-        return found if len(found) <= most else None
 
     def near(self, word: str, limit: int = 3, bound: int = 2) -> list[str]:
         """The known words closest to ``word`` (edit distance ``bound`` at most)."""
