@@ -480,6 +480,10 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await pilot.press("f2")
             await until(pilot, lambda: screen_name(app) == "EditorScreen")
             editor = app.screen
+            await pilot.press(*"kardegic cp")                    # no such form: a hint
+            await until(pilot, lambda: any("« kardegic » existe en poudre" in option
+                                           for option in options(app, "#results")))
+            editor.query_one("#search").value = ""
             await pilot.press(*scan, "enter")                    # Enter before any result
             await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
             await pilot.press("f6", "f7")                        # ALD, non substituable (MTE)

@@ -264,10 +264,14 @@ def amounts(text: str) -> tuple[Amount, ...]:
 
 def _amounts(folded: str) -> tuple[Amount, ...]:
     first = _DIGIT.search(folded)
-    if first is None:
-        return ()
-    # the words before the first number are not amounts
-    return tuple(amount for amount, _ in _read(folded[first.start():], typing=False).amounts)
+    # The words before the first number are not amounts; what follows it repeats from
+    # name to name ("1 g, comprime"), hence the cache.
+    return () if first is None else _amounts_from(folded[first.start():])
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _amounts_from(folded: str) -> tuple[Amount, ...]:
+    return tuple(amount for amount, _ in _read(folded, typing=False).amounts)
 
 
 # --- documents ------------------------------------------------------------------------
