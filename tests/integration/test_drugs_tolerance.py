@@ -146,6 +146,10 @@ def test_box_size_and_reimbursement(ref) -> None:
     assert ref.search("doliprane 1000mg")[0].box == "8 comprimés"  # the reimbursed box first
     assert ref.search("lovenox 4000ui")[0].box == "2 seringues de 0,4 ml"
     assert ref.search("kardegic 75")[0].box == "30 sachets"
+    for text in ("doliprane 1000mg x100", "doliprane 1000 x 100", "doliprane 1g bte de 100"):
+        found = ref.search(text)
+        assert found[0].cip13 == "3400956369553", text
+        assert all(p.box.startswith("100 ") for p in found), text
 
 
 def test_result_lines_show_box_and_reimbursement_and_never_look_alike(ref) -> None:

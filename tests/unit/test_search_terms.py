@@ -9,6 +9,10 @@ import pytest
 
 from appliance.store.referential.spelling import Vocabulary, distance, edits1
 from appliance.store.referential.terms import (
+    OTHER_ORAL,
+    OTHER_ROUTE,
+    SOLID,
+    SPECIAL_SOLID,
     amounts,
     box_size,
     name_facts,
@@ -47,6 +51,11 @@ def tokens(text: str) -> set[str]:
     ("doliprane 1000m", ("doliprane",), (("n1000", "m1000", "n1000*"),)),
     ("tramadol 50 g", ("tramadol",), (("n50", "m50", "n50*"),)),
     ("doliprane 1 g", ("doliprane",), (("n1", "m1", "n1*"),)),  # or "1 gélule"
+    # the box size
+    ("doliprane 1000mg x100", ("doliprane",), (("m1000",), ("b100",))),
+    ("doliprane 1000mg x 8", ("doliprane",), (("m1000",), ("b8",))),
+    ("doliprane 1000mg bte de 8", ("doliprane",), (("m1000",), ("b8",))),
+    ("doliprane 1000mg x", ("doliprane",), (("m1000",),)),  # still typed
 ])
 def test_queries_are_read_as_words_strengths_and_forms(query, words, filters) -> None:
     parsed = parse_query(query)
@@ -68,18 +77,20 @@ def test_names_give_the_same_tokens_as_queries() -> None:
 def test_name_facts_stem_strength_age_and_form_class() -> None:
     facts = name_facts("DOLIPRANE 1000 mg, comprimé", "comprimé", ("orale",))
     assert (facts.stem, facts.strength, facts.paediatric, facts.form_class) == (
-        "doliprane", Decimal(1000), False, 0)
+        "doliprane", Decimal(1000), False, SOLID)
     assert "fcp" in facts.tokens and "m1000" in facts.tokens
     sachet = name_facts("KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
                         "poudre pour solution buvable", ("orale",))
-    assert sachet.form_class == 1 and {"fsach", "fbuv", "fpdr"} <= sachet.tokens
+    assert sachet.form_class == OTHER_ORAL and {"fsach", "fbuv", "fpdr"} <= sachet.tokens
+    assert name_facts("TAHOR 10 mg, comprimé à croquer", "comprimé à croquer",
+                      ("orale",)).form_class == SPECIAL_SOLID
     assert name_facts("MOVICOL, poudre", "poudre", ("orale",)).stem == "movicol"
     assert name_facts("LEVOTHYROX 25 microgrammes", "comprimé", ("orale",)).strength == \
         Decimal("0.025")
     assert name_facts("OXYNORM 10 mg/ml, solution buvable", "solution buvable",
                       ("orale",)).strength is None  # per ml: not a unit strength
     assert name_facts("LOVENOX 4 000 UI", "solution injectable",
-                      ("sous-cutanée",)).form_class == 2
+                      ("sous-cutanée",)).form_class == OTHER_ROUTE
     for child in ("ASPEGIC NOURRISSONS 100 mg", "ADVILMED ENFANTS ET NOURRISSONS 20 mg/1 ml",
                   "FER AP-HP 0,5 mg NOUVEAU-NE, gélule", "AVAXIM 80 U PEDIATRIQUE"):
         assert name_facts(child, "", ("orale",)).paediatric, child

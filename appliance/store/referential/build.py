@@ -19,9 +19,9 @@ rebuilt whole at each import and never written in place.
 
 The search documents (``drug_doc``, ``device_doc``) are numbered in ranking order, so
 that FTS5, which returns rowids in ascending order, yields the best rows of each tier
-first without sorting. For drugs that order is ``rank`` (marketed first; then solid oral
-forms, other oral forms, other routes, paediatric presentations; one substance before
-several: see ``drug_rank``), folded name, oldest marketing authorisation (among
+first without sorting. For drugs that order is ``rank`` (marketed first; then tablets and
+capsules, special tablets, other oral forms, other routes, paediatric presentations; one
+substance before several: see ``drug_rank``), folded name, oldest marketing authorisation (among
 identical names, the parallel imports come last), reimbursed boxes first, smaller boxes
 first. Each drug document also
 carries its facet tokens (strengths, forms, age group: ``terms``) and its box size.
@@ -296,11 +296,17 @@ def _specialty(specialty: SpecialtyRow | None, rows: list[CompositionRow]) -> _S
         facts.form_class, facts.strength, facts.paediatric)
 
 
+PAEDIATRIC_CLASS = terms.OTHER_ROUTE + 1
+RANKS = 2 * (PAEDIATRIC_CLASS + 1) * 2  # drug_rank's values: 0 to RANKS - 1
+
+
 def drug_rank(marketed: bool, form_class: int, paediatric: bool, combination: bool) -> int:
-    """0–15, best first: marketed before not; then solid oral forms (0), other oral forms
-    (1), other routes (2), paediatric presentations (3); then one active substance before
-    several (AMOXICILLINE before AMOXICILLINE/ACIDE CLAVULANIQUE)."""
-    return (0 if marketed else 8) + 2 * (3 if paediatric else form_class) + combination
+    """0–19, best first: marketed before not; then tablets and capsules to swallow,
+    effervescent, dispersible, orodispersible or chewable ones, other oral forms, other
+    routes, paediatric presentations (``terms.NameFacts.form_class``); then one active
+    substance before several (AMOXICILLINE before AMOXICILLINE/ACIDE CLAVULANIQUE)."""
+    group = PAEDIATRIC_CLASS if paediatric else form_class
+    return (0 if marketed else RANKS // 2) + 2 * group + combination
 
 
 def _paediatric_strengths(specialties: Iterable[_Specialty]) -> None:
@@ -313,18 +319,22 @@ def _paediatric_strengths(specialties: Iterable[_Specialty]) -> None:
     (KARDEGIC sachets) and strengths per ml are left alone."""
     lowest: dict[tuple[str, str], Decimal] = {}
     for s in specialties:
-        if s.form_class == 0 and s.strength is not None and not s.paediatric:
+        if s.form_class <= terms.SPECIAL_SOLID and s.strength is not None and not s.paediatric:
             lowest[s.family] = min(lowest.get(s.family, s.strength), s.strength)
     for s in specialties:
         floor = lowest.get(s.family)
-        if (s.form_class != 0 and s.strength is not None and floor is not None
+        if (s.form_class > terms.SPECIAL_SOLID and s.strength is not None and floor is not None
                 and s.strength < floor):
             s.paediatric = True
 
 
+_UNKNOWN_BOX = 1 << 31
+
+
 def _box_count(box: str) -> int:
+    """What the box holds, for the order: unknown sizes last."""
     count = box.split(" ", 1)[0]
-    return int(count) if count.isdigit() else 0
+    return int(count) if count.isdigit() else _UNKNOWN_BOX
 
 
 def drug_documents(bdpm: Bdpm) -> list[tuple]:
@@ -342,9 +352,12 @@ def drug_documents(bdpm: Bdpm) -> list[tuple]:
         box, pack_tokens = terms.pack_facts(p.label)
         facets = s.facets | pack_tokens
         facets.add(terms.PAEDIATRIC if s.paediatric else terms.ADULT)
+        count = _box_count(box)
+        if count < _UNKNOWN_BOX:
+            facets.add(f"{terms.BOX}{count}")
         rank = drug_rank(p.marketed, s.form_class, s.paediatric, s.combination)
-        sort = (rank, s.name_key, s.amm_date, p.cis, not p.reimbursement_rates,
-                _box_count(box), p.label, p.cip13)
+        sort = (rank, s.name_key, s.amm_date, p.cis, not p.reimbursement_rates, count,
+                p.label, p.cip13)
         docs.append((sort, (
             p.cip13, p.cip7, p.cis, s.name, s.form, s.dosage, p.label, s.substances,
             s.routes, LIST_SEPARATOR.join(str(rate) for rate in p.reimbursement_rates),

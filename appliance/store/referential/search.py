@@ -18,7 +18,8 @@ tiers 1 and 2: they are run instead with the known words one typo away from it
 ("amoxiciline" finds "amoxicilline"), before tier 3.
 
 Within a tier, documents come in the order the import numbered them: marketed first,
-solid oral forms, other oral forms, other routes, paediatric presentations, one active
+tablets and capsules to swallow, then effervescent, dispersible, orodispersible or
+chewable ones, other oral forms, other routes, paediatric presentations, one active
 substance before several, then by name, reimbursed and smaller boxes first
 (``build.drug_rank``). Words are folded like the
 index (``text.search_key``), so case and accents do not matter. Tier 1 reads the stem
@@ -45,7 +46,7 @@ from typing import Any
 
 from appliance.domain.ids import validate_cip13, validate_cis
 from appliance.errors import StoreError
-from appliance.store.referential import terms
+from appliance.store.referential import build, terms
 from appliance.store.referential.build import (
     LIST_SEPARATOR,
     SCHEMA_VERSION,
@@ -65,8 +66,8 @@ TRIGRAM = 3
 MATCH_MAX_DOCS = 1000
 MAX_HOLDERS = 40  # vocabulary words containing a query word, looked up as words
 ALL_DOCS = 1 << 62  # the estimate of a condition that must stay a LIKE filter
-RANKS = tuple(range(16))  # build.drug_rank's values
-STEM_RANKS = 4  # build.drug_rank's ranks of marketed oral forms for adults
+RANKS = tuple(range(build.RANKS))  # build.drug_rank's values
+STEM_RANKS = build.drug_rank(True, terms.OTHER_ORAL + 1, False, False)  # marketed oral
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ the two meet as the same **facet tokens**, stored beside each search document:
   starts (typing "doliprane 10" on the way to "1000");
 - ``f`` + a form family (``fcp`` comprimé, ``fgel`` gélule, ``fsach`` sachet, ``finj``
   injectable…), from the specialty's form, name and pack;
-- ``xped`` for paediatric presentations, ``xadu`` for the others.
+- ``xped`` for paediatric presentations, ``xadu`` for the others;
+- ``b`` + the number of units in the box (``b30``), for "x30", "x 30" or "bte de 30".
 
 A word of the query that names a form ("cp", "cpr", "gél", "sachet", "buv", "inj",
 "suppo"…) or an age group ("enfant", "nourrisson", "adulte") is a filter on those tokens
@@ -24,13 +25,16 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from appliance.store.referential.text import fold_french
 
 MASS, VOLUME, UNITS, PERCENT = "m", "v", "u", "p"
 NUMBER = "n"
+BOX = "b"  # + the number of units in the box: "b30"
+BOX_WORDS = frozenset({"x", "bte", "boite", "boites", "bt"})
+_BOX_GLUED = re.compile(r"x(\d+)")
 PAEDIATRIC, ADULT = "xped", "xadu"
 
 # Unit spellings (folded, "µ" read as "u") -> (dimension, factor to the canonical unit).
@@ -99,6 +103,10 @@ _DOC_FORMS = re.compile(r"\b(" + "|".join(
 # NOURRISSONS", "PEDIATRIQUE", "BEBE", "NOUVEAU-NE", "JUNIOR").
 _PAEDIATRIC_NAME = re.compile(
     r"\b(enfants?|nourrissons?|nourissons?|pediatriques?|bebes?|nouveau\s*nes?|junior)\b")
+# Form classes, best first for an adult in a geriatric ward (see ``build.drug_rank``).
+SOLID, SPECIAL_SOLID, OTHER_ORAL, OTHER_ROUTE = 0, 1, 2, 3
+_SPECIAL_SOLID = re.compile(r"effervescent|dispersible|\ba croquer|\ba sucer|\blyophilisat"
+                            r"|\bpastille|\bgomme")
 _SOLID_ORAL_FORM = re.compile(r"\bcomprime|\bgelule|\bcapsule|\blyophilisat|\bpastille"
                               r"|\bgomme")
 _ORAL_ROUTES = frozenset({"orale", "buccale", "sublinguale"})
@@ -193,6 +201,7 @@ class _Reading:
     words: list[str]
     amounts: list[tuple[Amount, bool]]  # (amount, bare number typed last: also a prefix)
     forms: list[tuple[str, ...]]
+    boxes: list[int] = field(default_factory=list)
 
 
 def _read(folded: str, typing: bool) -> _Reading:
@@ -207,11 +216,26 @@ def _read(folded: str, typing: bool) -> _Reading:
         number, suffix, word, _ = chunks[i]
         i += 1
         if not number:
-            if word:
-                if word in FORM_WORDS and reading.words:
-                    reading.forms.append(FORM_WORDS[word])
-                else:
-                    reading.words.append(word)
+            if not word:
+                continue
+            if reading.words and (word in BOX_WORDS or _BOX_GLUED.fullmatch(word)):
+                # "x30", "x 30", "bte de 30": the box size; dropped while still typed
+                glued = _BOX_GLUED.fullmatch(word)
+                if glued:
+                    reading.boxes.append(int(glued.group(1)))
+                    continue
+                if i < count and chunks[i][2] == "de":
+                    i += 1
+                if i < count and chunks[i][0].isdigit() and not chunks[i][1]:
+                    reading.boxes.append(int(chunks[i][0]))
+                    i += 1
+                    continue
+                if i >= count and typing:
+                    continue
+            if word in FORM_WORDS and reading.words:
+                reading.forms.append(FORM_WORDS[word])
+            else:
+                reading.words.append(word)
             continue
         value = _decimal(number)
         if value is None:
@@ -252,6 +276,7 @@ def parse_query(text: str) -> Query:
             alternatives.append(NUMBER + written + "*")
         filters.append(tuple(alternatives))
     filters.extend(reading.forms)
+    filters.extend((BOX + str(count),) for count in reading.boxes)
     return Query(tuple(reading.words), tuple(dict.fromkeys(filters)),
                  tuple(amount for amount, _ in reading.amounts))
 
@@ -287,9 +312,11 @@ def _form_facts(form: str, routes: tuple[str, ...]) -> tuple[frozenset[str], int
     """The form tokens of a specialty's form, and its class (see ``NameFacts``)."""
     folded = fold_text(form)
     if not _ORAL_ROUTES.intersection(fold_text(route) for route in routes):
-        form_class = 2
+        form_class = OTHER_ROUTE
+    elif not _SOLID_ORAL_FORM.search(folded):
+        form_class = OTHER_ORAL
     else:
-        form_class = 0 if _SOLID_ORAL_FORM.search(folded) else 1
+        form_class = SPECIAL_SOLID if _SPECIAL_SOLID.search(folded) else SOLID
     return _form_tokens(folded), form_class
 
 
@@ -301,7 +328,9 @@ class NameFacts:
     "paracetamol arrow", "movicol"); ``tokens``: the facet tokens of its strengths and
     forms; ``strength``: its first mass in mg when that is a strength per unit (not per
     ml or per g); ``paediatric``: the name says it is for children; ``form_class``:
-    0 a solid oral form (tablet, capsule…), 1 another oral form, 2 another route.
+    ``SOLID`` a tablet or capsule to swallow, ``SPECIAL_SOLID`` an effervescent,
+    dispersible, orodispersible or chewable one, ``OTHER_ORAL`` a sachet, solution,
+    syrup…, ``OTHER_ROUTE`` any other route.
     """
 
     stem: str
