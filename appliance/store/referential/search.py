@@ -21,14 +21,17 @@ Within a tier, documents come in the order the import numbered them: marketed fi
 tablets and capsules to swallow, then effervescent, dispersible, orodispersible or
 chewable ones, other oral forms, other routes, paediatric presentations, one active
 substance before several, then by name, reimbursed and smaller boxes first
-(``build.drug_rank``). Words are folded like the
-index (``text.search_key``), so case and accents do not matter. Tier 1 reads the stem
-and name indexes, tier 2 the FTS5 word index (with prefix indexes for one to four characters,
-so one- and two-letter queries are cheap; strengths and forms are tokens of its second
-column), tier 3 the FTS5 trigram index; tier 3 needs a word of three characters or more
-(the trigram minimum) and checks the shorter words with ``LIKE``. A search that finds
-nothing can be explained with ``hint``: the word meant, or the strengths and forms the
-drug exists in.
+(``build.drug_rank``). Words are folded like the index (``text.search_key``), so case
+and accents do not matter.
+
+Tier 1 reads the stem and name indexes; tier 2 the FTS5 word index (prefix indexes for
+one to four characters keep one- and two-letter queries cheap; strengths and forms are
+the tokens of its second column); tier 3 looks the few known words that contain a query
+word (the vocabulary's own trigram index) up in the word index, or, when there are many,
+reads the FTS5 trigram index of the documents (a word of three characters or more, the
+trigram minimum; shorter words are checked with ``LIKE``). A search that finds nothing
+can be explained with ``hint``: the word meant, or the strengths and forms the drug
+exists in.
 """
 
 from __future__ import annotations
