@@ -34,7 +34,7 @@ MASS, VOLUME, UNITS, PERCENT = "m", "v", "u", "p"
 NUMBER = "n"
 BOX = "b"  # + the number of units in the box: "b30"
 BOX_WORDS = frozenset({"x", "bte", "boite", "boites", "bt"})
-_BOX_GLUED = re.compile(r"x(\d+)")
+_BOX_GLUED = re.compile(r"x([0-9]+)")
 PAEDIATRIC, ADULT = "xped", "xadu"
 
 # Unit spellings (folded, "µ" read as "u") -> (dimension, factor to the canonical unit).
@@ -112,13 +112,14 @@ _SOLID_ORAL_FORM = re.compile(r"\bcomprime|\bgelule|\bcapsule|\blyophilisat|\bpa
 _ORAL_ROUTES = frozenset({"orale", "buccale", "sublinguale"})
 
 _NON_WORD = re.compile(r"[\W_]+")
-_DIGIT = re.compile(r"\d")
+_DIGIT = re.compile(r"[0-9]")
+# Digits are ASCII ones: the index holds numbers as the BDPM writes them.
 # A number and the letters glued to it ("1000mg"); a word (letters, or one or two letters
 # and digits: "b12", "d3"; "doliprane1000" is a word and a number); a percent sign.
-_CHUNK = re.compile(r"(\d+(?:[.,]\d+)?)([a-z]*)|([a-z]{1,2}\d[a-z0-9]*|[a-z]+)|(%)")
+_CHUNK = re.compile(r"([0-9]+(?:[.,][0-9]+)?)([a-z]*)|([a-z]{1,2}[0-9][a-z0-9]*|[a-z]+)|(%)")
 _UI = re.compile(r"\b(m\.?\s?)?u\.\s?i\b\.?")
 # "4 000 UI", "1 000 000 UI": digits grouped by three, then a unit.
-_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d.,])"
+_THOUSANDS = re.compile(r"(?<![0-9.,])[0-9]{1,3}(?: [0-9]{3})+(?![0-9.,])"
                         r"(?=\s*(?:ui|u|mui|mg|g|ug|mcg|ml|%)(?![a-z0-9]))")
 
 
@@ -340,9 +341,9 @@ class NameFacts:
     form_class: int
 
 
-_STEM = re.compile(r"[^\d,]*")
-_UNIT_STRENGTH = re.compile(r"(\d+(?:[.,]\d+)?)\s*(mg|g|ug|microgrammes?)\b"
-                            r"(\s*/\s*\d*[.,]?\d*\s*(ml|g|l)\b)?")
+_STEM = re.compile(r"[^0-9,]*")
+_UNIT_STRENGTH = re.compile(r"([0-9]+(?:[.,][0-9]+)?)\s*(mg|g|ug|microgrammes?)\b"
+                            r"(\s*/\s*[0-9]*[.,]?[0-9]*\s*(ml|g|l)\b)?")
 
 
 def name_facts(name: str, form: str, routes: tuple[str, ...]) -> NameFacts:
@@ -363,7 +364,7 @@ def name_facts(name: str, form: str, routes: tuple[str, ...]) -> NameFacts:
     return NameFacts(stem, frozenset(tokens), strength, paediatric, form_class)
 
 
-_PACK_VOLUME = re.compile(r"\bde (\d+(?:[.,]\d+)?) ?(ml|l)\b")
+_PACK_VOLUME = re.compile(r"\bde ([0-9]+(?:[.,][0-9]+)?) ?(ml|l)\b")
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -397,10 +398,10 @@ def _alternation(words: tuple[str, ...]) -> str:
     return "|".join(sorted(words, key=len, reverse=True))
 
 
-_CONTENT = re.compile(rf"\bde (\d+)(?: x (\d+))? ({_alternation(_DOSE_UNITS)})s?\b")
-_LEADING = re.compile(r"^(\d+) ")
-_CONTAINER = re.compile(rf"^(?:\d+ )?({_alternation(_CONTAINERS)})s?\b")
-_SIZE = re.compile(r"\bde (\d+(?:[.,]\d+)?) ?(ml|g|l)\b")
+_CONTENT = re.compile(rf"\bde ([0-9]+)(?: x ([0-9]+))? ({_alternation(_DOSE_UNITS)})s?\b")
+_LEADING = re.compile(r"^([0-9]+) ")
+_CONTAINER = re.compile(rf"^(?:[0-9]+ )?({_alternation(_CONTAINERS)})s?\b")
+_SIZE = re.compile(r"\bde ([0-9]+(?:[.,][0-9]+)?) ?(ml|g|l)\b")
 _WEIGHED = frozenset({"tube", "pot", "flacon", "poche", "bouteille"})
 _SHOWN = {"comprime": "comprimé", "gelule": "gélule", "recipient unidose":
           "récipient unidose", "recipient": "récipient", "emplatre": "emplâtre"}
