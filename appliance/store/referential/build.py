@@ -19,12 +19,12 @@ rebuilt whole at each import and never written in place.
 
 The search documents (``drug_doc``, ``device_doc``) are numbered in ranking order, so
 that FTS5, which returns rowids in ascending order, yields the best rows of each tier
-first without sorting. For drugs that order is ``rank`` (marketed first; then tablets and
-capsules, special tablets, other oral forms, other routes, paediatric presentations; one
-substance before several: see ``drug_rank``), folded name, oldest marketing authorisation (among
-identical names, the parallel imports come last), reimbursed boxes first, smaller boxes
-first. Each drug document also
-carries its facet tokens (strengths, forms, age group: ``terms``) and its box size.
+first without sorting. For drugs that order is ``rank`` (marketed first; then tablets
+and capsules, special tablets, other oral forms, other routes, paediatric
+presentations; one substance before several: see ``drug_rank``), folded name, oldest
+marketing authorisation (among identical names, the parallel imports come last),
+reimbursed boxes first, smaller boxes first. Each drug document also carries its facet
+tokens (strengths, forms, box size, age group: ``terms``) and its box size as shown.
 """
 
 from __future__ import annotations
