@@ -346,15 +346,17 @@ def drug_documents(bdpm: Bdpm) -> list[tuple]:
     per_cis = {cis: _specialty(specialties.get(cis), compositions.get(cis, []))
                for cis in dict.fromkeys(p.cis for p in bdpm.presentations.records)}
     _paediatric_strengths(per_cis.values())
+    facets_of = {cis: " ".join(sorted(
+        {*s.facets, terms.PAEDIATRIC if s.paediatric else terms.ADULT}))
+        for cis, s in per_cis.items()}
     docs = []
     for p in bdpm.presentations.records:
         s = per_cis[p.cis]
         box, pack_tokens = terms.pack_facts(p.label)
-        facets = s.facets | pack_tokens
-        facets.add(terms.PAEDIATRIC if s.paediatric else terms.ADULT)
         count = _box_count(box)
-        if count < _UNKNOWN_BOX:
-            facets.add(f"{terms.BOX}{count}")
+        # A token may be there twice (the form in the name and the pack): no matter.
+        facets = f"{facets_of[p.cis]} {pack_tokens}" + (
+            f" {terms.BOX}{count}" if count < _UNKNOWN_BOX else "")
         rank = drug_rank(p.marketed, s.form_class, s.paediatric, s.combination)
         sort = (rank, s.name_key, s.amm_date, p.cis, not p.reimbursement_rates, count,
                 p.label, p.cip13)
@@ -362,7 +364,7 @@ def drug_documents(bdpm: Bdpm) -> list[tuple]:
             p.cip13, p.cip7, p.cis, s.name, s.form, s.dosage, p.label, s.substances,
             s.routes, LIST_SEPARATOR.join(str(rate) for rate in p.reimbursement_rates),
             p.price_cents, int(p.marketed), s.name_key, s.text_key, rank, s.stem_key,
-            " ".join(sorted(facets)), box)))
+            facets.strip(), box)))
     docs.sort(key=lambda item: item[0])
     return [(number, *doc) for number, (_, doc) in enumerate(docs, start=1)]
 

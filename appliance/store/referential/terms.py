@@ -350,34 +350,44 @@ def name_facts(name: str, form: str, routes: tuple[str, ...]) -> NameFacts:
     """Read a specialty's name, form and routes once (see ``NameFacts``)."""
     folded = fold_text(name)
     stem_match = _STEM.match(folded)
-    stem = " ".join(_NON_WORD.sub(" ", stem_match.group() if stem_match else "").split())
+    head = stem_match.group() if stem_match else ""
+    tail_tokens, strength, child = _tail_facts(folded[len(head):])
     form_tokens, form_class = _form_facts(form, routes)
-    tokens = {token for amount in _amounts(folded) for token in amount.tokens()}
-    tokens.update(form_tokens)
-    tokens.update(_form_tokens(folded))
+    return NameFacts(
+        " ".join(_NON_WORD.sub(" ", head).split()),
+        tail_tokens | form_tokens | _form_tokens(head), strength,
+        child or bool(_PAEDIATRIC_NAME.search(head.replace("-", " "))), form_class)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _tail_facts(tail: str) -> tuple[frozenset[str], Decimal | None, bool]:
+    """Tokens, strength per unit and paediatric words of a name from its first number
+    or comma on ("1 g, comprime"): the same tail ends many names."""
+    tokens = {token for amount in _amounts(tail) for token in amount.tokens()}
+    tokens.update(_form_tokens(tail))
     strength = None
-    found = _UNIT_STRENGTH.search(folded)
+    found = _UNIT_STRENGTH.search(tail)
     if found is not None and not found.group(3):
         value = _decimal(found.group(1))
         strength = None if value is None else value * UNIT_FACTORS[found.group(2)][1]
-    paediatric = bool(_PAEDIATRIC_NAME.search(folded.replace("-", " ")))
-    return NameFacts(stem, frozenset(tokens), strength, paediatric, form_class)
+    return frozenset(tokens), strength, bool(_PAEDIATRIC_NAME.search(tail.replace("-", " ")))
 
 
 _PACK_VOLUME = re.compile(r"\bde ([0-9]+(?:[.,][0-9]+)?) ?(ml|l)\b")
 
 
 @functools.lru_cache(maxsize=1 << 14)
-def pack_facts(pack: str) -> tuple[str, frozenset[str]]:
-    """A pack label's box size (``box_size``) and facet tokens: its forms ("sachet") and
-    the volume of each unit ("1 flacon(s) en verre de 100 ml" is ``v100``)."""
+def pack_facts(pack: str) -> tuple[str, str]:
+    """A pack label's box size (``box_size``) and facet tokens, space-separated: its
+    forms ("sachet") and the volume of each unit ("1 flacon(s) en verre de 100 ml" is
+    ``v100``)."""
     folded = fold_text(pack)
     tokens = set(_form_tokens(folded))
     for number, unit in _PACK_VOLUME.findall(folded):
         value = _decimal(number)
         if value is not None:
             tokens.add(VOLUME + number_token(value * UNIT_FACTORS[unit][1]))
-    return _box_size(folded), frozenset(tokens)
+    return _box_size(folded), " ".join(sorted(tokens))
 
 
 # --- box size ----------------------------------------------------------------------------

@@ -20,8 +20,11 @@ _FRENCH = str.maketrans({**{c: fold(c) for c in _ACCENTED}, "œ": "oe", "Œ": "o
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def fold_french(text: str) -> str:
-    """``people.fold`` of ``text`` with the ligatures spelt out: lower case, no accents."""
+    """``people.fold`` of ``text`` with the ligatures spelt out: lower case, no accents.
+
+    Cached: an import folds each name twice (its search key, its strengths and forms)."""
     folded = text.translate(_FRENCH)
     return folded.lower() if folded.isascii() else fold(folded)
 
