@@ -129,7 +129,7 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 # -- the run ------------------------------------------------------------------------------------
 def measure(work: Path, runs: int) -> dict:
-    from appliance.ports import sha256_digest_info
+    from appliance.ports.card import sha256_digest_info
     from appliance.services import prescribing
     from appliance.services.auth import authenticate
     from appliance.services.printing import PrintQueue, PrintWorker

@@ -64,15 +64,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from appliance.config import Sync as SyncSettings
 from appliance.domain.prescription import Prescription
-from appliance.errors import OrdoError
-from appliance.ports import (
-    Registry,
-    RegistryReceipt,
-    RegistryRejected,
-    RegistryThrottled,
-    RegistryUnavailable,
-    SignatureProof,
-)
+from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
+from appliance.ports.registry import Registry, RegistryReceipt, SignatureProof
 from appliance.store.db import Store
 from sync import localstore as ls
 from sync.backoff import full_jitter, next_delay

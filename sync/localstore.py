@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.domain.prescription import MedicationLine, Prescription, State
 from appliance.domain.qr import SignedOrder
-from appliance.ports import Dispensation, DispensationPage, RegistryReceipt, SignatureProof
+from appliance.ports.registry import (
+    Dispensation,
+    DispensationPage,
+    RegistryReceipt,
+    SignatureProof,
+)
 from appliance.store import audit
 from appliance.store import repositories as repo
 from appliance.store.db import Store

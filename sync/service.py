@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from appliance.errors import OrdoError
+from appliance.errors import SyncAlreadyRunning
 from appliance.store.db import Store
 from sync import localstore as ls
 from sync import sdnotify
@@ -47,10 +47,6 @@ TICK_S = 5.0
 PULL_FACTOR = 10
 HOUSEKEEPING_S = 3600.0
 LOCK_NAME = "sync.lock"
-
-
-class SyncAlreadyRunning(OrdoError):
-    """Another sync process holds the data directory's sync lock."""
 
 
 @contextlib.contextmanager

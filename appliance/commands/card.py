@@ -19,7 +19,7 @@ import click
 
 from appliance.bootstrap import App
 from appliance.errors import OrdoError
-from appliance.ports import CardSession
+from appliance.ports.card import CardSession
 from appliance.services.auth import (
     AuthRefused,
     authenticate,

@@ -43,16 +43,8 @@ from cryptography.x509.oid import NameOID
 
 from appliance.domain.ids import validate_id_nat_ps
 from appliance.domain.people import Practitioner, Role
-from appliance.errors import CardError, InvalidIdentifier
-from appliance.ports import (
-    CardEvent,
-    CardEventKind,
-    CardRemoved,
-    CardSession,
-    PinBlocked,
-    WrongPin,
-    sha256_digest_info,
-)
+from appliance.errors import CardError, CardRemoved, InvalidIdentifier, PinBlocked, WrongPin
+from appliance.ports.card import CardEvent, CardEventKind, CardSession, sha256_digest_info
 from appliance.services.trust import CertificateRejected, TrustStore, validate_chain
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ from appliance.domain.ids import validate_am
 from appliance.domain.people import Practitioner, Resident, Role
 from appliance.domain.prescription import Line, Prescription, State
 from appliance.domain.prescription_id import PrescriptionIdGenerator
-from appliance.errors import OrdoError, StateError, StoreError, ValidationError
+from appliance.errors import AmRequired, Forbidden, StateError, StoreError, ValidationError
 from appliance.services import printing
 from appliance.services.drafts import Draft
 from appliance.store import audit, repositories
@@ -55,19 +55,6 @@ ID_META_KEY = repositories.ID_FLOOR_KEY
 FORM_META_PREFIX = "kiosk.form."
 MAX_REASON = 500
 REPRINT_ROLES = frozenset({Role.PRESCRIBER, Role.NURSE, Role.STAFF})
-
-
-class Forbidden(OrdoError):
-    """The session's role or identity does not allow this; the message is French."""
-
-
-class AmRequired(OrdoError):
-    """The prescriber has no N° AM on record: it must be entered once before signing."""
-
-    def __init__(self, id_nat_ps: str) -> None:
-        self.id_nat_ps = id_nat_ps
-        super().__init__("N° AM du prescripteur inconnu : saisissez-le une fois "
-                         f"(ordo practitioners set-am {id_nat_ps} NUMERO)")
 
 
 class Holder(Protocol):

@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import QrPayload, SignedOrder
 from appliance.errors import PrinterError, StateError, StoreError, ValidationError
-from appliance.ports import (
+from appliance.ports.printer import (
     OrderPrinter,
     PrinterState,
     PrinterStatus,

@@ -48,7 +48,7 @@ from appliance.domain.ids import validate_id_nat_ps
 from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import QrPayload, SignedOrder
 from appliance.errors import OrdoError, ValidationError
-from appliance.ports import Signer
+from appliance.ports.card import Signer
 from appliance.services.trust import (
     CertificateRejected,
     TrustStore,

@@ -40,7 +40,7 @@ from appliance.tui.messages import (
 from appliance.tui.screens.base import LOCK_REASONS_FR
 
 if TYPE_CHECKING:
-    from appliance.ports import CardEvent
+    from appliance.ports.card import CardEvent
     from appliance.services.auth import PractitionerSession, SessionGuard
     from appliance.tui.context import KioskContext
 
@@ -192,7 +192,7 @@ class OrdoApp(App[None]):
         self.post_message(CardChanged(event))
 
     def on_card_changed(self, message: CardChanged) -> None:
-        from appliance.ports import CardEventKind
+        from appliance.ports.card import CardEventKind
         from appliance.tui.screens.lock import LockScreen
         from appliance.tui.screens.pin import PinScreen
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
-    from appliance.ports import CardEvent, PrinterStatus
+    from appliance.ports.card import CardEvent
+    from appliance.ports.printer import PrinterStatus
     from appliance.services.auth import PractitionerSession
     from appliance.services.prescribing import IdAllocator
     from appliance.store.db import Store

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 from smartcard import scard
 
-from appliance.errors import CardError
-from appliance.ports import CardRemoved
+from appliance.errors import CardError, CardRemoved
 from drivers.card.cps import CpsCard
 
 log = logging.getLogger(__name__)

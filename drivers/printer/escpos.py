@@ -48,7 +48,7 @@ from escpos.exceptions import Error as EscposError
 from PIL import Image
 
 from appliance.errors import PrinterError
-from appliance.ports import (
+from appliance.ports.printer import (
     PrinterState,
     PrinterStatus,
     PrinterUnavailable,

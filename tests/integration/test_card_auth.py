@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from appliance.errors import CardError
-from appliance.ports import sha256_digest_info
+from appliance.ports.card import sha256_digest_info
 from appliance.services.auth import AuthRefused, Role, authenticate
 from appliance.store import audit
 from drivers.card.apdu import StatusWordError

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from appliance.ports import CardEventKind
+from appliance.ports.card import CardEventKind
 from appliance.services.auth import AuthRefused, SessionGuard, authenticate
 from appliance.store import audit
 from drivers.card.cps import CPX_ATR

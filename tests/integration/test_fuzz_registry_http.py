@@ -21,8 +21,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from appliance.domain.prescription import State
-from appliance.errors import RegistryError
-from appliance.ports import DispensationPage, RegistryReceipt, RegistryUnavailable
+from appliance.errors import RegistryError, RegistryUnavailable
+from appliance.ports.registry import DispensationPage, RegistryReceipt
 from sync import codes, fhir
 from sync.client import RegistryClient
 from sync.engine import EngineConfig, PullReport, SyncEngine

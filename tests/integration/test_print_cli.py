@@ -137,7 +137,7 @@ def test_the_emulator_command_runs_as_a_process(orders, tmp_path):
         assert "à l'écoute sur tcp://127.0.0.1:" in banner, process.stderr.read()
         uri = banner.split("sur ")[1].split()[0]
         signed = orders.sign()
-        from appliance.ports import PrintRequest
+        from appliance.ports.printer import PrintRequest
 
         printer = EscPosOrderPrinter(uri, establishment=Letterhead("EHPAD"), media="58mm")
         printer.print_order(PrintRequest(1, signed.prescription, signed.payload.encode()))

@@ -12,7 +12,7 @@ import zxingcpp
 from appliance.domain.prescription import State
 from appliance.domain.prescription_id import format_id
 from appliance.domain.qr import content_hash
-from appliance.ports import PrinterState
+from appliance.ports.printer import PrinterState
 from appliance.services import printing
 from appliance.services.signature import verify_payload
 from appliance.store import audit
@@ -304,7 +304,7 @@ def test_the_control_channel_acts_out_trouble(emulators):
 
 
 def test_a_file_uri_gets_the_same_job_without_acknowledgement(orders, tmp_path):
-    from appliance.ports import PrintRequest
+    from appliance.ports.printer import PrintRequest
 
     device = tmp_path / "lp0"
     signed = orders.sign()

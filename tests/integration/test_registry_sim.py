@@ -18,8 +18,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.parameters import Parameters
 
 from appliance.cli import main
-from appliance.errors import ConfigError
-from appliance.ports import RegistryUnavailable, SignatureProof
+from appliance.errors import ConfigError, RegistryUnavailable
+from appliance.ports.registry import SignatureProof
 from appliance.services.signature import InvalidOrder, sign_prescription, verify_payload
 from appliance.services.trust import load_trust_store
 from sync import fhir

@@ -142,7 +142,7 @@ def test_other_content_under_an_existing_id_is_a_conflict_and_quarantined(
                               now)
     client = RegistryClient(registry_sim.url)
     try:
-        from appliance.ports import SignatureProof
+        from appliance.ports.registry import SignatureProof
 
         client.register(there.prescription, SignatureProof(
             there.signature, there.certificate_der, there.payload.signed_bytes))

@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from appliance.errors import RegistryError, ValidationError
-from appliance.ports import Dispensation, DispensationPage, RegistryReceipt
+from appliance.ports.registry import Dispensation, DispensationPage, RegistryReceipt
 from sync import codes, fhir
 from sync import localstore as ls
 from sync.backoff import MAX_RETRY_AFTER_S, parse_retry_after
