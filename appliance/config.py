@@ -90,6 +90,17 @@ class Registry:
     timeout_s: float = field(default=10.0, metadata=_positive)
 
 
+CARD_BACKENDS = ("pcsc",)  # adapters of appliance.bootstrap.card_backend
+
+
+@dataclass(frozen=True)
+class Card:
+    """The card backend: ``pcsc`` (a reader through pcscd)."""
+
+    backend: str = field(default="pcsc", metadata=_check(
+        lambda v: v in CARD_BACKENDS, " or ".join(CARD_BACKENDS)))
+
+
 @dataclass(frozen=True)
 class Security:
     trust_roots: tuple[str, ...] = ()
@@ -141,6 +152,7 @@ class Settings:
     data_dir: Path
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
+    card: Card = field(default_factory=Card)
 
     @property
     def db_path(self) -> Path:

@@ -60,11 +60,13 @@ class ConfigError(OrdoError):
 
 
 class ValidationError(OrdoError):
-    """Bad input: names the field, the value and what is expected."""
+    """Bad input: names the field, the value and what is expected (``message``: the
+    sentence for the user, when the default one does not fit)."""
 
-    def __init__(self, field: str, value: object, expected: str) -> None:
+    def __init__(self, field: str, value: object, expected: str, *,
+                 message: str | None = None) -> None:
         self.field, self.value, self.expected = field, value, expected
-        super().__init__(f"{field}: {value!r} is invalid: {expected}")
+        super().__init__(message or f"{field}: {value!r} is invalid: {expected}")
 
 
 class InvalidIdentifier(ValidationError):

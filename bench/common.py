@@ -201,11 +201,11 @@ def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> 
     """A data directory as after installation: the test PKI, ``ordo.toml``, the store with
     the demo residents and the demo physician (with his N° AM), and the BDPM imported
     (``bdpm``: a directory; None for none). Returns ``(settings, pki, import_seconds)``."""
+    from appliance.bootstrap import bootstrap
     from appliance.config import load_settings
     from appliance.domain.people import Practitioner, Role
     from appliance.services import prescribing
     from appliance.services.referential import import_bdpm
-    from appliance.store import open_store, repositories
     from appliance.tui.demo_data import demo_residents
     from drivers.card.pki import PROFILES, init_pki
 
@@ -213,16 +213,18 @@ def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> 
     pki = init_pki(data_dir / "pki")
     toml = write_settings(data_dir, pki, printer_uri)
     settings = load_settings(config_file=toml, data_dir=data_dir, environ={})
-    store = open_store(settings.db_path)
+    app = bootstrap(settings)
     try:
-        with store.write() as db:
-            repositories.upsert_residents(db, demo_residents())
+        uow = app.uow
+        with uow:
+            uow.residents.upsert(demo_residents())
+            uow.commit()
         p = PROFILES["physician"]
-        prescribing.add_practitioner(store, Practitioner(
+        prescribing.add_practitioner(uow, Practitioner(
             id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
             profession=p.profession, role=Role.PRESCRIBER, am=DEMO_AM), actor="bench")
     finally:
-        store.close()
+        app.close()
     seconds = 0.0
     if bdpm is not None:
         started = time.monotonic()

@@ -96,42 +96,43 @@ def _sign_chunk(args: tuple[str, int, int]) -> list:
 
 def prepare(work: Path, count: int) -> tuple[Path, object]:
     from appliance.services.signature import record_signature
-    from appliance.store import open_store
-    from appliance.store import repositories as repo
+    from appliance.store.uow import SqliteUnitOfWork
     from drivers.card.pki import init_pki
     from tests.factories import resident
 
     pki = init_pki(work / "pki")
     data = work / "data"
-    store = open_store(data / "ordo.sqlite")
+    uow = SqliteUnitOfWork.open(data / "ordo.sqlite", migrate=True)
     workers = max(os.cpu_count() or 1, 1)
     chunks = [(str(pki.directory), count // workers + (i < count % workers), i)
               for i in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
         signed = [s for chunk in pool.map(_sign_chunk, chunks) for s in chunk]
-    with store.write() as db:
-        repo.upsert_residents(db, [resident(1)])
+    with uow:
+        uow.residents.upsert([resident(1)])
         for s in signed:
-            record_signature(db, s, actor="bench")
-    store.close()
+            record_signature(uow, s, actor="bench")
+        uow.commit()
+    uow.close()
     return data, pki
 
 
 def bodies_of(data: Path) -> list[bytes]:
-    from appliance.store import open_store
+    from appliance.store.uow import SqliteUnitOfWork
     from sync import fhir
-    from sync import localstore as ls
 
-    store = open_store(data / "ordo.sqlite")
+    uow = SqliteUnitOfWork.open(data / "ordo.sqlite")
     try:
         out = []
-        for row in store.query("SELECT prescription_id FROM outbox ORDER BY seq"):
-            signed = ls.load_signed(store, row["prescription_id"])
+        ids = [r.prescription_id for r in uow.outbox.due(datetime.now(UTC), 10**9)]
+        rows = uow.prescriptions.signed_rows(ids)
+        for pid in ids:
+            signed = rows[pid].load()
             out.append(json.dumps(fhir.prescription_bundle(signed.prescription, signed.proof),
                                   ensure_ascii=False).encode("utf-8"))
         return out
     finally:
-        store.close()
+        uow.close()
 
 
 def start_registry(work: Path, name: str, pki, faults: list[str]) -> tuple[subprocess.Popen,
@@ -191,20 +192,18 @@ def engine_drain(data: Path, url: str, batch: int, concurrency: int) -> dict:
 
 
 def child(data: Path, url: str, batch: int, concurrency: int) -> None:
-    from appliance.store import open_store
-    from sync.client import RegistryClient
-    from sync.engine import EngineConfig, SyncEngine
+    from appliance.bootstrap import bootstrap
+    from appliance.config import load_settings
 
-    store = open_store(data / "ordo.sqlite")
-    client = RegistryClient(url)
-    engine = SyncEngine(store, client, EngineConfig(batch_size=batch, concurrency=concurrency,
-                                                    backoff_cap_s=1.0))
+    # as `ordo sync once` builds it: the composition root from the settings
+    app = bootstrap(load_settings(data_dir=data, environ={"ORDO_REGISTRY_URL": url}))
+    engine = app.sync_engine(batch_size=batch, concurrency=concurrency, backoff_cap_s=1.0)
+    app.uow  # noqa: B018 (the connection is opened before the clock starts)
     cpu = time.process_time()
     push = engine.push()
     push_cpu = time.process_time() - cpu
     pull = engine.pull()
-    client.close()
-    store.close()
+    app.close()
     print(json.dumps({"push": push.__dict__, "push_cpu_s": round(push_cpu, 3),
                       "pull_received": pull.received,
                       "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}))

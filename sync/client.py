@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from appliance.config import Registry as RegistrySettings
+from appliance.domain.backoff import parse_retry_after
 from appliance.domain.prescription import Prescription
 from appliance.errors import (
     ConfigError,
@@ -40,7 +41,6 @@ from appliance.errors import (
 )
 from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
 from sync import codes, fhir
-from sync.backoff import parse_retry_after
 
 log = logging.getLogger(__name__)
 

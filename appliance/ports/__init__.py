@@ -32,6 +32,11 @@ _EXPORTS: dict[str, str] = {
         "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
         "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
+    **dict.fromkeys((
+        "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations", "DraftRow",
+        "FileEntry", "HistoryRow", "Meta", "Outbox", "OutboxRecord", "Practitioners",
+        "Prescriptions", "PrintJob", "PrintJobs", "Residents", "Signed", "SignedRow",
+        "SyncStatus", "UnitOfWork", "Views"), "uow"),
     **dict.fromkeys(("Clock", "iso", "parse_iso", "utc_now"), "clock"),
 }
 
