@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from appliance.config import Settings
+from appliance.config import CARD_BACKENDS, Settings
 from appliance.errors import ConfigError
 from appliance.ports.clock import Clock, utc_now
 
@@ -87,7 +87,7 @@ def card_backend(settings: Settings) -> CardBackend:
         from drivers.card.pcsc import PcscReader
 
         return CardBackend(PcscReader(), ReaderMonitor)
-    raise ConfigError("card.backend", name, "pcsc")
+    raise ConfigError("card.backend", name, " ou ".join(CARD_BACKENDS))
 
 
 # -- the print worker of an appliance --------------------------------------------------------------

@@ -120,6 +120,12 @@ class OrdoGroup(click.Group):
             return super().invoke(ctx)
         except OrdoError as exc:
             fail(exc)
+        except click.ClickException as exc:  # click's own: an unknown option, a bad value
+            click.echo(f"Erreur : {exc.format_message()}", err=True)
+            usage = getattr(exc, "ctx", None)
+            if usage is not None:
+                click.echo(f"Aide : {usage.command_path} --help", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from exc
 
 
 @click.group(cls=OrdoGroup, context_settings={"help_option_names": ["-h", "--help"]},

@@ -56,7 +56,7 @@ class ConfigError(OrdoError):
 
     def __init__(self, key: str, value: object, expected: str) -> None:
         self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"invalid setting {key} = {value!r}: expected {expected}")
+        super().__init__(f"réglage invalide {key} = {value!r} : attendu {expected}")
 
 
 class ValidationError(OrdoError):

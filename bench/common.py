@@ -14,15 +14,17 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,31 @@ def emit(result: dict) -> None:
     """Print a benchmark's result: JSON only, on stdout (what ``python -m bench`` reads)."""
     json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+@contextlib.contextmanager
+def bench_run(keep: Path | None, prefix: str, *, pcscd: bool = False,
+              **first: object) -> Iterator[tuple[Path, dict]]:
+    """Every benchmark's frame: a work directory (``keep``, kept; else a temporary one,
+    removed after), pcscd started if asked and not running (stopped after), and the result
+    dict, with the machine's load before and after, emitted as JSON at the end (nothing is
+    emitted when the run fails)."""
+    work = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    service = Pcscd(work / "pcscd.log") if pcscd else None
+    try:
+        result: dict = {"machine_before": machine()}
+        if service is not None:
+            result["pcscd_started_here"] = service.ensure()
+        result.update(first)
+        yield work, result
+        result["machine_after"] = machine()
+    finally:
+        if service is not None:
+            service.stop()
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    emit(result)
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
@@ -185,16 +212,16 @@ def _end(proc: subprocess.Popen, master: int) -> None:
 def write_settings(data_dir: Path, pki, printer_uri: str,
                    registry_url: str = "http://127.0.0.1:9/fhir") -> Path:
     """``ordo.toml`` trusting the test PKI, with the printer and registry given."""
-    roots = ", ".join(f'"{p}"' for p in pki.trust_roots)
-    crls = ", ".join(f'"{p}"' for p in pki.crls)
-    toml = data_dir / "ordo.toml"
-    toml.write_text(
-        '[establishment]\nname = "EHPAD Les Tilleuls (mesures)"\nfiness = "750000001"\n'
-        'address = "1 rue des Tilleuls, 75000 Paris"\n'
-        f'[printer]\nuri = "{printer_uri}"\n'
-        f'[registry]\nurl = "{registry_url}"\n'
-        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n", "utf-8")
-    return toml
+    from appliance.config import write_config
+
+    return write_config(data_dir / "ordo.toml", {
+        "establishment": {"name": "EHPAD Les Tilleuls (mesures)", "finess": "750000001",
+                          "address": "1 rue des Tilleuls, 75000 Paris"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": registry_url},
+        "security": {"trust_roots": [str(p) for p in pki.trust_roots],
+                     "crls": [str(p) for p in pki.crls]},
+    })
 
 
 def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> tuple:

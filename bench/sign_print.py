@@ -32,11 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import select
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,9 +43,7 @@ from bench.common import (
     BENCH_SLOT,
     PIN,
     ROOT,
-    Pcscd,
-    emit,
-    machine,
+    bench_run,
     percentiles_ms,
     prepare_data_dir,
 )
@@ -232,19 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.emulator:
         emulator_child()
         return 0
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sign-"))
-    work.mkdir(parents=True, exist_ok=True)
-    pcscd = Pcscd(work / "pcscd.log")
-    try:
-        started_pcscd = pcscd.ensure()
-        result = {"machine_before": machine(), "pcscd_started_here": started_pcscd}
+    with bench_run(args.keep, "ordo-bench-sign-", pcscd=True) as (work, result):
         result.update(measure(work, args.runs))
-        result["machine_after"] = machine()
-    finally:
-        pcscd.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

@@ -61,17 +61,15 @@ import gc
 import hashlib
 import json
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, machine, percentiles_ms
+from bench.common import bench_run, percentiles_ms
 
 GOAL_P95_MS = 10.0
 BODIES_SQL = ("SELECT body FROM prescriptions WHERE resident_ins = ?"
@@ -462,11 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it; an "
                         "ordo.sqlite already built there is measured again, not rebuilt")
     args = parser.parse_args(argv)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-store-"))
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "data" / "ordo.sqlite"
-    try:
-        result: dict = {"machine_before": machine()}
+    with bench_run(args.keep, "ordo-bench-store-") as (work, result):
+        path = work / "data" / "ordo.sqlite"
         if path.exists() and args.keep:
             result["build"] = {"seconds": None, "reused": str(path)}
         else:
@@ -493,11 +488,6 @@ def main(argv: list[str] | None = None) -> int:
         result["goals"] = {"history_p95_max_ms": GOAL_P95_MS,
                            "met": history["p95"] <= GOAL_P95_MS,
                            "history_listed_met": latency["history_listed"]["p95"] <= GOAL_P95_MS}
-        result["machine_after"] = machine()
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

@@ -51,7 +51,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -59,7 +58,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import emit
+from bench.common import bench_run
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO, GOAL_DRAIN_S = 0.7, 30.0
@@ -244,19 +243,17 @@ def main() -> None:
     if args.child:
         child(Path(args.child[0]), args.child[1], args.batch, args.concurrency)
         return
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sync-"))
-    work.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
-    try:
+    with bench_run(args.keep, "ordo-bench-sync-") as (work, result):
         started = time.perf_counter()
         data, pki = prepare(work, args.count)
         prep_s = time.perf_counter() - started
         latency = ["--latency-ms", str(args.latency_ms)] if args.latency_ms else []
-        result: dict = {"count": args.count, "batch": args.batch,
-                        "concurrency": args.concurrency, "faults": args.faults,
-                        "latency_ms": args.latency_ms,
-                        "prepare_s": round(prep_s, 2), "cpus": os.cpu_count(),
-                        "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+        result.update({"count": args.count, "batch": args.batch,
+                       "concurrency": args.concurrency, "faults": args.faults,
+                       "latency_ms": args.latency_ms,
+                       "prepare_s": round(prep_s, 2), "cpus": os.cpu_count(),
+                       "loadavg_before": [round(x, 2) for x in os.getloadavg()]})
         runs: dict[str, Path] = {}
         for name in (["concurrent"] if args.faults else ["sequential", "concurrent"]):
             runs[name] = work / f"data-{name}"
@@ -309,13 +306,13 @@ def main() -> None:
                                >= GOAL_RATIO,
                                "drain_ok": drain <= GOAL_DRAIN_S}
         result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-        emit(result)
-    finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        procs.clear()
+    for proc in procs:  # the run failed: the registries stop all the same
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

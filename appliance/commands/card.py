@@ -6,7 +6,9 @@ The card reader, the trust store and the login recipe come from the composition 
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import click
 
 from appliance.bootstrap import App
 from appliance.cli import read_pin
-from appliance.errors import OrdoError
+from appliance.errors import OrdoError, StoreError
 from appliance.services.auth import (
     AuthRefused,
     parse_practitioner,
@@ -24,6 +26,17 @@ from appliance.services.auth import (
 from drivers.card import pki
 
 PROFILE_NAMES = tuple(pki.PROFILES)
+
+
+@contextlib.contextmanager
+def _data_dir(directory: Path) -> Iterator[None]:
+    """The test PKI and the virtual cards live in files: a directory that cannot be written
+    is a clean error."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(f"dossier inutilisable : {exc.filename or directory} "
+                         f"({exc.strerror or exc})") from exc
 
 
 def _echo_json(data: Any) -> None:
@@ -50,11 +63,12 @@ def insert(app: App, profile: str, slot: int, pin: str) -> None:
     from drivers.card import virtual
 
     pki_dir = app.settings.data_dir / "pki"
-    if not pki.pki_exists(pki_dir):
-        paths = pki.init_pki(pki_dir)
-        click.echo(f"PKI de test créée dans {paths.directory}")
-        _print_settings(paths)
-    inserted = virtual.insert(app.settings.data_dir, profile, slot, pin, pki_dir)
+    with _data_dir(app.settings.data_dir):
+        if not pki.pki_exists(pki_dir):
+            paths = pki.init_pki(pki_dir)
+            click.echo(f"PKI de test créée dans {paths.directory}")
+            _print_settings(paths)
+        inserted = virtual.insert(app.settings.data_dir, profile, slot, pin, pki_dir)
     click.echo(f"Carte virtuelle « {profile} » insérée dans « {inserted.reader} » "
                f"(slot {slot}, pid {inserted.pid}).")
 
@@ -66,7 +80,8 @@ def remove(app: App, slot: int) -> None:
     """Remove the virtual card from a slot; returns once the reader is empty."""
     from drivers.card import virtual
 
-    removed = virtual.remove(app.settings.data_dir, slot)
+    with _data_dir(app.settings.data_dir):
+        removed = virtual.remove(app.settings.data_dir, slot)
     if removed is None:
         click.echo(f"Aucune carte virtuelle dans le slot {slot}.")
     else:
@@ -200,7 +215,8 @@ def _print_settings(paths: pki.PkiPaths) -> None:
 def pki_init(directory: Path, force: bool) -> None:
     """Create a TEST PKI in DIRECTORY: CAs, card certificates, CRL, establishment
     certificates, and trust.toml. Never use it in production."""
-    paths = pki.init_pki(directory, force=force)
+    with _data_dir(directory):
+        paths = pki.init_pki(directory, force=force)
     click.echo(f"PKI de test créée dans {paths.directory} "
                f"(profils : {', '.join(sorted(pki.PROFILES))}).")
     _print_settings(paths)

@@ -5,7 +5,6 @@ sync service, demo residents, the BDPM), then the kiosk or one headless prescrip
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -21,7 +20,7 @@ import click
 from appliance.bootstrap import App, bootstrap
 from appliance.commands.kiosk import build_context, exit_on_signals, log_to_file_at
 from appliance.commands.prescribe import echo_json
-from appliance.config import load_settings
+from appliance.config import load_settings, write_config
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import StoreError
@@ -59,29 +58,17 @@ DEMO_SUBSTITUTE_CIP7 = "3638186"
 
 def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: str) -> Path:
     est = pki_paths.establishment
-    lines = [
-        "# Written by `ordo demo`: a TEST configuration, never for production.",
-        "[establishment]",
-        'name = "EHPAD Les Tilleuls (démonstration)"',
-        f'finess = "{DEMO_FINESS}"',
-        'address = "1 rue des Tilleuls, 75000 Paris"',
-        "[printer]",
-        f'uri = "{printer_uri}"',
-        "[registry]",
-        f"url = {json.dumps(registry_url)}",
-        f"ca_file = {json.dumps(str(est / 'ca.pem'))}",
-        f"client_cert = {json.dumps(str(est / 'client.pem'))}",
-        f"client_key = {json.dumps(str(est / 'client.key'))}",
-        "[security]",
-        f"trust_roots = {json.dumps([str(p) for p in pki_paths.trust_roots])}",
-        f"crls = {json.dumps([str(p) for p in pki_paths.crls])}",
-        "[sync]",
-        "interval_s = 5",
-        "",
-    ]
-    path = directory / "ordo.toml"
-    path.write_text("\n".join(lines), "utf-8")
-    return path
+    return write_config(directory / "ordo.toml", {
+        "establishment": {"name": "EHPAD Les Tilleuls (démonstration)",
+                          "finess": DEMO_FINESS, "address": "1 rue des Tilleuls, 75000 Paris"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": registry_url, "ca_file": str(est / "ca.pem"),
+                     "client_cert": str(est / "client.pem"),
+                     "client_key": str(est / "client.key")},
+        "security": {"trust_roots": [str(p) for p in pki_paths.trust_roots],
+                     "crls": [str(p) for p in pki_paths.crls]},
+        "sync": {"interval_s": 5},
+    }, header="Written by `ordo demo`: a TEST configuration, never for production.")
 
 
 @dataclass

@@ -6,17 +6,30 @@ read by whoever installs or maintains the box, not by the care staff).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from appliance.bootstrap import App
 from appliance.cli import operator
+from appliance.errors import StoreError
 from appliance.ops import backup as backups
 from appliance.ops.doctor import run_doctor
 from appliance.ops.files import adopt_owner
 from appliance.ops.install import install as run_install
 from appliance.ops.retention import run_retention
+
+
+@contextlib.contextmanager
+def _files(what: str) -> Iterator[None]:
+    """Files and directories these operations write (a missing or read-only data
+    directory, a full disk) fail with a clean error."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(f"{what} : {exc.strerror or exc} ({exc.filename or '?'})") from exc
 
 
 @click.command("install")
@@ -29,7 +42,8 @@ def install_cmd(app: App, root: Path) -> None:
 
     Example: sudo /opt/ordo/.venv/bin/ordo install
     """
-    report = run_install(root)
+    with _files(f"installation impossible dans {root}"):
+        report = run_install(root)
     for outcome in report.outcomes:
         note = f"  ({outcome.note})" if outcome.note else ""
         click.echo(f"{outcome.status:<9} {outcome.path}{note}")
@@ -71,7 +85,8 @@ def backup_cmd(app: App, dest: Path, keep: int | None) -> None:
     Safe while the kiosk and the sync service run. The key is security.backup_key.
     Example: ordo backup /var/lib/ordo/backups --keep 14
     """
-    result = backups.backup(app.settings, dest, keep=keep)
+    with _files("sauvegarde impossible"):
+        result = backups.backup(app.settings, dest, keep=keep)
     adopt_owner(app.settings.db_path)
     state = result.state
     click.echo(f"backup written: {result.path} ({result.size / 1e6:.1f} MB, "
@@ -92,7 +107,8 @@ def restore_cmd(app: App, src: Path, force: bool) -> None:
     Refuses to go back over newer data unless --force. Stop the kiosk and the sync
     service first (systemctl stop ordo-kiosk ordo-sync), start them again after.
     """
-    result = backups.restore(app.settings, src, force=force, actor=operator())
+    with _files("restauration impossible"):
+        result = backups.restore(app.settings, src, force=force, actor=operator())
     if result.safety_backup is not None:
         click.echo(f"the replaced data was kept as {result.safety_backup}")
     click.echo(f"restored {src} (made {result.header.get('created_at')}): "

@@ -277,7 +277,9 @@ def _run_emulator(app: App, port: int, host: str, out_dir: Path | None, media: s
     try:
         emulator.start()
     except OSError as exc:
-        raise PrinterError(f"port {port} indisponible : {exc.strerror or exc}") from exc
+        raise PrinterError(f"émulateur d'imprimante impossible à démarrer (port {port}"
+                           f"{f', dossier {out_dir}' if out_dir else ''}) : "
+                           f"{exc.strerror or exc}") from exc
     if paper_out:
         emulator.paper_out(mode)
     if paper_after is not None:

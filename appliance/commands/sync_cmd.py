@@ -180,7 +180,7 @@ def registry_sim(ctx: click.Context, host: str, port: int, db_path: Path | None,
     from sync.registry_sim import Faults, RegistrySim, SimConfig
 
     if db_path is None:
-        raise click.UsageError("--db is required to serve")
+        raise click.UsageError("--db est obligatoire pour servir le registre")
     app: App = ctx.find_object(App)
     try:
         faults = Faults(seed=seed, error_rate=error_rate, throttle_rate=throttle_rate,
@@ -195,7 +195,10 @@ def registry_sim(ctx: click.Context, host: str, port: int, db_path: Path | None,
     if not config.trust_roots:
         click.echo("Warning: no trust root: every prescription will be refused (422).",
                    err=True)
-    sim = RegistrySim(config).start()
+    try:
+        sim = RegistrySim(config).start()
+    except (OSError, sqlite3.Error) as exc:  # its database: missing directory, not SQLite
+        raise RegistryError(f"base du registre {db_path} inutilisable : {exc}") from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

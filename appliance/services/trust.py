@@ -140,7 +140,7 @@ def _read(key: str, path: str | Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(key, str(path), f"a readable file ({exc.strerror})") from exc
+        raise ConfigError(key, str(path), f"un fichier lisible ({exc.strerror})") from exc
 
 
 def load_trust_store(root_files: Iterable[str | Path],
@@ -154,7 +154,7 @@ def load_trust_store(root_files: Iterable[str | Path],
                          else [x509.load_der_x509_certificate(data)])
         except ValueError as exc:
             raise ConfigError("security.trust_roots", str(path),
-                              f"PEM or DER certificates ({exc})") from exc
+                              f"des certificats PEM ou DER ({exc})") from exc
     crls: list[x509.CertificateRevocationList] = []
     for path in crl_files:
         data = _read("security.crls", path)
@@ -162,7 +162,7 @@ def load_trust_store(root_files: Iterable[str | Path],
             crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
                         else x509.load_der_x509_crl(data))
         except ValueError as exc:
-            raise ConfigError("security.crls", str(path), f"a PEM or DER CRL ({exc})") from exc
+            raise ConfigError("security.crls", str(path), f"une CRL PEM ou DER ({exc})") from exc
     return TrustStore.from_certificates(certs, crls)
 
 

@@ -57,15 +57,15 @@ class KioskEnv:
 
 
 def write_settings(data_dir: Path, pki_paths, printer_uri: str) -> Path:
-    toml = data_dir / "ordo.toml"
-    roots = ", ".join(f'"{p}"' for p in pki_paths.trust_roots)
-    crls = ", ".join(f'"{p}"' for p in pki_paths.crls)
-    toml.write_text(
-        '[establishment]\nname = "EHPAD Test"\nfiness = "750000001"\n'
-        f'[printer]\nuri = "{printer_uri}"\n'
-        '[registry]\nurl = "http://127.0.0.1:9/fhir"\n'
-        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n", "utf-8")
-    return toml
+    from appliance.config import write_config
+
+    return write_config(data_dir / "ordo.toml", {
+        "establishment": {"name": "EHPAD Test", "finess": "750000001"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": "http://127.0.0.1:9/fhir"},
+        "security": {"trust_roots": [str(p) for p in pki_paths.trust_roots],
+                     "crls": [str(p) for p in pki_paths.crls]},
+    })
 
 
 @pytest.fixture
