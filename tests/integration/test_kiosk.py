@@ -380,7 +380,7 @@ def test_nurse_cannot_write_or_sign_but_reprints_a_duplicate(kiosk_env, card_tru
             assert screen_name(app) == "HomeScreen"
             await pilot.press("enter")
             await until(pilot, lambda: screen_name(app) == "ResidentScreen")
-            await until(pilot, lambda: len(options(app, "#orders")) == 1)
+            await until(pilot, lambda: len(options(app, "#rx")) == 1)
             await pilot.press("f2", "f8")                        # hidden for a nurse
             await pilot.pause(0.3)
             assert screen_name(app) == "ResidentScreen"
@@ -412,15 +412,15 @@ def test_physician_cancels_with_a_reason(kiosk_env, card_trust):
             await log_in(pilot, app)
             await until(pilot, lambda: len(options(app, "#residents")) == 6)
             await pilot.press(*"martin", "enter")
-            await until(pilot, lambda: len(options(app, "#orders")) == 1)
-            assert "signée" in options(app, "#orders")[0]
+            await until(pilot, lambda: len(options(app, "#rx")) == 1)
+            assert "signée" in options(app, "#rx")[0]
             await pilot.press("f8")
             await until(pilot, lambda: screen_name(app) == "CancelScreen")
             await pilot.press("enter")                           # no reason: refused
             await until(pilot, lambda: "obligatoire" in text_of(app, "#message"))
             await pilot.press(*"erreur de patient", "enter")
             await until(pilot, lambda: "annulée" in text_of(app, "#message"))
-            await until(pilot, lambda: "annulée" in options(app, "#orders")[0])
+            await until(pilot, lambda: "annulée" in options(app, "#rx")[0])
             assert "erreur de patient" in text_of(app, "#detail")
 
     try:

@@ -101,7 +101,7 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, reg
             await until(pilot, lambda: screen_name(app) == "HomeScreen")
             await pilot.press("enter")
             await until(pilot, lambda: screen_name(app) == "ResidentScreen")
-            await until(pilot, lambda: "! substitution" in options(app, "#orders")[0])
+            await until(pilot, lambda: "! substitution" in options(app, "#rx")[0])
             detail = text_of(app, "#detail")
             assert "partiellement délivrée" in detail and "reçue par le registre" in detail
             assert "PARACETAMOL BIOGARAN 1 g, comprimé (délivrance complète)" in detail
