@@ -7,10 +7,12 @@ demos, and plays the pharmacy (``dispense``) and the auditor (``list``) on its d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,14 +130,19 @@ def dispensations(app: App, prescription_id: str, as_json: bool) -> None:
 
 
 # -- the reference registry ------------------------------------------------------------------
-def _registry_db(path: Path) -> Any:
-    """The reference registry's own database (``RegistryDB``), opened."""
+@contextlib.contextmanager
+def _registry_db(path: Path) -> Iterator[Any]:
+    """The reference registry's own database (``RegistryDB``), open for the block; a file
+    that is not one (missing directory, another database, not SQLite) is a clean error."""
     from sync.registry_sim.db import RegistryDB
 
+    db = RegistryDB(path)
     try:
-        return RegistryDB(path).open()
+        yield db.open()
     except (OSError, sqlite3.Error) as exc:
         raise RegistryError(f"base du registre {path} inutilisable : {exc}") from exc
+    finally:
+        db.close()
 
 
 @click.group("registry-sim", invoke_without_command=True)
@@ -238,15 +245,13 @@ def dispense(prescription_id: str, db_path: Path, line: int | None, partial: boo
     if substitute_code:
         substitute = Substitute(code=substitute_code, label=substitute_label or substitute_code,
                                 type=substitution_type, reason=reason)
-    db = _registry_db(db_path)
-    try:
-        done = db.dispense(pid, line=line, complete=not partial, quantity=quantity, unit=unit,
-                           substitute=substitute, objection=objection, pharmacy=pharmacy,
-                           now=datetime.now(UTC))
-    except (BadRequest, Conflict, NotFound) as exc:
-        raise RegistryError(f"le registre refuse la délivrance : {exc}") from exc
-    finally:
-        db.close()
+    with _registry_db(db_path) as db:
+        try:
+            done = db.dispense(pid, line=line, complete=not partial, quantity=quantity,
+                               unit=unit, substitute=substitute, objection=objection,
+                               pharmacy=pharmacy, now=datetime.now(UTC))
+        except (BadRequest, Conflict, NotFound) as exc:
+            raise RegistryError(f"le registre refuse la délivrance : {exc}") from exc
     if as_json:
         click.echo(json.dumps([dispensation_json(d) for d in done], ensure_ascii=False))
         return
@@ -262,11 +267,8 @@ def dispense(prescription_id: str, db_path: Path, line: int | None, partial: boo
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def list_cmd(db_path: Path, as_json: bool) -> None:
     """What the registry holds: one prescription per line."""
-    db = _registry_db(db_path)
-    try:
+    with _registry_db(db_path) as db:
         rows = db.list_prescriptions()
-    finally:
-        db.close()
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
