@@ -268,3 +268,36 @@ def test_the_sync_use_case_acknowledges_retries_quarantines_and_pulls(uow, signe
     assert uow.meta.get(sync.CURSOR_KEY) == "c1"
     assert sync.release(uow, status.quarantined_records[0]["seq"], actor="cli")
     assert sync.status(uow, NOW).queue_depth == 2
+
+
+def test_the_composition_root_takes_fakes_for_every_adapter(tmp_path, signer):
+    """Tests build the same ``App`` as the appliance, with fakes where they want them."""
+    from appliance.bootstrap import CardBackend, bootstrap, card_backend
+    from appliance.config import load_settings
+    from appliance.errors import CardError, CardRemoved
+
+    class EmptyReaders:
+        def readers(self) -> list[str]:
+            return ["Reader 0", "Reader 1"]
+
+        def open(self, slot: int = 0):
+            raise CardRemoved(f"no card in slot {slot}")
+
+    settings = load_settings(data_dir=tmp_path, environ={})
+    uow = FakeUnitOfWork()
+    registry = Registry(answers=[RegistryReceipt("R-1", NOW)])
+    app = bootstrap(settings, new_uow=lambda: uow, registry=registry, clock=lambda: NOW,
+                    card=CardBackend(EmptyReaders(), watcher=lambda: None))
+    with uow:
+        uow.residents.upsert([factories.resident()])
+        uow.practitioners.upsert(DOCTOR)
+        uow.commit()
+    session = CardSession(signer)
+    prescribing.sign(app.uow, session, _draft(app.uow, session).id, now=NOW)
+    assert app.sync_engine(concurrency=1).push().acknowledged == 1
+    assert registry.answers == []
+    with pytest.raises(CardError, match="aucune carte"):  # the login recipe, on the fake
+        app.login("1234")
+    assert not (tmp_path / "ordo.sqlite").exists()     # nothing real was opened
+    assert type(card_backend(settings).reader).__name__ == "PcscReader"
+    app.close()
