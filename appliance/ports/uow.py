@@ -22,18 +22,22 @@ A unit of work is one connection: give each thread its own (``close()`` it after
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from appliance.domain.prescription import Prescription
+from appliance.domain.qr import SignedOrder
 from appliance.ports.clock import iso
+from appliance.ports.registry import SignatureProof
 
 if TYPE_CHECKING:
     from appliance.domain.people import Practitioner, Resident
-    from appliance.domain.prescription import Prescription, State
-    from appliance.ports.registry import Dispensation, RegistryReceipt, SignatureProof
+    from appliance.domain.prescription import State
+    from appliance.ports.registry import Dispensation, RegistryReceipt
 
 __all__ = [
     "AuditEntry",
@@ -85,12 +89,6 @@ class SignedRow:
         ``ValidationError`` when the body no longer loads. The signed part is the stored
         one, else the QR signed part rebuilt from the prescription (byte for byte what the
         card signed)."""
-        import json
-
-        from appliance.domain.prescription import Prescription
-        from appliance.domain.qr import SignedOrder
-        from appliance.ports.registry import SignatureProof
-
         if self.signature is None or self.signer_cert is None:
             return None
         prescription = Prescription.from_dict(json.loads(self.body))

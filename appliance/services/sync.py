@@ -463,7 +463,7 @@ def _current(uow: UnitOfWork, prescription_id: str,
         state = uow.prescriptions.state_of(prescription_id)
         if state is None:
             return None
-        if known.state is state:
+        if known.state == state:
             return known
     return uow.prescriptions.get(prescription_id)
 

@@ -25,12 +25,16 @@ def with_prefix(store: Store, prefix: str) -> dict[str, str]:
         "SELECT key, value FROM meta WHERE key LIKE ? ESCAPE '\\'", [escaped + "%"])}
 
 
+_PUT = {1: "INSERT INTO meta (key, value) VALUES (?, ?)"
+           " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        2: "INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)"
+           " ON CONFLICT (key) DO UPDATE SET value = excluded.value"}
+
+
 def put(store: Store, *pairs: tuple[str, str]) -> None:
-    """Set one or more keys, in the caller's write transaction."""
+    """Set one or two keys in one statement, in the caller's write transaction."""
     store.require_write("meta")
-    for key, value in pairs:
-        store.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
-                      " ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value])
+    store.execute(_PUT[len(pairs)], [item for pair in pairs for item in pair])
 
 
 def delete(store: Store, key: str) -> None:

@@ -37,6 +37,9 @@ def _row(p: Prescription, *, signature: bytes | None = None, signer_cert: bytes 
             signed_payload]
 
 
+_STATES = {s.value: s for s in State}  # a dictionary is cheaper than the enum's call
+
+
 def _load(body: str) -> Prescription:
     return Prescription.from_dict(json.loads(body))
 
@@ -53,7 +56,7 @@ class PrescriptionsTable:
     def state_of(self, prescription_id: str) -> State | None:
         value = self._store.one("SELECT state FROM prescriptions WHERE id = ?",
                                 [prescription_id])
-        return None if value is None else State(value)
+        return None if value is None else _STATES.get(value) or State(value)
 
     def drafts_of(self, id_nat_ps: str) -> list[Prescription]:
         return [_load(row[0]) for row in self._store.execute(
