@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -190,15 +189,6 @@ class App:
 
         self.migrate()
         return SqliteUnitOfWork.open(self.settings.db_path)
-
-    @contextmanager
-    def unit(self) -> Iterator[UnitOfWork]:
-        """``with app.unit() as uow:`` a unit of work for this block, closed after."""
-        uow = self.new_uow()
-        try:
-            yield uow
-        finally:
-            uow.close()
 
     @property
     def uow(self) -> UnitOfWork:

@@ -31,6 +31,7 @@ from appliance.ports.uow import (
     OutboxRecord,
     PrintJob,
     SignedRow,
+    SyncKeys,
     SyncStatus,
 )
 
@@ -442,10 +443,11 @@ class FakeViews(_Part):
             next_attempt_at=(min(o.next_attempt_at or "" for o in pending) or iso(now))
             if pending else None,
             acknowledged=sum(o.status == "acknowledged" for o in self._s.outbox),
-            quarantined=len(quarantined), last_success_at=meta.get("sync.last_success_at"),
-            last_error=meta.get("sync.last_error"), last_error_at=meta.get("sync.last_error_at"),
-            last_push_at=meta.get("sync.last_push_at"), last_pull_at=meta.get("sync.last_pull_at"),
-            dispense_cursor=meta.get("sync.dispense_cursor"),
+            quarantined=len(quarantined), last_success_at=meta.get(SyncKeys.LAST_SUCCESS),
+            last_error=meta.get(SyncKeys.LAST_ERROR),
+            last_error_at=meta.get(SyncKeys.LAST_ERROR_AT),
+            last_push_at=meta.get(SyncKeys.LAST_PUSH), last_pull_at=meta.get(SyncKeys.LAST_PULL),
+            dispense_cursor=meta.get(SyncKeys.CURSOR),
             dispensations=len(self._s.dispensations),
             quarantined_records=[{"seq": o.seq, "prescription_id": o.prescription_id,
                                   "kind": o.kind, "attempts": o.attempts,

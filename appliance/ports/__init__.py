@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
         "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations", "DraftRow",
         "FileEntry", "HistoryRow", "Meta", "Outbox", "OutboxRecord", "Practitioners",
         "Prescriptions", "PrintJob", "PrintJobs", "Residents", "Signed", "SignedRow",
-        "SyncStatus", "UnitOfWork", "Views"), "uow"),
+        "SyncKeys", "SyncStatus", "UnitOfWork", "Views"), "uow"),
     **dict.fromkeys(("Clock", "iso", "parse_iso", "utc_now"), "clock"),
 }
 

@@ -57,6 +57,7 @@ __all__ = [
     "Residents",
     "Signed",
     "SignedRow",
+    "SyncKeys",
     "SyncStatus",
     "UnitOfWork",
     "Views",
@@ -197,6 +198,19 @@ class DispensationAlert:
     birth_name: str | None
     used_name: str | None
     first_names: str | None
+
+
+class SyncKeys:
+    """The sync bookkeeping in ``meta``: written by the sync use case, read back by
+    ``Views.sync_status``."""
+
+    PREFIX = "sync."
+    CURSOR = "sync.dispense_cursor"
+    LAST_SUCCESS = "sync.last_success_at"
+    LAST_ERROR = "sync.last_error"
+    LAST_ERROR_AT = "sync.last_error_at"
+    LAST_PUSH = "sync.last_push_at"
+    LAST_PULL = "sync.last_pull_at"
 
 
 @dataclass(frozen=True)

@@ -78,19 +78,16 @@ from appliance.ports.registry import (
     Registry,
     RegistryReceipt,
 )
-from appliance.ports.uow import OutboxRecord, SignedRow, SyncStatus, UnitOfWork
+from appliance.ports.uow import OutboxRecord, SignedRow, SyncKeys, SyncStatus, UnitOfWork
 from appliance.services.prescribing import record_transition
 
 log = logging.getLogger(__name__)
 
 ACTOR = "sync"
 # sync bookkeeping in ``meta`` (``uow.views.sync_status`` reads them back)
-CURSOR_KEY = "sync.dispense_cursor"
-LAST_SUCCESS_KEY = "sync.last_success_at"
-LAST_ERROR_KEY = "sync.last_error"
-LAST_ERROR_AT_KEY = "sync.last_error_at"
-LAST_PUSH_KEY = "sync.last_push_at"
-LAST_PULL_KEY = "sync.last_pull_at"
+CURSOR_KEY, LAST_SUCCESS_KEY = SyncKeys.CURSOR, SyncKeys.LAST_SUCCESS
+LAST_ERROR_KEY, LAST_ERROR_AT_KEY = SyncKeys.LAST_ERROR, SyncKeys.LAST_ERROR_AT
+LAST_PUSH_KEY, LAST_PULL_KEY = SyncKeys.LAST_PUSH, SyncKeys.LAST_PULL
 
 
 @dataclass(frozen=True)

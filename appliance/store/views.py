@@ -21,6 +21,7 @@ from appliance.ports.uow import (
     DraftRow,
     FileEntry,
     HistoryRow,
+    SyncKeys,
     SyncStatus,
 )
 from appliance.store import meta
@@ -44,14 +45,6 @@ FILE_DISPENSATIONS_SQL = (
     " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
     " ORDER BY handed_over_at, registry_id")
 
-# sync bookkeeping in ``meta`` (written by appliance.services.sync)
-SYNC_PREFIX = "sync."
-CURSOR_KEY = "sync.dispense_cursor"
-LAST_SUCCESS_KEY = "sync.last_success_at"
-LAST_ERROR_KEY = "sync.last_error"
-LAST_ERROR_AT_KEY = "sync.last_error_at"
-LAST_PUSH_KEY = "sync.last_push_at"
-LAST_PULL_KEY = "sync.last_pull_at"
 
 _STATES = {s.value: s for s in State}
 
@@ -131,7 +124,7 @@ class StoreViews:
             quarantined = self._store.query(
                 "SELECT seq, prescription_id, kind, attempts, created_at, last_error AS reason"
                 " FROM outbox WHERE status = 'quarantined' ORDER BY seq")
-            values = meta.with_prefix(self._store, SYNC_PREFIX)
+            values = meta.with_prefix(self._store, SyncKeys.PREFIX)
             dispensed = self._store.one("SELECT count(*) FROM dispensations")
         oldest = counts["oldest"]
         age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else None
@@ -141,9 +134,12 @@ class StoreViews:
             oldest_pending_age_s=None if age is None else round(max(age, 0.0), 3),
             next_attempt_at=counts["next"] or (iso(now) if counts["pending"] else None),
             acknowledged=counts["acknowledged"] or 0, quarantined=counts["quarantined"] or 0,
-            last_success_at=values.get(LAST_SUCCESS_KEY), last_error=values.get(LAST_ERROR_KEY),
-            last_error_at=values.get(LAST_ERROR_AT_KEY), last_push_at=values.get(LAST_PUSH_KEY),
-            last_pull_at=values.get(LAST_PULL_KEY), dispense_cursor=values.get(CURSOR_KEY),
+            last_success_at=values.get(SyncKeys.LAST_SUCCESS),
+            last_error=values.get(SyncKeys.LAST_ERROR),
+            last_error_at=values.get(SyncKeys.LAST_ERROR_AT),
+            last_push_at=values.get(SyncKeys.LAST_PUSH),
+            last_pull_at=values.get(SyncKeys.LAST_PULL),
+            dispense_cursor=values.get(SyncKeys.CURSOR),
             dispensations=int(dispensed), quarantined_records=quarantined)
 
     def drafts(self, id_nat_ps: str | None = None) -> list[DraftRow]:

@@ -17,7 +17,7 @@ report through callbacks that post Textual messages.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -95,11 +95,7 @@ class KioskContext:
 
         return IdAllocator()
 
-    @contextlib.contextmanager
-    def uow(self) -> Iterator[UnitOfWork]:
-        """A unit of work for the calling worker thread, closed afterwards."""
-        uow = self.new_uow()
-        try:
-            yield uow
-        finally:
-            uow.close()
+    def uow(self) -> contextlib.closing[UnitOfWork]:
+        """``with ctx.uow() as uow:`` a unit of work for the calling worker thread, closed
+        afterwards."""
+        return contextlib.closing(self.new_uow())
