@@ -33,12 +33,10 @@ import ≤ 10 s, ≥ 90 % of the query set right first.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +45,7 @@ from appliance.store.referential.build import readonly_uri, referential_path
 from appliance.store.referential.search import Referential
 from appliance.store.referential.terms import parse_query
 from appliance.store.referential.text import search_key
-from bench.common import emit
+from bench.common import bench_run
 from tests import drug_queries
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bdpm"
@@ -181,7 +179,6 @@ def run(data_dir: Path, source: str, names: int, query_path: Path) -> dict:
     spelling = spelling_methods(cached, queries)
     info = cached.info()
     return {
-        "machine": {"cpus": os.cpu_count(), "load_average_1_5_15": os.getloadavg()},
         "import": {"seconds": round(import_seconds, 2), "unchanged": report.unchanged,
                    "malformed_rows": len(report.errors), "source": report.source},
         "database": {"path": str(db), "size_bytes": info.size_bytes,
@@ -222,12 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=Path, default=drug_queries.QUERIES,
                         help="query set, CSV 'query,expected[,note]' (default: the tests')")
     args = parser.parse_args(argv)
-    if args.data_dir is not None:
-        result = run(args.data_dir, args.source, args.names, args.queries)
-    else:
-        with tempfile.TemporaryDirectory(prefix="ordo-bench-") as tmp:
-            result = run(Path(tmp), args.source, args.names, args.queries)
-    emit(result)
+    with bench_run(args.data_dir, "ordo-bench-search-") as (work, result):
+        result.update(run(work, args.source, args.names, args.queries))
     return 0
 
 

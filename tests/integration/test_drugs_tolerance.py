@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import StoreError
+from appliance.services.drug_lines import result_lines
 from appliance.services.referential import import_bdpm, open_referential, search_drugs
 from appliance.store.referential import Referential
-from appliance.store.referential.lines import result_lines
 from appliance.store.referential.text import search_key
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "bdpm_search"

@@ -41,7 +41,7 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import ValidationError
-from appliance.store.referential.lines import result_lines
+from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
 from appliance.tui.shorthand import parse_posology, parse_quantity, pattern_hint, unit_for

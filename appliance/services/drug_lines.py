@@ -1,6 +1,8 @@
 """How a presentation reads in a list of results: name, box size, reimbursement.
 
-Pure functions over ``search.Presentation``, for the kiosk's result list and
+Pure functions over a presentation of the referential (``Presentation`` of
+``appliance.store.referential.search``, read through the fields below, so that the kiosk
+uses them without importing the store), for the kiosk's result list and
 ``ordo drugs search``.
 """
 
@@ -8,8 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-from appliance.store.referential.search import Presentation
+
+class Presentation(Protocol):
+    """What a result line shows of a presentation."""
+
+    @property
+    def cis(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pack(self) -> str: ...
+    @property
+    def box(self) -> str: ...
+    @property
+    def reimbursement_rates(self) -> tuple[int, ...]: ...
+    @property
+    def marketed(self) -> bool: ...
 
 
 def reimbursement_text(presentation: Presentation) -> str:
