@@ -179,14 +179,15 @@ def test_an_empty_answer_says_why(ref) -> None:
     assert search_drugs(ref, "doliprane").hint == ""
 
 
-def test_a_referential_of_another_schema_asks_for_a_new_import(tmp_path: Path) -> None:
+def test_a_referential_of_an_unknown_schema_asks_for_a_new_import(tmp_path: Path) -> None:
+    # (schema 1, the previous version's, is upgraded: test_referential_upgrade.py)
     import_bdpm(tmp_path, FIXTURE)
     old = tmp_path / "old.sqlite"
     conn = sqlite3.connect(tmp_path / "referential.sqlite")
     conn.execute("VACUUM INTO ?", (str(old),))
     conn.close()
     conn = sqlite3.connect(old)
-    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     ref = Referential(old)

@@ -16,6 +16,10 @@ rebuilt whole at each import and never written in place.
 - Each part's source hash is stored in ``meta``: importing the same bytes again is a
   no-op. Otherwise the report counts added / removed / changed rows of the main
   tables against the previous file.
+- A file an older Ordo built (``schema_version`` in ``UPGRADABLE_SCHEMAS``) keeps the
+  BDPM and LPP rows this version reads, only its search documents and indexes differ:
+  ``upgrade`` makes them again from the file's own tables, the same way and as
+  atomically as an import, and keeps its ``meta`` (dates, sources, hashes).
 
 The search documents (``drug_doc``, ``device_doc``) are numbered in ranking order, so
 that FTS5, which returns rowids in ascending order, yields the best rows of each tier
@@ -35,10 +39,11 @@ import logging
 import os
 import secrets
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -63,6 +68,10 @@ R = TypeVar("R")
 
 REFERENTIAL_FILE = "referential.sqlite"
 SCHEMA_VERSION = "2"
+# Older schemas whose tables hold every row the search documents are made of: such a file
+# is upgraded (``upgrade``) rather than refused. Schema 1: the same BDPM and LPP tables,
+# the search documents without ranks, facets, box sizes nor vocabulary.
+UPGRADABLE_SCHEMAS = frozenset({"1"})
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 LIST_SEPARATOR = "|"
@@ -174,8 +183,8 @@ _KEY_DIFF_SQL = """SELECT
   (SELECT count(*) FROM (SELECT {key} FROM main.{table} EXCEPT SELECT {key} FROM old.{table})),
   (SELECT count(*) FROM (SELECT {key} FROM old.{table} EXCEPT SELECT {key} FROM main.{table})),
   0"""
-_DRUG_TABLES = ("specialty", "presentation", "composition", "generic_group", "condition",
-                "drug_doc")
+_BDPM_TABLES = ("specialty", "presentation", "composition", "generic_group", "condition")
+_DRUG_TABLES = (*_BDPM_TABLES, "drug_doc")
 
 
 @dataclass(frozen=True)
@@ -442,6 +451,61 @@ def _copy_drugs(conn: sqlite3.Connection) -> None:
     _finish_drugs(conn)
 
 
+def _listed(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split(LIST_SEPARATOR)) if value else ()
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def stored_bdpm(conn: sqlite3.Connection, schema: str = "main") -> Bdpm:
+    """The specialties, presentations and compositions held by the BDPM tables of
+    ``schema`` (what ``drug_documents`` reads; no generic groups nor conditions), as
+    the parser gave them to the import that wrote them."""
+    from appliance.store.referential import bdpm as b
+
+    specialties = [b.SpecialtyRow(
+        cis=cis, name=name, form=form, routes=_listed(routes), amm_status=amm_status,
+        amm_procedure=amm_procedure, marketing=marketing, amm_date=_day(amm_date),
+        bdm_status=bdm_status, eu_number=eu_number, holders=_listed(holders),
+        reinforced_monitoring=bool(reinforced))
+        for (cis, name, form, routes, amm_status, amm_procedure, marketing, amm_date,
+             bdm_status, eu_number, holders, reinforced) in conn.execute(
+            "SELECT cis, name, form, routes, amm_status, amm_procedure, marketing, "  # noqa: S608
+            "amm_date, bdm_status, eu_number, holders, reinforced_monitoring "
+            f"FROM {schema}.specialty")]
+    presentations = [b.PresentationRow(
+        cis=cis, cip7=cip7, label=label, admin_status=admin_status, marketing=marketing,
+        marketing_date=_day(marketing_date), cip13=cip13, collectivities=collectivities,
+        reimbursement_rates=tuple(int(rate) for rate in _listed(rates)),
+        price_cents=price, price_with_fee_cents=price_with_fee, fee_cents=fee,
+        indications=indications)
+        for (cip13, cip7, cis, label, admin_status, marketing, marketing_date, collectivities,
+             rates, price, price_with_fee, fee, indications) in conn.execute(
+            "SELECT cip13, cip7, cis, label, admin_status, marketing, marketing_date, "  # noqa: S608
+            "collectivities, reimbursement_rates, price_cents, price_with_fee_cents, "
+            f"fee_cents, indications FROM {schema}.presentation")]
+    compositions = [b.CompositionRow(*row) for row in conn.execute(  # in the file's order
+        "SELECT cis, element, substance_code, substance, dosage, dosage_reference, "  # noqa: S608
+        f"nature, link FROM {schema}.composition ORDER BY rowid")]
+    return b.Bdpm(b.ParsedFile(b.SPECIALTIES, specialties),
+                  b.ParsedFile(b.PRESENTATIONS, presentations),
+                  b.ParsedFile(b.COMPOSITIONS, compositions),
+                  b.ParsedFile(b.GENERICS), b.ParsedFile(b.CONDITIONS))
+
+
+def _rebuild_drugs(conn: sqlite3.Connection) -> None:
+    """The drug part of a previous file of an older schema: its BDPM tables copied, its
+    search documents and indexes made again from them."""
+    _execute(conn, _BDPM_SCHEMA)
+    for table in _BDPM_TABLES:
+        conn.execute(f"INSERT INTO main.{table} SELECT * FROM old.{table}")  # noqa: S608
+    conn.executemany(f"INSERT INTO drug_doc VALUES ({','.join('?' * 19)})",  # noqa: S608
+                     drug_documents(stored_bdpm(conn)))
+    _finish_drugs(conn)
+
+
 def _has_table(conn: sqlite3.Connection, schema: str, table: str) -> bool:
     row = conn.execute(f"SELECT 1 FROM {schema}.sqlite_master WHERE type = 'table' "  # noqa: S608
                        "AND name = ?", (table,)).fetchone()
@@ -636,11 +700,14 @@ def import_devices(path: Path, devices: ParsedFile[DeviceRow], *, source: str, s
     def fill(conn: sqlite3.Connection, has_old: bool) -> None:
         if has_old and _has_table(conn, "old", "drug_doc"):
             version = _old_schema(conn, has_old)
-            if version != SCHEMA_VERSION:
+            if version in UPGRADABLE_SCHEMAS:
+                _rebuild_drugs(conn)
+            elif version != SCHEMA_VERSION:
                 raise StoreError(
                     f"the drug referential has schema {version}, this version writes "
                     f"{SCHEMA_VERSION}: import the BDPM again first")
-            _copy_drugs(conn)
+            else:
+                _copy_drugs(conn)
         _write_devices(conn, ((r.code, r.label) for r in devices.records))
         _write_meta(conn, has_old, {"devices_sha256": sha256, "devices_date": date,
                                     "devices_source": source,
@@ -650,3 +717,37 @@ def import_devices(path: Path, devices: ParsedFile[DeviceRow], *, source: str, s
 
     replace_referential(path, fill)
     return report
+
+
+def upgrade(path: Path) -> bool:
+    """Bring a referential of an older schema (``UPGRADABLE_SCHEMAS``) to this version's:
+    a new file with the same BDPM and LPP rows and ``meta`` (dates, sources, hashes: the
+    same source imported again stays a no-op), its search documents and indexes made
+    again from those rows, swapped in atomically like an import (the old file stays on
+    any failure). Takes the import lock; ``False`` if the file needs nothing (another
+    process upgraded it meanwhile). ``StoreError`` if it cannot be done."""
+    started = time.monotonic()
+    with import_lock(path):
+        version = read_meta(path).get("schema_version")
+        if version == SCHEMA_VERSION:
+            return False
+        if version not in UPGRADABLE_SCHEMAS:
+            raise StoreError(f"the referential {path} has schema {version}, which this "
+                             "version cannot upgrade: import the BDPM again")
+
+        def fill(conn: sqlite3.Connection, has_old: bool) -> None:
+            if not has_old:
+                raise StoreError(f"the referential {path} became unreadable")
+            if _has_table(conn, "old", "drug_doc"):
+                _rebuild_drugs(conn)
+            if _has_table(conn, "old", "device"):
+                _write_devices(conn, conn.execute("SELECT code, label FROM old.device"
+                                                  ).fetchall())
+            _write_meta(conn, has_old, {"upgraded_from_schema": version,
+                                        "upgraded_at": _now()})
+
+        replace_referential(path, fill)
+    log.info("referential upgraded", extra={"fields": {
+        "from_schema": version, "to_schema": SCHEMA_VERSION,
+        "seconds": round(time.monotonic() - started, 2)}})
+    return True

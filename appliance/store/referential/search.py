@@ -289,6 +289,12 @@ class Referential:
     import replaced the file and reopens it if so. Results are immutable and the last
     ``cache_size`` are kept, since as-you-type queries return the same rows again and
     again. Safe to share between threads.
+
+    A file that an older version of Ordo built is upgraded by the first search
+    (``build.upgrade``: its search tables made again from its own rows, atomically, a
+    few seconds on the whole BDPM; the kiosk's ``warm_up`` does it before anyone
+    searches); if that fails, the searches of that file refuse with the reason, once
+    each, without trying again until the file is replaced.
     """
 
     def __init__(self, path: Path | str, cache_size: int = CACHE_SIZE) -> None:
@@ -300,21 +306,22 @@ class Referential:
         self._counts: dict[str, _Counts] = {}
         self._tables: frozenset[str] = frozenset()
         self._schema: str | None = None
+        self._upgrade_failed: tuple[tuple[int, int], str] | None = None
         self._lock = threading.Lock()
 
     # --- connection -------------------------------------------------------------------
 
-    def _db(self, current: bool = True) -> sqlite3.Connection:
+    def _db(self, current: bool = True, upgrade: bool = True) -> sqlite3.Connection:
         """The connection to the current file, reopened if an import replaced it.
 
         A call takes the connection once and uses it throughout: ranks are only
         meaningful within one file. ``current``: refuse a file that another version of
-        Ordo built (its search tables differ)."""
+        Ordo built (its search tables differ) unless it can be upgraded."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            raise StoreError(
-                f"no drug referential at {self.path}: run `ordo drugs import`") from None
+            raise StoreError(f"référentiel des médicaments absent ({self.path}) : "
+                             "lancez « ordo drugs import »") from None
         identity = (st.st_dev, st.st_ino)
         if self._conn is None or identity != self._identity:
             self.close()
@@ -331,10 +338,29 @@ class Referential:
             self._conn, self._identity = conn, identity
             self._schema = row[0] if row else None
         if current and self._schema != SCHEMA_VERSION:
+            if upgrade and self._schema in build.UPGRADABLE_SCHEMAS:
+                self._upgrade(identity)
+                return self._db(current, upgrade=False)
             raise StoreError(
-                f"the referential {self.path} has schema {self._schema}, this version of "
-                f"Ordo reads {SCHEMA_VERSION}: run `ordo drugs import` again")
+                f"le référentiel {self.path} a le schéma {self._schema}, cette version "
+                f"d'Ordo lit le schéma {SCHEMA_VERSION} : relancez « ordo drugs import »")
         return self._conn
+
+    def _upgrade(self, identity: tuple[int, int]) -> None:
+        """Upgrade the file of an older schema, or say why it cannot be searched (one
+        try per file)."""
+        if self._upgrade_failed is not None and self._upgrade_failed[0] == identity:
+            raise StoreError(self._upgrade_failed[1])
+        log.warning("drug referential of an older schema: rebuilding its search tables",
+                    extra={"fields": {"schema": self._schema}})
+        try:
+            build.upgrade(self.path)
+        except Exception as exc:  # whatever the cause, the file stays as it was
+            log.exception("drug referential upgrade failed")
+            message = (f"le référentiel {self.path} date d'une version précédente d'Ordo et "
+                       f"n'a pas pu être mis à jour ({exc}) : relancez « ordo drugs import »")
+            self._upgrade_failed = (identity, message)
+            raise StoreError(message) from exc
 
     def _rows(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
         try:
@@ -604,6 +630,17 @@ class Referential:
         """The words of the drug names and substances, with their document counts."""
         with self._lock:
             return self._vocabulary(self._db(), DRUGS)
+
+    def warm_up(self) -> None:
+        """Open the file (upgrading it if an older Ordo built it) and load what searches
+        read once per file: the word and facet counts and the spelling vocabulary, with
+        its word starts (typos) and trigrams (the hints of an empty answer), so that the
+        first search, misspelt or not, does not wait for them."""
+        with self._lock:
+            conn = self._db()
+            for index in (DRUGS, DEVICES):
+                if index.doc in self._tables:
+                    self._vocabulary(conn, index).warm_up()
 
     # --- hints ------------------------------------------------------------------------
 

@@ -79,6 +79,16 @@ class Vocabulary:
         low = bisect.bisect_left(self.words, prefix)
         return low < len(self.words) and self.words[low].startswith(prefix)
 
+    def warm_up(self) -> None:
+        """Build now what ``corrections`` and ``near`` build on first need."""
+        self._word_starts()
+        self._trigram_index()
+
+    @property
+    def warm(self) -> bool:
+        """Whether the lookups of ``corrections`` and ``near`` are built."""
+        return self._starts is not None and self._grams is not None
+
     def needs_correction(self, word: str) -> bool:
         """A word of five letters or more that starts no known word."""
         return (len(word) >= MIN_TYPO_LENGTH and word.isalpha()
