@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.bootstrap import bootstrap
 from appliance.errors import StoreError
 from appliance.ops.doctor import FAIL, OK, WARN, run_doctor
 from appliance.services.referential import (
@@ -160,3 +161,36 @@ def test_the_doctor_says_a_reimport_would_improve_the_search_until_upgraded(tmp_
     check = run_doctor(settings).get("referential")
     assert check.status == FAIL and "schema 9" in check.detail and "ordo drugs import" in check.hint
 
+
+def test_the_kiosk_start_upgrades_the_referential_and_loads_its_vocabulary(tmp_path) -> None:
+    from appliance.commands.kiosk import build_context
+
+    settings = settings_for(tmp_path)
+    path = install_schema1(settings.data_dir)
+    app = bootstrap(settings)
+    ctx, parts = build_context(app, watcher=False, printer=False, console=False)
+    try:
+        ctx.warm_up(ctx)
+        assert parts.referential_loader is not None
+        parts.referential_loader.join(timeout=60)
+        assert meta(path)["schema_version"] == SCHEMA_VERSION
+        assert ctx.referential.vocabulary().warm  # the first typo does not build it
+        assert ctx.referential.search("amoxiciline")[0].name.startswith("AMOXICILLINE")
+    finally:
+        parts.close()
+        app.close()
+
+
+def test_the_kiosk_start_without_a_referential_still_starts(tmp_path) -> None:
+    from appliance.commands.kiosk import build_context
+
+    app = bootstrap(settings_for(tmp_path))
+    ctx, parts = build_context(app, watcher=False, printer=False, console=False)
+    try:
+        ctx.warm_up(ctx)
+        parts.referential_loader.join(timeout=60)
+        with pytest.raises(StoreError, match="ordo drugs import"):
+            ctx.referential.search("doliprane")
+    finally:
+        parts.close()
+        app.close()
