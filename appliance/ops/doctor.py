@@ -10,8 +10,9 @@ Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
 hash chain and its retention anchor), ``disk`` (free space in the data directory),
-``referential`` (drug data age), ``backup`` (age of the newest nightly backup) and, on a
-machine run by systemd, ``services`` (the kiosk, the sync service, the backup timer).
+``referential`` (drug data age; a file an older Ordo built), ``backup`` (age of the newest
+nightly backup) and, on a machine run by systemd, ``services`` (the kiosk, the sync
+service, the backup timer).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from appliance.ops.retention import ACTION as RETENTION_ACTION
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS
+from appliance.store.referential.build import SCHEMA_VERSION, UPGRADABLE_SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +352,16 @@ def _referential(ctx: _Context) -> list[Check]:
         return [Check("referential", FAIL, f"no drug referential at {path}", hint)]
     age = (ctx.now.date() - found.day).days
     detail = f"drug data of {found.day} ({age} days old, from {found.source})"
+    if found.schema is not None and found.schema != SCHEMA_VERSION:
+        if found.schema in UPGRADABLE_SCHEMAS:  # the first search upgrades it
+            return [Check("referential", WARN, (
+                f"{detail}; built by an older Ordo (schema {found.schema}): the kiosk's "
+                "start or the first search rebuilds its search tables (typos, strengths and "
+                "forms are not forgiven until then)"), "re-import to do it now: ordo drugs "
+                "import")]
+        return [Check("referential", FAIL, (
+            f"{detail}; schema {found.schema}, this Ordo reads {SCHEMA_VERSION}: the drug "
+            "search refuses it"), hint)]
     if age > REFERENTIAL_WARN_DAYS:
         return [Check("referential", WARN, detail, hint)]
     return [Check("referential", OK, detail)]

@@ -15,7 +15,8 @@ status bits):
   server with ``registry.ca_file`` (never disabled) and presenting the client
   certificate; the ``Date`` header is kept for the clock check.
 - referential: the date stored in ``referential.sqlite``'s ``meta`` table (keys
-  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time.
+  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time; and the
+  schema of the Ordo that built it (``schema_version``).
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def _tls_reason(exc: Exception) -> str | None:
 class ReferentialDate:
     day: date
     source: str  # which information gave the date
+    schema: str | None = None  # the file's schema_version, if it has one
 
 
 def referential_date(path: Path) -> ReferentialDate | None:
@@ -229,8 +231,8 @@ def referential_date(path: Path) -> ReferentialDate | None:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             rows = dict(conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('bdpm_date', 'bdpm_imported_at')"
-            ).fetchall())
+                "SELECT key, value FROM meta WHERE key IN "
+                "('bdpm_date', 'bdpm_imported_at', 'schema_version')").fetchall())
         finally:
             conn.close()
     except sqlite3.Error:
@@ -239,8 +241,9 @@ def referential_date(path: Path) -> ReferentialDate | None:
         value = rows.get(key)
         if value:
             try:
-                return ReferentialDate(datetime.fromisoformat(value).date(), key)
+                return ReferentialDate(datetime.fromisoformat(value).date(), key,
+                                       rows.get("schema_version"))
             except ValueError:
                 continue
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
-    return ReferentialDate(mtime, "file modification time")
+    return ReferentialDate(mtime, "file modification time", rows.get("schema_version"))

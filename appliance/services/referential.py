@@ -44,7 +44,7 @@ from appliance.store.referential.build import (
     referential_path,
 )
 from appliance.store.referential.devices import parse_devices
-from appliance.store.referential.search import Referential
+from appliance.store.referential.search import Presentation, Referential
 
 if TYPE_CHECKING:  # httpx is imported by the download only: the kiosk opens the referential
     import httpx
@@ -68,6 +68,24 @@ class SourceFile:
 def open_referential(data_dir: Path) -> Referential:
     """The referential of ``data_dir`` (opened lazily, on first query)."""
     return Referential(referential_path(data_dir))
+
+
+# --- search -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrugSearch:
+    """The presentations found, best first, and when there are none, why (in French)."""
+
+    results: list[Presentation]
+    hint: str = ""
+
+
+def search_drugs(referential: Referential, text: str, limit: int = 20) -> DrugSearch:
+    """Search drugs as the kiosk and ``ordo drugs search`` do; an empty answer carries
+    "Aucun résultat" and what to type instead (``Referential.hint``)."""
+    results = referential.search(text, limit)
+    return DrugSearch(results, "" if results or not text.strip() else referential.hint(text))
 
 
 # --- sources ------------------------------------------------------------------------

@@ -287,7 +287,7 @@ def test_card_removal_locks_and_the_draft_comes_back(kiosk_env):
             # later one replaces (and resets the highlight) while the keys below are pressed
             await until(pilot, lambda: app.screen.results_for == "doli"
                         and len(options(app, "#results")) > 2)
-            await pilot.press("down", "down", "enter", "2")      # typed, not yet added
+            await pilot.press("enter", "2")                      # typed, not yet added
             await until(pilot, lambda: (prescribing.draft_form(kiosk_env.uow, draft_id)
                                         or {}).get("posology") == "2",
                         what="the half-typed line saved")
@@ -481,6 +481,10 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await pilot.press("f2")
             await until(pilot, lambda: screen_name(app) == "EditorScreen")
             editor = app.screen
+            await pilot.press(*"kardegic cp")                    # no such form: a hint
+            await until(pilot, lambda: any("« kardegic » existe en poudre" in option
+                                           for option in options(app, "#results")))
+            editor.query_one("#search").value = ""
             await pilot.press(*scan, "enter")                    # Enter before any result
             await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
             await pilot.press("f6", "f7")                        # ALD, non substituable (MTE)
