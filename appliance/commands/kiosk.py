@@ -198,13 +198,19 @@ def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
     return preview
 
 
-def _dispensation_views(store: Store, prescription_id: str) -> list[Any]:
+def _dispensation_views(store: Store, prescription_id: str, referential: Any) -> list[Any]:
+    from appliance.services.substitution import dispensed_outside_prescription
+    from appliance.store import repositories
     from appliance.tui.context import DispensationView
     from sync import localstore
 
+    items = localstore.dispensations_of(store, prescription_id)
+    prescribed = (repositories.get_prescription(store, prescription_id)
+                  if any(d.substituted for d in items) else None)
     return [DispensationView(localstore.describe_fr(d).replace("\u2014", "-"), d.substituted,
-                             d.complete)
-            for d in localstore.dispensations_of(store, prescription_id)]
+                             d.complete, d.substituted and dispensed_outside_prescription(
+                                 referential, prescribed, d.line, d.product_code))
+            for d in items]
 
 
 @dataclass
@@ -293,10 +299,11 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         card_info=card_info,
         preview=make_preview(settings),
         printer=KioskPrinter(settings, open_db) if printer else None,
-        sync_status=_sync_status, dispensations=_dispensation_views,
+        sync_status=_sync_status,
         establishment=settings.establishment.name, allow_quit=allow_quit,
         console=os.environ.get("TERM") == "linux" if console is None else console,
         banner=banner, demo_dispense=demo_dispense, warm_up=warm_up)
+    ctx.dispensations = lambda store, pid: _dispensation_views(store, pid, ctx.referential)
     return ctx, parts
 
 

@@ -468,7 +468,7 @@ def dispensation_alerts(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     """The latest dispensations that differ from the order (substitution or partial fill),
     newest first, with the resident's room and names (for the kiosk's alerts screen)."""
     return store.query(
-        "SELECT d.prescription_id, d.line_no, d.product_label, d.substituted,"
+        "SELECT d.prescription_id, d.line_no, d.product_label, d.product_code, d.substituted,"
         " d.substitution_type, d.substitution_reason, d.complete, d.handed_over_at,"
         " r.room, r.birth_name, r.used_name, r.first_names"
         " FROM dispensations d LEFT JOIN prescriptions p ON p.id = d.prescription_id"

@@ -64,11 +64,13 @@ class PrintService(Protocol):
 
 @dataclass(frozen=True)
 class DispensationView:
-    """One dispensation as the kiosk shows it (French text)."""
+    """One dispensation as the kiosk shows it (French text); ``other_substance``: the
+    product handed over does not hold the prescribed substances."""
 
     text: str
     substituted: bool
     complete: bool
+    other_substance: bool = False
 
 
 @dataclass

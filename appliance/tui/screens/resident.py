@@ -35,6 +35,7 @@ from appliance.tui.widgets.status_bar import StatusBar
 REGISTRY_FR = {"pending": "envoi au registre en attente", "acknowledged": "reçue par le registre",
                "quarantined": "REFUSÉE par le registre"}
 PRINT_FR = {"queued": "impression en attente", "done": "imprimée", "failed": "non imprimée"}
+OTHER_SUBSTANCE = "Autre substance que la prescrite"
 
 
 def describe_line(line: Line) -> str:
@@ -84,6 +85,8 @@ class RxView:
         extra = ""
         if self.registry == "quarantined":
             extra = " ! registre"
+        elif any(d.other_substance for d in self.dispensations):
+            extra = " ! autre substance"
         elif any(d.substituted for d in self.dispensations):
             extra = " ! substitution"
         return f"{when}  {short}  {self.state_text:<22}{extra}"
@@ -92,7 +95,8 @@ class RxView:
         out = []
         if self.registry == "quarantined":
             out.append(f"Refusée par le registre : {self.registry_error or '?'}")
-        out += [f"Substitution : {d.text}" for d in self.dispensations if d.substituted]
+        out += [f"{OTHER_SUBSTANCE if d.other_substance else 'Substitution'} : {d.text}"
+                for d in self.dispensations if d.substituted]
         return out
 
 
@@ -146,12 +150,24 @@ class ResidentScreen(KioskScreen):
 
     def on_mount(self) -> None:
         self.query_one("#rx", OptionList).focus()
+        self._show_alerts()
+        self.refresh_data()
+
+    def _show_alerts(self) -> None:
+        """Above the list: the resident's objection, and the prescriptions for which the
+        pharmacy handed over another substance than the prescribed one."""
         alerts = []
         if self.resident.objection:
             alerts.append("Opposition du résident : les délivrances ne sont pas consultables.")
-        self.query_one("#alerts", Static).update("\n".join(alerts))
-        self.query_one("#alerts", Static).display = bool(alerts)
-        self.refresh_data()
+        for view in self.views:
+            lines = [d.text.split(" : ", 1)[0] for d in view.dispensations if d.other_substance]
+            if lines:
+                w = local(view.row_data.signed_at or view.row_data.created_at)
+                alerts.append(f"! {OTHER_SUBSTANCE} : ordonnance du {w:%d/%m/%y}, "
+                              f"{', '.join(lines).lower()}")
+        widget = self.query_one("#alerts", Static)
+        widget.update("\n".join(alerts))
+        widget.display = bool(alerts)
 
     def on_screen_resume(self) -> None:
         if self.focused is None:
@@ -181,6 +197,7 @@ class ResidentScreen(KioskScreen):
         listing = self.query_one("#rx", OptionList)
         keep = listing.highlighted
         self.views = views
+        self._show_alerts()
         listing.clear_options()
         listing.add_options(Option(v.row()) for v in views)
         if views:

@@ -14,6 +14,7 @@ from textual.widgets import Footer, Static
 from appliance.domain.prescription import local
 from appliance.domain.prescription_id import format_id
 from appliance.services import prescribing
+from appliance.services.substitution import check_dispensation
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -53,7 +54,10 @@ def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
     for a in alerts:
         name = " ".join(filter(None, [a["used_name"] or a["birth_name"], a["first_names"]]))
         what = "substitution" if a["substituted"] else "délivrance partielle"
-        out.append(f" {_when(a['handed_over_at'])} ch. {a['room'] or '?'} {name[:28]} - "
+        mark = " "
+        if a.get("other_substance"):
+            what, mark = "AUTRE SUBSTANCE que la prescrite", " ! "
+        out.append(f"{mark}{_when(a['handed_over_at'])} ch. {a['room'] or '?'} {name[:28]} - "
                    f"{format_id(a['prescription_id'])[:9]} ligne {a['line_no']} : {what} -> "
                    f"{a['product_label'][:40]}")
     return "\n".join(out)
@@ -92,7 +96,12 @@ class SyncScreen(KioskScreen):
         def load() -> str:
             with ctx.store() as store:
                 status = ctx.sync_status(store) if ctx.sync_status is not None else None
-                return render_sync(status, prescribing.dispensation_alerts(store))
+                alerts = prescribing.dispensation_alerts(store)
+                for a in alerts:
+                    a["other_substance"] = bool(a["substituted"]) and check_dispensation(
+                        store, ctx.referential, a["prescription_id"], a["line_no"],
+                        a["product_code"])
+                return render_sync(status, alerts)
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
