@@ -40,22 +40,52 @@ def _port_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_demo_headless_runs_one_prescription_end_to_end(pcscd, tmp_path):
-    directory = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--dir", str(directory), "--bdpm",
-                                       str(tmp_path / "absent"), "--headless", "--json"],
-                                catch_exceptions=False)
+def test_demo_headless_runs_one_prescription_end_to_end(pcscd, tmp_path, monkeypatch):
+    """...in a fresh temporary directory (no --dir), with a generic of the prescribed
+    substance from its BDPM generic group; the pcscd that was running keeps running."""
+    import tempfile
+
+    from drivers.card.pcscd import running_pcscd
+
+    before = running_pcscd()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = CliRunner().invoke(main, ["demo", "--bdpm", str(tmp_path / "absent"),
+                                       "--headless", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["qr_valid"] and summary["printed"] == [1]
     assert summary["acknowledged"] == 1 and summary["substituted"]
+    assert summary["substitutes"] == ["FUROSEMIDE ARROW 40 mg, comprimé sécable"]  # LASILIX
     assert summary["state"] == "partially_dispensed"
     steps = result.stderr
     assert "code PIN 1234" in steps and "VALID" in steps and "substitution (générique)" in steps
+    assert "ligne 3 délivrée avec le générique FUROSEMIDE ARROW 40 mg" in steps
+    [directory] = tmp_path.glob("ordo-demo-*")                # made for this run
+    assert f"PNG dans {directory / 'tickets'}" in steps
     assert sorted(p.name for p in (directory / "tickets").iterdir())[:2] == [
         "job-0001-1.png", "job-0001.bin"]
     assert _reader_empty()                                   # the virtual card is gone
     assert not list((directory / "vcard").glob("slot*.pid"))
+    if not pcscd.ours:                                        # someone else's pcscd: kept
+        assert before is not None and running_pcscd() == before
+
+
+def test_the_demo_kiosk_sees_only_its_own_reader(slot1_card, card_watch):
+    """A card in another reader (a test's, a benchmark's) neither opens the demo's PIN
+    screen nor shows as present on its status line."""
+    from appliance.commands.demo import OneReader
+    from appliance.ports import CardEventKind
+    from drivers.card.virtual import vpcd_reader
+
+    own = OneReader(card_watch, vpcd_reader(0))
+    seen = []
+    own.subscribe(seen.append)
+    slot1_card.insert()
+    assert slot1_card.reader in card_watch.cards()
+    assert own.cards() == {} and own.readers() == [vpcd_reader(0)] and own.service_up
+    slot1_card.pull()
+    slot1_card.wait_gone()
+    assert not [e for e in seen if e.kind in (CardEventKind.INSERTED, CardEventKind.REMOVED)]
 
 
 def _tmux(*args: str) -> str:
