@@ -274,6 +274,7 @@ def kiosk(request, tmp_path, snapshot_data, card_pki, card_trust, emulators, mon
 
     def make(mode: str, card: bool = True) -> Kiosk:
         monkeypatch.setenv("TERM", "linux" if mode == "console" else "xterm-256color")
+        monkeypatch.delenv("NO_COLOR", raising=False)     # Textual would drop the colours
         data = tmp_path / "data"
         shutil.copytree(snapshot_data, data, symlinks=True)
         emulator = emulators()
@@ -380,6 +381,8 @@ async def to_home(pilot) -> None:
     await until(pilot, lambda: screen_is(app, "HomeScreen"), "the home screen")
     await until(pilot, lambda: option_count(app, "#residents") == 6
                 and option_count(app, "#drafts") == 2, "the residents and the drafts")
+    # the print queue is empty: the screens below show the orders printed
+    await until(pilot, lambda: app.status_line == status("Carte présente"), "the status line")
 
 
 async def to_resident(pilot) -> None:
