@@ -87,21 +87,25 @@ def test_the_demo_kiosk_sees_only_its_own_reader(slot1_card, card_watch):
     assert not [e for e in seen if e.kind in (CardEventKind.INSERTED, CardEventKind.REMOVED)]
 
 
-# A tmux server of these tests alone (other test runs on the machine have theirs), kept up
-# by a session of its own: a server that exits with its last session races the next start.
-TMUX_SOCKET = f"ordo-tests-{os.getpid()}"
+TMUX = ["tmux"]
 
 
 @pytest.fixture
-def tmux():
-    subprocess.run(["tmux", "-L", TMUX_SOCKET, "new-session", "-d", "-s", "keeper",
-                    "sleep 900"], check=True)
+def tmux(tmp_path):
+    """A tmux server of this test alone (other test runs on the machine have theirs), kept
+    up by a session of its own: a server that exits with its last session races the next
+    start. Its socket is in the test's directory."""
+    socket = tmp_path / "tmux.sock"
+    TMUX[:] = ["tmux", "-S", str(socket)]
+    subprocess.run([*TMUX, "new-session", "-d", "-s", "keeper", "sleep 900"], check=True)
     yield
-    subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-server"], check=False)
+    subprocess.run([*TMUX, "kill-server"], check=False)
+    socket.unlink(missing_ok=True)
+    TMUX[:] = ["tmux"]
 
 
 def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", "-L", TMUX_SOCKET, *args], check=True, capture_output=True,
+    return subprocess.run([*TMUX, *args], check=True, capture_output=True,
                           text=True).stdout
 
 
@@ -147,8 +151,7 @@ def test_demo_in_tmux_logs_in_and_quits_cleanly(pcscd, tmp_path, tmux):
         screen = _wait_screen(session, "EXIT=0", timeout=30)
         assert "Démonstration terminée" in screen
     finally:
-        subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-session", "-t", session],
-                       check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], check=False)
     assert _reader_empty()
 
 
@@ -182,8 +185,7 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env, tmux):
             time.sleep(0.1)
         pid = int(_tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip())
         os.kill(pid, signal.SIGKILL)                          # a crash, no clean-up at all
-        subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-session", "-t", session],
-                       check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], check=False)
 
         start()
         screen = _wait_screen(session, "Brouillons à reprendre (1)")
@@ -192,5 +194,4 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env, tmux):
         screen = _wait_screen(session, "1. Acte : ECG")
         assert "Médicament : doli" in screen
     finally:
-        subprocess.run(["tmux", "-L", TMUX_SOCKET, "kill-session", "-t", session],
-                       check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], check=False)
