@@ -4,6 +4,7 @@ held in a small in-memory referential."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -129,3 +130,40 @@ def test_a_dispensation_against_its_prescription_line(line, product, outside):
 def test_without_a_referential_or_a_prescription_there_is_no_alert():
     assert dispensed_outside_prescription(None, _order(), 1, "3400935955838") is False
     assert dispensed_outside_prescription(REF, None, 1, "3400935955838") is False
+
+
+# -- the demo's pharmacy: a generic of the same group -------------------------------------------
+class Boxes(Referential):
+    """Adds boxes, and a fictitious "substitutable" specialty (kind 4) to LASILIX's group,
+    which comes after the generics."""
+
+    def __init__(self, marketed: dict[str, list[tuple[str, str, bool]]]) -> None:
+        self.marketed = marketed
+
+    def generic_group(self, cis: str) -> list[GenericMember]:
+        return [*super().generic_group(cis), *([GenericMember(56, "69999999", 4, 3)]
+                                               if cis == LASILIX else [])]
+
+    def by_cis(self, cis: str):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(cip13=code, name=name, marketed=on)
+                for code, name, on in self.marketed.get(cis, [])]
+
+
+def test_the_demo_pharmacy_hands_over_a_generic_of_the_group():
+    from appliance.commands.demo import generic_substitute
+    from appliance.domain.prescription import NonSubstitution
+
+    ref = Boxes({FUROSEMIDE_ARROW: [("3400937394383", "FUROSEMIDE ARROW 40 mg", False),
+                                    ("3400936476769", "FUROSEMIDE ARROW 40 mg", True)],
+                 "69999999": [("3400900000000", "SUBSTITUABLE", True)]})
+    posology = Posology(dose=Decimal(1), unit="comprimé", moments=("matin",))
+    kardegic = MedicationLine(label="KARDEGIC 75 mg", cis=KARDEGIC, posology=posology)
+    lasilix = MedicationLine(label="LASILIX 40 mg", cis=LASILIX, posology=posology)
+    order = prescription("01M8AA52X8ECJK0TE86HARRT", lines=(kardegic, lasilix))
+    line_no, line, box = generic_substitute(ref, order)
+    assert (line_no, line, box.cip13) == (2, lasilix, "3400936476769")  # a marketed generic
+    kept = replace(lasilix, non_substitution=NonSubstitution.MTE)
+    assert generic_substitute(ref, prescription("01M8AA52X8ECJK0TE86HARRT",
+                                                lines=(kardegic, kept))) is None
