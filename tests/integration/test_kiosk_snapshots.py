@@ -362,7 +362,8 @@ async def settle(pilot, card: str = "Carte présente") -> None:
     from textual.widgets import Input
 
     app = pilot.app
-    await until(pilot, lambda: app.status_line == status(card), "the status line")
+    await until(pilot, lambda: app.status_line == status(card), "the status line",
+                timeout=30)
     for widget in app.screen.query(Input):
         widget.cursor_blink = False
     await pilot.pause(0.1)
@@ -382,7 +383,8 @@ async def to_home(pilot) -> None:
     await until(pilot, lambda: option_count(app, "#residents") == 6
                 and option_count(app, "#drafts") == 2, "the residents and the drafts")
     # the print queue is empty: the screens below show the orders printed
-    await until(pilot, lambda: app.status_line == status("Carte présente"), "the status line")
+    await until(pilot, lambda: app.status_line == status("Carte présente"),
+                "the status line", timeout=30)
 
 
 async def to_resident(pilot) -> None:
