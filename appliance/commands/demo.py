@@ -4,8 +4,7 @@ sync service, demo residents, the BDPM), then the kiosk or one headless prescrip
 
 from __future__ import annotations
 
-import functools
-import json
+import contextlib
 import logging
 import os
 import tempfile
@@ -14,26 +13,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from appliance.bootstrap import App, bootstrap
 from appliance.commands.kiosk import build_context, exit_on_signals, log_to_file_at
 from appliance.commands.prescribe import echo_json
-from appliance.commands.session import login, store_audit
-from appliance.config import load_settings
+from appliance.config import load_settings, write_config
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription import MedicationLine, Prescription
 from appliance.domain.prescription_id import format_id
-from appliance.errors import OrdoError
+from appliance.errors import StoreError
 from appliance.services import prescribing
 from appliance.services.prescribing import IdAllocator
-from appliance.services.trust import load_trust_store
-from appliance.store import open_store, repositories
-from appliance.store.referential.search import Presentation
 from appliance.tui.demo_data import demo_draft
 from drivers.card.pcscd import PcscdService
+
+if TYPE_CHECKING:
+    from appliance.ports.card import CardEvent, CardWatcher
+    from appliance.store.referential.search import Presentation, Referential
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def default_bdpm() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
 
 
-def generic_substitute(referential: Any, prescription: Prescription
+def generic_substitute(referential: Referential, prescription: Prescription
                        ) -> tuple[int, MedicationLine, Presentation] | None:
     """What a pharmacy may hand over in place of a prescribed specialty: for the first
     medication line whose specialty has a generic in its BDPM generic group (not marked
@@ -81,29 +80,17 @@ PRINCEPS, GENERIC = 0, 1
 
 def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: str) -> Path:
     est = pki_paths.establishment
-    lines = [
-        "# Written by `ordo demo`: a TEST configuration, never for production.",
-        "[establishment]",
-        'name = "EHPAD Les Tilleuls (démonstration)"',
-        f'finess = "{DEMO_FINESS}"',
-        'address = "1 rue des Tilleuls, 75000 Paris"',
-        "[printer]",
-        f'uri = "{printer_uri}"',
-        "[registry]",
-        f"url = {json.dumps(registry_url)}",
-        f"ca_file = {json.dumps(str(est / 'ca.pem'))}",
-        f"client_cert = {json.dumps(str(est / 'client.pem'))}",
-        f"client_key = {json.dumps(str(est / 'client.key'))}",
-        "[security]",
-        f"trust_roots = {json.dumps([str(p) for p in pki_paths.trust_roots])}",
-        f"crls = {json.dumps([str(p) for p in pki_paths.crls])}",
-        "[sync]",
-        "interval_s = 5",
-        "",
-    ]
-    path = directory / "ordo.toml"
-    path.write_text("\n".join(lines), "utf-8")
-    return path
+    return write_config(directory / "ordo.toml", {
+        "establishment": {"name": "EHPAD Les Tilleuls (démonstration)",
+                          "finess": DEMO_FINESS, "address": "1 rue des Tilleuls, 75000 Paris"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": registry_url, "ca_file": str(est / "ca.pem"),
+                     "client_cert": str(est / "client.pem"),
+                     "client_key": str(est / "client.key")},
+        "security": {"trust_roots": [str(p) for p in pki_paths.trust_roots],
+                     "crls": [str(p) for p in pki_paths.crls]},
+        "sync": {"interval_s": 5},
+    }, header="Written by `ordo demo`: a TEST configuration, never for production.")
 
 
 @dataclass
@@ -122,7 +109,6 @@ class Demo:
     sim: Any = None
     service: Any = None
     engine: Any = None
-    referential: Any = None
     reader: str = ""
     referential_source: str = ""
 
@@ -138,7 +124,7 @@ class Demo:
         self.stop()
 
     def start(self) -> None:
-        from appliance.services.referential import import_bdpm, open_referential
+        from appliance.services.referential import import_bdpm
         from appliance.tui.demo_data import FALLBACK_BDPM, demo_residents, write_fallback_bdpm
         from drivers.card import pki, virtual
         from drivers.printer.emulator import PrinterEmulator
@@ -173,15 +159,16 @@ class Demo:
 
         toml = _demo_toml(d, paths, self.emulator.uri, self.sim.url)
         settings = load_settings(config_file=toml, data_dir=d, environ={})
-        self.app = bootstrap(settings)
-        self.started.append(self.app.close)
-        store = self.app.store
-        with store.write() as db:
-            repositories.upsert_residents(db, demo_residents())
+        self.app = app = bootstrap(settings)
+        self.started.append(app.close)
+        uow = app.uow
+        with uow:
+            uow.residents.upsert(demo_residents())
+            uow.commit()
         profile = pki.PROFILES[self.profile]
-        if profile.profession == "Médecin" and repositories.get_practitioner(
-                store, profile.id_nat_ps) is None:
-            prescribing.add_practitioner(store, Practitioner(
+        if profile.profession == "Médecin" and uow.practitioners.get(
+                profile.id_nat_ps) is None:
+            prescribing.add_practitioner(uow, Practitioner(
                 id_nat_ps=profile.id_nat_ps, last_name=profile.family_name,
                 first_name=profile.given_name, profession=profile.profession,
                 role=Role.PRESCRIBER, am=DEMO_AM), actor="demo")
@@ -196,8 +183,6 @@ class Demo:
             self.echo(f"Import de la BDPM depuis {source} (une fois ; ~15 s)...")
         report = import_bdpm(d, source)
         self.referential_source = str(source)
-        self.referential = open_referential(d)
-        self.started.append(self.referential.close)
         self.echo(f"Référentiel des médicaments : BDPM du {report.date} "
                   f"({report.counts.get('presentation', 0)} présentations)")
 
@@ -208,19 +193,13 @@ class Demo:
         self.echo(f"Carte virtuelle insérée : {profile.given_name} {profile.family_name} "
                   f"({profile.profession}) dans « {inserted.reader} », code PIN {self.pin}")
 
-        from sync.client import RegistryClient
-        from sync.engine import EngineConfig, SyncEngine
-
-        client = RegistryClient.from_settings(settings.registry)
-        self.started.append(client.close)
-        sync_store = open_store(settings.db_path, migrate=False)
-        self.started.append(sync_store.close)
-        self.engine = SyncEngine(sync_store, client, EngineConfig.from_settings(
-            settings.sync, backoff_base_s=0.5, max_wait_s=2.0))
+        sync_uow = app.new_uow()
+        self.started.append(sync_uow.close)
+        self.engine = app.sync_engine(sync_uow, backoff_base_s=0.5, max_wait_s=2.0)
         if self.sync_service:
             from sync.service import SyncService
 
-            self.service = SyncService(self.engine, sync_store, tick_s=2.0, pull_every_s=4.0,
+            self.service = SyncService(self.engine, sync_uow, tick_s=2.0, pull_every_s=4.0,
                                        environ={})
             thread = threading.Thread(target=self.service.run, name="demo-sync",
                                       kwargs={"install_signals": False}, daemon=True)
@@ -248,18 +227,15 @@ class Demo:
         from sync.registry_sim.db import Substitute
 
         assert self.app is not None
-        store = open_store(self.app.settings.db_path, migrate=False)
-        try:
-            prescription = repositories.get_prescription(store, prescription_id)
-        finally:
-            store.close()
+        with contextlib.closing(self.app.new_uow()) as uow:
+            prescription = uow.prescriptions.get(prescription_id)
         if prescription is None:
             return f"Ordonnance inconnue : {prescription_id}"
         medication = [n for n, line in enumerate(prescription.lines, start=1)
                       if isinstance(line, MedicationLine)]
         if not medication:
             return "Aucun médicament à délivrer sur cette ordonnance."
-        found = generic_substitute(self.referential, prescription)
+        found = generic_substitute(self.app.referential, prescription)
         line_no, substitute = medication[0], None
         if found is not None:
             line_no, _, box = found
@@ -288,14 +264,14 @@ class Demo:
 
 
 class OneReader:
-    """The card monitor seen through one reader: the demo's kiosk reacts to, and its
-    status line shows, only the reader its virtual card is in (the machine's other readers
-    may hold cards of tests or benchmarks). Events of no reader (pcscd lost or back) pass."""
+    """A card watcher seen through one reader: the demo's kiosk reacts to, and its status
+    line shows, only the reader its virtual card is in (the machine's other readers may hold
+    cards of tests or benchmarks). Events of no reader (pcscd lost or back) pass."""
 
-    def __init__(self, monitor: Any, reader: str) -> None:
+    def __init__(self, monitor: CardWatcher, reader: str) -> None:
         self.monitor, self.reader = monitor, reader
 
-    def subscribe(self, callback: Callable[[Any], None]) -> None:
+    def subscribe(self, callback: Callable[[CardEvent], None]) -> None:
         self.monitor.subscribe(
             lambda event: callback(event) if event.reader in ("", self.reader) else None)
 
@@ -318,28 +294,24 @@ class OneReader:
 
 def run_headless(demo: Demo) -> dict[str, Any]:
     """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
-    from appliance.services.printing import PrintQueue
     from appliance.services.signature import verify_payload
-    from drivers.printer.escpos import EscPosOrderPrinter
-    from sync import localstore
+    from appliance.services.sync import describe_fr
 
     assert demo.app is not None and demo.engine is not None
     app, echo = demo.app, demo.echo
-    settings = app.settings
-    open_db = functools.partial(open_store, settings.db_path, migrate=False)
-    trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-    session = login(trust, store_audit(open_db), 300.0, demo.pin, reader=demo.reader)
+    trust, uow = app.trust, app.uow
+    session = app.login(demo.pin, reader=demo.reader)
     can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
          f"({session.practitioner.profession}, {can_sign})")
     try:
-        result = prescribing.prescribe(app.store, session, demo_draft(), ids=IdAllocator())
+        result = prescribing.prescribe(uow, session, demo_draft(), ids=IdAllocator())
     finally:
         session.logout()
     pid = result.prescription.id
     echo(f"2. Ordonnance signée par la carte : n° {format_id(pid)} "
          f"({len(result.prescription.lines)} lignes)")
-    report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(settings)).run_once()
+    report = app.print_queue().run_once()
     jobs = demo.emulator.wait_for_jobs(1, timeout=10)
     qr = [text for job in jobs for text in job.qr_texts]
     echo(f"3. Imprimée : {len(report.printed)} travail(s) ; ticket(s) PNG dans "
@@ -348,18 +320,18 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     echo(f"4. QR code du ticket décodé et vérifié hors ligne : VALID "
          f"(ordonnance {format_id(verified.fields.prescription_id)})")
     push = demo.engine.push()
-    state = repositories.get_prescription(app.store, pid)
+    state = uow.prescriptions.get(pid)
     assert state is not None
     echo(f"5. Registre : {push.acknowledged} accusé(s) de réception ; état "
          f"« {state.state.value} »")
     echo(f"6. {demo.dispense(pid)}")
     pull = demo.engine.pull()
-    back = localstore.dispensations_of(app.store, pid)
-    final = repositories.get_prescription(app.store, pid)
+    back = uow.dispensations.of(pid)
+    final = uow.prescriptions.get(pid)
     assert final is not None
     echo(f"7. Délivrances reçues : {pull.received} ; état « {final.state.value} »")
     for d in back:
-        echo(f"   {localstore.describe_fr(d)}")
+        echo(f"   {describe_fr(d)}")
     return {"prescription_id": pid, "printed": report.printed, "qr_valid": True,
             "acknowledged": push.acknowledged, "dispensations": len(back),
             "substituted": any(d.substituted for d in back),
@@ -382,34 +354,40 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
     1234), printer emulator (PNG tickets), reference registry over mutual TLS, sync service,
     demo residents, the BDPM; then the kiosk. Everything it starts stops when it exits."""
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    if directory is None:  # never a fixed path that another demo or user may hold
-        directory = Path(tempfile.mkdtemp(prefix="ordo-demo-"))
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if directory is None:  # never a fixed path that another demo or user may hold
+            directory = Path(tempfile.mkdtemp(prefix="ordo-demo-"))
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StoreError(f"répertoire de démonstration inutilisable : {directory or '?'} "
+                         f"({exc.strerror or exc})") from exc
     log_to_file_at(directory / "ordo.log")
     exit_on_signals()
     stack = Demo(directory, bdpm=bdpm or default_bdpm(), sync_service=not headless,
                  echo=echo)
     try:
-        with stack:
-            assert stack.app is not None
-            if headless:
-                summary = run_headless(stack)
-                if as_json:
-                    echo_json(summary)
-                return
-            from appliance.tui.app import make_app
-            from drivers.card.monitor import ReaderMonitor
+        stack.__enter__()
+    except OSError as exc:  # the demo directory: read-only, full...
+        raise StoreError(f"répertoire de démonstration inutilisable : {directory} "
+                         f"({exc.strerror or exc})") from exc
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stack.stop)
+        assert stack.app is not None
+        if headless:
+            summary = run_headless(stack)
+            if as_json:
+                echo_json(summary)
+            return
+        from appliance.tui.app import make_app
 
-            ctx, parts = build_context(stack.app, watcher=False, allow_quit=True,
-                                       banner=stack.banner(), demo_dispense=stack.dispense)
-            ctx.watcher = OneReader(ReaderMonitor(), stack.reader)
-            ctx.on_hangup = lambda: (parts.close(), stack.stop())
-            try:
-                make_app(ctx).run()
-            finally:
-                parts.close()
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+        ctx, parts = build_context(stack.app, watcher=False, allow_quit=True,
+                                   banner=stack.banner(), demo_dispense=stack.dispense)
+        ctx.watcher = OneReader(stack.app.card_watcher(), stack.reader)
+        ctx.on_hangup = lambda: (parts.close(), stack.stop())
+        try:
+            make_app(ctx).run()
+        finally:
+            parts.close()
     click.echo(f"Démonstration terminée ; données et tickets conservés dans {directory}")
 
 

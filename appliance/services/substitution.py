@@ -13,37 +13,71 @@ of the prescribed specialty, from the referential (BDPM):
 
 ``outside_prescribed_substance`` answers ``True`` only when both compositions are known and
 differ: a product or a specialty that the referential does not know gives ``None``, and no
-alert (no alert is better than a false one).
+alert (no alert is better than a false one). ``other_substances`` answers it for the
+dispensations a screen lists (the alerts of the sync screen, a resident's file), reading
+their prescriptions through the unit of work.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from appliance.domain.prescription import MedicationLine, Prescription
-from appliance.errors import OrdoError
-from appliance.store import repositories
-
-if TYPE_CHECKING:
-    from appliance.store.db import Store
-    from appliance.store.referential.search import Component, GenericMember, Presentation
+from appliance.errors import OrdoError, ValidationError
+from appliance.ports.uow import UnitOfWork
 
 Ingredient = frozenset[str]
 """The substance codes of one active ingredient: its SA and the FT linked to it."""
 
+Handed = tuple[str, int, str]
+"""A product handed over: (prescription ID, 1-based line number, CIP13 of the product)."""
+
 ACTIVE_NATURES = ("SA", "FT")
 
 
+# -- what the comparison reads from the drug referential (the BDPM's ``Referential``) ----------
+class Component(Protocol):
+    """One composition row: ``nature`` SA (active substance) or FT (therapeutic fraction);
+    an SA and its FT share ``element`` and ``link``."""
+
+    @property
+    def element(self) -> str: ...
+
+    @property
+    def substance_code(self) -> str: ...
+
+    @property
+    def nature(self) -> str: ...
+
+    @property
+    def link(self) -> int: ...
+
+
+class GroupMember(Protocol):
+    """A specialty of a generic group."""
+
+    @property
+    def cis(self) -> str: ...
+
+
+class Box(Protocol):
+    """A presentation (box) and its specialty."""
+
+    @property
+    def cis(self) -> str: ...
+
+
 class Compositions(Protocol):
-    """What the comparison reads from the referential (``Referential``)."""
+    """The three look-ups the comparison makes in the referential."""
 
-    def composition(self, cis: str) -> list[Component]: ...
+    def composition(self, cis: str) -> Sequence[Component]: ...
 
-    def generic_group(self, cis: str) -> list[GenericMember]: ...
+    def generic_group(self, cis: str) -> Sequence[GroupMember]: ...
 
-    def by_cip13(self, code: str) -> Presentation | None: ...
+    def by_cip13(self, code: str) -> Box | None: ...
 
 
 def ingredients(components: Iterable[Component]) -> set[Ingredient]:
@@ -110,11 +144,22 @@ def dispensed_outside_prescription(referential: Compositions | None,
         return False
 
 
-def check_dispensation(store: Store, referential: Compositions | None, prescription_id: str,
-                       line_no: int, product_code: str | None) -> bool:
-    """``dispensed_outside_prescription`` for a stored prescription."""
-    if referential is None or not product_code:
-        return False
-    return dispensed_outside_prescription(
-        referential, repositories.get_prescription(store, prescription_id), line_no,
-        product_code)
+def other_substances(uow: UnitOfWork, referential: Compositions | None,
+                     handed: Iterable[tuple[str, int, str | None]]) -> set[Handed]:
+    """Of the products handed over in place of the prescribed ones, ``(prescription ID,
+    line number, CIP13)``, those that hold other substances than the prescribed line, as
+    far as the referential tells (``dispensed_outside_prescription``). The prescriptions
+    are read in one query, whatever their number; one whose body no longer loads gives no
+    alert."""
+    wanted = {(pid, line, code) for pid, line, code in handed if code}
+    if referential is None or not wanted:
+        return set()
+    prescriptions: dict[str, Prescription] = {}
+    for pid, row in uow.prescriptions.signed_rows({pid for pid, _, _ in wanted}).items():
+        try:
+            prescriptions[pid] = Prescription.from_dict(json.loads(row.body))
+        except (ValueError, ValidationError):
+            continue
+    return {item for item in wanted
+            if dispensed_outside_prescription(referential, prescriptions.get(item[0]),
+                                              item[1], item[2])}

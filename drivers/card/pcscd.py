@@ -24,8 +24,27 @@ STALE_FILES = (PID_FILE, RUN_DIR / "pcscd.comm")
 VPCD_PREFIX = "Virtual PCD"
 
 
-def running_pcscd() -> int | None:
-    """The pid of the pcscd process that owns ``/run/pcscd`` if it is alive."""
+def pcscd_answers() -> bool:
+    from drivers.card.pcsc import PcscContext
+
+    try:
+        PcscContext().establish().release()
+    except CardError:
+        return False
+    return True
+
+
+def vpcd_readers() -> list[str]:
+    from drivers.card.pcsc import reader_states
+
+    try:
+        return [r.name for r in reader_states() if r.name.startswith(VPCD_PREFIX)]
+    except CardError:
+        return []
+
+
+def running_pid() -> int | None:
+    """The pid of a live pcscd from its pid file (it may not answer yet), else None."""
     try:       # pcscd writes "<pid>\n\0"
         pid = int(PID_FILE.read_bytes().replace(b"\0", b"").strip())
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -35,37 +54,35 @@ def running_pcscd() -> int | None:
     return pid if comm == "pcscd" and state not in {"Z", "X"} else None
 
 
-def pcscd_answers() -> bool:
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return False
-    scard.SCardReleaseContext(context)
-    return True
-
-
-def vpcd_readers() -> list[str]:
-    from drivers.card.pcsc import PcscContext
-
-    try:
-        with PcscContext() as context:
-            return [n for n in context.readers() if n.startswith(VPCD_PREFIX)]
-    except CardError:
-        return []
+def can_start() -> bool:
+    """Whether this process could start pcscd (installed, and we are root)."""
+    binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+    return Path(binary).exists() and os.geteuid() == 0
 
 
 class PcscdService:
-    """pcscd used if it answers, else started here and stopped by ``stop``."""
+    """pcscd used if it runs, else started here and stopped by ``stop`` (never a pcscd
+    someone else started)."""
 
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def ours(self) -> bool:
+        return self.process is not None
+
+    def restart(self, readers: int = 1) -> None:
+        """Stop and start again the pcscd this object started (``CardError`` otherwise)."""
+        if not self.ours:
+            raise CardError("pcscd tournait déjà : il n'est pas redémarré ici")
+        self.stop()
+        self.ensure(readers)
+
     def ensure(self, readers: int = 1, timeout_s: float = 10.0) -> bool:
         """Wait until ``readers`` vpcd readers are listed; True if this call started pcscd."""
         started = False
-        if not pcscd_answers() and running_pcscd() is None:
+        if running_pid() is None and not pcscd_answers():
             binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
             if not Path(binary).exists():
                 raise CardError("pcscd n'est pas installé (apt-get install pcscd "
@@ -99,6 +116,6 @@ class PcscdService:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if running_pcscd() is None:  # not the files of a pcscd started since
+        if running_pid() is None:  # not the files of a pcscd started since
             for stale in STALE_FILES:
                 stale.unlink(missing_ok=True)

@@ -45,9 +45,9 @@ def test_demo_headless_runs_one_prescription_end_to_end(pcscd, tmp_path, monkeyp
     substance from its BDPM generic group; the pcscd that was running keeps running."""
     import tempfile
 
-    from drivers.card.pcscd import running_pcscd
+    from drivers.card.pcscd import running_pid
 
-    before = running_pcscd()
+    before = running_pid()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = CliRunner().invoke(main, ["demo", "--bdpm", str(tmp_path / "absent"),
                                        "--headless", "--json"], catch_exceptions=False)
@@ -66,7 +66,7 @@ def test_demo_headless_runs_one_prescription_end_to_end(pcscd, tmp_path, monkeyp
         "job-0001-1.png", "job-0001.bin"]
     assert _reader_empty()                                   # the virtual card is gone
     assert not list((directory / "vcard").glob("slot*.pid"))
-    assert before is not None and running_pcscd() == before   # the demo did not start it
+    assert before is not None and running_pid() == before   # the demo did not start it
 
 
 def test_the_demo_kiosk_sees_only_its_own_reader(slot1_card, card_watch):
@@ -177,8 +177,8 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env, tmux):
         _wait_screen(session, "DOLIPRANE 1000 mg, comprimé")
         deadline = time.monotonic() + 10
         while True:                                          # saved as typed
-            drafts = prescribing.drafts_of(kiosk_env.store, "899700000013")
-            form = prescribing.draft_form(kiosk_env.store, drafts[0].id) if drafts else None
+            drafts = prescribing.drafts_of(kiosk_env.uow, "899700000013")
+            form = prescribing.draft_form(kiosk_env.uow, drafts[0].id) if drafts else None
             if form and form.get("search") == "doli":
                 break
             assert time.monotonic() < deadline, "the half-typed line was not saved"

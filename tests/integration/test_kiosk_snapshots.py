@@ -1,13 +1,14 @@
 """Snapshots of the kiosk's main screens at 80x24, in colour and as on the Linux console.
 
 Each screen is reached as a physician reaches it (card in the reader, PIN typed, keys
-pressed) in the app that ``ordo kiosk`` builds (``build_context`` then ``make_app``), with
-data that does not move: a real SQLite store and referential (the BDPM rows carried in
+pressed) in the app that ``ordo kiosk`` builds (``bootstrap``, ``build_context`` then ``make_app``),
+with data that does not move: a real SQLite store and referential (the BDPM rows carried in
 ``tests/data``), the ESC/POS printer emulator over TCP, prescriptions signed by the test
 PKI's physician card at fixed times with fixed IDs, and the kiosk's clock and ID generator
-fixed. One part is replaced: the card reader. The virtual CPS card answers in this process
-(``VirtualCard`` behind ``CpsCard``: the real card protocol and signatures), in a reader that
-the card watcher below reports; no pcscd, so these tests need no lock.
+fixed. One adapter is replaced, through the composition root: the card backend. The virtual
+CPS card answers in this process (``VirtualCard`` behind ``CpsCard``: the real card protocol
+and signatures), in a reader that the card watcher below reports; no pcscd, so these tests
+need no lock.
 
 The console mode is chosen as on the appliance, by ``TERM=linux`` (``build_context`` reads
 it): 16 colours, the ``ansi-dark`` theme, ASCII borders and scroll bars. Its screenshots are
@@ -32,16 +33,18 @@ from typing import Any
 
 import pytest
 
-from appliance.bootstrap import bootstrap
+from appliance.bootstrap import CardBackend, bootstrap
 from appliance.config import load_settings
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.posology import Duration, Posology
-from appliance.domain.prescription import ActLine, MedicationLine
-from appliance.ports import CardEvent, CardEventKind, Dispensation, DispensationPage
-from appliance.services import prescribing
+from appliance.domain.prescription import ActLine, MedicationLine, State
+from appliance.ports.card import CardEvent, CardEventKind
+from appliance.ports.clock import iso
+from appliance.ports.registry import Dispensation, DispensationPage, RegistryReceipt
+from appliance.ports.uow import SyncKeys
+from appliance.services import prescribing, sync
 from appliance.services.drafts import Draft
 from appliance.services.referential import import_bdpm
-from appliance.store import repositories
 from appliance.tui.demo_data import demo_residents
 from sync.codes import CIP13_SYSTEM
 
@@ -60,11 +63,11 @@ MODES = ["colour", "console"]
 class InProcessReader:
     """The transport of ``CpsCard``: APDUs go straight to a ``VirtualCard``."""
 
-    def __init__(self, card, reader: str = READER) -> None:
+    def __init__(self, card, lock: threading.Lock, reader: str = READER) -> None:
         from drivers.card import cps
 
         self.vcard, self.reader, self.atr = card, reader, cps.CPX_ATR
-        self._lock = threading.Lock()
+        self._lock = lock
 
     def transmit(self, apdu: bytes) -> bytes:
         with self._lock:
@@ -74,8 +77,29 @@ class InProcessReader:
         self.vcard.reset()
 
 
+class InProcessCards:
+    """The ``CardReader`` port of a machine with one reader holding the virtual card of
+    ``card_dir``: each ``open`` is a new connection (``CpsCard``) to the same card."""
+
+    def __init__(self, card_dir: Path) -> None:
+        from drivers.card.virtual import load_card
+
+        self.vcard = load_card(card_dir, PIN)
+        self._lock = threading.Lock()
+
+    def readers(self) -> list[str]:
+        return [READER]
+
+    def open(self, slot: int = 0):
+        from drivers.card.cps import CpsCard
+
+        card = CpsCard(InProcessReader(self.vcard, self._lock))
+        card.select()
+        return card
+
+
 class OneReaderWatcher:
-    """The card watcher (``appliance.tui.context.Watcher``) of a kiosk with one reader,
+    """The card watcher (``appliance.ports.card.CardWatcher``) of a kiosk with one reader,
     holding a card or not; ``start`` reports the card as the real monitor does."""
 
     def __init__(self, card_present: bool) -> None:
@@ -109,20 +133,10 @@ class OneReaderWatcher:
         return True
 
 
-def physician_card(card_pki):
-    from drivers.card.cps import CpsCard
-    from drivers.card.virtual import load_card
-
-    card = CpsCard(InProcessReader(load_card(card_pki.card_dir("physician"), PIN)))
-    card.select()
-    return card
-
-
-def log_in(card, trust, open_db):
-    from appliance.commands.session import store_audit
-    from appliance.services.auth import authenticate
-
-    return authenticate(card, PIN, trust, audit=store_audit(open_db), idle_timeout_s=300.0)
+def physician_cards(card_pki, card_present: bool = True) -> CardBackend:
+    """The card backend of the composition root: the test PKI's physician card."""
+    return CardBackend(InProcessCards(card_pki.card_dir("physician")),
+                       watcher=lambda: OneReaderWatcher(card_present))
 
 
 def fixed_ids(at: datetime, seed: int):
@@ -159,35 +173,30 @@ def write_settings(data_dir: Path, card_pki, printer_uri: str) -> Path:
     return toml
 
 
-def fill(data_dir: Path, card_pki, card_trust) -> None:
+def fill(data_dir: Path, card_pki) -> None:
     """The store of every snapshot: six residents, three signed prescriptions (one
     dispensed with substitutions, one refused by the registry, one waiting), two drafts."""
     from drivers.card.pki import PROFILES
-    from sync import localstore
 
     app = bootstrap(load_settings(config_file=write_settings(data_dir, card_pki,
                                                              "tcp://127.0.0.1:9"),
-                                  data_dir=data_dir, environ={}))
+                                  data_dir=data_dir, environ={}),
+                    card=physician_cards(card_pki))
     try:
-        store = app.store
+        uow = app.uow
         import_bdpm(data_dir, TEST_BDPM, referential_date="2022-06-03")
         residents = demo_residents()
-        with store.write() as db:
-            repositories.upsert_residents(db, residents)
+        with uow:
+            uow.residents.upsert(residents)
+            uow.commit()
         p = PROFILES["physician"]
-        prescribing.add_practitioner(store, Practitioner(
+        prescribing.add_practitioner(uow, Practitioner(
             id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
             profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
-
-        def open_db():
-            from appliance.store import open_store
-
-            return open_store(app.settings.db_path, migrate=False)
-
-        session = log_in(physician_card(card_pki), card_trust, open_db)
+        session = app.login(PIN, reader=READER)
 
         def signed(resident, lines, at: datetime, seed: int):
-            return prescribing.prescribe(store, session, Draft(resident=resident, lines=lines),
+            return prescribing.prescribe(uow, session, Draft(resident=resident, lines=lines),
                                          ids=fixed_ids(at, seed), now=at).prescription
 
         try:
@@ -204,53 +213,56 @@ def fill(data_dir: Path, card_pki, card_trust) -> None:
                     (residents[2], "Bilan de chute : radiographie du bassin"),
                     (residents[3], "Pansement de l'ulcère de jambe tous les 2 jours")]):
                 at = NOW - timedelta(minutes=20 - 5 * n)
-                draft = prescribing.new_draft(store, session, resident.ins.value,
+                draft = prescribing.new_draft(uow, session, resident.ins.value,
                                               ids=fixed_ids(at, 4 + n), now=at)
-                prescribing.update_draft(store, session, replace(draft, lines=(
+                prescribing.update_draft(uow, session, replace(draft, lines=(
                     ActLine(text=act),)))
         finally:
             session.logout()
 
-        from appliance.ports import RegistryReceipt
-
-        records = {r.prescription_id: r for r in localstore.due_records(store, NOW, 10)}
-        with store.write() as db:
-            localstore.mark_acknowledged(db, records[dispensed.id], RegistryReceipt(
-                "RCPT-0001", NOW - timedelta(days=2)), NOW - timedelta(days=2), "sync")
-            localstore.mark_quarantined(db, records[refused.id],
-                                        "registry refused (422): INS inconnu du registre",
-                                        NOW - timedelta(days=1), "sync", 422)
-            items = (
-                Dispensation(registry_id="MD-0001", prescription_id=dispensed.id, line=1,
-                             complete=True, handed_over_at=NOW - timedelta(days=1, hours=3),
-                             product_label="FUROSEMIDE ARROW 40 mg, comprimé sécable",
-                             product_code="3400936476769",
-                             product_system=CIP13_SYSTEM,
-                             quantity=Decimal(1), unit="boîte", substituted=True,
-                             substitution_type="G", substitution_reason="générique disponible",
-                             pharmacy="Pharmacie du Centre"),
-                Dispensation(registry_id="MD-0002", prescription_id=dispensed.id, line=2,
-                             complete=True, handed_over_at=NOW - timedelta(days=1, hours=3),
-                             product_label="PARACETAMOL BIOGARAN 1 g, comprimé",
-                             product_code="3400936381865",
-                             product_system=CIP13_SYSTEM,
-                             quantity=Decimal(1), unit="boîte", substituted=True,
-                             substitution_type="G", pharmacy="Pharmacie du Centre"),
-            )
-            localstore.apply_dispensations(db, DispensationPage(items, "c1", False),
-                                           NOW - timedelta(hours=2), "sync")
-            localstore.set_meta(db, localstore.LAST_SUCCESS_KEY,
-                                localstore.iso(NOW - timedelta(hours=2)))
+        # What the sync use case writes when the registry acknowledges the first, refuses
+        # the second, and the pharmacy dispenses the first with two substitutions.
+        acknowledged = NOW - timedelta(days=2)
+        pulled = NOW - timedelta(hours=2)
+        items = (
+            Dispensation(registry_id="MD-0001", prescription_id=dispensed.id, line=1,
+                         complete=True, handed_over_at=NOW - timedelta(days=1, hours=3),
+                         product_label="FUROSEMIDE ARROW 40 mg, comprimé sécable",
+                         product_code="3400936476769",
+                         product_system=CIP13_SYSTEM,
+                         quantity=Decimal(1), unit="boîte", substituted=True,
+                         substitution_type="G", substitution_reason="générique disponible",
+                         pharmacy="Pharmacie du Centre"),
+            Dispensation(registry_id="MD-0002", prescription_id=dispensed.id, line=2,
+                         complete=True, handed_over_at=NOW - timedelta(days=1, hours=3),
+                         product_label="PARACETAMOL BIOGARAN 1 g, comprimé",
+                         product_code="3400936381865",
+                         product_system=CIP13_SYSTEM,
+                         quantity=Decimal(1), unit="boîte", substituted=True,
+                         substitution_type="G", pharmacy="Pharmacie du Centre"),
+        )
+        with uow:
+            records = {r.prescription_id: r for r in uow.outbox.due(NOW, 10)}
+            uow.outbox.acknowledge(records[dispensed.id],
+                                   RegistryReceipt("RCPT-0001", acknowledged), acknowledged)
+            uow.prescriptions.set_registry_receipt(dispensed.id, "RCPT-0001")
+            prescribing.record_transition(
+                uow, dispensed.transition(State.REGISTERED, acknowledged), actor="sync")
+            uow.outbox.quarantine(records[refused.id],
+                                  "registry refused (422): INS inconnu du registre")
+            sync.apply_dispensations(uow, DispensationPage(items, "c1", False), pulled)
+            uow.meta.set(SyncKeys.LAST_SUCCESS, iso(pulled))
+            uow.commit()
     finally:
         app.close()
 
 
 @pytest.fixture(scope="module")
-def snapshot_data(tmp_path_factory, card_pki, card_trust) -> Path:
+def snapshot_data(tmp_path_factory, card_pki) -> Path:
     """The data directory every snapshot starts from (copied, never used in place)."""
     data = tmp_path_factory.mktemp("snapshot-data") / "data"
     data.mkdir()
-    fill(data, card_pki, card_trust)
+    fill(data, card_pki)
     return data
 
 
@@ -259,14 +271,13 @@ class Kiosk:
     app: Any
     parts: Any
     root: Any
-    watcher: OneReaderWatcher
 
 
 @pytest.fixture
-def kiosk(request, tmp_path, snapshot_data, card_pki, card_trust, emulators, monkeypatch):
+def kiosk(request, tmp_path, snapshot_data, card_pki, emulators, monkeypatch):
     """``kiosk(mode, card=True)``: the kiosk as ``ordo kiosk`` builds it, on a copy of the
-    snapshot data, with the card watcher and the in-process card; ``mode`` "console" sets
-    ``TERM=linux`` before the context is built."""
+    snapshot data, with the in-process card backend; ``mode`` "console" sets ``TERM=linux``
+    before the context is built."""
     from appliance.commands.kiosk import build_context
     from appliance.tui.app import make_app
 
@@ -279,39 +290,15 @@ def kiosk(request, tmp_path, snapshot_data, card_pki, card_trust, emulators, mon
         shutil.copytree(snapshot_data, data, symlinks=True)
         emulator = emulators()
         toml = write_settings(data, card_pki, emulator.uri)
-        root = bootstrap(load_settings(config_file=toml, data_dir=data, environ={}))
-        ctx, parts = build_context(root, watcher=False)
+        root = bootstrap(load_settings(config_file=toml, data_dir=data, environ={}),
+                         card=physician_cards(card_pki, card))
+        ctx, parts = build_context(root)
         assert ctx.console is (mode == "console")
-        watcher = OneReaderWatcher(card)
-        ctx.watcher = watcher
-        the_card = physician_card(card_pki)
-
-        def login(reader: str, pin: str):
-            from appliance.commands.session import store_audit
-            from appliance.services.auth import authenticate
-
-            return ctx.card_call(lambda: authenticate(
-                the_card, pin, card_trust, audit=store_audit(ctx.open_store),
-                idle_timeout_s=300.0))
-
-        def card_info(reader: str) -> tuple[str, int | None]:
-            from cryptography import x509
-
-            from appliance.services.auth import parse_practitioner
-
-            def read() -> tuple[str, int | None]:
-                cert = x509.load_der_x509_certificate(
-                    the_card.read_certificates().authentication)
-                holder = parse_practitioner(cert)
-                return (f"Carte de {holder.display_name} ({holder.profession})",
-                        the_card.pin_status().tries_left)
-
-            return ctx.card_call(read)
-
-        ctx.login, ctx.card_info = login, card_info
+        # The screens' clock only: the login checks the card's certificates at the real
+        # time (the test PKI's are valid from yesterday).
         ctx.now = lambda: NOW
         ctx.ids = fixed_ids(NOW, 5)
-        kiosk = Kiosk(make_app(ctx), parts, root, watcher)
+        kiosk = Kiosk(make_app(ctx), parts, root)
         made.append(kiosk)
         return kiosk
 

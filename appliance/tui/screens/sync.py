@@ -3,6 +3,7 @@ dispensations that differ from the order (substitution, partial fill)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -13,8 +14,7 @@ from textual.widgets import Footer, Static
 
 from appliance.domain.prescription import local
 from appliance.domain.prescription_id import format_id
-from appliance.services import prescribing
-from appliance.services.substitution import check_dispensation
+from appliance.ports.uow import DispensationAlert, SyncStatus
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -30,7 +30,11 @@ def _when(iso: str | None) -> str:
         return iso
 
 
-def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
+def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
+                other_substance: Collection[tuple[str, int, str | None]] = ()) -> str:
+    """The screen's text. An alert whose ``(prescription ID, line, CIP13)`` is in
+    ``other_substance`` handed over another substance than the prescribed one: it is
+    marked so."""
     out = ["Registre national"]
     if status is None:
         out.append(" état inconnu")
@@ -52,14 +56,14 @@ def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
     out.append("")
     out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
     for a in alerts:
-        name = " ".join(filter(None, [a["used_name"] or a["birth_name"], a["first_names"]]))
-        what = "substitution" if a["substituted"] else "délivrance partielle"
+        name = " ".join(filter(None, [a.used_name or a.birth_name, a.first_names]))
+        what = "substitution" if a.substituted else "délivrance partielle"
         mark = " "
-        if a.get("other_substance"):
+        if (a.prescription_id, a.line_no, a.product_code) in other_substance:
             what, mark = "AUTRE SUBSTANCE que la prescrite", " ! "
-        out.append(f"{mark}{_when(a['handed_over_at'])} ch. {a['room'] or '?'} {name[:28]} - "
-                   f"{format_id(a['prescription_id'])[:9]} ligne {a['line_no']} : {what} -> "
-                   f"{a['product_label'][:40]}")
+        out.append(f"{mark}{_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
+                   f"{format_id(a.prescription_id)[:9]} ligne {a.line_no} : {what} -> "
+                   f"{a.product_label[:40]}")
     return "\n".join(out)
 
 
@@ -94,14 +98,12 @@ class SyncScreen(KioskScreen):
         ctx = self.ctx
 
         def load() -> str:
-            with ctx.store() as store:
-                status = ctx.sync_status(store) if ctx.sync_status is not None else None
-                alerts = prescribing.dispensation_alerts(store)
-                for a in alerts:
-                    a["other_substance"] = bool(a["substituted"]) and check_dispensation(
-                        store, ctx.referential, a["prescription_id"], a["line_no"],
-                        a["product_code"])
-                return render_sync(status, alerts)
+            with ctx.uow() as uow:
+                alerts = uow.views.dispensation_alerts()
+                other = (ctx.other_substances(uow, (
+                    (a.prescription_id, a.line_no, a.product_code) for a in alerts
+                    if a.substituted)) if ctx.other_substances is not None else set())
+                return render_sync(uow.views.sync_status(ctx.now()), alerts, other)
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
@@ -116,12 +118,11 @@ class SyncScreen(KioskScreen):
         ctx = self.ctx
 
         def dispense() -> str:
-            with ctx.store() as store:
-                rows = store.query("SELECT id FROM prescriptions WHERE state = 'registered'"
-                                   " ORDER BY signed_at DESC LIMIT 1")
-            if not rows:
+            with ctx.uow() as uow:
+                latest = uow.views.latest_registered()
+            if latest is None:
                 return ("Aucune ordonnance enregistrée par le registre à délivrer (attendez "
                         "la synchronisation).")
-            return demo(rows[0]["id"])
+            return demo(latest)
 
         self.background(dispense, self.show_error)
