@@ -15,11 +15,13 @@ from appliance.errors import InvalidIdentifier
 from appliance.services.substitution import (
     dispensed_outside_prescription,
     ingredients,
+    other_substances,
     outside_prescribed_substance,
     same_ingredients,
 )
 from appliance.store.referential.search import Component, GenericMember
 from tests.factories import prescription
+from tests.fakes import FakeUnitOfWork
 
 KARDEGIC = "64755969"         # KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose
 DOLIPRANE = "60234100"        # DOLIPRANE 1000 mg, comprimé
@@ -130,6 +132,26 @@ def test_a_dispensation_against_its_prescription_line(line, product, outside):
 def test_without_a_referential_or_a_prescription_there_is_no_alert():
     assert dispensed_outside_prescription(None, _order(), 1, "3400935955838") is False
     assert dispensed_outside_prescription(REF, None, 1, "3400935955838") is False
+
+
+def test_the_flags_on_the_screens_come_from_the_stored_prescriptions_in_one_read():
+    """``other_substances`` (the sync screen's alerts, a resident's file): the products
+    handed over are checked against the prescriptions of the unit of work, read at once."""
+    uow = FakeUnitOfWork()
+    order = _order()
+    with uow:
+        uow.prescriptions.save_draft(order)
+        uow.commit()
+    reads = []
+    signed_rows = uow.prescriptions.signed_rows
+    uow.prescriptions.signed_rows = lambda ids: reads.append(set(ids)) or signed_rows(ids)
+    paracetamol = (order.id, 1, "3400935955838")          # for Kardégic: flagged
+    handed = [paracetamol, (order.id, 2, "3400936476769"), (order.id, 1, None),
+              ("01M8AA52X8ECJK0TE86HARRV", 1, "3400935955838")]  # a prescription not here
+    assert other_substances(uow, REF, handed) == {paracetamol}
+    assert reads == [{order.id, "01M8AA52X8ECJK0TE86HARRV"}]
+    assert other_substances(uow, None, handed) == set()   # no referential: no alert
+    assert other_substances(uow, REF, []) == set()
 
 
 # -- the demo's pharmacy: a generic of the same group -------------------------------------------
