@@ -473,7 +473,7 @@ class FakeViews(_Part):
                 d.prescription_id, d.line, d.product_label, d.substituted, d.substitution_type,
                 d.substitution_reason, d.complete, iso(d.handed_over_at),
                 r.room if r else None, r.birth_name if r else None,
-                r.used_name if r else None, r.first_names if r else None))
+                r.used_name if r else None, r.first_names if r else None, d.product_code))
         return alerts[:limit]
 
     def latest_registered(self) -> str | None:

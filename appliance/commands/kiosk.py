@@ -2,8 +2,9 @@
 
 ``build_context`` gives the Textual app (``appliance.tui.make_app``) what it needs from the
 ``App``: units of work, the login recipe on the card thread, the card watcher, the drug
-referential, the print worker and the order preview. The headless commands (``ordo
-prescribe``, ``ordo drafts``, ``ordo practitioners``) are in ``appliance.commands.prescribe``.
+referential and the substitution check over it, the print worker and the order preview.
+The headless commands (``ordo prescribe``, ``ordo drafts``, ``ordo practitioners``) are in
+``appliance.commands.prescribe``.
 
 The lock screen is drawn before anything slow: this module imports neither cryptography nor
 sqlite-utils, and ``build_context`` only builds closures. The card watcher, the store's
@@ -25,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from appliance.errors import OrdoError, StoreError
 if TYPE_CHECKING:
     from appliance.config import Settings
     from appliance.domain.prescription import Prescription
+    from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import PractitionerSession
     from appliance.tui.context import KioskContext
 
@@ -199,6 +201,14 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         establishment=settings.establishment.name, allow_quit=allow_quit,
         console=os.environ.get("TERM") == "linux" if console is None else console,
         banner=banner, demo_dispense=demo_dispense, warm_up=warm_up, now=app.clock)
+
+    def other_substances(uow: UnitOfWork, handed: Iterable[tuple[str, int, str | None]]
+                         ) -> set[tuple[str, int, str]]:
+        from appliance.services.substitution import other_substances
+
+        return other_substances(uow, ctx.referential, handed)
+
+    ctx.other_substances = other_substances
     return ctx, parts
 
 

@@ -184,7 +184,8 @@ class DraftRow:
 @dataclass(frozen=True)
 class DispensationAlert:
     """A dispensation that differs from the order (substitution or partial fill), with the
-    resident's room and names, for the kiosk's alerts screen."""
+    resident's room and names, for the kiosk's alerts screen; ``product_code``: the CIP13
+    handed over, when the pharmacy gave one."""
 
     prescription_id: str
     line_no: int
@@ -198,6 +199,7 @@ class DispensationAlert:
     birth_name: str | None
     used_name: str | None
     first_names: str | None
+    product_code: str | None = None
 
 
 class SyncKeys:

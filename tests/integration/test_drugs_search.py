@@ -16,11 +16,12 @@ from appliance.store.referential.text import search_key
 from tests import drug_queries
 
 REAL_BDPM = Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
+NO_REAL_BDPM = "../shared/data/bdpm absent (the full 2022 BDPM extract)"
 DOLIPRANE_8 = "3400935955838"  # DOLIPRANE 1000 mg, comprimé, box of 8 (CIP7 3595583)
 KNOWN_MALFORMED = {(bdpm.COMPOSITIONS, 26838), (bdpm.COMPOSITIONS, 26839),
                    (bdpm.COMPOSITIONS, 26840), (bdpm.GENERICS, 10004), (bdpm.GENERICS, 10005)}
 
-pytestmark = pytest.mark.skipif(not REAL_BDPM.is_dir(), reason="no BDPM extract")
+pytestmark = pytest.mark.skipif(not REAL_BDPM.is_dir(), reason=NO_REAL_BDPM)
 
 
 @pytest.fixture(scope="session")

@@ -17,23 +17,19 @@ import pytest
 from appliance.bootstrap import App, bootstrap
 from appliance.config import load_settings
 from appliance.services.referential import import_bdpm
-from appliance.tui.demo_data import demo_residents, write_bdpm_subset, write_fallback_bdpm
+from appliance.tui.demo_data import demo_residents
 
 pytestmark = pytest.mark.integration
 
-REAL_BDPM = Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
-# Every specialty whose name starts with these: the searches below rank as in the full BDPM.
-BRANDS = ("DOLIPRANE", "KARDEGIC", "LEVOTHYROX", "SERESTA", "LASILIX", "INEXIUM", "MOVICOL",
-          "ELIQUIS", "AMOXICILLINE")
+# Real BDPM rows carried in the repository (tests/data/README.md): every specialty of a few
+# brands, so that the searches below rank as in the full BDPM, whatever lies beside the clone.
+TEST_BDPM = Path(__file__).resolve().parents[1] / "data" / "bdpm"
 AM = "751234567"
 
 
 @pytest.fixture(scope="session")
-def kiosk_bdpm(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("kiosk-bdpm") / "bdpm"
-    if REAL_BDPM.is_dir():
-        return write_bdpm_subset(REAL_BDPM, folder, BRANDS)
-    return write_fallback_bdpm(folder)
+def kiosk_bdpm():
+    return TEST_BDPM
 
 
 @dataclass

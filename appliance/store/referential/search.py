@@ -111,6 +111,29 @@ class Device:
     label: str
 
 
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One row of a specialty's composition: ``nature`` is ``SA`` (active substance) or
+    ``FT`` (therapeutic fraction); an SA and its FT share ``element`` and ``link``."""
+
+    element: str
+    substance_code: str
+    substance: str
+    nature: str
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenericMember:
+    """A specialty's place in a generic group: ``kind`` 0 princeps, 1 generic,
+    2 generic by posology complement, 4 substitutable generic."""
+
+    group_id: int
+    cis: str
+    kind: int
+    sort: int
+
+
 @dataclass(frozen=True)
 class ReferentialInfo:
     """The referential's dates, sources and row counts (for ``drugs info`` and the kiosk)."""
@@ -754,6 +777,31 @@ class Referential:
             rows = self._rows(conn, "SELECT text FROM condition WHERE cis = ? ORDER BY rowid",
                               (code,))
         return [row[0] for row in rows]
+
+    def composition(self, cis: str) -> list[Component]:
+        """The active substances (SA) and therapeutic fractions (FT) of a specialty
+        (CIS_COMPO), in the file's order."""
+        code = validate_cis(cis)
+        with self._lock:
+            conn = self._db()
+            if "composition" not in self._tables:
+                return []
+            rows = self._rows(conn, "SELECT element, substance_code, substance, nature, link"
+                              " FROM composition WHERE cis = ? ORDER BY rowid", (code,))
+        return [Component(*row) for row in rows]
+
+    def generic_group(self, cis: str) -> list[GenericMember]:
+        """Every specialty of the generic groups (CIS_GENER) that hold ``cis``, the
+        specialty itself included; by group, then in the group's order."""
+        code = validate_cis(cis)
+        with self._lock:
+            conn = self._db()
+            if "generic_group" not in self._tables:
+                return []
+            rows = self._rows(conn, "SELECT g.group_id, g.cis, g.kind, g.sort FROM generic_group g"
+                              " WHERE g.group_id IN (SELECT group_id FROM generic_group"
+                              " WHERE cis = ?) ORDER BY g.group_id, g.sort, g.cis", (code,))
+        return [GenericMember(*row) for row in rows]
 
     def info(self) -> ReferentialInfo:
         """Dates, sources and counts; ``StoreError`` if there is no referential yet."""
