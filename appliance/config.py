@@ -99,6 +99,23 @@ class Security:
     backup_key: str = ""
 
 
+def _module_path_ok(value: str) -> bool:
+    return value == "" or (value.startswith("/") and ".so" in Path(value).name)
+
+
+@dataclass(frozen=True)
+class Card:
+    """How the CPS card is reached: pcscd with Ordo's own APDUs, or a PKCS#11 module
+    (OpenSC's ``opensc-pkcs11.so`` when ``pkcs11_module`` is empty, or the ANS's)."""
+
+    backend: str = field(default="pcsc", metadata=_check(
+        lambda v: v in {"pcsc", "pkcs11"}, "pcsc or pkcs11"))
+    pkcs11_module: str = field(default="", metadata=_check(
+        _module_path_ok, "an absolute path to a PKCS#11 module (.so), or empty for OpenSC's"))
+    token_label: str = field(default="", metadata=_check(
+        lambda v: len(v.encode("utf-8")) <= 32, "a token label of at most 32 bytes"))
+
+
 @dataclass(frozen=True)
 class Sync:
     interval_s: int = field(default=30, metadata=_positive)
@@ -141,6 +158,7 @@ class Settings:
     data_dir: Path
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
+    card: Card = field(default_factory=Card)
 
     @property
     def db_path(self) -> Path:

@@ -36,11 +36,13 @@ def sha256_digest_info(data: bytes) -> bytes:
 
 
 class WrongPin(CardError):
-    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0."""
+    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0, or None
+    when the card does not tell (a PKCS#11 token says only "final try" and "locked")."""
 
-    def __init__(self, tries_left: int) -> None:
+    def __init__(self, tries_left: int | None) -> None:
         self.tries_left = tries_left
-        super().__init__(f"wrong PIN: {tries_left} tries left")
+        left = "unknown" if tries_left is None else tries_left
+        super().__init__(f"wrong PIN: {left} tries left")
 
 
 class PinBlocked(CardError):
@@ -56,7 +58,8 @@ class CardRemoved(CardError):
 
 @dataclass(frozen=True)
 class PinStatus:
-    """The PIN state read without spending a try (an empty VERIFY)."""
+    """The PIN state read without spending a try (an empty VERIFY, or the PKCS#11 token
+    flags). ``tries_left`` is None when the card does not tell."""
 
     tries_left: int | None
     verified: bool = False
@@ -120,11 +123,13 @@ class CardSession(Protocol):
     def get_challenge(self, length: int = 8) -> bytes: ...
 
     def authenticate(self, digest_info: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 with the authentication key over a DER DigestInfo."""
+        """RSA PKCS#1 v1.5 with the authentication key over a DER DigestInfo (an EC key
+        signs the digest inside it with ECDSA and returns a DER ``ECDSA-Sig-Value``)."""
         ...
 
     def sign(self, digest_info: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 with the signature key over a DER DigestInfo."""
+        """RSA PKCS#1 v1.5 with the signature key over a DER DigestInfo (EC: as
+        ``authenticate``)."""
         ...
 
     def close(self) -> None:
@@ -133,9 +138,13 @@ class CardSession(Protocol):
 
 
 class CardReader(Protocol):
-    """Opens a ``CardSession`` on the card in a reader slot."""
+    """Opens a ``CardSession`` on the card in a reader slot (its index in ``readers()``)."""
 
     def readers(self) -> list[str]: ...
+
+    def readers_with_card(self) -> list[str]:
+        """The readers that hold a card now (without connecting to it)."""
+        ...
 
     def open(self, slot: int = 0) -> CardSession: ...
 

@@ -249,10 +249,12 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
     audit_log = store_audit(open_db)
     card_thread = CardThread()
     parts = KioskParts(card_thread)
+    card_backend = once(lambda: _card_backend(settings))
 
     def kiosk_login(reader: str, pin: str) -> PractitionerSession:
         return card_thread.call(lambda: login(
-            trust(), audit_log, float(settings.security.idle_timeout_s), pin, reader=reader))
+            trust(), audit_log, float(settings.security.idle_timeout_s), pin, reader=reader,
+            card_reader=card_backend()[0]))
 
     def card_info(reader: str) -> tuple[str, int | None]:
         def read() -> tuple[str, int | None]:
@@ -260,7 +262,7 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
 
             from appliance.services.auth import parse_practitioner
 
-            card = open_card(reader, None)
+            card = open_card(reader, None, card_backend()[0])
             try:
                 tries = card.pin_status().tries_left
                 cert = x509.load_der_x509_certificate(card.read_certificates().authentication)
@@ -279,9 +281,7 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
             ctx.referential = parts.referential = Referential(
                 referential_path(settings.data_dir))
         if watcher and ctx.watcher is None:
-            from drivers.card.monitor import ReaderMonitor
-
-            ctx.watcher = ReaderMonitor()
+            ctx.watcher = card_backend()[1]
         migrated()
         trust()
         # The modules of the login and of the signature, loaded while nobody waits.
@@ -298,6 +298,14 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         console=os.environ.get("TERM") == "linux" if console is None else console,
         banner=banner, demo_dispense=demo_dispense, warm_up=warm_up)
     return ctx, parts
+
+
+def _card_backend(settings: Settings) -> tuple[Any, Any]:
+    """The card reader and watcher of ``[card] backend`` (the PKCS#11 module, if any, is
+    loaded by their first use, on the card thread or the watcher's)."""
+    from drivers.card.backend import make_card_backend
+
+    return make_card_backend(settings)
 
 
 def _load_trust(settings: Settings) -> TrustStore:

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from appliance.bootstrap import App
-from appliance.commands.session import login, read_pin, store_audit
+from appliance.commands.session import card_reader_for, login, read_pin, store_audit
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import OrdoError
@@ -158,7 +158,7 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
     try:
         trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
         session = login(trust, store_audit(open_db), float(settings.security.idle_timeout_s),
-                        pin, slot=slot)
+                        pin, slot=slot, card_reader=card_reader_for(settings))
     except AuthRefused as exc:
         _fail(as_json, EXIT_REFUSED, reason=exc.reason, message=str(exc),
               tries_left=exc.tries_left)

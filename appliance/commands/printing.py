@@ -140,7 +140,7 @@ def reprint(app: App, prescription_id: str, pin_stdin: bool, slot: int | None,
     """Queue a DUPLICATA of a signed order for the practitioner whose card is inserted
     (physician, nurse or staff: PIN asked); the print worker (or ``ordo print pending``)
     prints it. Audited with who and when."""
-    from appliance.commands.session import login, read_pin, store_audit
+    from appliance.commands.session import card_reader_for, login, read_pin, store_audit
     from appliance.services import prescribing
     from appliance.store import open_store
 
@@ -149,7 +149,8 @@ def reprint(app: App, prescription_id: str, pin_stdin: bool, slot: int | None,
     trust = _run(lambda: load_trust_store(settings.security.trust_roots, settings.security.crls))
     audit_log = store_audit(lambda: open_store(settings.db_path, migrate=False))
     session = _run(lambda: login(trust, audit_log, float(settings.security.idle_timeout_s),
-                                 read_pin(pin_stdin), slot=slot))
+                                 read_pin(pin_stdin), slot=slot,
+                                 card_reader=card_reader_for(settings)))
     try:
         job = _run(lambda: prescribing.reprint(app.store, session, pid))
     finally:

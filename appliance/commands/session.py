@@ -15,6 +15,7 @@ import click
 from appliance.errors import CardError
 
 if TYPE_CHECKING:  # cryptography is loaded by the first login, not by the kiosk's start
+    from appliance.config import Settings
     from appliance.services.auth import PractitionerSession
     from appliance.services.trust import TrustStore
     from appliance.store.db import Store
@@ -35,33 +36,42 @@ def store_audit(open_db: Callable[[], Store]) -> Callable[..., object]:
     return append
 
 
-def open_card(reader: str | None, slot: int | None) -> Any:
-    from drivers.card.pcsc import PcscContext, PcscReader, card_present
+def card_reader_for(settings: Settings) -> Any:
+    """The ``CardReader`` of the configured backend (``[card] backend``)."""
+    from drivers.card.backend import make_card_reader
 
-    pcsc = PcscReader()
+    return make_card_reader(settings)
+
+
+def open_card(reader: str | None, slot: int | None, card_reader: Any = None) -> Any:
+    """Open the card in ``reader`` (by name), in ``slot`` (by index), or in the first
+    reader holding one; ``card_reader`` is the backend's reader (PC/SC when None)."""
+    if card_reader is None:
+        from drivers.card.pcsc import PcscReader
+
+        card_reader = PcscReader()
     if reader is not None:
-        names = pcsc.readers()
+        names = card_reader.readers()
         if reader not in names:
             raise CardError(f"lecteur introuvable : {reader}")
-        return pcsc.open(names.index(reader))
+        return card_reader.open(names.index(reader))
     if slot is not None:
-        return pcsc.open(slot)
-    with PcscContext() as context:
-        names = context.readers()
-        states = context.states(names) if names else {}
+        return card_reader.open(slot)
+    names = card_reader.readers()
+    holding = set(card_reader.readers_with_card())
     for index, name in enumerate(names):
-        if card_present(states.get(name, (0, b""))[0]):
-            return pcsc.open(index)
+        if name in holding:
+            return card_reader.open(index)
     raise CardError("aucune carte dans les lecteurs : insérez la carte CPS")
 
 
 def login(trust: TrustStore, audit_log: Callable[..., object], idle_timeout_s: float,
-          pin: str, *, reader: str | None = None, slot: int | None = None
-          ) -> PractitionerSession:
+          pin: str, *, reader: str | None = None, slot: int | None = None,
+          card_reader: Any = None) -> PractitionerSession:
     """Open the card and authenticate its holder (call it on the card thread)."""
     from appliance.services.auth import authenticate
 
-    card = open_card(reader, slot)
+    card = open_card(reader, slot, card_reader)
     try:
         return authenticate(card, pin, trust, audit=audit_log, idle_timeout_s=idle_timeout_s)
     except BaseException:

@@ -174,6 +174,12 @@ class PcscReader:
         with PcscContext() as context:
             return context.readers()
 
+    def readers_with_card(self) -> list[str]:
+        with PcscContext() as context:
+            names = context.readers()
+            states = context.states(names) if names else {}
+        return [name for name in names if card_present(states.get(name, (0, b""))[0])]
+
     def open(self, slot: int = 0) -> CpsCard:
         context = PcscContext().establish()
         try:
