@@ -1,0 +1,351 @@
+"""The CPS card through PKCS#11 on a real token: SoftHSM2 holding the test PKI's cards.
+
+Login, the PIN flags, every refusal of the PC/SC path with the same French message, the
+EC key, the watcher and a token taken away mid-session, all through
+``drivers.card.pkcs11``; the CLI and the headless prescription through ``[card] backend =
+"pkcs11"``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+from appliance.cli import main
+from appliance.ports import CardEventKind, CardRemoved, sha256_digest_info
+from appliance.services.auth import REASONS, AuthRefused, Role, SessionGuard, authenticate
+from appliance.store import audit, repositories
+from drivers.card import softhsm as soft
+from drivers.card.pkcs11 import Pkcs11Reader, Pkcs11Watcher
+from drivers.card.pki import PROFILES
+
+pytestmark = pytest.mark.integration
+
+LOCK_DEADLINE_S = 1.0
+
+
+def _open(p11_module, label: str):
+    reader = Pkcs11Reader(p11_module, label)
+    holding = reader.readers_with_card()
+    assert len(holding) == 1, holding
+    return reader.open(reader.readers().index(holding[0]))
+
+
+def _login(p11_module, label: str, trust, audit_log, pin: str = "1234"):
+    card = _open(p11_module, label)
+    try:
+        return authenticate(card, pin, trust, audit=audit_log)
+    except BaseException:
+        card.close()
+        raise
+
+
+def _actions(store):
+    return [(e.action, e.details.get("reason"), e.details.get("tries_left"))
+            for e in audit.entries(store)]
+
+
+def test_right_pin_opens_a_prescriber_session_that_signs(p11_module, card_trust, card_audit,
+                                                         card_store, card_pki):
+    session = _login(p11_module, "physician", card_trust, card_audit)
+    try:
+        who = session.practitioner
+        assert session.role is Role.PRESCRIBER and session.can_sign
+        assert (who.given_name, who.family_name, who.id_nat_ps) == (
+            "Claire", "DUVAL", PROFILES["physician"].id_nat_ps)
+        assert session.reader.startswith("SoftHSM slot ID")
+        data = b'{"id":"ORD-TEST","lines":[]}'
+        signature = session.sign(data)
+        assert session.certificate_der == (card_pki.card_dir("physician") /
+                                           "sign.der").read_bytes()
+        x509.load_der_x509_certificate(session.certificate_der).public_key().verify(
+            signature, data, padding.PKCS1v15(), hashes.SHA256())
+        assert session.card.pin_status().verified
+    finally:
+        session.logout()
+    assert [e.action for e in audit.entries(card_store)] == ["auth.login",
+                                                            "auth.session_locked"]
+    card = _open(p11_module, "physician")
+    try:     # the login did not outlive the session: the keys are out of reach again
+        assert not card.pin_status().verified
+        with pytest.raises(Exception, match="PIN must be verified"):
+            card.sign(sha256_digest_info(b"x"))
+        certs = card.read_certificates()
+        assert certs.authentication == (card_pki.card_dir("physician") /
+                                        "auth.der").read_bytes()
+    finally:
+        card.close()
+
+
+def test_wrong_pin_reports_the_tries_the_token_tells(p11_module, softhsm, card_trust,
+                                                     card_audit, card_store):
+    label = "pin-tries"
+    with pytest.raises(AuthRefused) as exc:        # SoftHSM2 says only "count low"
+        _login(p11_module, label, card_trust, card_audit, pin="0000")
+    assert (exc.value.reason, exc.value.tries_left) == ("wrong_pin", None)
+    assert str(exc.value) == "Code PIN incorrect."
+    card = _open(p11_module, label)
+    try:
+        assert soft.CKF_USER_PIN_COUNT_LOW & card.token_flags()
+        assert card.pin_status().tries_left is None
+    finally:
+        card.close()
+
+    soft.set_token_flags(softhsm, label, soft.CKF_USER_PIN_FINAL_TRY)   # as a card reports it
+    card = _open(p11_module, label)
+    try:
+        assert card.pin_status().tries_left == 1
+    finally:
+        card.close()
+    with pytest.raises(AuthRefused) as exc:
+        _login(p11_module, label, card_trust, card_audit, pin="9999")
+    assert (exc.value.reason, exc.value.tries_left) == ("wrong_pin", 1)
+    assert str(exc.value) == "Code PIN incorrect : 1 essai(s) restant(s)."
+
+    soft.set_token_flags(softhsm, label, soft.CKF_USER_PIN_LOCKED)
+    with pytest.raises(AuthRefused) as exc:     # the right PIN is never sent to it
+        _login(p11_module, label, card_trust, card_audit, pin="1234")
+    assert exc.value.reason == "blocked" and str(exc.value) == REASONS["blocked"]
+    assert _actions(card_store) == [("auth.wrong_pin", None, None), ("auth.wrong_pin", None, 1),
+                                    ("auth.card_blocked", "blocked", None)]
+    assert "0000" not in str([e.details for e in audit.entries(card_store)])
+
+    soft.set_token_flags(softhsm, label, clear_flags=soft.CKF_USER_PIN_LOCKED
+                         | soft.CKF_USER_PIN_FINAL_TRY)
+    session = _login(p11_module, label, card_trust, card_audit)   # the right PIN clears it
+    try:
+        assert not soft.CKF_USER_PIN_COUNT_LOW & session.card.token_flags()
+    finally:
+        session.logout()
+
+
+def test_locked_token_is_refused_without_a_login(p11_module, softhsm, card_trust, card_audit,
+                                                 card_store):
+    with pytest.raises(AuthRefused) as exc:
+        _login(p11_module, "blocked", card_trust, card_audit)
+    assert exc.value.reason == "blocked"
+    card = _open(p11_module, "blocked")
+    try:
+        flags = card.token_flags()
+        assert card.pin_status().blocked
+        assert flags & soft.CKF_USER_PIN_LOCKED and not flags & soft.CKF_USER_PIN_COUNT_LOW
+    finally:
+        card.close()
+    assert _actions(card_store) == [("auth.card_blocked", "blocked", None)]
+
+
+def _pcsc_refusal(vcards, profile, trust, audit_log):
+    from drivers.card.pcsc import PcscReader
+
+    vcards.insert(profile)
+    card = PcscReader().open(0)
+    try:
+        session = authenticate(card, "1234", trust, audit=audit_log)
+    except AuthRefused as exc:
+        card.close()
+        return exc
+    try:
+        session.sign(b"prescription")
+    except AuthRefused as exc:
+        return exc
+    finally:
+        session.logout()
+    raise AssertionError(f"{profile}: no refusal on the PC/SC path")
+
+
+@pytest.mark.parametrize(("profile", "reason"), [
+    ("untrusted", "untrusted"), ("expired", "expired"), ("revoked", "revoked"),
+    ("blocked", "blocked"), ("nurse", "forbidden")])
+def test_every_refusal_has_the_same_french_message_as_on_pcsc(
+        p11_module, vcards, card_trust, card_audit, card_store, profile, reason):
+    try:
+        session = _login(p11_module, profile, card_trust, card_audit)
+    except AuthRefused as exc:
+        pkcs11_refusal = exc
+    else:
+        try:
+            with pytest.raises(AuthRefused) as signing:    # a nurse cannot sign
+                session.sign(b"prescription")
+            pkcs11_refusal = signing.value
+        finally:
+            session.logout()
+    pcsc_refusal = _pcsc_refusal(vcards, profile, card_trust, card_audit)
+    assert pkcs11_refusal.reason == pcsc_refusal.reason == reason
+    assert str(pkcs11_refusal) == str(pcsc_refusal)
+    assert str(pkcs11_refusal).startswith(REASONS[reason].split("{")[0])
+    entries = [(e.action, e.details.get("reason")) for e in audit.entries(card_store)]
+    half = len(entries) // 2        # the same audit entries on both paths
+    assert entries[:half] == entries[half:]
+
+
+def test_an_ec_key_signs_with_ecdsa(p11_module, softhsm):
+    cert = x509.load_der_x509_certificate((softhsm.directory / "ec" / "sign.der").read_bytes())
+    card = _open(p11_module, "ec")
+    try:
+        card.verify_pin("1234")
+        data = b"ordonnance"
+        signature = card.sign(sha256_digest_info(data))
+        public = cert.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        with pytest.raises(Exception, match="SHA-256 DigestInfo"):
+            card.sign(b"\x00" * 51)
+    finally:
+        card.close()
+
+
+class Events:
+    def __init__(self):
+        self.items, self.changed = [], threading.Condition()
+
+    def __call__(self, event):
+        with self.changed:
+            self.items.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, kind, reader=None, timeout_s=5.0):
+        deadline = time.monotonic() + timeout_s
+        with self.changed:
+            while True:
+                for event in self.items:
+                    if event.kind is kind and reader in (None, event.reader):
+                        return event
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {kind} in {[e.kind for e in self.items]}")
+                self.changed.wait(left)
+
+
+def test_token_taken_away_locks_the_session_within_one_second(
+        p11_module, softhsm, card_trust, card_audit, card_store):
+    events = Events()
+    watcher = Pkcs11Watcher(p11_module, "pull-watch")
+    watcher.subscribe(events)
+    watcher.start()
+    try:
+        inserted = events.wait_for(CardEventKind.INSERTED)
+        assert inserted.initial and watcher.service_up
+        assert list(watcher.cards()) == [inserted.reader]
+        # SoftHSM2 answers C_WaitForSlotEvent(CKF_DONT_BLOCK) with CKR_NO_EVENT even when
+        # a token goes away: the slot poll is what sees it.
+        session = _login(p11_module, "pull-watch", card_trust, card_audit)
+        assert session.reader == inserted.reader
+        locked = threading.Event()
+        session.on_lock(lambda s: locked.set())
+        watcher.subscribe(SessionGuard(session))
+        removed_at = time.monotonic()
+        soft.remove_token(softhsm, "pull-watch")
+        assert locked.wait(5)
+        latency = session.locked_at - removed_at
+        print(f"\ntoken taken away -> session locked: {latency * 1000:.0f} ms")
+        assert session.lock_reason == "card_removed" and latency <= LOCK_DEADLINE_S
+        assert session.wait_locked(5)
+        events.wait_for(CardEventKind.REMOVED, inserted.reader)
+        assert watcher.cards() == {}
+        with pytest.raises(AuthRefused) as exc:
+            session.sign(b"x")
+        assert exc.value.reason == "locked"
+    finally:
+        watcher.stop()
+    assert not watcher.running
+    last = audit.entries(card_store)[-1]
+    assert (last.action, last.details) == ("auth.session_locked", {"reason": "card_removed"})
+
+
+def test_a_handle_that_turns_invalid_locks_the_session(p11_module, softhsm, card_trust,
+                                                       card_audit):
+    session = _login(p11_module, "pull-sign", card_trust, card_audit)
+    session.sign(b"before")
+    soft.remove_token(softhsm, "pull-sign")          # no watcher: the signature finds out
+    with pytest.raises(AuthRefused) as exc:
+        session.sign(b"after")
+    assert exc.value.reason == "locked"
+    assert session.locked and session.lock_reason == "card_removed"
+    with pytest.raises(CardRemoved):
+        session.card.pin_status()
+
+
+# -- the commands, with [card] backend = "pkcs11" ------------------------------------------------
+def _settings_toml(data_dir, card_pki, printer_uri: str, registry_url: str, label: str):
+    roots = ", ".join(f'"{p}"' for p in card_pki.trust_roots)
+    crls = ", ".join(f'"{p}"' for p in card_pki.crls)
+    from drivers.card.softhsm import softhsm_module
+
+    toml = data_dir / "ordo.toml"
+    toml.write_text(
+        '[establishment]\nname = "EHPAD Test"\nfiness = "750000001"\n'
+        f'[printer]\nuri = "{printer_uri}"\n[registry]\nurl = "{registry_url}"\n'
+        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n"
+        f'[card]\nbackend = "pkcs11"\npkcs11_module = "{softhsm_module()}"\n'
+        f'token_label = "{label}"\n', "utf-8")
+    return toml
+
+
+def _ordo(toml, data_dir, *args, stdin=None, env=None):
+    return CliRunner().invoke(main, ["--config", str(toml), "--data-dir", str(data_dir), *args],
+                              input=stdin, env=env, catch_exceptions=False)
+
+
+def test_card_info_and_login_commands_through_pkcs11(p11_module, card_data_dir, card_pki):
+    toml = _settings_toml(card_data_dir, card_pki, "tcp://127.0.0.1:9", "http://127.0.0.1:9/f",
+                          "cli")
+    info = json.loads(_ordo(toml, card_data_dir, "card", "info", "--json").stdout)
+    assert (info["role"], info["certificate"], info["id_nat_ps"]) == (
+        "prescriber", "valid", PROFILES["physician"].id_nat_ps)
+    assert info["pin_tries_left"] is None and not info["pin_blocked"]
+    wrong = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", "--json", stdin="0000\n")
+    assert wrong.exit_code == 1
+    assert json.loads(wrong.stdout) == {"ok": False, "reason": "wrong_pin",
+                                        "message": "Code PIN incorrect.", "tries_left": None}
+    good = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", stdin="1234\n")
+    assert good.exit_code == 0 and "rôle prescriber, peut signer" in good.output
+    refused = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", stdin="1234\n",
+                    env={"ORDO_CARD_TOKEN_LABEL": "revoked"})
+    assert refused.exit_code == 1 and REASONS["revoked"] in refused.output
+    store = repositories  # noqa: F841 - the audit chain is checked below
+    from appliance.store import open_store
+
+    db = open_store(card_data_dir / "ordo.sqlite")
+    try:
+        assert [e.action for e in audit.entries(db)] == [
+            "auth.wrong_pin", "auth.login", "auth.session_locked", "auth.refused"]
+    finally:
+        db.close()
+
+
+def test_config_check_and_doctor_describe_the_module(p11_module, card_data_dir, card_pki,
+                                                     tmp_path):
+    toml = _settings_toml(card_data_dir, card_pki, "tcp://127.0.0.1:9", "http://127.0.0.1:9/f",
+                          "physician")
+    doctor = json.loads(_ordo(toml, card_data_dir, "doctor", "--json").stdout)
+    checks = {c["name"]: c for c in doctor["checks"]}
+    assert checks["pkcs11"]["status"] == "ok" and "SoftHSM" in checks["pkcs11"]["detail"]
+    assert "library version 2." in checks["pkcs11"]["detail"]
+    assert checks["card"]["status"] == "ok" and "'physician'" in checks["card"]["detail"]
+    assert "CKF_TOKEN_INITIALIZED" in checks["card"]["detail"]
+    assert "pcscd" not in checks
+    blocked = json.loads(_ordo(toml, card_data_dir, "doctor", "--json",
+                               env={"ORDO_CARD_TOKEN_LABEL": "blocked"}).stdout)
+    card = {c["name"]: c for c in blocked["checks"]}["card"]
+    assert card["status"] == "fail" and "CKF_USER_PIN_LOCKED" in card["detail"]
+
+    broken = tmp_path / "broken-pkcs11.so"
+    broken.write_bytes(b"not an ELF file")
+    for module, expected in ((str(tmp_path / "missing.so"), "an existing PKCS#11 module"),
+                             (str(broken), "a PKCS#11 module that loads")):
+        result = _ordo(toml, card_data_dir, "config", "check", "--json",
+                       env={"ORDO_CARD_PKCS11_MODULE": module})
+        assert result.exit_code == 1
+        findings = [f for f in json.loads(result.stdout)["findings"]
+                    if f["key"] == "card.pkcs11_module"]
+        assert findings and findings[0]["value"] == module
+        assert expected in findings[0]["expected"]
+    bad = _ordo(toml, card_data_dir, "config", "check", env={"ORDO_CARD_BACKEND": "smartcard"})
+    assert bad.exit_code != 0 and "card.backend" in bad.output
