@@ -25,8 +25,10 @@ from appliance.store import audit, repositories
 from drivers.card import softhsm as soft
 from drivers.card.pkcs11 import Pkcs11Reader, Pkcs11Watcher
 from drivers.card.pki import PROFILES
+from tests.integration.test_kiosk import kiosk_bdpm
 
 pytestmark = pytest.mark.integration
+SHARED_FIXTURES = (kiosk_bdpm,)  # from test_kiosk, for pytest to find it
 
 LOCK_DEADLINE_S = 1.0
 
@@ -349,3 +351,66 @@ def test_config_check_and_doctor_describe_the_module(p11_module, card_data_dir, 
         assert expected in findings[0]["expected"]
     bad = _ordo(toml, card_data_dir, "config", "check", env={"ORDO_CARD_BACKEND": "smartcard"})
     assert bad.exit_code != 0 and "card.backend" in bad.output
+
+
+def test_prescribe_print_verify_and_sync_through_pkcs11(p11_module, card_data_dir, card_pki,
+                                                        emulators, kiosk_bdpm, registry_sim):
+    from appliance.services import prescribing
+    from appliance.services.referential import import_bdpm
+    from appliance.store import open_store
+    from appliance.tui.demo_data import demo_residents
+    from tests.integration.test_kiosk import AM
+    from tests.integration.test_prescribe import GOOD
+
+    emulator = emulators()
+    toml = _settings_toml(card_data_dir, card_pki, emulator.uri, registry_sim.url, "physician")
+    import_bdpm(card_data_dir, kiosk_bdpm, referential_date="2022-06-03")
+    store = open_store(card_data_dir / "ordo.sqlite")
+    try:
+        with store.write() as db:
+            repositories.upsert_residents(db, demo_residents())
+        p = PROFILES["physician"]
+        from appliance.domain.people import Practitioner
+
+        prescribing.add_practitioner(store, Practitioner(
+            id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
+            profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
+    finally:
+        store.close()
+    draft = card_data_dir / "draft.json"
+    draft.write_text(json.dumps(GOOD, ensure_ascii=False), "utf-8")
+
+    result = _ordo(toml, card_data_dir, "prescribe", str(draft), "--pin-stdin", "--json",
+                   "--print-now", stdin="1234\n")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["ok"] and out["state"] == "signed" and out["printed"]
+
+    printed = emulator.wait_for_jobs(1)[0]
+    payload = printed.qr_texts[0]
+    verified = _ordo(toml, card_data_dir, "qr", "verify", payload, "--json")
+    assert verified.exit_code == 0, verified.output
+    check = json.loads(verified.stdout)
+    assert check["result"] == "VALID"
+    assert check["fields"]["prescription_id"] == out["prescription_id"]
+
+    synced = _ordo(toml, card_data_dir, "sync", "once", "--json")
+    assert synced.exit_code == 0, synced.output
+    assert json.loads(synced.stdout)["push"]["acknowledged"] == 1
+    assert registry_sim.db.count() == 1
+
+    anyone = card_data_dir / "draft-no-prescriber.json"
+    anyone.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "prescriber"}), "utf-8")
+    refused = _ordo(toml, card_data_dir, "prescribe", str(anyone), "--pin-stdin", "--json",
+                    stdin="1234\n", env={"ORDO_CARD_TOKEN_LABEL": "nurse"})
+    assert refused.exit_code == 3, refused.output        # a nurse's card cannot sign
+    assert json.loads(refused.stdout)["reason"] == "forbidden"
+
+    db = open_store(card_data_dir / "ordo.sqlite")
+    try:
+        actions = [e.action for e in audit.entries(db)]
+        assert actions.index("auth.login") < actions.index("prescription.signed")
+        assert "print.printed" in actions
+        assert audit.verify(db) == len(actions)
+    finally:
+        db.close()
