@@ -128,7 +128,23 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def measure(work: Path, runs: int) -> dict:
+def open_pkcs11_card(pki, work: Path) -> tuple:
+    """The physician's card as a SoftHSM2 token (provisioned in ``work``), opened through
+    the PKCS#11 backend; returns ``(card, reader name)``. SoftHSM2 reads its configuration
+    when this process first loads it: nothing before has."""
+    import os
+
+    from drivers.card import pkcs11, softhsm
+
+    tokens = softhsm.provision(pki, work / "softhsm", tokens={"physician": "physician"},
+                               force=True)
+    os.environ["SOFTHSM2_CONF"] = str(tokens.conf)
+    reader = pkcs11.Pkcs11Reader(pkcs11.module(tokens.module), "physician")
+    name = reader.readers_with_card()[0]
+    return reader.open(reader.readers().index(name)), name
+
+
+def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
     from appliance.ports import sha256_digest_info
     from appliance.services import prescribing
     from appliance.services.auth import authenticate
@@ -147,13 +163,17 @@ def measure(work: Path, runs: int) -> dict:
     session = worker = None
     stores = []
     try:
-        settings, _pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
-        inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
+        settings, pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
         store = open_store(settings.db_path, migrate=False)
         stores.append(store)
         trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-        reader = PcscReader()
-        card = reader.open(reader.readers().index(inserted.reader))
+        if backend == "pkcs11":
+            card, reader_name = open_pkcs11_card(pki, work)
+        else:
+            inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
+            reader = PcscReader()
+            card = reader.open(reader.readers().index(inserted.reader))
+            reader_name = inserted.reader
         session = authenticate(card, PIN, trust, audit=functools.partial(audit.append, store),
                                idle_timeout_s=3600.0)
         doctor = PROFILES["physician"].id_nat_ps
@@ -218,7 +238,8 @@ def measure(work: Path, runs: int) -> dict:
             },
             "jobs_done": printed[0]["n"],
             "jobs_expected": runs + 1,
-            "reader": inserted.reader,
+            "reader": reader_name,
+            "backend": backend,
             "goals": {"p95_max_ms": GOAL_P95_MS, "met": ordo_ms["p95"] <= GOAL_P95_MS},
         }
     finally:
@@ -237,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="measured runs of each (30)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--backend", choices=("pcsc", "pkcs11"), default="pcsc",
+                        help="the card: the virtual card in pcscd (pcsc), or the physician's "
+                             "SoftHSM2 token through the PKCS#11 backend (pkcs11)")
     parser.add_argument("--emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.emulator:
@@ -248,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started_pcscd = pcscd.ensure()
         result = {"machine_before": machine(), "pcscd_started_here": started_pcscd}
-        result.update(measure(work, args.runs))
+        result.update(measure(work, args.runs, args.backend))
         result["machine_after"] = machine()
     finally:
         pcscd.stop()
