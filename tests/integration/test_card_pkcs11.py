@@ -414,3 +414,56 @@ def test_prescribe_print_verify_and_sync_through_pkcs11(p11_module, card_data_di
         assert audit.verify(db) == len(actions)
     finally:
         db.close()
+
+
+def test_the_kiosk_logs_in_and_locks_with_the_pkcs11_backend(p11_module, softhsm, card_data_dir,
+                                                             card_pki, emulators, kiosk_bdpm):
+    from appliance.bootstrap import bootstrap
+    from appliance.config import load_settings
+    from appliance.domain.people import Practitioner
+    from appliance.services import prescribing
+    from appliance.services.referential import import_bdpm
+    from appliance.tui.demo_data import demo_residents
+    from tests.integration.test_kiosk import AM, log_in, run, screen_name, text_of, until
+
+    toml = _settings_toml(card_data_dir, card_pki, emulators().uri, "http://127.0.0.1:9/f",
+                          "pull-kiosk")
+    app_root = bootstrap(load_settings(config_file=toml, data_dir=card_data_dir, environ={}))
+    import_bdpm(card_data_dir, kiosk_bdpm, referential_date="2022-06-03")
+    with app_root.store.write() as db:
+        repositories.upsert_residents(db, demo_residents())
+    p = PROFILES["physician"]
+    prescribing.add_practitioner(app_root.store, Practitioner(
+        id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
+        profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
+    from appliance.commands.kiosk import build_context
+    from appliance.tui.app import make_app
+
+    ctx, parts = build_context(app_root, console=False)
+    app = make_app(ctx)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: screen_name(app) == "PinScreen", what="the PIN screen")
+            assert isinstance(ctx.watcher, Pkcs11Watcher)
+            await pilot.press(*"0000", "enter")
+            await until(pilot, lambda: "Code PIN incorrect." in text_of(app, "#message"))
+            await log_in(pilot, app)
+            assert "Claire DUVAL (médecin)" in text_of(app, "#title")
+            removed_at = time.monotonic()
+            soft.remove_token(softhsm, "pull-kiosk")
+            await until(pilot, lambda: screen_name(app) == "LockScreen", timeout=5,
+                        what="the lock screen")
+            print(f"\nkiosk: token taken away -> lock screen in "
+                  f"{(time.monotonic() - removed_at) * 1000:.0f} ms")
+            await until(pilot, lambda: "Carte absente" in app.status_line,
+                        what="the card event shown in the status line")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+    actions = [e.action for e in audit.entries(app_root.store)]
+    assert actions[-1] == "auth.session_locked" and "auth.login" in actions
+    assert audit.entries(app_root.store)[-1].details == {"reason": "card_removed"}
+    app_root.close()
