@@ -19,7 +19,12 @@ How the port maps onto PKCS#11:
 * ``verify_pin``: ``C_Login`` (CKU_USER) on a new session; ``CKR_PIN_INCORRECT`` →
   ``WrongPin`` with the tries the flags then tell, ``CKR_PIN_LOCKED`` → ``PinBlocked``. A
   token whose flags already say locked gets no ``C_Login`` at all. No reference to the PIN is
-  kept once ``C_Login`` returns.
+  kept once ``C_Login`` returns (a Python string cannot be wiped; it is dropped at once).
+  python-pkcs11 logs in on a session it opens for that (it has no login on an existing
+  session) and does not close it when ``C_Login`` is refused: that session stays open, not
+  logged in, until the card leaves or the process ends (one per wrong PIN, and a card
+  blocks after a few). The login state of PKCS#11 is the token's, for every session of the
+  process: ``close`` logs out, which logs those out too.
 * ``read_certificates``: every X.509 certificate object of the token, told apart by its key
   usage as in PROTOCOL.md (the labels differ between OpenSC and the ANS middleware): the
   one with ``nonRepudiation`` is the signature certificate, the one with
