@@ -399,6 +399,11 @@ def test_prescribe_print_verify_and_sync_through_pkcs11(p11_module, card_data_di
     assert json.loads(synced.stdout)["push"]["acknowledged"] == 1
     assert registry_sim.db.count() == 1
 
+    reprinted = _ordo(toml, card_data_dir, "reprint", out["prescription_id"], "--pin-stdin",
+                      "--json", stdin="1234\n", env={"ORDO_CARD_TOKEN_LABEL": "nurse"})
+    assert reprinted.exit_code == 0, reprinted.output      # a nurse's card may reprint
+    assert json.loads(reprinted.stdout)["status"] == "queued"
+
     anyone = card_data_dir / "draft-no-prescriber.json"
     anyone.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "prescriber"}), "utf-8")
     refused = _ordo(toml, card_data_dir, "prescribe", str(anyone), "--pin-stdin", "--json",
