@@ -3,14 +3,16 @@ card signature plus a bare TCP send of the same job, same run.
 
 Run from the repository root::
 
-    python -m bench.sign_print [--runs 30] [--keep DIR]
+    python -m bench.sign_print [--runs 30] [--keep DIR] [--backend pcsc|pkcs11]
 
 Real pieces: pcscd with the vsmartcard ``vpcd`` reader (the running pcscd, or one started
 here and stopped at the end), the virtual physician card in **slot 1** (TCP 35964; slot 0
 is left to the tests), the ESC/POS printer emulator over TCP in a process of its own (as a
 network printer is a box of its own), a real store. The physician logs in once with the
 card (PIN, challenge), then ``--runs`` drafts of three lines (two medications, one act) for
-a demo resident are made beforehand (not timed).
+a demo resident are made beforehand (not timed). With ``--backend pkcs11`` the card is the
+physician's SoftHSM2 token instead, reached through the PKCS#11 backend that the composition
+root builds from ``[card]`` (no pcscd).
 
 Alternately, ``--runs`` times each:
 
@@ -30,14 +32,11 @@ Goal (issue 9): ordo p95 ≤ 150 ms. Prints JSON only.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import select
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,10 +45,9 @@ from bench.common import (
     BENCH_SLOT,
     PIN,
     ROOT,
-    Pcscd,
-    emit,
-    machine,
+    bench_run,
     percentiles_ms,
+    pkcs11_settings,
     prepare_data_dir,
 )
 
@@ -128,66 +126,38 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def open_pkcs11_card(pki, work: Path) -> tuple:
-    """The physician's card as a SoftHSM2 token (provisioned in ``work``), opened through
-    the PKCS#11 backend; returns ``(card, reader name)``. SoftHSM2 reads its configuration
-    when this process first loads it: nothing before has."""
-    import os
-
-    from drivers.card import pkcs11, softhsm
-
-    tokens = softhsm.provision(pki, work / "softhsm", tokens={"physician": "physician"},
-                               force=True)
-    os.environ["SOFTHSM2_CONF"] = str(tokens.conf)
-    reader = pkcs11.Pkcs11Reader(pkcs11.module(tokens.module), "physician")
-    name = reader.readers_with_card()[0]
-    return reader.open(reader.readers().index(name)), name
-
-
 def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
-    from appliance.ports import sha256_digest_info
+    from appliance.bootstrap import bootstrap
+    from appliance.ports.card import sha256_digest_info
     from appliance.services import prescribing
-    from appliance.services.auth import authenticate
-    from appliance.services.printing import PrintQueue, PrintWorker
-    from appliance.services.trust import load_trust_store
-    from appliance.store import audit, open_store
+    from appliance.services.printing import PrintWorker
     from appliance.tui.demo_data import demo_draft
     from drivers.card import virtual
-    from drivers.card.pcsc import PcscReader
     from drivers.card.pki import PROFILES
-    from drivers.printer.escpos import EscPosOrderPrinter
 
     emulator = EmulatorProcess()
     data_dir = work / "data"
     inserted = None
-    session = worker = None
-    stores = []
+    session = worker = app = worker_uow = None
     try:
         settings, pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
-        store = open_store(settings.db_path, migrate=False)
-        stores.append(store)
-        trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
         if backend == "pkcs11":
-            card, reader_name = open_pkcs11_card(pki, work)
+            settings = pkcs11_settings(settings, pki, work)
         else:
             inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
-            reader = PcscReader()
-            card = reader.open(reader.readers().index(inserted.reader))
-            reader_name = inserted.reader
-        session = authenticate(card, PIN, trust, audit=functools.partial(audit.append, store),
-                               idle_timeout_s=3600.0)
+        app = bootstrap(settings)  # the kiosk's adapters: login recipe, units of work, printer
+        store = app.uow.store  # type: ignore[attr-defined]
+        session = app.login(PIN, reader=inserted.reader if inserted else None)
         doctor = PROFILES["physician"].id_nat_ps
-        drafts = prescribing.import_drafts(store, [(doctor, demo_draft())] * (runs + 1),
+        drafts = prescribing.import_drafts(app.uow, [(doctor, demo_draft())] * (runs + 1),
                                            ids=prescribing.IdAllocator(), actor=doctor)
-        worker_store = open_store(settings.db_path, migrate=False)
-        stores.append(worker_store)
-        worker = PrintWorker(PrintQueue(worker_store, EscPosOrderPrinter.from_settings(settings)),
-                             idle_s=3600.0)
+        worker_uow = app.new_uow()  # the print worker's own connection, as in the kiosk
+        worker = PrintWorker(app.print_queue(worker_uow), idle_s=3600.0)
         worker.start()
 
         def ordo(prescription_id: str) -> tuple[float, float, dict]:
             started = time.monotonic()
-            prescribing.sign(store, session, prescription_id)
+            prescribing.sign(app.uow, session, prescription_id)
             signed = time.monotonic()
             worker.wake()
             job = emulator.next_job()
@@ -238,17 +208,19 @@ def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
             },
             "jobs_done": printed[0]["n"],
             "jobs_expected": runs + 1,
-            "reader": reader_name,
+            "reader": session.reader,
             "backend": backend,
             "goals": {"p95_max_ms": GOAL_P95_MS, "met": ordo_ms["p95"] <= GOAL_P95_MS},
         }
     finally:
         if worker is not None:
             worker.stop()
+        if worker_uow is not None:
+            worker_uow.close()
         if session is not None:
             session.logout()
-        for store in stores:
-            store.close()
+        if app is not None:
+            app.close()
         if inserted is not None:
             virtual.remove(data_dir, BENCH_SLOT)
         emulator.stop()
@@ -266,19 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.emulator:
         emulator_child()
         return 0
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sign-"))
-    work.mkdir(parents=True, exist_ok=True)
-    pcscd = Pcscd(work / "pcscd.log")
-    try:
-        started_pcscd = pcscd.ensure()
-        result = {"machine_before": machine(), "pcscd_started_here": started_pcscd}
+    with bench_run(args.keep, "ordo-bench-sign-", pcscd=args.backend == "pcsc") as (work, result):
         result.update(measure(work, args.runs, args.backend))
-        result["machine_after"] = machine()
-    finally:
-        pcscd.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

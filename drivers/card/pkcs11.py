@@ -2,7 +2,7 @@
 its IAS-ECC driver), the ANS's own middleware (Cryptolib CPS, ``libcps3_pkcs11_lux.so``),
 or SoftHSM2 in the tests.
 
-``Pkcs11Reader`` (``appliance.ports.CardReader``), ``Pkcs11Card`` (``CardSession``) and
+``Pkcs11Reader`` (``appliance.ports.card.CardReader``), ``Pkcs11Card`` (``CardSession``) and
 ``Pkcs11Watcher`` (``CardWatcher``) sit behind the same port as the PC/SC path
 (``drivers.card.pcsc``, ``cps``, ``monitor``): the services, the kiosk and the CLI see no
 difference. The binding is python-pkcs11 (``import pkcs11``), imported when the module is
@@ -72,16 +72,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import CardError
-from appliance.ports import (
+from appliance.errors import CardError, CardRemoved, PinBlocked, WrongPin
+from appliance.ports.card import (
     SHA256_DIGEST_INFO_PREFIX,
     CardCertificates,
     CardEvent,
     CardEventKind,
-    CardRemoved,
-    PinBlocked,
     PinStatus,
-    WrongPin,
 )
 
 log = logging.getLogger(__name__)
@@ -103,17 +100,6 @@ def default_module() -> str | None:
         if found:
             return str(found[0])
     return None
-
-
-def module_path(configured: str) -> str:
-    """``card.pkcs11_module``, or OpenSC's module when it is empty."""
-    if configured:
-        return configured
-    found = default_module()
-    if found is None:
-        raise CardError("aucun module PKCS#11 : installez OpenSC (apt-get install "
-                        "opensc-pkcs11) ou réglez card.pkcs11_module")
-    return found
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -209,7 +195,8 @@ def _load(path: str) -> Any:
     try:
         lib = pkcs11.lib(path)
     except pkcs11.exceptions.PKCS11Error as exc:
-        raise CardError(f"cannot load the PKCS#11 module {path}: {_name(exc)} {exc}") from exc
+        raise CardError(f"module PKCS#11 inutilisable : {path} ({_name(exc)} {exc})".strip()
+                        ) from exc
     log.info("PKCS#11 module loaded", extra={"fields": {
         "module": path, "manufacturer": lib.manufacturer_id,
         "version": ".".join(map(str, lib.library_version))}})
@@ -303,18 +290,15 @@ class Pkcs11Reader:
     def readers(self) -> list[str]:
         return [view.reader for view in scan(self.module, self.token_label)]
 
-    def readers_with_card(self) -> list[str]:
-        return [view.reader for view in scan(self.module, self.token_label) if view.present]
-
     def open(self, slot: int = 0) -> Pkcs11Card:
         views = scan(self.module, self.token_label)
         if not 0 <= slot < len(views):
-            raise CardError(f"no reader in slot {slot} (readers: "
-                            f"{[v.reader for v in views] or 'none'})")
+            raise CardError(f"aucun lecteur à l'emplacement {slot} (lecteurs : "
+                            f"{', '.join(v.reader for v in views) or 'aucun'})")
         view = views[slot]
         if not view.present:
             wanted = f" « {self.token_label} »" if self.token_label else ""
-            raise CardRemoved(f"no card{wanted} in the reader {view.reader!r}")
+            raise CardRemoved(f"aucune carte{wanted} dans le lecteur « {view.reader} »")
         return Pkcs11Card.open(self.module, view)
 
 

@@ -1,9 +1,10 @@
 """The CPS card through PKCS#11 on a real token: SoftHSM2 holding the test PKI's cards.
 
 Login, the PIN flags, every refusal of the PC/SC path with the same French message, the
-EC key, the watcher and a token taken away mid-session, all through
-``drivers.card.pkcs11``; the CLI and the headless prescription through ``[card] backend =
-"pkcs11"``.
+EC key, the watcher and a token taken away mid-session, all through ``drivers.card.pkcs11``
+and the login recipe (``appliance.services.auth.login``); the CLI, the headless
+prescription, the reprint and the kiosk through ``[card] backend = "pkcs11"``, i.e. the
+adapters that the composition root (``appliance.bootstrap.card_backend``) builds.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from appliance.cli import main
-from appliance.ports import CardEventKind, CardRemoved, sha256_digest_info
-from appliance.services.auth import REASONS, AuthRefused, Role, SessionGuard, authenticate
-from appliance.store import audit, repositories
+from appliance.domain.people import Practitioner, Role
+from appliance.errors import CardRemoved
+from appliance.ports.card import CardEventKind, sha256_digest_info
+from appliance.services.auth import REASONS, AuthRefused, SessionGuard, login, open_card
+from appliance.store import audit
 from drivers.card import softhsm as soft
 from drivers.card.pkcs11 import Pkcs11Reader, Pkcs11Watcher
 from drivers.card.pki import PROFILES
@@ -34,19 +37,14 @@ LOCK_DEADLINE_S = 1.0
 
 
 def _open(p11_module, label: str):
-    reader = Pkcs11Reader(p11_module, label)
-    holding = reader.readers_with_card()
-    assert len(holding) == 1, holding
-    return reader.open(reader.readers().index(holding[0]))
+    """The token labelled ``label``, in the first slot that holds it."""
+    return open_card(Pkcs11Reader(p11_module, label))
 
 
 def _login(p11_module, label: str, trust, audit_log, pin: str = "1234"):
-    card = _open(p11_module, label)
-    try:
-        return authenticate(card, pin, trust, audit=audit_log)
-    except BaseException:
-        card.close()
-        raise
+    """The login recipe of ``App.login`` on the token labelled ``label``."""
+    return login(Pkcs11Reader(p11_module, label), pin, trust, audit=audit_log,
+                 idle_timeout_s=300.0)
 
 
 def _actions(store):
@@ -55,7 +53,7 @@ def _actions(store):
 
 
 def test_right_pin_opens_a_prescriber_session_that_signs(p11_module, card_trust, card_audit,
-                                                         card_store, card_pki):
+                                                         store, card_pki):
     session = _login(p11_module, "physician", card_trust, card_audit)
     try:
         who = session.practitioner
@@ -72,7 +70,7 @@ def test_right_pin_opens_a_prescriber_session_that_signs(p11_module, card_trust,
         assert session.card.pin_status().verified
     finally:
         session.logout()
-    assert [e.action for e in audit.entries(card_store)] == ["auth.login",
+    assert [e.action for e in audit.entries(store)] == ["auth.login",
                                                             "auth.session_locked"]
     card = _open(p11_module, "physician")
     try:     # the login did not outlive the session: the keys are out of reach again
@@ -87,7 +85,7 @@ def test_right_pin_opens_a_prescriber_session_that_signs(p11_module, card_trust,
 
 
 def test_wrong_pin_reports_the_tries_the_token_tells(p11_module, softhsm, card_trust,
-                                                     card_audit, card_store):
+                                                     card_audit, store):
     label = "pin-tries"
     with pytest.raises(AuthRefused) as exc:        # SoftHSM2 says only "count low"
         _login(p11_module, label, card_trust, card_audit, pin="0000")
@@ -115,9 +113,9 @@ def test_wrong_pin_reports_the_tries_the_token_tells(p11_module, softhsm, card_t
     with pytest.raises(AuthRefused) as exc:     # the right PIN is never sent to it
         _login(p11_module, label, card_trust, card_audit, pin="1234")
     assert exc.value.reason == "blocked" and str(exc.value) == REASONS["blocked"]
-    assert _actions(card_store) == [("auth.wrong_pin", None, None), ("auth.wrong_pin", None, 1),
+    assert _actions(store) == [("auth.wrong_pin", None, None), ("auth.wrong_pin", None, 1),
                                     ("auth.card_blocked", "blocked", None)]
-    assert "0000" not in str([e.details for e in audit.entries(card_store)])
+    assert "0000" not in str([e.details for e in audit.entries(store)])
 
     soft.set_token_flags(softhsm, label, clear_flags=soft.CKF_USER_PIN_LOCKED
                          | soft.CKF_USER_PIN_FINAL_TRY)
@@ -129,7 +127,7 @@ def test_wrong_pin_reports_the_tries_the_token_tells(p11_module, softhsm, card_t
 
 
 def test_locked_token_is_refused_without_a_login(p11_module, softhsm, card_trust, card_audit,
-                                                 card_store):
+                                                 store):
     with pytest.raises(AuthRefused) as exc:
         _login(p11_module, "blocked", card_trust, card_audit)
     assert exc.value.reason == "blocked"
@@ -140,18 +138,17 @@ def test_locked_token_is_refused_without_a_login(p11_module, softhsm, card_trust
         assert flags & soft.CKF_USER_PIN_LOCKED and not flags & soft.CKF_USER_PIN_COUNT_LOW
     finally:
         card.close()
-    assert _actions(card_store) == [("auth.card_blocked", "blocked", None)]
+    assert _actions(store) == [("auth.card_blocked", "blocked", None)]
 
 
 def _pcsc_refusal(vcards, profile, trust, audit_log):
     from drivers.card.pcsc import PcscReader
 
     vcards.insert(profile)
-    card = PcscReader().open(0)
     try:
-        session = authenticate(card, "1234", trust, audit=audit_log)
+        session = login(PcscReader(), "1234", trust, audit=audit_log, idle_timeout_s=300.0,
+                        slot=0)
     except AuthRefused as exc:
-        card.close()
         return exc
     try:
         session.sign(b"prescription")
@@ -166,7 +163,7 @@ def _pcsc_refusal(vcards, profile, trust, audit_log):
     ("untrusted", "untrusted"), ("expired", "expired"), ("revoked", "revoked"),
     ("blocked", "blocked"), ("nurse", "forbidden")])
 def test_every_refusal_has_the_same_french_message_as_on_pcsc(
-        p11_module, vcards, card_trust, card_audit, card_store, profile, reason):
+        p11_module, vcards, card_trust, card_audit, store, profile, reason):
     try:
         session = _login(p11_module, profile, card_trust, card_audit)
     except AuthRefused as exc:
@@ -182,7 +179,7 @@ def test_every_refusal_has_the_same_french_message_as_on_pcsc(
     assert pkcs11_refusal.reason == pcsc_refusal.reason == reason
     assert str(pkcs11_refusal) == str(pcsc_refusal)
     assert str(pkcs11_refusal).startswith(REASONS[reason].split("{")[0])
-    entries = [(e.action, e.details.get("reason")) for e in audit.entries(card_store)]
+    entries = [(e.action, e.details.get("reason")) for e in audit.entries(store)]
     half = len(entries) // 2        # the same audit entries on both paths
     assert entries[:half] == entries[half:]
 
@@ -226,7 +223,7 @@ class Events:
 
 
 def test_token_taken_away_locks_the_session_within_one_second(
-        p11_module, softhsm, card_trust, card_audit, card_store):
+        p11_module, softhsm, card_trust, card_audit, store):
     events = Events()
     watcher = Pkcs11Watcher(p11_module, "pull-watch")
     watcher.subscribe(events)
@@ -257,7 +254,7 @@ def test_token_taken_away_locks_the_session_within_one_second(
     finally:
         watcher.stop()
     assert not watcher.running
-    last = audit.entries(card_store)[-1]
+    last = audit.entries(store)[-1]
     assert (last.action, last.details) == ("auth.session_locked", {"reason": "card_removed"})
 
 
@@ -274,25 +271,60 @@ def test_a_handle_that_turns_invalid_locks_the_session(p11_module, softhsm, card
         session.card.pin_status()
 
 
-# -- the commands, with [card] backend = "pkcs11" ------------------------------------------------
+# -- the commands and the kiosk, with [card] backend = "pkcs11" ---------------------------------
 def _settings_toml(data_dir, card_pki, printer_uri: str, registry_url: str, label: str):
-    roots = ", ".join(f'"{p}"' for p in card_pki.trust_roots)
-    crls = ", ".join(f'"{p}"' for p in card_pki.crls)
-    from drivers.card.softhsm import softhsm_module
+    from appliance.config import write_config
 
-    toml = data_dir / "ordo.toml"
-    toml.write_text(
-        '[establishment]\nname = "EHPAD Test"\nfiness = "750000001"\n'
-        f'[printer]\nuri = "{printer_uri}"\n[registry]\nurl = "{registry_url}"\n'
-        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n"
-        f'[card]\nbackend = "pkcs11"\npkcs11_module = "{softhsm_module()}"\n'
-        f'token_label = "{label}"\n', "utf-8")
-    return toml
+    return write_config(data_dir / "ordo.toml", {
+        "establishment": {"name": "EHPAD Test", "finess": "750000001"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": registry_url},
+        "security": {"trust_roots": [str(p) for p in card_pki.trust_roots],
+                     "crls": [str(p) for p in card_pki.crls]},
+        "card": {"backend": "pkcs11", "pkcs11_module": soft.softhsm_module(),
+                 "token_label": label},
+    })
 
 
 def _ordo(toml, data_dir, *args, stdin=None, env=None):
     return CliRunner().invoke(main, ["--config", str(toml), "--data-dir", str(data_dir), *args],
                               input=stdin, env=env, catch_exceptions=False)
+
+
+def _root(toml, data_dir):
+    """The composition root of these settings, with the demo residents and the physician
+    (N° AM on record) in its database."""
+    from appliance.bootstrap import bootstrap
+    from appliance.config import load_settings
+    from appliance.services import prescribing
+    from appliance.tui.demo_data import demo_residents
+    from tests.integration.test_kiosk import AM
+
+    app = bootstrap(load_settings(config_file=toml, data_dir=data_dir, environ={}))
+    with app.uow:
+        app.uow.residents.upsert(demo_residents())
+        app.uow.commit()
+    p = PROFILES["physician"]
+    prescribing.add_practitioner(app.uow, Practitioner(
+        id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
+        profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
+    return app
+
+
+def _audit_entries(data_dir) -> list:
+    """The audit chain of ``data_dir``'s database (verified)."""
+    from appliance.store import open_store
+
+    db = open_store(data_dir / "ordo.sqlite")
+    try:
+        assert audit.verify(db) == len(audit.entries(db))
+        return audit.entries(db)
+    finally:
+        db.close()
+
+
+def _audit_actions(data_dir) -> list[str]:
+    return [e.action for e in _audit_entries(data_dir)]
 
 
 def test_card_info_and_login_commands_through_pkcs11(p11_module, card_data_dir, card_pki):
@@ -302,24 +334,25 @@ def test_card_info_and_login_commands_through_pkcs11(p11_module, card_data_dir, 
     assert (info["role"], info["certificate"], info["id_nat_ps"]) == (
         "prescriber", "valid", PROFILES["physician"].id_nat_ps)
     assert info["pin_tries_left"] is None and not info["pin_blocked"]
+    text = _ordo(toml, card_data_dir, "card", "info")
+    assert "Essais PIN  : non indiqués par la carte" in text.output
     wrong = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", "--json", stdin="0000\n")
-    assert wrong.exit_code == 1
+    assert wrong.exit_code == 3
     assert json.loads(wrong.stdout) == {"ok": False, "reason": "wrong_pin",
                                         "message": "Code PIN incorrect.", "tries_left": None}
     good = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", stdin="1234\n")
     assert good.exit_code == 0 and "rôle prescriber, peut signer" in good.output
     refused = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", stdin="1234\n",
                     env={"ORDO_CARD_TOKEN_LABEL": "revoked"})
-    assert refused.exit_code == 1 and REASONS["revoked"] in refused.output
-    store = repositories  # noqa: F841 - the audit chain is checked below
-    from appliance.store import open_store
-
-    db = open_store(card_data_dir / "ordo.sqlite")
-    try:
-        assert [e.action for e in audit.entries(db)] == [
-            "auth.wrong_pin", "auth.login", "auth.session_locked", "auth.refused"]
-    finally:
-        db.close()
+    assert refused.exit_code == 3
+    assert refused.stderr.splitlines()[-1] == f"Erreur : {REASONS['revoked']}"
+    absent = _ordo(toml, card_data_dir, "card", "login", "--pin-stdin", stdin="1234\n",
+                   env={"ORDO_CARD_TOKEN_LABEL": "no-such-card"})
+    assert absent.exit_code == 3
+    assert absent.stderr.splitlines()[-1] == (
+        "Erreur : aucune carte dans les lecteurs : insérez la carte CPS")
+    assert _audit_actions(card_data_dir) == [
+        "auth.wrong_pin", "auth.login", "auth.session_locked", "auth.refused"]
 
 
 def test_config_check_and_doctor_describe_the_module(p11_module, card_data_dir, card_pki,
@@ -350,33 +383,20 @@ def test_config_check_and_doctor_describe_the_module(p11_module, card_data_dir, 
         assert findings and findings[0]["value"] == module
         assert expected in findings[0]["expected"]
     bad = _ordo(toml, card_data_dir, "config", "check", env={"ORDO_CARD_BACKEND": "smartcard"})
-    assert bad.exit_code != 0 and "card.backend" in bad.output
+    assert bad.exit_code == 4
+    assert bad.stderr.splitlines()[-1] == (
+        "Erreur : réglage invalide card.backend = 'smartcard' : attendu pcsc ou pkcs11")
 
 
-def test_prescribe_print_verify_and_sync_through_pkcs11(p11_module, card_data_dir, card_pki,
-                                                        emulators, kiosk_bdpm, registry_sim):
-    from appliance.services import prescribing
+def test_prescribe_print_verify_sync_and_reprint_through_pkcs11(
+        p11_module, card_data_dir, card_pki, emulators, kiosk_bdpm, registry_sim):
     from appliance.services.referential import import_bdpm
-    from appliance.store import open_store
-    from appliance.tui.demo_data import demo_residents
-    from tests.integration.test_kiosk import AM
     from tests.integration.test_prescribe import GOOD
 
     emulator = emulators()
     toml = _settings_toml(card_data_dir, card_pki, emulator.uri, registry_sim.url, "physician")
     import_bdpm(card_data_dir, kiosk_bdpm, referential_date="2022-06-03")
-    store = open_store(card_data_dir / "ordo.sqlite")
-    try:
-        with store.write() as db:
-            repositories.upsert_residents(db, demo_residents())
-        p = PROFILES["physician"]
-        from appliance.domain.people import Practitioner
-
-        prescribing.add_practitioner(store, Practitioner(
-            id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
-            profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
-    finally:
-        store.close()
+    _root(toml, card_data_dir).close()
     draft = card_data_dir / "draft.json"
     draft.write_text(json.dumps(GOOD, ensure_ascii=False), "utf-8")
 
@@ -403,6 +423,10 @@ def test_prescribe_print_verify_and_sync_through_pkcs11(p11_module, card_data_di
                       "--json", stdin="1234\n", env={"ORDO_CARD_TOKEN_LABEL": "nurse"})
     assert reprinted.exit_code == 0, reprinted.output      # a nurse's card may reprint
     assert json.loads(reprinted.stdout)["status"] == "queued"
+    wrong = _ordo(toml, card_data_dir, "reprint", out["prescription_id"], "--pin-stdin",
+                  stdin="0000\n", env={"ORDO_CARD_TOKEN_LABEL": "nurse"})
+    assert wrong.exit_code == 3
+    assert wrong.stderr.splitlines()[-1] == "Erreur : Code PIN incorrect."
 
     anyone = card_data_dir / "draft-no-prescriber.json"
     anyone.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "prescriber"}), "utf-8")
@@ -411,39 +435,22 @@ def test_prescribe_print_verify_and_sync_through_pkcs11(p11_module, card_data_di
     assert refused.exit_code == 3, refused.output        # a nurse's card cannot sign
     assert json.loads(refused.stdout)["reason"] == "forbidden"
 
-    db = open_store(card_data_dir / "ordo.sqlite")
-    try:
-        actions = [e.action for e in audit.entries(db)]
-        assert actions.index("auth.login") < actions.index("prescription.signed")
-        assert "print.printed" in actions
-        assert audit.verify(db) == len(actions)
-    finally:
-        db.close()
+    actions = _audit_actions(card_data_dir)
+    assert actions.index("auth.login") < actions.index("prescription.signed")
+    assert "print.printed" in actions and "auth.wrong_pin" in actions
 
 
 def test_the_kiosk_logs_in_and_locks_with_the_pkcs11_backend(p11_module, softhsm, card_data_dir,
                                                              card_pki, emulators, kiosk_bdpm):
-    from appliance.bootstrap import bootstrap
-    from appliance.config import load_settings
-    from appliance.domain.people import Practitioner
-    from appliance.services import prescribing
+    from appliance.commands.kiosk import build_context
     from appliance.services.referential import import_bdpm
-    from appliance.tui.demo_data import demo_residents
-    from tests.integration.test_kiosk import AM, log_in, run, screen_name, text_of, until
+    from appliance.tui.app import make_app
+    from tests.integration.test_kiosk import log_in, run, screen_name, text_of, until
 
     toml = _settings_toml(card_data_dir, card_pki, emulators().uri, "http://127.0.0.1:9/f",
                           "pull-kiosk")
-    app_root = bootstrap(load_settings(config_file=toml, data_dir=card_data_dir, environ={}))
     import_bdpm(card_data_dir, kiosk_bdpm, referential_date="2022-06-03")
-    with app_root.store.write() as db:
-        repositories.upsert_residents(db, demo_residents())
-    p = PROFILES["physician"]
-    prescribing.add_practitioner(app_root.store, Practitioner(
-        id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
-        profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
-    from appliance.commands.kiosk import build_context
-    from appliance.tui.app import make_app
-
+    app_root = _root(toml, card_data_dir)
     ctx, parts = build_context(app_root, console=False)
     app = make_app(ctx)
 
@@ -451,6 +458,7 @@ def test_the_kiosk_logs_in_and_locks_with_the_pkcs11_backend(p11_module, softhsm
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: screen_name(app) == "PinScreen", what="the PIN screen")
             assert isinstance(ctx.watcher, Pkcs11Watcher)
+            assert ctx.watcher.module is app_root.card_reader.module
             await pilot.press(*"0000", "enter")
             await until(pilot, lambda: "Code PIN incorrect." in text_of(app, "#message"))
             await log_in(pilot, app)
@@ -468,7 +476,9 @@ def test_the_kiosk_logs_in_and_locks_with_the_pkcs11_backend(p11_module, softhsm
         run(scenario())
     finally:
         parts.close()
-    actions = [e.action for e in audit.entries(app_root.store)]
+        app_root.close()
+    entries = _audit_entries(card_data_dir)
+    actions = [e.action for e in entries]
     assert actions[-1] == "auth.session_locked" and "auth.login" in actions
-    assert audit.entries(app_root.store)[-1].details == {"reason": "card_removed"}
-    app_root.close()
+    assert entries[-1].details == {"reason": "card_removed"}
+    assert "auth.wrong_pin" in actions

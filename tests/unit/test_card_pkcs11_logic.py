@@ -1,13 +1,17 @@
 """Pure logic of the PKCS#11 backend: PIN tries from the token flags, the watcher's
-comparison of two slot scans, the [card] settings and the wrong-PIN message."""
+comparison of two slot scans, the [card] settings, the composition root's PKCS#11 adapters
+(made without loading the module) and the wrong-PIN message."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
 from appliance.config import load_settings
 from appliance.errors import ConfigError
-from appliance.ports import CardEventKind
+from appliance.ports.card import CardEventKind
 from appliance.services.auth import AuthRefused
 from drivers.card.pkcs11 import Pkcs11Module, Pkcs11Watcher, TokenView, pin_status_from_flags
 
@@ -78,9 +82,9 @@ def test_card_settings_are_checked():
     assert (settings.card.backend, settings.card.pkcs11_module, settings.card.token_label) == (
         "pkcs11", "", "CPS")
     assert load_settings(environ={}).card.backend == "pcsc"
-    for key, value, words in (("ORDO_CARD_BACKEND", "opensc", "pcsc or pkcs11"),
-                              ("ORDO_CARD_PKCS11_MODULE", "opensc-pkcs11.so", "absolute path"),
-                              ("ORDO_CARD_TOKEN_LABEL", "x" * 33, "at most 32 bytes")):
+    for key, value, words in (("ORDO_CARD_BACKEND", "opensc", "pcsc ou pkcs11"),
+                              ("ORDO_CARD_PKCS11_MODULE", "opensc-pkcs11.so", "chemin absolu"),
+                              ("ORDO_CARD_TOKEN_LABEL", "x" * 33, "32 octets au plus")):
         with pytest.raises(ConfigError) as exc:
             load_settings(environ={key: value})
         assert words in str(exc.value) and value in str(exc.value)
@@ -90,3 +94,33 @@ def test_wrong_pin_message_with_and_without_a_count():
     assert str(AuthRefused("wrong_pin", tries_left=2)) == \
         "Code PIN incorrect : 2 essai(s) restant(s)."
     assert str(AuthRefused("wrong_pin", tries_left=None)) == "Code PIN incorrect."
+
+
+def test_the_root_builds_the_pkcs11_adapters_without_loading_the_module(tmp_path):
+    from appliance.bootstrap import bootstrap
+    from drivers.card.pkcs11 import Pkcs11Reader
+
+    module = tmp_path / "libvendor-pkcs11.so"          # never loaded: it need not exist
+    app = bootstrap(load_settings(data_dir=tmp_path, environ={
+        "ORDO_CARD_BACKEND": "pkcs11", "ORDO_CARD_PKCS11_MODULE": str(module),
+        "ORDO_CARD_TOKEN_LABEL": "CPS"}))
+    reader = app.card_reader
+    assert isinstance(reader, Pkcs11Reader) and reader.token_label == "CPS"
+    assert reader.module.path == str(module) and not reader.module.loaded
+    first, second = app.card_watcher(), app.card_watcher()
+    assert isinstance(first, Pkcs11Watcher) and first is not second
+    assert first.module is reader.module and first.token_label == "CPS"
+    assert not first.running and not reader.module.loaded
+    app.close()
+
+
+def test_building_the_card_backend_imports_no_pkcs11_binding(tmp_path):
+    code = ("import sys\nfrom appliance.bootstrap import bootstrap\n"
+            "from appliance.config import load_settings\n"
+            f"app = bootstrap(load_settings(data_dir={str(tmp_path)!r}, environ={{"
+            "'ORDO_CARD_BACKEND': 'pkcs11', 'ORDO_CARD_PKCS11_MODULE': '/x/p11.so'}))\n"
+            "app.card_reader, app.card_watcher()\n"
+            "print(' '.join(m for m in ('pkcs11', 'cryptography') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == []

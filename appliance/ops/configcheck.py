@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from appliance.config import SYSTEM_USER, Settings
 from appliance.domain.ids import validate_finess
 from appliance.errors import ConfigError, InvalidIdentifier
-from appliance.services.ops.backup import KEY_EXPECTED, parse_key
-from appliance.services.ops.files import readable_by, service_user
+from appliance.ops.backup import KEY_EXPECTED, parse_key
+from appliance.ops.files import readable_by, service_user
 
 ERROR, WARNING = "error", "warning"
 EXPIRY_WARNING = timedelta(days=30)
@@ -236,7 +236,7 @@ def _security(c: _Checker) -> Iterator[Problem]:
 def _card(c: _Checker) -> Iterator[Problem]:
     """With the PKCS#11 backend, the module must exist and load (in a child process)."""
     from appliance.errors import CardError
-    from appliance.services.ops import probes
+    from appliance.ops import probes
 
     card = c.settings.card
     if card.backend != "pkcs11":
