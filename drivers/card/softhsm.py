@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import CardError
+from appliance.errors import PkiError, ValidationError
 from drivers.card.pki import PROFILES, PkiPaths
 
 SO_PIN = "12345678"
@@ -74,7 +74,7 @@ class SoftHsmPaths:
     def module(self) -> str:
         found = softhsm_module()
         if found is None:
-            raise CardError("SoftHSM2 n'est pas installé (apt-get install softhsm2)")
+            raise PkiError("SoftHSM2 n'est pas installé (apt-get install softhsm2)")
         return found
 
     def environment(self, token_label: str = "physician") -> dict[str, str]:  # noqa: S107
@@ -89,7 +89,7 @@ class SoftHsmPaths:
             if _attribute(data, _CKA_OS_TOKENLABEL) is not None and \
                     _token_label(data) == label:
                 return folder
-        raise CardError(f"no SoftHSM2 token labelled {label!r} in {self.tokens}")
+        raise PkiError(f"aucun jeton SoftHSM2 « {label} » dans {self.tokens}")
 
 
 def _env(paths: SoftHsmPaths) -> dict[str, str]:
@@ -104,11 +104,11 @@ def provision(pki: PkiPaths, directory: Path, *, tokens: dict[str, str] | None =
     paths = SoftHsmPaths(Path(directory).resolve())
     util = shutil.which("softhsm2-util")
     if util is None or softhsm_module() is None:
-        raise CardError("SoftHSM2 n'est pas installé (apt-get install softhsm2)")
+        raise PkiError("SoftHSM2 n'est pas installé (apt-get install softhsm2)")
     if paths.tokens.exists() and any(paths.tokens.iterdir()):
         if not force:
-            raise CardError(f"SoftHSM2 tokens already exist in {paths.tokens} "
-                            "(use --force to replace them)")
+            raise PkiError(f"des jetons SoftHSM2 existent déjà dans {paths.tokens} "
+                           "(--force pour les remplacer)")
         shutil.rmtree(paths.tokens)
     paths.tokens.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.conf.write_text(
@@ -118,14 +118,18 @@ def provision(pki: PkiPaths, directory: Path, *, tokens: dict[str, str] | None =
     spec = []
     for label, profile in tokens.items():
         if profile not in PROFILES:
-            raise CardError(f"unknown card profile {profile!r}")
+            raise ValidationError("profile", profile, " ou ".join(PROFILES),
+                                  message=f"profil de carte inconnu : {profile}")
         if len(label.encode()) > 32:
-            raise CardError(f"token label {label!r} is longer than 32 bytes")
+            raise ValidationError("token_label", label, "32 octets au plus",
+                                  message=f"étiquette de jeton trop longue (32 octets au plus) "
+                                          f": {label}")
         done = subprocess.run(  # noqa: S603
             [util, "--init-token", "--free", "--label", label, "--pin", pin,
              "--so-pin", SO_PIN], env=_env(paths), capture_output=True, text=True, check=False)
         if done.returncode:
-            raise CardError(f"softhsm2-util --init-token {label}: {done.stderr.strip()}")
+            raise PkiError(f"softhsm2-util --init-token {label} a échoué : "
+                           f"{done.stderr.strip()}")
         folder = pki.card_dir(profile)
         objects = [{"id": AUTH_ID.hex(), "label": "authentification",
                     "cert": str(folder / "auth.der"), "key": str(folder / "auth.key")}]
@@ -147,8 +151,8 @@ def import_objects(paths: SoftHsmPaths, spec: list[dict[str, Any]], pin: str = T
         input=json.dumps(spec), env=_env(paths), capture_output=True, text=True, check=False,
         cwd=Path(__file__).resolve().parents[2], timeout=120)
     if done.returncode:
-        raise CardError(f"importing the test cards into SoftHSM2 failed: "
-                        f"{done.stderr.strip()[-800:]}")
+        raise PkiError("l'import des cartes de test dans SoftHSM2 a échoué : "
+                       f"{done.stderr.strip()[-800:]}")
 
 
 # -- token.object ----------------------------------------------------------------------------
@@ -176,7 +180,7 @@ def set_token_flags(paths: SoftHsmPaths, label: str, set_flags: int = 0,
     data = bytearray(path.read_bytes())
     at = _attribute(bytes(data), _CKA_OS_TOKENFLAGS)
     if at is None:
-        raise CardError(f"{path}: no token flags found")
+        raise PkiError(f"{path} : pas d'indicateurs de jeton (fichier SoftHSM2 inattendu)")
     (flags,) = struct.unpack(">Q", data[at:at + 8])
     flags = (flags | set_flags) & ~clear_flags
     data[at:at + 8] = struct.pack(">Q", flags)

@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from appliance.cli import main
 from appliance.domain.people import Practitioner, Role
-from appliance.errors import CardRemoved
+from appliance.errors import CardRemoved, PkiError, ValidationError
 from appliance.ports.card import CardEventKind, sha256_digest_info
 from appliance.services.auth import REASONS, AuthRefused, SessionGuard, login, open_card
 from appliance.store import audit
 from drivers.card import softhsm as soft
 from drivers.card.pkcs11 import Pkcs11Reader, Pkcs11Watcher
-from drivers.card.pki import PROFILES
+from drivers.card.pki import PROFILES, PkiPaths
 from tests.integration.test_kiosk import kiosk_bdpm
 
 pytestmark = pytest.mark.integration
@@ -325,6 +325,43 @@ def _audit_entries(data_dir) -> list:
 
 def _audit_actions(data_dir) -> list[str]:
     return [e.action for e in _audit_entries(data_dir)]
+
+
+def test_pki_init_softhsm_makes_a_token_per_card_and_refuses_to_overwrite(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("softhsm2-util") is None or soft.softhsm_module() is None:
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+    target = tmp_path / "pki"
+    made = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "pki", "init", str(target),
+                                     "--softhsm"])
+    assert made.exit_code == 0, made.output
+    conf = target / "softhsm" / "softhsm2.conf"
+    assert f"export SOFTHSM2_CONF={conf}" in made.stdout
+    assert "export ORDO_CARD_BACKEND=pkcs11" in made.stdout
+    slots = subprocess.run(["softhsm2-util", "--show-slots"], capture_output=True, text=True,
+                           check=True, env={**os.environ, "SOFTHSM2_CONF": str(conf)}).stdout
+    labels = {line.split(":", 1)[1].strip() for line in slots.splitlines()
+              if line.strip().startswith("Label:")}
+    assert set(PROFILES) <= labels
+
+    again = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "pki", "init", str(target)])
+    assert again.exit_code == 4, again.output      # the PKI's own error, not a card's (3)
+    assert again.stderr.splitlines()[-1] == (
+        f"Erreur : une PKI de test existe déjà dans {target} (--force pour la remplacer)")
+    with pytest.raises(PkiError, match="des jetons SoftHSM2 existent déjà"):
+        soft.provision(PkiPaths(target), target / "softhsm")
+    with pytest.raises(ValidationError, match="profil de carte inconnu : surgeon"):
+        soft.provision(PkiPaths(target), tmp_path / "other", tokens={"x": "surgeon"})
+    # --softhsm on an existing PKI keeps it and makes its tokens again
+    root = (target / "ca" / "root.pem").read_bytes()
+    remade = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "pki", "init", str(target),
+                                       "--softhsm"])
+    assert remade.exit_code == 0, remade.output
+    assert (target / "ca" / "root.pem").read_bytes() == root
+    assert "PKI de test créée" not in remade.stdout and "Jetons SoftHSM2 créés" in remade.stdout
 
 
 def test_card_info_and_login_commands_through_pkcs11(p11_module, card_data_dir, card_pki):
