@@ -392,6 +392,21 @@ def test_card_info_and_login_commands_through_pkcs11(p11_module, card_data_dir, 
         "auth.wrong_pin", "auth.login", "auth.session_locked", "auth.refused"]
 
 
+def test_a_module_that_is_missing_or_does_not_load_is_one_french_line(card_data_dir, card_pki,
+                                                                      tmp_path):
+    toml = _settings_toml(card_data_dir, card_pki, "tcp://127.0.0.1:9", "http://127.0.0.1:9/f",
+                          "physician")
+    broken = tmp_path / "broken-pkcs11.so"
+    broken.write_bytes(b"not an ELF file")
+    for module, line in ((tmp_path / "missing.so", "module PKCS#11 introuvable : "),
+                         (broken, "module PKCS#11 inutilisable : ")):
+        for command in (["card", "info"], ["card", "login", "--pin-stdin"]):
+            result = _ordo(toml, card_data_dir, *command, stdin="1234\n",
+                           env={"ORDO_CARD_PKCS11_MODULE": str(module)})
+            assert result.exit_code == 3, result.output
+            assert result.stderr.splitlines()[-1].startswith(f"Erreur : {line}{module}")
+
+
 def test_config_check_and_doctor_describe_the_module(p11_module, card_data_dir, card_pki,
                                                      tmp_path):
     toml = _settings_toml(card_data_dir, card_pki, "tcp://127.0.0.1:9", "http://127.0.0.1:9/f",
