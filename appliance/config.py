@@ -92,15 +92,26 @@ class Registry:
     timeout_s: float = field(default=10.0, metadata=_positive)
 
 
-CARD_BACKENDS = ("pcsc",)  # adapters of appliance.bootstrap.card_backend
+CARD_BACKENDS = ("pcsc", "pkcs11")  # adapters of appliance.bootstrap.card_backend
+
+
+def _module_path_ok(value: str) -> bool:
+    return value == "" or (value.startswith("/") and ".so" in Path(value).name)
 
 
 @dataclass(frozen=True)
 class Card:
-    """The card backend: ``pcsc`` (a reader through pcscd)."""
+    """The card backend: ``pcsc`` (a reader through pcscd, Ordo's own APDUs) or ``pkcs11``
+    (a PKCS#11 module: OpenSC's ``opensc-pkcs11.so`` when ``pkcs11_module`` is empty, or the
+    ANS's CPS middleware); ``token_label`` keeps only the token of that label."""
 
     backend: str = field(default="pcsc", metadata=_check(
         lambda v: v in CARD_BACKENDS, " ou ".join(CARD_BACKENDS)))
+    pkcs11_module: str = field(default="", metadata=_check(
+        _module_path_ok, "un chemin absolu vers un module PKCS#11 (.so), ou vide pour celui "
+                         "d'OpenSC"))
+    token_label: str = field(default="", metadata=_check(
+        lambda v: len(v.encode("utf-8")) <= 32, "une étiquette de jeton de 32 octets au plus"))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@
     │   │                          (appliance.ports.printer: it carries a PrinterState)
     │   └── QrTooLarge             the QR payload does not fit the medium
     │                              (drivers.printer.layout)
+    ├── PkiError                   the TEST PKI or its SoftHSM2 tokens cannot be made (one
+    │                              exists already, a tool is missing or failed)
     ├── RegistryError              the national registry (or its link) failed
     │   ├── RegistryUnavailable    transient: network, TLS, timeout, 408, 5xx; retry later
     │   │   └── RegistryThrottled  429 (or 503) with Retry-After: wait ``retry_after`` s
@@ -113,11 +115,13 @@ class CardError(OrdoError):
 
 
 class WrongPin(CardError):
-    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0."""
+    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0, or None
+    when the card does not tell (a PKCS#11 token says only "final try" and "locked")."""
 
-    def __init__(self, tries_left: int) -> None:
+    def __init__(self, tries_left: int | None) -> None:
         self.tries_left = tries_left
-        super().__init__(f"wrong PIN: {tries_left} tries left")
+        left = "unknown" if tries_left is None else tries_left
+        super().__init__(f"wrong PIN: {left} tries left")
 
 
 class PinBlocked(CardError):
@@ -146,6 +150,12 @@ class AmRequired(Forbidden):
 
 class PrinterError(OrdoError):
     """The printer is unreachable, out of paper, or refused the job."""
+
+
+class PkiError(OrdoError):
+    """The test PKI (``drivers.card.pki``) or its SoftHSM2 tokens (``drivers.card.softhsm``)
+    cannot be made: one exists already, SoftHSM2 is missing, a tool failed. Test material
+    only; the message is French."""
 
 
 class RegistryError(OrdoError):

@@ -111,6 +111,25 @@ def _sign_print(p: dict) -> list[str]:
                  f"p95 {p['ratio']['p95']}×", "p95 ≤ 150 ms", _met(p["goals"]["met"]))]
 
 
+def _card_login(c: dict) -> list[str]:
+    login, sign = c["login"], c["sign_print_pkcs11"]
+    cuts = ("p50", "p95")
+    return [
+        _row(f"card login (open, certificates checked, PIN, challenge, logout), PKCS#11 on "
+             f"SoftHSM2, {login['runs']} runs each, alternated", "`python -m bench.card_login`",
+             _ms(login["pkcs11_login_ms"], cuts),
+             f"PC/SC backend, virtual card in pcscd: {_ms(login['pcsc_login_ms'], cuts)}",
+             f"median {login['ratio_pkcs11_to_pcsc']['p50']}×", "median ≤ 1.5× PC/SC",
+             _met(login["goal"]["met"])),
+        _row(f"sign to last byte at the printer, PKCS#11 backend (SoftHSM2) + TCP emulator, "
+             f"{sign['runs']} runs", "`python -m bench.card_login`",
+             _ms(sign["sign_to_last_byte_ms"], cuts),
+             f"card signature + bare TCP send of the same job: "
+             f"{_ms(sign['bare_sign_plus_send_ms'], cuts)}", f"p95 {sign['ratio']['p95']}×",
+             "p95 ≤ 150 ms", _met(sign["goals"]["met"])),
+    ]
+
+
 def _sync(y: dict) -> list[str]:
     n = y["count"]
     return [_row(f"registry drain, {n:,} prescriptions, loopback",
@@ -171,6 +190,7 @@ def _memory(m: dict) -> list[str]:
 
 ROWS: dict[str, Callable[[dict], list[str]]] = {
     "search": _search, "kiosk_start": _kiosk_start, "sign_print": _sign_print,
+    "card_login": _card_login,
     "sync": _sync, "sync_faults": _sync_faults, "store_million": _store, "memory": _memory}
 
 
@@ -203,6 +223,7 @@ def plan(sync_count: int) -> dict[str, tuple[str, ...]]:
         "search": ("bench.search",),
         "kiosk_start": ("bench.kiosk_start",),
         "sign_print": ("bench.sign_print",),
+        "card_login": ("bench.card_login",),
         "sync": ("bench.sync", "--count", str(sync_count)),
         "sync_faults": ("bench.sync", "--count", "1000", "--faults"),
         "memory": ("bench.memory",),

@@ -5,7 +5,9 @@ not ok, a hint for the installer. The doctor only reads: it never connects to a 
 never prints, never writes the database (it opens it like any reader), so it can run
 while the kiosk and the sync service work.
 
-Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
+Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC), or with
+``[card] backend = "pkcs11"`` ``pkcs11`` (the module: path, manufacturer, library version,
+loaded in a child process) and ``card`` (the token and its flags),
 ``printer`` (paper sensor), ``registry`` (TLS with the client certificate), ``clock``
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
@@ -104,7 +106,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
     ctx = _Context(settings, now or datetime.now(UTC))
     report = DoctorReport()
     steps: list[Callable[[_Context], list[Check]]] = [
-        _config, _pcsc, _printer, _registry, _database, _clock, _disk, _referential,
+        _config, _card, _printer, _registry, _database, _clock, _disk, _referential,
         _backup, _services]
     for step in steps:
         try:
@@ -114,8 +116,8 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
             report.checks.append(Check(step.__name__.strip("_"), FAIL,
                                        f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this to the Ordo maintainers"))
-    order = ["config", "pcscd", "card", "printer", "registry", "clock", "database", "audit",
-             "disk", "referential", "backup", "services"]
+    order = ["config", "pcscd", "pkcs11", "card", "printer", "registry", "clock", "database",
+             "audit", "disk", "referential", "backup", "services"]
     report.checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     log.info("doctor finished", extra={"fields": {
         "ok": report.ok, **{c.name: c.status for c in report.checks}}})
@@ -140,6 +142,50 @@ def _config(ctx: _Context) -> list[Check]:
         return [Check("config", WARN, f"{text(findings[0])} ({len(findings)} warning(s))",
                       f"{edit}; `ordo config check` lists every problem")]
     return [Check("config", OK, f"configuration complete ({source or 'embedded defaults'})")]
+
+
+def _card(ctx: _Context) -> list[Check]:
+    """The card backend of ``[card] backend``: pcscd and its readers, or the PKCS#11
+    module and its tokens."""
+    if ctx.settings.card.backend == "pkcs11":
+        return _pkcs11(ctx)
+    return _pcsc(ctx)
+
+
+def _pkcs11(ctx: _Context) -> list[Check]:
+    card = ctx.settings.card
+    path = card.pkcs11_module or probes.default_pkcs11_module()
+    if not path:
+        return [Check("pkcs11", FAIL, "backend pkcs11, but no module configured and OpenSC's "
+                                      "is not installed",
+                      "apt-get install opensc-pkcs11 (or the ANS's CPS middleware) and set "
+                      "card.pkcs11_module"),
+                Check("card", FAIL, "no PKCS#11 module, so no card", "fix the module first")]
+    try:
+        probe = probes.pkcs11_module(path, card.token_label)
+    except CardError as exc:
+        return [Check("pkcs11", FAIL, f"backend pkcs11: {exc}",
+                      "check card.pkcs11_module (`ordo config check`); a module from another "
+                      "architecture or with missing libraries does not load"),
+                Check("card", FAIL, "the PKCS#11 module does not load, so no card",
+                      "fix the module first")]
+    checks = [Check("pkcs11", OK, f"backend pkcs11: {path} ({probe.manufacturer}, "
+                                  f"{probe.description}, library version "
+                                  f"{probe.library_version}), {len(probe.slots)} slot(s)")]
+    tokens = probe.tokens
+    wanted = f" labelled {card.token_label!r}" if card.token_label else ""
+    if not tokens:
+        hint = ("insert a CPS card; with OpenSC or the ANS middleware the reader goes through "
+                "pcscd (systemctl status pcscd; pcsc_scan shows the card)")
+        return [*checks, Check("card", WARN, f"no token{wanted} in the module's slots", hint)]
+    token = tokens[0]
+    flags = ", ".join(token["flags"]) or "no flag"
+    detail = (f"token {token['label']!r} (serial {token['serial']}, {token['manufacturer']} "
+              f"{token['model']}) in {token['slot']}: {flags}")
+    if "CKF_USER_PIN_LOCKED" in token["flags"]:
+        return [*checks, Check("card", FAIL, detail, "the card's PIN is blocked: have it "
+                                                     "unblocked (PUK) before use")]
+    return [*checks, Check("card", OK, detail)]
 
 
 def _pcsc(ctx: _Context) -> list[Check]:

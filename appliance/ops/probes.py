@@ -33,7 +33,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appliance.errors import PrinterError, RegistryError
+from appliance.errors import CardError, PrinterError, RegistryError
 from appliance.ports.printer import PrinterState
 from drivers.printer import status as printer_status_bits
 
@@ -247,3 +247,77 @@ def referential_date(path: Path) -> ReferentialDate | None:
                 continue
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
     return ReferentialDate(mtime, "file modification time", rows.get("schema_version"))
+
+
+# -- PKCS#11 ---------------------------------------------------------------------------------
+PKCS11_PROBE_TIMEOUT_S = 20.0
+_PKCS11_CHILD = r"""
+import json, sys
+import pkcs11
+from pkcs11 import SlotFlag, TokenFlag
+path, label = sys.argv[1], sys.argv[2]
+lib = pkcs11.lib(path)
+out = {"manufacturer": lib.manufacturer_id, "description": lib.library_description,
+       "library_version": ".".join(map(str, lib.library_version)), "slots": []}
+names = ("USER_PIN_COUNT_LOW", "USER_PIN_FINAL_TRY", "USER_PIN_LOCKED",
+         "USER_PIN_TO_BE_CHANGED", "TOKEN_INITIALIZED", "USER_PIN_INITIALIZED",
+         "LOGIN_REQUIRED", "PROTECTED_AUTHENTICATION_PATH")
+for slot in lib.get_slots():
+    entry = {"slot": slot.slot_description.strip(), "token": None}
+    if slot.flags & SlotFlag.TOKEN_PRESENT:
+        try:
+            token = slot.get_token()
+        except pkcs11.exceptions.PKCS11Error as exc:
+            entry["error"] = type(exc).__name__
+        else:
+            if token.flags & TokenFlag.TOKEN_INITIALIZED and (not label or token.label == label):
+                entry["token"] = {"label": token.label, "serial": token.serial.decode(
+                    "ascii", "replace"), "manufacturer": token.manufacturer_id,
+                    "model": token.model,
+                    "flags": ["CKF_" + n for n in names if token.flags & TokenFlag[n]]}
+    out["slots"].append(entry)
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class Pkcs11Probe:
+    path: str
+    manufacturer: str
+    description: str
+    library_version: str
+    slots: list[dict]
+
+    @property
+    def tokens(self) -> list[dict]:
+        return [dict(s["token"], slot=s["slot"]) for s in self.slots if s.get("token")]
+
+
+def pkcs11_module(path: str, token_label: str = "",
+                  timeout_s: float = PKCS11_PROBE_TIMEOUT_S) -> Pkcs11Probe:
+    """Load a PKCS#11 module in a child process (only the kiosk and the card commands load
+    it into themselves) and list its slots and tokens. ``CardError`` if it does not load."""
+    import json
+    import subprocess
+    import sys
+
+    if not Path(path).is_file():
+        raise CardError(f"{path} does not exist")
+    try:
+        done = subprocess.run([sys.executable, "-c", _PKCS11_CHILD, path, token_label],  # noqa: S603
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise CardError(f"{path} did not answer within {timeout_s:.0f} s") from None
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CardError(f"{path} does not load as a PKCS#11 module: {last}")
+    data = json.loads(done.stdout)
+    return Pkcs11Probe(path, data["manufacturer"], data["description"],
+                       data["library_version"], data["slots"])
+
+
+def default_pkcs11_module() -> str | None:
+    """OpenSC's module on this machine (what an empty ``card.pkcs11_module`` means)."""
+    from drivers.card.pkcs11 import default_module
+
+    return default_module()
