@@ -33,11 +33,14 @@ def import_cmd(app: App, csv_file: Path) -> None:
     Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition
     """
     try:
-        report = import_residents(app.store, csv_file.read_bytes(), actor=operator())
+        report = import_residents(app.store, csv_file, actor=operator())
     except OrdoError as exc:
         raise click.ClickException(str(exc)) from exc
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
+    if report.omitted_errors:
+        click.echo(f"{csv_file.name}: ... and {report.omitted_errors} more rejected rows",
+                   err=True)
     click.echo(report.summary())
     if report.errors and not (report.created or report.updated):
         raise SystemExit(1)

@@ -66,3 +66,30 @@ def test_qr_verify_reads_a_few_kilobytes_of_a_huge_stdin(env):
     assert code == 1 and "INVALID" in out, out
     assert "at most" in out and "AAAA" not in out  # the size is named, the input not echoed
     assert rss - small_rss < 16, (rss, small_rss)
+
+
+def write_residents_csv(path: Path, rows: int) -> Path:
+    """``rows`` valid residents, each NIR different (with its key)."""
+    from appliance.domain.ids import nir_key
+
+    with path.open("w", encoding="utf-8") as out:
+        out.write("nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition\n")
+        for i in range(rows):
+            order, commune, month = i % 999 + 1, (i // 999) % 900 + 100, 1 + (i // 899_100) % 12
+            body = f"2{40 + i // 10_789_200:02d}{month:02d}75{commune:03d}{order:03d}"
+            out.write(f"{body}{nir_key(body)};MARTIN{i % 97};;Jeanne Marie;15/01/1940;F;"
+                      f"{i % 900 + 100};non\n")
+    return path
+
+
+def test_residents_import_streams_the_csv(env, tmp_path):
+    """Ten times the rows, the same peak: the CSV is read row by row, never held whole
+    (``python -m bench.residents_import`` gives the figure for 1,000,000 rows)."""
+    small = write_residents_csv(tmp_path / "small.csv", 5_000)
+    big = write_residents_csv(tmp_path / "big.csv", 50_000)
+    code, out, small_rss = run_measured(["residents", "import", str(small)], env=env)
+    assert code == 0 and "5000 created" in out, out
+    env = {**env, "ORDO_DATA_DIR": str(tmp_path / "other")}
+    code, out, big_rss = run_measured(["residents", "import", str(big)], env=env)
+    assert code == 0 and "50000 created" in out, out
+    assert big_rss - small_rss < 8, (small_rss, big_rss)

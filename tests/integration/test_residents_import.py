@@ -113,3 +113,29 @@ def test_cli_import_and_list(tmp_path):
     assert {r["chambre"] for r in rows} == {"101", "102", "103"}
     result = runner.invoke(main, ["--data-dir", data_dir, "audit", "verify"])
     assert result.exit_code == 0 and "OK: 1 entries" in result.output
+
+
+def test_a_million_character_line_is_reported_by_number_and_length(store):
+    long_row = f"{N2};{'x' * 1_000_000};;Paul;1935-09-03;M;102;non"
+    data = _csv([GOOD[0], long_row + "\n", GOOD[2]]).encode()
+    report = import_residents(store, data, actor="cli:test")
+    assert (report.created, report.rejected) == (2, 1)
+    (error,) = report.errors
+    assert error.line == 3 and f"a line of {len(long_row)} characters" in error.reason
+    assert "more than the 16384" in error.reason and "xxx" not in str(error)
+
+
+def test_a_nir_twice_in_one_import_is_refused_the_second_time(store):
+    report = import_residents(store, _csv([GOOD[0], GOOD[1], GOOD[0]]).encode(),
+                              actor="cli:test")
+    assert (report.created, report.rejected) == (2, 1)
+    assert str(report.errors[0]) == "line 4, column nir: same NIR as line 2"
+
+
+def test_the_errors_listed_are_bounded_the_others_counted(store, tmp_path):
+    rows = [f"bad{i};X;;Y;1940-01-15;F;1;non\n" for i in range(1500)]
+    path = tmp_path / "bad.csv"
+    path.write_text(_csv(GOOD + rows), "utf-8")
+    report = import_residents(store, path, actor="cli:test")
+    assert report.created == 3 and report.rejected == 1500
+    assert len(report.errors) == 1000 and report.omitted_errors == 500
