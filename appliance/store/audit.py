@@ -5,6 +5,19 @@ The head (count and last hash) is kept in ``meta`` in the same transaction, so a
 last entry is caught too. Triggers refuse UPDATE and DELETE; ``verify`` catches whoever
 goes around them (one changed, deleted or reordered row is always detected).
 
+The guards themselves are checked, not trusted:
+
+- ``guard_problems`` compares the triggers on the audit table with ``TRIGGERS`` (their SQL,
+  spaces aside): one missing, altered or added is reported by ``ordo audit verify`` and
+  ``ordo doctor``. Nothing recreates them silently (not the migrations, not opening the
+  store): they come back only through ``restore_guards`` (``ordo audit restore-guards``),
+  which records an ``audit.guards_restored`` entry naming what it created and removed.
+- ``anchor`` says where the chain starts after the retention policy cut its oldest entries
+  (``audit.anchor_seq`` / ``audit.anchor_prev`` in ``meta``), and which ``retention.applied``
+  entry, of which date, recorded that cut; a cut no entry records is a broken chain.
+  Whoever can write the file can also forge that entry (the hashes have no secret): the
+  answer is the chain head kept off the box, not anything stored on it.
+
 Who, what, when: never a PIN, a patient's name, NIR or birth date in ``details`` — callers
 pass opaque identifiers (prescription ID, idNat_PS, job id).
 """
@@ -24,6 +37,8 @@ from appliance.errors import AuditChainBroken, StoreError
 from appliance.store.db import Store
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import sqlite_utils
 
 GENESIS = "0" * 64
@@ -31,8 +46,36 @@ _HEAD_COUNT, _HEAD_HASH = "audit.count", "audit.head"
 # Set by the retention policy (appliance.services.ops.retention) in the transaction that
 # deletes the oldest entries: the first kept entry and the hash it follows.
 ANCHOR_SEQ, ANCHOR_PREV = "audit.anchor_seq", "audit.anchor_prev"
+RETENTION_ACTION = "retention.applied"
+GUARDS_RESTORED = "audit.guards_restored"
+# The append-only guards, as migration m001 created them (compared spaces aside).
+_APPEND_ONLY = "BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END"
+TRIGGERS = {
+    "audit_no_update": f"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit\n{_APPEND_ONLY}",
+    "audit_no_delete": f"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit\n{_APPEND_ONLY}",
+}
+_GUARDED = {"audit_no_update": "changed", "audit_no_delete": "deleted"}
 FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "first_names",
                                    "birth_name", "used_name", "date_naissance", "nom", "prenoms"})
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where the chain starts after a retention cut, and who says so.
+
+    ``recorded_by``/``recorded_at``/``cutoff``: the newest ``retention.applied`` entry, if
+    it records this very anchor (``None`` otherwise: nothing on the box explains the cut).
+    """
+
+    seq: int
+    prev_hash: str
+    recorded_by: int | None = None
+    recorded_at: str | None = None
+    cutoff: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        return self.recorded_by is not None
 
 
 @dataclass(frozen=True)
@@ -126,3 +169,71 @@ def verify(store: Store) -> int:
     if _meta(store.db, _HEAD_HASH, GENESIS) != expected_prev:
         raise AuditChainBroken(count, "the last entry does not match the recorded head")
     return count
+
+
+# -- the guards ---------------------------------------------------------------------------
+def _normal(sql: str | None) -> str:
+    return " ".join((sql or "").split())
+
+
+def _audit_triggers(conn: sqlite3.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                        " AND lower(tbl_name) = 'audit' ORDER BY name")
+    return {row[0]: row[1] for row in rows}
+
+
+def guard_problems(conn: sqlite3.Connection) -> list[str]:
+    """What is wrong with the append-only triggers: ``[]`` when they are as created."""
+    found = _audit_triggers(conn)
+    problems = []
+    for name, sql in TRIGGERS.items():
+        if name not in found:
+            problems.append(f"trigger {name} is missing: entries can be {_GUARDED[name]}")
+        elif _normal(found[name]) != _normal(sql):
+            problems.append(f"trigger {name} was altered: entries can be {_GUARDED[name]}")
+    problems += [f"unexpected trigger {name} on the audit table"
+                 for name in found if name not in TRIGGERS]
+    return problems
+
+
+def restore_guards(store: Store, *, actor: str) -> dict[str, list[str]]:
+    """Put the append-only triggers back as created, remove any other trigger on the
+    audit table, and record it in the chain; ``{}`` (and no entry) if they were intact."""
+    with store.write() as db:
+        found = _audit_triggers(store.conn)
+        removed = [name for name in found
+                   if name not in TRIGGERS or _normal(found[name]) != _normal(TRIGGERS[name])]
+        created = [name for name in TRIGGERS if name not in found or name in removed]
+        if not created and not removed:
+            return {}
+        for name in removed:
+            # Names come from sqlite_master, quoted as identifiers.
+            db.execute(f'DROP TRIGGER "{name.replace(chr(34), chr(34) * 2)}"')
+        for name in created:
+            db.execute(TRIGGERS[name])
+        removed = [name for name in removed if name not in TRIGGERS]
+        append(db, actor=actor, action=GUARDS_RESTORED,
+               details={"created": created, "removed": removed})
+    return {"created": created, "removed": removed}
+
+
+def anchor(store: Store) -> Anchor | None:
+    """The retention anchor, with the entry that recorded it; ``None`` if the chain
+    still starts at entry 1."""
+    seq = _meta(store.db, ANCHOR_SEQ, "")
+    if not seq:
+        return None
+    prev = _meta(store.db, ANCHOR_PREV, GENESIS)
+    found = Anchor(int(seq), prev)
+    row = store.conn.execute("SELECT seq, at, details FROM audit WHERE action = ?"
+                             " ORDER BY seq DESC LIMIT 1", (RETENTION_ACTION,)).fetchone()
+    if row is None:
+        return found
+    try:
+        details = json.loads(row[2])
+    except ValueError:
+        return found
+    if str(details.get("anchor_seq")) != seq or details.get("anchor_prev") != prev:
+        return found
+    return Anchor(int(seq), prev, recorded_by=row[0], recorded_at=row[1],
+                  cutoff=details.get("audit_before"))

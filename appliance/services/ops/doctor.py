@@ -9,9 +9,10 @@ Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
 ``printer`` (paper sensor), ``registry`` (TLS with the client certificate), ``clock``
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
-hash chain and its retention anchor), ``disk`` (free space in the data directory),
-``referential`` (drug data age), ``backup`` (age of the newest nightly backup) and, on a
-machine run by systemd, ``services`` (the kiosk, the sync service, the backup timer).
+hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
+the data directory), ``referential`` (drug data age), ``backup`` (age of the newest
+nightly backup) and, on a machine run by systemd, ``services`` (the kiosk, the sync
+service, the backup timer).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from appliance.services.ops import probes
 from appliance.services.ops.backup import BACKUP_SUBDIR, latest_backup
 from appliance.services.ops.configcheck import ERROR, Finding, check_settings
 from appliance.services.ops.files import adopt_owner, service_user
-from appliance.services.ops.retention import ACTION as RETENTION_ACTION
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS
@@ -311,21 +311,19 @@ def _audit(ctx: _Context, store: Store, tables: set[str]) -> Check:
     newest = store.query("SELECT at FROM audit ORDER BY seq DESC LIMIT 1")
     if newest:
         ctx.newest_audit_at = datetime.fromisoformat(newest[0]["at"])
-    anchor = store.query("SELECT key, value FROM meta WHERE key IN (?, ?)",
-                         (audit.ANCHOR_SEQ, audit.ANCHOR_PREV))
-    anchor_map = {row["key"]: row["value"] for row in anchor}
-    if anchor_map:
-        recorded = store.query("SELECT details FROM audit WHERE action = ? ORDER BY seq DESC"
-                               " LIMIT 1", (RETENTION_ACTION,))
-        details = json.loads(recorded[0]["details"]) if recorded else {}
-        if (str(details.get("anchor_seq")) != anchor_map.get(audit.ANCHOR_SEQ)
-                or details.get("anchor_prev") != anchor_map.get(audit.ANCHOR_PREV)):
-            return Check("audit", FAIL, f"the chain starts at entry "
-                                        f"{anchor_map.get(audit.ANCHOR_SEQ)} but no retention "
-                                        "run recorded that cut", hint_broken)
-        return Check("audit", OK, f"{count} entries verified (kept from entry "
-                                  f"{anchor_map.get(audit.ANCHOR_SEQ)} by the retention policy)")
-    return Check("audit", OK, f"{count} entries verified")
+    cut = audit.anchor(store)
+    if cut is not None and not cut.recorded:
+        return Check("audit", FAIL, f"the chain starts at entry {cut.seq} but no retention "
+                                    "run recorded that cut", hint_broken)
+    problems = audit.guard_problems(store.conn)
+    if problems:
+        return Check("audit", FAIL, f"{count} entries verified, but " + "; ".join(problems),
+                     "find out who changed the audit table (keep a copy of the file), then "
+                     "ordo audit restore-guards (recorded in the chain)")
+    if cut is not None:
+        return Check("audit", OK, f"{count} entries verified (kept from entry {cut.seq} by "
+                                  f"the retention run of {(cut.recorded_at or '')[:10]})")
+    return Check("audit", OK, f"{count} entries verified, append-only triggers intact")
 
 
 def _disk(ctx: _Context) -> list[Check]:

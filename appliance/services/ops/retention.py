@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 PRUNABLE_STATES = (State.DISPENSED.value, State.CANCELLED.value, State.REGISTERED.value)
 AUDIT_TRIGGER = "audit_no_delete"
-ACTION = "retention.applied"
+ACTION = audit.RETENTION_ACTION
 
 
 @dataclass
