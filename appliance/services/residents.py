@@ -21,9 +21,10 @@ import csv
 import io
 import itertools
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -130,12 +131,22 @@ def _bounded_lines(text: IO[str], errors: Callable[[RowError], None]) -> Iterato
         yield line
 
 
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})", re.ASCII)
+_FRENCH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})", re.ASCII)
+
+
 def _birth_date(text: str) -> date:
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
-            continue
+    """``YYYY-MM-DD`` or ``DD/MM/YYYY`` (a regular expression: ``strptime`` cost a third
+    of a million-row import)."""
+    value = text.strip()
+    iso, french = _ISO_DATE.fullmatch(value), _FRENCH_DATE.fullmatch(value)
+    try:
+        if iso:
+            return date(int(iso[1]), int(iso[2]), int(iso[3]))
+        if french:
+            return date(int(french[3]), int(french[2]), int(french[1]))
+    except ValueError:
+        pass
     raise ValidationError("date_naissance", text, "a date YYYY-MM-DD or DD/MM/YYYY")
 
 
