@@ -2,7 +2,9 @@
 
 The settings object is built once (by the CLI) and passed down; nothing reads the
 environment elsewhere. Every value is checked at start: an invalid one raises
-``ConfigError`` naming the key, the value and what is expected.
+``ConfigError`` naming the key, the value and what is expected. Every value is bounded:
+numbers by a range, texts by ``MAX_TEXT`` characters without control or bidirectional
+characters, lists by ``MAX_LIST`` entries, the printer by the devices a printer can be.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from appliance.domain.text import forbidden_character
 from appliance.errors import ConfigError
 
 ENV_PREFIX = "ORDO_"
@@ -33,13 +36,37 @@ def _check(pred: Callable[[Any], bool], expected: str) -> dict[str, Any]:
     return {"check": pred, "expected": expected}
 
 
+def _between(low: float, high: float, unit: str = "") -> dict[str, Any]:
+    """A number from ``low`` to ``high`` (NaN and infinities are outside any range)."""
+    return _check(lambda v: low <= v <= high, f"a number from {low:g} to {high:g}{unit}")
+
+
+# Devices a receipt or label printer appears as (Linux usblp, parallel port, serial lines,
+# USB-serial adapters, Bluetooth serial, udev's stable serial links). Anything else, a
+# file (``file:///etc/passwd``) or a disk (``/dev/sda``), is refused: the printer driver
+# writes raw bytes to it.
+_PRINTER_DEVICE = re.compile(
+    r"/dev/(?:usb/lp\d{1,3}|lp\d{1,3}|ttyS\d{1,3}|ttyUSB\d{1,3}|ttyACM\d{1,3}"
+    r"|rfcomm\d{1,3}|serial/by-(?:id|path)/(?!\.\.?$)[A-Za-z0-9._:+@-]{1,200})")
+_SERIAL_DEVICE = re.compile(
+    r"/dev/(?:ttyS\d{1,3}|ttyUSB\d{1,3}|ttyACM\d{1,3}|rfcomm\d{1,3}"
+    r"|serial/by-(?:id|path)/(?!\.\.?$)[A-Za-z0-9._:+@-]{1,200})")
+PRINTER_URIS = ("tcp://host:port, usb://VID:PID, serial:///dev/ttyS0 (ttyUSB, ttyACM, rfcomm, "
+                "serial/by-id/...) or file:///dev/usb/lp0 (/dev/lp0 or a serial device)")
+
+
 def _uri_ok(value: str) -> bool:
     parts = urlsplit(value)
     if parts.scheme == "tcp":
-        return bool(parts.hostname) and parts.port is not None
+        return bool(parts.hostname) and parts.port is not None and parts.port > 0
     if parts.scheme == "usb":
         return re.fullmatch(r"usb://[0-9a-fA-F]{4}:[0-9a-fA-F]{4}", value) is not None
-    return parts.scheme in {"serial", "file"} and bool(parts.path)
+    if parts.netloc or parts.fragment:
+        return False
+    if parts.scheme == "serial":
+        return _SERIAL_DEVICE.fullmatch(parts.path) is not None
+    return (parts.scheme == "file" and not parts.query
+            and _PRINTER_DEVICE.fullmatch(parts.path) is not None)
 
 
 def _finess_ok(value: str) -> bool:
@@ -47,6 +74,11 @@ def _finess_ok(value: str) -> bool:
 
 
 _positive = _check(lambda v: v > 0, "a number greater than 0")
+# Every text setting (names, addresses, paths, URLs): at most a path's length, and no
+# control or bidirectional character (an ESC in the establishment's name would be a
+# command to the printer). Lists (trust roots, CRLs): at most MAX_LIST entries.
+MAX_TEXT = 4096
+MAX_LIST = 64
 
 
 @dataclass(frozen=True)
@@ -68,8 +100,7 @@ class Pharmacy:
 
 @dataclass(frozen=True)
 class Printer:
-    uri: str = field(metadata=_check(
-        _uri_ok, "tcp://host:port, usb://VID:PID, serial:///dev/... or file:///dev/..."))
+    uri: str = field(metadata=_check(_uri_ok, PRINTER_URIS))
     model: str = "TM-T20II"
     media: str = field(default="80mm", metadata=_check(
         lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm or label62"))
@@ -87,7 +118,7 @@ class Registry:
     client_cert: str = ""
     client_key: str = ""
     ca_file: str = ""
-    timeout_s: float = field(default=10.0, metadata=_positive)
+    timeout_s: float = field(default=10.0, metadata=_between(1, 120, " seconds"))
 
 
 @dataclass(frozen=True)
@@ -101,10 +132,10 @@ class Security:
 
 @dataclass(frozen=True)
 class Sync:
-    interval_s: int = field(default=30, metadata=_positive)
+    interval_s: int = field(default=30, metadata=_between(1, 3600, " seconds"))
     batch_size: int = field(default=50, metadata=_check(
         lambda v: 1 <= v <= 1000, "between 1 and 1000"))
-    backoff_cap_s: int = field(default=900, metadata=_positive)
+    backoff_cap_s: int = field(default=900, metadata=_between(1, 86400, " seconds"))
 
 
 @dataclass(frozen=True)
@@ -115,9 +146,8 @@ class Referential:
 
 @dataclass(frozen=True)
 class Retention:
-    prescriptions_years: int = field(default=10, metadata=_check(
-        lambda v: v >= 1, "at least 1 year"))
-    audit_years: int = field(default=10, metadata=_check(lambda v: v >= 1, "at least 1 year"))
+    prescriptions_years: int = field(default=10, metadata=_between(1, 100, " years"))
+    audit_years: int = field(default=10, metadata=_between(1, 100, " years"))
 
 
 @dataclass(frozen=True)
@@ -218,6 +248,16 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
         name = {bool: "true or false", int: "an integer", float: "a number",
                 str: "a string"}.get(kind, "a list of strings")
         raise ConfigError(key, value, name)
+    texts = [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else []
+    if len(texts) > MAX_LIST:
+        raise ConfigError(key, f"{len(texts)} entries", f"at most {MAX_LIST} entries")
+    for text in texts:
+        if len(text) > MAX_TEXT:
+            raise ConfigError(key, text[:40] + "…", f"at most {MAX_TEXT} characters")
+        found = forbidden_character(text)
+        if found is not None:
+            raise ConfigError(key, text, f"text without control or bidirectional characters "
+                                         f"({found})")
     return value
 
 

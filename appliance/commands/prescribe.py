@@ -31,6 +31,7 @@ from appliance.services.drafts import (
     Draft,
     DraftInvalid,
     DraftProblem,
+    load_draft_json,
     parse_draft,
     resident_matcher,
 )
@@ -66,7 +67,7 @@ def _fail(as_json: bool, code: int, *, reason: str, message: str,
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text("utf-8"))
+        return load_draft_json(path.read_text("utf-8"))
     except UnicodeDecodeError as exc:
         raise DraftInvalid([DraftProblem("$", f"not UTF-8 text ({exc.reason})")]) from exc
     except json.JSONDecodeError as exc:

@@ -14,6 +14,7 @@ from appliance.domain.ids import (
     validate_finess,
     validate_id_nat_ps,
 )
+from appliance.domain.text import check_characters
 from appliance.errors import ValidationError
 
 
@@ -23,14 +24,26 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+MAX_NAME = 100
+MAX_ROOM = 30
+
+
 def _name(field: str, value: str, required: bool = True) -> str:
-    value = " ".join((value or "").split())
+    """A name: surrounding spaces dropped, inner runs of spaces made one; a control or
+    bidirectional character inside is refused, not turned into a space."""
+    value = check_characters(field, (value or "").strip(), "a name")
+    value = " ".join(value.split())
     if required and not value:
         raise ValidationError(field, value, "a non-empty name")
-    if len(value) > 100:
-        raise ValidationError(field, value, "at most 100 characters")
-    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
-        raise ValidationError(field, value, "a name without lone surrogates")
+    if len(value) > MAX_NAME:
+        raise ValidationError(field, value, f"at most {MAX_NAME} characters")
+    return value
+
+
+def _room(value: str) -> str:
+    value = " ".join(check_characters("chambre", (value or "").strip(), "a room").split())
+    if len(value) > MAX_ROOM:
+        raise ValidationError("chambre", value, f"a room of at most {MAX_ROOM} characters")
     return value
 
 
@@ -59,7 +72,7 @@ class Resident:
         used = _name("nom_usage", self.used_name or "", required=False).upper()
         object.__setattr__(self, "used_name", used or None)
         object.__setattr__(self, "sex", Sex(self.sex))
-        object.__setattr__(self, "room", " ".join(self.room.split()))
+        object.__setattr__(self, "room", _room(self.room))
         if self.birth_date > date.today() or self.birth_date.year < 1890:
             raise ValidationError("date_naissance", self.birth_date.isoformat(),
                                   "a birth date between 1890 and today")

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from appliance.domain.text import forbidden_character
 from appliance.errors import ValidationError
 
 __all__ = [
@@ -429,7 +430,8 @@ class FreeTextPosology:
     """A posology the structured model cannot express, typed by the physician (<= 500 chars).
 
     The text is stored NFC-normalised and stripped; ``describe()`` returns it as typed. Control
-    characters other than a line feed are refused.
+    characters other than a line feed, and bidirectional overrides, are refused
+    (``appliance.domain.text``).
     """
 
     text: str
@@ -439,10 +441,11 @@ class FreeTextPosology:
         if not isinstance(self.text, str):
             raise _fail("text", self.text, expected)
         text = _clean_text(self.text)
-        # Cs: a lone surrogate (JSON "\ud800") that no UTF-8 document can carry
-        bad = any(unicodedata.category(c) in ("Cc", "Cs") and c != "\n" for c in text)
-        if not text or len(text) > _MAX_TEXT or bad:
+        if not text or len(text) > _MAX_TEXT:
             raise _fail("text", self.text, expected)
+        found = forbidden_character(text, line_feed=True)
+        if found is not None:
+            raise _fail("text", self.text, f"{expected} or bidirectional overrides ({found})")
         object.__setattr__(self, "text", text)
 
     def describe(self) -> str:

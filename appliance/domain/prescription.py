@@ -34,11 +34,17 @@ from appliance.domain.ids import (
 from appliance.domain.people import Practitioner, Resident, Role, Sex
 from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription_id import validate_prescription_id
+from appliance.domain.text import forbidden_character
 from appliance.errors import StateError, ValidationError
 
 PARIS = ZoneInfo("Europe/Paris")
 CANONICAL_VERSION = 1
 MAX_RENEWALS = 12
+# Lines of one prescription. The registry refuses a larger one (the reference registry
+# enforces the same number), so a prescription is refused here before it is signed, never
+# after. 50 covers the longest EHPAD treatments; at the longest texts each line allows,
+# such a prescription's FHIR Bundle stays far under the registry's 4 MiB request limit.
+MAX_LINES = 50
 
 
 def local(moment: datetime) -> datetime:
@@ -61,12 +67,18 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment else None
 
 
-def _text(field_name: str, value: str, limit: int, required: bool = True) -> str:
+def _text(field_name: str, value: str, limit: int, required: bool = True,
+          line_feed: bool = False) -> str:
+    """A stripped text of at most ``limit`` characters; ``line_feed``: a free text, which
+    may hold line feeds (never other control or bidirectional characters)."""
     if not isinstance(value, str | None):  # e.g. 5 or {} from a JSON document
         raise ValidationError(field_name, value, "a text")
     value = (value or "").strip()
-    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
-        raise ValidationError(field_name, value, "text without lone surrogates")
+    found = forbidden_character(value, line_feed=line_feed)
+    if found is not None:
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise ValidationError(field_name, shown, "a text without control or bidirectional "
+                                                 f"characters ({found})")
     if required and not value:
         raise ValidationError(field_name, value, "a non-empty text")
     if len(value) > limit:
@@ -142,7 +154,8 @@ class MedicationLine:
         if self.non_substitution is not None:
             object.__setattr__(self, "non_substitution", NonSubstitution(self.non_substitution))
         object.__setattr__(self, "instructions",
-                           _text("medication.instructions", self.instructions, 500, False))
+                           _text("medication.instructions", self.instructions, 500, False,
+                                 line_feed=True))
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({
@@ -184,7 +197,7 @@ class ActLine:
     kind: str = field(default="act", init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "text", _text("act.text", self.text, 1000))
+        object.__setattr__(self, "text", _text("act.text", self.text, 1000, line_feed=True))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "text": self.text, "ald": self.ald}
@@ -247,12 +260,15 @@ class Prescription:
             self.check_signable()
             changes["signed_at"] = at
         if new is State.CANCELLED:
-            changes["cancel_reason"] = _text("cancel_reason", reason or "", 500)
+            changes["cancel_reason"] = _text("cancel_reason", reason or "", 500, line_feed=True)
         return replace(self, **changes)
 
     def check_signable(self) -> None:
         if not self.lines:
             raise ValidationError("lines", [], "at least one line")
+        if len(self.lines) > MAX_LINES:
+            raise ValidationError("lines", f"{len(self.lines)} lines",
+                                  f"at most {MAX_LINES} lines per prescription")
         if not self.prescriber.am:
             raise ValidationError("prescriber.am", None, "the prescriber's N° AM")
 

@@ -139,3 +139,17 @@ def test_the_errors_listed_are_bounded_the_others_counted(store, tmp_path):
     report = import_residents(store, path, actor="cli:test")
     assert report.created == 3 and report.rejected == 1500
     assert len(report.errors) == 1000 and report.omitted_errors == 500
+
+
+@pytest.mark.parametrize("column,value", [("nom", "MAR\x1b[2JTIN"), ("prenoms", "Jeanne\x07"),
+                                          ("chambre", "10\u202e2"), ("nom_usage", "DU\x00PONT")])
+def test_control_and_bidi_characters_are_refused_naming_the_column(store, column, value):
+    row = dict(zip(HEADER.strip().split(";"), GOOD[1].strip().split(";"), strict=True))
+    row[column] = value
+    report = import_residents(store, _csv([GOOD[0], ";".join(row.values()) + "\n"]).encode(),
+                              actor="cli:test")
+    assert (report.created, report.rejected) == (1, 1)
+    (error,) = report.errors
+    assert (error.line, error.column) == (3, column)
+    assert "control or bidirectional" in error.reason and "U+" in error.reason
+    assert get_resident(store, N2) is None

@@ -32,6 +32,7 @@ from textual.widgets import Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from appliance.domain.prescription import (
+    MAX_LINES,
     MAX_RENEWALS,
     ActLine,
     DeviceLine,
@@ -329,6 +330,10 @@ class EditorScreen(KioskScreen):
         self._add(line)
 
     def _add(self, line: Line) -> None:
+        if len(self.draft.lines) >= MAX_LINES:
+            self.show_error(f"Une ordonnance a au plus {MAX_LINES} lignes : signez celle-ci, "
+                            "puis commencez-en une autre.")
+            return
         self.draft = replace(self.draft, lines=(*self.draft.lines, line))
         self._reset_entry()
         self._show_lines()
