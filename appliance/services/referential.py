@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import ssl
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from appliance.errors import StoreError, ValidationError
-from appliance.store.referential import build
+from appliance.store.referential import build, guards
 from appliance.store.referential.bdpm import FILE_NAMES, parse_bdpm
 from appliance.store.referential.build import (
     ImportReport,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # httpx is imported by the download only: the kiosk opens the
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_FILE_BYTES = guards.MAX_FILE_BYTES
 HTTP_TIMEOUT_S, HTTP_CONNECT_TIMEOUT_S = 60.0, 15.0
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -100,31 +101,42 @@ def _pick(available: Iterable[str], source: str) -> dict[str, str]:
 
 def _from_directory(directory: Path) -> dict[str, SourceFile]:
     picked = _pick((p.name for p in directory.iterdir() if p.is_file()), str(directory))
+    try:
+        sizes = {actual: (directory / actual).stat().st_size for actual in picked.values()}
+    except OSError as exc:
+        raise ValidationError("source", str(directory), f"readable files ({exc})") from exc
+    guards.check_archive_members(((name, size, size) for name, size in sizes.items()),
+                                 str(directory))
     files = {}
     for wanted, actual in picked.items():
         path = directory / actual
         try:
-            stat = path.stat()
-            if stat.st_size > MAX_FILE_BYTES:
-                raise ValidationError("source", str(path),
-                                      f"a file under {MAX_FILE_BYTES} bytes")
-            files[wanted] = SourceFile(wanted, path.read_bytes(),
-                                       datetime.fromtimestamp(stat.st_mtime, UTC))
+            with path.open("rb") as handle:
+                data = handle.read(guards.MAX_FILE_BYTES + 1)
+                modified = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
         except OSError as exc:
             raise ValidationError("source", str(path), f"a readable file ({exc})") from exc
+        if len(data) > guards.MAX_FILE_BYTES:  # it grew since
+            raise ValidationError("source", str(path),
+                                  f"a file of at most {guards.MAX_FILE_BYTES} bytes")
+        files[wanted] = SourceFile(wanted, data, modified)
     return files
 
 
 def _from_zip(data: bytes | Path, described: str) -> dict[str, SourceFile]:
+    """The five files of a ZIP, checked from its directory before a byte is decompressed
+    (``guards.check_archive_members``); zipfile reads a member no further than its
+    declared size."""
     try:
         with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
             members = {info.filename: info for info in archive.infolist() if not info.is_dir()}
+            picked = _pick(members, described)
+            guards.check_archive_members(
+                ((actual, members[actual].file_size, members[actual].compress_size)
+                 for actual in picked.values()), described)
             files = {}
-            for wanted, actual in _pick(members, described).items():
+            for wanted, actual in picked.items():
                 info = members[actual]
-                if info.file_size > MAX_FILE_BYTES:
-                    raise ValidationError("source", f"{described}:{actual}",
-                                          f"a file under {MAX_FILE_BYTES} bytes")
                 files[wanted] = SourceFile(wanted, archive.read(info),
                                            datetime(*info.date_time, tzinfo=UTC))
             return files
@@ -256,11 +268,14 @@ def _import_part(part: str, path: Path, sha256: str, source: str,
 
 
 def import_bdpm(data_dir: Path, source: str | Path, *, referential_date: str | None = None,
-                ca_file: str | None = None) -> ImportReport:
+                ca_file: str | None = None, allow_shrink: bool = False,
+                minimums: Mapping[str, int] = guards.FLOOR) -> ImportReport:
     """Import a BDPM release into ``<data_dir>/referential.sqlite``.
 
     Malformed rows are reported in ``ImportReport.errors`` and skipped; the same bytes
-    as the last import leave the referential untouched (``unchanged``).
+    as the last import leave the referential untouched (``unchanged``). Refused before
+    anything is written (``guards.ImportRefused``): a file with fewer valid rows than
+    ``minimums``, or more than 5 % of the specialties removed unless ``allow_shrink``.
     """
     started = time.monotonic()
     described = _describe(source)
@@ -268,9 +283,15 @@ def import_bdpm(data_dir: Path, source: str | Path, *, referential_date: str | N
     sha256 = digest(files.values())
     when = _referential_date(files.values(), referential_date)
     path = referential_path(data_dir)
-    report = _import_part(build.BDPM, path, sha256, described, lambda: build.import_bdpm(
-        path, parse_bdpm({name: f.data for name, f in files.items()}), source=described,
-        sha256=sha256, date=when))
+
+    def build_part() -> ImportReport:
+        bdpm = parse_bdpm({name: f.data for name, f in files.items()})
+        guards.check_rows(bdpm, minimums)
+        guards.check_shrink(path, (row.cis for row in bdpm.specialties.records),
+                            allow_shrink=allow_shrink)
+        return build.import_bdpm(path, bdpm, source=described, sha256=sha256, date=when)
+
+    report = _import_part(build.BDPM, path, sha256, described, build_part)
     log.info("BDPM import", extra={"fields": {
         "unchanged": report.unchanged, "date": report.date, "malformed": len(report.errors),
         "seconds": round(time.monotonic() - started, 2)}})

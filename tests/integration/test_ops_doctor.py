@@ -213,11 +213,16 @@ def test_clock_before_the_release_or_the_newest_audit_entry(tmp_path):
 
 
 def _referential(path: Path, bdpm_date: str | None) -> None:
+    """A referential file with its date and as many rows as a whole BDPM."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     if bdpm_date:
         conn.execute("INSERT INTO meta VALUES ('bdpm_date', ?)", [bdpm_date])
+    for table in ("specialty", "presentation"):
+        conn.execute(f"CREATE TABLE {table} (n INTEGER)")
+        conn.execute(f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c"
+                     f" WHERE n < 20000) INSERT INTO {table} SELECT n FROM c")
     conn.commit()
     conn.close()
 

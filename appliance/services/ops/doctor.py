@@ -10,7 +10,8 @@ Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
 hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
-the data directory), ``referential`` (drug data age), ``backup`` (age of the newest
+the data directory), ``referential`` (drug data age, and counts
+against the minimums of a whole BDPM), ``backup`` (age of the newest
 nightly backup) and, on a machine run by systemd, ``services`` (the kiosk, the sync
 service, the backup timer).
 """
@@ -341,13 +342,26 @@ def _disk(ctx: _Context) -> list[Check]:
 
 
 def _referential(ctx: _Context) -> list[Check]:
+    from appliance.store.referential.guards import TABLE_MINIMUMS
+
     path = ctx.settings.data_dir / probes.REFERENTIAL_FILE
     found = probes.referential_date(path)
     hint = "import the current BDPM: ordo drugs import"
     if found is None:
         return [Check("referential", FAIL, f"no drug referential at {path}", hint)]
+    counts = probes.referential_counts(path, tuple(TABLE_MINIMUMS))
     age = (ctx.now.date() - found.day).days
-    detail = f"drug data of {found.day} ({age} days old, from {found.source})"
+    detail = (f"drug data of {found.day} ({age} days old, from {found.source}): "
+              f"{counts.get('specialty', 0)} specialties, "
+              f"{counts.get('presentation', 0)} presentations")
+    if not all(counts.get(table) for table in TABLE_MINIMUMS):
+        return [Check("referential", FAIL, detail, f"nothing can be prescribed: {hint}")]
+    small = [table for table, least in TABLE_MINIMUMS.items() if counts[table] < least]
+    if small:
+        plural = {"specialty": "specialties", "presentation": "presentations"}
+        least = ", ".join(f"{TABLE_MINIMUMS[t]} {plural.get(t, t)}" for t in small)
+        return [Check("referential", WARN, f"{detail}, fewer than a whole BDPM ({least})",
+                      f"a demo or test extract, or a truncated import: {hint}")]
     if age > REFERENTIAL_WARN_DAYS:
         return [Check("referential", WARN, detail, hint)]
     return [Check("referential", OK, detail)]

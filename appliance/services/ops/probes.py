@@ -16,7 +16,8 @@ card, printer, sync and referential code do inside:
   server with ``registry.ca_file`` (never disabled) and presenting the client
   certificate; the ``Date`` header is kept for the clock check.
 - referential: the date stored in ``referential.sqlite``'s ``meta`` table (keys
-  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time.
+  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time; and the
+  rows of its main tables.
 """
 
 from __future__ import annotations
@@ -265,3 +266,23 @@ def referential_date(path: Path) -> ReferentialDate | None:
                 continue
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
     return ReferentialDate(mtime, "file modification time")
+
+
+def referential_counts(path: Path, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows of each of ``tables`` in the referential (0 for a missing table or file)."""
+    counts = dict.fromkeys(tables, 0)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            present = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table in tables:
+                if table in present:
+                    # Names from the caller's constant tuple, checked against sqlite_master.
+                    sql = f'SELECT count(*) FROM "{table}"'  # noqa: S608
+                    counts[table] = conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+    return counts
