@@ -9,7 +9,10 @@ A BDPM source is one of:
 - an http(s) URL (httpx, TLS verified): a URL ending in ``.zip`` is one zip; a URL
   containing ``{file}`` is a template; a ``.php`` URL, like the ANSM's
   ``telechargement.php``, gets ``?fichier=<name>`` per file (the ANSM site's form);
-  any other URL is a folder, ``<url>/<name>``.
+  any other URL is a folder, ``<url>/<name>``. Each download is bounded
+  (``appliance.http_limits``): ``HTTP_DEADLINE_S`` for the whole request, the body
+  streamed and refused past ``MAX_FILE_BYTES``, redirects followed only on the same host
+  and never from https to http.
 
 The referential's date is ``--date`` if given, else the newest modification date the
 source reports (file mtime, zip entry date, HTTP ``Last-Modified``), else the import
@@ -54,6 +57,9 @@ log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = guards.MAX_FILE_BYTES
 HTTP_TIMEOUT_S, HTTP_CONNECT_TIMEOUT_S = 60.0, 15.0
+# The whole of one download (connection, headers and body): a 4 MB file at 512 kbit/s.
+HTTP_DEADLINE_S = 120.0
+MAX_REDIRECTS = 5
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -154,20 +160,31 @@ def _file_urls(url: str) -> dict[str, str]:
     return {name: f"{url.rstrip('/')}/{name}" for name in FILE_NAMES}
 
 
-def _download(client: httpx.Client, url: str, name: str) -> SourceFile:
+def _download(client: httpx.Client, url: str, name: str, deadline_s: float) -> SourceFile:
+    """GET one file: each request (and each redirect, same host and never off https)
+    within ``deadline_s`` in all, the body streamed and refused past ``MAX_FILE_BYTES``."""
     import httpx
 
+    from appliance import http_limits
+
+    requested = url
     try:
-        with client.stream("GET", url) as response:
-            response.raise_for_status()
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_FILE_BYTES:
-                    raise ValidationError("source", url, f"a file under {MAX_FILE_BYTES} bytes")
-                chunks.append(chunk)
-            modified = response.headers.get("last-modified")
-    except httpx.HTTPError as exc:
+        for _ in range(MAX_REDIRECTS + 1):
+            with http_limits.deadline(deadline_s), \
+                    client.stream("GET", url, headers=http_limits.IDENTITY) as response:
+                if response.is_redirect:
+                    url = http_limits.check_redirect(url, response.headers.get("location", ""))
+                    continue
+                response.raise_for_status()
+                data = http_limits.read_capped(response, MAX_FILE_BYTES)
+                modified = response.headers.get("last-modified")
+                break
+        else:
+            raise StoreError(f"cannot download {requested}: more than {MAX_REDIRECTS} redirects")
+    except http_limits.AnswerTooLarge as exc:
+        raise ValidationError("source", url, f"a file of at most {MAX_FILE_BYTES} bytes "
+                                             f"({exc})") from exc
+    except (httpx.HTTPError, http_limits.RedirectRefused, http_limits.CompressedAnswer) as exc:
         raise StoreError(f"cannot download {url}: {exc}") from exc
     when = None
     if modified:
@@ -175,10 +192,10 @@ def _download(client: httpx.Client, url: str, name: str) -> SourceFile:
             when = parsedate_to_datetime(modified)
         except (TypeError, ValueError):
             when = None
-    return SourceFile(name, b"".join(chunks), when)
+    return SourceFile(name, data, when)
 
 
-def _from_url(url: str, ca_file: str | None) -> dict[str, SourceFile]:
+def _from_url(url: str, ca_file: str | None, deadline_s: float) -> dict[str, SourceFile]:
     # TLS is always verified: against the system's CAs, or the given bundle.
     try:
         verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
@@ -186,22 +203,27 @@ def _from_url(url: str, ca_file: str | None) -> dict[str, SourceFile]:
         raise ValidationError("ca_file", ca_file, f"a readable PEM bundle ({exc})") from exc
     import httpx
 
+    from appliance.http_limits import BoundedTransport
+
     timeout = httpx.Timeout(HTTP_TIMEOUT_S, connect=HTTP_CONNECT_TIMEOUT_S)
-    with httpx.Client(timeout=timeout, verify=verify, follow_redirects=True) as client:
+    with httpx.Client(timeout=timeout, verify=verify, follow_redirects=False,
+                      transport=BoundedTransport(verify=verify)) as client:
         if urlsplit(url).path.lower().endswith(".zip"):
-            archive = _download(client, url, "archive.zip")
+            archive = _download(client, url, "archive.zip", deadline_s)
             return _from_zip(archive.data, url)
-        return {name: _download(client, file_url, name)
+        return {name: _download(client, file_url, name, deadline_s)
                 for name, file_url in _file_urls(url).items()}
 
 
-def read_bdpm_source(source: str | Path, ca_file: str | None = None) -> dict[str, SourceFile]:
+def read_bdpm_source(source: str | Path, ca_file: str | None = None,
+                     deadline_s: float = HTTP_DEADLINE_S) -> dict[str, SourceFile]:
     """Fetch the five BDPM files from a directory, a zip or an http(s) URL.
 
-    ``ca_file``: a PEM bundle to verify the server with instead of the system's CAs.
+    ``ca_file``: a PEM bundle to verify the server with instead of the system's CAs;
+    ``deadline_s``: the most each HTTP request may take, body included.
     """
     if _is_url(source):
-        return _from_url(str(source), ca_file)
+        return _from_url(str(source), ca_file, deadline_s)
     path = Path(source)
     if path.is_dir():
         return _from_directory(path)
@@ -269,7 +291,8 @@ def _import_part(part: str, path: Path, sha256: str, source: str,
 
 def import_bdpm(data_dir: Path, source: str | Path, *, referential_date: str | None = None,
                 ca_file: str | None = None, allow_shrink: bool = False,
-                minimums: Mapping[str, int] = guards.FLOOR) -> ImportReport:
+                minimums: Mapping[str, int] = guards.FLOOR,
+                deadline_s: float = HTTP_DEADLINE_S) -> ImportReport:
     """Import a BDPM release into ``<data_dir>/referential.sqlite``.
 
     Malformed rows are reported in ``ImportReport.errors`` and skipped; the same bytes
@@ -279,7 +302,7 @@ def import_bdpm(data_dir: Path, source: str | Path, *, referential_date: str | N
     """
     started = time.monotonic()
     described = _describe(source)
-    files = read_bdpm_source(source, ca_file=ca_file)
+    files = read_bdpm_source(source, ca_file=ca_file, deadline_s=deadline_s)
     sha256 = digest(files.values())
     when = _referential_date(files.values(), referential_date)
     path = referential_path(data_dir)

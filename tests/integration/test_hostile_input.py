@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,14 @@ MB = 1024 * 1024
 
 
 def run_measured(args: list[str], *, env: dict[str, str], stdin_bytes: int = 0,
-                 stdin_data: bytes = b"", timeout: float = 120) -> tuple[int, str, float]:
+                 stdin_data: bytes = b"", timeout: float = 120,
+                 preexec_fn: Callable[[], None] | None = None) -> tuple[int, str, float]:
     """Run ``ordo ARGS``; feed ``stdin_data`` or ``stdin_bytes`` of ``A`` (no newline).
-    Returns (exit code, stdout + stderr, peak RSS in MB)."""
+    Returns (exit code, stdout + stderr, peak RSS in MB); killed after ``timeout``."""
     proc = subprocess.Popen([ORDO, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env)
+                            stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
 
     def feed() -> None:
         try:
@@ -45,6 +49,7 @@ def run_measured(args: list[str], *, env: dict[str, str], stdin_bytes: int = 0,
     for thread in threads:
         thread.start()
     _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak, not the test's
+    killer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     for thread in threads:
         thread.join(timeout)
