@@ -39,17 +39,37 @@ def write_csv(path: Path, rows: int) -> None:
                       f"{i % 900 + 100};non\n")
 
 
+# The child writes its own peak (VmHWM of its exec'ed image) when it exits: ``ru_maxrss``
+# from ``wait4`` would also hold this process's own peak (it wrote the CSV), which a child
+# inherits across ``exec``.
+PEAK = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as status, open(out, "w") as written:
+        written.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(peak)
+if sys.argv[1] == "ordo":
+    sys.argv = sys.argv[1:]
+    from appliance.cli import main
+    main()
+else:
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(seconds, peak MB, stdout) of a child process."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - started
-    out = proc.stdout.read().decode()
-    proc.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[0]} failed: {out}")
-    return seconds, usage.ru_maxrss / 1024, out
+    """(seconds, peak MB, stdout) of ``ordo ARGS`` or of a script, in a child process."""
+    with tempfile.NamedTemporaryFile(prefix="ordo-peak-") as peak:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", PEAK, peak.name, *argv], env=env,
+                              capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{argv[0]} failed: {done.stdout}{done.stderr[-2000:]}")
+        peak_kb = int(Path(peak.name).read_text())
+    return seconds, peak_kb / 1024, done.stdout
 
 
 def main() -> None:
@@ -61,9 +81,10 @@ def main() -> None:
         write_csv(csv_path, args.rows)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORDO_")}
         env["ORDO_DATA_DIR"] = str(Path(tmp) / "data")
-        bare_s, bare_mb, _ = measured([sys.executable, "-c", BARE, str(csv_path)], env)
-        ordo = str(Path(sys.executable).parent / "ordo")
-        seconds, peak_mb, out = measured([ordo, "residents", "import", str(csv_path)], env)
+        bare = Path(tmp) / "bare.py"
+        bare.write_text(BARE)
+        bare_s, bare_mb, _ = measured([str(bare), str(csv_path)], env)
+        seconds, peak_mb, out = measured(["ordo", "residents", "import", str(csv_path)], env)
         size = csv_path.stat().st_size
     emit({
         "rows": args.rows, "file_mb": round(size / 1e6, 1),

@@ -8,53 +8,75 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
-ORDO = str(Path(sys.executable).parent / "ordo")
 MB = 1024 * 1024
+
+
+# ``ordo`` run by a Python that writes its own peak (VmHWM) to a file when it exits. The
+# peak of the exec'ed image only: ``ru_maxrss`` from ``wait4`` would also hold this test
+# process's own peak, which a forked (or vforked) child inherits across ``exec``.
+LAUNCH = """
+import atexit, sys
+out = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as status, open(out, "w") as written:
+        written.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(peak)
+sys.argv[0] = "ordo"
+from appliance.cli import main
+main()
+"""
 
 
 def run_measured(args: list[str], *, env: dict[str, str], stdin_bytes: int = 0,
                  stdin_data: bytes = b"", timeout: float = 120,
-                 preexec_fn: Callable[[], None] | None = None) -> tuple[int, str, float]:
+                 address_space_mb: int | None = None) -> tuple[int, str, float]:
     """Run ``ordo ARGS``; feed ``stdin_data`` or ``stdin_bytes`` of ``A`` (no newline).
-    Returns (exit code, stdout + stderr, peak RSS in MB); killed after ``timeout``."""
-    proc = subprocess.Popen([ORDO, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, preexec_fn=preexec_fn)
-    killer = threading.Timer(timeout, proc.kill)
-    killer.start()
+    Returns (exit code, stdout + stderr, peak RSS in MB, 0 if it did not exit by itself);
+    killed after ``timeout``; ``address_space_mb`` caps it (a shell's ``ulimit -v``)."""
+    with tempfile.NamedTemporaryFile(prefix="ordo-peak-") as peak_file:
+        argv = [sys.executable, "-c", LAUNCH, peak_file.name, *args]
+        if address_space_mb is not None:
+            argv = ["sh", "-c", f'ulimit -v {address_space_mb * 1024} && exec "$0" "$@"',
+                    *argv]
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env)
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
 
-    def feed() -> None:
-        try:
-            if stdin_data:
-                proc.stdin.write(stdin_data)
-            block = b"A" * MB
-            for _ in range(stdin_bytes // MB):
-                proc.stdin.write(block)
-        except (BrokenPipeError, OSError):
-            pass  # the command stopped reading: that is the point
-        finally:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
+        def feed() -> None:
+            try:
+                if stdin_data:
+                    proc.stdin.write(stdin_data)
+                block = b"A" * MB
+                for _ in range(stdin_bytes // MB):
+                    proc.stdin.write(block)
+            except (BrokenPipeError, OSError):
+                pass  # the command stopped reading: that is the point
+            finally:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
 
-    output: list[bytes] = []
-    threads = [threading.Thread(target=feed, daemon=True),
-               threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)]
-    for thread in threads:
-        thread.start()
-    _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak, not the test's
-    killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for thread in threads:
-        thread.join(timeout)
+        output: list[bytes] = []
+        threads = [threading.Thread(target=feed, daemon=True),
+                   threading.Thread(target=lambda: output.append(proc.stdout.read()),
+                                    daemon=True)]
+        for thread in threads:
+            thread.start()
+        proc.wait()
+        killer.cancel()
+        for thread in threads:
+            thread.join(timeout)
+        written = Path(peak_file.name).read_text().strip()
     out = output[0] if output else b""
-    return proc.returncode, out.decode("utf-8", "replace"), usage.ru_maxrss / 1024
+    return proc.returncode, out.decode("utf-8", "replace"), int(written or 0) / 1024
 
 
 @pytest.fixture

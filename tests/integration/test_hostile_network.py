@@ -11,7 +11,6 @@ every half second (of the headers or of the body), or a redirect.
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import socketserver
 import ssl
@@ -31,8 +30,7 @@ from tests.integration.test_hostile_input import run_measured
 
 pytestmark = pytest.mark.integration
 
-MB = 1024 * 1024
-ADDRESS_SPACE = 1536 * MB  # far above what ordo needs, far below what today's bug took
+ADDRESS_SPACE_MB = 1536  # far above what ordo needs, far below what an unbounded read takes
 
 
 class HostileServer(socketserver.ThreadingTCPServer):
@@ -116,10 +114,6 @@ def trickle(what: bytes, interval_s: float, server_stop: threading.Event,
     return answer
 
 
-def _cap_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
-
 @pytest.fixture
 def sync_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
     import os
@@ -133,7 +127,7 @@ def sync_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
 
 def _sync_once(env: dict[str, str], timeout: float = 60) -> tuple[int, str, float]:
     return run_measured(["sync", "once", "--json"], env=env, timeout=timeout,
-                        preexec_fn=_cap_memory)
+                        address_space_mb=ADDRESS_SPACE_MB)
 
 
 # -- the registry client -----------------------------------------------------------------

@@ -154,8 +154,8 @@ def test_the_command_refuses_in_french_with_a_non_zero_exit(tmp_path):
 def test_the_command_wants_a_whole_release_unless_told_otherwise(tmp_path):
     result = _ordo(tmp_path / "data", str(write_dir(tmp_path / "small", SMALL)))
     assert result.exit_code == 1
-    assert f"{len(SPECS)} lignes valides, moins que les {RELEASE_MINIMUMS[bdpm.SPECIALTIES]}" \
-        in result.output
+    assert f"{len(SPECS)} lignes valides pour un minimum de " \
+        f"{RELEASE_MINIMUMS[bdpm.SPECIALTIES]}" in result.output
     assert "--allow-small" in result.output
     assert not referential_path(tmp_path / "data").exists()
 

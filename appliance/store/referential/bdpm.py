@@ -23,6 +23,7 @@ I/O: the caller passes the file's bytes.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -323,11 +324,16 @@ def _required(value: str, what: str) -> str:
 
 
 def _decoder(data: bytes) -> tuple[bytes, str]:
-    """The encoding of a whole file: UTF-8 if it decodes as such, else cp1252."""
+    """The encoding of a whole file: UTF-8 if it decodes as such, else cp1252 (checked a
+    megabyte at a time, without a decoded copy of the whole file)."""
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:], "utf-8"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        data.decode("utf-8")
+        for start in range(0, len(data), 1 << 20):
+            decoder.decode(view[start:start + (1 << 20)])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return data, "cp1252"
     return data, "utf-8"

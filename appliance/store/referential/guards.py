@@ -69,8 +69,8 @@ def check_rows(bdpm: Bdpm, minimums: Mapping[str, int] = FLOOR) -> None:
     if junk:
         english = "; ".join(f"{p.name}: {len(p.errors)} malformed lines by line "
                             f"{p.abandoned_at}, {len(p.records)} valid rows" for p in junk)
-        french = "; ".join(f"{p.name} : {len(p.errors)} lignes rejetées avant la ligne "
-                           f"{p.abandoned_at}, pour {len(p.records)} valides" for p in junk)
+        french = " ; ".join(f"{p.name} : {len(p.errors)} lignes rejetées avant la ligne "
+                            f"{p.abandoned_at}, pour {len(p.records)} valides" for p in junk)
         raise ImportRefused("source", junk[0].name, f"BDPM files with valid rows ({english})",
                             f"{french} : ce ne sont pas des fichiers de la BDPM.")
     short = [(parsed.name, len(parsed.records), minimums[parsed.name])
@@ -80,9 +80,9 @@ def check_rows(bdpm: Bdpm, minimums: Mapping[str, int] = FLOOR) -> None:
         return
     english = "; ".join(f"{name}: {found} valid rows, fewer than {least}"
                         for name, found, least in short)
-    french = "; ".join(f"{name} : {found} ligne{'s' if found > 1 else ''} valide"
-                       f"{'s' if found > 1 else ''}, moins que les {least} attendues"
-                       for name, found, least in short)
+    french = " ; ".join(f"{name} : {found} ligne{'s' if found > 1 else ''} valide"
+                        f"{'s' if found > 1 else ''} pour un minimum de {least}"
+                        for name, found, least in short)
     raise ImportRefused("source", short[0][0], f"a whole BDPM release ({english})",
                         f"{french}. Fichiers vides, tronqués ou qui ne sont pas la BDPM ? "
                         "Pour un extrait de test ou de démonstration : --allow-small.")
@@ -111,7 +111,8 @@ def check_shrink(path: Path, new_cis: Iterable[str], *, allow_shrink: bool = Fal
         f"an import removing at most {MAX_REMOVED_SHARE:.0%} of the specialties "
         "(--allow-shrink to force)",
         f"{removed} spécialités retirées sur {len(old)} ({share} %), plus que les "
-        f"{MAX_REMOVED_SHARE:.0%} permis. Vérifiez la source ; pour forcer : --allow-shrink.",
+        f"{MAX_REMOVED_SHARE * 100:.0f} % permis. Vérifiez la source ; pour forcer : "
+        "--allow-shrink.",
         removed=removed, previous=len(old))
 
 
