@@ -156,7 +156,7 @@ def _memory(m: dict) -> list[str]:
 def _residents(r: dict) -> list[str]:
     i = r["import"]
     return [_row(f"`ordo residents import` of {r['rows']:,} rows ({r['file_mb']} MB CSV): "
-                 "peak memory (ru_maxrss)", "`python -m bench.residents_import`",
+                 "peak memory (VmHWM)", "`python -m bench.residents_import`",
                  f"{i['peak_mb']} MB, {i['seconds']} s ({i['rows_per_s']:,} rows/s)",
                  f"bare `csv.reader` over the file: {r['bare_csv_reader']['peak_mb']} MB",
                  f"{r['ratio']}×", "≤ 100 MB", _met(r["goals"]["peak_le_100mb"]))]
