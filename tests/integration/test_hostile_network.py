@@ -211,3 +211,17 @@ def test_the_bdpm_download_refuses_redirects_off_https_or_off_the_host(tmp_path,
     with serving(_redirect(f"{tls_files}/bdpm.zip"), tls=tls) as server:  # same host, https
         report = import_bdpm(tmp_path / "c", f"{server.url}/x.zip", ca_file=str(ca))
     assert report.counts["specialty"] == len(SPECS)
+
+
+def test_the_doctor_registry_probe_gives_up_at_its_deadline():
+    from appliance.errors import RegistryError
+    from appliance.services.ops import probes
+
+    stop = threading.Event()
+    with serving(trickle(b"HTTP/1.1 200 OK\r\n", 0.5, stop)) as server:
+        started = time.monotonic()
+        with pytest.raises(RegistryError, match="no answer within 2 s"):
+            probes.registry_probe(server.url, ca_file="", client_cert="", client_key="",
+                                  timeout=2)
+        stop.set()
+    assert time.monotonic() - started < 2.6

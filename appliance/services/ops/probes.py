@@ -193,12 +193,16 @@ def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
     """``GET <url>/metadata``; raises ``RegistryError`` when the registry cannot be reached."""
     import httpx
 
+    from appliance.http_limits import BoundedTransport, deadline
+
     target = url.rstrip("/") + "/metadata"
     verify = tls_context(ca_file, client_cert, client_key) if target.startswith("https:") \
         else True
     started = time.monotonic()
-    try:
-        with (httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as client,
+    try:  # the headers only (the body is never read), within ``timeout`` in all
+        with (deadline(timeout),
+              httpx.Client(verify=verify, timeout=timeout, follow_redirects=False,
+                           transport=BoundedTransport(verify=verify)) as client,
               client.stream("GET", target, headers={"Accept": "application/fhir+json"})
               as response):
             local = datetime.now(UTC)
