@@ -246,3 +246,19 @@ def test_pcscd_check_talks_to_the_real_daemon_when_it_runs(tmp_path):
     check = run_doctor(settings_for(tmp_path)).get("pcscd")
     assert "not reachable" not in check.detail, check
     assert check.status == OK or "no card reader" in check.detail, check
+
+
+def test_a_dropped_audit_trigger_fails_the_audit_check_until_restored(tmp_path):
+    settings = settings_for(tmp_path)
+    store = _store_with_entries(settings)
+    assert "append-only triggers intact" in run_doctor(settings).get("audit").detail
+    store.conn.execute("DROP TRIGGER audit_no_delete")
+    store.close()
+    check = run_doctor(settings).get("audit")
+    assert check.status == FAIL and "audit_no_delete is missing" in check.detail
+    assert "ordo audit restore-guards" in check.hint
+    store = open_store(settings.db_path)  # opening the store (migrations) does not hide it
+    assert run_doctor(settings).get("audit").status == FAIL
+    audit.restore_guards(store, actor="cli:test")
+    store.close()
+    assert run_doctor(settings).get("audit").status == OK
