@@ -197,21 +197,22 @@ def guard_problems(conn: sqlite3.Connection) -> list[str]:
 
 
 def restore_guards(store: Store, *, actor: str) -> dict[str, list[str]]:
-    """Put the append-only triggers back as created, remove any other trigger on the
-    audit table, and record it in the chain; ``{}`` (and no entry) if they were intact."""
+    """Put the append-only triggers back as created (``created``: the missing and the
+    altered ones), drop any other trigger on the audit table (``removed``), and record it
+    in the chain; ``{}`` (and no entry) if they were intact."""
     with store.write() as db:
         found = _audit_triggers(store.conn)
-        removed = [name for name in found
-                   if name not in TRIGGERS or _normal(found[name]) != _normal(TRIGGERS[name])]
-        created = [name for name in TRIGGERS if name not in found or name in removed]
+        altered = [name for name in TRIGGERS
+                   if name in found and _normal(found[name]) != _normal(TRIGGERS[name])]
+        removed = [name for name in found if name not in TRIGGERS]
+        created = [name for name in TRIGGERS if name not in found or name in altered]
         if not created and not removed:
             return {}
-        for name in removed:
+        for name in altered + removed:
             # Names come from sqlite_master, quoted as identifiers.
             db.execute(f'DROP TRIGGER "{name.replace(chr(34), chr(34) * 2)}"')
         for name in created:
             db.execute(TRIGGERS[name])
-        removed = [name for name in removed if name not in TRIGGERS]
         append(db, actor=actor, action=GUARDS_RESTORED,
                details={"created": created, "removed": removed})
     return {"created": created, "removed": removed}

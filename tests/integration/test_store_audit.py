@@ -169,6 +169,9 @@ def test_a_trigger_emptied_under_its_own_name_or_an_extra_one_is_reported(store)
 def test_restore_guards_puts_them_back_and_says_so_in_the_chain(store):
     _fill(store, 2)
     store.conn.execute("DROP TRIGGER audit_no_delete")
+    store.conn.execute("DROP TRIGGER audit_no_update")
+    store.conn.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+                       "BEGIN SELECT 1; END")
     store.conn.execute("CREATE TRIGGER audit_quiet BEFORE INSERT ON audit "
                        "BEGIN SELECT RAISE(IGNORE); END")
     result = _ordo(store, "restore-guards")
@@ -176,7 +179,10 @@ def test_restore_guards_puts_them_back_and_says_so_in_the_chain(store):
     assert audit.guard_problems(store.conn) == []
     last = audit.entries(store)[-1]
     assert last.action == "audit.guards_restored"
-    assert last.details == {"created": ["audit_no_delete"], "removed": ["audit_quiet"]}
+    assert last.details == {"created": ["audit_no_update", "audit_no_delete"],
+                            "removed": ["audit_quiet"]}
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 1")
     assert audit.verify(store) == 3
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         store.conn.execute("DELETE FROM audit WHERE seq = 1")
