@@ -10,6 +10,7 @@ characters, lists by ``MAX_LIST`` entries, the printer by the devices a printer 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pwd
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from appliance.domain.text import forbidden_character
+from appliance.domain.text import first_forbidden
 from appliance.errors import ConfigError
 
 ENV_PREFIX = "ORDO_"
@@ -38,7 +39,7 @@ def _check(pred: Callable[[Any], bool], expected: str) -> dict[str, Any]:
 
 def _between(low: float, high: float, unit: str = "") -> dict[str, Any]:
     """A number from ``low`` to ``high`` (NaN and infinities are outside any range)."""
-    return _check(lambda v: low <= v <= high, f"a number from {low:g} to {high:g}{unit}")
+    return _check(lambda v: low <= v <= high, f"un nombre de {low:g} à {high:g}{unit}")
 
 
 # Devices a receipt or label printer appears as (Linux usblp, parallel port, serial lines,
@@ -51,8 +52,8 @@ _PRINTER_DEVICE = re.compile(
 _SERIAL_DEVICE = re.compile(
     r"/dev/(?:ttyS\d{1,3}|ttyUSB\d{1,3}|ttyACM\d{1,3}|rfcomm\d{1,3}"
     r"|serial/by-(?:id|path)/(?!\.\.?$)[A-Za-z0-9._:+@-]{1,200})")
-PRINTER_URIS = ("tcp://host:port, usb://VID:PID, serial:///dev/ttyS0 (ttyUSB, ttyACM, rfcomm, "
-                "serial/by-id/...) or file:///dev/usb/lp0 (/dev/lp0 or a serial device)")
+PRINTER_URIS = ("tcp://hôte:port, usb://VID:PID, serial:///dev/ttyS0 (ttyUSB, ttyACM, rfcomm, "
+                "serial/by-id/...) ou file:///dev/usb/lp0 (/dev/lp0 ou une ligne série)")
 
 
 def _uri_ok(value: str) -> bool:
@@ -73,7 +74,6 @@ def _finess_ok(value: str) -> bool:
     return value == "" or re.fullmatch(r"(\d{2}|2[AB])\d{7}", value) is not None
 
 
-_positive = _check(lambda v: v > 0, "a number greater than 0")
 # Every text setting (names, addresses, paths, URLs): at most a path's length, and no
 # control or bidirectional character (an ESC in the establishment's name would be a
 # command to the printer). Lists (trust roots, CRLs): at most MAX_LIST entries.
@@ -83,8 +83,9 @@ MAX_LIST = 64
 
 @dataclass(frozen=True)
 class Establishment:
-    name: str = field(metadata=_check(bool, "a non-empty name"))
-    finess: str = field(metadata=_check(_finess_ok, "9 characters: 2 for the department, 7 digits"))
+    name: str = field(metadata=_check(bool, "un nom non vide"))
+    finess: str = field(metadata=_check(
+        _finess_ok, "9 caractères : 2 pour le département, 7 chiffres"))
     address: str = ""
 
 
@@ -94,7 +95,7 @@ class Pharmacy:
 
     name: str = ""
     finess: str = field(default="", metadata=_check(
-        _finess_ok, "9 characters: 2 for the department, 7 digits"))
+        _finess_ok, "9 caractères : 2 pour le département, 7 chiffres"))
     address: str = ""
 
 
@@ -103,22 +104,33 @@ class Printer:
     uri: str = field(metadata=_check(_uri_ok, PRINTER_URIS))
     model: str = "TM-T20II"
     media: str = field(default="80mm", metadata=_check(
-        lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm or label62"))
+        lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm ou label62"))
     dpi: int = field(default=203, metadata=_check(
-        lambda v: v in {180, 203, 300}, "180, 203 or 300"))
+        lambda v: v in {180, 203, 300}, "180, 203 ou 300"))
     qr: str = field(default="raster", metadata=_check(
-        lambda v: v in {"raster", "native"}, "raster or native"))
+        lambda v: v in {"raster", "native"}, "raster ou native"))
 
 
 @dataclass(frozen=True)
 class Registry:
     url: str = field(metadata=_check(
         lambda v: urlsplit(v).scheme in {"http", "https"} and bool(urlsplit(v).hostname),
-        "an http(s) URL"))
+        "une URL http(s)"))
     client_cert: str = ""
     client_key: str = ""
     ca_file: str = ""
-    timeout_s: float = field(default=10.0, metadata=_between(1, 120, " seconds"))
+    timeout_s: float = field(default=10.0, metadata=_between(1, 120, " secondes"))
+
+
+CARD_BACKENDS = ("pcsc",)  # adapters of appliance.bootstrap.card_backend
+
+
+@dataclass(frozen=True)
+class Card:
+    """The card backend: ``pcsc`` (a reader through pcscd)."""
+
+    backend: str = field(default="pcsc", metadata=_check(
+        lambda v: v in CARD_BACKENDS, " ou ".join(CARD_BACKENDS)))
 
 
 @dataclass(frozen=True)
@@ -126,34 +138,34 @@ class Security:
     trust_roots: tuple[str, ...] = ()
     crls: tuple[str, ...] = ()
     idle_timeout_s: int = field(default=300, metadata=_check(
-        lambda v: 30 <= v <= 3600, "a number of seconds between 30 and 3600"))
+        lambda v: 30 <= v <= 3600, "un nombre de secondes entre 30 et 3600"))
     backup_key: str = ""
 
 
 @dataclass(frozen=True)
 class Sync:
-    interval_s: int = field(default=30, metadata=_between(1, 3600, " seconds"))
+    interval_s: int = field(default=30, metadata=_between(1, 3600, " secondes"))
     batch_size: int = field(default=50, metadata=_check(
-        lambda v: 1 <= v <= 1000, "between 1 and 1000"))
-    backoff_cap_s: int = field(default=900, metadata=_between(1, 86400, " seconds"))
+        lambda v: 1 <= v <= 1000, "entre 1 et 1000"))
+    backoff_cap_s: int = field(default=900, metadata=_between(1, 86400, " secondes"))
 
 
 @dataclass(frozen=True)
 class Referential:
     bdpm_url: str = field(metadata=_check(
-        lambda v: urlsplit(v).scheme in {"http", "https"}, "an http(s) URL"))
+        lambda v: urlsplit(v).scheme in {"http", "https"}, "une URL http(s)"))
 
 
 @dataclass(frozen=True)
 class Retention:
-    prescriptions_years: int = field(default=10, metadata=_between(1, 100, " years"))
-    audit_years: int = field(default=10, metadata=_between(1, 100, " years"))
+    prescriptions_years: int = field(default=10, metadata=_between(1, 100, " ans"))
+    audit_years: int = field(default=10, metadata=_between(1, 100, " ans"))
 
 
 @dataclass(frozen=True)
 class Logging:
     level: str = field(default="INFO", metadata=_check(
-        lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"}, "DEBUG, INFO, WARNING or ERROR"))
+        lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"}, "DEBUG, INFO, WARNING ou ERROR"))
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,7 @@ class Settings:
     data_dir: Path
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
+    card: Card = field(default_factory=Card)
 
     @property
     def db_path(self) -> Path:
@@ -200,6 +213,33 @@ def _section_types() -> dict[str, type]:
     return {name: hints[name] for name in SECTIONS}
 
 
+def toml_text(sections: Mapping[str, Mapping[str, Any]], header: str = "") -> str:
+    """A configuration file for ``sections`` (strings, numbers, booleans, lists of
+    strings), as Ordo's own tools write one (the demo, the benchmarks, the tests): JSON
+    string syntax is TOML's basic string syntax."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(json.dumps(str(item), ensure_ascii=False) for item in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False)
+
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value(v)}" for key, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]],
+                 header: str = "") -> Path:
+    """Write ``toml_text(sections, header)`` to ``path``; returns ``path``."""
+    path.write_text(toml_text(sections, header), "utf-8")
+    return path
+
+
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     """``/var/lib/ordo`` for the appliance's system user, else the XDG data dir."""
     try:
@@ -220,12 +260,12 @@ def _parse_env(key: str, raw: str, kind: Any) -> Any:
             return True
         if low in {"0", "false", "no", "non", "off"}:
             return False
-        raise ConfigError(key, raw, "true or false")
+        raise ConfigError(key, raw, "true ou false")
     if kind is int or kind is float:
         try:
             return kind(raw)
         except ValueError:
-            raise ConfigError(key, raw, f"a{'n integer' if kind is int else ' number'}") from None
+            raise ConfigError(key, raw, "un entier" if kind is int else "un nombre") from None
     if kind == tuple[str, ...]:
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
@@ -245,19 +285,20 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     else:
         ok = isinstance(value, str)
     if not ok:
-        name = {bool: "true or false", int: "an integer", float: "a number",
-                str: "a string"}.get(kind, "a list of strings")
+        name = {bool: "true ou false", int: "un entier", float: "un nombre",
+                str: "une chaîne de caractères"}.get(kind, "une liste de chaînes")
         raise ConfigError(key, value, name)
     texts = [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else []
     if len(texts) > MAX_LIST:
-        raise ConfigError(key, f"{len(texts)} entries", f"at most {MAX_LIST} entries")
+        raise ConfigError(key, f"{len(texts)} entrées", f"au plus {MAX_LIST} entrées")
     for text in texts:
         if len(text) > MAX_TEXT:
-            raise ConfigError(key, text[:40] + "…", f"at most {MAX_TEXT} characters")
-        found = forbidden_character(text)
+            raise ConfigError(key, text[:40] + "…", f"au plus {MAX_TEXT} caractères")
+        found = first_forbidden(text)
         if found is not None:
-            raise ConfigError(key, text, f"text without control or bidirectional characters "
-                                         f"({found})")
+            code, position = found
+            raise ConfigError(key, text, "un texte sans caractère de contrôle ni de direction "
+                                         f"({code} en position {position})")
     return value
 
 
@@ -278,25 +319,25 @@ def load_settings(
         try:
             user = tomllib.loads(config_path.read_text("utf-8"))
         except FileNotFoundError:
-            raise ConfigError("--config", str(config_path), "an existing TOML file") from None
+            raise ConfigError("--config", str(config_path), "un fichier TOML existant") from None
         except OSError as exc:  # a directory, no permission
             raise ConfigError("--config", str(config_path),
-                              f"a readable TOML file ({exc.strerror})") from None
+                              f"un fichier TOML lisible ({exc.strerror})") from None
         except UnicodeDecodeError as exc:
             raise ConfigError("--config", str(config_path),
-                              f"UTF-8 text (byte {exc.start + 1} is not)") from None
+                              f"du texte UTF-8 (l'octet {exc.start + 1} ne l'est pas)") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", str(config_path), f"valid TOML ({exc})") from None
+            raise ConfigError("--config", str(config_path), f"du TOML valide ({exc})") from None
         except RecursionError:  # tomllib recurses into nested arrays and tables
-            raise ConfigError("--config", str(config_path), "valid TOML, not nested so deep") \
+            raise ConfigError("--config", str(config_path), "du TOML valide, moins imbriqué") \
                 from None
         for section, values in user.items():
             if section not in raw or not isinstance(values, dict):
-                raise ConfigError(section, values, f"a section among {', '.join(raw)}")
+                raise ConfigError(section, values, f"une section parmi {', '.join(raw)}")
             for key, value in values.items():
                 if key not in raw[section]:
                     raise ConfigError(f"{section}.{key}", value,
-                                      f"a key among {', '.join(raw[section])}")
+                                      f"une clé parmi {', '.join(raw[section])}")
                 raw[section][key] = value
 
     types = _section_types()
@@ -307,7 +348,7 @@ def load_settings(
         section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
         if section not in raw or key not in raw[section]:
             known = ", ".join(f"ORDO_{s.upper()}_{k.upper()}" for s in raw for k in raw[s])
-            raise ConfigError(name, value, f"a known setting ({known})")
+            raise ConfigError(name, value, f"un réglage connu ({known})")
         raw[section][key] = _parse_env(name, value, hints[section][key])
 
     sections: dict[str, Any] = {}

@@ -34,8 +34,16 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from appliance.config import Registry as RegistrySettings
+from appliance.domain.backoff import parse_retry_after
 from appliance.domain.prescription import Prescription
-from appliance.errors import ConfigError, ValidationError
+from appliance.errors import (
+    ConfigError,
+    RegistryConflict,
+    RegistryRejected,
+    RegistryThrottled,
+    RegistryUnavailable,
+    ValidationError,
+)
 from appliance.http_limits import (
     IDENTITY,
     AnswerTooLarge,
@@ -44,17 +52,8 @@ from appliance.http_limits import (
     deadline,
     read_capped,
 )
-from appliance.ports import (
-    DispensationPage,
-    RegistryConflict,
-    RegistryReceipt,
-    RegistryRejected,
-    RegistryThrottled,
-    RegistryUnavailable,
-    SignatureProof,
-)
+from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
 from sync import codes, fhir
-from sync.backoff import parse_retry_after
 
 log = logging.getLogger(__name__)
 

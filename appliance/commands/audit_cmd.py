@@ -7,8 +7,8 @@ import json
 import click
 
 from appliance.bootstrap import App
+from appliance.cli import operator
 from appliance.errors import AuditChainBroken
-from appliance.store import audit
 
 
 @click.group("audit")
@@ -25,18 +25,18 @@ def verify(app: App) -> None:
     retention policy cut its oldest entries (and which entry, when, recorded that cut).
     Exit code 1 when anything is wrong.
     """
-    store = app.store
+    log = app.uow.audit
     try:
-        count = audit.verify(store)
+        count = log.verify()
     except AuditChainBroken as exc:
         click.echo(f"BROKEN at entry {exc.seq}: {exc.reason}")
         raise SystemExit(1) from exc
-    cut = audit.anchor(store)
+    cut = log.anchor()
     if cut is not None and not cut.recorded:
         click.echo(f"BROKEN: the chain starts at entry {cut.seq} but no retention run "
                    "recorded that cut (its oldest entries were deleted)")
         raise SystemExit(1)
-    problems = audit.guard_problems(store.conn)
+    problems = log.guard_problems()
     click.echo(f"OK: {count} entries" + ("" if problems else
                                          ", append-only triggers intact"))
     if cut is not None:
@@ -60,9 +60,9 @@ def restore_guards(app: App) -> None:
     Never done on its own: a missing or altered trigger is reported by `ordo audit
     verify` and `ordo doctor` until this command is run.
     """
-    from appliance.commands.residents import operator
-
-    done = audit.restore_guards(app.store, actor=operator())
+    with app.uow as uow:
+        done = uow.audit.restore_guards(actor=operator())
+        uow.commit()
     if not done:
         click.echo("Append-only triggers intact: nothing to restore.")
         return
@@ -77,7 +77,7 @@ def restore_guards(app: App) -> None:
 @click.pass_obj
 def show(app: App, since: int, as_json: bool) -> None:
     """Print the audit entries."""
-    for entry in audit.entries(app.store, since):
+    for entry in app.uow.audit.entries(since):
         if as_json:
             click.echo(json.dumps(entry.__dict__, ensure_ascii=False))
         else:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 
 import click
 
 from appliance.bootstrap import App
-from appliance.errors import OrdoError
-from appliance.services.residents import import_residents
-from appliance.store.repositories import list_residents
-
-
-def operator() -> str:
-    """Who runs an admin command, for the audit chain."""
-    return f"cli:{getpass.getuser()}"
+from appliance.cli import operator
+from appliance.services import residents as service
 
 
 @click.group("residents")
@@ -32,10 +25,7 @@ def import_cmd(app: App, csv_file: Path) -> None:
 
     Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition
     """
-    try:
-        report = import_residents(app.store, csv_file, actor=operator())
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = service.import_residents(app.uow, csv_file, actor=operator())
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
     if report.omitted_errors:
@@ -53,7 +43,7 @@ def import_cmd(app: App, csv_file: Path) -> None:
 @click.pass_obj
 def list_cmd(app: App, as_json: bool, include_inactive: bool, query: str) -> None:
     """List residents (optionally matching QUERY in names or room)."""
-    found = list_residents(app.store, query, active_only=not include_inactive)
+    found = service.search(app.uow, query, active_only=not include_inactive)
     if as_json:
         click.echo(json.dumps([{
             "ins": r.ins.value, "ins_oid": r.ins.oid, "nom": r.birth_name,

@@ -1,8 +1,15 @@
-"""Residents (patients) and practitioners, validated on construction."""
+"""Residents (patients) and practitioners, validated on construction.
+
+The constructors check what any stored row also satisfies (identifiers, non-empty names,
+dates); what only new input must pass (control and bidirectional characters, the room's
+length) is checked where it comes in: ``check_resident_texts`` for the residents CSV,
+``Practitioner.check_input`` for a card holder or ``ordo practitioners add``.
+"""
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -26,25 +33,32 @@ def fold(text: str) -> str:
 
 MAX_NAME = 100
 MAX_ROOM = 30
+# A resident's texts, by the CSV column (and the field of a ``ValidationError``) naming them.
+RESIDENT_TEXTS = {"nom": "a name", "nom_usage": "a name", "prenoms": "a name",
+                  "chambre": "a room"}
 
 
 def _name(field: str, value: str, required: bool = True) -> str:
-    """A name: surrounding spaces dropped, inner runs of spaces made one; a control or
-    bidirectional character inside is refused, not turned into a space."""
-    value = check_characters(field, (value or "").strip(), "a name")
-    value = " ".join(value.split())
+    value = " ".join((value or "").split())
     if required and not value:
         raise ValidationError(field, value, "a non-empty name")
     if len(value) > MAX_NAME:
         raise ValidationError(field, value, f"at most {MAX_NAME} characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
+        raise ValidationError(field, value, "a name without lone surrogates")
     return value
 
 
-def _room(value: str) -> str:
-    value = " ".join(check_characters("chambre", (value or "").strip(), "a room").split())
-    if len(value) > MAX_ROOM:
-        raise ValidationError("chambre", value, f"a room of at most {MAX_ROOM} characters")
-    return value
+def check_resident_texts(values: Mapping[str, str | None]) -> None:
+    """The rules a resident's texts must pass where they come in (the residents CSV), on
+    the values as given, by column: no control or bidirectional character (a tab is
+    refused, not made a space; ``appliance.domain.text``) and a room of at most
+    ``MAX_ROOM`` characters. A stored resident is never checked again when loaded."""
+    for column, what in RESIDENT_TEXTS.items():
+        check_characters(column, values.get(column) or "", what)
+    room = " ".join((values.get("chambre") or "").split())
+    if len(room) > MAX_ROOM:
+        raise ValidationError("chambre", room, f"a room of at most {MAX_ROOM} characters")
 
 
 class Sex(StrEnum):
@@ -72,7 +86,7 @@ class Resident:
         used = _name("nom_usage", self.used_name or "", required=False).upper()
         object.__setattr__(self, "used_name", used or None)
         object.__setattr__(self, "sex", Sex(self.sex))
-        object.__setattr__(self, "room", _room(self.room))
+        object.__setattr__(self, "room", " ".join(self.room.split()))
         if self.birth_date > date.today() or self.birth_date.year < 1890:
             raise ValidationError("date_naissance", self.birth_date.isoformat(),
                                   "a birth date between 1890 and today")
@@ -101,6 +115,10 @@ class Role(StrEnum):
     STAFF = "staff"  # CPE card holder: can look up and reprint, never sign
 
 
+ROLE_LABELS_FR: dict[Role, str] = {Role.PRESCRIBER: "médecin", Role.NURSE: "infirmier",
+                                   Role.STAFF: "personnel d'établissement"}
+
+
 @dataclass(frozen=True)
 class Practitioner:
     """A health professional identified by the idNat_PS (``8`` + RPPS)."""
@@ -122,6 +140,12 @@ class Practitioner:
             object.__setattr__(self, "am", validate_am(self.am))
         if self.finess:
             object.__setattr__(self, "finess", validate_finess(self.finess))
+
+    def check_input(self) -> None:
+        """The names as new input (a card's holder, ``ordo practitioners add``): no control
+        or bidirectional character."""
+        check_characters("last_name", self.last_name, "a name")
+        check_characters("first_name", self.first_name, "a name")
 
     @property
     def rpps(self) -> str | None:

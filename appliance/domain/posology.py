@@ -430,8 +430,8 @@ class FreeTextPosology:
     """A posology the structured model cannot express, typed by the physician (<= 500 chars).
 
     The text is stored NFC-normalised and stripped; ``describe()`` returns it as typed. Control
-    characters other than a line feed, and bidirectional overrides, are refused
-    (``appliance.domain.text``).
+    characters other than a line feed are refused; bidirectional overrides are refused as new
+    input (``check_input``, ``appliance.domain.text``), and a stored text loads as it is.
     """
 
     text: str
@@ -441,12 +441,21 @@ class FreeTextPosology:
         if not isinstance(self.text, str):
             raise _fail("text", self.text, expected)
         text = _clean_text(self.text)
+        # Cs: a lone surrogate (JSON "\ud800") that no UTF-8 document can carry
         if not text or len(text) > _MAX_TEXT:
             raise _fail("text", self.text, expected)
-        found = forbidden_character(text, line_feed=True)
-        if found is not None:
-            raise _fail("text", self.text, f"{expected} or bidirectional overrides ({found})")
+        bad = next((i for i, c in enumerate(text)
+                    if unicodedata.category(c) in ("Cc", "Cs") and c != "\n"), None)
+        if bad is not None:
+            raise _fail("text", self.text,
+                        f"{expected} (U+{ord(text[bad]):04X} at position {bad + 1})")
         object.__setattr__(self, "text", text)
+
+    def check_input(self) -> None:
+        found = forbidden_character(self.text, line_feed=True)
+        if found is not None:
+            raise _fail("text", self.text, "a text without control characters other than a "
+                                           f"line feed, or bidirectional overrides ({found})")
 
     def describe(self) -> str:
         return self.text

@@ -67,23 +67,29 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds") if moment else None
 
 
-def _text(field_name: str, value: str, limit: int, required: bool = True,
-          line_feed: bool = False) -> str:
-    """A stripped text of at most ``limit`` characters; ``line_feed``: a free text, which
-    may hold line feeds (never other control or bidirectional characters)."""
+def _text(field_name: str, value: str, limit: int, required: bool = True) -> str:
     if not isinstance(value, str | None):  # e.g. 5 or {} from a JSON document
         raise ValidationError(field_name, value, "a text")
     value = (value or "").strip()
-    found = forbidden_character(value, line_feed=line_feed)
-    if found is not None:
-        shown = value if len(value) <= 40 else value[:40] + "…"
-        raise ValidationError(field_name, shown, "a text without control or bidirectional "
-                                                 f"characters ({found})")
+    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
+        raise ValidationError(field_name, value, "text without lone surrogates")
     if required and not value:
         raise ValidationError(field_name, value, "a non-empty text")
     if len(value) > limit:
         raise ValidationError(field_name, value[:40] + "…", f"at most {limit} characters")
     return value
+
+
+def check_text(field_name: str, value: str | None, *, line_feed: bool = False) -> None:
+    """A text as new input: no control or bidirectional character (``line_feed``: a free
+    text, which may hold line feeds); ``ValidationError`` naming the field and the
+    character, the value cut to 40 characters."""
+    found = forbidden_character(value or "", line_feed=line_feed)
+    if found is not None:
+        text = value or ""
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise ValidationError(field_name, shown, "a text without control or bidirectional "
+                                                 f"characters ({found})")
 
 
 class State(StrEnum):
@@ -154,8 +160,14 @@ class MedicationLine:
         if self.non_substitution is not None:
             object.__setattr__(self, "non_substitution", NonSubstitution(self.non_substitution))
         object.__setattr__(self, "instructions",
-                           _text("medication.instructions", self.instructions, 500, False,
-                                 line_feed=True))
+                           _text("medication.instructions", self.instructions, 500, False))
+
+    def check_input(self) -> None:
+        """The line as new input (``check_text``): label, instructions, free posology."""
+        check_text("medication.label", self.label)
+        check_text("medication.instructions", self.instructions, line_feed=True)
+        if isinstance(self.posology, FreeTextPosology):
+            self.posology.check_input()
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({
@@ -183,6 +195,10 @@ class DeviceLine:
             object.__setattr__(self, "lpp", validate_lpp(self.lpp, field="device.lpp"))
         object.__setattr__(self, "quantity", _quantity("device.quantity", self.quantity))
 
+    def check_input(self) -> None:
+        """The line as new input (``check_text``)."""
+        check_text("device.label", self.label)
+
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({"kind": self.kind, "label": self.label, "lpp": self.lpp,
                            "quantity": str(self.quantity), "ald": self.ald})
@@ -197,7 +213,11 @@ class ActLine:
     kind: str = field(default="act", init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "text", _text("act.text", self.text, 1000, line_feed=True))
+        object.__setattr__(self, "text", _text("act.text", self.text, 1000))
+
+    def check_input(self) -> None:
+        """The line as new input (``check_text``; a line feed is allowed)."""
+        check_text("act.text", self.text, line_feed=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "text": self.text, "ald": self.ald}
@@ -259,8 +279,9 @@ class Prescription:
         if new is State.SIGNED:
             self.check_signable()
             changes["signed_at"] = at
-        if new is State.CANCELLED:
-            changes["cancel_reason"] = _text("cancel_reason", reason or "", 500, line_feed=True)
+        if new is State.CANCELLED:  # the reason is new input, checked here
+            changes["cancel_reason"] = _text("cancel_reason", reason or "", 500)
+            check_text("cancel_reason", changes["cancel_reason"], line_feed=True)
         return replace(self, **changes)
 
     def check_signable(self) -> None:

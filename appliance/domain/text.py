@@ -1,4 +1,4 @@
-"""Characters refused in every text Ordo stores, prints or sends.
+"""Characters refused in every text that enters Ordo.
 
 - C0 controls U+0000..U+001F (NUL, BEL, ESC, TAB, CR, LF...), DEL U+007F and the C1
   controls U+0080..U+009F: an ESC in a resident's name is an escape sequence on the
@@ -10,6 +10,12 @@
 
 Free texts (a free-text posology, instructions, an act, a cancellation reason) may hold a
 line feed; names, rooms and labels may not.
+
+The refusal applies where text comes in: the residents CSV, the JSON drafts, the kiosk's
+fields, ``ordo practitioners add`` and the card's holder name, the settings (each calls
+``check_characters`` or a ``check_input`` method of the domain). It never applies when a
+stored row is loaded: a prescription signed before a rule existed still loads, prints and
+reprints as it was signed (the domain's constructors do not check these characters).
 """
 
 from __future__ import annotations
@@ -23,12 +29,19 @@ _ANY = re.compile(f"[\x00-\x1f{_OTHERS}]")
 _BUT_LINE_FEED = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}]")  # LF is U+000A
 
 
-def forbidden_character(value: str, *, line_feed: bool = False) -> str | None:
-    """``"U+001B at position 3"`` for the first refused character (1-based), or ``None``."""
+def first_forbidden(value: str, *, line_feed: bool = False) -> tuple[str, int] | None:
+    """``("U+001B", 3)``: the first refused character and its position (1-based), or
+    ``None``."""
     found = (_BUT_LINE_FEED if line_feed else _ANY).search(value)
     if found is None:
         return None
-    return f"U+{ord(found.group()):04X} at position {found.start() + 1}"
+    return f"U+{ord(found.group()):04X}", found.start() + 1
+
+
+def forbidden_character(value: str, *, line_feed: bool = False) -> str | None:
+    """``"U+001B at position 3"`` for the first refused character, or ``None``."""
+    found = first_forbidden(value, line_feed=line_feed)
+    return None if found is None else f"{found[0]} at position {found[1]}"
 
 
 def check_characters(field: str, value: str, what: str, *, line_feed: bool = False) -> str:

@@ -21,14 +21,15 @@ Schema (version 1)::
 
 Every error is collected with its JSON path (``$.lines[1].posology.times_per_day``) so the DUI
 gets the whole list at once, not one error per round trip. A key named twice in one object is
-refused (``load_draft_json``: Python's json would keep the last one silently), and a draft has
-at most ``MAX_LINES`` lines (the registry refuses a larger prescription).
+refused (``load_draft_json``: Python's json would keep the last one silently), a draft has
+at most ``MAX_LINES`` lines (the registry refuses a larger prescription), and its texts
+hold no control or bidirectional character (a line feed in free texts only).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -46,7 +47,7 @@ from appliance.domain.prescription import (
     MedicationLine,
     NonSubstitution,
 )
-from appliance.errors import OrdoError, ValidationError
+from appliance.errors import DraftInvalid, DraftProblem, ValidationError
 
 
 class DrugLabel(Protocol):
@@ -65,23 +66,6 @@ class DrugLookup(Protocol):
 
 
 ResidentFinder = Callable[[Mapping[str, Any]], list[Resident]]
-
-
-@dataclass(frozen=True)
-class DraftProblem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class DraftInvalid(OrdoError):
-    """A draft with one or more problems, each with its JSON path."""
-
-    def __init__(self, problems: Sequence[DraftProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(str(p) for p in self.problems))
 
 
 @dataclass
@@ -122,7 +106,21 @@ KNOWN_LINE_KEYS = {
 
 
 def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
+    """The line at ``$.lines[i]``, checked as new input (no control or bidirectional
+    character in its texts: ``check_input``), or ``None`` with its problems in ``out``."""
     path = f"$.lines[{i}]"
+    line = _build_line(path, raw, drugs, out)
+    if line is None:
+        return None
+    try:
+        line.check_input()
+    except ValidationError as exc:
+        out.validation(f"{path}.posology" if exc.field.startswith("posology.") else path, exc)
+        return None
+    return line
+
+
+def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
     if not isinstance(raw, Mapping):
         out.add(path, "expected an object")
         return None

@@ -1,4 +1,4 @@
-"""Import residents from the EHPAD's CSV export and list them.
+"""Import residents from the EHPAD's CSV export, find them, and a resident's file.
 
 CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Columns ``nir``,
 ``nom``, ``nom_usage`` (optional), ``prenoms``, ``date_naissance`` (``YYYY-MM-DD`` or
@@ -6,11 +6,14 @@ CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Column
 Residents are upserted by INS (INS-NIR). A bad row is reported with its line, column and
 reason and the other rows are imported.
 
-The file is read as a stream, row by row, in one write transaction: memory does not grow
-with its size (a first pass only checks whether it is UTF-8). A line longer than
-``MAX_LINE_CHARS`` is reported by its number and length, never read whole; the first
-``MAX_ERRORS_KEPT`` bad rows are listed, the others counted; a NIR seen twice is found
-through a temporary table, not a dictionary of every NIR.
+The file is read as a stream, row by row, in one unit of work (one write transaction for
+the whole file, with its audit entry): memory does not grow with its size (a first pass
+only checks whether it is UTF-8). A line longer than ``MAX_LINE_CHARS`` is reported by its
+number and length, never read whole; the first ``MAX_ERRORS_KEPT`` bad rows are listed,
+the others counted; a NIR seen twice is found by the store (``Residents.import_lines``),
+not in a dictionary of every NIR. Names and rooms holding a control or bidirectional
+character, and rooms longer than ``MAX_ROOM``, are refused here, where they come in
+(``check_resident_texts``).
 """
 
 from __future__ import annotations
@@ -29,11 +32,10 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from appliance.domain.ids import Ins
-from appliance.domain.people import Resident
+from appliance.domain.people import Resident, check_resident_texts
+from appliance.domain.prescription import State
 from appliance.errors import ValidationError
-from appliance.store import audit
-from appliance.store.db import Store
-from appliance.store.repositories import upsert_residents
+from appliance.ports.uow import FileEntry, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,6 @@ MAX_LINE_CHARS = 16_384
 MAX_ERRORS_KEPT = 1_000
 BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
-
-# ``first_seen(ins, line)``: the line where this INS was first seen in the file, or
-# ``None`` (and remember it) the first time.
-FirstSeen = Callable[[str, int], "int | None"]
 
 
 @dataclass(frozen=True)
@@ -159,21 +157,22 @@ def _objection(text: str) -> bool:
     raise ValidationError("opposition", text, "oui or non")
 
 
-def iter_residents(stream: BinaryIO, first_seen: FirstSeen,
+def iter_residents(stream: BinaryIO,
                    errors: Callable[[RowError], None]) -> Iterator[tuple[int, Resident]]:
     """Pure parsing of a seekable binary stream, row by row: yields (line number,
-    resident) for good rows and passes every problem to ``errors``."""
+    resident) for good rows and passes every problem to ``errors`` (a NIR given twice is
+    the caller's to find: ``Residents.import_lines``)."""
     start, encoding = _encoding(stream)
     stream.seek(start)
     text = io.TextIOWrapper(stream, encoding=encoding, newline="",
                             errors="replace")  # the file may change after the check
     try:
-        yield from _parse_rows(_bounded_lines(text, errors), first_seen, errors)
+        yield from _parse_rows(_bounded_lines(text, errors), errors)
     finally:
         text.detach()  # the caller's stream stays open
 
 
-def _parse_rows(lines: Iterator[str], first_seen: FirstSeen,
+def _parse_rows(lines: Iterator[str],
                 errors: Callable[[RowError], None]) -> Iterator[tuple[int, Resident]]:
     first = next(lines, "")
     delimiter = ";" if first.count(";") >= first.count(",") else ","
@@ -198,6 +197,7 @@ def _parse_rows(lines: Iterator[str], first_seen: FirstSeen,
         if not any(values.values()):
             continue
         try:
+            check_resident_texts(values)  # as given: a tab is refused, not made a space
             resident = Resident(
                 ins=Ins.from_nir(values["nir"]),
                 birth_name=values["nom"], used_name=values.get("nom_usage") or None,
@@ -207,10 +207,6 @@ def _parse_rows(lines: Iterator[str], first_seen: FirstSeen,
         except ValidationError as exc:
             errors(RowError(line, _column(exc.field), f"{exc.value!r}: {exc.expected}"))
             continue
-        earlier = first_seen(resident.ins.value, line)
-        if earlier is not None:
-            errors(RowError(line, "nir", f"same NIR as line {earlier}"))
-            continue
         yield line, resident
 
 
@@ -219,25 +215,25 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
     errors for the others."""
     seen: dict[str, int] = {}
     errors: list[RowError] = []
-
-    def first_seen(ins: str, line: int) -> int | None:
-        earlier = seen.get(ins)
-        if earlier is None:
-            seen[ins] = line
-        return earlier
-
-    good = list(iter_residents(io.BytesIO(data), first_seen, errors.append))
+    good = []
+    for line, resident in iter_residents(io.BytesIO(data), errors.append):
+        first = seen.setdefault(resident.ins.value, line)
+        if first != line:
+            errors.append(RowError(line, "nir", f"same NIR as line {first}"))
+        else:
+            good.append((line, resident))
     return good, errors
 
 
-def _rows(reader: csv.DictReader, errors: list[RowError]) -> Iterator[dict[str, Any]]:
+def _rows(reader: csv.DictReader,
+          errors: Callable[[RowError], None]) -> Iterator[dict[str, Any]]:
     """The reader's rows until one cannot be read (a stray quote that runs past csv's field
     size limit), which is reported and ends the file."""
     try:
         yield from reader
     except csv.Error as exc:
-        errors.append(RowError(reader.line_num + 1, "*",  # the line it could not finish
-                               f"unreadable from this line on ({exc})"))
+        errors(RowError(reader.line_num + 1, "*",  # the line it could not finish
+                        f"unreadable from this line on ({exc})"))
 
 
 def _sex(text: str) -> str:
@@ -261,37 +257,44 @@ def _opened(source: bytes | Path | BinaryIO) -> Iterator[BinaryIO]:
         try:
             handle = source.open("rb")
         except OSError as exc:
-            raise ValidationError("file", str(source), f"a readable CSV file ({exc})") from exc
+            raise ValidationError("FILE.csv", str(source),
+                                  f"un fichier lisible ({exc.strerror or exc})") from exc
         with handle:
             yield handle
     else:
         yield source
 
 
-def import_residents(store: Store, source: bytes | Path | BinaryIO, *,
+def import_residents(uow: UnitOfWork, source: bytes | Path | BinaryIO, *,
                      actor: str) -> ImportReport:
     """Import a CSV (its bytes, its path, or a seekable binary stream) in one write
-    transaction, streaming its rows."""
+    transaction, streaming its rows: bad rows are reported and the others imported, all
+    together with the audit entry, or nothing if the import fails."""
     report = ImportReport()
-    with _opened(source) as stream, store.write() as db:
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS _residents_import"
-                   " (ins TEXT PRIMARY KEY, line INTEGER NOT NULL)")
-        db.execute("DELETE FROM temp._residents_import")
 
-        def first_seen(ins: str, line: int) -> int | None:
-            cursor = db.execute("INSERT OR IGNORE INTO temp._residents_import VALUES (?, ?)",
-                                [ins, line])
-            if cursor.rowcount:
-                return None
-            return db.execute("SELECT line FROM temp._residents_import WHERE ins = ?",
-                              [ins]).fetchone()[0]
+    def duplicate(line: int, first: int) -> None:
+        report.add_error(RowError(line, "nir", f"same NIR as line {first}"))
 
-        rows = iter_residents(stream, first_seen, report.add_error)
-        report.created, report.updated = upsert_residents(db, (r for _, r in rows))
-        db.execute("DROP TABLE temp._residents_import")
-        audit.append(db, actor=actor, action="residents.imported",
-                     details={"created": report.created, "updated": report.updated,
-                              "rejected": report.rejected})
+    with _opened(source) as stream, uow:
+        rows = iter_residents(stream, report.add_error)
+        report.created, report.updated = uow.residents.import_lines(rows, duplicate)
+        uow.audit.append(actor=actor, action="residents.imported",
+                         details={"created": report.created, "updated": report.updated,
+                                  "rejected": report.rejected})
+        uow.commit()
     log.info("residents imported", extra={"fields": {
         "created": report.created, "updated": report.updated, "rejected": report.rejected}})
     return report
+
+
+def search(uow: UnitOfWork, query: str = "", *, active_only: bool = True) -> list[Resident]:
+    """Residents sorted by name; ``query`` matches names or room, accents and case ignored."""
+    return uow.residents.search(query, active_only)
+
+
+def resident_file(uow: UnitOfWork, ins: str, viewer: str | None) -> list[FileEntry]:
+    """A resident's prescriptions as the kiosk lists them, newest first, with the registry's
+    answer, the print jobs and the dispensations of each; another physician's drafts are
+    theirs alone (``viewer`` is the idNat_PS looking)."""
+    return [entry for entry in uow.views.resident_file(ins)
+            if entry.row.state is not State.DRAFT or entry.row.prescriber_id == viewer]

@@ -215,7 +215,7 @@ def test_the_bdpm_download_refuses_redirects_off_https_or_off_the_host(tmp_path,
 
 def test_the_doctor_registry_probe_gives_up_at_its_deadline():
     from appliance.errors import RegistryError
-    from appliance.services.ops import probes
+    from appliance.ops import probes
 
     stop = threading.Event()
     with serving(trickle(b"HTTP/1.1 200 OK\r\n", 0.5, stop)) as server:

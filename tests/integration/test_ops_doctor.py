@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.services.ops.doctor import FAIL, OK, WARN, run_doctor
+from appliance.ops.doctor import FAIL, OK, WARN, run_doctor
 from appliance.store import audit, open_store
 from tests.integration.test_ops_helpers import (
     make_pki,
@@ -259,6 +259,7 @@ def test_a_dropped_audit_trigger_fails_the_audit_check_until_restored(tmp_path):
     assert "ordo audit restore-guards" in check.hint
     store = open_store(settings.db_path)  # opening the store (migrations) does not hide it
     assert run_doctor(settings).get("audit").status == FAIL
-    audit.restore_guards(store, actor="cli:test")
+    with store.write():
+        audit.restore_guards(store, actor="cli:test")
     store.close()
     assert run_doctor(settings).get("audit").status == OK

@@ -15,14 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.errors import ValidationError
+from appliance.errors import ImportRefused
 from appliance.services.referential import import_bdpm, open_referential
 from appliance.store.referential import bdpm, referential_path
-from appliance.store.referential.guards import (
-    MAX_REMOVED_SHARE,
-    RELEASE_MINIMUMS,
-    ImportRefused,
-)
+from appliance.store.referential.guards import MAX_REMOVED_SHARE, RELEASE_MINIMUMS
 from tests.integration.test_drugs_import import (
     SMALL,
     SPECS,
@@ -76,8 +72,9 @@ def test_five_empty_files_are_refused_naming_the_file(tmp_path):
 def test_a_zip_of_junk_is_refused(tmp_path):
     junk = tmp_path / "junk.zip"
     junk.write_bytes(zip_bytes({name: os.urandom(3000) for name in SMALL}))
-    with pytest.raises(ImportRefused, match="valid rows"):
+    with pytest.raises(ImportRefused, match="0 ligne valide") as err:
         import_bdpm(tmp_path, junk)
+    assert "valid rows" in err.value.expected
     assert not referential_path(tmp_path).exists()
 
 
@@ -107,12 +104,14 @@ def test_zip_bombs_are_refused_before_anything_is_decompressed(tmp_path):
     files[bdpm.COMPOSITIONS] = b"\n" * (32 << 20)  # 32 MiB that deflate to 32 kB
     ratio = tmp_path / "ratio.zip"
     ratio.write_bytes(_deflated(files))
-    with pytest.raises(ValidationError, match="ZIP bomb"):
+    with pytest.raises(ImportRefused, match="bombe de décompression") as err:
         import_bdpm(tmp_path, ratio)
+    assert "ZIP bomb" in err.value.expected
     claimed = tmp_path / "claimed.zip"
     claimed.write_bytes(_declare(zip_bytes(SMALL), bdpm.SPECIALTIES, 4_000_000_000))
-    with pytest.raises(ValidationError, match="at most"):
+    with pytest.raises(ImportRefused, match="4000000000 octets décompressé") as err:
         import_bdpm(tmp_path, claimed)
+    assert "at most" in err.value.expected
     assert not referential_path(tmp_path).exists()
 
 
@@ -144,7 +143,7 @@ def test_the_command_refuses_in_french_with_a_non_zero_exit(tmp_path):
     assert _ordo(data, str(write_dir(tmp_path / "may", _big(40))), "--allow-small").exit_code == 0
     result = _ordo(data, str(write_dir(tmp_path / "june", _big(10))), "--allow-small")
     assert result.exit_code == 1
-    assert "Import refusé" in result.output
+    assert "Erreur : import refusé, référentiel inchangé : " in result.output
     assert "30 spécialités retirées sur 40 (75 %)" in result.output
     assert "--allow-shrink" in result.output
     forced = _ordo(data, str(tmp_path / "june"), "--allow-small", "--allow-shrink")
@@ -162,7 +161,7 @@ def test_the_command_wants_a_whole_release_unless_told_otherwise(tmp_path):
 
 # -- the doctor ----------------------------------------------------------------------------
 def test_the_doctor_checks_the_referential_counts(tmp_path):
-    from appliance.services.ops.doctor import FAIL, WARN, run_doctor
+    from appliance.ops.doctor import FAIL, WARN, run_doctor
     from tests.integration.test_ops_helpers import settings_for
 
     settings = settings_for(tmp_path)

@@ -115,8 +115,8 @@ def test_health_data_and_pin_refused_in_details(store):
 
 
 def test_transaction_rolls_back_everything(store):
-    with pytest.raises(RuntimeError), store.write() as db:
-        audit.append(db, actor="a", action="one")
+    with pytest.raises(RuntimeError), store.write():
+        audit.append(store, actor="a", action="one")
         raise RuntimeError("boom")
     assert audit.entries(store) == []
     assert audit.verify(store) == 0
@@ -133,8 +133,8 @@ def _ordo(store, *args):
 
 def test_intact_guards_and_no_anchor(store):
     _fill(store)
-    assert audit.guard_problems(store.conn) == []
-    assert audit.anchor(store) is None
+    assert audit.guard_problems(store) == []
+    assert audit.anchor_status(store) is None
     result = _ordo(store, "verify")
     assert result.exit_code == 0 and "OK: 5 entries" in result.output
     assert "append-only triggers intact" in result.output
@@ -144,7 +144,7 @@ def test_a_dropped_trigger_is_reported_and_not_recreated_by_opening_the_store(st
     _fill(store)
     store.conn.execute("DROP TRIGGER audit_no_delete")
     again = open_store(tmp_path / "data" / "ordo.sqlite")  # migrations run again
-    assert audit.guard_problems(again.conn) == [
+    assert audit.guard_problems(again) == [
         "trigger audit_no_delete is missing: entries can be deleted"]
     again.close()
     result = _ordo(store, "verify")
@@ -160,7 +160,7 @@ def test_a_trigger_emptied_under_its_own_name_or_an_extra_one_is_reported(store)
                        "BEGIN SELECT 1; END")
     store.conn.execute("CREATE TRIGGER audit_quiet BEFORE INSERT ON audit "
                        "BEGIN SELECT RAISE(IGNORE); END")
-    problems = audit.guard_problems(store.conn)
+    problems = audit.guard_problems(store)
     assert problems == ["trigger audit_no_update was altered: entries can be changed",
                         "unexpected trigger audit_quiet on the audit table"]
     store.conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 1")  # what it lets through
@@ -176,7 +176,7 @@ def test_restore_guards_puts_them_back_and_says_so_in_the_chain(store):
                        "BEGIN SELECT RAISE(IGNORE); END")
     result = _ordo(store, "restore-guards")
     assert result.exit_code == 0, result.output
-    assert audit.guard_problems(store.conn) == []
+    assert audit.guard_problems(store) == []
     last = audit.entries(store)[-1]
     assert last.action == "audit.guards_restored"
     assert last.details == {"created": ["audit_no_update", "audit_no_delete"],
@@ -222,7 +222,7 @@ def test_a_beheading_disguised_as_retention_is_shown_with_its_date(store):
     _behead(store, 4, record=True)
     result = _ordo(store, "verify")
     assert result.exit_code == 0, result.output
-    found = audit.anchor(store)
+    found = audit.anchor_status(store)
     assert (found.seq, found.recorded_by) == (4, 6)
     assert "entries 1 to 3 were removed" in result.output
     assert f"by the retention run of {found.recorded_at[:10]} (entry 6" in result.output

@@ -62,10 +62,10 @@ def test_unknown_key_and_bad_type_in_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"printer\.url"):
         load_settings(config_file=cfg, data_dir=tmp_path, environ={})
     cfg.write_text("[sync]\nbatch_size = \"10\"\n")
-    with pytest.raises(ConfigError, match="an integer"):
+    with pytest.raises(ConfigError, match="un entier"):
         load_settings(config_file=cfg, data_dir=tmp_path, environ={})
     cfg.write_text("[sync\n")
-    with pytest.raises(ConfigError, match="valid TOML"):
+    with pytest.raises(ConfigError, match="TOML valide"):
         load_settings(config_file=cfg, data_dir=tmp_path, environ={})
 
 
@@ -149,3 +149,17 @@ def test_the_environment_is_bounded_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(data_dir=tmp_path, environ={"ORDO_SYNC_INTERVAL_S": "86400000"})
     assert err.value.key == "sync.interval_s" and "3600" in err.value.expected
+
+
+def test_the_configuration_files_ordo_writes_read_back_as_written(tmp_path):
+    from appliance.config import write_config
+
+    path = write_config(tmp_path / "ordo.toml", {
+        "establishment": {"name": 'EHPAD « Les Tilleuls » "2" \\ é', "finess": "750000001"},
+        "security": {"trust_roots": ["/a b/c.pem", "d.pem"], "idle_timeout_s": 60},
+    }, header="a test\nconfiguration")
+    assert path.read_text("utf-8").startswith("# a test\n# configuration\n[establishment]")
+    settings = load_settings(config_file=path, environ={})
+    assert settings.establishment.name == 'EHPAD « Les Tilleuls » "2" \\ é'
+    assert settings.security.trust_roots == ("/a b/c.pem", "d.pem")
+    assert settings.security.idle_timeout_s == 60

@@ -17,7 +17,8 @@ referential with a nearly empty one: nothing could be prescribed any more. Three
   5 to 10 times; a ZIP bomb, a thousand times). A member is then read no further than
   its declared size.
 
-Each refusal is an ``ImportRefused`` with a French message for the CLI (``french``).
+Each refusal is an ``appliance.errors.ImportRefused`` (a ``ValidationError``: exit code 1)
+with a French message for the CLI.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.errors import ValidationError
+from appliance.errors import ImportRefused
 from appliance.store.referential.bdpm import (
     COMPOSITIONS,
     CONDITIONS,
@@ -52,15 +53,6 @@ MAX_FILE_BYTES = 64 * 1024 * 1024   # the largest real file is 4 MB
 MAX_TOTAL_BYTES = 128 * 1024 * 1024  # the five real files are 12 MB
 MAX_RATIO = 100
 RATIO_FROM_BYTES = 1024 * 1024
-
-
-class ImportRefused(ValidationError):
-    """An import refused as a whole; ``french`` says why, for the physician's CLI."""
-
-    def __init__(self, field: str, value: object, expected: str, french: str,
-                 removed: int = 0, previous: int = 0) -> None:
-        super().__init__(field, value, expected)
-        self.french, self.removed, self.previous = french, removed, previous
 
 
 def check_rows(bdpm: Bdpm, minimums: Mapping[str, int] = FLOOR) -> None:
@@ -122,13 +114,20 @@ def check_archive_members(members: Iterable[tuple[str, int, int]], described: st
     for name, size, compressed in members:
         where = f"{described}:{name}"
         if size > MAX_FILE_BYTES:
-            raise ValidationError("source", where, f"a file of at most {MAX_FILE_BYTES} bytes "
-                                                   f"once decompressed (it says {size})")
+            raise ImportRefused("source", where, f"a file of at most {MAX_FILE_BYTES} bytes "
+                                                 f"once decompressed (it says {size})",
+                                f"{name} ferait {size} octets décompressé, plus que les "
+                                f"{MAX_FILE_BYTES} permis.")
         if size > RATIO_FROM_BYTES and size > MAX_RATIO * max(compressed, 1):
-            raise ValidationError("source", where,
-                                  f"a file compressed 1 to {MAX_RATIO} at most (it is "
-                                  f"1 to {size // max(compressed, 1)}: a ZIP bomb?)")
+            ratio = size // max(compressed, 1)
+            raise ImportRefused("source", where,
+                                f"a file compressed 1 to {MAX_RATIO} at most (it is "
+                                f"1 to {ratio}: a ZIP bomb?)",
+                                f"{name} est compressé de 1 à {ratio}, plus que 1 à "
+                                f"{MAX_RATIO} : une bombe de décompression ?")
         total += size
     if total > MAX_TOTAL_BYTES:
-        raise ValidationError("source", described, f"files of at most {MAX_TOTAL_BYTES} bytes "
-                                                   f"in all once decompressed ({total})")
+        raise ImportRefused("source", described, f"files of at most {MAX_TOTAL_BYTES} bytes "
+                                                 f"in all once decompressed ({total})",
+                            f"les fichiers feraient {total} octets décompressés, plus que "
+                            f"les {MAX_TOTAL_BYTES} permis.")

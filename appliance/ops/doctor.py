@@ -10,10 +10,9 @@ Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
 hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
-the data directory), ``referential`` (drug data age, and counts
-against the minimums of a whole BDPM), ``backup`` (age of the newest
-nightly backup) and, on a machine run by systemd, ``services`` (the kiosk, the sync
-service, the backup timer).
+the data directory), ``referential`` (drug data age, and counts against the minimums of
+a whole BDPM), ``backup`` (age of the newest nightly backup) and, on a machine run by
+systemd, ``services`` (the kiosk, the sync service, the backup timer).
 """
 
 from __future__ import annotations
@@ -31,10 +30,10 @@ from pathlib import Path
 
 from appliance.config import SYSTEM_USER, Settings
 from appliance.errors import AuditChainBroken, CardError, PrinterError, RegistryError
-from appliance.services.ops import probes
-from appliance.services.ops.backup import BACKUP_SUBDIR, latest_backup
-from appliance.services.ops.configcheck import ERROR, Finding, check_settings
-from appliance.services.ops.files import adopt_owner, service_user
+from appliance.ops import probes
+from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
+from appliance.ops.configcheck import ERROR, Finding, check_settings
+from appliance.ops.files import adopt_owner, service_user
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS
@@ -312,11 +311,11 @@ def _audit(ctx: _Context, store: Store, tables: set[str]) -> Check:
     newest = store.query("SELECT at FROM audit ORDER BY seq DESC LIMIT 1")
     if newest:
         ctx.newest_audit_at = datetime.fromisoformat(newest[0]["at"])
-    cut = audit.anchor(store)
+    cut = audit.anchor_status(store)
     if cut is not None and not cut.recorded:
         return Check("audit", FAIL, f"the chain starts at entry {cut.seq} but no retention "
                                     "run recorded that cut", hint_broken)
-    problems = audit.guard_problems(store.conn)
+    problems = audit.guard_problems(store)
     if problems:
         return Check("audit", FAIL, f"{count} entries verified, but " + "; ".join(problems),
                      "find out who changed the audit table (keep a copy of the file), then "
