@@ -3,7 +3,9 @@
     OrdoError
     ├── ConfigError                a setting is missing or invalid (key, value, expected)
     ├── ValidationError            bad input: a field, its value, what was expected
-    │   └── InvalidIdentifier      NIR, RPPS, CIP13, prescription ID... with the reason
+    │   ├── InvalidIdentifier      NIR, RPPS, CIP13, prescription ID... with the reason
+    │   └── ImportRefused          a drug import refused as a whole, nothing written
+    │                              (too few rows, too many specialties removed, a bomb)
     ├── DraftInvalid               a JSON draft with every problem and its JSON path
     ├── StateError                 an illegal state transition of a prescription
     ├── StoreError                 the local database refused an operation, or cannot be
@@ -73,6 +75,18 @@ class ValidationError(OrdoError):
 
 class InvalidIdentifier(ValidationError):
     """An identifier (NIR, RPPS, CIP13, prescription ID...) fails its format or key."""
+
+
+class ImportRefused(ValidationError):
+    """A referential import refused as a whole before anything was written; ``french``
+    says why and what to do (the user's message starts with "import refusé");
+    ``removed``/``previous``: the specialties it would have removed, of how many."""
+
+    def __init__(self, field: str, value: object, expected: str, french: str, *,
+                 removed: int = 0, previous: int = 0) -> None:
+        super().__init__(field, value, expected,
+                         message=f"import refusé, référentiel inchangé : {french}")
+        self.french, self.removed, self.previous = french, removed, previous
 
 
 @dataclass(frozen=True)

@@ -188,10 +188,20 @@ def _memory(m: dict) -> list[str]:
     ]
 
 
+def _residents(r: dict) -> list[str]:
+    i = r["import"]
+    return [_row(f"`ordo residents import` of {r['rows']:,} rows ({r['file_mb']} MB CSV): "
+                 "peak memory (VmHWM)", "`python -m bench.residents_import`",
+                 f"{i['peak_mb']} MB, {i['seconds']} s ({i['rows_per_s']:,} rows/s)",
+                 f"bare `csv.reader` over the file: {r['bare_csv_reader']['peak_mb']} MB",
+                 f"{r['ratio']}×", "≤ 100 MB", _met(r["goals"]["peak_le_100mb"]))]
+
+
 ROWS: dict[str, Callable[[dict], list[str]]] = {
     "search": _search, "kiosk_start": _kiosk_start, "sign_print": _sign_print,
     "card_login": _card_login,
-    "sync": _sync, "sync_faults": _sync_faults, "store_million": _store, "memory": _memory}
+    "sync": _sync, "sync_faults": _sync_faults, "store_million": _store, "memory": _memory,
+    "residents_import": _residents}
 
 
 def table(results: dict) -> str:
@@ -227,6 +237,7 @@ def plan(sync_count: int) -> dict[str, tuple[str, ...]]:
         "sync": ("bench.sync", "--count", str(sync_count)),
         "sync_faults": ("bench.sync", "--count", "1000", "--faults"),
         "memory": ("bench.memory",),
+        "residents_import": ("bench.residents_import",),
         "store_million": ("bench.store_million",),
     }
 

@@ -99,18 +99,27 @@ def drugs() -> None:
 @click.argument("source", required=False)
 @click.option("--date", "referential_date", metavar="AAAA-MM-JJ",
               help="Date du référentiel (défaut : date des fichiers de la source).")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accepter un import qui retire plus de 5 % des spécialités.")
+@click.option("--allow-small", is_flag=True,
+              help="Accepter un extrait plus petit qu'une BDPM complète (test, démonstration).")
 @click.option("--json", "as_json", is_flag=True, help="Rapport JSON.")
 @click.pass_obj
 def import_drugs(app: App, source: str | None, referential_date: str | None,
-                 as_json: bool) -> None:
+                 allow_shrink: bool, allow_small: bool, as_json: bool) -> None:
     """Importer la BDPM depuis SOURCE : un dossier, un .zip ou une URL http(s).
 
     Sans SOURCE : l'URL du réglage referential.bdpm_url. Un import identique au
-    précédent ne change rien ; un import interrompu laisse l'ancien référentiel.
+    précédent ne change rien ; un import interrompu laisse l'ancien référentiel. Un
+    import qui retirerait plus de 5 % des spécialités, ou dont un fichier a moins de
+    lignes qu'une BDPM complète, est refusé sans rien changer (code de sortie 1).
     """
+    from appliance.store.referential.guards import FLOOR, RELEASE_MINIMUMS
+
     report = service.import_bdpm(app.settings.data_dir,
                                  source or app.settings.referential.bdpm_url,
-                                 referential_date=referential_date)
+                                 referential_date=referential_date, allow_shrink=allow_shrink,
+                                 minimums=FLOOR if allow_small else RELEASE_MINIMUMS)
     _print_report(report, as_json, "BDPM")
 
 

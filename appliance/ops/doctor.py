@@ -11,10 +11,11 @@ loaded in a child process) and ``card`` (the token and its flags),
 ``printer`` (paper sensor), ``registry`` (TLS with the client certificate), ``clock``
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
-hash chain and its retention anchor), ``disk`` (free space in the data directory),
-``referential`` (drug data age; a file an older Ordo built), ``backup`` (age of the newest
-nightly backup) and, on a machine run by systemd, ``services`` (the kiosk, the sync
-service, the backup timer).
+hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
+the data directory), ``referential`` (drug data age, counts against the minimums of a
+whole BDPM; a file an older Ordo built), ``backup`` (age of the newest nightly backup)
+and, on a machine run by systemd, ``services`` (the kiosk, the sync service, the backup
+timer).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from appliance.ops import probes
 from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
 from appliance.ops.configcheck import ERROR, Finding, check_settings
 from appliance.ops.files import adopt_owner, service_user
-from appliance.ops.retention import ACTION as RETENTION_ACTION
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS
@@ -359,21 +359,19 @@ def _audit(ctx: _Context, store: Store, tables: set[str]) -> Check:
     newest = store.query("SELECT at FROM audit ORDER BY seq DESC LIMIT 1")
     if newest:
         ctx.newest_audit_at = datetime.fromisoformat(newest[0]["at"])
-    anchor = store.query("SELECT key, value FROM meta WHERE key IN (?, ?)",
-                         (audit.ANCHOR_SEQ, audit.ANCHOR_PREV))
-    anchor_map = {row["key"]: row["value"] for row in anchor}
-    if anchor_map:
-        recorded = store.query("SELECT details FROM audit WHERE action = ? ORDER BY seq DESC"
-                               " LIMIT 1", (RETENTION_ACTION,))
-        details = json.loads(recorded[0]["details"]) if recorded else {}
-        if (str(details.get("anchor_seq")) != anchor_map.get(audit.ANCHOR_SEQ)
-                or details.get("anchor_prev") != anchor_map.get(audit.ANCHOR_PREV)):
-            return Check("audit", FAIL, f"the chain starts at entry "
-                                        f"{anchor_map.get(audit.ANCHOR_SEQ)} but no retention "
-                                        "run recorded that cut", hint_broken)
-        return Check("audit", OK, f"{count} entries verified (kept from entry "
-                                  f"{anchor_map.get(audit.ANCHOR_SEQ)} by the retention policy)")
-    return Check("audit", OK, f"{count} entries verified")
+    cut = audit.anchor_status(store)
+    if cut is not None and not cut.recorded:
+        return Check("audit", FAIL, f"the chain starts at entry {cut.seq} but no retention "
+                                    "run recorded that cut", hint_broken)
+    problems = audit.guard_problems(store)
+    if problems:
+        return Check("audit", FAIL, f"{count} entries verified, but " + "; ".join(problems),
+                     "find out who changed the audit table (keep a copy of the file), then "
+                     "ordo audit restore-guards (recorded in the chain)")
+    if cut is not None:
+        return Check("audit", OK, f"{count} entries verified (kept from entry {cut.seq} by "
+                                  f"the retention run of {(cut.recorded_at or '')[:10]})")
+    return Check("audit", OK, f"{count} entries verified, append-only triggers intact")
 
 
 def _disk(ctx: _Context) -> list[Check]:
@@ -391,13 +389,18 @@ def _disk(ctx: _Context) -> list[Check]:
 
 
 def _referential(ctx: _Context) -> list[Check]:
+    from appliance.store.referential.guards import TABLE_MINIMUMS
+
     path = ctx.settings.data_dir / probes.REFERENTIAL_FILE
     found = probes.referential_date(path)
     hint = "import the current BDPM: ordo drugs import"
     if found is None:
         return [Check("referential", FAIL, f"no drug referential at {path}", hint)]
+    counts = probes.referential_counts(path, tuple(TABLE_MINIMUMS))
     age = (ctx.now.date() - found.day).days
-    detail = f"drug data of {found.day} ({age} days old, from {found.source})"
+    detail = (f"drug data of {found.day} ({age} days old, from {found.source}): "
+              f"{counts.get('specialty', 0)} specialties, "
+              f"{counts.get('presentation', 0)} presentations")
     if found.schema is not None and found.schema != SCHEMA_VERSION:
         if found.schema in UPGRADABLE_SCHEMAS:  # the first search upgrades it
             return [Check("referential", WARN, (
@@ -408,6 +411,14 @@ def _referential(ctx: _Context) -> list[Check]:
         return [Check("referential", FAIL, (
             f"{detail}; schema {found.schema}, this Ordo reads {SCHEMA_VERSION}: the drug "
             "search refuses it"), hint)]
+    if not all(counts.get(table) for table in TABLE_MINIMUMS):
+        return [Check("referential", FAIL, detail, f"nothing can be prescribed: {hint}")]
+    small = [table for table, least in TABLE_MINIMUMS.items() if counts[table] < least]
+    if small:
+        plural = {"specialty": "specialties", "presentation": "presentations"}
+        least = ", ".join(f"{TABLE_MINIMUMS[t]} {plural.get(t, t)}" for t in small)
+        return [Check("referential", WARN, f"{detail}, fewer than a whole BDPM ({least})",
+                      f"a demo or test extract, or a truncated import: {hint}")]
     if age > REFERENTIAL_WARN_DAYS:
         return [Check("referential", WARN, detail, hint)]
     return [Check("referential", OK, detail)]

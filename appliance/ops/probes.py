@@ -16,7 +16,7 @@ status bits):
   certificate; the ``Date`` header is kept for the clock check.
 - referential: the date stored in ``referential.sqlite``'s ``meta`` table (keys
   ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time; and the
-  schema of the Ordo that built it (``schema_version``).
+  schema of the Ordo that built it (``schema_version``); and the rows of its main tables.
 """
 
 from __future__ import annotations
@@ -172,12 +172,16 @@ def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
     """``GET <url>/metadata``; raises ``RegistryError`` when the registry cannot be reached."""
     import httpx
 
+    from appliance.http_limits import BoundedTransport, deadline
+
     target = url.rstrip("/") + "/metadata"
     verify = tls_context(ca_file, client_cert, client_key) if target.startswith("https:") \
         else True
     started = time.monotonic()
-    try:
-        with (httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as client,
+    try:  # the headers only (the body is never read), within ``timeout`` in all
+        with (deadline(timeout),
+              httpx.Client(verify=verify, timeout=timeout, follow_redirects=False,
+                           transport=BoundedTransport(verify=verify)) as client,
               client.stream("GET", target, headers={"Accept": "application/fhir+json"})
               as response):
             local = datetime.now(UTC)
@@ -321,3 +325,23 @@ def default_pkcs11_module() -> str | None:
     from drivers.card.pkcs11 import default_module
 
     return default_module()
+
+
+def referential_counts(path: Path, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows of each of ``tables`` in the referential (0 for a missing table or file)."""
+    counts = dict.fromkeys(tables, 0)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            present = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table in tables:
+                if table in present:
+                    # Names from the caller's constant tuple, checked against sqlite_master.
+                    sql = f'SELECT count(*) FROM "{table}"'  # noqa: S608
+                    counts[table] = conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+    return counts

@@ -236,7 +236,7 @@ def test_old_referential_survives_a_killed_import(tmp_path: Path, small_dir: Pat
     db = referential_path(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from appliance.cli import main; main()",
-         "--data-dir", str(tmp_path), "drugs", "import", str(REAL_BDPM)],
+         "--data-dir", str(tmp_path), "drugs", "import", str(REAL_BDPM), "--allow-shrink"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -400,7 +400,7 @@ def test_cli_import_info_search_and_devices(tmp_path: Path, small_dir: Path) -> 
         assert result.exit_code == 0, result.output
         return result.output
 
-    out = ordo("drugs", "import", str(small_dir), "--date", "2022-06-03")
+    out = ordo("drugs", "import", str(small_dir), "--date", "2022-06-03", "--allow-small")
     assert "référentiel du 2022-06-03" in out and "présentations : 8 (+8" in out
     assert "identiques" in ordo("drugs", "import", str(small_dir))
     info = json.loads(ordo("drugs", "info", "--json"))

@@ -494,6 +494,13 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await pilot.press("f4", *"Bilan", "enter", "f5", "f5")
             await until(pilot, lambda: len(editor.draft.lines) == 3)
             assert "Renouvellements : 2" in text_of(app, "#flags")
+            search = editor.query_one("#search")
+            search.value = "Kiné\x1b[2J 10 séances"                # pasted, with an ESC
+            await pilot.press("enter")
+            await until(pilot, lambda: "Saisie refusée (act.text)" in text_of(app, "#message")
+                        and "U+001B" in text_of(app, "#message"))
+            assert len(editor.draft.lines) == 3
+            search.value = ""
             await pilot.press("f8")                              # removes the last line
             await until(pilot, lambda: len(editor.draft.lines) == 2)
             await until(pilot, lambda: len(kiosk_env.store.query(

@@ -32,6 +32,7 @@ from textual.widgets import Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from appliance.domain.prescription import (
+    MAX_LINES,
     MAX_RENEWALS,
     ActLine,
     DeviceLine,
@@ -265,7 +266,12 @@ class EditorScreen(KioskScreen):
         text = event.value.strip()
         if self.mode == "act":
             if text:
-                self._add(ActLine(text=text, ald=self.ald))
+                try:
+                    line = ActLine(text=text, ald=self.ald)
+                except ValidationError as exc:
+                    self.show_error(describe_error(exc))
+                    return
+                self._add(line)
             return
         if self.results_for != event.value:
             self._run_search(event.value, pick=True)
@@ -332,6 +338,15 @@ class EditorScreen(KioskScreen):
         self._add(line)
 
     def _add(self, line: Line) -> None:
+        try:
+            line.check_input()  # what was typed or pasted: no control or bidi character
+        except ValidationError as exc:
+            self.show_error(describe_error(exc))
+            return
+        if len(self.draft.lines) >= MAX_LINES:
+            self.show_error(f"Une ordonnance a au plus {MAX_LINES} lignes : signez celle-ci, "
+                            "puis commencez-en une autre.")
+            return
         self.draft = replace(self.draft, lines=(*self.draft.lines, line))
         self._reset_entry()
         self._show_lines()
