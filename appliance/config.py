@@ -49,11 +49,61 @@ def _finess_ok(value: str) -> bool:
 _positive = _check(lambda v: v > 0, "a number greater than 0")
 
 
+def _phone_ok(value: str) -> bool:
+    from appliance.domain.people import validate_phone
+    from appliance.errors import ValidationError
+
+    try:
+        return value == "" or bool(validate_phone(value))
+    except ValidationError:
+        return False
+
+
+def _email_ok(value: str) -> bool:
+    from appliance.domain.people import validate_email
+    from appliance.errors import ValidationError
+
+    try:
+        return value == "" or bool(validate_email(value))
+    except ValidationError:
+        return False
+
+
+_PHONE = _check(_phone_ok, "a French phone number: 01 23 45 67 89 or +33 1 23 45 67 89")
+_EMAIL = _check(_email_ok, "an e-mail address such as nom@domaine.fr")
+
+
 @dataclass(frozen=True)
 class Establishment:
     name: str = field(metadata=_check(bool, "a non-empty name"))
     finess: str = field(metadata=_check(_finess_ok, "9 characters: 2 for the department, 7 digits"))
-    address: str = ""
+    address: str = ""  # lines separated by newlines; "France" is added when missing
+    phone: str = field(default="", metadata=_PHONE)
+    email: str = field(default="", metadata=_EMAIL)
+
+
+@dataclass(frozen=True)
+class Prescriber:
+    """What the CPS card does not carry, printed for a prescriber who has none of their own
+    in the practitioners table (``ordo practitioners set-contact``)."""
+
+    qualification: str = ""  # e.g. "Médecin généraliste", "Médecin coordonnateur"
+    phone: str = field(default="", metadata=_PHONE)
+    email: str = field(default="", metadata=_EMAIL)
+
+
+@dataclass(frozen=True)
+class Print:
+    """What is printed: the QR content, and where secure prescriptions go."""
+
+    qr: str = field(default="epu", metadata=_check(
+        lambda v: v in {"epu", "signed"}, "epu or signed"))
+    secure_printer_uri: str = field(default="", metadata=_check(
+        lambda v: v == "" or (urlsplit(v).scheme == "tcp" and bool(urlsplit(v).hostname)
+                              and urlsplit(v).port is not None),
+        "empty (PDF files only) or tcp://host:port of a printer that prints PDF"))
+    secure_pdf_dir: str = ""  # default: <data_dir>/secure
+    paper: str = field(default="A5", metadata=_check(lambda v: v in {"A5", "A4"}, "A5 or A4"))
 
 
 @dataclass(frozen=True)
@@ -141,6 +191,14 @@ class Settings:
     data_dir: Path
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
+    prescriber: Prescriber = field(default_factory=Prescriber)
+    print: Print = field(default_factory=Print)
+
+    @property
+    def secure_pdf_dir(self) -> Path:
+        """Where the PDFs of secure prescriptions are written (``[print] secure_pdf_dir``)."""
+        return Path(self.print.secure_pdf_dir) if self.print.secure_pdf_dir else \
+            self.data_dir / "secure"
 
     @property
     def db_path(self) -> Path:

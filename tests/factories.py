@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -50,8 +51,11 @@ def lines() -> tuple:
     )
 
 
-def prescription(pid: str, **kw) -> Prescription:
+def prescription(pid: str, renewals: int = 0, **kw) -> Prescription:
+    """A draft; ``renewals`` (a count per line) is given to every line."""
     fields = {"id": pid, "prescriber": physician(), "resident": resident(),
               "created_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC), "lines": lines()}
     fields.update(kw)
+    if renewals:
+        fields["lines"] = tuple(replace(line, renewals=renewals) for line in fields["lines"])
     return Prescription(**fields)

@@ -18,10 +18,14 @@ the same job at once; if a worker dies after the printer took the bytes but befo
 job was marked done, the job prints again when the lease expires (at least once, never
 lost; both copies carry the same ID).
 
-The QR payload is rebuilt from the stored prescription, signature and certificate (and
-the exact signed bytes when ``signed_payload`` holds them). When it is too long for the
-printer's medium (a large CPS certificate on 58 mm), the payload carries the certificate
-by reference instead (``appliance.domain.qr``); a warning is logged.
+The QR payload is rebuilt from the stored prescription: the ePU payload by default
+(``[print] qr = "epu"``: ID, N° AM, RPPS, names, birth date), or the signed payload
+(``"signed"``: the exact signed bytes, the signature and the certificate by reference).
+
+Secure prescriptions (every line secure: ``Prescription.secure``; a line is never mixed
+with others once signed) go to the ``secure_printer`` (a PDF for the secure-paper
+printer), never to the receipt printer. Without a secure printer such a job fails with
+the reason, and the others go on.
 
 The UI is told through ``on_status(QueueStatus)`` after every attempt, and can read
 ``PrintQueue.status()`` at any time. ``PrintWorker`` runs the queue in a thread; give it its
@@ -39,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from appliance.domain.prescription import Prescription, State
-from appliance.domain.qr import QrPayload, SignedOrder
+from appliance.domain.qr import EpuPayload, SignedOrder
 from appliance.errors import PrinterError, StateError, StoreError, ValidationError
 from appliance.ports import (
     OrderPrinter,
@@ -118,10 +122,14 @@ def get_job(store: Store, job_id: int) -> PrintJob | None:
 
 
 # -- what gets printed ----------------------------------------------------------------------
-def order_payload(store: Store, prescription_id: str,
-                  max_chars: int | None = None) -> tuple[Prescription, str]:
-    """The stored signed prescription and its QR payload (certificate by reference when
-    the embedded form would exceed ``max_chars``)."""
+QR_KINDS = ("epu", "signed")
+
+
+def order_payload(store: Store, prescription_id: str, kind: str = "epu"
+                  ) -> tuple[Prescription, str]:
+    """The stored signed prescription and its QR payload: ``epu`` or ``signed``."""
+    if kind not in QR_KINDS:
+        raise ValidationError("print.qr", kind, "epu or signed")
     rows = store.query("SELECT * FROM prescriptions WHERE id = ?", (prescription_id,))
     if not rows:
         raise StoreError(f"unknown prescription {prescription_id}")
@@ -129,16 +137,19 @@ def order_payload(store: Store, prescription_id: str,
     if not row.get("signature") or not row.get("signer_cert"):
         raise StateError(f"prescription {prescription_id} is not signed: nothing to print")
     prescription = Prescription.from_dict(json.loads(row["body"]))
+    if kind == "epu":
+        return prescription, EpuPayload.from_prescription(prescription).encode()
+    from appliance.services.signature import signed_payload  # cryptography: when needed
+
     stored = row.get("signed_payload")
     signed = bytes(stored) if stored else SignedOrder.from_prescription(prescription).to_bytes()
-    signature, cert = bytes(row["signature"]), bytes(row["signer_cert"])
-    payload = QrPayload.build(signed, signature, cert).encode()
-    if max_chars is not None and len(payload) > max_chars:
-        log.warning("QR payload too long for the medium: certificate by reference",
-                    extra={"fields": {"prescription": prescription_id,
-                                      "chars": len(payload), "max": max_chars}})
-        payload = QrPayload.build(signed, signature, cert, embed_certificate=False).encode()
-    return prescription, payload
+    payload = signed_payload(signed, bytes(row["signature"]), bytes(row["signer_cert"]))
+    return prescription, payload.encode()
+
+
+def needs_secure_paper(prescription: Prescription) -> bool:
+    """A prescription with a secure line prints on secure paper only."""
+    return any(line.secure for line in prescription.lines)
 
 
 def request_reprint(store: Store, prescription_id: str, *, actor: str, role: str,
@@ -165,9 +176,9 @@ def request_reprint(store: Store, prescription_id: str, *, actor: str, role: str
 
 
 def export_pdf(store: Store, prescription_id: str, render: Callable[[Prescription, str], bytes],
-               *, actor: str) -> bytes:
+               *, actor: str, kind: str = "epu") -> bytes:
     """The PDF of an order (``render`` is the PDF adapter); audited as ``print.pdf``."""
-    prescription, payload = order_payload(store, prescription_id)
+    prescription, payload = order_payload(store, prescription_id, kind)
     data = render(prescription, payload)
     audit.append(store, actor=actor, action="print.pdf", subject=prescription_id,
                  details={"bytes": len(data)})
@@ -204,9 +215,12 @@ class PrintQueue:
     def __init__(self, store: Store, printer: OrderPrinter, *,
                  clock: Callable[[], datetime] = _now,
                  on_status: Callable[[QueueStatus], None] | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, qr: str = "epu",
+                 secure_printer: OrderPrinter | None = None) -> None:
         self.store = store
         self.printer = printer
+        self.secure_printer = secure_printer
+        self.qr = qr
         self.clock = clock
         self.on_status = on_status
         self.worker_id = worker_id or f"{os.getpid()}-{threading.get_ident()}"
@@ -249,7 +263,7 @@ class PrintQueue:
             db.execute("UPDATE print_jobs SET attempts = attempts + 1, last_error = ?,"
                        " claimed_by = NULL, claimed_until = NULL WHERE id = ?", [error, job.id])
 
-    def _done(self, job: PrintJob, receipt: PrintReceipt) -> None:
+    def _done(self, job: PrintJob, receipt: PrintReceipt, printer: OrderPrinter) -> None:
         now = self.clock()
         with self.store.write() as db:
             db.execute("UPDATE print_jobs SET status = 'done', attempts = attempts + 1,"
@@ -260,7 +274,7 @@ class PrintQueue:
                          details={"job": job.id, "kind": job.kind, "attempts": job.attempts + 1,
                                   "bytes": receipt.bytes_sent, "tickets": receipt.tickets,
                                   "confirmed": receipt.confirmed,
-                                  "printer": self.printer.description})
+                                  "printer": printer.description})
 
     def _fail(self, job: PrintJob, error: str) -> None:
         with self.store.write() as db:
@@ -272,10 +286,17 @@ class PrintQueue:
                          details={"job": job.id, "kind": job.kind, "error": error[:200]})
 
     def _request(self, job: PrintJob) -> PrintRequest:
-        prescription, payload = order_payload(self.store, job.prescription_id,
-                                              self.printer.qr_capacity)
+        prescription, payload = order_payload(self.store, job.prescription_id, self.qr)
         duplicate_at = job.created_at if job.kind == "duplicate" else None
         return PrintRequest(job.id, prescription, payload, duplicate_at)
+
+    def _target(self, request: PrintRequest) -> OrderPrinter:
+        if not needs_secure_paper(request.prescription):
+            return self.printer
+        if self.secure_printer is None:
+            raise StateError("ordonnance sécurisée : aucune imprimante pour papier sécurisé "
+                             "n'est configurée, elle n'est jamais imprimée sur ticket")
+        return self.secure_printer
 
     def run_once(self) -> RunReport:
         """Print every queued job, oldest first, until the queue is empty or the printer
@@ -287,6 +308,7 @@ class PrintQueue:
                 break
             try:
                 request = self._request(job)
+                printer = self._target(request)
             except (ValidationError, StateError, StoreError) as exc:
                 log.error("print job cannot be printed", extra={"fields": {
                     "job": job.id, "error": str(exc)}})
@@ -295,7 +317,7 @@ class PrintQueue:
                 self._notify()
                 continue
             try:
-                receipt = self.printer.print_order(request)
+                receipt = printer.print_order(request)
             except PrinterError as exc:
                 state = exc.state if isinstance(exc, PrinterUnavailable) else \
                     PrinterState.UNKNOWN
@@ -311,7 +333,7 @@ class PrintQueue:
             except BaseException:
                 self._release(job, "interrompu")
                 raise
-            self._done(job, receipt)
+            self._done(job, receipt, printer)
             self._printer_status = PrinterStatus(PrinterState.READY)
             self._last_error = None
             self._last_printed = job.id
