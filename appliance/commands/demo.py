@@ -241,9 +241,8 @@ class Demo:
 
 def run_headless(demo: Demo) -> dict[str, Any]:
     """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
-    from appliance.services.printing import PrintQueue
-    from appliance.services.signature import verify_payload
-    from drivers.printer.escpos import EscPosOrderPrinter
+    from appliance.commands.printing import make_print_queue
+    from appliance.services.signature import verify_epu
     from sync import localstore
 
     assert demo.app is not None and demo.engine is not None
@@ -262,14 +261,14 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     pid = result.prescription.id
     echo(f"2. Ordonnance signée par la carte : n° {format_id(pid)} "
          f"({len(result.prescription.lines)} lignes)")
-    report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(settings)).run_once()
+    report = make_print_queue(app.store, settings).run_once()
     jobs = demo.emulator.wait_for_jobs(1, timeout=10)
     qr = [text for job in jobs for text in job.qr_texts]
     echo(f"3. Imprimée : {len(report.printed)} travail(s) ; ticket(s) PNG dans "
          f"{demo.directory / 'tickets'}")
-    verified = verify_payload(qr[0], [*trust.roots, *trust.intermediates], trust.crls)
-    echo(f"4. QR code du ticket décodé et vérifié hors ligne : VALID "
-         f"(ordonnance {format_id(verified.fields.prescription_id)})")
+    verified = verify_epu(qr[0], lambda found: repositories.get_prescription(app.store, found))
+    echo(f"4. QR code du ticket décodé et vérifié (identifiant, prescripteur, patient) : "
+         f"VALID (ordonnance {format_id(verified.fields.prescription_id)})")
     push = demo.engine.push()
     state = repositories.get_prescription(app.store, pid)
     assert state is not None

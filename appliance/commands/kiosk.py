@@ -122,11 +122,13 @@ class KioskPrinter:
         self._starter.start()
 
     def _start(self, on_status: Callable[[Any], None]) -> None:
-        from appliance.services.printing import PrintQueue, PrintWorker
+        from appliance.commands.printing import make_print_queue
+        from appliance.services.printing import PrintWorker
 
         try:
             store = self.open_db()
-            queue = PrintQueue(store, self.order_printer(), on_status=on_status)
+            queue = make_print_queue(store, self.settings, printer=self.order_printer(),
+                                     on_status=on_status)
         except Exception:
             log.exception("print worker: cannot start")
             return

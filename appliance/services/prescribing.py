@@ -8,6 +8,9 @@
 - ``sign``: the domain transition, the card signature of the QR part
   (``appliance.services.signature``), then the prescription, its outbox row, its first print
   job, the signed bytes and the audit entry in one transaction (``record_signature``).
+  A draft mixing secure lines (``appliance.domain.secure``: narcotics and the like, printed
+  on secure paper only) with others is split first: the secure lines move to a new draft
+  with its own ID (audited ``prescription.split``), and both are signed, two orders.
 - ``cancel``: the prescriber who signed it, before any dispensation, with a reason: the state
   change, an outbox ``cancel`` row and the audit entry in one transaction; print jobs still
   queued for it are dropped.
@@ -34,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.domain.ids import validate_am
@@ -164,12 +168,40 @@ def register_login(store: Store, session: Operator) -> Practitioner | None:
         return None
     holder = session.practitioner
     known = repositories.get_practitioner(store, holder.id_nat_ps)
-    practitioner = holder.as_practitioner(session.role, am=known.am if known else None,
-                                          finess=known.finess if known else None)
+    practitioner = _with_contact(holder.as_practitioner(
+        session.role, am=known.am if known else None,
+        finess=known.finess if known else None), known)
     if known != practitioner:
         with store.write() as db:
             repositories.upsert_practitioner(db, practitioner)
     return practitioner
+
+
+def _with_contact(practitioner: Practitioner, known: Practitioner | None) -> Practitioner:
+    """The qualification, phone and e-mail on record (the card carries none of them)."""
+    if known is None:
+        return practitioner
+    return replace(practitioner, qualification=known.qualification, phone=known.phone,
+                   email=known.email)
+
+
+def set_contact(store: Store, id_nat_ps: str, *, actor: str, qualification: str | None = None,
+                phone: str | None = None, email: str | None = None) -> Practitioner:
+    """Record what a prescriber's orders print beside the card's identity (qualification,
+    phone, e-mail; ``""`` clears one); audited."""
+    known = repositories.get_practitioner(store, id_nat_ps)
+    if known is None:
+        raise StoreError(f"praticien inconnu : {id_nat_ps} (connectez-vous une fois avec sa "
+                         "carte, ou ordo practitioners add)")
+    changes = {name: value or None for name, value in (
+        ("qualification", qualification), ("phone", phone), ("email", email))
+        if value is not None}
+    updated = replace(known, **changes)  # validated (phone in +33 form) by Practitioner
+    with store.write() as db:
+        repositories.upsert_practitioner(db, updated)
+        audit.append(db, actor=actor, action="practitioner.contact_set", subject=id_nat_ps,
+                     details={"fields": sorted(changes)})
+    return updated
 
 
 def needs_am(store: Store, session: Operator) -> bool:
@@ -213,8 +245,8 @@ def list_practitioners(store: Store) -> list[Practitioner]:
 def _prescriber(store: Store, session: Operator) -> Practitioner:
     known = repositories.get_practitioner(store, _actor(session))
     if known is not None and known.role is Role.PRESCRIBER:
-        return session.practitioner.as_practitioner(Role.PRESCRIBER, am=known.am,
-                                                    finess=known.finess)
+        return _with_contact(session.practitioner.as_practitioner(
+            Role.PRESCRIBER, am=known.am, finess=known.finess), known)
     registered = register_login(store, session)
     assert registered is not None
     return registered
@@ -232,10 +264,10 @@ def _resident(store: Store, ins: str) -> Resident:
 
 def _create(db: sqlite_utils.Database, ids: IdAllocator, doctor: Practitioner,
             resident: Resident,
-            lines: Iterable[Line], renewals: int, now: datetime, actor: str,
-            action: str) -> Prescription:
+            lines: Iterable[Line], now: datetime, actor: str,
+            action: str, weight_kg: Decimal | None = None) -> Prescription:
     draft = Prescription(id=ids.new(db), prescriber=doctor, resident=resident, created_at=now,
-                         lines=tuple(lines), renewals=renewals)
+                         lines=tuple(lines), weight_kg=weight_kg)
     repositories.save_draft(db, draft)
     audit.append(db, actor=actor, action=action, subject=draft.id,
                  details={"lines": len(draft.lines)})
@@ -249,7 +281,7 @@ def new_draft(store: Store, session: Operator, resident_ins: str, *, ids: IdAllo
     doctor = _prescriber(store, session)
     resident = _resident(store, resident_ins)
     with store.write() as db:
-        return _create(db, ids, doctor, resident, (), 0, now or _now(), doctor.id_nat_ps,
+        return _create(db, ids, doctor, resident, (), now or _now(), doctor.id_nat_ps,
                        "prescription.draft_created")
 
 
@@ -267,13 +299,13 @@ def _own_draft(store: Store, session: Operator, prescription_id: str) -> Prescri
 
 def update_draft(store: Store, session: Operator, draft: Prescription, *,
                  form: Mapping[str, Any] | None = None) -> Prescription:
-    """Save the draft as typed (lines, renewals) and the editor's half-typed line (``form``).
+    """Save the draft as typed (lines, weight) and the editor's half-typed line (``form``).
 
     The owner's session may have locked meanwhile: what was typed before is still saved."""
     if session.role is not Role.PRESCRIBER:
         raise Forbidden("Seul un médecin modifie une ordonnance.")
     stored = _own_draft(store, session, draft.id)
-    updated = replace(stored, lines=tuple(draft.lines), renewals=draft.renewals)
+    updated = replace(stored, lines=tuple(draft.lines), weight_kg=draft.weight_kg)
     with store.write() as db:
         repositories.save_draft(db, updated)
         key = FORM_META_PREFIX + draft.id
@@ -322,13 +354,40 @@ def discard_draft(store: Store, session: Operator, prescription_id: str) -> None
 class SignResult:
     prescription: Prescription
     print_job: int
-    qr_payload: str
+    qr_payload: str  # the signed payload (``[print] qr = "signed"``)
+    also: tuple[SignResult, ...] = ()  # the secure order split from this one
+
+    @property
+    def secure(self) -> bool:
+        """Printed as a PDF on secure paper, not on the receipt."""
+        return self.prescription.secure
+
+    @property
+    def orders(self) -> tuple[SignResult, ...]:
+        return (self, *self.also)
+
+
+def _split_secure(store: Store, draft: Prescription, ids: IdAllocator, actor: str,
+                  now: datetime) -> Prescription:
+    """Move the secure lines of a mixed draft to a new draft (its own ID); return it."""
+    from appliance.domain.secure import split_lines
+
+    other, secure = split_lines(draft.lines, [line.secure for line in draft.lines])
+    with store.write() as db:
+        repositories.save_draft(db, replace(draft, lines=tuple(other)))
+        split = _create(db, ids, draft.prescriber, draft.resident, secure, now, actor,
+                        "prescription.draft_created", draft.weight_kg)
+        audit.append(db, actor=actor, action="prescription.split", subject=draft.id,
+                     details={"secure": split.id, "lines": len(secure)})
+    return split
 
 
 def sign(store: Store, session: Operator, prescription_id: str, *,
-         now: datetime | None = None) -> SignResult:
+         now: datetime | None = None, ids: IdAllocator | None = None) -> SignResult:
     """Sign a draft with the session's card and store it with its outbox row, print job,
-    signed bytes and audit entry, in one transaction."""
+    signed bytes and audit entry, in one transaction. A draft mixing secure lines with
+    others becomes two orders (see the module doc): the result carries the second in
+    ``also``."""
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
         raise Forbidden("Cette carte ne porte pas de clé de signature.")
@@ -338,6 +397,11 @@ def sign(store: Store, session: Operator, prescription_id: str, *,
         raise AmRequired(doctor.id_nat_ps)
     draft = replace(draft, prescriber=doctor)
     draft.check_signable()
+    if draft.mixes_secure:
+        split = _split_secure(store, draft, ids or IdAllocator(), doctor.id_nat_ps,
+                              now or _now())
+        first = sign(store, session, prescription_id, now=now)
+        return replace(first, also=(sign(store, session, split.id, now=now),))
     # Imported here: cryptography is loaded by the card login before any signing, and the
     # kiosk's lock screen, which imports this module, does not wait for it.
     from appliance.services.signature import record_signature, sign_prescription
@@ -362,9 +426,9 @@ def prescribe(store: Store, session: Operator, draft: Draft, *, ids: IdAllocator
         raise AmRequired(doctor.id_nat_ps)
     resident = _resident(store, draft.resident.ins.value)
     with store.write() as db:
-        created = _create(db, ids, doctor, resident, draft.lines, draft.renewals,
-                          now or _now(), doctor.id_nat_ps, "prescription.draft_created")
-    return sign(store, session, created.id, now=now)
+        created = _create(db, ids, doctor, resident, draft.lines, now or _now(),
+                          doctor.id_nat_ps, "prescription.draft_created", draft.weight_kg)
+    return sign(store, session, created.id, now=now, ids=ids)
 
 
 def import_drafts(store: Store, drafts: Iterable[tuple[str, Draft]], *, ids: IdAllocator,
@@ -389,8 +453,8 @@ def import_drafts(store: Store, drafts: Iterable[tuple[str, Draft]], *, ids: IdA
             if resident is None or not resident.active:
                 raise ValidationError("resident", None, "an active resident")
             made.append(_create(db, ids, doctors[id_nat_ps], resident, draft.lines,
-                                draft.renewals, now or _now(), actor,
-                                "prescription.draft_imported"))
+                                now or _now(), actor, "prescription.draft_imported",
+                                draft.weight_kg))
     return made
 
 
@@ -462,6 +526,12 @@ class ReferentialDrugs:
     def label_for_cis(self, cis: str) -> str | None:
         found = self.referential.by_cis(cis)
         return found[0].name if found else None
+
+    def facts(self, cis: str) -> Any:
+        """Common name and conditions (``appliance.store.referential.composition``)."""
+        from appliance.store.referential.composition import drug_facts
+
+        return drug_facts(self.referential.path, cis)
 
 
 def dispensation_alerts(store: Store, limit: int = 20) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -52,6 +52,7 @@ from appliance.domain.ids import validate_id_nat_ps
 from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import (
     CertificateRef,
+    EpuPayload,
     QrPayload,
     SignedOrder,
     SignedPayload,
@@ -79,7 +80,7 @@ class InvalidOrder(OrdoError):
     """A payload that does not verify. ``reason`` says why (English, technical: it is
     printed after ``INVALID:``); ``fields`` are the decoded fields when readable."""
 
-    def __init__(self, reason: str, fields: SignedOrder | None = None) -> None:
+    def __init__(self, reason: str, fields: SignedOrder | EpuPayload | None = None) -> None:
         self.reason = reason
         self.fields = fields
         super().__init__(f"INVALID: {reason}")
@@ -241,6 +242,36 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
                          certificate_sha256=hashlib.sha256(
                              leaf.public_bytes(Encoding.DER)).digest(),
                          chain=tuple(subject(c) for c in chain))
+
+
+@dataclass(frozen=True)
+class KnownOrder:
+    """An ePU payload whose order is known and not cancelled."""
+
+    fields: EpuPayload
+    state: State
+
+
+def verify_epu(payload: str, lookup: Callable[[str], Prescription | None]) -> KnownOrder:
+    """Check a scanned ePU payload against the orders ``lookup`` knows (the store, or the
+    registry): the format and the ID's check character, then that the order exists, is
+    signed, is not cancelled, and carries these very fields."""
+    try:
+        decoded = decode_payload(payload)
+    except ValidationError as exc:
+        raise InvalidOrder(f"malformed payload: {exc}") from None
+    if not isinstance(decoded, EpuPayload):
+        raise InvalidOrder("not an ePU payload (EPU1*)")
+    found = lookup(decoded.prescription_id)
+    if found is None or found.state is State.DRAFT:
+        raise InvalidOrder("no signed order with this ID is known here", decoded)
+    if found.state is State.CANCELLED:
+        raise InvalidOrder(f"the order was cancelled ({found.cancel_reason or 'no reason'})",
+                           decoded)
+    wrong = decoded.mismatches(found)
+    if wrong:
+        raise InvalidOrder(f"the QR does not match the order: {', '.join(wrong)}", decoded)
+    return KnownOrder(decoded, found.state)
 
 
 def record_signature(db: sqlite_utils.Database, signed: SignedPrescription, *, actor: str

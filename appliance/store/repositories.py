@@ -86,6 +86,7 @@ def upsert_practitioner(db: sqlite_utils.Database, p: Practitioner) -> None:
     db["practitioners"].upsert({
         "id_nat_ps": p.id_nat_ps, "last_name": p.last_name, "first_name": p.first_name,
         "profession": p.profession, "role": p.role.value, "am": p.am, "finess": p.finess,
+        "qualification": p.qualification, "phone": p.phone, "email": p.email,
         "updated_at": _now()}, pk="id_nat_ps")
 
 
@@ -96,7 +97,9 @@ def get_practitioner(store: Store, id_nat_ps: str) -> Practitioner | None:
     row = rows[0]
     return Practitioner(id_nat_ps=row["id_nat_ps"], last_name=row["last_name"],
                         first_name=row["first_name"], profession=row["profession"],
-                        role=Role(row["role"]), am=row["am"], finess=row["finess"])
+                        role=Role(row["role"]), am=row["am"], finess=row["finess"],
+                        qualification=row.get("qualification"), phone=row.get("phone"),
+                        email=row.get("email"))
 
 
 # -- prescriptions ---------------------------------------------------------------------

@@ -108,7 +108,8 @@ def test_rules_from_the_bdpm_conditions():
         "14 jours")
 
 
-def _line(conditions=(), duration=Duration(28, "jour"), **kw):
+def _line(conditions=(), duration=None, **kw):
+    duration = duration or Duration(28, "jour")
     pos = Posology(dose=Decimal(1), unit="gélule", moments=("matin", "soir"), duration=duration)
     return MedicationLine(label="OXYCODONE 10 mg, gélule", cis="60108518", posology=pos,
                           conditions=conditions, **kw)
