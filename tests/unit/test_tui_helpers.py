@@ -147,4 +147,5 @@ def test_the_review_is_the_printed_layout_with_a_placeholder_for_the_qr():
             and set(line) - {"-", "="}] == [line.strip() for line in printed if line.strip()]
     assert "[ code QR ]" in "\n".join(lines) and "[ code-barres ]" in "\n".join(lines)
     assert any(format_id(PID) in line for line in lines)
-    assert any("Ordonnance du 25/11/2026 à 11:00" in line for line in lines)
+    assert any("Ordonnance du 25/11/2026 à 11:00" in line.replace("\u00a0", " ")
+               for line in lines)
