@@ -190,7 +190,9 @@ def write_settings(data_dir: Path, pki, printer_uri: str,
     toml = data_dir / "ordo.toml"
     toml.write_text(
         '[establishment]\nname = "EHPAD Les Tilleuls (mesures)"\nfiness = "750000001"\n'
-        'address = "1 rue des Tilleuls, 75000 Paris"\n'
+        'address = "1 rue des Tilleuls, 75000 Paris"\nphone = "01 43 00 00 00"\n'
+        'email = "accueil@ehpad-tilleuls.invalid"\n'
+        '[prescriber]\nqualification = "Médecin généraliste"\n'
         f'[printer]\nuri = "{printer_uri}"\n'
         f'[registry]\nurl = "{registry_url}"\n'
         f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n", "utf-8")
