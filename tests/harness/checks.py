@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from cryptography import x509
+
 from appliance.domain.prescription import Prescription
 from appliance.domain.qr import SignedOrder
 from appliance.errors import AuditChainBroken, OrdoError
@@ -119,7 +121,9 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
             stored = Prescription.from_dict(json.loads(row["body"]))
             if not SignedOrder.from_bytes(bytes(row["signed_payload"])).matches(stored):
                 problems.append(f"{pid}: the signed bytes do not match the stored prescription")
-            verified = verify_payload(order_payload(store, pid)[1], roots, crls)
+            signer = x509.load_der_x509_certificate(bytes(row["signer_cert"]))
+            verified = verify_payload(order_payload(store, pid, "signed")[1], roots, crls,
+                                      certificates=[signer])
         except (OrdoError, ValueError) as exc:
             problems.append(f"{pid}: does not verify: {exc}")
             continue

@@ -70,7 +70,8 @@ def test_prescribe_a_good_draft_signs_stores_and_queues(kiosk_env):
     pid = out["prescription_id"]
     assert out["formatted_id"].replace(" ", "") == pid
     p = repositories.get_prescription(kiosk_env.store, pid)
-    assert p.state is State.SIGNED and p.renewals == 2 and p.prescriber.am == AM
+    assert p.state is State.SIGNED and p.prescriber.am == AM
+    assert [line.renewals for line in p.lines] == [2] * len(p.lines)  # the top-level default
     first = p.lines[0]
     assert isinstance(first, MedicationLine) and first.cis == "60234100"
     assert first.label == "DOLIPRANE 1000 mg, comprimé"

@@ -92,7 +92,7 @@ def check_pdfa(data: bytes) -> None:
 
     import pypdf
 
-    assert data.startswith(b"%PDF-1.7\n%") and data[10:14] == bytes([0xE2, 0xE3, 0xCF, 0xD3]) \
+    assert (data.startswith(b"%PDF-1.7\n%") and data[10:14] == bytes([0xE2, 0xE3, 0xCF, 0xD3])) \
         or data.startswith(b"%PDF-1.7")
     reader = pypdf.PdfReader(io.BytesIO(data))
     assert reader.trailer.get("/ID") and "/Info" not in reader.trailer
