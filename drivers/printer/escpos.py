@@ -13,7 +13,7 @@ media width is set to the medium so that images never warn), then sent in one wr
 1. before sending, ``DLE EOT 4`` (and ``DLE EOT 1``) ask for the paper and online state
    (Epson ESC/POS reference, "DLE EOT: transmit real-time status"): no paper, or offline →
    nothing is sent, ``PrinterUnavailable``;
-2. the job's bytes;
+2. the job's bytes, followed in the same write by
 3. ``DLE EOT 4`` again: real-time commands are handled when they reach the printer's
    receive buffer, i.e. after every byte before them was received. Its answer is the
    printer's acknowledgement that it accepted the whole job, and says whether the paper
@@ -443,8 +443,9 @@ class EscPosOrderPrinter:
                 before = self._status_of(p)
                 if not before.can_print:
                     raise PrinterUnavailable(before.state, before.message)
+            final = DLE_EOT + bytes([STATUS_PAPER]) if self.endpoint.readable else b""
             try:
-                p._raw(data)
+                p._raw(data + final)  # the job and its acknowledgement request, one write
                 if not self.endpoint.readable:
                     p.flush()  # type: ignore[attr-defined]
             except OSError as exc:
@@ -452,9 +453,11 @@ class EscPosOrderPrinter:
             if not self.endpoint.readable:
                 return False
             try:
-                after = self._query(p, STATUS_PAPER, self.timeout)
+                byte = self._read_byte(p, self.timeout)
             except PrinterUnavailable as exc:
                 raise _cut_off() from exc
+            after = (decode_status(byte, STATUS_PAPER) if byte is not None
+                     else PrinterStatus(PrinterState.UNKNOWN, "pas de réponse d'état"))
             if after.state is PrinterState.UNKNOWN:
                 raise _cut_off("L'imprimante n'a pas confirmé la réception de l'ordonnance",
                                PrinterState.UNKNOWN)
