@@ -502,14 +502,14 @@ def order_text(doc: OrderDocument) -> OrderText:
     issued = p.signed_at or p.created_at
     est = doc.establishment
     establishment = tuple(filter(None, [
-        est.name, *est.address_lines, _contact(est.phone, est.email),
+        est.name, *est.address_lines, _contact(_phone(est.phone), est.email),
         f"FINESS {est.finess}" if est.finess else ""]))
     doctor = p.prescriber
     title = "Dr " if doctor.profession.casefold().startswith("médecin") else ""
     signer = f"{title}{doctor.first_name} {doctor.last_name}"
     qualification = doctor.qualification or est.qualification or doctor.profession
     own = _contact(doctor.phone or "", doctor.email or "")
-    fallback = _contact(est.prescriber_phone, est.prescriber_email)
+    fallback = _contact(_phone(est.prescriber_phone), est.prescriber_email)
     prescriber = tuple(filter(None, [
         signer, qualification, own or fallback,
         f"RPPS{NBSP}{doctor.rpps or doctor.id_nat_ps}", f"N°{NBSP}AM{NBSP}{doctor.am or '-'}"]))
