@@ -108,7 +108,8 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
                      crls: Sequence[Any] = ()) -> list[str]:
     problems = []
     for pid in ids:
-        rows = store.query("SELECT state, body, signed_payload FROM prescriptions WHERE id = ?",
+        rows = store.query("SELECT state, body, signed_payload, signer_cert FROM prescriptions"
+                           " WHERE id = ?",
                            (pid,))
         if not rows:
             problems.append(f"{pid}: shown as signed, not in the store")
