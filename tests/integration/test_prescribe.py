@@ -81,7 +81,7 @@ def test_prescribe_a_good_draft_signs_stores_and_queues(kiosk_env):
     assert [j["status"] for j in kiosk_env.jobs()] == ["done"]
     printed = kiosk_env.emulator.wait_for_jobs(1)[0]
     assert any("Non substituable (MTE)" in line for line in printed.text)
-    assert any("renouveler 2 fois" in line for line in printed.text)
+    assert any("renouveler 2 fois" in line.replace("\u00a0", " ") for line in printed.text)
     actions = [e.action for e in audit.entries(kiosk_env.store)]
     assert actions.index("auth.login") < actions.index("prescription.signed")
     assert actions[-2:] == ["auth.session_locked", "print.printed"]
