@@ -51,6 +51,22 @@ def lines() -> tuple:
     )
 
 
+# CIS_CPD_bdpm.txt rows of OXYCODONE SANDOZ 20 mg, gélule (CIS 60108518), as written there.
+OXYCODONE_CONDITIONS = ("prescription limitée à 4 semaines",
+                        "prescription en toutes lettres sur ordonnance sécurisée",
+                        "stupéfiants")
+
+
+def secure_line() -> MedicationLine:
+    """A narcotic (secure prescription): its order goes to secure paper, never a receipt."""
+    return MedicationLine(label="OXYCODONE SANDOZ 20 mg, gélule", cis="60108518",
+                          common_name="oxycodone 17,93 mg", quantity=Decimal(2),
+                          conditions=OXYCODONE_CONDITIONS,
+                          posology=Posology(dose=Decimal(2), unit="gélule",
+                                            moments=("matin", "soir"),
+                                            duration=Duration(14, "jour")))
+
+
 def prescription(pid: str, renewals: int = 0, **kw) -> Prescription:
     """A draft; ``renewals`` (a count per line) is given to every line."""
     fields = {"id": pid, "prescriber": physician(), "resident": resident(),

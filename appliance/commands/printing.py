@@ -1,9 +1,8 @@
 """Printed orders: ``ordo qr verify``, ``ordo reprint``, ``ordo print pending|pdf``,
 ``ordo printer status|emulator`` (and ``ordo printer-emulator``).
 
-Part of the composition root: wires the ESC/POS printer from ``[printer]`` and
-``[establishment]``, the trust roots from ``[security]``, and the store into the print
-queue and signature services.
+The printer, the trust roots, the login recipe and the units of work come from the
+composition root (``appliance.bootstrap.App``).
 """
 
 from __future__ import annotations
@@ -13,22 +12,18 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from appliance.bootstrap import App
+from appliance.cli import read_pin
 from appliance.domain.prescription import format_local
 from appliance.domain.prescription_id import format_id, validate_prescription_id
-from appliance.errors import InvalidIdentifier, OrdoError
+from appliance.errors import InvalidIdentifier, PrinterError, StoreError
 from appliance.services import printing
 from appliance.services.signature import InvalidOrder, verify_payload
 from appliance.services.trust import load_trust_store
-
-if TYPE_CHECKING:
-    from appliance.config import Settings
-    from appliance.store.db import Store
-    from drivers.printer.escpos import EscPosOrderPrinter
 
 # The drivers (python-escpos, fpdf2, Pillow) are imported inside the commands: they take
 # seconds to import and python-escpos writes a cache file when first imported.
@@ -38,37 +33,12 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _run(func: Callable[[], Any]) -> Any:
-    try:
-        return func()
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _printer(app: App) -> EscPosOrderPrinter:
-    from drivers.printer.escpos import EscPosOrderPrinter
-
-    return _run(lambda: EscPosOrderPrinter.from_settings(app.settings))
-
-
-def make_print_queue(store: Store, settings: Settings, *, printer: Any = None,
-                     **kwargs: Any) -> printing.PrintQueue:
-    """The print queue as the settings want it: the receipt printer (``[printer]``), the
-    secure-paper PDF printer and the QR content (``[print]``)."""
-    from drivers.printer.escpos import EscPosOrderPrinter
-    from drivers.printer.secure import SecurePdfPrinter
-
-    return printing.PrintQueue(
-        store, printer or EscPosOrderPrinter.from_settings(settings),
-        secure_printer=SecurePdfPrinter.from_settings(settings), qr=settings.print.qr,
-        **kwargs)
-
-
 def _prescription_id(text: str) -> str:
     try:
         return validate_prescription_id(text)
     except InvalidIdentifier as exc:
-        raise click.ClickException(f"identifiant d'ordonnance invalide : {exc.expected}") from exc
+        raise InvalidIdentifier("ID", text, exc.expected, message="identifiant d'ordonnance "
+                                f"invalide : {exc.expected}") from exc
 
 
 # -- ordo qr verify ---------------------------------------------------------------------------
@@ -114,13 +84,16 @@ def _read_payload(payload: str | None) -> str:
     return text.strip()
 
 
+def _has_store(app: App) -> bool:
+    """Whether this appliance has a database yet (``qr verify`` does not create one)."""
+    return app.settings.db_path.exists()
+
+
 def _lookup(app: App) -> Callable[[str], Any]:
     """The orders of this appliance's store (none when there is no store yet)."""
-    from appliance.store import repositories
-
-    if not app.settings.db_path.exists():
+    if not _has_store(app):
         return lambda _pid: None
-    return lambda pid: repositories.get_prescription(app.store, pid)
+    return app.uow.prescriptions.get
 
 
 def _stored_signer(app: App, text: str) -> list[Any]:
@@ -134,14 +107,14 @@ def _stored_signer(app: App, text: str) -> list[Any]:
         decoded = decode_payload(text)
     except ValidationError:
         return []
-    if not isinstance(decoded, SignedPayload) or not app.settings.db_path.exists():
+    if not isinstance(decoded, SignedPayload) or not _has_store(app):
         return []
-    rows = app.store.query("SELECT signer_cert FROM prescriptions WHERE id = ?",
-                           (decoded.order.prescription_id,))
-    if not rows or not rows[0]["signer_cert"]:
+    pid = decoded.order.prescription_id
+    row = app.uow.prescriptions.signed_rows([pid]).get(pid)
+    if row is None or not row.signer_cert:
         return []
     try:
-        return [x509.load_der_x509_certificate(bytes(rows[0]["signer_cert"]))]
+        return [x509.load_der_x509_certificate(bytes(row.signer_cert))]
     except ValueError:
         return []
 
@@ -197,10 +170,9 @@ def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tu
                 extra = {"checked": "store", "state": known.state.value}
         else:
             security = app.settings.security
-            trust = _run(lambda: load_trust_store(trust_roots or security.trust_roots,
-                                                  crls or security.crls))
-            known_certs = _run(lambda: load_trust_store(certificates)) if certificates \
-                else None
+            trust = load_trust_store(trust_roots or security.trust_roots,
+                                     crls or security.crls)
+            known_certs = load_trust_store(certificates) if certificates else None
             signers = [*_stored_signer(app, text),
                        *([*known_certs.roots, *known_certs.intermediates] if known_certs
                          else [])]
@@ -245,21 +217,15 @@ def reprint(app: App, prescription_id: str, pin_stdin: bool, slot: int | None,
     """Queue a DUPLICATA of a signed order for the practitioner whose card is inserted
     (physician, nurse or staff: PIN asked); the print worker (or ``ordo print pending``)
     prints it. Audited with who and when."""
-    from appliance.commands.session import login, read_pin, store_audit
     from appliance.services import prescribing
-    from appliance.store import open_store
 
     pid = _prescription_id(prescription_id)
-    settings = app.settings
-    trust = _run(lambda: load_trust_store(settings.security.trust_roots, settings.security.crls))
-    audit_log = store_audit(lambda: open_store(settings.db_path, migrate=False))
-    session = _run(lambda: login(trust, audit_log, float(settings.security.idle_timeout_s),
-                                 read_pin(pin_stdin), slot=slot))
+    session = app.login(read_pin(pin_stdin), slot=slot)
     try:
-        job = _run(lambda: prescribing.reprint(app.store, session, pid))
+        job = prescribing.reprint(app.uow, session, pid)
     finally:
         session.logout()
-    info = printing.get_job(app.store, job)
+    info = app.uow.print_jobs.get(job)
     assert info is not None
     if as_json:
         _echo_json(info.as_dict())
@@ -279,7 +245,7 @@ def print_group() -> None:
 @click.pass_obj
 def pending(app: App, as_json: bool) -> None:
     """Print the queued jobs once, oldest first. Exit code 1 if the printer failed."""
-    queue = _run(lambda: make_print_queue(app.store, app.settings, printer=_printer(app)))
+    queue = app.print_queue()
     report = queue.run_once()
     status = queue.status()
     if as_json:
@@ -303,7 +269,7 @@ def pending(app: App, as_json: bool) -> None:
 def jobs(app: App, prescription_id: str | None, as_json: bool) -> None:
     """List print jobs."""
     pid = _prescription_id(prescription_id) if prescription_id else None
-    found = printing.list_jobs(app.store, pid)
+    found = app.uow.print_jobs.list(pid)
     if as_json:
         _echo_json([j.as_dict() for j in found])
         return
@@ -332,9 +298,11 @@ def pdf(app: App, prescription_id: str, out: Path, paper: str | None, actor: str
     def render(prescription: Any, payload: str) -> bytes:
         return render_pdf(OrderDocument(prescription, payload, letterhead), paper)
 
-    data = _run(lambda: printing.export_pdf(app.store, pid, render, actor=actor,
-                                            kind=app.settings.print.qr))
-    out.write_bytes(data)
+    data = printing.export_pdf(app.uow, pid, render, actor=actor, kind=app.settings.print.qr)
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise StoreError(f"impossible d'écrire {out} : {exc.strerror or exc}") from exc
     click.echo(f"{out} ({len(data)} octets, {paper})")
 
 
@@ -349,13 +317,15 @@ def printer_group() -> None:
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Ask the printer for its state (online, paper). Exit code 1 unless it can print."""
-    printer = _printer(app)
+    printer = app.order_printer()
     state = printer.status()
     if as_json:
-        _echo_json({"uri": printer.uri, "media": printer.media.name, "state": state.state.value,
-                    "message": state.message, "qr_capacity": printer.qr_capacity})
+        _echo_json({"uri": app.settings.printer.uri, "media": app.settings.printer.media,
+                    "state": state.state.value, "message": state.message,
+                    "qr_capacity": printer.qr_capacity})
     else:
-        click.echo(f"{printer.uri} ({printer.media.name}) : {state.message}")
+        click.echo(f"{app.settings.printer.uri} ({app.settings.printer.media}) : "
+                   f"{state.message}")
     if not state.can_print:
         raise click.exceptions.Exit(1)
 
@@ -401,7 +371,9 @@ def _run_emulator(app: App, port: int, host: str, out_dir: Path | None, media: s
     try:
         emulator.start()
     except OSError as exc:
-        raise click.ClickException(f"port {port} indisponible : {exc}") from exc
+        raise PrinterError(f"émulateur d'imprimante impossible à démarrer (port {port}"
+                           f"{f', dossier {out_dir}' if out_dir else ''}) : "
+                           f"{exc.strerror or exc}") from exc
     if paper_out:
         emulator.paper_out(mode)
     if paper_after is not None:

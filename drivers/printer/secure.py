@@ -21,7 +21,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from appliance.errors import PrinterError
-from appliance.ports import PrinterState, PrinterStatus, PrinterUnavailable, PrintReceipt
+from appliance.ports.printer import (
+    PrinterState,
+    PrinterStatus,
+    PrinterUnavailable,
+    PrintReceipt,
+)
 from drivers.printer.layout import Letterhead, OrderDocument
 
 DIR_MODE = 0o700

@@ -1,13 +1,15 @@
 """Entry points of the harnesses' child processes, and the fork server that starts them.
 
-Each entry point opens its own store (one SQLite connection per process, as the kiosk and
-the sync service do), runs the real use cases and never catches SIGKILL: the parent kills
-it wherever it is.
+Each entry point opens its own unit of work (one SQLite connection per process, as the
+kiosk and the sync service do), runs the real use cases and never catches SIGKILL: the
+parent kills it wherever it is.
 
 - ``prescriber``: the headless ``prescribing.prescribe`` with a software signer over the
   test PKI's physician key; an ID is written to the ``shown`` file only after ``prescribe``
-  returned (what the physician would have seen as signed);
-- ``printer``: ``PrintQueue.run_once`` in a loop on the ESC/POS adapter (a TCP printer);
+  returned (what the physician would have seen as signed); with ``mixed``, its first draft
+  also holds a narcotic, so that signing splits it into two orders (both IDs are shown);
+- ``printer``: ``PrintQueue.run_once`` in a loop on the ESC/POS adapter (a TCP printer),
+  secure orders to the secure-paper PDF adapter (files in ``Setup.secure_dir``);
 - ``syncer``: ``SyncEngine.push`` whenever the outbox has something due, under the sync
   service's own single-instance lock;
 - ``producer``: signs and records prescriptions in chunks (the registry chaos run).
@@ -39,13 +41,13 @@ from appliance.services.auth import CardHolder, parse_practitioner
 from appliance.services.drafts import Draft
 from appliance.services.printing import PrintQueue
 from appliance.services.signature import SoftwareSigner, record_signature, sign_prescription
-from appliance.store import open_store, repositories
+from appliance.services.sync import EngineConfig, PushReport, SyncEngine
+from appliance.store.uow import SqliteUnitOfWork
 from drivers.card.pki import PkiPaths
 from drivers.printer.escpos import EscPosOrderPrinter
 from drivers.printer.layout import Letterhead
-from sync import localstore as ls
+from drivers.printer.secure import SecurePdfPrinter
 from sync.client import RegistryClient
-from sync.engine import EngineConfig, PushReport, SyncEngine
 from sync.service import single_instance
 from tests import factories
 
@@ -64,6 +66,7 @@ class Setup:
     registry_url: str = ""
     media: str = "80mm"
     engine: dict[str, Any] = field(default_factory=dict)
+    secure_dir: str = ""  # the secure-paper PDFs (empty: no secure printer)
 
 
 class SoftwareSession:
@@ -109,48 +112,56 @@ def physician_session(pki_dir: str | Path) -> SoftwareSession:
     return SoftwareSession(signer, holder)
 
 
-def draft_lines() -> list:
-    return list(factories.lines())
+def draft_lines(mixed: bool = False) -> list:
+    """The usual four lines; ``mixed``: a narcotic among them (two orders once signed)."""
+    lines = list(factories.lines())
+    return [*lines[:2], factories.secure_line(), *lines[2:]] if mixed else lines
 
 
 # -- children --------------------------------------------------------------------------------
-def prescriber(setup: Setup, shown_path: str, count: int, pause_s: float = 0.0) -> None:
-    """Sign ``count`` prescriptions; report each ID once ``prescribe`` returned it."""
-    store = open_store(setup.store, migrate=False)
+def prescriber(setup: Setup, shown_path: str, count: int, pause_s: float = 0.0,
+               mixed: bool = False) -> None:
+    """Sign ``count`` prescriptions (the first one mixed with a secure line when ``mixed``);
+    report each ID once ``prescribe`` returned it."""
+    uow = SqliteUnitOfWork.open(setup.store)
     session = physician_session(setup.pki)
-    resident = repositories.get_resident(store, setup.resident_ins)
+    resident = uow.residents.get(setup.resident_ins)
     assert resident is not None
     ids = prescribing.IdAllocator()
     shown = os.open(shown_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    for _ in range(count):
-        result = prescribing.prescribe(store, session, Draft(resident, draft_lines()), ids=ids)
-        os.write(shown, f"{result.prescription.id}\n".encode("ascii"))
+    for index in range(count):
+        draft = Draft(resident, draft_lines(mixed and index == 0))
+        result = prescribing.prescribe(uow, session, draft, ids=ids)
+        os.write(shown, "".join(f"{one.prescription.id}\n" for one in result.orders)
+                 .encode("ascii"))
         if pause_s:
             time.sleep(pause_s)
     os.close(shown)
-    store.close()
+    uow.close()
 
 
-def _queued(store: Any) -> int:
-    return store.query("SELECT count(*) AS n FROM print_jobs WHERE status = 'queued'")[0]["n"]
+def _queued(uow: Any) -> int:
+    return int(uow.print_jobs.counts().get("queued", 0))
 
 
 def printer(setup: Setup, *, drain: bool = False, clock_shift_s: float = 0.0,
             worker_id: str | None = None) -> None:
     """Print queued jobs as they come (``drain``: until none is left)."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     device = EscPosOrderPrinter(setup.printer_uri, establishment=LETTERHEAD, media=setup.media,
                                 timeout=5.0, status_timeout=2.0)
+    secure = SecurePdfPrinter(setup.secure_dir, establishment=LETTERHEAD) \
+        if setup.secure_dir else None
     shift = timedelta(seconds=clock_shift_s)
-    queue = PrintQueue(store, device, clock=lambda: datetime.now(UTC) + shift,
-                       worker_id=worker_id)
+    queue = PrintQueue(uow, device, clock=lambda: datetime.now(UTC) + shift,
+                       worker_id=worker_id, secure_printer=secure)
     while True:
         report = queue.run_once()
-        if drain and not _queued(store):
+        if drain and not _queued(uow):
             break
         if not report.printed:
             time.sleep(IDLE_S)
-    store.close()
+    uow.close()
 
 
 def _add(total: dict[str, Any], report: PushReport) -> None:
@@ -164,14 +175,14 @@ def _add(total: dict[str, Any], report: PushReport) -> None:
 def syncer(setup: Setup, *, drain: bool = False, report_path: str | None = None) -> None:
     """Push whatever is due, under the sync service's lock (``drain``: until the outbox is
     empty; the summed push reports go to ``report_path`` as JSON)."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     client = RegistryClient(setup.registry_url, timeout_s=5.0)
-    engine = SyncEngine(store, client, EngineConfig(**setup.engine))
+    engine = SyncEngine(uow, client, EngineConfig(**setup.engine))
     total: dict[str, Any] = {}
     started = time.monotonic()
     with single_instance(Path(setup.store).parent):
         while True:
-            if ls.next_due_at(store) is None:
+            if uow.outbox.next_due_at() is None:
                 if drain:
                     break
                 time.sleep(IDLE_S)
@@ -179,7 +190,7 @@ def syncer(setup: Setup, *, drain: bool = False, report_path: str | None = None)
             _add(total, engine.push())
     total["wall_seconds"] = round(time.monotonic() - started, 3)
     client.close()
-    store.close()
+    uow.close()
     if report_path:
         Path(report_path).write_text(json.dumps(total), "utf-8")
 
@@ -188,11 +199,10 @@ def producer(setup: Setup, count: int, chunk: int = 100, lines: int = 4) -> None
     """Sign ``count`` prescriptions of ``lines`` lines (at most 4: medication, ALD
     medication, device, act) with the physician's key and record them as the sign use case
     does (``record_signature``), ``chunk`` per transaction."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     signer = physician_signer(setup.pki)
-    doctor = repositories.get_practitioner(store, physician_session(setup.pki)
-                                           .practitioner.id_nat_ps)
-    resident = repositories.get_resident(store, setup.resident_ins)
+    doctor = uow.practitioners.get(physician_session(setup.pki).practitioner.id_nat_ps)
+    resident = uow.residents.get(setup.resident_ins)
     assert doctor is not None and resident is not None
     ids = PrescriptionIdGenerator(lambda: time.time_ns() // 1_000_000)
     made = 0
@@ -204,11 +214,12 @@ def producer(setup: Setup, count: int, chunk: int = 100, lines: int = 4) -> None
                                                            lines=draft_lines()[:lines]),
                                     signer, datetime.now(UTC).replace(microsecond=0))
                   for _ in range(size)]
-        with store.write() as db:
+        with uow:
             for one in signed:
-                record_signature(db, one, actor=doctor.id_nat_ps)
+                record_signature(uow, one, actor=doctor.id_nat_ps)
+            uow.commit()
         made += size
-    store.close()
+    uow.close()
 
 
 # -- the fork server -------------------------------------------------------------------------
@@ -217,7 +228,7 @@ def producer(setup: Setup, count: int, chunk: int = 100, lines: int = 4) -> None
 # ``get_preparation_data`` never sets): preloading what those scripts import (pytest's,
 # ``python -m bench.chaos``) keeps that re-run to a millisecond instead of ~200 ms.
 PRELOAD = (__name__, "tests.harness.crash", "tests.harness.chaos", "drivers.printer.emulator",
-           "sync.registry_sim", "pytest", "bench.chaos")
+           "drivers.printer.pdf", "sync.registry_sim", "pytest", "bench.chaos")
 
 
 def fork_context() -> multiprocessing.context.BaseContext:
@@ -232,9 +243,10 @@ def fork_context() -> multiprocessing.context.BaseContext:
 def prepare_store(setup: Setup, pki_dir: str | Path, resident: Any, am: str = "751234567"
                   ) -> None:
     """Create the store with the resident and the physician (with a N° AM) on record."""
-    store = open_store(setup.store)
+    uow = SqliteUnitOfWork.open(setup.store, migrate=True)
     holder = physician_session(pki_dir).practitioner
-    with store.write() as db:
-        repositories.upsert_residents(db, [resident])
-        repositories.upsert_practitioner(db, holder.as_practitioner(Role.PRESCRIBER, am=am))
-    store.close()
+    with uow:
+        uow.residents.upsert([resident])
+        uow.practitioners.upsert(holder.as_practitioner(Role.PRESCRIBER, am=am))
+        uow.commit()
+    uow.close()

@@ -24,8 +24,8 @@ def _ordo(data_dir, *args, input=None, env=None):
 
 
 @pytest.fixture
-def data_dir(print_store):
-    return print_store.path.parent
+def data_dir(store):
+    return store.path.parent
 
 
 def test_qr_verify_valid_from_the_argument_and_from_stdin(orders, data_dir, card_pki):
@@ -72,12 +72,12 @@ def test_qr_verify_invalid_exits_1_with_the_reason(orders, data_dir, card_pki):
 
 
 def test_reprint_then_print_pending_through_the_emulator(orders, data_dir, emulators,
-                                                          print_store):
+                                                          store, uow):
     emulator = emulators("58mm")
     signed = orders.sign()
     env = {"ORDO_PRINTER_URI": emulator.uri, "ORDO_PRINTER_MEDIA": "58mm"}
     nurse = orders.practitioner("nurse").id_nat_ps
-    job = {"job": printing.request_reprint(print_store, signed.prescription.id, actor=nurse,
+    job = {"job": printing.request_reprint(uow, signed.prescription.id, actor=nurse,
                                            role="nurse")}
 
     result = _ordo(data_dir, "print", "pending", "--json", env=env)
@@ -86,7 +86,7 @@ def test_reprint_then_print_pending_through_the_emulator(orders, data_dir, emula
     assert report["printed"] == [1, job["job"]] and report["pending"] == 0
     original, duplicate = emulator.wait_for_jobs(2)
     assert "DUPLICATA" in duplicate.text and "DUPLICATA" not in original.text
-    actions = [(e.action, e.actor) for e in audit.entries(print_store)]
+    actions = [(e.action, e.actor) for e in audit.entries(store)]
     assert ("print.reprint_requested", nurse) in actions
     assert ("print.printed", nurse) in actions
 
@@ -139,7 +139,7 @@ def test_the_emulator_command_runs_as_a_process(orders, tmp_path):
         assert "à l'écoute sur tcp://127.0.0.1:" in banner, process.stderr.read()
         uri = banner.split("sur ")[1].split()[0]
         signed = orders.sign()
-        from appliance.ports import PrintRequest
+        from appliance.ports.printer import PrintRequest
 
         printer = EscPosOrderPrinter(uri, establishment=Letterhead("EHPAD"), media="58mm")
         printer.print_order(PrintRequest(1, signed.prescription, signed.payload.encode()))
@@ -187,12 +187,11 @@ def test_qr_verify_an_epu_payload_against_the_store(orders, data_dir):
     assert (as_json["checked"], as_json["state"]) == ("store", "signed")
 
 
-def test_qr_verify_refuses_an_unknown_a_changed_or_a_cancelled_order(orders, data_dir,
-                                                                     print_store):
+def test_qr_verify_refuses_an_unknown_a_changed_or_a_cancelled_order(orders, data_dir, uow):
     from datetime import UTC, datetime
 
     from appliance.domain.prescription import State
-    from appliance.store import repositories
+    from appliance.services.prescribing import record_transition
 
     signed = orders.sign()
     payload = _epu(signed)
@@ -209,10 +208,11 @@ def test_qr_verify_refuses_an_unknown_a_changed_or_a_cancelled_order(orders, dat
     typo = payload.replace(signed.prescription.id, signed.prescription.id[:-1] + (
         "0" if signed.prescription.id[-1] != "0" else "1"))
     assert "check character" in _ordo(data_dir, "qr", "verify", typo, "--format-only").output
-    p = repositories.get_prescription(print_store, signed.prescription.id)
-    with print_store.write() as db:
-        repositories.update_state(db, p.transition(State.CANCELLED, datetime.now(UTC),
-                                                   "erreur de patient"), actor="test")
+    p = uow.prescriptions.get(signed.prescription.id)
+    with uow:
+        record_transition(uow, p.transition(State.CANCELLED, datetime.now(UTC),
+                                            "erreur de patient"), actor="test")
+        uow.commit()
     result = _ordo(data_dir, "qr", "verify", payload)
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == \

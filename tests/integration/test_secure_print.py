@@ -17,7 +17,6 @@ from appliance.domain.posology import Duration, Posology
 from appliance.domain.prescription import ActLine, MedicationLine, Prescription
 from appliance.domain.qr import EpuPayload
 from appliance.services import prescribing, printing
-from appliance.store import audit, repositories
 from drivers.printer.escpos import EscPosOrderPrinter
 from drivers.printer.layout import Letterhead
 from drivers.printer.secure import SecurePdfPrinter
@@ -114,22 +113,23 @@ def _lines():
 
 
 @pytest.fixture
-def mixed(print_store, print_signers, orders):
+def mixed(uow, signers, orders):
     doctor = orders.practitioner("physician")
     who = resident()
-    with print_store.write() as db:
-        repositories.upsert_residents(db, [who])
-        repositories.upsert_practitioner(db, doctor)
-        draft = Prescription(id=prescribing.IdAllocator().new(db), prescriber=doctor,
+    with uow:
+        uow.residents.upsert([who])
+        uow.practitioners.upsert(doctor)
+        draft = Prescription(id=prescribing.IdAllocator().new(uow), prescriber=doctor,
                              resident=who, created_at=datetime.now(UTC), lines=_lines())
-        repositories.save_draft(db, draft)
-    session = SoftwareSession(print_signers["physician"], Holder(doctor.id_nat_ps))
+        uow.prescriptions.save_draft(draft)
+        uow.commit()
+    session = SoftwareSession(signers["physician"], Holder(doctor.id_nat_ps))
     return draft, session
 
 
-def test_a_mixed_prescription_becomes_two_signed_orders(mixed, print_store):
+def test_a_mixed_prescription_becomes_two_signed_orders(mixed, uow):
     draft, session = mixed
-    result = prescribing.sign(print_store, session, draft.id)
+    result = prescribing.sign(uow, session, draft.id)
     (secure,) = result.also
     assert result.prescription.id == draft.id and secure.prescription.id != draft.id
     assert [getattr(line, "label", None) or line.text for line in result.prescription.lines
@@ -138,18 +138,18 @@ def test_a_mixed_prescription_becomes_two_signed_orders(mixed, print_store):
         "OXYCODONE SANDOZ 20 mg, gélule"]
     assert not result.secure and secure.secure
     assert secure.prescription.signed_at and secure.print_job != result.print_job
-    split = [e for e in audit.entries(print_store) if e.action == "prescription.split"]
+    split = [e for e in uow.audit.entries() if e.action == "prescription.split"]
     assert [(e.subject, e.details["secure"]) for e in split] == [
         (draft.id, secure.prescription.id)]
-    states = {row["id"]: row["state"] for row in print_store.query(
+    states = {row["id"]: row["state"] for row in uow.store.query(
         "SELECT id, state FROM prescriptions")}
     assert states == {draft.id: "signed", secure.prescription.id: "signed"}
 
 
 def test_the_secure_order_goes_to_secure_paper_and_never_to_the_receipt(
-        mixed, print_store, emulators, tmp_path):
+        mixed, uow, emulators, tmp_path):
     draft, session = mixed
-    result = prescribing.sign(print_store, session, draft.id)
+    result = prescribing.sign(uow, session, draft.id)
     secure_id = result.also[0].prescription.id
     emulator = emulators("58mm")
     capture = CapturePrinter()
@@ -157,7 +157,7 @@ def test_the_secure_order_goes_to_secure_paper_and_never_to_the_receipt(
         secure_printer = SecurePdfPrinter(tmp_path / "secure", establishment=HOME,
                                           uri=capture.uri)
         queue = printing.PrintQueue(
-            print_store, EscPosOrderPrinter(emulator.uri, establishment=HOME, media="58mm",
+            uow, EscPosOrderPrinter(emulator.uri, establishment=HOME, media="58mm",
                                             timeout=3.0, status_timeout=1.0),
             secure_printer=secure_printer)
         report = queue.run_once()
@@ -186,19 +186,19 @@ def test_the_secure_order_goes_to_secure_paper_and_never_to_the_receipt(
                     "Quantité : deux boîtes", "prescription limitée à 28 jours",
                     "Nombre de médicaments prescrits : un (1)"):
         assert mention in text, mention
-    printed = [e for e in audit.entries(print_store) if e.action == "print.printed"]
+    printed = [e for e in uow.audit.entries() if e.action == "print.printed"]
     assert [e.details["printer"].startswith("pdf:") for e in printed] == [False, True]
 
 
 def test_without_a_secure_printer_the_secure_job_fails_and_the_others_print(
-        mixed, print_store, emulators):
+        mixed, uow, emulators):
     draft, session = mixed
-    result = prescribing.sign(print_store, session, draft.id)
+    result = prescribing.sign(uow, session, draft.id)
     emulator = emulators("80mm")
-    queue = printing.PrintQueue(print_store, EscPosOrderPrinter(
+    queue = printing.PrintQueue(uow, EscPosOrderPrinter(
         emulator.uri, establishment=HOME, media="80mm", timeout=3.0, status_timeout=1.0))
     report = queue.run_once()
     assert report.printed == [result.print_job]
     assert report.failed == [result.also[0].print_job]
-    failed = printing.get_job(print_store, result.also[0].print_job)
+    failed = uow.print_jobs.get(result.also[0].print_job)
     assert failed.status == "failed" and "jamais imprimée sur ticket" in failed.last_error

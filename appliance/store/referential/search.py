@@ -30,6 +30,7 @@ from typing import Any
 from appliance.domain.ids import validate_cip13, validate_cis
 from appliance.errors import StoreError
 from appliance.store.referential.build import LIST_SEPARATOR, readonly_uri, table_counts
+from appliance.store.referential.composition import DrugFacts, drug_facts
 from appliance.store.referential.gs1 import looks_like_scan, parse_scan
 from appliance.store.referential.text import prefix_upper_bound, search_key
 
@@ -376,6 +377,11 @@ class Referential:
             rows = self._rows(conn, "SELECT text FROM condition WHERE cis = ? ORDER BY rowid",
                               (code,))
         return [row[0] for row in rows]
+
+    def facts(self, cis: str) -> DrugFacts:
+        """The common name (DC) and the conditions of a specialty, as a printed order needs
+        them (``composition.drug_facts``: empty when the referential has no composition)."""
+        return drug_facts(self.path, cis)
 
     def info(self) -> ReferentialInfo:
         """Dates, sources and counts; ``StoreError`` if there is no referential yet."""

@@ -348,10 +348,8 @@ class EditorScreen(KioskScreen):
         referential = self.ctx.referential
         if referential is None or not cis:
             return None, ()
-        from appliance.store.referential.composition import drug_facts
-
         try:
-            facts = drug_facts(referential.path, cis)
+            facts = referential.facts(cis)
         except OrdoError:
             return None, ()
         return facts.common_name, facts.conditions
