@@ -25,6 +25,11 @@ from appliance.services import printing
 from appliance.services.signature import InvalidOrder, verify_payload
 from appliance.services.trust import load_trust_store
 
+# A QR code holds at most 4,296 alphanumeric characters (version 40-L, ISO/IEC 18004
+# table 7): ``qr verify`` reads at most this many bytes of its input (room for spaces and
+# line ends around a scanned payload) and refuses anything longer unread.
+MAX_QR_INPUT = 8 * 1024
+
 # The drivers (python-escpos, fpdf2, Pillow) are imported inside the commands: they take
 # seconds to import and python-escpos writes a cache file when first imported.
 
@@ -73,13 +78,19 @@ def _print_fields(fields: Any) -> None:
 
 
 def _read_payload(payload: str | None) -> str:
-    """The argument, or at most ``MAX_INPUT`` characters of standard input (a longer
-    input is refused without reading the rest)."""
+    """The argument, or at most ``MAX_QR_INPUT`` bytes of standard input: a longer input
+    is refused without reading the rest, and not echoed."""
     from appliance.domain.qr import MAX_INPUT
 
-    text = payload if payload is not None else sys.stdin.read(MAX_INPUT + 1)
-    if len(text) > MAX_INPUT:
-        click.echo(f"INVALID: malformed payload: qr.length: more than {MAX_INPUT} characters")
+    if payload is None:
+        raw = sys.stdin.buffer.read(MAX_QR_INPUT + 1)
+        too_long = len(raw) > MAX_QR_INPUT
+        text = raw.decode("utf-8", errors="replace")
+    else:
+        text, too_long = payload, len(payload) > MAX_QR_INPUT
+    if too_long:
+        click.echo(f"INVALID: malformed payload: qr.length: more than {MAX_QR_INPUT} bytes, "
+                   f"a QR payload has at most {MAX_INPUT} characters")
         raise click.exceptions.Exit(1)
     return text.strip()
 

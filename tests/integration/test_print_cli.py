@@ -222,4 +222,46 @@ def test_qr_verify_refuses_an_unknown_a_changed_or_a_cancelled_order(orders, dat
 def test_qr_verify_reads_at_most_a_few_kilobytes_of_its_input(data_dir):
     result = _ordo(data_dir, "qr", "verify", input="EPU1*" + "A" * 1_000_000)
     assert result.exit_code == 1
-    assert result.output == "INVALID: malformed payload: qr.length: more than 4096 characters\n"
+    assert result.output == ("INVALID: malformed payload: qr.length: more than 8192 bytes, "
+                             "a QR payload has at most 4096 characters\n")
+    result = _ordo(data_dir, "qr", "verify", input="EPU1*" + "A" * 5000)
+    assert result.exit_code == 1
+    assert result.output.startswith("INVALID: malformed payload: qr.length:")
+    assert "at most 4096 characters" in result.output
+
+
+def test_a_prescription_stored_with_a_tab_still_loads_prints_and_reprints(
+        orders, data_dir, emulators, uow, card_pki):
+    """Control characters are refused where text comes in, never when a stored row is read
+    back: a prescription signed while a tab was still accepted in its free texts loads,
+    prints, reprints and its QR verifies, as it was signed."""
+    from decimal import Decimal
+
+    from appliance.domain.posology import FreeTextPosology
+    from appliance.domain.prescription import ActLine, MedicationLine
+
+    lines = (MedicationLine(label="AMOXICILLINE 500 mg", cis="60234100",
+                            posology=FreeTextPosology("selon schéma"), quantity=Decimal(2),
+                            instructions="à jeun\tavec un grand verre d'eau"),
+             ActLine(text="Kinésithérapie :\t10 séances"))
+    signed = orders.sign(lines=lines)
+    pid = signed.prescription.id
+    loaded = uow.prescriptions.get(pid)
+    assert loaded.lines == lines and loaded.canonical_bytes() == \
+        signed.prescription.canonical_bytes()
+
+    emulator = emulators("80mm")
+    env = {"ORDO_PRINTER_URI": emulator.uri}
+    nurse = orders.practitioner("nurse").id_nat_ps
+    printing.request_reprint(uow, pid, actor=nurse, role="nurse")
+    result = _ordo(data_dir, "print", "pending", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pending"] == 0
+    original, duplicate = emulator.wait_for_jobs(2)
+    assert any("Kinésithérapie" in line for line in original.text)
+    assert "DUPLICATA" in duplicate.text
+    for job in (original, duplicate):
+        (payload,) = job.qr_texts
+        verified = _ordo(data_dir, "qr", "verify", payload, "--trust-root",
+                         str(card_pki.trust_roots[0]))
+        assert verified.output.splitlines()[-1] == "VALID", verified.output
