@@ -3,9 +3,10 @@
 ``bootstrap(settings)`` returns an ``App`` for one process. Nothing is opened or imported
 until first used, and each adapter is built once (thread-safe): the units of work over the
 SQLite file (migrated once per process), the card reader and watcher of the configured
-backend (``card_backend``), the trust store, the order printer and its print worker, the
-registry client, the sync use case, the drug referential, the clock. The login recipe
-(card reader + trust store + audit log + authentication) is ``App.login``.
+backend (``card_backend``), the trust store, the order printer, the secure-paper printer
+(PDF, ``[print]``) and the print queue and worker that use both, the registry client, the
+sync use case, the drug referential, the clock. The login recipe (card reader + trust
+store + audit log + authentication) is ``App.login``.
 
 Every entry point gets what it needs here: the CLI commands (``ctx.obj``), the kiosk
 (``appliance.commands.kiosk``), the demo, the benchmarks and the tests; tests pass fakes
@@ -171,6 +172,7 @@ class App:
                  card: CardBackend | None = None,
                  trust: TrustStore | None = None,
                  printer: OrderPrinter | None = None,
+                 secure_printer: OrderPrinter | None = None,
                  registry: Registry | None = None,
                  referential: Referential | None = None,
                  clock: Clock | None = None) -> None:
@@ -183,6 +185,7 @@ class App:
         self._card = Once(lambda: card or card_backend(settings))
         self._trust = Once(lambda: trust or self._load_trust())
         self._printer = Once(lambda: printer or self._make_printer())
+        self._secure_printer = Once(lambda: secure_printer or self._make_secure_printer())
         self._registry = Once(lambda: registry or self._make_registry())
         self._referential = Once(lambda: referential or self._open_referential())
         self._main_uow: UnitOfWork | None = None
@@ -271,10 +274,25 @@ class App:
         printer: OrderPrinter = self._printer()
         return printer
 
+    def _make_secure_printer(self) -> OrderPrinter:
+        from drivers.printer.secure import SecurePdfPrinter
+
+        return SecurePdfPrinter.from_settings(self.settings)
+
+    def secure_printer(self) -> OrderPrinter:
+        """Where secure prescriptions print: their PDF/A in ``[print] secure_pdf_dir``, and
+        sent to ``secure_printer_uri`` when set (never the receipt printer)."""
+        printer: OrderPrinter = self._secure_printer()
+        return printer
+
     def print_queue(self, uow: UnitOfWork | None = None, **options: Any) -> PrintQueue:
+        """The print queue on ``uow`` (default: the main thread's): the receipt printer,
+        the secure-paper printer and the QR content of ``[print] qr``."""
         from appliance.services.printing import PrintQueue
 
-        return PrintQueue(uow or self.uow, self.order_printer(), clock=self.clock, **options)
+        return PrintQueue(uow or self.uow, self.order_printer(), clock=self.clock,
+                          secure_printer=self.secure_printer(), qr=self.settings.print.qr,
+                          **options)
 
     def print_service(self, idle_s: float = 5.0) -> PrintService:
         return PrintService(self, idle_s)
@@ -328,6 +346,6 @@ class App:
 
 def bootstrap(settings: Settings, **adapters: Any) -> App:
     """The ``App`` of this process; ``adapters`` replace the ones built from the settings
-    (tests: ``new_uow``, ``card``, ``trust``, ``printer``, ``registry``, ``referential``,
-    ``clock``)."""
+    (tests: ``new_uow``, ``card``, ``trust``, ``printer``, ``secure_printer``, ``registry``,
+    ``referential``, ``clock``)."""
     return App(settings, **adapters)

@@ -79,6 +79,33 @@ def _finess_ok(value: str) -> bool:
 # command to the printer). Lists (trust roots, CRLs): at most MAX_LIST entries.
 MAX_TEXT = 4096
 MAX_LIST = 64
+# Texts printed on several lines: a line feed separates them (nothing else is allowed).
+MULTILINE_TEXTS = frozenset({"establishment.address"})
+
+
+def _phone_ok(value: str) -> bool:
+    from appliance.domain.people import validate_phone
+    from appliance.errors import ValidationError
+
+    try:
+        return value == "" or bool(validate_phone(value))
+    except ValidationError:
+        return False
+
+
+def _email_ok(value: str) -> bool:
+    from appliance.domain.people import validate_email
+    from appliance.errors import ValidationError
+
+    try:
+        return value == "" or bool(validate_email(value))
+    except ValidationError:
+        return False
+
+
+_PHONE = _check(_phone_ok, "un numéro de téléphone français : 01 23 45 67 89 ou "
+                          "+33 1 23 45 67 89")
+_EMAIL = _check(_email_ok, "une adresse électronique comme nom@domaine.fr")
 
 
 @dataclass(frozen=True)
@@ -86,7 +113,34 @@ class Establishment:
     name: str = field(metadata=_check(bool, "un nom non vide"))
     finess: str = field(metadata=_check(
         _finess_ok, "9 caractères : 2 pour le département, 7 chiffres"))
-    address: str = ""
+    address: str = ""  # lines separated by newlines; "France" is added when missing
+    phone: str = field(default="", metadata=_PHONE)
+    email: str = field(default="", metadata=_EMAIL)
+
+
+@dataclass(frozen=True)
+class Prescriber:
+    """What the CPS card does not carry, printed for a prescriber who has none of their own
+    in the practitioners table (``ordo practitioners set-contact``)."""
+
+    qualification: str = ""  # e.g. "Médecin généraliste", "Médecin coordonnateur"
+    phone: str = field(default="", metadata=_PHONE)
+    email: str = field(default="", metadata=_EMAIL)
+
+
+@dataclass(frozen=True)
+class Print:
+    """What is printed: the QR content, and where secure prescriptions go."""
+
+    qr: str = field(default="epu", metadata=_check(
+        lambda v: v in {"epu", "signed"}, "epu ou signed"))
+    secure_printer_uri: str = field(default="", metadata=_check(
+        lambda v: v == "" or (urlsplit(v).scheme == "tcp" and bool(urlsplit(v).hostname)
+                              and urlsplit(v).port is not None),
+        "vide (fichiers PDF seulement) ou tcp://hôte:port d'une imprimante qui imprime "
+        "le PDF"))
+    secure_pdf_dir: str = ""  # default: <data_dir>/secure
+    paper: str = field(default="A5", metadata=_check(lambda v: v in {"A5", "A4"}, "A5 ou A4"))
 
 
 @dataclass(frozen=True)
@@ -195,6 +249,14 @@ class Settings:
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
     card: Card = field(default_factory=Card)
+    prescriber: Prescriber = field(default_factory=Prescriber)
+    print: Print = field(default_factory=Print)
+
+    @property
+    def secure_pdf_dir(self) -> Path:
+        """Where the PDFs of secure prescriptions are written (``[print] secure_pdf_dir``)."""
+        return Path(self.print.secure_pdf_dir) if self.print.secure_pdf_dir else \
+            self.data_dir / "secure"
 
     @property
     def db_path(self) -> Path:
@@ -305,7 +367,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     for text in texts:
         if len(text) > MAX_TEXT:
             raise ConfigError(key, text[:40] + "…", f"au plus {MAX_TEXT} caractères")
-        found = first_forbidden(text)
+        found = first_forbidden(text, line_feed=key in MULTILINE_TEXTS)
         if found is not None:
             code, position = found
             raise ConfigError(key, text, "un texte sans caractère de contrôle ni de direction "

@@ -217,7 +217,9 @@ def write_settings(data_dir: Path, pki, printer_uri: str,
 
     return write_config(data_dir / "ordo.toml", {
         "establishment": {"name": "EHPAD Les Tilleuls (mesures)", "finess": "750000001",
-                          "address": "1 rue des Tilleuls, 75000 Paris"},
+                          "address": "1 rue des Tilleuls, 75000 Paris",
+                          "phone": "01 43 00 00 00", "email": "accueil@ehpad-tilleuls.invalid"},
+        "prescriber": {"qualification": "Médecin généraliste"},
         "printer": {"uri": printer_uri},
         "registry": {"url": registry_url},
         "security": {"trust_roots": [str(p) for p in pki.trust_roots],

@@ -60,6 +60,9 @@ CATEGORY_SYSTEM = "https://ordo.invalid/fhir/CodeSystem/line-category"
 CATEGORY_ALD = "ald"
 CATEGORY_NON_ALD = "hors-ald"
 ALD_EXTENSION = "https://ordo.invalid/fhir/StructureDefinition/ald"  # DeviceRequest has no category
+# Renewals of a device or act line ("à renouveler N fois"): only MedicationRequest has
+# dispenseRequest.numberOfRepeatsAllowed in R4.
+RENEWALS_EXTENSION = "https://ordo.invalid/fhir/StructureDefinition/renewals"
 BOX_UNIT = "boîte"
 
 # --- HL7 terminology ----------------------------------------------------------------------------

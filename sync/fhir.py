@@ -148,12 +148,19 @@ def _practitioner(p: Prescription) -> dict[str, Any]:
         "system": codes.ID_NAT_PS_SYSTEM, "value": d.id_nat_ps}]
     if d.am:
         identifiers.append(_identifier(codes.AM_SYSTEM, d.am))
-    return {
+    resource: dict[str, Any] = {
         "resourceType": "Practitioner",
         "identifier": identifiers,
         "name": [{"family": d.last_name, "given": [d.first_name]}],
         "qualification": [{"code": {"text": d.profession}}],
     }
+    if d.qualification:
+        resource["qualification"].append({"code": {"text": d.qualification}})
+    telecom = [{"system": "phone", "value": d.phone}] if d.phone else []
+    telecom += [{"system": "email", "value": d.email}] if d.email else []
+    if telecom:
+        resource["telecom"] = telecom
+    return resource
 
 
 def _duration(posology: Posology) -> dict[str, Any] | None:
@@ -234,8 +241,8 @@ def _medication_request(p: Prescription, line: MedicationLine, n: int, common: d
         "dosageInstruction": _dosages(line),
     }
     dispense: dict[str, Any] = {}
-    if p.renewals:
-        dispense["numberOfRepeatsAllowed"] = p.renewals
+    if line.renewals:
+        dispense["numberOfRepeatsAllowed"] = line.renewals
     if line.quantity is not None:
         dispense["quantity"] = {"value": number(line.quantity), "unit": codes.BOX_UNIT}
     elif isinstance(line.posology, Posology) and line.posology.duration is not None:
@@ -269,8 +276,14 @@ def _device_request(p: Prescription, line: DeviceLine, n: int, common: dict[str,
                        "valueQuantity": {"value": number(line.quantity)}}],
         **common,
         # R4 DeviceRequest has no category element: the ALD flag is an extension.
-        "extension": [{"url": codes.ALD_EXTENSION, "valueBoolean": line.ald}],
+        "extension": [{"url": codes.ALD_EXTENSION, "valueBoolean": line.ald},
+                      *_renewals_extension(line.renewals)],
     }
+
+
+def _renewals_extension(renewals: int) -> list[dict[str, Any]]:
+    """R4 DeviceRequest and ServiceRequest have no ``numberOfRepeatsAllowed``."""
+    return [{"url": codes.RENEWALS_EXTENSION, "valueUnsignedInt": renewals}] if renewals else []
 
 
 def _service_request(p: Prescription, line: ActLine, n: int, common: dict[str, Any]
@@ -282,6 +295,7 @@ def _service_request(p: Prescription, line: ActLine, n: int, common: dict[str, A
         "status": "active", "intent": "order", "category": _category(line.ald),
         "code": {"text": line.text},
         **common,
+        "extension": _renewals_extension(line.renewals),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -50,8 +51,27 @@ def lines() -> tuple:
     )
 
 
-def prescription(pid: str, **kw) -> Prescription:
+# CIS_CPD_bdpm.txt rows of OXYCODONE SANDOZ 20 mg, gélule (CIS 60108518), as written there.
+OXYCODONE_CONDITIONS = ("prescription limitée à 4 semaines",
+                        "prescription en toutes lettres sur ordonnance sécurisée",
+                        "stupéfiants")
+
+
+def secure_line() -> MedicationLine:
+    """A narcotic (secure prescription): its order goes to secure paper, never a receipt."""
+    return MedicationLine(label="OXYCODONE SANDOZ 20 mg, gélule", cis="60108518",
+                          common_name="oxycodone 17,93 mg", quantity=Decimal(2),
+                          conditions=OXYCODONE_CONDITIONS,
+                          posology=Posology(dose=Decimal(2), unit="gélule",
+                                            moments=("matin", "soir"),
+                                            duration=Duration(14, "jour")))
+
+
+def prescription(pid: str, renewals: int = 0, **kw) -> Prescription:
+    """A draft; ``renewals`` (a count per line) is given to every line."""
     fields = {"id": pid, "prescriber": physician(), "resident": resident(),
               "created_at": datetime(2026, 11, 25, 9, 30, tzinfo=UTC), "lines": lines()}
     fields.update(kw)
+    if renewals:
+        fields["lines"] = tuple(replace(line, renewals=renewals) for line in fields["lines"])
     return Prescription(**fields)

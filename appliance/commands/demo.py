@@ -82,7 +82,9 @@ def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: 
     est = pki_paths.establishment
     return write_config(directory / "ordo.toml", {
         "establishment": {"name": "EHPAD Les Tilleuls (démonstration)",
-                          "finess": DEMO_FINESS, "address": "1 rue des Tilleuls, 75000 Paris"},
+                          "finess": DEMO_FINESS, "address": "1 rue des Tilleuls\n75000 Paris",
+                          "phone": "01 43 00 00 00", "email": "accueil@ehpad-tilleuls.invalid"},
+        "prescriber": {"qualification": "Médecin généraliste"},
         "printer": {"uri": printer_uri},
         "registry": {"url": registry_url, "ca_file": str(est / "ca.pem"),
                      "client_cert": str(est / "client.pem"),
@@ -294,12 +296,12 @@ class OneReader:
 
 def run_headless(demo: Demo) -> dict[str, Any]:
     """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
-    from appliance.services.signature import verify_payload
+    from appliance.services.signature import verify_epu
     from appliance.services.sync import describe_fr
 
     assert demo.app is not None and demo.engine is not None
     app, echo = demo.app, demo.echo
-    trust, uow = app.trust, app.uow
+    uow = app.uow
     session = app.login(demo.pin, reader=demo.reader)
     can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
@@ -316,9 +318,9 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     qr = [text for job in jobs for text in job.qr_texts]
     echo(f"3. Imprimée : {len(report.printed)} travail(s) ; ticket(s) PNG dans "
          f"{demo.directory / 'tickets'}")
-    verified = verify_payload(qr[0], [*trust.roots, *trust.intermediates], trust.crls)
-    echo(f"4. QR code du ticket décodé et vérifié hors ligne : VALID "
-         f"(ordonnance {format_id(verified.fields.prescription_id)})")
+    verified = verify_epu(qr[0], uow.prescriptions.get)
+    echo(f"4. QR code du ticket décodé et vérifié (identifiant, prescripteur, patient) : "
+         f"VALID (ordonnance {format_id(verified.fields.prescription_id)})")
     push = demo.engine.push()
     state = uow.prescriptions.get(pid)
     assert state is not None

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PREVIEW_PAYLOAD = "ORD1:APERCU"
+PREVIEW_PAYLOAD = "EPU1*APERCU"
 
 
 class CardThread:
@@ -78,18 +78,19 @@ def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
 
     def preview(prescription: Prescription) -> list[str]:
         from drivers.printer.layout import (
+            Barcodes,
             Cut,
             Feed,
             Letterhead,
             OrderDocument,
             Qr,
+            Rule,
             Text,
             media_for,
             tickets_for,
         )
 
         media = media_for(settings.printer.media, settings.printer.dpi)
-        est = settings.establishment
         cols = media.columns
 
         def place(text: str, align: str) -> str:
@@ -100,16 +101,24 @@ def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
             return text
 
         lines: list[str] = []
-        doc = OrderDocument(prescription, PREVIEW_PAYLOAD,
-                            Letterhead(est.name, est.finess, est.address))
+        doc = OrderDocument(prescription, PREVIEW_PAYLOAD, Letterhead.from_settings(settings))
+        if prescription.secure:
+            lines.append("Ordonnance sécurisée : imprimée en PDF sur papier sécurisé.")
+        elif prescription.mixes_secure:
+            lines.append("Lignes sécurisées : une seconde ordonnance, imprimée en PDF sur "
+                         "papier sécurisé, les reprendra.")
         for ticket in tickets_for(doc, media):
             for op in ticket:
                 if isinstance(op, Text):
                     lines.append(place(op.text, op.align))
                 elif isinstance(op, Feed):
                     lines.extend([""] * op.lines)
+                elif isinstance(op, Rule):
+                    lines.append(("=" if op.heavy else "-") * cols)
+                elif isinstance(op, Barcodes):
+                    lines.append(place("[ code-barres ]", "center"))
                 elif isinstance(op, Qr):
-                    lines.append(place("[ code QR signé ]", "center"))
+                    lines.append(place("[ code QR ]", "center"))
                 elif isinstance(op, Cut):
                     lines.append(place("- - - coupe - - -", "center"))
         return lines

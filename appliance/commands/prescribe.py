@@ -163,11 +163,17 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
         echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
                     "state": p.state.value, "signed_at": p.signed_at, "lines": len(p.lines),
                     "print_job": result.print_job, "printed": printed,
-                    "registry": "queued"})
+                    "registry": "queued", "secure": result.secure,
+                    "orders": [{"prescription_id": r.prescription.id,
+                                "lines": len(r.prescription.lines), "secure": r.secure,
+                                "print_job": r.print_job} for r in result.orders]})
         return
-    click.echo(f"Ordonnance signée n° {format_id(p.id)} ({len(p.lines)} ligne(s)) ; "
-               f"impression : {'faite' if printed else 'en file'} (travail n° "
-               f"{result.print_job}) ; envoi au registre en file.")
+    for r in result.orders:
+        where = ("PDF pour le papier sécurisé" if r.secure else
+                 f"impression : {'faite' if printed else 'en file'}")
+        click.echo(f"Ordonnance signée n° {format_id(r.prescription.id)} "
+                   f"({len(r.prescription.lines)} ligne(s)) ; {where} (travail n° "
+                   f"{r.print_job}) ; envoi au registre en file.")
 
 
 def _print_now(app: App) -> bool:
@@ -310,6 +316,23 @@ def practitioners_set_am(app: App, id_nat_ps: str, am: str) -> None:
     """Set a prescriber's N° AM (the CPS card does not carry it)."""
     p = prescribing.set_am(app.uow, id_nat_ps, am, actor="cli")
     click.echo(f"N° AM de {p.display_name} : {p.am}")
+
+
+@practitioners_group.command("set-contact")
+@click.argument("id_nat_ps")
+@click.option("--qualification", default=None,
+              help='Printed under the name, e.g. "Médecin généraliste" ("" clears it).')
+@click.option("--phone", default=None, help="Phone number, printed in +33 form.")
+@click.option("--email", default=None, help="E-mail address.")
+@click.pass_obj
+def practitioners_set_contact(app: App, id_nat_ps: str, qualification: str | None,
+                              phone: str | None, email: str | None) -> None:
+    """Set what a prescriber's orders print that the CPS card does not carry: the
+    qualification, a phone number and an e-mail address (else the [prescriber] settings)."""
+    p = prescribing.set_contact(app.uow, id_nat_ps, actor="cli",
+                                qualification=qualification, phone=phone, email=email)
+    click.echo(f"{p.display_name} : {p.qualification or '-'}, {p.phone or '-'}, "
+               f"{p.email or '-'}")
 
 
 COMMANDS = [prescribe, drafts_group, practitioners_group]

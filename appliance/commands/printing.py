@@ -49,36 +49,85 @@ def _prescription_id(text: str) -> str:
 # -- ordo qr verify ---------------------------------------------------------------------------
 @click.group("qr")
 def qr_group() -> None:
-    """The signed QR code of printed orders."""
+    """The QR code of printed orders."""
 
 
 def _fields_dict(fields: Any) -> dict[str, str]:
-    return {"prescription_id": fields.prescription_id, "rpps": fields.rpps, "am": fields.am,
-            "last_name": fields.last_name, "first_names": fields.first_names,
-            "birth_date": fields.birth_date.isoformat(),
-            "issued_at": fields.issued_at.isoformat(), "hash": fields.content_hash.hex()}
+    from appliance.domain.qr import EpuPayload
+
+    out = {"prescription_id": fields.prescription_id, "rpps": fields.rpps, "am": fields.am,
+           "last_name": fields.last_name, "first_names": fields.first_names,
+           "birth_date": fields.birth_date.isoformat()}
+    if isinstance(fields, EpuPayload):
+        return {"payload": "epu", **out}
+    return {"payload": "signed", **out, "issued_at": fields.issued_at.isoformat(),
+            "hash": fields.content_hash.hex()}
 
 
 def _print_fields(fields: Any) -> None:
+    from appliance.domain.qr import EpuPayload
+
     click.echo(f"Ordonnance     : {format_id(fields.prescription_id)}")
     click.echo(f"RPPS           : {fields.rpps}")
     click.echo(f"N° AM          : {fields.am}")
     click.echo(f"Patient        : {fields.last_name} {fields.first_names}, "
                f"né(e) le {fields.birth_date:%d/%m/%Y}")
-    click.echo(f"Émise le       : {format_local(fields.issued_at)} (heure de Paris)")
-    click.echo(f"Empreinte (H)  : {fields.content_hash.hex()}")
+    if not isinstance(fields, EpuPayload):
+        click.echo(f"Émise le       : {format_local(fields.issued_at)} (heure de Paris)")
+        click.echo(f"Empreinte (H)  : {fields.content_hash.hex()}")
 
 
-def _bounded_payload(payload: str | None) -> str | None:
-    """The payload given, or at most ``MAX_QR_INPUT`` bytes of stdin; ``None`` if longer."""
+def _read_payload(payload: str | None) -> str:
+    """The argument, or at most ``MAX_QR_INPUT`` bytes of standard input: a longer input
+    is refused without reading the rest, and not echoed."""
+    from appliance.domain.qr import MAX_INPUT
+
     if payload is None:
         raw = sys.stdin.buffer.read(MAX_QR_INPUT + 1)
-        payload = raw.decode("utf-8", errors="replace")
-        if len(raw) > MAX_QR_INPUT:
-            return None
-    elif len(payload) > MAX_QR_INPUT:
-        return None
-    return payload.strip()
+        too_long = len(raw) > MAX_QR_INPUT
+        text = raw.decode("utf-8", errors="replace")
+    else:
+        text, too_long = payload, len(payload) > MAX_QR_INPUT
+    if too_long:
+        click.echo(f"INVALID: malformed payload: qr.length: more than {MAX_QR_INPUT} bytes, "
+                   f"a QR payload has at most {MAX_INPUT} characters")
+        raise click.exceptions.Exit(1)
+    return text.strip()
+
+
+def _has_store(app: App) -> bool:
+    """Whether this appliance has a database yet (``qr verify`` does not create one)."""
+    return app.settings.db_path.exists()
+
+
+def _lookup(app: App) -> Callable[[str], Any]:
+    """The orders of this appliance's store (none when there is no store yet)."""
+    if not _has_store(app):
+        return lambda _pid: None
+    return app.uow.prescriptions.get
+
+
+def _stored_signer(app: App, text: str) -> list[Any]:
+    """The certificate stored with the order the payload names, when this store has it."""
+    from cryptography import x509
+
+    from appliance.domain.qr import SignedPayload, decode_payload
+    from appliance.errors import ValidationError
+
+    try:
+        decoded = decode_payload(text)
+    except ValidationError:
+        return []
+    if not isinstance(decoded, SignedPayload) or not _has_store(app):
+        return []
+    pid = decoded.order.prescription_id
+    row = app.uow.prescriptions.signed_rows([pid]).get(pid)
+    if row is None or not row.signer_cert:
+        return []
+    try:
+        return [x509.load_der_x509_certificate(bytes(row.signer_cert))]
+    except ValueError:
+        return []
 
 
 @qr_group.command("verify")
@@ -90,29 +139,59 @@ def _bounded_payload(payload: str | None) -> str | None:
               help="CRL file; repeatable. Default: security.crls.")
 @click.option("--certificate", "certificates", multiple=True,
               type=click.Path(dir_okay=False),
-              help="Signer certificates (PEM/DER) for payloads that carry theirs by reference.")
+              help="Signer certificates (PEM/DER), for signed payloads whose certificate "
+                   "is not in this appliance's store.")
+@click.option("--format-only", is_flag=True,
+              help="ePU payload: check the format and the ID's key only, not the store.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
 def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tuple[str, ...],
-           certificates: tuple[str, ...], as_json: bool) -> None:
-    """Check a scanned QR payload offline: prints its fields, then VALID or INVALID: reason.
+           certificates: tuple[str, ...], format_only: bool, as_json: bool) -> None:
+    """Check a scanned QR payload: prints its fields, then VALID or INVALID: reason.
 
-    Reads the payload from standard input when PAYLOAD is absent. Exit code 0 when valid,
-    1 otherwise.
+    An ePU payload (EPU1*...) is checked for its format and the ID's check character,
+    then against this appliance's store: the order exists, is not cancelled and carries
+    the same fields. A signed payload (ORD2:..., or ORD1:... of older orders) is checked
+    offline: signature, certificate chain to the trust roots, revocation; its certificate
+    is looked up in the store (with the order), the trust roots and --certificate.
 
-    Example: ordo qr verify "ORD1:..." --trust-root cps-trust.pem
+    Reads the payload from standard input (at most 4096 characters) when PAYLOAD is
+    absent. Exit code 0 when valid, 1 otherwise.
+
+    Example: ordo qr verify "EPU1*01M8AA52X8ECJK0TE86HARRT*751234567*..."
     """
-    text = _bounded_payload(payload)
-    security = app.settings.security
-    trust = load_trust_store(trust_roots or security.trust_roots, crls or security.crls)
-    known = load_trust_store(certificates) if certificates else None
-    signers = [*known.roots, *known.intermediates] if known else []
+    from appliance.domain.qr import EpuPayload, decode_payload
+    from appliance.errors import ValidationError
+    from appliance.services.signature import verify_epu
+
+    text = _read_payload(payload)
+    extra: dict[str, Any] = {}
     try:
-        if text is None:
-            raise InvalidOrder(f"input longer than {MAX_QR_INPUT} bytes: a QR code holds "
-                               "at most 4296 characters")
-        result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls,
-                                certificates=signers)
+        try:
+            decoded = decode_payload(text)
+        except ValidationError as exc:
+            raise InvalidOrder(f"malformed payload: {exc}") from None
+        if isinstance(decoded, EpuPayload):
+            if format_only:
+                fields = decoded
+                extra = {"checked": "format"}
+            else:
+                known = verify_epu(text, _lookup(app))
+                fields = known.fields
+                extra = {"checked": "store", "state": known.state.value}
+        else:
+            security = app.settings.security
+            trust = load_trust_store(trust_roots or security.trust_roots,
+                                     crls or security.crls)
+            known_certs = load_trust_store(certificates) if certificates else None
+            signers = [*_stored_signer(app, text),
+                       *([*known_certs.roots, *known_certs.intermediates] if known_certs
+                         else [])]
+            result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls,
+                                    certificates=signers)
+            fields = result.fields
+            extra = {"checked": "signature", "signer": result.signer_subject,
+                     "chain": list(result.chain)}
     except InvalidOrder as exc:
         if as_json:
             _echo_json({"result": "INVALID", "reason": exc.reason,
@@ -123,12 +202,17 @@ def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tu
             click.echo(f"INVALID: {exc.reason}")
         raise click.exceptions.Exit(1) from exc
     if as_json:
-        _echo_json({"result": "VALID", "fields": _fields_dict(result.fields),
-                    "signer": result.signer_subject, "chain": list(result.chain)})
+        _echo_json({"result": "VALID", "fields": _fields_dict(fields), **extra})
         return
-    _print_fields(result.fields)
-    click.echo(f"Signataire     : {result.signer_subject}")
-    click.echo("VALID")
+    _print_fields(fields)
+    if "signer" in extra:
+        click.echo(f"Signataire     : {extra['signer']}")
+    if "state" in extra:
+        from appliance.domain.prescription import STATE_LABELS_FR, State
+
+        click.echo(f"État           : {STATE_LABELS_FR[State(extra['state'])]}")
+    click.echo("VALID" + (" (format et clé de l'identifiant seulement)"
+                          if extra.get("checked") == "format" else ""))
 
 
 # -- ordo reprint -------------------------------------------------------------------------------
@@ -208,23 +292,24 @@ def jobs(app: App, prescription_id: str | None, as_json: bool) -> None:
 @print_group.command("pdf")
 @click.argument("prescription_id", metavar="ID")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--paper", type=click.Choice(["A5", "A4"]), default="A5", show_default=True)
+@click.option("--paper", type=click.Choice(["A5", "A4"]), default=None,
+              help="Paper size (default: print.paper, A5).")
 @click.option("--as", "actor", default="system", metavar="ID_NAT_PS",
               help="Who asks for the PDF (audit).")
 @click.pass_obj
-def pdf(app: App, prescription_id: str, out: Path, paper: str, actor: str) -> None:
-    """Write the PDF of a signed order (same content and QR as the printed order)."""
+def pdf(app: App, prescription_id: str, out: Path, paper: str | None, actor: str) -> None:
+    """Write the PDF/A-2b of a signed order (same content and QR as the printed order)."""
     from drivers.printer.layout import Letterhead, OrderDocument
     from drivers.printer.pdf import render_pdf
 
     pid = _prescription_id(prescription_id)
-    est = app.settings.establishment
-    letterhead = Letterhead(est.name, est.finess, est.address)
+    letterhead = Letterhead.from_settings(app.settings)
+    paper = paper or app.settings.print.paper
 
     def render(prescription: Any, payload: str) -> bytes:
         return render_pdf(OrderDocument(prescription, payload, letterhead), paper)
 
-    data = printing.export_pdf(app.uow, pid, render, actor=actor)
+    data = printing.export_pdf(app.uow, pid, render, actor=actor, kind=app.settings.print.qr)
     try:
         out.write_bytes(data)
     except OSError as exc:

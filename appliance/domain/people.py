@@ -8,6 +8,7 @@ length) is checked where it comes in: ``check_resident_texts`` for the residents
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,41 @@ def _name(field: str, value: str, required: bool = True) -> str:
     if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
         raise ValidationError(field, value, "a name without lone surrogates")
     return value
+
+
+_PHONE_SEPARATORS = str.maketrans("", "", " .-\u00a0()/")
+_EMAIL_RE = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+
+
+def validate_phone(value: str, field: str = "phone") -> str:
+    """A French phone number in international form, ``+33 1 23 45 67 89``.
+
+    Accepts the national form (``01 23 45 67 89``), ``+33``/``0033`` with or without the
+    ``(0)``, and spaces, dots, dashes or slashes between digits."""
+    raw = value if isinstance(value, str) else ""
+    compact = raw.translate(_PHONE_SEPARATORS)
+    if compact.startswith("+33"):
+        digits = compact[3:]
+    elif compact.startswith("0033"):
+        digits = compact[4:]
+    elif compact.startswith("0"):
+        digits = compact[1:]
+    else:
+        digits = ""
+    digits = digits.removeprefix("0") if len(digits) == 10 else digits
+    if len(digits) != 9 or not digits.isdigit() or digits[0] == "0":
+        raise ValidationError(field, value, "a French phone number: 0X XX XX XX XX or "
+                                            "+33 X XX XX XX XX")
+    return "+33 " + digits[0] + " " + " ".join(digits[i:i + 2] for i in range(1, 9, 2))
+
+
+def validate_email(value: str, field: str = "email") -> str:
+    """An e-mail address (``local@domain.tld``), at most 254 characters."""
+    text = value.strip() if isinstance(value, str) else ""
+    if len(text) > 254 or not _EMAIL_RE.fullmatch(text):
+        raise ValidationError(field, value, "an e-mail address such as nom@domaine.fr")
+    return text
 
 
 def check_resident_texts(values: Mapping[str, str | None]) -> None:
@@ -130,6 +166,9 @@ class Practitioner:
     role: Role
     am: str | None = None  # N° AM, required to prescribe
     finess: str | None = None
+    qualification: str | None = None  # e.g. "Médecin généraliste" (the card has "Médecin")
+    phone: str | None = None  # +33 form
+    email: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id_nat_ps", validate_id_nat_ps(self.id_nat_ps))
@@ -140,6 +179,10 @@ class Practitioner:
             object.__setattr__(self, "am", validate_am(self.am))
         if self.finess:
             object.__setattr__(self, "finess", validate_finess(self.finess))
+        qualification = _name("qualification", self.qualification or "", required=False)
+        object.__setattr__(self, "qualification", qualification or None)
+        object.__setattr__(self, "phone", validate_phone(self.phone) if self.phone else None)
+        object.__setattr__(self, "email", validate_email(self.email) if self.email else None)
 
     def check_input(self) -> None:
         """The names as new input (a card's holder, ``ordo practitioners add``): no control

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from appliance.domain.secure import decimal_words, number_words
 from appliance.domain.text import forbidden_character
 from appliance.errors import ValidationError
 
@@ -121,6 +122,8 @@ KNOWN_ROUTES = (
 _MOMENT_ALONE = {"matin": "le matin", "midi": "le midi", "soir": "le soir", "coucher": "au coucher"}
 _MOMENT_IN_LIST = {"matin": "matin", "midi": "midi", "soir": "soir", "coucher": "au coucher"}
 _DURATION_PLURAL = {"jour": "jours", "semaine": "semaines", "mois": "mois"}
+_FEMININE_UNITS = frozenset({"gélule", "goutte", "bouffée", "application", "ampoule",
+                             "cuillère à café", "cuillère à soupe", "dose", "unité"})
 # A French prescription is valid one year at most (renewals included).
 _DURATION_MAX = {"jour": 366, "semaine": 52, "mois": 12}
 _FRACTIONS = {Decimal("0.25"): "1/4", Decimal("0.5"): "1/2", Decimal("0.75"): "3/4"}
@@ -230,11 +233,41 @@ def _number(amount: Decimal, fractions: bool) -> str:
     return _group(whole) + ("," + decimals if decimals else "")
 
 
-def _quantity(amount: Decimal, unit: str) -> str:
-    """'1/2 comprimé', '2 comprimés', '2,5 mL', '1,5 comprimé' (plural from 2)."""
+def _quantity(amount: Decimal, unit: str, words: bool = False) -> str:
+    """'1/2 comprimé', '2 comprimés', '2,5 mL', '1,5 comprimé' (plural from 2).
+
+    ``words``: in full French words, as a secure prescription needs them ("deux comprimés",
+    "une demi-gélule", "trois quarts de comprimé", "deux virgule cinq millilitres")."""
+    if words:
+        return _quantity_words(amount, unit)
     countable = unit in KNOWN_UNITS
     word = KNOWN_UNITS[unit] if countable and amount >= 2 else unit
     return f"{_number(amount, countable)} {word}"
+
+
+# Units written in words: (singular, plural, feminine). Unknown units are kept as typed.
+_UNIT_WORDS: dict[str, tuple[str, str, bool]] = {
+    "mL": ("millilitre", "millilitres", False), "mg": ("milligramme", "milligrammes", False),
+    "g": ("gramme", "grammes", False), "\u00b5g": ("microgramme", "microgrammes", False),
+    "UI": ("unité internationale", "unités internationales", True),
+    **{singular: (singular, plural, singular in _FEMININE_UNITS)
+       for singular, plural in KNOWN_UNITS.items()},
+}
+
+
+def _unit_words(unit: str) -> tuple[str, str, bool]:
+    return _UNIT_WORDS.get(unit, (unit, unit, False))
+
+
+def _quantity_words(amount: Decimal, unit: str) -> str:
+    singular, plural, feminine = _unit_words(unit)
+    countable = unit in KNOWN_UNITS
+    if countable and amount == Decimal("0.5"):
+        return f"{'une' if feminine else 'un'} demi-{singular}"
+    if countable and amount in (Decimal("0.25"), Decimal("0.75")):
+        of = "d'" if singular[:1] in "aeiouéèh" else "de "
+        return f"{decimal_words(amount)} {of}{singular}"
+    return f"{decimal_words(amount, feminine)} {plural if amount >= 2 else singular}"
 
 
 def _join(items: list[str]) -> str:
@@ -264,9 +297,16 @@ class Duration:
             raise _fail("duration.unit", self.unit, f"one of {', '.join(DURATION_UNITS)}")
         _check_int("duration.value", self.value, 1, _DURATION_MAX[self.unit])
 
-    def describe(self) -> str:
+    def describe(self, words: bool = False) -> str:
         word = self.unit if self.value == 1 else _DURATION_PLURAL[self.unit]
+        if words:
+            return f"{number_words(self.value, feminine=self.unit == 'semaine')} {word}"
         return f"{self.value} {word}"
+
+    @property
+    def days(self) -> int:
+        """The duration in days (a week is 7, a month 30)."""
+        return self.value * {"jour": 1, "semaine": 7, "mois": 30}[self.unit]
 
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "unit": self.unit}
@@ -362,7 +402,7 @@ class Posology:
         pairs = sorted(zip(raw_moments, doses, strict=True), key=lambda p: MOMENTS.index(p[0]))
         return tuple(m for m, _ in pairs), tuple(d for _, d in pairs)
 
-    def _schedule(self) -> str:
+    def _schedule(self, words: bool = False) -> str:
         """Dose, route and frequency: '1 comprimé par voie orale matin et soir'.
 
         With different doses per moment the route follows the whole list:
@@ -371,37 +411,44 @@ class Posology:
         route = f" par voie {self.route}" if self.route is not None else ""
         if self.moment_doses:
             each = [
-                f"{_quantity(d, self.unit)} {_MOMENT_ALONE[m]}"
+                f"{_quantity(d, self.unit, words)} {_MOMENT_ALONE[m]}"
                 for m, d in zip(self.moments, self.moment_doses, strict=True)
             ]
             return _join(each) + route
-        quantity = _quantity(self.dose, self.unit) + route
+        quantity = _quantity(self.dose, self.unit, words) + route
+
+        def count(n: int, feminine: bool = False) -> str:
+            return number_words(n, feminine) if words else str(n)
+
         if self.moments:
             return f"{quantity} {_moments(self.moments)}"
         if self.times_per_day is not None:
-            return f"{quantity} {self.times_per_day} fois par jour"
+            return f"{quantity} {count(self.times_per_day, True)} fois par jour"
         if self.interval_hours is not None:
             if self.interval_hours == 1:
                 return f"{quantity} toutes les heures"
-            return f"{quantity} toutes les {self.interval_hours} heures"
+            return f"{quantity} toutes les {count(self.interval_hours, True)} heures"
         if self.every_days is not None:
-            return f"{quantity} tous les {self.every_days} jours"
+            return f"{quantity} tous les {count(self.every_days)} jours"
         if self.times_per_week is not None:
-            return f"{quantity} {self.times_per_week} fois par semaine"
+            return f"{quantity} {count(self.times_per_week, True)} fois par semaine"
         if self.as_needed:
             return quantity
         return f"{quantity} en prise unique"
 
-    def describe(self) -> str:
-        """The plain-French sentence, e.g. '1 comprimé matin et soir pendant 7 jours'."""
-        text = self._schedule()
+    def describe(self, words: bool = False) -> str:
+        """The plain-French sentence, e.g. '1 comprimé matin et soir pendant 7 jours'.
+
+        ``words``: every number in full French words, as a secure prescription needs it:
+        'deux comprimés matin et soir pendant vingt-huit jours'."""
+        text = self._schedule(words)
         if self.as_needed:
             text += " si besoin"
         if self.max_per_day is not None:
-            text += f", sans dépasser {_quantity(self.max_per_day, self.unit)} par jour"
+            text += f", sans dépasser {_quantity(self.max_per_day, self.unit, words)} par jour"
         if self.duration is not None:
             text += "," if self.max_per_day is not None else ""
-            text += f" pendant {self.duration.describe()}"
+            text += f" pendant {self.duration.describe(words)}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -457,7 +504,7 @@ class FreeTextPosology:
             raise _fail("text", self.text, "a text without control characters other than a "
                                            f"line feed, or bidirectional overrides ({found})")
 
-    def describe(self) -> str:
+    def describe(self, words: bool = False) -> str:
         return self.text
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,14 @@ States::
 
 Timestamps are timezone-aware and kept in UTC; ``local()`` gives Europe/Paris for display.
 ``canonical_bytes()`` is what the physician's card signs: RFC 8785 JSON of the content
-(identity of prescriber and resident, lines, renewals, ID, creation time), never the state.
+(identity of prescriber and resident, lines with their renewals, ID, creation time), never
+the state.
+
+Renewals are per line (``renewals`` on each line, "à renouveler N fois"). Content format 2
+carries them on the lines. Prescriptions signed in format 1 carried one count for the whole
+prescription (top-level ``renewals``); they load with that count on every line and keep
+``canonical_version`` 1, so that their canonical bytes, hence their signed hash, stay
+exactly as signed. Drafts always load in the current format.
 """
 
 from __future__ import annotations
@@ -34,12 +41,14 @@ from appliance.domain.ids import (
 from appliance.domain.people import Practitioner, Resident, Role, Sex
 from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription_id import validate_prescription_id
+from appliance.domain.secure import SecureRules, relevant_conditions
 from appliance.domain.text import forbidden_character
 from appliance.errors import StateError, ValidationError
 
 PARIS = ZoneInfo("Europe/Paris")
-CANONICAL_VERSION = 1
+CANONICAL_VERSION = 2
 MAX_RENEWALS = 12
+MAX_WEIGHT_KG = Decimal(500)
 # Lines of one prescription. The registry refuses a larger one (the reference registry
 # enforces the same number), so a prescription is refused here before it is signed, never
 # after. 50 covers the longest EHPAD treatments; at the longest texts each line allows,
@@ -144,10 +153,24 @@ class MedicationLine:
     non_substitution: NonSubstitution | None = None
     ald: bool = False
     instructions: str = ""
+    renewals: int = 0
+    common_name: str | None = None  # DC: substances and strengths (BDPM composition)
+    by_brand: bool = True  # prescribed by its brand name (printed beside the DC)
+    conditions: tuple[str, ...] = ()  # BDPM conditions that shape the order (``secure``)
     kind: str = field(default="medication", init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "label", _text("medication.label", self.label, 200))
+        _renewals("medication.renewals", self.renewals)
+        if self.common_name is not None:
+            object.__setattr__(self, "common_name",
+                               _text("medication.common_name", self.common_name, 200) or None)
+        if not isinstance(self.by_brand, bool):
+            raise ValidationError("medication.by_brand", self.by_brand, "true or false")
+        if isinstance(self.conditions, str) or not all(
+                isinstance(c, str) for c in self.conditions):
+            raise ValidationError("medication.conditions", self.conditions, "a list of texts")
+        object.__setattr__(self, "conditions", relevant_conditions(self.conditions))
         if not self.cis and not self.cip13:
             raise ValidationError("medication.code", None, "a CIS or a CIP13 (codified drugs only)")
         if self.cis:
@@ -162,6 +185,30 @@ class MedicationLine:
         object.__setattr__(self, "instructions",
                            _text("medication.instructions", self.instructions, 500, False))
 
+    @property
+    def rules(self) -> SecureRules:
+        """What the BDPM conditions require of this line (secure paper, limits)."""
+        return SecureRules.from_conditions(self.conditions)
+
+    @property
+    def secure(self) -> bool:
+        return self.rules.secure
+
+    def check_limits(self) -> None:
+        """A secure line needs a structured posology with a duration (written in words);
+        a limited one, a duration within its legal maximum."""
+        rules, pos = self.rules, self.posology
+        duration = pos.duration if isinstance(pos, Posology) else None
+        if rules.secure and duration is None:
+            raise ValidationError("medication.posology", self.label, (
+                "a structured posology with a duration: a secure prescription writes the "
+                "dose, the intakes and the duration in full words"))
+        if rules.max_days is not None and duration is not None \
+                and duration.days > rules.max_days:
+            raise ValidationError("medication.posology.duration", duration.describe(), (
+                f"at most {rules.max_days} days for {self.label} (BDPM: prescription "
+                "limitée)"))
+
     def check_input(self) -> None:
         """The line as new input (``check_text``): label, instructions, free posology."""
         check_text("medication.label", self.label)
@@ -169,14 +216,20 @@ class MedicationLine:
         if isinstance(self.posology, FreeTextPosology):
             self.posology.check_input()
 
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({
+    def to_dict(self, version: int = CANONICAL_VERSION) -> dict[str, Any]:
+        data = _drop_none({
             "kind": self.kind, "label": self.label, "cis": self.cis, "cip13": self.cip13,
             "posology": self.posology.to_dict(),
             "quantity": str(self.quantity) if self.quantity is not None else None,
             "non_substitution": self.non_substitution.value if self.non_substitution else None,
             "ald": self.ald, "instructions": self.instructions or None,
         })
+        if version >= 2:
+            data.update(_drop_none({
+                "renewals": self.renewals or None, "common_name": self.common_name,
+                "by_brand": None if self.by_brand else False,
+                "conditions": list(self.conditions) or None}))
+        return data
 
 
 @dataclass(frozen=True)
@@ -187,6 +240,7 @@ class DeviceLine:
     lpp: str | None = None
     quantity: Decimal = Decimal(1)
     ald: bool = False
+    renewals: int = 0
     kind: str = field(default="device", init=False)
 
     def __post_init__(self) -> None:
@@ -194,14 +248,20 @@ class DeviceLine:
         if self.lpp:
             object.__setattr__(self, "lpp", validate_lpp(self.lpp, field="device.lpp"))
         object.__setattr__(self, "quantity", _quantity("device.quantity", self.quantity))
+        _renewals("device.renewals", self.renewals)
+
+    secure = False
 
     def check_input(self) -> None:
         """The line as new input (``check_text``)."""
         check_text("device.label", self.label)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"kind": self.kind, "label": self.label, "lpp": self.lpp,
+    def to_dict(self, version: int = CANONICAL_VERSION) -> dict[str, Any]:
+        data = _drop_none({"kind": self.kind, "label": self.label, "lpp": self.lpp,
                            "quantity": str(self.quantity), "ald": self.ald})
+        if version >= 2 and self.renewals:
+            data["renewals"] = self.renewals
+        return data
 
 
 @dataclass(frozen=True)
@@ -210,20 +270,33 @@ class ActLine:
 
     text: str
     ald: bool = False
+    renewals: int = 0
     kind: str = field(default="act", init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", _text("act.text", self.text, 1000))
+        _renewals("act.renewals", self.renewals)
+
+    secure = False
 
     def check_input(self) -> None:
         """The line as new input (``check_text``; a line feed is allowed)."""
         check_text("act.text", self.text, line_feed=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "text": self.text, "ald": self.ald}
+    def to_dict(self, version: int = CANONICAL_VERSION) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "text": self.text, "ald": self.ald}
+        if version >= 2 and self.renewals:
+            data["renewals"] = self.renewals
+        return data
 
 
 Line = MedicationLine | DeviceLine | ActLine
+
+
+def _renewals(field_name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 0 <= value <= MAX_RENEWALS:
+        raise ValidationError(field_name, value, f"a whole number from 0 to {MAX_RENEWALS}")
 
 
 def _quantity(field_name: str, value: Any) -> Decimal:
@@ -247,19 +320,33 @@ class Prescription:
     resident: Resident
     created_at: datetime
     lines: tuple[Line, ...] = ()
-    renewals: int = 0
     state: State = State.DRAFT
     signed_at: datetime | None = None
     updated_at: datetime | None = None
     cancel_reason: str | None = None
+    weight_kg: Decimal | None = None  # the resident's weight, when the prescriber gives it
+    canonical_version: int = CANONICAL_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", validate_prescription_id(self.id))
         object.__setattr__(self, "created_at", _utc("created_at", self.created_at))
         object.__setattr__(self, "lines", tuple(self.lines))
         object.__setattr__(self, "state", State(self.state))
-        if not 0 <= self.renewals <= MAX_RENEWALS:
-            raise ValidationError("renewals", self.renewals, f"between 0 and {MAX_RENEWALS}")
+        if self.weight_kg is not None:
+            weight = _quantity("weight_kg", self.weight_kg)
+            if weight > MAX_WEIGHT_KG:
+                raise ValidationError("weight_kg", self.weight_kg,
+                                      f"a weight in kg up to {MAX_WEIGHT_KG}")
+            object.__setattr__(self, "weight_kg", weight)
+        if self.canonical_version not in (1, CANONICAL_VERSION):
+            raise ValidationError("v", self.canonical_version,
+                                  f"a content format 1 or {CANONICAL_VERSION}")
+        if self.canonical_version == 1 and (len({line.renewals for line in self.lines}) > 1
+                                            or self.weight_kg is not None
+                                            or any(line.to_dict(2) != line.to_dict(1)
+                                                   | _renewals_of(line) for line in self.lines)):
+            raise ValidationError("v", 1, "format 1 content: one renewal count for every "
+                                          "line and nothing that format 2 added")
         if self.prescriber.role is not Role.PRESCRIBER:
             raise ValidationError("prescriber", self.prescriber.id_nat_ps,
                                   "a practitioner allowed to prescribe")
@@ -292,6 +379,20 @@ class Prescription:
                                   f"at most {MAX_LINES} lines per prescription")
         if not self.prescriber.am:
             raise ValidationError("prescriber.am", None, "the prescriber's N° AM")
+        for line in self.lines:
+            if isinstance(line, MedicationLine):
+                line.check_limits()
+
+    @property
+    def secure(self) -> bool:
+        """Printed on secure paper (a PDF), never on a thermal receipt: every line is."""
+        return bool(self.lines) and all(line.secure for line in self.lines)
+
+    @property
+    def mixes_secure(self) -> bool:
+        """Secure lines beside others: signing splits it into two orders."""
+        flags = {line.secure for line in self.lines}
+        return flags == {True, False}
 
     @property
     def is_ald_split(self) -> bool:
@@ -301,13 +402,14 @@ class Prescription:
     def content(self) -> dict[str, Any]:
         """What the card signs: everything but the lifecycle (state, times after creation)."""
         p, r = self.prescriber, self.resident
-        return {
+        content: dict[str, Any] = {
             "v": CANONICAL_VERSION,
             "id": self.id,
             "created_at": _iso(self.created_at),
             "prescriber": _drop_none({
                 "id_nat_ps": p.id_nat_ps, "last_name": p.last_name, "first_name": p.first_name,
                 "profession": p.profession, "am": p.am, "finess": p.finess,
+                "qualification": p.qualification, "phone": p.phone, "email": p.email,
             }),
             "resident": _drop_none({
                 "ins": r.ins.value, "ins_oid": r.ins.oid, "birth_name": r.birth_name,
@@ -315,9 +417,14 @@ class Prescription:
                 "birth_date": r.birth_date.isoformat(), "sex": r.sex.value,
                 "objection": r.objection,
             }),
-            "renewals": self.renewals,
-            "lines": [line.to_dict() for line in self.lines],
+            "lines": [line.to_dict(self.canonical_version) for line in self.lines],
         }
+        if self.canonical_version == 1:
+            content["v"] = 1
+            content["renewals"] = self.lines[0].renewals if self.lines else 0
+        if self.weight_kg is not None:
+            content["weight_kg"] = format(self.weight_kg, "f")
+        return content
 
     def canonical_bytes(self) -> bytes:
         """RFC 8785 (JSON Canonicalization Scheme) bytes of ``content()``."""
@@ -354,12 +461,23 @@ class Prescription:
                                   ("resident.objection", r.get("objection", False), bool)):
             if not isinstance(value, kind):
                 raise ValidationError(name, value, f"a {kind.__name__}")
+        state = State(data.get("state", "draft"))
+        version = data.get("v", 1)
+        lines = tuple(line_from_dict(line) for line in data["lines"])
+        if version == 1:  # one count for the whole prescription: it goes on every line
+            count = data.get("renewals", 0)
+            _renewals("renewals", count)
+            lines = tuple(replace(line, renewals=count) for line in lines)
+            if state is State.DRAFT:
+                version = CANONICAL_VERSION
+        weight = data.get("weight_kg")
         return cls(
             id=data["id"],
             prescriber=Practitioner(
                 id_nat_ps=p["id_nat_ps"], last_name=p["last_name"], first_name=p["first_name"],
                 profession=p["profession"], role=Role(data.get("prescriber_role", "prescriber")),
-                am=p.get("am"), finess=p.get("finess")),
+                am=p.get("am"), finess=p.get("finess"), qualification=p.get("qualification"),
+                phone=p.get("phone"), email=p.get("email")),
             resident=Resident(
                 ins=validate_ins(r["ins"], r["ins_oid"], field="resident.ins"),
                 birth_name=r["birth_name"],
@@ -367,13 +485,18 @@ class Prescription:
                 birth_date=date.fromisoformat(r["birth_date"]), sex=Sex(r["sex"]),
                 objection=r.get("objection", False), room=data.get("room", "")),
             created_at=datetime.fromisoformat(data["created_at"]),
-            lines=tuple(line_from_dict(line) for line in data["lines"]),
-            renewals=data.get("renewals", 0),
-            state=State(data.get("state", "draft")),
+            lines=lines,
+            state=state,
             signed_at=_parse_time(data.get("signed_at")),
             updated_at=_parse_time(data.get("updated_at")),
             cancel_reason=data.get("cancel_reason"),
+            weight_kg=Decimal(weight) if weight is not None else None,
+            canonical_version=version,
         )
+
+
+def _renewals_of(line: Line) -> dict[str, int]:
+    return {"renewals": line.renewals} if line.renewals else {}
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -400,11 +523,14 @@ def _line_from_dict(data: Mapping[str, Any]) -> Line:
             posology=posology_from_dict(data["posology"]),
             quantity=Decimal(data["quantity"]) if data.get("quantity") else None,
             non_substitution=NonSubstitution(ns) if ns else None,
-            ald=bool(data.get("ald", False)), instructions=data.get("instructions", ""))
+            ald=bool(data.get("ald", False)), instructions=data.get("instructions", ""),
+            renewals=data.get("renewals", 0), common_name=data.get("common_name"),
+            by_brand=data.get("by_brand", True), conditions=tuple(data.get("conditions", ())))
     if kind == "device":
         return DeviceLine(label=data["label"], lpp=data.get("lpp"),
                           quantity=Decimal(data.get("quantity", "1")),
-                          ald=bool(data.get("ald", False)))
+                          ald=bool(data.get("ald", False)), renewals=data.get("renewals", 0))
     if kind == "act":
-        return ActLine(text=data["text"], ald=bool(data.get("ald", False)))
+        return ActLine(text=data["text"], ald=bool(data.get("ald", False)),
+                       renewals=data.get("renewals", 0))
     raise ValidationError("line.kind", kind, "medication, device or act")

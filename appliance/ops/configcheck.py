@@ -128,7 +128,8 @@ class _Checker:
 def check_settings(settings: Settings, now: datetime | None = None) -> list[Finding]:
     """Every problem found in ``settings``, errors first."""
     checker = _Checker(settings, now or datetime.now(UTC))
-    for step in (_establishment, _pharmacy, _registry, _security, _card, _data_dir):
+    for step in (_establishment, _prescriber, _pharmacy, _registry, _security, _card,
+                 _data_dir):
         for level, key, value, expected in step(checker):
             checker.add(level, key, value, expected)
     return sorted(checker.findings, key=lambda f: f.level != ERROR)
@@ -152,6 +153,24 @@ def _establishment(c: _Checker) -> Iterator[Problem]:
     if not e.address.strip():
         yield ERROR, "establishment.address", e.address, (
             "the establishment's postal address, printed on every order")
+    if not e.phone.strip():
+        yield WARNING, "establishment.phone", e.phone, (
+            "the establishment's phone number, printed on every order (R5132-3)")
+    if not e.email.strip():
+        yield WARNING, "establishment.email", e.email, (
+            "the establishment's e-mail address, printed on every order (R5132-3)")
+
+
+def _prescriber(c: _Checker) -> Iterator[Problem]:
+    d = c.settings.prescriber
+    if not d.qualification.strip():
+        yield WARNING, "prescriber.qualification", d.qualification, (
+            'the qualification printed under a prescriber\'s name, e.g. "Médecin généraliste" '
+            "(or per prescriber: ordo practitioners set-contact ID --qualification ...)")
+    if not d.phone.strip() and not c.settings.establishment.phone.strip():
+        yield WARNING, "prescriber.phone", d.phone, (
+            "a phone number at which the prescriber is reached, printed on every order "
+            "(or per prescriber: ordo practitioners set-contact ID --phone ...)")
 
 
 def _pharmacy(c: _Checker) -> Iterator[Problem]:

@@ -6,18 +6,27 @@ Schema (version 1)::
       "resident": {"nir": "2400175123001 30"}
                or {"ins": "240017512300130", "oid": "1.2.250.1.213.1.4.8"}
                or {"nom": "MARTIN", "prenoms": "Jeanne", "date_naissance": "1940-01-15"},
-      "renewals": 0,                                  # optional, 0..12
+      "weight_kg": "62.5",                            # optional, the resident's weight
+      "renewals": 0,                                  # optional, 0..12: the default of the
+                                                      # lines that give none (older drafts)
       "lines": [
         {"type": "medication", "cip13": "3400935955838"  (or "cis": "60234100"),
          "posology": {"kind": "structured", "dose": "1", "unit": "comprimé",
                       "moments": ["matin", "soir"], "duration": {"value": 7, "unit": "jour"}}
                      or {"kind": "text", "text": "selon schéma"},
-         "quantity": "2", "non_substitution": "MTE", "ald": false, "instructions": "..."},
+         "quantity": "2", "non_substitution": "MTE", "ald": false, "instructions": "...",
+         "renewals": 2, "prescribed_as": "brand" (default) or "dc"},
         {"type": "device", "lpp": "1234567" (optional), "label": "...", "quantity": "1",
-         "ald": false},
-        {"type": "act", "text": "Kinésithérapie : 10 séances", "ald": false}
+         "ald": false, "renewals": 0},
+        {"type": "act", "text": "Kinésithérapie : 10 séances", "ald": false, "renewals": 0}
       ]
     }
+
+Renewals are per line ("à renouveler N fois" on each line); the top-level ``renewals`` of
+earlier drafts still works as the count of every line that does not give its own. A
+medication gets its common name (DC) and its prescription conditions from the referential
+(``DrugLookup.facts``); a line whose conditions limit its duration (or make it a secure
+prescription, which needs a structured posology with a duration) is checked here.
 
 Every error is collected with its JSON path (``$.lines[1].posology.times_per_day``) so the DUI
 gets the whole list at once, not one error per round trip. A key named twice in one object is
@@ -64,6 +73,9 @@ class DrugLookup(Protocol):
     def label_for_cis(self, cis: str) -> str | None:
         """Specialty name, or None when unknown."""
 
+    def facts(self, cis: str) -> Any:
+        """``(common_name, conditions)`` of a specialty (``DrugFacts``); optional."""
+
 
 ResidentFinder = Callable[[Mapping[str, Any]], list[Resident]]
 
@@ -72,7 +84,7 @@ ResidentFinder = Callable[[Mapping[str, Any]], list[Resident]]
 class Draft:
     resident: Resident
     lines: list[Line] = field(default_factory=list)
-    renewals: int = 0
+    weight_kg: Decimal | None = None
 
 
 class _Collector:
@@ -99,17 +111,25 @@ def _decimal(value: Any) -> Decimal:
 
 KNOWN_LINE_KEYS = {
     "medication": {"type", "cip13", "cis", "posology", "quantity", "non_substitution", "ald",
-                   "instructions"},
-    "device": {"type", "lpp", "label", "quantity", "ald"},
-    "act": {"type", "text", "ald"},
+                   "instructions", "renewals", "prescribed_as"},
+    "device": {"type", "lpp", "label", "quantity", "ald", "renewals"},
+    "act": {"type", "text", "ald", "renewals"},
 }
 
 
-def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
+def _renewals(out: _Collector, path: str, value: Any) -> int | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RENEWALS:
+        out.add(path, f"{value!r}: expected an integer from 0 to {MAX_RENEWALS}")
+        return None
+    return value
+
+
+def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector,
+          default_renewals: int = 0) -> Line | None:
     """The line at ``$.lines[i]``, checked as new input (no control or bidirectional
     character in its texts: ``check_input``), or ``None`` with its problems in ``out``."""
     path = f"$.lines[{i}]"
-    line = _build_line(path, raw, drugs, out)
+    line = _build_line(path, raw, drugs, out, default_renewals)
     if line is None:
         return None
     try:
@@ -120,7 +140,8 @@ def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
     return line
 
 
-def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
+def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector,
+                default_renewals: int) -> Line | None:
     if not isinstance(raw, Mapping):
         out.add(path, "expected an object")
         return None
@@ -134,10 +155,11 @@ def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line
     ald = raw.get("ald", False)
     if not isinstance(ald, bool):
         out.add(f"{path}.ald", f"{ald!r}: expected true or false")
+    renewals = _renewals(out, f"{path}.renewals", raw.get("renewals", default_renewals))
     try:
         if kind == "act":
-            return None if len(out.problems) > before else ActLine(text=raw.get("text", ""),
-                                                                   ald=ald)
+            return None if len(out.problems) > before else ActLine(
+                text=raw.get("text", ""), ald=ald, renewals=renewals or 0)
         if kind == "device":
             lpp = raw.get("lpp")
             if lpp is not None:
@@ -146,8 +168,9 @@ def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line
                               lambda: _decimal(raw.get("quantity", "1")))
             if len(out.problems) > before:
                 return None
-            return DeviceLine(label=raw.get("label", ""), lpp=lpp, quantity=quantity, ald=ald)
-        return _medication(path, raw, ald, drugs, out, before)
+            return DeviceLine(label=raw.get("label", ""), lpp=lpp, quantity=quantity, ald=ald,
+                              renewals=renewals or 0)
+        return _medication(path, raw, ald, drugs, out, before, renewals or 0)
     except ValidationError as exc:
         out.validation(path, exc)
         return None
@@ -162,7 +185,7 @@ def _guard(out: _Collector, path: str, func: Callable[[], Any]) -> Any:
 
 
 def _medication(path: str, raw: Mapping[str, Any], ald: bool, drugs: DrugLookup,
-                out: _Collector, before: int) -> MedicationLine | None:
+                out: _Collector, before: int, renewals: int = 0) -> MedicationLine | None:
     cip13, cis, label = raw.get("cip13"), raw.get("cis"), None
     if cip13 is None and cis is None:
         out.add(path, "a medication needs a cip13 or a cis (codified drugs only)")
@@ -200,11 +223,31 @@ def _medication(path: str, raw: Mapping[str, Any], ald: bool, drugs: DrugLookup,
     instructions = raw.get("instructions", "")
     if not isinstance(instructions, str):
         out.add(f"{path}.instructions", "expected a text")
+    prescribed_as = raw.get("prescribed_as", "brand")
+    if prescribed_as not in ("brand", "dc"):
+        out.add(f"{path}.prescribed_as", f"{prescribed_as!r}: expected brand or dc")
     if len(out.problems) > before or posology is None or label is None:
         return None
-    return MedicationLine(label=label, cis=cis, cip13=cip13, posology=posology,
+    common, conditions = facts_of(drugs, cis)
+    line = MedicationLine(label=label, cis=cis, cip13=cip13, posology=posology,
                           quantity=quantity, non_substitution=ns, ald=ald,
-                          instructions=instructions)
+                          instructions=instructions, renewals=renewals, common_name=common,
+                          by_brand=prescribed_as == "brand", conditions=conditions)
+    try:
+        line.check_limits()
+    except ValidationError as exc:
+        out.add(f"{path}.posology", f"{exc.value!r} is invalid: {exc.expected}")
+        return None
+    return line
+
+
+def facts_of(drugs: Any, cis: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """The common name and conditions of a specialty, when the lookup knows them."""
+    lookup = getattr(drugs, "facts", None)
+    if lookup is None or not cis:
+        return None, ()
+    found = lookup(cis)
+    return (found.common_name, tuple(found.conditions)) if found is not None else (None, ())
 
 
 def _resident(raw: Any, find: ResidentFinder, out: _Collector) -> Resident | None:
@@ -285,13 +328,13 @@ def parse_draft(data: Any, *, find_resident: ResidentFinder, drugs: DrugLookup) 
     out = _Collector()
     if not isinstance(data, Mapping):
         raise DraftInvalid([DraftProblem("$", "expected a JSON object")])
-    for key in sorted(set(data) - {"resident", "renewals", "lines"}):
+    for key in sorted(set(data) - {"resident", "renewals", "lines", "weight_kg"}):
         out.add(f"$.{key}", "unknown field")
     resident = _resident(data.get("resident"), find_resident, out)
-    renewals = data.get("renewals", 0)
-    if not isinstance(renewals, int) or isinstance(renewals, bool) \
-            or not 0 <= renewals <= MAX_RENEWALS:
-        out.add("$.renewals", f"{renewals!r}: expected an integer from 0 to {MAX_RENEWALS}")
+    renewals = _renewals(out, "$.renewals", data.get("renewals", 0))
+    weight = None
+    if data.get("weight_kg") is not None:
+        weight = _guard(out, "$.weight_kg", lambda: _weight(data["weight_kg"]))
     raw_lines = data.get("lines")
     lines: list[Line] = []
     if not isinstance(raw_lines, list) or not raw_lines:
@@ -300,12 +343,19 @@ def parse_draft(data: Any, *, find_resident: ResidentFinder, drugs: DrugLookup) 
         out.add("$.lines", f"{len(raw_lines)} lines: a prescription has at most {MAX_LINES}")
     else:
         for i, raw in enumerate(raw_lines):
-            line = _line(i, raw, drugs, out)
+            line = _line(i, raw, drugs, out, renewals or 0)
             if line is not None:
                 lines.append(line)
     if out.problems or resident is None:
         raise DraftInvalid(out.problems)
-    return Draft(resident=resident, lines=lines, renewals=renewals)
+    return Draft(resident=resident, lines=lines, weight_kg=weight)
+
+
+def _weight(value: Any) -> Decimal:
+    amount = _decimal(value)
+    if not amount.is_finite() or not 0 < amount <= 500:
+        raise ValidationError("weight_kg", value, "a weight in kg greater than 0, up to 500")
+    return amount
 
 
 def resident_matcher(residents: Callable[[], list[Resident]]) -> ResidentFinder:

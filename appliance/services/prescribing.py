@@ -8,6 +8,10 @@
 - ``sign``: the domain transition, the card signature of the QR part
   (``appliance.services.signature``), then the prescription, its outbox row, its first print
   job, the signed bytes and the audit entry in one transaction (``record_signature``).
+  A draft mixing secure lines (``appliance.domain.secure``: narcotics and the like, printed
+  on secure paper only) with others becomes two orders: the secure lines get their own ID,
+  the card signs both, and both are stored in that one transaction (audited
+  ``prescription.split``): all of it or none of it.
 - ``cancel``: the prescriber who signed it, before any dispensation, with a reason: the state
   change, an outbox ``cancel`` row and the audit entry in one transaction; print jobs still
   queued for it are dropped.
@@ -35,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from appliance.domain.ids import validate_am
@@ -140,13 +145,43 @@ def register_login(uow: UnitOfWork, session: Operator) -> Practitioner | None:
     holder = session.practitioner
     with uow:
         known = uow.practitioners.get(holder.id_nat_ps)
-        practitioner = holder.as_practitioner(session.role, am=known.am if known else None,
-                                              finess=known.finess if known else None)
+        practitioner = _with_contact(holder.as_practitioner(
+            session.role, am=known.am if known else None,
+            finess=known.finess if known else None), known)
         if known != practitioner:
             practitioner.check_input()  # the card's holder name, new input
             uow.practitioners.upsert(practitioner)
             uow.commit()
     return practitioner
+
+
+def _with_contact(practitioner: Practitioner, known: Practitioner | None) -> Practitioner:
+    """The qualification, phone and e-mail on record (the card carries none of them)."""
+    if known is None:
+        return practitioner
+    return replace(practitioner, qualification=known.qualification, phone=known.phone,
+                   email=known.email)
+
+
+def set_contact(uow: UnitOfWork, id_nat_ps: str, *, actor: str,
+                qualification: str | None = None, phone: str | None = None,
+                email: str | None = None) -> Practitioner:
+    """Record what a prescriber's orders print beside the card's identity (qualification,
+    phone, e-mail; ``""`` clears one); audited."""
+    changes = {name: value or None for name, value in (
+        ("qualification", qualification), ("phone", phone), ("email", email))
+        if value is not None}
+    with uow:
+        known = uow.practitioners.get(id_nat_ps)
+        if known is None:
+            raise StoreError(f"praticien inconnu : {id_nat_ps} (connectez-vous une fois avec "
+                             "sa carte, ou ordo practitioners add)")
+        updated = replace(known, **changes)  # validated (phone in +33 form) by Practitioner
+        uow.practitioners.upsert(updated)
+        uow.audit.append(actor=actor, action="practitioner.contact_set", subject=id_nat_ps,
+                         details={"fields": sorted(changes)})
+        uow.commit()
+    return updated
 
 
 def needs_am(uow: UnitOfWork, session: Operator) -> bool:
@@ -193,8 +228,8 @@ def _on_record(uow: UnitOfWork, session: Operator) -> Practitioner | None:
     """The session's prescriber as on record (with the N° AM), or None if not recorded."""
     known = uow.practitioners.get(_actor(session))
     if known is not None and known.role is Role.PRESCRIBER:
-        return session.practitioner.as_practitioner(Role.PRESCRIBER, am=known.am,
-                                                    finess=known.finess)
+        return _with_contact(session.practitioner.as_practitioner(
+            Role.PRESCRIBER, am=known.am, finess=known.finess), known)
     return None
 
 
@@ -227,12 +262,12 @@ def _resident(uow: UnitOfWork, ins: str) -> Resident:
 
 
 def _create(uow: UnitOfWork, ids: IdAllocator, doctor: Practitioner, resident: Resident,
-            lines: Iterable[Line], renewals: int, now: datetime, actor: str,
-            action: str) -> Prescription:
+            lines: Iterable[Line], now: datetime, actor: str,
+            action: str, weight_kg: Decimal | None = None) -> Prescription:
     lines = tuple(lines)
     check_new_lines(lines)
     draft = Prescription(id=ids.new(uow), prescriber=doctor, resident=resident, created_at=now,
-                         lines=tuple(lines), renewals=renewals)
+                         lines=tuple(lines), weight_kg=weight_kg)
     uow.prescriptions.save_draft(draft)
     uow.audit.append(actor=actor, action=action, subject=draft.id,
                      details={"lines": len(draft.lines)})
@@ -246,7 +281,7 @@ def new_draft(uow: UnitOfWork, session: Operator, resident_ins: str, *, ids: IdA
     with uow:
         doctor = _prescriber(uow, session)
         resident = _resident(uow, resident_ins)
-        draft = _create(uow, ids, doctor, resident, (), 0, now or utc_now(), doctor.id_nat_ps,
+        draft = _create(uow, ids, doctor, resident, (), now or utc_now(), doctor.id_nat_ps,
                         "prescription.draft_created")
         uow.commit()
     return draft
@@ -266,7 +301,7 @@ def _own_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> Pres
 
 def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
                  form: Mapping[str, Any] | None = None) -> Prescription:
-    """Save the draft as typed (lines, renewals) and the editor's half-typed line (``form``).
+    """Save the draft as typed (lines, weight) and the editor's half-typed line (``form``).
 
     The owner's session may have locked meanwhile: what was typed before is still saved."""
     if session.role is not Role.PRESCRIBER:
@@ -274,7 +309,7 @@ def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
     with uow:
         stored = _own_draft(uow, session, draft.id)
         check_new_lines(line for line in draft.lines if line not in stored.lines)
-        updated = replace(stored, lines=tuple(draft.lines), renewals=draft.renewals)
+        updated = replace(stored, lines=tuple(draft.lines), weight_kg=draft.weight_kg)
         uow.prescriptions.save_draft(updated)
         key = FORM_META_PREFIX + draft.id
         if form:
@@ -320,15 +355,47 @@ def discard_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> N
 class SignResult:
     prescription: Prescription
     print_job: int
-    qr_payload: str
+    qr_payload: str  # the signed payload (``[print] qr = "signed"``)
+    also: tuple[SignResult, ...] = ()  # the secure order split from this one
+
+    @property
+    def secure(self) -> bool:
+        """Printed as a PDF on secure paper, not on the receipt."""
+        return self.prescription.secure
+
+    @property
+    def orders(self) -> tuple[SignResult, ...]:
+        return (self, *self.also)
+
+
+def _split_secure(uow: UnitOfWork, draft: Prescription, ids: IdAllocator
+                  ) -> tuple[Prescription, Prescription]:
+    """The ordinary and the secure part of a mixed draft, in memory: the ordinary lines
+    keep the draft's ID, the secure ones get a new ID. Only the ID generator's floor is
+    written here (its own short block: the ID must exist before the card signs it); the
+    parts are stored by ``sign``'s one transaction."""
+    from appliance.domain.secure import split_lines
+
+    other, secure = split_lines(draft.lines, [line.secure for line in draft.lines])
+    with uow:
+        secure_id = ids.new(uow)
+        uow.commit()
+    return (replace(draft, lines=tuple(other)),
+            replace(draft, id=secure_id, lines=tuple(secure)))
 
 
 def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
-         now: datetime | None = None) -> SignResult:
+         now: datetime | None = None, ids: IdAllocator | None = None) -> SignResult:
     """Sign a draft with the session's card and store it with its outbox row, print job,
     signed bytes and audit entry, in one transaction. The card signs before the write
     transaction opens (the card is slow; the lock is not held meanwhile); the transaction
-    checks again that the prescription is still this draft."""
+    checks again that the prescription is still this draft.
+
+    A draft mixing secure lines with others becomes two orders (see the module doc), both
+    signed by the card first, then stored together in that one transaction (with the
+    ``prescription.split`` audit entry): after a crash there is either the mixed draft,
+    untouched, or both orders with their outbox rows and print jobs, never one without the
+    other. The result carries the secure order in ``also``."""
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
         raise Forbidden("Cette carte ne porte pas de clé de signature.")
@@ -342,19 +409,32 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
         raise AmRequired(doctor.id_nat_ps)
     draft = replace(draft, prescriber=doctor)
     draft.check_signable()
+    parts = [draft]
+    if draft.mixes_secure:
+        parts = list(_split_secure(uow, draft, ids or IdAllocator()))
     # Imported here: cryptography is loaded by the card login before any signing, and the
     # kiosk's lock screen, which imports this module, does not wait for it.
     from appliance.services.signature import record_signature, sign_prescription
 
-    signed = sign_prescription(draft, session, _signing_time(now))
+    at = _signing_time(now)
+    signed = [sign_prescription(part, session, at) for part in parts]
     with uow:
         _own_draft(uow, session, prescription_id)
-        job = record_signature(uow, signed, actor=doctor.id_nat_ps)
+        if len(signed) > 1:
+            secure = signed[1].prescription
+            uow.audit.append(actor=doctor.id_nat_ps, action="prescription.split",
+                             subject=prescription_id,
+                             details={"secure": secure.id, "lines": len(secure.lines)})
+        jobs = [record_signature(uow, one, actor=doctor.id_nat_ps) for one in signed]
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
         uow.commit()
-    log.info("prescription signed and queued", extra={"fields": {
-        "prescription": prescription_id, "job": job, "lines": len(draft.lines)}})
-    return SignResult(signed.prescription, job, signed.payload.encode())
+    results = [SignResult(one.prescription, job, one.payload.encode())
+               for one, job in zip(signed, jobs, strict=True)]
+    for result in results:
+        log.info("prescription signed and queued", extra={"fields": {
+            "prescription": result.prescription.id, "job": result.print_job,
+            "lines": len(result.prescription.lines)}})
+    return replace(results[0], also=tuple(results[1:]))
 
 
 def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAllocator,
@@ -368,10 +448,10 @@ def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAlloca
         if not doctor.am:
             raise AmRequired(doctor.id_nat_ps)
         resident = _resident(uow, draft.resident.ins.value)
-        created = _create(uow, ids, doctor, resident, draft.lines, draft.renewals,
-                          now or utc_now(), doctor.id_nat_ps, "prescription.draft_created")
+        created = _create(uow, ids, doctor, resident, draft.lines, now or utc_now(),
+                          doctor.id_nat_ps, "prescription.draft_created", draft.weight_kg)
         uow.commit()
-    return sign(uow, session, created.id, now=now)
+    return sign(uow, session, created.id, now=now, ids=ids)
 
 
 def import_drafts(uow: UnitOfWork, drafts: Iterable[tuple[str, Draft]], *, ids: IdAllocator,
@@ -391,8 +471,8 @@ def import_drafts(uow: UnitOfWork, drafts: Iterable[tuple[str, Draft]], *, ids: 
             resident = uow.residents.get(draft.resident.ins.value)
             if resident is None or not resident.active:
                 raise ValidationError("resident", None, "an active resident")
-            made.append(_create(uow, ids, doctor, resident, draft.lines, draft.renewals,
-                                now or utc_now(), actor, "prescription.draft_imported"))
+            made.append(_create(uow, ids, doctor, resident, draft.lines, now or utc_now(),
+                                actor, "prescription.draft_imported", draft.weight_kg))
         uow.commit()
     return made
 
@@ -454,3 +534,7 @@ class ReferentialDrugs:
     def label_for_cis(self, cis: str) -> str | None:
         found = self.referential.by_cis(cis)
         return found[0].name if found else None
+
+    def facts(self, cis: str) -> Any:
+        """Common name and conditions (the referential's ``facts``)."""
+        return self.referential.facts(cis)

@@ -18,10 +18,14 @@ the same job at once; if a worker dies after the printer took the bytes but befo
 job was marked done, the job prints again when the lease expires (at least once, never
 lost; both copies carry the same ID).
 
-The QR payload is rebuilt from the stored prescription, signature and certificate (and
-the exact signed bytes when ``signed_payload`` holds them). When it is too long for the
-printer's medium (a large CPS certificate on 58 mm), the payload carries the certificate
-by reference instead (``appliance.domain.qr``); a warning is logged.
+The QR payload is rebuilt from the stored prescription: the ePU payload by default
+(``[print] qr = "epu"``: ID, N° AM, RPPS, names, birth date), or the signed payload
+(``"signed"``: the exact signed bytes, the signature and the certificate by reference).
+
+Secure prescriptions (every line secure: ``Prescription.secure``; a line is never mixed
+with others once signed) go to the ``secure_printer`` (a PDF for the secure-paper
+printer), never to the receipt printer. Without a secure printer such a job fails with
+the reason, and the others go on.
 
 The UI is told through ``on_status(QueueStatus)`` after every attempt, and can read
 ``PrintQueue.status()`` at any time. ``PrintWorker`` runs the queue in a thread; give it its
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from appliance.domain.prescription import Prescription, State
-from appliance.domain.qr import QrPayload
+from appliance.domain.qr import EpuPayload
 from appliance.errors import PrinterError, StateError, StoreError, ValidationError
 from appliance.ports.clock import Clock, utc_now
 from appliance.ports.printer import (
@@ -61,26 +65,33 @@ __all__ = ["PrintJob"]  # the queue's record, defined with the port
 
 
 # -- what gets printed ----------------------------------------------------------------------
-def order_payload(uow: UnitOfWork, prescription_id: str,
-                  max_chars: int | None = None) -> tuple[Prescription, str]:
-    """The stored signed prescription and its QR payload (certificate by reference when
-    the embedded form would exceed ``max_chars``)."""
+QR_KINDS = ("epu", "signed")
+
+
+def order_payload(uow: UnitOfWork, prescription_id: str, kind: str = "epu"
+                  ) -> tuple[Prescription, str]:
+    """The stored signed prescription and its QR payload: ``epu`` or ``signed``."""
+    if kind not in QR_KINDS:
+        raise ValidationError("print.qr", kind, "epu or signed")
     row = uow.prescriptions.signed_rows([prescription_id]).get(prescription_id)
     if row is None:
         raise StoreError(f"ordonnance inconnue : {prescription_id}")
     signed = row.load()
     if signed is None:
         raise StateError(f"l'ordonnance {prescription_id} n'est pas signée : rien à imprimer")
+    if kind == "epu":
+        return signed.prescription, EpuPayload.from_prescription(signed.prescription).encode()
+    from appliance.services.signature import signed_payload  # cryptography: when needed
+
     proof = signed.proof
     assert proof.signed_part is not None
-    payload = QrPayload.build(proof.signed_part, proof.signature, proof.signer_cert).encode()
-    if max_chars is not None and len(payload) > max_chars:
-        log.warning("QR payload too long for the medium: certificate by reference",
-                    extra={"fields": {"prescription": prescription_id,
-                                      "chars": len(payload), "max": max_chars}})
-        payload = QrPayload.build(proof.signed_part, proof.signature, proof.signer_cert,
-                                  embed_certificate=False).encode()
-    return signed.prescription, payload
+    payload = signed_payload(proof.signed_part, proof.signature, proof.signer_cert)
+    return signed.prescription, payload.encode()
+
+
+def needs_secure_paper(prescription: Prescription) -> bool:
+    """A prescription with a secure line prints on secure paper only."""
+    return any(line.secure for line in prescription.lines)
 
 
 def request_reprint(uow: UnitOfWork, prescription_id: str, *, actor: str, role: str,
@@ -105,9 +116,10 @@ def request_reprint(uow: UnitOfWork, prescription_id: str, *, actor: str, role: 
 
 
 def export_pdf(uow: UnitOfWork, prescription_id: str,
-               render: Callable[[Prescription, str], bytes], *, actor: str) -> bytes:
+               render: Callable[[Prescription, str], bytes], *, actor: str,
+               kind: str = "epu") -> bytes:
     """The PDF of an order (``render`` is the PDF adapter); audited as ``print.pdf``."""
-    prescription, payload = order_payload(uow, prescription_id)
+    prescription, payload = order_payload(uow, prescription_id, kind)
     data = render(prescription, payload)
     with uow:
         uow.audit.append(actor=actor, action="print.pdf", subject=prescription_id,
@@ -146,9 +158,12 @@ class PrintQueue:
     def __init__(self, uow: UnitOfWork, printer: OrderPrinter, *,
                  clock: Clock = utc_now,
                  on_status: Callable[[QueueStatus], None] | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, qr: str = "epu",
+                 secure_printer: OrderPrinter | None = None) -> None:
         self.uow = uow
         self.printer = printer
+        self.secure_printer = secure_printer
+        self.qr = qr
         self.clock = clock
         self.on_status = on_status
         self.worker_id = worker_id or f"{os.getpid()}-{threading.get_ident()}"
@@ -184,7 +199,7 @@ class PrintQueue:
             self.uow.print_jobs.release(job.id, error)
             self.uow.commit()
 
-    def _done(self, job: PrintJob, receipt: PrintReceipt) -> None:
+    def _done(self, job: PrintJob, receipt: PrintReceipt, printer: OrderPrinter) -> None:
         now = self.clock()
         with self.uow:
             self.uow.print_jobs.done(job.id, now)
@@ -193,7 +208,7 @@ class PrintQueue:
                 at=now, details={"job": job.id, "kind": job.kind, "attempts": job.attempts + 1,
                                  "bytes": receipt.bytes_sent, "tickets": receipt.tickets,
                                  "confirmed": receipt.confirmed,
-                                 "printer": self.printer.description})
+                                 "printer": printer.description})
             self.uow.commit()
 
     def _fail(self, job: PrintJob, error: str) -> None:
@@ -206,10 +221,17 @@ class PrintQueue:
             self.uow.commit()
 
     def _request(self, job: PrintJob) -> PrintRequest:
-        prescription, payload = order_payload(self.uow, job.prescription_id,
-                                              self.printer.qr_capacity)
+        prescription, payload = order_payload(self.uow, job.prescription_id, self.qr)
         duplicate_at = job.created_at if job.kind == "duplicate" else None
         return PrintRequest(job.id, prescription, payload, duplicate_at)
+
+    def _target(self, request: PrintRequest) -> OrderPrinter:
+        if not needs_secure_paper(request.prescription):
+            return self.printer
+        if self.secure_printer is None:
+            raise StateError("ordonnance sécurisée : aucune imprimante pour papier sécurisé "
+                             "n'est configurée, elle n'est jamais imprimée sur ticket")
+        return self.secure_printer
 
     def run_once(self) -> RunReport:
         """Print every queued job, oldest first, until the queue is empty or the printer
@@ -221,6 +243,7 @@ class PrintQueue:
                 break
             try:
                 request = self._request(job)
+                printer = self._target(request)
             except (ValidationError, StateError, StoreError) as exc:
                 log.error("print job cannot be printed", extra={"fields": {
                     "job": job.id, "error": str(exc)}})
@@ -229,7 +252,7 @@ class PrintQueue:
                 self._notify()
                 continue
             try:
-                receipt = self.printer.print_order(request)
+                receipt = printer.print_order(request)
             except PrinterError as exc:
                 state = exc.state if isinstance(exc, PrinterUnavailable) else \
                     PrinterState.UNKNOWN
@@ -245,7 +268,7 @@ class PrintQueue:
             except BaseException:
                 self._release(job, "interrompu")
                 raise
-            self._done(job, receipt)
+            self._done(job, receipt, printer)
             self._printer_status = PrinterStatus(PrinterState.READY)
             self._last_error = None
             self._last_printed = job.id

@@ -5,10 +5,14 @@ Signing (``sign_prescription``): the prescription becomes ``signed`` at ``at``; 
 SHA-256 of the canonical prescription: one signature covers the QR and the whole order.
 The signature is checked against the certificate's public key before it is kept.
 
-Verification (``verify_payload``), with nothing but the trust roots:
+Verification (``verify_payload``), with nothing but the trust roots (and, for a payload
+that names its certificate by reference, the certificate):
 
-1. the payload decodes (``ORD1:``, Base45, zlib, container, fields);
-2. the signer's certificate: embedded, or by SHA-256 reference among ``certificates``;
+1. the payload decodes (``ORD2:`` or the older ``ORD1:``; Base45, container, fields);
+2. the signer's certificate: ``ORD2`` names it by issuer and serial number, found among
+   ``certificates`` (the caller gives the certificates it holds: the one stored with the
+   prescription, the trust configuration, files); ``ORD1`` embeds it, or gives its
+   SHA-256, found the same way;
 3. the signature (RSA PKCS#1 v1.5, SHA-256) over the signed part's exact bytes;
 4. the chain: from the signer's certificate up to a self-signed certificate of
    ``trust_roots``, through intermediates. The payload has no room for intermediates:
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -44,7 +48,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from appliance.domain.prescription import Prescription, State
-from appliance.domain.qr import QrPayload, SignedOrder
+from appliance.domain.qr import (
+    CertificateRef,
+    EpuPayload,
+    QrPayload,
+    SignedOrder,
+    SignedPayload,
+    decode_payload,
+)
 from appliance.errors import OrdoError, ValidationError
 from appliance.ports.card import Signer
 from appliance.ports.clock import utc_now
@@ -68,7 +79,7 @@ class InvalidOrder(OrdoError):
     """A payload that does not verify. ``reason`` says why (English, technical: it is
     printed after ``INVALID:``); ``fields`` are the decoded fields when readable."""
 
-    def __init__(self, reason: str, fields: SignedOrder | None = None) -> None:
+    def __init__(self, reason: str, fields: SignedOrder | EpuPayload | None = None) -> None:
         self.reason = reason
         self.fields = fields
         super().__init__(f"INVALID: {reason}")
@@ -90,7 +101,20 @@ class SignedPrescription:
     prescription: Prescription
     signature: bytes
     certificate_der: bytes
-    payload: QrPayload
+    payload: SignedPayload  # the signed QR payload (``[print] qr = "signed"``)
+
+
+def certificate_ref(certificate_der: bytes) -> CertificateRef:
+    """The issuer and serial number of a DER certificate, as the signed QR names it."""
+    cert = _load_certificate(certificate_der)
+    return CertificateRef.of(cert.issuer.public_bytes(), cert.serial_number)
+
+
+def signed_payload(signed_bytes: bytes, signature: bytes, certificate_der: bytes
+                   ) -> SignedPayload:
+    """The ``ORD2`` payload of a stored signature (the exact bytes the card signed)."""
+    order = SignedOrder.from_bytes(signed_bytes)
+    return SignedPayload(order, signature, certificate_ref(certificate_der))
 
 
 # -- signing ---------------------------------------------------------------------------------
@@ -152,7 +176,7 @@ def sign_prescription(prescription: Prescription, signer: Signer, at: datetime
     log.info("prescription signed", extra={"fields": {"prescription": signed.id,
                                                       "signer": owner}})
     return SignedPrescription(signed, signature, cert_der,
-                              QrPayload.build(data, signature, cert_der))
+                              SignedPayload(order, signature, certificate_ref(cert_der)))
 
 
 # -- verification ----------------------------------------------------------------------------
@@ -163,19 +187,28 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
                    crls: Iterable[x509.CertificateRevocationList] = (), *,
                    intermediates: Sequence[x509.Certificate] = (),
                    certificates: Sequence[x509.Certificate] = ()) -> VerifiedOrder:
-    """Check a scanned payload offline; return its fields or raise ``InvalidOrder``."""
+    """Check a scanned signed payload offline; return its fields or raise ``InvalidOrder``."""
     try:
-        decoded = QrPayload.decode(payload)
+        decoded = decode_payload(payload)
     except ValidationError as exc:
         raise InvalidOrder(f"malformed payload: {exc}") from None
+    if not isinstance(decoded, SignedPayload | QrPayload):
+        raise InvalidOrder("not a signed payload (ORD2: or ORD1:)")
     fields = decoded.order
     try:
-        if decoded.certificate is not None:
+        if isinstance(decoded, SignedPayload):
+            ref = decoded.certificate
+            leaf = next((c for c in [*certificates, *intermediates, *trust_roots]
+                         if ref.matches(c.issuer.public_bytes(), c.serial_number)), None)
+            if leaf is None:
+                raise InvalidOrder(f"the signer's certificate (serial {ref.serial:x}) is not "
+                                   "among the known certificates")
+        elif decoded.certificate is not None:
             leaf = _load_certificate(decoded.certificate)
         else:
-            ref = decoded.certificate_sha256
+            sha = decoded.certificate_sha256
             leaf = next((c for c in certificates
-                         if hashlib.sha256(c.public_bytes(Encoding.DER)).digest() == ref), None)
+                         if hashlib.sha256(c.public_bytes(Encoding.DER)).digest() == sha), None)
             if leaf is None:
                 raise InvalidOrder("the signer's certificate is not in the payload and not "
                                    "among the known certificates")
@@ -193,8 +226,39 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
     except InvalidOrder as exc:
         raise InvalidOrder(exc.reason, fields) from None
     return VerifiedOrder(fields=fields, signer_subject=subject(leaf), signer_id_nat_ps=owner,
-                         certificate_sha256=decoded.certificate_fingerprint,
+                         certificate_sha256=hashlib.sha256(
+                             leaf.public_bytes(Encoding.DER)).digest(),
                          chain=tuple(subject(c) for c in chain))
+
+
+@dataclass(frozen=True)
+class KnownOrder:
+    """An ePU payload whose order is known and not cancelled."""
+
+    fields: EpuPayload
+    state: State
+
+
+def verify_epu(payload: str, lookup: Callable[[str], Prescription | None]) -> KnownOrder:
+    """Check a scanned ePU payload against the orders ``lookup`` knows (the store, or the
+    registry): the format and the ID's check character, then that the order exists, is
+    signed, is not cancelled, and carries these very fields."""
+    try:
+        decoded = decode_payload(payload)
+    except ValidationError as exc:
+        raise InvalidOrder(f"malformed payload: {exc}") from None
+    if not isinstance(decoded, EpuPayload):
+        raise InvalidOrder("not an ePU payload (EPU1*)")
+    found = lookup(decoded.prescription_id)
+    if found is None or found.state is State.DRAFT:
+        raise InvalidOrder("no signed order with this ID is known here", decoded)
+    if found.state is State.CANCELLED:
+        raise InvalidOrder(f"the order was cancelled ({found.cancel_reason or 'no reason'})",
+                           decoded)
+    wrong = decoded.mismatches(found)
+    if wrong:
+        raise InvalidOrder(f"the QR does not match the order: {', '.join(wrong)}", decoded)
+    return KnownOrder(decoded, found.state)
 
 
 def record_signature(uow: UnitOfWork, signed: SignedPrescription, *, actor: str,

@@ -228,3 +228,14 @@ def m005_prescription_history(db: sqlite_utils.Database) -> None:
     12 ms (``bench/store_million.py``)."""
     db.execute("CREATE INDEX IF NOT EXISTS prescriptions_history ON prescriptions"
                " (resident_ins, created_at, id, state, signed_at, prescriber_id)")
+
+
+@migration
+def m006_practitioner_contact(db: sqlite_utils.Database) -> None:
+    """What a prescriber's orders print that the CPS card does not carry (Code de la santé
+    publique R5132-3): the qualification ("Médecin généraliste"), a phone number (+33
+    form) and an e-mail address; NULL falls back to the ``[prescriber]`` settings."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(practitioners)")}
+    for name in ("qualification", "phone", "email"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE practitioners ADD COLUMN {name} TEXT")

@@ -1,4 +1,6 @@
-"""Owner of the ``practitioners`` table (card holders seen at login, or added by hand)."""
+"""Owner of the ``practitioners`` table (card holders seen at login, or added by hand),
+with what their orders print that the card does not carry (qualification, phone, e-mail:
+migration m006)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from appliance.store.db import Store
 def _practitioner(row: Any) -> Practitioner:
     return Practitioner(id_nat_ps=row["id_nat_ps"], last_name=row["last_name"],
                         first_name=row["first_name"], profession=row["profession"],
-                        role=Role(row["role"]), am=row["am"], finess=row["finess"])
+                        role=Role(row["role"]), am=row["am"], finess=row["finess"],
+                        qualification=row["qualification"], phone=row["phone"],
+                        email=row["email"])
 
 
 class PractitionersTable:
@@ -32,10 +36,12 @@ class PractitionersTable:
         self._store.require_write("practitioners")
         self._store.execute(
             "INSERT INTO practitioners (id_nat_ps, last_name, first_name, profession, role,"
-            " am, finess, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " am, finess, qualification, phone, email, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id_nat_ps) DO UPDATE SET last_name = excluded.last_name,"
             " first_name = excluded.first_name, profession = excluded.profession,"
             " role = excluded.role, am = excluded.am, finess = excluded.finess,"
-            " updated_at = excluded.updated_at",
+            " qualification = excluded.qualification, phone = excluded.phone,"
+            " email = excluded.email, updated_at = excluded.updated_at",
             [p.id_nat_ps, p.last_name, p.first_name, p.profession, p.role.value, p.am,
-             p.finess, iso(utc_now())])
+             p.finess, p.qualification, p.phone, p.email, iso(utc_now())])

@@ -49,12 +49,14 @@ def demo_draft() -> Draft:
     hands one over in its place."""
     lines = [
         MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
+                       common_name="paracétamol 1000 mg",
                        posology=Posology(dose=Decimal(1), unit="comprimé",
                                          moments=("matin", "midi", "soir"),
                                          duration=Duration(5, "jour"))),
         MedicationLine(label="KARDEGIC 75 mg, poudre pour solution buvable en sachet-dose",
-                       cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
-                                                         moments=("midi",)),
+                       cis="64755969", common_name="acide acétylsalicylique 75 mg",
+                       posology=Posology(dose=Decimal(1), unit="sachet",
+                                         moments=("midi",)),
                        quantity=Decimal(3)),
         MedicationLine(label="LASILIX 40 mg, comprimé sécable", cis="65606743",
                        posology=Posology(dose=Decimal(1), unit="comprimé", moments=("matin",),

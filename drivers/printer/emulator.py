@@ -3,7 +3,8 @@
 Each connection that prints something is a job. The emulator keeps its raw bytes, renders
 its tickets (split at each cut) to images — raster images exact (``GS v 0``, ``ESC *``,
 ``GS ( L``), native QR codes (``GS ( k``) redrawn with ``qrcode``, text approximated in a
-12 × 24 dot cell per character — and decodes the QR codes of each ticket with zxing-cpp
+12 × 24 dot cell per character (9 × 17 in Font B) — and decodes the QR codes and barcodes
+of each ticket with zxing-cpp
 (a development dependency: without it, ``qr`` stays empty). With an output directory it
 writes ``job-NNNN.bin``, ``job-NNNN-T.png`` per ticket and ``job-NNNN.json``.
 
@@ -585,7 +586,13 @@ class CapturedJob:
 
     @property
     def qr_texts(self) -> list[str]:
-        return [q["text"] for t in self.tickets for q in t.qr]
+        """The texts of the QR codes decoded on the tickets."""
+        return [q["text"] for t in self.tickets for q in t.qr if "QR" in q["format"]]
+
+    @property
+    def barcode_texts(self) -> list[str]:
+        """The texts of the other codes (the RPPS and N° AM Code 128)."""
+        return [q["text"] for t in self.tickets for q in t.qr if "QR" not in q["format"]]
 
     @property
     def text(self) -> list[str]:

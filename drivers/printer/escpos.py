@@ -13,7 +13,7 @@ media width is set to the medium so that images never warn), then sent in one wr
 1. before sending, ``DLE EOT 4`` (and ``DLE EOT 1``) ask for the paper and online state
    (Epson ESC/POS reference, "DLE EOT: transmit real-time status"): no paper, or offline →
    nothing is sent, ``PrinterUnavailable``;
-2. the job's bytes;
+2. the job's bytes, followed in the same write by
 3. ``DLE EOT 4`` again: real-time commands are handled when they reach the printer's
    receive buffer, i.e. after every byte before them was received. Its answer is the
    printer's acknowledgement that it accepted the whole job, and says whether the paper
@@ -57,7 +57,9 @@ from appliance.ports.printer import (
 )
 from drivers.printer import status
 from drivers.printer.layout import (
+    BARCODE_QUIET_MODULES,
     QUIET_MODULES,
+    Barcodes,
     Cut,
     Feed,
     Letterhead,
@@ -65,6 +67,7 @@ from drivers.printer.layout import (
     OrderDocument,
     Qr,
     QrSpec,
+    Rule,
     Text,
     Ticket,
     media_for,
@@ -181,18 +184,72 @@ def _where(endpoint: Endpoint) -> str:
     return endpoint.path
 
 
+SMALL_LINE_DOTS = 22  # Font B (9 x 17 dots) line pitch, set with ESC 3
+RULE_DOTS = {False: (6, 1, 6), True: (6, 3, 6)}  # white, black, white dot lines
+
+
 def qr_image(payload: str, spec: QrSpec, width_dots: int) -> Image.Image:
-    """The QR as a 1-bit image ``width_dots`` wide, centred, with a 4-module quiet zone
-    above and below (sideways, what is left of the width plus the paper margin)."""
+    """The QR as a 1-bit image with a 4-module quiet zone above and below; as wide as the
+    code and its side quiet zone when they fit ``width_dots`` (the printer centres it),
+    else as wide as ``width_dots``."""
     matrix = qr_matrix(payload, spec)
     n = len(matrix)
     small = Image.new("1", (n, n), 1)
     small.putdata([0 if dark else 1 for row in matrix for dark in row])
     big = small.resize((n * spec.module, n * spec.module), Image.Resampling.NEAREST)
     quiet = QUIET_MODULES * spec.module
-    canvas = Image.new("1", (width_dots, big.height + 2 * quiet), 1)
-    canvas.paste(big, ((width_dots - big.width) // 2, quiet))
+    width = min(width_dots, -(-(big.width + 2 * quiet) // 8) * 8)
+    canvas = Image.new("1", (width, big.height + 2 * quiet), 1)
+    canvas.paste(big, ((width - big.width) // 2, quiet))
     return canvas
+
+
+def barcode_image(op: Barcodes, width_dots: int) -> Image.Image:
+    """Code 128 symbols side by side, each with its quiet zone, centred in ``width_dots``."""
+    quiet = BARCODE_QUIET_MODULES * op.module
+    widths = [len(bars) * op.module + 2 * quiet for _, bars in op.codes]
+    canvas = Image.new("1", (width_dots, op.height), 1)
+    x = max(0, (width_dots - sum(widths)) // 2)
+    for (_, bars), width in zip(op.codes, widths, strict=True):
+        left = x + quiet
+        for i, bar in enumerate(bars):
+            if bar == "1":
+                canvas.paste(0, (left + i * op.module, 0, left + (i + 1) * op.module,
+                                 op.height))
+        x += width
+    return canvas
+
+
+def rule_image(op: Rule, width_dots: int) -> Image.Image:
+    above, black, below = RULE_DOTS[op.heavy]
+    canvas = Image.new("1", (width_dots, above + black + below), 1)
+    canvas.paste(0, (0, above, width_dots, above + black))
+    return canvas
+
+
+RASTER_FRAGMENT = 960  # lines per GS v 0 command, as python-escpos splits images
+
+
+def raster_bytes(img: Image.Image) -> bytes:
+    """``GS v 0`` commands (Epson ESC/POS, "print raster bit image") for a 1-bit image in
+    which 0 is black, in fragments of ``RASTER_FRAGMENT`` lines. Built here rather than
+    with python-escpos's ``image()``, which converts and checks each image again (about
+    1 ms per image: a ticket has eight)."""
+    img = img.convert("1")
+    width_bytes = (img.width + 7) // 8
+    if img.width % 8:  # whole bytes per row, padded with white
+        padded = Image.new("1", (width_bytes * 8, img.height), 1)
+        padded.paste(img, (0, 0))
+        img = padded
+    out = bytearray()
+    for top in range(0, img.height, RASTER_FRAGMENT):
+        part = img.crop((0, top, img.width, min(img.height, top + RASTER_FRAGMENT)))
+        out += b"\x1dv0\x00" + width_bytes.to_bytes(2, "little") + \
+            part.height.to_bytes(2, "little") + part.tobytes().translate(_INVERT)
+    return bytes(out)
+
+
+_INVERT = bytes(255 - b for b in range(256))  # PIL: 1 is white; GS v 0: 1 is a black dot
 
 
 def render_job(tickets: Sequence[Ticket], profile: PrinterProfile,
@@ -207,22 +264,32 @@ def render_job(tickets: Sequence[Ticket], profile: PrinterProfile,
             break
         except (ValueError, EscposError):
             continue
+    small = False
     for ticket in tickets:
         for op in ticket:
             if isinstance(op, Text):
+                if op.small != small:  # Font B with its own line pitch, or back to Font A
+                    p.line_spacing(SMALL_LINE_DOTS if op.small else None)
+                    small = op.small
                 p.set(align=op.align, bold=op.bold, double_width=op.double,
-                      double_height=op.double, normal_textsize=not op.double)
+                      double_height=op.double, normal_textsize=not op.double,
+                      font="b" if op.small else "a")
                 p.text(op.text + "\n")
             elif isinstance(op, Feed):
                 p.ln(op.lines)
+            elif isinstance(op, Rule):
+                p.set(align="left")
+                p._raw(raster_bytes(rule_image(op, media.width_dots)))
+            elif isinstance(op, Barcodes):
+                p.set(align="left")
+                p._raw(raster_bytes(barcode_image(op, media.width_dots)))
             elif isinstance(op, Qr):
                 p.set(align="center", bold=False, normal_textsize=True)
                 if qr_mode == "native":
                     p.qr(op.payload, ec=_ECC[op.spec.ecc], size=op.spec.module, native=True)
                     p.text("\n")
                 else:
-                    p.image(qr_image(op.payload, op.spec, media.width_dots),
-                            impl="bitImageRaster", center=False)
+                    p._raw(raster_bytes(qr_image(op.payload, op.spec, media.width_dots)))
                 p.set(align="left")
             elif isinstance(op, Cut):
                 p.cut()
@@ -250,8 +317,8 @@ class EscPosOrderPrinter:
     @classmethod
     def from_settings(cls, settings: object, **kwargs: float) -> EscPosOrderPrinter:
         """From ``appliance.config.Settings`` (its ``printer`` and ``establishment``)."""
-        pr, est = settings.printer, settings.establishment  # type: ignore[attr-defined]
-        return cls(pr.uri, establishment=Letterhead(est.name, est.finess, est.address),
+        pr = settings.printer  # type: ignore[attr-defined]
+        return cls(pr.uri, establishment=Letterhead.from_settings(settings),
                    model=pr.model, media=pr.media, dpi=pr.dpi, qr=pr.qr, **kwargs)
 
     @property
@@ -359,8 +426,9 @@ class EscPosOrderPrinter:
                 before = self._status_of(p)
                 if not before.can_print:
                     raise PrinterUnavailable(before.state, before.message)
+            final = status.request(STATUS_PAPER) if self.endpoint.readable else b""
             try:
-                p._raw(data)
+                p._raw(data + final)  # the job and its acknowledgement request, one write
                 if not self.endpoint.readable:
                     p.flush()  # type: ignore[attr-defined]
             except OSError as exc:
@@ -368,9 +436,11 @@ class EscPosOrderPrinter:
             if not self.endpoint.readable:
                 return False
             try:
-                after = self._query(p, STATUS_PAPER, self.timeout)
+                byte = self._read_byte(p, self.timeout)
             except PrinterUnavailable as exc:
                 raise _cut_off() from exc
+            after = (decode_status(byte, STATUS_PAPER) if byte is not None
+                     else PrinterStatus(PrinterState.UNKNOWN, "pas de réponse d'état"))
             if after.state is PrinterState.UNKNOWN:
                 raise _cut_off("L'imprimante n'a pas confirmé la réception de l'ordonnance",
                                PrinterState.UNKNOWN)

@@ -9,9 +9,12 @@
 - ``signed_and_valid``: the IDs shown as signed are stored signed, the signed bytes match the
   stored prescription (``SignedOrder.matches``) and the QR payload rebuilt from the store
   verifies offline against the trust roots (``verify_payload``);
+- ``split_pairs``: a mixed draft became two signed orders (a ``prescription.split`` entry
+  naming both) or stayed a draft: never one order without the other;
 - ``PrintedCopies``: which prescription each job captured by the printer emulator carried,
   and whether the printer acknowledged it (answered the status request that follows the
-  job's last byte).
+  job's last byte); ``done_jobs_printed``: every job marked done was acknowledged, or for
+  a secure order, its whole PDF was written (and it never reached the receipt printer).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from appliance.domain.prescription import Prescription
 from appliance.domain.qr import SignedOrder
@@ -107,7 +113,8 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
                      crls: Sequence[Any] = ()) -> list[str]:
     problems = []
     for pid in ids:
-        rows = store.query("SELECT state, body, signed_payload FROM prescriptions WHERE id = ?",
+        rows = store.query("SELECT state, body, signed_payload, signer_cert FROM prescriptions"
+                           " WHERE id = ?",
                            (pid,))
         if not rows:
             problems.append(f"{pid}: shown as signed, not in the store")
@@ -120,8 +127,10 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
             stored = Prescription.from_dict(json.loads(row["body"]))
             if not SignedOrder.from_bytes(bytes(row["signed_payload"])).matches(stored):
                 problems.append(f"{pid}: the signed bytes do not match the stored prescription")
+            signer = x509.load_der_x509_certificate(bytes(row["signer_cert"]))
             uow = SqliteUnitOfWork(store, owns=False)
-            verified = verify_payload(order_payload(uow, pid)[1], roots, crls)
+            verified = verify_payload(order_payload(uow, pid, "signed")[1], roots, crls,
+                                      certificates=[signer])
         except (OrdoError, ValueError) as exc:
             problems.append(f"{pid}: does not verify: {exc}")
             continue
@@ -179,11 +188,56 @@ class PrintedCopies:
         return sum(n - 1 for n in self.copies.values() if n > 1)
 
 
-def done_jobs_printed(store: Store, copies: PrintedCopies, timeout_s: float = 15.0
-                      ) -> list[str]:
+def secure_ids(store: Store) -> set[str]:
+    """The stored prescriptions that go to secure paper (``Prescription.secure``)."""
+    return {row["id"] for row in store.query("SELECT id, body FROM prescriptions")
+            if Prescription.from_dict(json.loads(row["body"])).secure}
+
+
+def secure_pdf_problem(secure_dir: Path, pid: str) -> str | None:
+    """What is wrong with a secure order's PDF (written whole, then renamed), if anything."""
+    path = secure_dir / f"{pid}.pdf"
+    if not path.exists():
+        return f"{pid}: secure order, no PDF in {secure_dir}"
+    data = path.read_bytes()
+    if not data.startswith(b"%PDF-") or b"%%EOF" not in data[-64:]:
+        return f"{pid}: secure order, its PDF is cut short ({len(data)} bytes)"
+    return None
+
+
+def done_jobs_printed(store: Store, copies: PrintedCopies, timeout_s: float = 15.0,
+                      secure_dir: Path | None = None) -> list[str]:
     """Every print job marked ``done`` reached the printer, acknowledged: ``done`` is never
-    written before the printer took the last byte."""
-    done = [row["prescription_id"] for row in store.query(
-        "SELECT DISTINCT prescription_id FROM print_jobs WHERE status = 'done'")]
-    return [f"{pid}: print job done, but the printer never acknowledged a copy"
-            for pid in copies.wait_for(done, timeout_s)]
+    written before the printer took the last byte; a secure order's job is done only once
+    its whole PDF is in ``secure_dir`` (it never reaches the receipt printer)."""
+    done = {row["prescription_id"] for row in store.query(
+        "SELECT DISTINCT prescription_id FROM print_jobs WHERE status = 'done'")}
+    secure = secure_ids(store) if secure_dir is not None else set()
+    problems = [f"{pid}: print job done, but the printer never acknowledged a copy"
+                for pid in copies.wait_for(done - secure, timeout_s)]
+    if secure_dir is not None:
+        problems += [problem for pid in sorted(done & secure)
+                     if (problem := secure_pdf_problem(secure_dir, pid))]
+        problems += [f"{pid}: a secure order printed on the receipt"
+                     for pid in sorted(secure) if copies.copies[pid] or copies.cut_off[pid]]
+    return problems
+
+
+def split_pairs(store: Store) -> list[str]:
+    """A mixed draft is signed as two orders together or not at all: each
+    ``prescription.split`` audit entry names a signed order and a signed secure order; each
+    signed secure order was split from exactly one signed order."""
+    states = {row["id"]: row["state"] for row in store.query(
+        "SELECT id, state FROM prescriptions")}
+    splits = [(row["subject"], json.loads(row["details"]).get("secure"))
+              for row in store.query("SELECT subject, details FROM audit"
+                                     " WHERE action = 'prescription.split'")]
+    problems = [f"{first} split into {second}: {first} {states.get(first)}, {second} "
+                f"{states.get(second)}" for first, second in splits
+                if states.get(first) not in SIGNED_STATES
+                or states.get(second) not in SIGNED_STATES]
+    named = Counter(second for _, second in splits)
+    signed_secure = {pid for pid in secure_ids(store) if states[pid] in SIGNED_STATES}
+    problems += [f"{pid}: signed secure order named by {named[pid]} split entries"
+                 for pid in sorted(signed_secure) if named[pid] != 1]
+    return problems

@@ -2,16 +2,20 @@
 seeded random moments, then the invariants.
 
 The children are forked from the fork server (``workers``) and share one SQLite file, a TCP
-printer emulator and the reference registry (with a few faults of its own). Each trial starts
-a prescriber (0 to 2 headless prescriptions) and restarts the print and sync workers if they
-are dead, then, after a seeded delay, kills: everything at the same instant (a power cut), or
-the prescriber at its own moment and each other worker with one chance in two at its own
-moment (a survivor works on through the next trial). Then:
+printer emulator, a directory for the secure-paper PDFs and the reference registry (with a
+few faults of its own). Each trial starts a prescriber (0 to 2 headless prescriptions; in
+about one trial in four the first one mixes a narcotic with the other lines, which signing
+splits into two orders) and restarts the print and sync workers if they are dead, then,
+after a seeded delay, kills: everything at the same instant (a power cut), or the
+prescriber at its own moment and each other worker with one chance in two at its own moment
+(a survivor works on through the next trial). Then:
 
 - every ID a prescriber reported (only after ``prescribe`` returned) is stored, signed, and
   its signature verifies (``checks.signed_and_valid``);
-- no prescription is half-signed (``checks.all_or_nothing``);
-- every print job marked ``done`` was acknowledged by the printer;
+- no prescription is half-signed (``checks.all_or_nothing``), and a mixed draft is either
+  still a draft or two signed orders, never one of them (``checks.split_pairs``);
+- every print job marked ``done`` was acknowledged by the printer (a secure order's: its
+  whole PDF is written, and it never reached the receipt printer);
 - ``PRAGMA integrity_check`` is ok; the audit chain verifies (every ``audit_every`` trials
   and at the end: a broken chain stays broken).
 
@@ -19,10 +23,11 @@ A print worker comes back as if the leases of the dead ones had expired (its clo
 per trial ahead), so the job a killed worker held prints again at once. After the last trial,
 a last power cut, then two print workers and one sync worker restart without kills and drain;
 then every signed prescription has its original job done and at least one acknowledged copy
-at the printer (a second copy is legitimate when a kill fell between the printer's
-acknowledgement and the ``done`` mark: counted as ``duplicates``; only a job that a killed
-worker held may print twice), the registry holds each of them exactly once (created once, no
-conflict), and every outbox row is acknowledged.
+at the printer, or its whole PDF for a secure order (a second copy is legitimate when a kill
+fell between the printer's acknowledgement and the ``done`` mark: counted as
+``duplicates``; only a job that a killed worker held may print twice), the registry holds
+each of them exactly once (created once, no conflict), and every outbox row is
+acknowledged.
 
 ``CrashHarness.run()`` returns a JSON-ready report whose ``problems`` list is empty when
 every invariant held.
@@ -38,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.domain.qr import EpuPayload
+from appliance.errors import ValidationError
 from appliance.services.printing import LEASE
-from appliance.services.signature import InvalidOrder, verify_payload
 from appliance.services.trust import load_trust_store
 from appliance.store import open_store
 from drivers.card.pki import PkiPaths
@@ -52,6 +58,7 @@ ENGINE = {"batch_size": 20, "backoff_base_s": 0.01, "backoff_cap_s": 0.05, "max_
           "concurrency": 4}
 REGISTRY_FAULTS = {"error_rate": 0.05, "reset_rate": 0.02, "drop_rate": 0.05, "latency_ms": 3}
 DRAIN_TIMEOUT_S = 120.0
+MIXED_RATE = 0.25  # trials whose first prescription mixes a narcotic with other lines
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Trial:
     mode: str  # power_cut | staggered
     kill_at_ms: dict[str, float]
     prescriptions: int
+    mixed: bool = False
     shown: list[str] = field(default_factory=list)
     killed_alive: list[str] = field(default_factory=list)
 
@@ -84,7 +92,9 @@ class CrashHarness:
                                    pki=str(pki.directory),
                                    resident_ins=self.resident.ins.value,
                                    printer_uri=emulator.uri, registry_url=registry.url,
-                                   media=media, engine=ENGINE)
+                                   media=media, engine=ENGINE,
+                                   secure_dir=str(self.work / "secure"))
+        self.secure_dir = self.work / "secure"
         trust = load_trust_store(pki.trust_roots, pki.crls)
         self.roots = [*trust.roots, *trust.intermediates]
         self.crls = list(trust.crls)
@@ -129,8 +139,10 @@ class CrashHarness:
                 at = rng.uniform(0, self.window_s)
                 if rng.random() < 0.5:
                     kill_at[role] = at
+        prescriptions = rng.randint(0, 2)
+        mixed = prescriptions > 0 and rng.random() < MIXED_RATE
         return Trial(number, mode, {k: round(v * 1000, 1) for k, v in kill_at.items()},
-                     prescriptions=rng.randint(0, 2))
+                     prescriptions=prescriptions, mixed=mixed)
 
     @staticmethod
     def _restart_shift(number: int) -> float:
@@ -169,7 +181,7 @@ class CrashHarness:
         shown_path = self.work / f"shown-{number:04d}.txt"
         self._ensure_workers(number)
         self.procs["prescriber"] = self._start("prescriber", str(shown_path),
-                                               trial.prescriptions)
+                                               trial.prescriptions, mixed=trial.mixed)
         started = time.monotonic()
         for role in sorted(trial.kill_at_ms, key=lambda r: trial.kill_at_ms[r]):
             left = trial.kill_at_ms[role] / 1000 - (time.monotonic() - started)
@@ -189,8 +201,10 @@ class CrashHarness:
             with checks.snapshot(store):  # surviving workers keep writing meanwhile
                 found = checks.integrity(store)
                 found += checks.all_or_nothing(store)
+                found += checks.split_pairs(store)
                 found += checks.signed_and_valid(store, trial.shown, self.roots, self.crls)
-                found += checks.done_jobs_printed(store, self.copies)
+                found += checks.done_jobs_printed(store, self.copies,
+                                                  secure_dir=self.secure_dir)
                 if full:
                     found += checks.audit_chain(store)
         finally:
@@ -223,17 +237,24 @@ class CrashHarness:
         store = open_store(self.setup.store, migrate=False)
         try:
             found = checks.integrity(store) + checks.audit_chain(store)
-            found += checks.all_or_nothing(store)
+            found += checks.all_or_nothing(store) + checks.split_pairs(store)
             found += checks.signed_and_valid(store, self.shown, self.roots, self.crls)
             rows = store.query("SELECT id, state FROM prescriptions")
             signed = {r["id"] for r in rows if r["state"] in checks.SIGNED_STATES}
+            secure = checks.secure_ids(store) & signed
+            splits = store.query("SELECT count(*) AS n FROM audit"
+                                 " WHERE action = 'prescription.split'")[0]["n"]
             drafts = sum(1 for r in rows if r["state"] == "draft")
             jobs = store.query("SELECT prescription_id, status FROM print_jobs"
                                " WHERE kind = 'original'")
             found += [f"{j['prescription_id']}: original print job {j['status']} after the "
                       "drain" for j in jobs if j["status"] != "done"]
             found += [f"{pid}: signed, never acknowledged by the printer"
-                      for pid in self.copies.wait_for(signed)]
+                      for pid in self.copies.wait_for(signed - secure)]
+            found += [problem for pid in sorted(secure)
+                      if (problem := checks.secure_pdf_problem(self.secure_dir, pid))]
+            found += [f"{pid}: a secure order printed on the receipt" for pid in sorted(secure)
+                      if self.copies.copies[pid] or self.copies.cut_off[pid]]
             outbox = Counter(r["status"] for r in store.query("SELECT status FROM outbox"))
             if set(outbox) - {"acknowledged"}:
                 found.append(f"outbox after the drain: {dict(outbox)}")
@@ -267,6 +288,9 @@ class CrashHarness:
         found += self._printed_qr_verify()
         self.problems.extend(f"final: {p}" for p in found)
         return {"signed": len(signed), "drafts_left": drafts, "shown": len(self.shown),
+                "secure": {"signed": len(secure), "splits": splits,
+                           "mixed_trials": sum(t.mixed for t in self.trials),
+                           "pdfs": len(list(self.secure_dir.glob("*.pdf")))},
                 "registry": {"held": len(held), "created": counts.get("created", 0),
                              "replayed": counts.get("replayed", 0),
                              "truncated_requests": truncated,
@@ -279,22 +303,24 @@ class CrashHarness:
                             "unreadable_jobs": self.copies.unreadable}}
 
     def _printed_qr_verify(self, sample: int = 3) -> list[str]:
-        """Decode the QR of a few printed copies (zxing-cpp on the emulator's raster) and
-        verify them offline: the paper carries a valid signed order."""
+        """Decode the QR of a few printed copies (zxing-cpp on the emulator's raster): the
+        paper carries the order's ePU payload (its signature is checked from the store by
+        ``checks.signed_and_valid``)."""
         problems = []
         for pid in sorted(self.copies.jobs)[:sample]:
             job = self.copies.jobs[pid][0]
-            texts = [q["text"] for ticket in job.tickets for q in ticket.decode_qr()]
+            texts = [q["text"] for ticket in job.tickets for q in ticket.decode_qr()
+                     if "QR" in q["format"]]
             if not texts:
                 problems.append(f"{pid}: no QR code decoded from the printed copy")
                 continue
             try:
-                verified = verify_payload(texts[0], self.roots, self.crls)
-            except InvalidOrder as exc:
-                problems.append(f"{pid}: printed QR does not verify: {exc.reason}")
+                printed = EpuPayload.decode(texts[0])
+            except ValidationError as exc:
+                problems.append(f"{pid}: printed QR is not an ePU payload: {exc}")
                 continue
-            if verified.fields.prescription_id != pid:
-                problems.append(f"{pid}: printed QR carries {verified.fields.prescription_id}")
+            if printed.prescription_id != pid:
+                problems.append(f"{pid}: printed QR carries {printed.prescription_id}")
         return problems
 
     # -- the whole run ----------------------------------------------------------------------

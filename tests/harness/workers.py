@@ -6,8 +6,10 @@ parent kills it wherever it is.
 
 - ``prescriber``: the headless ``prescribing.prescribe`` with a software signer over the
   test PKI's physician key; an ID is written to the ``shown`` file only after ``prescribe``
-  returned (what the physician would have seen as signed);
-- ``printer``: ``PrintQueue.run_once`` in a loop on the ESC/POS adapter (a TCP printer);
+  returned (what the physician would have seen as signed); with ``mixed``, its first draft
+  also holds a narcotic, so that signing splits it into two orders (both IDs are shown);
+- ``printer``: ``PrintQueue.run_once`` in a loop on the ESC/POS adapter (a TCP printer),
+  secure orders to the secure-paper PDF adapter (files in ``Setup.secure_dir``);
 - ``syncer``: ``SyncEngine.push`` whenever the outbox has something due, under the sync
   service's own single-instance lock;
 - ``producer``: signs and records prescriptions in chunks (the registry chaos run).
@@ -44,6 +46,7 @@ from appliance.store.uow import SqliteUnitOfWork
 from drivers.card.pki import PkiPaths
 from drivers.printer.escpos import EscPosOrderPrinter
 from drivers.printer.layout import Letterhead
+from drivers.printer.secure import SecurePdfPrinter
 from sync.client import RegistryClient
 from sync.service import single_instance
 from tests import factories
@@ -63,6 +66,7 @@ class Setup:
     registry_url: str = ""
     media: str = "80mm"
     engine: dict[str, Any] = field(default_factory=dict)
+    secure_dir: str = ""  # the secure-paper PDFs (empty: no secure printer)
 
 
 class SoftwareSession:
@@ -108,22 +112,28 @@ def physician_session(pki_dir: str | Path) -> SoftwareSession:
     return SoftwareSession(signer, holder)
 
 
-def draft_lines() -> list:
-    return list(factories.lines())
+def draft_lines(mixed: bool = False) -> list:
+    """The usual four lines; ``mixed``: a narcotic among them (two orders once signed)."""
+    lines = list(factories.lines())
+    return [*lines[:2], factories.secure_line(), *lines[2:]] if mixed else lines
 
 
 # -- children --------------------------------------------------------------------------------
-def prescriber(setup: Setup, shown_path: str, count: int, pause_s: float = 0.0) -> None:
-    """Sign ``count`` prescriptions; report each ID once ``prescribe`` returned it."""
+def prescriber(setup: Setup, shown_path: str, count: int, pause_s: float = 0.0,
+               mixed: bool = False) -> None:
+    """Sign ``count`` prescriptions (the first one mixed with a secure line when ``mixed``);
+    report each ID once ``prescribe`` returned it."""
     uow = SqliteUnitOfWork.open(setup.store)
     session = physician_session(setup.pki)
     resident = uow.residents.get(setup.resident_ins)
     assert resident is not None
     ids = prescribing.IdAllocator()
     shown = os.open(shown_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    for _ in range(count):
-        result = prescribing.prescribe(uow, session, Draft(resident, draft_lines()), ids=ids)
-        os.write(shown, f"{result.prescription.id}\n".encode("ascii"))
+    for index in range(count):
+        draft = Draft(resident, draft_lines(mixed and index == 0))
+        result = prescribing.prescribe(uow, session, draft, ids=ids)
+        os.write(shown, "".join(f"{one.prescription.id}\n" for one in result.orders)
+                 .encode("ascii"))
         if pause_s:
             time.sleep(pause_s)
     os.close(shown)
@@ -140,9 +150,11 @@ def printer(setup: Setup, *, drain: bool = False, clock_shift_s: float = 0.0,
     uow = SqliteUnitOfWork.open(setup.store)
     device = EscPosOrderPrinter(setup.printer_uri, establishment=LETTERHEAD, media=setup.media,
                                 timeout=5.0, status_timeout=2.0)
+    secure = SecurePdfPrinter(setup.secure_dir, establishment=LETTERHEAD) \
+        if setup.secure_dir else None
     shift = timedelta(seconds=clock_shift_s)
     queue = PrintQueue(uow, device, clock=lambda: datetime.now(UTC) + shift,
-                       worker_id=worker_id)
+                       worker_id=worker_id, secure_printer=secure)
     while True:
         report = queue.run_once()
         if drain and not _queued(uow):
@@ -216,7 +228,7 @@ def producer(setup: Setup, count: int, chunk: int = 100, lines: int = 4) -> None
 # ``get_preparation_data`` never sets): preloading what those scripts import (pytest's,
 # ``python -m bench.chaos``) keeps that re-run to a millisecond instead of ~200 ms.
 PRELOAD = (__name__, "tests.harness.crash", "tests.harness.chaos", "drivers.printer.emulator",
-           "sync.registry_sim", "pytest", "bench.chaos")
+           "drivers.printer.pdf", "sync.registry_sim", "pytest", "bench.chaos")
 
 
 def fork_context() -> multiprocessing.context.BaseContext:

@@ -46,6 +46,7 @@ ARGS: dict[str, list[str]] = {
     "pki init": ["{data}/pki-new"],
     "practitioners add": ["899700000013", "--nom", "DUVAL", "--prenom", "Claire"],
     "practitioners set-am": ["899700000013", "751234567"],
+    "practitioners set-contact": ["899700000013", "--phone", "01 23 45 67 89"],
     "prescribe": ["{work}/draft.json", "--pin-stdin", "--slot", "1"],
     "print pdf": [PID, "{data}/order.pdf"],
     "printer emulator": ["--port", "0", "--exit-after", "0", "--out", "{data}/tickets"],

@@ -1,8 +1,10 @@
 """Crash consistency: prescribe + print + sync as real processes on one store, a TCP
 printer emulator and the reference registry, killed with SIGKILL at 200 seeded random
 moments (``tests.harness.crash``); after each kill and after the final drain, nothing shown
-as signed is lost, nothing is half-signed, every printed order was really printed, the
-registry holds each prescription exactly once and the audit chain verifies."""
+as signed is lost, nothing is half-signed, a mixed draft split into a secure and an
+ordinary order is both or neither, every printed order was really printed (the secure ones
+as whole PDFs, never on the receipt), the registry holds each prescription exactly once
+and the audit chain verifies."""
 
 from __future__ import annotations
 
@@ -38,5 +40,9 @@ def test_sigkill_at_random_moments_loses_and_half_signs_nothing(tmp_path, card_p
     assert min(killed.get(role, 0) for role in ("prescriber", "printer", "syncer")) >= 5
     assert report["shown"] > 0 and report["signed"] >= report["shown"]
     assert report["registry"]["held"] == report["registry"]["created"] == report["signed"]
+    # mixed drafts were signed as two orders: the secure ones went to PDF, never a receipt
+    secure = report["secure"]
+    assert secure["splits"] == secure["signed"] == secure["pdfs"] > 0
     printed = report["printed"]
-    assert printed["acknowledged_copies"] == report["signed"] + printed["duplicates"]
+    assert printed["acknowledged_copies"] == (report["signed"] - secure["signed"]
+                                              + printed["duplicates"])

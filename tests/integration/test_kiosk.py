@@ -489,11 +489,12 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await until(pilot, lambda: "Une ligne est en cours" in text_of(app, "#message"))
             await pilot.press(*"1-0-1 1m", "tab", "2", "enter")  # 2 boxes
             await until(pilot, lambda: len(editor.draft.lines) == 1)
-            await pilot.press("f3", *"Fauteuil roulant", "enter", "enter")
+            await pilot.press("f3", *"Fauteuil roulant", "enter", "enter", "f5", "f5")
             await until(pilot, lambda: len(editor.draft.lines) == 2)
-            await pilot.press("f4", *"Bilan", "enter", "f5", "f5")
+            assert "Renouvellements (ligne 2) : 2" in text_of(app, "#flags")  # this line
+            await pilot.press("f4", *"Bilan", "enter")
             await until(pilot, lambda: len(editor.draft.lines) == 3)
-            assert "Renouvellements : 2" in text_of(app, "#flags")
+            assert "Renouvellements (ligne 3) : 0" in text_of(app, "#flags")
             search = editor.query_one("#search")
             search.value = "Kiné\x1b[2J 10 séances"                # pasted, with an ESC
             await pilot.press("enter")
@@ -522,6 +523,6 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
     assert med.posology.describe() == "1 comprimé matin et soir pendant 1 mois"
     assert str(med.quantity) == "2"
     assert isinstance(device, DeviceLine) and device.label == "Fauteuil roulant"
-    assert draft.renewals == 2
+    assert (med.renewals, device.renewals) == (0, 2)
     form = prescribing.draft_form(kiosk_env.uow, draft_id)       # left in act mode, empty
     assert form["mode"] == "act" and not (form["search"] or form["posology"])

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from appliance.domain.prescription import ActLine, MedicationLine, State
-from appliance.services.signature import verify_payload
+from appliance.services.signature import verify_epu
 from tests.integration.test_kiosk import (
     Keys,
     kiosk_bdpm,
@@ -132,6 +132,6 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, reg
     assert outbox == [{"kind": "create", "status": "acknowledged"}]
     job = kiosk_env.emulator.wait_for_jobs(1)[0]
     assert any("NFS, CRP" in line for line in job.text)
-    verified = verify_payload(job.qr_texts[0], [*card_trust.roots, *card_trust.intermediates],
-                              card_trust.crls)
-    assert verified.fields.prescription_id == signed.id
+    (printed,) = job.qr_texts  # the ePU payload, checked against the store field by field
+    known = verify_epu(printed, kiosk_env.uow.prescriptions.get)
+    assert known.fields.prescription_id == signed.id and known.fields.mismatches(signed) == []

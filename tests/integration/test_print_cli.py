@@ -60,6 +60,8 @@ def test_qr_verify_invalid_exits_1_with_the_reason(orders, data_dir, card_pki):
     broken = payload[:50] + ("Z" if payload[50] != "Z" else "Y") + payload[51:]
     result = _ordo(data_dir, "qr", "verify", broken, "--trust-root", root)
     assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith("INVALID: ")
+    result = _ordo(data_dir, "qr", "verify", payload[:-9], "--trust-root", root)
     assert result.output.startswith("INVALID: malformed payload: qr.")
     other = str(card_pki.directory / "ca" / "untrusted-root.pem")
     result = _ordo(data_dir, "qr", "verify", payload, "--trust-root", other)
@@ -146,7 +148,7 @@ def test_the_emulator_command_runs_as_a_process(orders, tmp_path):
         process.kill()
     report = json.loads((out / "job-0001.json").read_text())
     assert report["complete"] and report["end"] == "closed"
-    assert report["tickets"][0]["qr"][0]["text"] == signed.payload.encode()
+    assert signed.payload.encode() in [q["text"] for q in report["tickets"][0]["qr"]]
     assert (out / "job-0001-1.png").stat().st_size > 0
     assert (out / "job-0001.bin").stat().st_size == report["bytes"]
 
@@ -164,6 +166,68 @@ def test_qr_verify_a_certificate_by_reference_with_the_certificate_given(orders,
     cert = str(card_pki.card_dir("physician") / "sign.der")
     result = _ordo(data_dir, "qr", "verify", ref, "--trust-root", root, "--certificate", cert)
     assert result.exit_code == 0 and result.output.splitlines()[-1] == "VALID"
+
+
+def _epu(signed):
+    from appliance.domain.qr import EpuPayload
+
+    return EpuPayload.from_prescription(signed.prescription).encode()
+
+
+def test_qr_verify_an_epu_payload_against_the_store(orders, data_dir):
+    signed = orders.sign()
+    payload = _epu(signed)
+    result = _ordo(data_dir, "qr", "verify", payload)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[-1] == "VALID" and "État           : signée" in lines
+    assert "Patient        : MARTIN JEANNE, né(e) le 15/01/1940" in lines
+    as_json = json.loads(_ordo(data_dir, "qr", "verify", "--json", input=payload).stdout)
+    assert as_json["result"] == "VALID" and as_json["fields"]["payload"] == "epu"
+    assert (as_json["checked"], as_json["state"]) == ("store", "signed")
+
+
+def test_qr_verify_refuses_an_unknown_a_changed_or_a_cancelled_order(orders, data_dir, uow):
+    from datetime import UTC, datetime
+
+    from appliance.domain.prescription import State
+    from appliance.services.prescribing import record_transition
+
+    signed = orders.sign()
+    payload = _epu(signed)
+    other = orders.ids.new()
+    unknown = payload.replace(signed.prescription.id, other)
+    result = _ordo(data_dir, "qr", "verify", unknown)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == \
+        "INVALID: no signed order with this ID is known here"
+    assert _ordo(data_dir, "qr", "verify", unknown, "--format-only").exit_code == 0
+    renamed = payload.replace("*MARTIN*", "*MARTINEZ*")
+    assert _ordo(data_dir, "qr", "verify", renamed).output.splitlines()[-1] == \
+        "INVALID: the QR does not match the order: last_name"
+    typo = payload.replace(signed.prescription.id, signed.prescription.id[:-1] + (
+        "0" if signed.prescription.id[-1] != "0" else "1"))
+    assert "check character" in _ordo(data_dir, "qr", "verify", typo, "--format-only").output
+    p = uow.prescriptions.get(signed.prescription.id)
+    with uow:
+        record_transition(uow, p.transition(State.CANCELLED, datetime.now(UTC),
+                                            "erreur de patient"), actor="test")
+        uow.commit()
+    result = _ordo(data_dir, "qr", "verify", payload)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == \
+        "INVALID: the order was cancelled (erreur de patient)"
+
+
+def test_qr_verify_reads_at_most_a_few_kilobytes_of_its_input(data_dir):
+    result = _ordo(data_dir, "qr", "verify", input="EPU1*" + "A" * 1_000_000)
+    assert result.exit_code == 1
+    assert result.output == ("INVALID: malformed payload: qr.length: more than 8192 bytes, "
+                             "a QR payload has at most 4096 characters\n")
+    result = _ordo(data_dir, "qr", "verify", input="EPU1*" + "A" * 5000)
+    assert result.exit_code == 1
+    assert result.output.startswith("INVALID: malformed payload: qr.length:")
+    assert "at most 4096 characters" in result.output
 
 
 def test_a_prescription_stored_with_a_tab_still_loads_prints_and_reprints(

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 import zxingcpp
+from cryptography import x509
 
 from appliance.domain.prescription import State
 from appliance.domain.prescription_id import format_id
-from appliance.domain.qr import content_hash
+from appliance.domain.qr import EpuPayload, content_hash
 from appliance.ports.printer import PrinterState
 from appliance.services import printing
 from appliance.services.prescribing import record_transition
@@ -33,11 +34,16 @@ def _printer(emulator, media="80mm", **kw):
 
 
 def _qr_from_raster(job, media):
-    """Rebuild the tickets from the captured bytes and decode them (not the emulator's own
-    decoding: the bytes are the evidence)."""
+    """Rebuild the tickets from the captured bytes and decode their QR codes (not the
+    emulator's own decoding: the bytes are the evidence)."""
     tickets = render_bytes(bytes(job.raw), media_for(media).width_dots)
     return [(ticket, result) for ticket in tickets
-            for result in zxingcpp.read_barcodes(ticket.image)]
+            for result in zxingcpp.read_barcodes(ticket.image,
+                                                 formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+def _epu_id(job, media="58mm"):
+    return EpuPayload.decode(_qr_from_raster(job, media)[0][1].text).prescription_id
 
 
 def _module_dots(result, version):
@@ -46,14 +52,16 @@ def _module_dots(result, version):
     return width / (17 + 4 * version - 1)  # corners are module centres
 
 
+@pytest.mark.parametrize("qr", ["epu", "signed"])
 @pytest.mark.parametrize("media", ["58mm", "80mm", "label62"])
-def test_print_decode_from_the_raster_and_verify(media, emulators, orders, store,
+def test_print_decode_from_the_raster_and_verify(media, qr, emulators, orders, store,
                                                   print_trust, uow):
     emulator = emulators(media)
     signed = orders.sign(renewals=2)
     p = signed.prescription
     statuses = []
-    queue = printing.PrintQueue(uow, _printer(emulator, media), on_status=statuses.append)
+    queue = printing.PrintQueue(uow, _printer(emulator, media), qr=qr,
+                                on_status=statuses.append)
     report = queue.run_once()
     assert report.printed == [1] and report.error is None
     (job,) = emulator.wait_for_jobs(1)
@@ -63,22 +71,37 @@ def test_print_decode_from_the_raster_and_verify(media, emulators, orders, store
     assert len(found) == 1
     ticket, result = found[0]
     payload = result.text
-    assert payload == signed.payload.encode()
-    roots, crls = print_trust
-    fields = verify_payload(payload, roots, crls).fields
-    assert (fields.prescription_id, fields.rpps, fields.am) == (
-        p.id, p.prescriber.rpps, p.prescriber.am)
-    assert (fields.last_name, fields.first_names, fields.birth_date) == (
-        p.resident.birth_name, p.resident.first_names, p.resident.birth_date)
-    assert fields.issued_at == p.signed_at and fields.content_hash == content_hash(p)
+    if qr == "epu":  # field by field against the order
+        fields = EpuPayload.decode(payload)
+        assert (fields.prescription_id, fields.rpps, fields.am) == (
+            p.id, p.prescriber.rpps, p.prescriber.am)
+        assert (fields.last_name, fields.first_names, fields.birth_date) == (
+            p.resident.birth_name, p.resident.first_names.upper(), p.resident.birth_date)
+        assert len(payload) <= 120
+    else:
+        assert payload == signed.payload.encode() and len(payload) <= 700
+        roots, crls = print_trust
+        cert = x509.load_der_x509_certificate(signed.certificate_der)
+        fields = verify_payload(payload, roots, crls, certificates=[cert]).fields
+        assert (fields.prescription_id, fields.rpps, fields.am) == (
+            p.id, p.prescriber.rpps, p.prescriber.am)
+        assert (fields.last_name, fields.first_names, fields.birth_date) == (
+            p.resident.birth_name, p.resident.first_names, p.resident.birth_date)
+        assert fields.issued_at == p.signed_at and fields.content_hash == content_hash(p)
 
     spec = qr_spec(payload, media_for(media).width_dots)
-    assert spec.module >= 3
+    assert spec.module >= 4
+    if qr == "epu":
+        assert (spec.ecc, spec.module) == ("Q", 8) and spec.version <= 6
     assert _module_dots(result, spec.version) == pytest.approx(spec.module, abs=0.3)
     assert format_id(p.id) in ticket.text  # the ID in clear, under the QR
     if media != "label62":
-        assert "N°\u00a0AM\u00a0751234567" in ticket.text and "À renouveler 2 fois" in ticket.text
-    assert job.qr_texts == [payload]  # the emulator's own decoding agrees
+        text = [line.replace("\u00a0", " ").strip() for line in ticket.text]
+        assert "N° AM 751234567" in " ".join(text)
+        assert text.count("À renouveler 2 fois") == 4  # on each line
+        bars = zxingcpp.read_barcodes(ticket.image, formats=zxingcpp.BarcodeFormat.Code128)
+        assert sorted(b.text for b in bars) == sorted([p.prescriber.rpps, p.prescriber.am])
+    assert payload in job.qr_texts  # the emulator's own decoding agrees
 
     row = store.query("SELECT status, attempts, done_at FROM print_jobs")[0]
     assert (row["status"], row["attempts"]) == ("done", 1) and row["done_at"]
@@ -117,9 +140,7 @@ def test_paper_out_mid_job_then_recovery_gives_exactly_one_good_copy(mode, emula
     partial, *good = captured
     assert not partial.complete and partial.end == "paper_out" and partial.qr_texts == []
     assert [j.complete for j in good] == [True, True]
-    roots, crls = print_trust
-    ids = [verify_payload(_qr_from_raster(j, "58mm")[0][1].text, roots, crls)
-           .fields.prescription_id for j in good]
+    ids = [_epu_id(j) for j in good]
     assert ids == [first.prescription.id, second.prescription.id]  # one copy each, in order
     assert [(j.status, j.attempts) for j in uow.print_jobs.list()] == [
         ("done", 3), ("done", 1)]
@@ -184,10 +205,9 @@ def test_reprint_is_marked_duplicata_and_audited(emulators, orders, store, print
     original, duplicate = emulator.wait_for_jobs(2)
     assert "DUPLICATA" not in original.text
     assert "DUPLICATA" in duplicate.text
-    assert "Réimprimé le 26/11/2026 à 14:05" in duplicate.text
-    roots, crls = print_trust
-    text = _qr_from_raster(duplicate, "80mm")[0][1].text
-    assert verify_payload(text, roots, crls).fields.prescription_id == pid
+    assert "Réimprimé le 26/11/2026 à 14:05" in [x.replace("\u00a0", " ")
+                                                  for x in duplicate.text]
+    assert _epu_id(duplicate, "80mm") == pid
     trail = [(e.action, e.actor, e.subject, e.details.get("job"))
              for e in audit.entries(store) if e.action.startswith("print.")]
     assert trail == [("print.printed", signed.prescription.prescriber.id_nat_ps, pid, 1),
@@ -228,7 +248,8 @@ def test_a_long_order_prints_on_several_tickets_each_with_a_good_qr(emulators, o
     found = _qr_from_raster(job, "58mm")
     n = len(job.tickets)
     assert n >= 2 and len(found) == n
-    assert {r.text for _, r in found} == {signed.payload.encode()}
+    assert {r.text for _, r in found} == {
+        EpuPayload.from_prescription(signed.prescription).encode()}
     assert [t.cut for t in job.tickets] == [True] * n
     assert f"suite {n}/{n}" in job.tickets[-1].text
 
@@ -309,8 +330,10 @@ def test_a_file_uri_gets_the_same_job_without_acknowledgement(orders, tmp_path):
     device = tmp_path / "lp0"
     signed = orders.sign()
     printer = EscPosOrderPrinter(f"file://{device}", establishment=HOME, media="58mm")
-    receipt = printer.print_order(PrintRequest(1, signed.prescription, signed.payload.encode()))
+    payload = EpuPayload.from_prescription(signed.prescription).encode()
+    receipt = printer.print_order(PrintRequest(1, signed.prescription, payload))
     assert not receipt.confirmed and receipt.bytes_sent == device.stat().st_size
     assert printer.status().state is PrinterState.UNKNOWN
     (ticket,) = render_bytes(device.read_bytes(), 384)
-    assert [r.text for r in zxingcpp.read_barcodes(ticket.image)] == [signed.payload.encode()]
+    assert [r.text for r in zxingcpp.read_barcodes(
+        ticket.image, formats=zxingcpp.BarcodeFormat.QRCode)] == [payload]

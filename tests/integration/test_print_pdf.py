@@ -1,5 +1,6 @@
-"""The PDF of an order (A5, A4): the file is a well-formed PDF, and the QR image it holds
-decodes to the same payload, which verifies. The image is taken out of the PDF with a small
+"""The PDF of an order (A5, A4): a well-formed PDF/A-2b (markers, XMP, output intent, every
+font embedded: checked with pypdf), whose QR image decodes to the order's payload and whose
+text (``pdftotext``) carries the mentions. The images are taken out of the PDF with a small
 reader below (xref table, image XObjects, FlateDecode with PNG predictors), and, when
 poppler's ``pdftoppm`` is installed, from a real rendering of the page too."""
 
@@ -14,7 +15,6 @@ from click.testing import CliRunner
 from PIL import Image
 
 from appliance.cli import main
-from appliance.services.signature import verify_payload
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,52 @@ def _images(data: bytes) -> list[Image.Image]:
     return found
 
 
+def _qr(images: list[Image.Image]) -> list[str]:
+    return [r.text for image in images for r in zxingcpp.read_barcodes(
+        image, formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+def _epu(signed) -> str:
+    from appliance.domain.qr import EpuPayload
+
+    return EpuPayload.from_prescription(signed.prescription).encode()
+
+
+def check_pdfa(data: bytes) -> None:
+    """PDF/A-2b markers: header, trailer ID, no Info dictionary, XMP with pdfaid part 2
+    conformance B, an sRGB OutputIntent (GTS_PDFA1), every font a fully embedded TrueType."""
+    import io
+
+    import pypdf
+
+    assert (data.startswith(b"%PDF-1.7\n%") and data[10:14] == bytes([0xE2, 0xE3, 0xCF, 0xD3])) \
+        or data.startswith(b"%PDF-1.7")
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    assert reader.trailer.get("/ID") and "/Info" not in reader.trailer
+    root = reader.trailer["/Root"]
+    xmp = root["/Metadata"].get_object().get_data().decode("utf-8")
+    assert re.search(r"<pdfaid:part>2</pdfaid:part>", xmp)
+    assert re.search(r"<pdfaid:conformance>B</pdfaid:conformance>", xmp)
+    (intent,) = root["/OutputIntents"]
+    intent = intent.get_object()
+    assert intent["/S"] == "/GTS_PDFA1" and intent["/DestOutputProfile"].get_object().get_data()
+    fonts = 0
+    for page in reader.pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descendant = font["/DescendantFonts"][0].get_object()
+            descriptor = descendant["/FontDescriptor"].get_object()
+            assert descriptor.get("/FontFile2") is not None, font["/BaseFont"]
+            fonts += 1
+    assert fonts >= 2  # regular and bold DejaVu Sans
+
+
+def pdf_text(path) -> str:
+    out = subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True,
+                         capture_output=True, text=True, timeout=30).stdout
+    return " ".join(out.split())
+
+
 @pytest.fixture
 def signed_in_data_dir(tmp_path, orders, store):
     """A data dir whose ordo.sqlite holds one signed order."""
@@ -91,21 +137,27 @@ def test_the_pdf_opens_and_holds_the_same_qr(paper, signed_in_data_dir, tmp_path
     assert result.exit_code == 0, result.output
     data = out.read_bytes()
     assert _xref_ok(data) > 5
+    check_pdfa(data)
     size = {"A5": b"[0 0 419.53 595.28]", "A4": b"[0 0 595.28 841.89]"}[paper]
     assert b"/MediaBox " + size in data
-    (image,) = _images(data)
-    decoded = [r.text for r in zxingcpp.read_barcodes(image)]
-    assert decoded == [signed.payload.encode()]
-    roots, crls = print_trust
-    assert verify_payload(decoded[0], roots, crls).fields.prescription_id == \
-        signed.prescription.id
+    assert _qr(_images(data)) == [_epu(signed)]
+    p = signed.prescription
+    text = pdf_text(out)
+    for mention in ("EHPAD", "Dr Claire DUVAL", f"RPPS {p.prescriber.rpps}",
+                    "N° AM 751234567", "MARTIN Jeanne", "F, née le 15/01/1940",
+                    "À renouveler 1 fois", "Signée électroniquement par carte CPS",
+                    "Mon espace santé", "Ordo 0.1.0"):
+        assert mention in text, mention
 
     if shutil.which("pdftoppm"):  # a real renderer, when poppler-utils is installed
         subprocess.run(["pdftoppm", "-r", "200", "-png", "-f", "1", "-l", "1", str(out),
                         str(tmp_path / "page")], check=True, timeout=30)
         (page,) = tmp_path.glob("page*.png")
-        rendered = [r.text for r in zxingcpp.read_barcodes(Image.open(page))]
-        assert rendered == [signed.payload.encode()]
+        found = zxingcpp.read_barcodes(Image.open(page))
+        qr, bars = zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.Code128
+        assert sorted((r.text, r.format == qr, r.format == bars) for r in found) == sorted([
+            (_epu(signed), True, False), (p.prescriber.rpps, False, True),
+            (p.prescriber.am, False, True)])
 
 
 def test_the_pdf_export_is_audited(signed_in_data_dir, tmp_path, store):
@@ -139,5 +191,16 @@ def test_a_duplicate_pdf_and_a_long_order_still_hold_one_qr(orders):
                         duplicate_at=datetime(2026, 11, 26, 13, 5, tzinfo=UTC))
     data = render_pdf(doc, "A5")
     assert data.count(b"/Type /Page\n") >= 2
-    (image,) = _images(data)
-    assert [r.text for r in zxingcpp.read_barcodes(image)] == [signed.payload.encode()]
+    check_pdfa(data)
+    assert _qr(_images(data)) == [signed.payload.encode()]
+
+
+def test_a_missing_font_is_refused_clearly(monkeypatch, tmp_path, orders):
+    from appliance.errors import PrinterError
+    from drivers.printer import pdf
+    from drivers.printer.layout import Letterhead, OrderDocument
+
+    monkeypatch.setattr(pdf, "FONT_DIRS", (tmp_path,))
+    signed = orders.sign()
+    with pytest.raises(PrinterError, match="fonts-dejavu-core"):
+        pdf.render_pdf(OrderDocument(signed.prescription, _epu(signed), Letterhead("EHPAD")))

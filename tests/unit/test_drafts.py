@@ -46,7 +46,8 @@ def good():
 
 def test_valid_draft():
     draft = parse(good())
-    assert draft.resident == R1 and draft.renewals == 2
+    assert draft.resident == R1
+    assert [line.renewals for line in draft.lines] == [2, 2, 2, 2]  # the top-level default
     med, med2, device, act = draft.lines
     assert isinstance(med, MedicationLine) and med.cis == "60234100"
     assert med.label == "DOLIPRANE 1000 mg, comprimé"
@@ -55,6 +56,51 @@ def test_valid_draft():
     assert isinstance(med2.posology, FreeTextPosology) and med2.label == "LEVOTHYROX 50"
     assert isinstance(device, DeviceLine) and device.lpp == "1234567"
     assert isinstance(act, ActLine)
+
+
+class DrugsWithFacts(Drugs):
+    """The same, with the BDPM facts of a narcotic (CIS_CPD rows as written there)."""
+
+    def label_for_cis(self, cis):
+        return {"60108518": "OXYCODONE SANDOZ 20 mg, gélule"}.get(cis) or \
+            super().label_for_cis(cis)
+
+    def facts(self, cis):
+        from appliance.store.referential.composition import DrugFacts
+
+        return {"60108518": DrugFacts("oxycodone 17,93 mg", (
+            "prescription limitée à 4 semaines",
+            "prescription en toutes lettres sur ordonnance sécurisée", "stupéfiants")),
+            "60234100": DrugFacts("paracétamol 1000 mg", ())}.get(cis)
+
+
+def test_renewals_per_line_weight_common_name_and_prescription_in_dc():
+    data = good()
+    data["weight_kg"] = "61.5"
+    data["lines"][0]["renewals"] = 0
+    data["lines"][0]["prescribed_as"] = "dc"
+    data["lines"][3]["renewals"] = 5
+    draft = parse_draft(data, find_resident=FIND, drugs=DrugsWithFacts())
+    assert [line.renewals for line in draft.lines] == [0, 2, 2, 5]
+    assert str(draft.weight_kg) == "61.5"
+    med = draft.lines[0]
+    assert (med.common_name, med.by_brand) == ("paracétamol 1000 mg", False)
+
+
+def test_a_secure_line_beyond_its_legal_duration_is_refused_with_its_path():
+    line = {"type": "medication", "cis": "60108518",
+            "posology": {**STRUCTURED, "duration": {"value": 5, "unit": "semaine"}}}
+    data = {**good(), "lines": [line, {**line, "posology": {"kind": "text", "text": "x"}}],
+            "weight_kg": 0}
+    with pytest.raises(DraftInvalid) as err:
+        parse_draft(data, find_resident=FIND, drugs=DrugsWithFacts())
+    assert [p.path for p in err.value.problems] == [
+        "$.weight_kg", "$.lines[0].posology", "$.lines[1].posology"]
+    assert "at most 28 days" in str(err.value) and "in full words" in str(err.value)
+    ok = {**line, "posology": {**STRUCTURED, "duration": {"value": 28, "unit": "jour"}}}
+    secure = parse_draft({**good(), "lines": [ok]}, find_resident=FIND,
+                         drugs=DrugsWithFacts()).lines[0]
+    assert secure.secure and secure.rules.max_days == 28
 
 
 @pytest.mark.parametrize("ident", [

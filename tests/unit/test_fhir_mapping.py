@@ -291,3 +291,31 @@ def test_the_body_sent_is_the_bundle_as_utf8_json(pid):
     expected = json.dumps(fhir.prescription_bundle(p, PROOF), ensure_ascii=False)
     assert body == expected.encode("utf-8")
     assert "« 3 fois »".encode() in body  # raw UTF-8, not \u escapes
+
+
+def test_renewals_are_mapped_per_line_and_the_prescriber_contact_too(pid):
+    from dataclasses import replace
+
+    from appliance.domain.prescription import ActLine, DeviceLine
+    from tests.factories import physician
+
+    med = replace(lines()[0], renewals=3)
+    other = lines()[1]
+    device = DeviceLine(label="Pansements", quantity=Decimal(10), renewals=2)
+    act = ActLine("Soins infirmiers", renewals=1)
+    doctor = physician(qualification="Médecin généraliste", phone="01 45 00 00 00",
+                       email="p.durand@tilleuls.fr")
+    bundle = fhir.prescription_bundle(
+        signed(pid, lines=(med, other, device, act), prescriber=doctor), PROOF)
+    Bundle.model_validate(bundle)
+    first, second = resources(bundle, "MedicationRequest")
+    assert first["dispenseRequest"]["numberOfRepeatsAllowed"] == 3
+    assert "numberOfRepeatsAllowed" not in second.get("dispenseRequest", {})
+    (dev,) = resources(bundle, "DeviceRequest")
+    assert {"url": codes.RENEWALS_EXTENSION, "valueUnsignedInt": 2} in dev["extension"]
+    (service,) = resources(bundle, "ServiceRequest")
+    assert service["extension"] == [{"url": codes.RENEWALS_EXTENSION, "valueUnsignedInt": 1}]
+    (practitioner,) = resources(bundle, "Practitioner")
+    assert practitioner["telecom"] == [{"system": "phone", "value": "+33 1 45 00 00 00"},
+                                       {"system": "email", "value": "p.durand@tilleuls.fr"}]
+    assert practitioner["qualification"][1] == {"code": {"text": "Médecin généraliste"}}

@@ -99,12 +99,13 @@ def _check_draft(result: object) -> None:
         return
     assert isinstance(result, Draft)
     assert result.resident in (R1, R2)
-    assert result.lines and 0 <= result.renewals <= MAX_RENEWALS
+    assert result.lines
     for line in result.lines:
         assert isinstance(line, MedicationLine | DeviceLine | ActLine)
+        assert 0 <= line.renewals <= MAX_RENEWALS
         assert line_from_dict(line.to_dict()) == line
     # what the card will sign can be computed
-    assert prescription(PID, lines=tuple(result.lines), renewals=result.renewals,
+    assert prescription(PID, lines=tuple(result.lines), weight_kg=result.weight_kg,
                         resident=result.resident).canonical_bytes()
 
 

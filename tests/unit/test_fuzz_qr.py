@@ -1,5 +1,6 @@
-"""Fuzzing the QR payload readers: Base45, ``QrPayload.decode``, ``SignedOrder.from_bytes``
-and the offline verification ``verify_payload`` (a real signature of the test PKI).
+"""Fuzzing the QR payload readers: Base45, the ePU payload, the signed payload (``ORD2``),
+the legacy ``QrPayload.decode``, ``SignedOrder.from_bytes`` and the offline verification
+``verify_payload`` (a real signature of the test PKI).
 
 Whatever is scanned, the answer is a payload (that re-encodes to an equivalent one), a
 ``ValidationError`` naming a ``qr.*`` part, or for ``verify_payload`` an ``InvalidOrder``.
@@ -18,10 +19,14 @@ from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.domain.qr import (
     BASE45_ALPHABET,
     PREFIX,
+    SIGNED_PREFIX,
+    EpuPayload,
     QrPayload,
     SignedOrder,
+    SignedPayload,
     b45decode,
     b45encode,
+    decode_payload,
 )
 from appliance.errors import ValidationError
 from appliance.services.signature import (
@@ -52,7 +57,9 @@ def signed_material():
                      created_at=at - timedelta(minutes=5))
     signed = sign_prescription(p, SoftwareSigner(card.sign.key, card.sign.cert), at)
     roots = [pki.root.cert, pki.professionals.cert]
-    return signed.payload, roots
+    legacy = QrPayload.build(signed.payload.signed_bytes, signed.signature,
+                             signed.certificate_der)
+    return legacy, roots, signed, card.sign.cert
 
 
 def _valid_payload() -> QrPayload:
@@ -193,15 +200,17 @@ def _check_verified(result: object) -> None:
 
 
 def test_the_valid_payload_verifies():
-    payload, roots = signed_material()
+    payload, roots, signed, cert = signed_material()
     assert isinstance(verify_payload(payload.encode(), roots), VerifiedOrder)
+    assert isinstance(verify_payload(signed.payload.encode(), roots, certificates=[cert]),
+                      VerifiedOrder)
 
 
 @settings(FUZZ, max_examples=80)
 @given(mutated_payload_text() | odd_text(40))
 def test_verifying_damaged_texts_gives_invalid_order(text):
-    _, roots = signed_material()
-    _check_verified(outcome(verify_payload, text, roots))
+    _, roots, _, cert = signed_material()
+    _check_verified(outcome(verify_payload, text, roots, certificates=[cert]))
 
 
 def _damaged(der: bytes, flips: list[tuple[int, int]], cut: int | None,
@@ -231,8 +240,72 @@ SURNAME_AS_BITS = (b"\x06\x03U\x04\x04\x0c\x05DUVAL", b"\x06\x03U\x04\x04\x03\x0
 def test_verifying_a_damaged_certificate_gives_invalid_order(flips, cut, swap):
     """Bytes of the embedded certificate changed, the signed part and signature intact: the
     certificate parser, the signature check and the chain see a corrupt DER."""
-    payload, roots = signed_material()
+    payload, roots, _, _ = signed_material()
     assert payload.certificate is not None
     der = _damaged(payload.certificate, flips, cut, swap)
     damaged = QrPayload(payload.signed_bytes, payload.signature, certificate=der)
     _check_verified(outcome(verify_payload, damaged.encode(), roots))
+
+
+# -- the ePU and ORD2 payloads ---------------------------------------------------------------
+def _epu_text() -> str:
+    return EpuPayload.from_prescription(signed_material()[2].prescription).encode()
+
+
+@st.composite
+def mutated_text(draw, valid: str, alphabet: str):
+    chars = list(valid)
+    for _ in range(draw(st.integers(1, 3))):
+        if not chars:
+            break
+        pos = draw(st.integers(0, len(chars) - 1))
+        action = draw(st.sampled_from(["set", "drop", "insert", "cut"]))
+        if action == "set":
+            chars[pos] = draw(st.sampled_from(alphabet + "a\x00\u00e9'"))
+        elif action == "drop":
+            del chars[pos]
+        elif action == "insert":
+            chars.insert(pos, draw(st.sampled_from(alphabet)))
+        else:
+            del chars[pos:]
+    return "".join(chars)
+
+
+EPU_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ *-."
+
+
+@settings(FUZZ, max_examples=200)
+@given(st.deferred(lambda: mutated_text(_epu_text(), EPU_ALPHABET))
+       | odd_text(80).map(lambda t: "EPU1*" + t))
+@example("EPU1*" + "*" * 5000)
+@example("EPU1******")
+def test_epu_payloads_parse_or_name_the_field(text):
+    result = outcome(EpuPayload.decode, text)
+    if isinstance(result, ValidationError):
+        assert result.field.startswith("qr."), result.field
+    else:
+        assert EpuPayload.decode(result.encode()) == result
+
+
+@settings(FUZZ, max_examples=150)
+@given(st.deferred(lambda: mutated_text(signed_material()[2].payload.encode(),
+                                        BASE45_ALPHABET))
+       | st.binary(max_size=400).map(lambda b: SIGNED_PREFIX + b45encode(b)))
+@example(SIGNED_PREFIX + "0" * 5000)
+def test_signed_payloads_parse_or_name_the_field(text):
+    result = outcome(SignedPayload.decode, text)
+    if isinstance(result, ValidationError):
+        assert result.field.startswith("qr."), result.field
+    else:
+        assert SignedPayload.decode(result.encode()) == result
+        _, roots, _, cert = signed_material()
+        _check_verified(outcome(verify_payload, text, roots, certificates=[cert]))
+
+
+@settings(FUZZ, max_examples=100)
+@given(odd_text(120) | st.sampled_from(["EPU1*", "ORD2:", "ORD1:"]).flatmap(
+    lambda prefix: odd_text(60).map(lambda t: prefix + t)))
+def test_any_text_is_a_payload_or_a_named_error(text):
+    result = outcome(decode_payload, text)
+    if isinstance(result, ValidationError):
+        assert result.field.startswith("qr."), result.field

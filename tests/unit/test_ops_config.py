@@ -34,6 +34,9 @@ def good_env(tmp_path):
         "ORDO_ESTABLISHMENT_NAME": "EHPAD Les Tilleuls",
         "ORDO_ESTABLISHMENT_FINESS": "750712184",
         "ORDO_ESTABLISHMENT_ADDRESS": "1 rue des Lilas, 75020 Paris",
+        "ORDO_ESTABLISHMENT_PHONE": "01 43 00 00 00",
+        "ORDO_ESTABLISHMENT_EMAIL": "accueil@tilleuls.fr",
+        "ORDO_PRESCRIBER_QUALIFICATION": "Médecin généraliste",
         "ORDO_PHARMACY_NAME": "Pharmacie du Centre",
         "ORDO_PHARMACY_FINESS": "010000024",
         "ORDO_REGISTRY_URL": "https://registre.example.fr/fhir",
@@ -62,7 +65,10 @@ def test_the_embedded_defaults_are_not_enough(tmp_path):
                       "registry.client_key", "registry.ca_file", "security.trust_roots",
                       "security.backup_key"}
     warnings = {key for level, key in found if level == WARNING}
-    assert warnings == {"establishment.name", "pharmacy.name", "security.crls"}
+    assert warnings == {"establishment.name", "pharmacy.name", "security.crls",
+                        "establishment.phone", "establishment.email",
+                        "prescriber.qualification", "prescriber.phone"}
+    assert "set-contact" in found[(WARNING, "prescriber.qualification")].expected
     assert found[(ERROR, "establishment.finess")].value == ""
     assert "FINESS" in found[(ERROR, "establishment.finess")].expected
 

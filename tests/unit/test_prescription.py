@@ -119,7 +119,7 @@ def test_canonical_bytes_are_rfc8785_and_exclude_the_lifecycle(pid):
     assert json.loads(raw)["id"] == pid
     signed = p.transition(State.SIGNED, T0 + timedelta(minutes=3))
     assert signed.canonical_bytes() == raw
-    changed = replace(p, renewals=2)
+    changed = replace(p, lines=(replace(p.lines[0], renewals=2), *p.lines[1:]))
     assert changed.canonical_bytes() != raw
     moved = replace(p, resident=replace(p.resident, room="999"))
     assert moved.canonical_bytes() == raw  # the room is not part of what is signed

@@ -117,7 +117,7 @@ def test_a_draft_is_saved_as_typed_then_signed_with_its_four_records_at_once(uow
     assert (signed.action, signed.subject) == ("prescription.signed", draft.id)
     assert signed.details == {"lines": 2, "print_job": result.print_job}
     assert prescribing.draft_form(uow, draft.id) is None
-    assert result.qr_payload.startswith("ORD1:")
+    assert result.qr_payload.startswith("ORD2:")  # the signed payload, certificate by reference
 
 
 def test_a_failed_signature_or_a_failed_write_leaves_the_draft_and_nothing_else(uow, signer):
@@ -137,6 +137,65 @@ def test_a_failed_signature_or_a_failed_write_leaves_the_draft_and_nothing_else(
     assert uow.outbox.pending_count() == 0 and uow.print_jobs.list() == []
     assert [e.action for e in uow.audit.entries()[audit_before:]] == []
     assert prescribing.draft_form(uow, draft.id) == {"line": "dol"}
+
+
+def _mixed_draft(uow, session):
+    oxycodone = factories.secure_line()
+    draft = prescribing.new_draft(uow, session, factories.resident().ins.value,
+                                  ids=IdAllocator(), now=NOW)
+    lines = factories.lines()[:2]
+    return prescribing.update_draft(uow, session, factories.prescription(
+        draft.id, lines=(lines[0], oxycodone, lines[1])), form={"line": "oxy"})
+
+
+def test_a_mixed_draft_becomes_two_orders_stored_in_one_transaction(uow, signer):
+    session = CardSession(signer)
+    draft = _mixed_draft(uow, session)
+    commits, audit_before = uow.committed, len(uow.audit.entries())
+    result = prescribing.sign(uow, session, draft.id, ids=IdAllocator(), now=NOW)
+    (secure,) = result.also
+    # One commit reserves the second ID (the generator's floor in meta, no prescription),
+    # the other stores both orders, their outbox rows, print jobs and audit entries.
+    assert uow.committed == commits + 2
+    assert result.prescription.id == draft.id and secure.prescription.id != draft.id
+    assert not result.secure and secure.secure
+    assert [line.label for line in secure.prescription.lines] == [
+        "OXYCODONE SANDOZ 20 mg, gélule"]
+    assert len(result.prescription.lines) == 2
+    for order in result.orders:
+        assert uow.prescriptions.get(order.prescription.id).state is State.SIGNED
+        assert [j.id for j in uow.print_jobs.list(order.prescription.id)] == [order.print_job]
+    assert sorted(o.prescription_id for o in uow.outbox.due(NOW, 10)) == sorted(
+        [draft.id, secure.prescription.id])
+    assert [(e.action, e.subject) for e in uow.audit.entries()[audit_before:]] == [
+        ("prescription.split", draft.id), ("prescription.signed", draft.id),
+        ("prescription.signed", secure.prescription.id)]
+    assert prescribing.draft_form(uow, draft.id) is None
+
+
+def test_a_mixed_draft_whose_second_order_cannot_be_stored_leaves_both_unsigned(uow, signer):
+    session = CardSession(signer)
+    draft = _mixed_draft(uow, session)
+    audit_before = len(uow.audit.entries())
+    add = uow.print_jobs.add
+    calls = []
+
+    def second_fails(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise StoreError("disk full")  # the secure order's print job
+        return add(*args, **kwargs)
+
+    uow.print_jobs.add = second_fails
+    with pytest.raises(StoreError, match="disk full"):
+        prescribing.sign(uow, session, draft.id, ids=IdAllocator(), now=NOW)
+    kept = uow.prescriptions.get(draft.id)
+    assert kept.state is State.DRAFT and kept.lines == draft.lines  # still the mixed draft
+    assert [p.id for p in uow.prescriptions.of_resident(factories.resident().ins.value)] == [
+        draft.id]
+    assert uow.outbox.pending_count() == 0 and uow.print_jobs.list() == []
+    assert [e.action for e in uow.audit.entries()[audit_before:]] == []
+    assert prescribing.draft_form(uow, draft.id) == {"line": "oxy"}
 
 
 def test_cancel_writes_state_outbox_and_drops_the_queued_print_in_one_block(uow, signer):

@@ -56,6 +56,7 @@ from appliance.store.referential.build import (
     readonly_uri,
     table_counts,
 )
+from appliance.store.referential.composition import DrugFacts, drug_facts
 from appliance.store.referential.gs1 import looks_like_scan, parse_scan
 from appliance.store.referential.spelling import MIN_TYPO_LENGTH, Vocabulary
 from appliance.store.referential.text import prefix_upper_bound, search_key
@@ -777,6 +778,11 @@ class Referential:
             rows = self._rows(conn, "SELECT text FROM condition WHERE cis = ? ORDER BY rowid",
                               (code,))
         return [row[0] for row in rows]
+
+    def facts(self, cis: str) -> DrugFacts:
+        """The common name (DC) and the conditions of a specialty, as a printed order needs
+        them (``composition.drug_facts``: empty when the referential has no composition)."""
+        return drug_facts(self.path, cis)
 
     def composition(self, cis: str) -> list[Component]:
         """The active substances (SA) and therapeutic fractions (FT) of a specialty

@@ -1,4 +1,6 @@
-"""After signing: the prescription ID in groups of 4 and the printing as it happens."""
+"""After signing: the prescription ID in groups of 4 and the printing as it happens. A
+secure prescription (narcotics and the like) is not printed on the receipt: the screen
+says where its PDF goes (secure paper), and gives both IDs when the order was split."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
 POLL_S = 0.3
+SECURE_NOTICE = ("Ordonnance sécurisée : imprimée en PDF sur le papier sécurisé, "
+                 "jamais sur le ticket.")
 
 
 class DoneScreen(KioskScreen):
@@ -35,6 +39,11 @@ class DoneScreen(KioskScreen):
             with Center():
                 yield Static(f"N° {format_id(p.id)}", id="done-id")
             yield Static("Impression en cours...", id="print-state")
+            for other in self.result.also:
+                yield Static("Ordonnance sécurisée séparée : "
+                             f"N° {format_id(other.prescription.id)}")
+            if any(r.secure for r in self.result.orders):
+                yield Static(SECURE_NOTICE, id="secure-notice")
             yield Static("Envoi au registre : dès que le réseau le permet (file d'attente).")
         yield StatusBar()
         yield Footer(compact=True)
@@ -57,7 +66,10 @@ class DoneScreen(KioskScreen):
             return
         self.job_status = job.status
         label = self.query_one("#print-state", Static)
-        if job.status == "done":
+        if job.status == "done" and self.result.secure:
+            label.update("PDF de l'ordonnance sécurisée prêt pour le papier sécurisé.")
+            self._timer.stop()
+        elif job.status == "done":
             label.update("Ordonnance imprimée : remettez-la avec le QR code.")
             self._timer.stop()
         elif job.status == "failed":

@@ -11,7 +11,8 @@ One entry line at a time, in one of three modes (F2 medication, F3 device, F4 ac
 - act: free text, Enter adds it.
 
 F6 marks the line being typed as related to the ALD, F7 cycles the non-substitution
-mention, F5 the number of renewals, F8 removes the highlighted line, F10 opens the review.
+mention, F5 the number of renewals of the highlighted line (the last one added, unless the
+arrows moved), F8 removes the highlighted line, F10 opens the review.
 
 Everything is saved as typed: each added or removed line at once, the half-typed line
 (``form``) half a second after the last key, and both when the session locks.
@@ -41,7 +42,7 @@ from appliance.domain.prescription import (
     NonSubstitution,
     Prescription,
 )
-from appliance.errors import ValidationError
+from appliance.errors import OrdoError, ValidationError
 from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
@@ -164,7 +165,7 @@ class EditorScreen(KioskScreen):
         self.query_one("#message", Static).update(str(message))
 
     # -- display -----------------------------------------------------------------------------
-    def _show_lines(self) -> None:
+    def _show_lines(self, highlight: int | None = None) -> None:
         listing = self.query_one("#lines", OptionList)
         listing.clear_options()
         if not self.draft.lines:
@@ -172,13 +173,24 @@ class EditorScreen(KioskScreen):
             return
         listing.add_options(Option(_clip(f"{n}. {describe_line(line)}", 76))
                             for n, line in enumerate(self.draft.lines, start=1))
-        listing.highlighted = len(self.draft.lines) - 1
+        listing.highlighted = len(self.draft.lines) - 1 if highlight is None else highlight
+
+    def _current(self) -> int | None:
+        """The highlighted line of the list (the last added by default)."""
+        if not self.draft.lines:
+            return None
+        index = self.query_one("#lines", OptionList).highlighted
+        if index is None or not 0 <= index < len(self.draft.lines):
+            index = len(self.draft.lines) - 1
+        return index
 
     def _show_flags(self) -> None:
         ns = self.ns.label if self.ns else "substituable"
+        index = self._current()
+        renewals = "" if index is None else (
+            f"Renouvellements (ligne {index + 1}) : {self.draft.lines[index].renewals}    ")
         self.query_one("#flags", Static).update(
-            f"Renouvellements : {self.draft.renewals}    Ligne en cours : "
-            f"{'ALD' if self.ald else 'hors ALD'}, {ns}")
+            f"{renewals}Ligne en cours : {'ALD' if self.ald else 'hors ALD'}, {ns}")
 
     def _show_mode(self) -> None:
         self.query_one("#mode-label", Label).update(MODE_LABELS[self.mode])
@@ -326,9 +338,12 @@ class EditorScreen(KioskScreen):
             if chosen.kind == "drug":
                 posology = parse_posology(self.query_one("#posology", Input).value,
                                           chosen.unit)
+                common, conditions = self._facts(chosen.cis)
                 line = MedicationLine(label=chosen.label, cis=chosen.cis, cip13=chosen.cip13,
                                       posology=posology, quantity=quantity,
-                                      non_substitution=self.ns, ald=self.ald)
+                                      non_substitution=self.ns, ald=self.ald,
+                                      common_name=common, conditions=conditions)
+                line.check_limits()
             else:
                 line = DeviceLine(label=chosen.label, lpp=chosen.lpp,
                                   quantity=quantity or Decimal(1), ald=self.ald)
@@ -336,6 +351,17 @@ class EditorScreen(KioskScreen):
             self.show_error(describe_error(exc))
             return
         self._add(line)
+
+    def _facts(self, cis: str | None) -> tuple[str | None, tuple[str, ...]]:
+        """The DC and the BDPM conditions of the chosen specialty (none when unknown)."""
+        referential = self.ctx.referential
+        if referential is None or not cis:
+            return None, ()
+        try:
+            facts = referential.facts(cis)
+        except OrdoError:
+            return None, ()
+        return facts.common_name, facts.conditions
 
     def _add(self, line: Line) -> None:
         try:
@@ -348,10 +374,14 @@ class EditorScreen(KioskScreen):
                             "puis commencez-en une autre.")
             return
         self.draft = replace(self.draft, lines=(*self.draft.lines, line))
-        self._reset_entry()
         self._show_lines()
+        self._reset_entry()
         self.show_error(_clip(f"Ligne ajoutée : {describe_line(line)}", 78))
         self.save_now()
+
+    @on(OptionList.OptionHighlighted, "#lines")
+    def _line_highlighted(self) -> None:
+        self._show_flags()  # the renewals shown are the highlighted line's
 
     def _reset_entry(self) -> None:
         self.chosen, self.chosen_query = None, ""
@@ -381,7 +411,16 @@ class EditorScreen(KioskScreen):
         self._schedule_save()
 
     def action_renewals(self) -> None:
-        self.draft = replace(self.draft, renewals=(self.draft.renewals + 1) % (MAX_RENEWALS + 1))
+        index = self._current()
+        if index is None:
+            self.show_error("F5 : ajoutez d'abord une ligne ; F5 règle ensuite ses "
+                            "renouvellements.")
+            return
+        line = self.draft.lines[index]
+        lines = list(self.draft.lines)
+        lines[index] = replace(line, renewals=(line.renewals + 1) % (MAX_RENEWALS + 1))
+        self.draft = replace(self.draft, lines=tuple(lines))
+        self._show_lines(highlight=index)
         self._show_flags()
         self.save_now()
 

@@ -46,6 +46,8 @@ def describe_line(line: Line) -> str:
     flags = ""
     if line.ald:
         flags += " [ALD]"
+    if line.renewals:
+        flags += f" [à renouveler {line.renewals} fois]"
     if isinstance(line, MedicationLine):
         if line.non_substitution is not None:
             flags += f" [{line.non_substitution.label}]"
@@ -244,8 +246,6 @@ class ResidentScreen(KioskScreen):
                f"Dr {p.prescriber.display_name}, le {format_local(p.signed_at or p.created_at)}"]
         for n, line in enumerate(p.lines, start=1):
             out.append(f" {n}. {describe_line(line)}")
-        if p.renewals:
-            out.append(f" À renouveler {p.renewals} fois")
         if p.cancel_reason:
             out.append(f"Motif d'annulation : {p.cancel_reason}")
         if view.registry:
