@@ -27,6 +27,9 @@ class App:
     def store(self) -> Store:
         store = open_store(self.settings.db_path)
         self._closers.append(store.close)
+        from appliance.store import mail_outbox  # record_signed queues to this address
+
+        mail_outbox.configure(store, self.settings.pharmacy.mssante)
         return store
 
     def close(self) -> None:

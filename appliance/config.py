@@ -47,6 +47,10 @@ def _finess_ok(value: str) -> bool:
 
 
 _positive = _check(lambda v: v > 0, "a number greater than 0")
+_MAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_mail_address = _check(lambda v: v == "" or _MAIL_RE.fullmatch(v) is not None,
+                       "an e-mail address such as pharmacie@exemple.mssante.fr, or empty")
+_port = _check(lambda v: 1 <= v <= 65535, "a TCP port between 1 and 65535")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,25 @@ class Pharmacy:
     finess: str = field(default="", metadata=_check(
         _finess_ok, "9 characters: 2 for the department, 7 digits"))
     address: str = ""
+    mssante: str = field(default="", metadata=_mail_address)  # its MSSanté mailbox
+
+
+@dataclass(frozen=True)
+class Mssante:
+    """The establishment's MSSanté mailbox at its operator: SMTP submission and IMAP over
+    TLS, authenticated by the establishment's client certificate (SASL EXTERNAL)."""
+
+    mailbox: str = field(default="", metadata=_mail_address)
+    smtp_host: str = ""
+    smtp_port: int = field(default=587, metadata=_port)
+    smtp_tls: str = field(default="starttls", metadata=_check(
+        lambda v: v in {"starttls", "implicit"}, "starttls or implicit"))
+    imap_host: str = ""
+    imap_port: int = field(default=993, metadata=_port)
+    client_cert: str = ""
+    client_key: str = ""
+    ca_file: str = ""
+    timeout_s: float = field(default=30.0, metadata=_positive)
 
 
 @dataclass(frozen=True)
@@ -141,6 +164,7 @@ class Settings:
     data_dir: Path
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
+    mssante: Mssante = field(default_factory=Mssante)
 
     @property
     def db_path(self) -> Path:

@@ -72,7 +72,7 @@ class CdaRefused(OrdoError):
     """A received document that is not a readable eP-MED-DM CDA; the message says why."""
 
 
-# -- what the builder needs besides the prescription -----------------------------------------
+# -- what the builder needs besides the prescription ----------------------------------------------
 @dataclass(frozen=True)
 class Organisation:
     name: str
@@ -285,7 +285,7 @@ def _duration_days(pos: Posology) -> int:
     return pos.duration.value * per
 
 
-# -- the header ------------------------------------------------------------------------------------
+# -- the header -----------------------------------------------------------------------------------
 def _header(doc: etree._Element, p: Prescription, org: Organisation) -> None:
     _el(doc, "realmCode", code="FR")
     _el(doc, "typeId", root=codes.CDA_TYPE_ID[0], extension=codes.CDA_TYPE_ID[1])
@@ -354,7 +354,7 @@ def _header(doc: etree._Element, p: Prescription, org: Organisation) -> None:
     _code(facility, "code", codes.FACILITY_EHPAD, codes.FACILITY_SYSTEM)
 
 
-# -- narrative helpers -----------------------------------------------------------------------------
+# -- narrative helpers ----------------------------------------------------------------------------
 def _table(text: etree._Element, headings: Iterable[str]) -> etree._Element:
     table = _el(text, "table", border="0")
     row = _el(_el(table, "thead"), "tr")
@@ -389,7 +389,7 @@ def _flag(parent: etree._Element, flag: tuple[str, str, str], value: bool, ref: 
     _el(obs, "value", xsi_type="BL", value="true" if value else "false")
 
 
-# -- medications ------------------------------------------------------------------------------------
+# -- medications ----------------------------------------------------------------------------------
 def _unit(unit: str) -> str:
     return codes.UCUM_UNITS.get(unit, "1")
 
@@ -578,7 +578,7 @@ def _medications(body: etree._Element, p: Prescription, items: list[tuple[int, M
         _medication_entry(section, p, line, n, facts_of[n])
 
 
-# -- devices -----------------------------------------------------------------------------------------
+# -- devices --------------------------------------------------------------------------------------
 _DEVICE_HEADINGS = ("Dispositif médical", "Code LPP", "Nombre de conditionnements",
                     "Nombre de renouvellements", "En rapport avec une ALD", "En rapport AT/MP",
                     "En rapport Prévention", "Non remboursable")
@@ -693,7 +693,7 @@ def build_cda(p: Prescription, *, establishment: Organisation, pdf: bytes,
     return etree.tostring(doc, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-# -- reading a received document ----------------------------------------------------------------------
+# -- reading a received document ------------------------------------------------------------------
 MAX_CDA_BYTES = 20 * 1024 * 1024
 
 

@@ -210,3 +210,30 @@ UCUM_UNITS = {
     "dose": "{dose}", "patch": "{patch}", "unité": "{unit}", "ovule": "{pessary}",
     "stylo": "{pen}", "flacon": "{vial}",
 }
+
+# --- IHE XDM / XDS metadata of the documents sent by MSSanté -----------------------------------
+# ebRIM object types and classification schemes: IHE ITI TF-3 §4.2 (XDS metadata).
+XDS_DOCUMENT_ENTRY = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+XDS_SUBMISSION_SET = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
+XDS_CLASS_CODE = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
+XDS_TYPE_CODE = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
+XDS_FORMAT_CODE = "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"
+XDS_CONFIDENTIALITY = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"
+XDS_FACILITY_TYPE = "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1"
+XDS_PRACTICE_SETTING = "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead"
+XDS_AUTHOR = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"
+XDS_CONTENT_TYPE = "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500"
+XDS_SUBMISSION_CLASS = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
+XDS_DOC_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+XDS_DOC_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
+XDS_SET_UNIQUE_ID = "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
+XDS_SET_SOURCE_ID = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"
+XDS_SET_PATIENT_ID = "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"
+# Class of document: ANS TRE_A03-ClasseDocument (OID 1.2.250.1.213.1.1.4.1) "42" Prescription.
+XDS_CLASS_PRESCRIPTION = ("42", "Prescription", "1.2.250.1.213.1.1.4.1")
+# Format codes: ANS JDV_J10-XdsFormatCode-CISIS, from TRE_A11-IheFormatCode
+# (OID 1.3.6.1.4.1.19376.1.2.3): IHE Pharm PRE for the eP-MED-DM CDA, XDS-SD for the PDF.
+XDS_FORMAT_PRE = ("urn:ihe:pharm:pre:2010", "Prescription de médicaments",
+                  "1.3.6.1.4.1.19376.1.2.3")
+XDS_FORMAT_PDF = ("urn:ihe:iti:xds-sd:pdf:2008", "Document à corps non structuré en Pdf/A-1",
+                  "1.3.6.1.4.1.19376.1.2.3")

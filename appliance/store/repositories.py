@@ -16,7 +16,7 @@ from appliance.domain.ids import Ins
 from appliance.domain.people import Practitioner, Resident, Role, Sex, fold
 from appliance.domain.prescription import Prescription, State
 from appliance.errors import StoreError
-from appliance.store import audit
+from appliance.store import audit, mail_outbox
 from appliance.store.db import Store
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ def record_signed(db: sqlite_utils.Database, p: Prescription, *, signature: byte
            "signed_payload": signed_payload}
     db["prescriptions"].upsert(row, pk="id")
     db["outbox"].insert({"prescription_id": p.id, "kind": "create", "created_at": now})
+    mail_outbox.enqueue(db, p.id)  # to the partner pharmacy, when [pharmacy] mssante is set
     job = db["print_jobs"].insert({"prescription_id": p.id, "kind": "original",
                                    "requested_by": actor, "created_at": now})
     audit.append(db, actor=actor, action="prescription.signed", subject=p.id,

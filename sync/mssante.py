@@ -1,0 +1,318 @@
+"""MSSanté: the order's documents, the message to the pharmacy, SMTP and IMAP over TLS.
+
+The establishment's mailbox authenticates with its organisation certificate: TLS client
+authentication to the operator's SMTP submission and IMAP servers, then SASL ``EXTERNAL``
+(the identity is the certificate's). The servers' certificates are always verified against
+``[mssante] ca_file`` (or the system's CAs) with their host name.
+
+- ``order_documents()``: the order's PDF (as printed) and its eP-MED-DM CDA;
+- ``compose()``: one message per order: the IHE XDM ZIP and the PDF attached, a subject and a
+  body that name the order and its prescriber but neither the resident nor the drugs (they
+  are in the documents), a ``Message-ID`` derived from the order ID (``message_id()``) and a
+  ``Date`` from its signature, so that a resend is the same message;
+- ``SmtpTransport.send()``: ``MailRejected`` for a permanent refusal (5xx), ``MailUnavailable``
+  for anything worth retrying (4xx, network, TLS);
+- ``ImapMailbox``: unseen messages, flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import smtplib
+import ssl
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import TYPE_CHECKING
+
+from appliance.config import Mssante as MssanteSettings
+from appliance.config import Settings
+from appliance.domain.prescription import Prescription, format_local
+from appliance.domain.prescription_id import format_id
+from appliance.errors import OrdoError
+from sync import cda, codes, xdm
+
+if TYPE_CHECKING:
+    from appliance.store.db import Store
+
+XDM_ATTACHMENT = "IHE_XDM.ZIP"
+
+
+class MailUnavailable(OrdoError):
+    """The mail server could not take the message now (network, TLS, 4xx): retry later."""
+
+
+class MailRejected(OrdoError):
+    """The mail server refused for good (5xx); ``code`` and the server's text."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
+        super().__init__(f"refus définitif du serveur ({code}) : {reason}")
+
+
+# -- what is sent ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OrderDocuments:
+    prescription: Prescription
+    pdf: bytes
+    cda: bytes | None  # None for an order of acts only
+
+
+def establishment(settings: Settings) -> cda.Organisation:
+    est = settings.establishment
+    return cda.Organisation(est.name, est.finess, est.address)
+
+
+def order_documents(store: Store, settings: Settings, prescription_id: str) -> OrderDocuments:
+    """The signed order's PDF (A5, as ``ordo print pdf``) and its eP-MED-DM document."""
+    from appliance.services import printing
+    from drivers.printer.layout import Letterhead, OrderDocument
+    from drivers.printer.pdf import render_pdf
+
+    prescription, payload = printing.order_payload(store, prescription_id)
+    org = establishment(settings)
+    pdf = render_pdf(OrderDocument(prescription, payload,
+                                   Letterhead(org.name, org.finess, org.address)),
+                     created=prescription.signed_at)
+    lookup = cda.referential_lookup(settings.data_dir / "referential.sqlite")
+    try:
+        document = cda.build_cda(prescription, establishment=org, pdf=pdf, lookup=lookup)
+    except cda.NotApplicable:
+        document = None
+    return OrderDocuments(prescription, pdf, document)
+
+
+def message_id(prescription_id: str, mailbox: str) -> str:
+    """``<ID.ordonnance@domain>``: the same for every send of the same order."""
+    domain = mailbox.rpartition("@")[2] or "ordo.invalid"
+    return f"<{prescription_id}.ordonnance@{domain}>"
+
+
+def _uuid_oid(name: str) -> str:
+    """A stable OID under ``2.25`` (ITU-T X.667: an OID from a UUID)."""
+    return "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, codes.PRESCRIPTION_ID_SYSTEM + "/" + name
+                                    ).int)
+
+
+def _submission(docs: OrderDocuments, settings: Settings, recipient: str) -> xdm.Submission:
+    p = docs.prescription
+    r, d = p.resident, p.prescriber
+    org = establishment(settings)
+    signed = p.signed_at or p.created_at
+    set_uid = _uuid_oid(f"{p.id}|xdm")
+    institution = f"{org.name}^^^^^&{codes.FINESS_OID}&ISO^IDNST^^^" \
+        f"{codes.ID_NAT_STRUCT_FINESS_PREFIX}{org.finess}" if org.finess else org.name
+    return xdm.Submission(
+        unique_id=set_uid, source_id=_uuid_oid(f"source|{org.finess or org.name}"),
+        submitted_at=signed, patient_id=f"{r.ins.value}^^^&{r.ins.oid}&ISO",
+        author_person=f"{d.id_nat_ps}^{d.last_name}^{d.first_name}^^^^^^&"
+                      f"{codes.ID_NAT_PS_OID}&ISO",
+        author_institution=institution, intended_recipient=recipient, created_at=signed,
+        title=f"Ordonnance {format_id(p.id)}")
+
+
+def xdm_zip(docs: OrderDocuments, settings: Settings, recipient: str) -> bytes:
+    files = []
+    if docs.cda is not None:
+        files.append(xdm.XdmDocument("DOC0001.XML", docs.cda, cda.MEDIA_TYPE,
+                                     codes.XDS_FORMAT_PRE, codes.CDA_TITLE))
+    files.append(xdm.XdmDocument(f"DOC{len(files) + 1:04d}.PDF", docs.pdf, "application/pdf",
+                                 codes.XDS_FORMAT_PDF, "Ordonnance imprimée (PDF)"))
+    return xdm.build_xdm(_submission(docs, settings, recipient), files)
+
+
+def compose(docs: OrderDocuments, settings: Settings, recipient: str, mid: str
+            ) -> EmailMessage:
+    """The message to the pharmacy (see the module docstring)."""
+    p = docs.prescription
+    signed = p.signed_at or p.created_at
+    est = settings.establishment
+    pid = format_id(p.id)
+    msg = EmailMessage()
+    msg["From"] = settings.mssante.mailbox
+    msg["To"] = recipient
+    msg["Subject"] = f"Ordonnance {pid} - {est.name}"
+    msg["Message-ID"] = mid
+    msg["Date"] = format_datetime(signed)
+    title = "Dr " if p.prescriber.profession.casefold().startswith("médecin") else ""
+    msg.set_content(
+        "Bonjour,\n\n"
+        f"Veuillez trouver ci-joint l'ordonnance n° {pid} signée le {format_local(signed)} "
+        f"par {title}{p.prescriber.first_name} {p.prescriber.last_name} "
+        f"(RPPS {p.prescriber.rpps or p.prescriber.id_nat_ps}) pour un résident de "
+        f"{est.name}.\n\n"
+        f"- {XDM_ATTACHMENT} : support IHE XDM (document CDA eP-MED-DM et copie PDF)\n"
+        f"- ordonnance-{p.id}.pdf : l'ordonnance telle qu'imprimée\n\n"
+        "Le QR code de l'ordonnance et son identifiant permettent de la retrouver dans le "
+        "registre des ordonnances numériques.\n\n"
+        f"Message envoyé automatiquement par {est.name}.\n")
+    msg.add_attachment(xdm_zip(docs, settings, recipient), maintype="application",
+                       subtype="zip", filename=XDM_ATTACHMENT)
+    msg.add_attachment(docs.pdf, maintype="application", subtype="pdf",
+                       filename=f"ordonnance-{p.id}.pdf")
+    return msg
+
+
+# -- TLS and the two protocols -------------------------------------------------------------------
+def tls_context(settings: MssanteSettings) -> ssl.SSLContext:
+    """Verified TLS (1.2 or later) with the establishment's certificate as client."""
+    try:
+        context = ssl.create_default_context(cafile=settings.ca_file or None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if settings.client_cert:
+            context.load_cert_chain(settings.client_cert, settings.client_key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise OrdoError(f"MSSanté : certificat ou clé illisible ({exc})") from exc
+    return context
+
+
+def _configured(settings: MssanteSettings, what: str) -> None:
+    host = settings.smtp_host if what == "smtp" else settings.imap_host
+    missing = [k for k, v in (("mssante.mailbox", settings.mailbox),
+                              (f"mssante.{what}_host", host),
+                              ("mssante.client_cert", settings.client_cert)) if not v]
+    if missing:
+        raise OrdoError(f"MSSanté non configurée : {', '.join(missing)} manquant(s)")
+
+
+class SmtpTransport:
+    """One SMTP submission session, opened on first use and again after a failure."""
+
+    def __init__(self, settings: MssanteSettings) -> None:
+        _configured(settings, "smtp")
+        self.settings = settings
+        self.context = tls_context(settings)
+        self._smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.smtp_tls == "implicit":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port,
+                                                      timeout=s.timeout_s, context=self.context)
+            else:
+                smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s)
+                smtp.ehlo()
+                if not smtp.has_extn("starttls"):
+                    smtp.close()
+                    raise MailUnavailable("le serveur SMTP ne propose pas STARTTLS")
+                smtp.starttls(context=self.context)
+            smtp.ehlo()
+            if smtp.has_extn("auth") and "EXTERNAL" in smtp.esmtp_features["auth"].upper():
+                smtp.auth("EXTERNAL", lambda challenge=None: "", initial_response_ok=False)
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise _classify(exc) from None
+        except (OSError, smtplib.SMTPException) as exc:  # ssl.SSLError is an OSError
+            raise MailUnavailable(f"connexion SMTP impossible : {exc}") from None
+        return smtp
+
+    def send(self, msg: EmailMessage) -> None:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            refused = self._smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self._drop()
+            code, text = next(iter(exc.recipients.values()))
+            raise _classify(smtplib.SMTPResponseException(code, text)) from None
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise _classify(exc) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise MailUnavailable(f"envoi SMTP interrompu : {exc}") from None
+        if refused:
+            code, text = next(iter(refused.values()))
+            raise _classify(smtplib.SMTPResponseException(code, text))
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+
+
+def _classify(exc: smtplib.SMTPResponseException) -> OrdoError:
+    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) \
+        else str(exc.smtp_error)
+    if 500 <= exc.smtp_code < 600:
+        return MailRejected(exc.smtp_code, text)
+    return MailUnavailable(f"le serveur SMTP répond {exc.smtp_code} : {text}")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    uid: bytes
+    data: bytes
+
+
+class ImapMailbox:
+    """The establishment's inbox over IMAPS (TLS client certificate, SASL EXTERNAL)."""
+
+    def __init__(self, settings: MssanteSettings) -> None:
+        _configured(settings, "imap")
+        self.settings = settings
+        self.context = tls_context(settings)
+        self._imap: imaplib.IMAP4_SSL | None = None
+
+    def __enter__(self) -> ImapMailbox:
+        s = self.settings
+        try:
+            imap = imaplib.IMAP4_SSL(s.imap_host, s.imap_port, ssl_context=self.context,
+                                     timeout=s.timeout_s)
+            if "AUTH=EXTERNAL" in imap.capabilities:
+                imap.authenticate("EXTERNAL", lambda _: b"")
+            else:
+                imap.logout()
+                raise MailUnavailable("le serveur IMAP ne propose pas l'authentification "
+                                      "par certificat (AUTH=EXTERNAL)")
+            typ, _ = imap.select("INBOX")
+            if typ != "OK":
+                raise MailUnavailable("boîte INBOX inaccessible")
+        except imaplib.IMAP4.error as exc:
+            raise MailUnavailable(f"IMAP : {exc}") from None
+        except OSError as exc:
+            raise MailUnavailable(f"connexion IMAP impossible : {exc}") from None
+        self._imap = imap
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        imap, self._imap = self._imap, None
+        if imap is not None:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                imap.close()
+                imap.logout()
+
+    @property
+    def imap(self) -> imaplib.IMAP4_SSL:
+        assert self._imap is not None, "use ImapMailbox as a context manager"
+        return self._imap
+
+    def unseen(self, skip_keywords: tuple[str, ...] = ()) -> Iterator[Fetched]:
+        criteria = ["UNSEEN", *(f"UNKEYWORD {k}" for k in skip_keywords)]
+        typ, data = self.imap.uid("SEARCH", *criteria)
+        if typ != "OK":
+            raise MailUnavailable(f"recherche IMAP refusée : {data}")
+        for uid in (data[0] or b"").split():
+            typ, parts = self.imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            if typ != "OK":
+                continue
+            for part in parts:
+                if isinstance(part, tuple):
+                    yield Fetched(uid, part[1])
+
+    def flag(self, uid: bytes, *flags: str) -> None:
+        self.imap.uid("STORE", uid, "+FLAGS", f"({' '.join(flags)})")
+
