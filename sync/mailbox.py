@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from email.utils import parseaddr
 import logging
 import random
 import threading
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 from appliance.config import Settings
 from appliance.domain.people import fold

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from appliance.store.db import Store
 
 XDM_ATTACHMENT = "IHE_XDM.ZIP"
+AUTH_CODES = frozenset({530, 534, 535, 538})  # RFC 4954 §6: authentication required/failed
 
 
 class MailUnavailable(OrdoError):
@@ -203,10 +204,9 @@ class SmtpTransport:
             smtp.ehlo()
             if smtp.has_extn("auth") and "EXTERNAL" in smtp.esmtp_features["auth"].upper():
                 smtp.auth("EXTERNAL", lambda challenge=None: "", initial_response_ok=False)
-        except smtplib.SMTPResponseException as exc:
-            self._drop()
-            raise _classify(exc) from None
         except (OSError, smtplib.SMTPException) as exc:  # ssl.SSLError is an OSError
+            # a refusal of the session (EHLO, TLS, login) is the mailbox's, not the order's:
+            # every order waits, none is quarantined
             raise MailUnavailable(f"connexion SMTP impossible : {exc}") from None
         return smtp
 
@@ -247,6 +247,8 @@ class SmtpTransport:
 def _classify(exc: smtplib.SMTPResponseException) -> OrdoError:
     text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) \
         else str(exc.smtp_error)
+    if exc.smtp_code in AUTH_CODES:  # the establishment's login, not this message
+        return MailUnavailable(f"authentification refusée ({exc.smtp_code}) : {text}")
     if 500 <= exc.smtp_code < 600:
         return MailRejected(exc.smtp_code, text)
     return MailUnavailable(f"le serveur SMTP répond {exc.smtp_code} : {text}")

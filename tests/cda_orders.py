@@ -108,11 +108,11 @@ def spread() -> list[tuple[str, Prescription]]:
         ("a man, structured route and single intake", (
             kardegic(posology=Posology(dose=Decimal(1), unit="sachet", route="orale")),),
          {"resident": man}),
-        ("many lines", tuple(
+        ("many lines", (*(
             doliprane(posology=Posology(dose=Decimal(1), unit="comprimé",
                                         moments=(("matin",), ("soir",), ("coucher",))[n % 3],
                                         duration=Duration(n + 1, "jour")), ald=n % 2 == 0)
-            for n in range(10)) + (ActLine(text="Surveillance de la tension artérielle"),),
+            for n in range(10)), ActLine(text="Surveillance de la tension artérielle")),
          {"renewals": 2}),
     ]
     return [(what, signed(new_id(n), lines, **kw)) for n, (what, lines, kw) in enumerate(cases)]

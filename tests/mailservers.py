@@ -60,7 +60,7 @@ class _Handler:
     def __init__(self, server: SmtpSubmission) -> None:
         self.server = server
 
-    async def auth_EXTERNAL(self, smtp, args):  # noqa: N802 (aiosmtpd's naming)
+    async def auth_EXTERNAL(self, smtp, args):
         identity = _cn(smtp.transport.get_extra_info("peercert"))
         if identity is None:
             return AuthResult(success=False)
@@ -72,13 +72,13 @@ class _Handler:
             return AuthResult(success=False)
         return AuthResult(success=True, auth_data=identity)
 
-    async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
         if address in self.server.refuse:
             return "550 5.1.1 Destinataire inconnu"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, smtp, session, envelope):  # noqa: N802
+    async def handle_DATA(self, smtp, session, envelope):
         if envelope.mail_from != session.auth_data:
             return "553 5.7.1 L'expéditeur doit être le titulaire du certificat"
         self.server.deliver(envelope.rcpt_tos, envelope.original_content or envelope.content)
@@ -109,8 +109,9 @@ class SmtpSubmission:
         ctx = server_context(cert, key, client_ca)
         kwargs = {"ssl_context": ctx} if implicit else {"tls_context": ctx,
                                                         "require_starttls": True}
+        # with implicit TLS the whole session is TLS (aiosmtpd only counts STARTTLS)
         self.controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                      auth_required=True, auth_require_tls=True,
+                                      auth_required=True, auth_require_tls=not implicit,
                                       data_size_limit=60 * 1024 * 1024, **kwargs)
 
     def start(self) -> SmtpSubmission:
@@ -149,7 +150,7 @@ def deliver_to_maildir(root: Path, recipient: str, content: bytes) -> None:
 
 def _give_to_mail_user(path: Path) -> None:
     user = pwd.getpwnam(MAIL_USER)
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         os.chown(dirpath, user.pw_uid, user.pw_gid)
         for name in filenames:
             os.chown(os.path.join(dirpath, name), user.pw_uid, user.pw_gid)

@@ -33,6 +33,26 @@ def _engine(app: App) -> SyncEngine:
     return SyncEngine(app.store, client, EngineConfig.from_settings(app.settings.sync))
 
 
+MAIL_FETCH_FACTOR = 6  # the mailbox every 6 × [sync] interval_s (3 minutes by default)
+
+
+def _mail_jobs(app: App) -> tuple[Any, Any]:
+    """The MSSanté sender and mailbox reader when ``[mssante]`` is configured."""
+    mss = app.settings.mssante
+    sender = fetch = None
+    if mss.smtp_host and mss.mailbox and app.settings.pharmacy.mssante:
+        from sync.mailbox import MailSender
+
+        sender = MailSender(app.store, app.settings)
+    if mss.imap_host and mss.mailbox:
+        from sync.mailbox import fetch_inbox
+        from sync.mssante import ImapMailbox
+
+        def fetch() -> Any:
+            return fetch_inbox(app.store, ImapMailbox(mss))
+    return sender, fetch
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -79,9 +99,12 @@ def run(app: App) -> None:
     engine = _engine(app)
     settings = app.settings.sync
     with single_instance(app.settings.data_dir):
+        sender, fetch = _mail_jobs(app)
         service = SyncService(engine, app.store, tick_s=min(TICK_S, float(settings.interval_s)),
                               pull_every_s=float(settings.interval_s * PULL_FACTOR),
-                              backoff_cap_s=float(settings.backoff_cap_s))
+                              backoff_cap_s=float(settings.backoff_cap_s),
+                              mail_sender=sender, mail_fetch=fetch,
+                              mail_fetch_every_s=float(settings.interval_s * MAIL_FETCH_FACTOR))
         raise SystemExit(service.run())
 
 
@@ -90,9 +113,14 @@ def run(app: App) -> None:
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Queue depth, oldest pending age, last success, last error, quarantined records."""
+    from appliance.store import external_prescriptions, mail_outbox
+
     s = ls.sync_status(app.store)
+    mail = mail_outbox.status(app.store)
+    unmatched = external_prescriptions.unmatched_count(app.store)
     if as_json:
-        click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
+        click.echo(json.dumps({**s.to_dict(), "mssante": {
+            **mail.to_dict(), "received_unmatched": unmatched}}, ensure_ascii=False))
         return
     click.echo(f"En attente : {s.queue_depth} ({s.pending_creates} création(s), "
                f"{s.pending_cancels} annulation(s)) ; la plus ancienne depuis "
@@ -106,6 +134,14 @@ def status(app: App, as_json: bool) -> None:
     for record in s.quarantined_records:
         click.echo(f"  n° {record['seq']} {record['kind']} {record['prescription_id']} : "
                    f"{record['reason']}")
+    click.echo(f"MSSanté (pharmacie) : {mail.pending} en attente, {mail.sent} envoyé(s), "
+               f"{mail.quarantined} en quarantaine ; ordonnances reçues à rattacher : "
+               f"{unmatched}")
+    if mail.last_error:
+        click.echo(f"  Dernière erreur MSSanté : {mail.last_error}")
+    for record in mail.quarantined_records:
+        click.echo(f"  message n° {record['seq']} {record['prescription_id']} : "
+                   f"{record['reason']} (ordo mss release {record['seq']})")
 
 
 @sync_group.command("release")

@@ -124,6 +124,13 @@ def of_resident(store: Store, ins: str) -> list[ExternalPrescription]:
         " ORDER BY received_at DESC", (ins,))]
 
 
+def every(store: Store, limit: int = 200) -> list[ExternalPrescription]:
+    """The latest received prescriptions, matched or not, newest first."""
+    return [_row(r) for r in store.query(
+        f"SELECT {_COLUMNS} FROM external_prescriptions"  # noqa: S608
+        " ORDER BY received_at DESC LIMIT ?", (limit,))]
+
+
 def unmatched(store: Store) -> list[ExternalPrescription]:
     return [_row(r) for r in store.query(
         f"SELECT {_COLUMNS} FROM external_prescriptions"  # noqa: S608

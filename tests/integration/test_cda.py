@@ -98,7 +98,7 @@ def test_entries_carry_codes_posology_renewals_substitution_and_ald(documents):
 
 
 def test_moments_become_timing_events_and_doses(documents):
-    _, p, _, path = documents[2]  # different doses morning and evening
+    _, _, _, path = documents[2]  # different doses morning and evening
     doc = etree.parse(str(path)).getroot()
     subs = doc.findall(".//c:entryRelationship/c:substanceAdministration", NS)
     events = [s.find("c:effectiveTime/c:event", NS).get("code") for s in subs]
@@ -133,7 +133,7 @@ def test_same_order_same_document_and_acts_alone_are_not_ep_med_dm():
 
 
 def test_read_back_what_ordo_wrote(documents):
-    what, p, pdf, path = documents[9]
+    _, p, pdf, path = documents[9]
     doc = cda.read_cda(path.read_bytes())
     assert (doc.ins, doc.ins_oid) == (p.resident.ins.value, p.resident.ins.oid)
     assert doc.birth_name == p.resident.birth_name and doc.birth_date == p.resident.birth_date

@@ -10,8 +10,10 @@ Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
 hash chain and its retention anchor), ``disk`` (free space in the data directory),
-``referential`` (drug data age), ``backup`` (age of the newest nightly backup) and, on a
-machine run by systemd, ``services`` (the kiosk, the sync service, the backup timer).
+``referential`` (drug data age), ``backup`` (age of the newest nightly backup), ``mssante``
+(when configured: TLS to the SMTP and IMAP servers verified, the establishment's
+certificate accepted, SASL EXTERNAL login) and, on a machine run by systemd, ``services``
+(the kiosk, the sync service, the backup timer).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
     report = DoctorReport()
     steps: list[Callable[[_Context], list[Check]]] = [
         _config, _pcsc, _printer, _registry, _database, _clock, _disk, _referential,
-        _backup, _services]
+        _backup, _mssante, _services]
     for step in steps:
         try:
             report.checks += step(ctx)
@@ -113,7 +115,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
                                        f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this to the Ordo maintainers"))
     order = ["config", "pcscd", "card", "printer", "registry", "clock", "database", "audit",
-             "disk", "referential", "backup", "services"]
+             "disk", "referential", "backup", "mssante", "services"]
     report.checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     log.info("doctor finished", extra={"fields": {
         "ok": report.ok, **{c.name: c.status for c in report.checks}}})
@@ -215,6 +217,65 @@ def _registry(ctx: _Context) -> list[Check]:
     hint = "" if probe.tls_version else "use the https URL of the registry"
     return [Check("registry", status, f"{r.url}: HTTP {probe.status_code} over {tls} in "
                                       f"{probe.elapsed_s * 1000:.0f} ms", hint)]
+
+
+def mssante_login(settings: Settings) -> list[str]:
+    """Open the SMTP submission and IMAP sessions of ``[mssante]`` with the establishment's
+    certificate and log in (SASL EXTERNAL); returns what was checked, raises on a failure."""
+    import imaplib
+    import smtplib
+    import ssl
+
+    m = settings.mssante
+    context = ssl.create_default_context(cafile=m.ca_file or None)
+    context.load_cert_chain(m.client_cert, m.client_key or None)
+    done = []
+    if m.smtp_host:
+        if m.smtp_tls == "implicit":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(m.smtp_host, m.smtp_port, timeout=m.timeout_s,
+                                                  context=context)
+        else:
+            smtp = smtplib.SMTP(m.smtp_host, m.smtp_port, timeout=m.timeout_s)
+            smtp.starttls(context=context)
+        try:
+            smtp.ehlo()
+            smtp.auth("EXTERNAL", lambda challenge=None: "", initial_response_ok=False)
+        finally:
+            smtp.close()
+        done.append(f"SMTP {m.smtp_host}:{m.smtp_port}")
+    if m.imap_host:
+        imap = imaplib.IMAP4_SSL(m.imap_host, m.imap_port, ssl_context=context,
+                                 timeout=m.timeout_s)
+        try:
+            imap.authenticate("EXTERNAL", lambda _: b"")
+        finally:
+            imap.logout()
+        done.append(f"IMAP {m.imap_host}:{m.imap_port}")
+    return done
+
+
+def _mssante(ctx: _Context) -> list[Check]:
+    m, to = ctx.settings.mssante, ctx.settings.pharmacy.mssante
+    if not (m.smtp_host or m.imap_host):
+        if to:
+            return [Check("mssante", FAIL, f"pharmacy.mssante = {to} but no MSSanté server",
+                          "set [mssante] smtp_host, imap_host, mailbox and the certificate")]
+        return []
+    missing = [k for k, v in (("mailbox", m.mailbox), ("client_cert", m.client_cert)) if not v]
+    if missing:
+        return [Check("mssante", FAIL, f"mssante.{missing[0]} is empty",
+                      "the establishment's MSSanté mailbox and its certificate are required")]
+    try:
+        done = mssante_login(ctx.settings)
+    except (OSError, ValueError) as exc:  # ssl.SSLError, refused connection, bad PEM
+        return [Check("mssante", FAIL, f"{m.mailbox}: {type(exc).__name__}: {exc}",
+                      "check mssante.ca_file (the operator's authority), client_cert and "
+                      "client_key, and that the servers are reachable")]
+    except Exception as exc:  # smtplib / imaplib errors: refused login
+        return [Check("mssante", FAIL, f"{m.mailbox}: login refused ({exc})",
+                      "the operator must know this certificate for this mailbox")]
+    return [Check("mssante", OK, f"{m.mailbox}: TLS verified, certificate accepted, "
+                                 f"logged in ({', '.join(done)})")]
 
 
 def _clock(ctx: _Context) -> list[Check]:
