@@ -143,6 +143,7 @@ class SmtpSubmission:
 
 def deliver_to_maildir(root: Path, recipient: str, content: bytes) -> None:
     """What an MTA's local delivery does: the message into the recipient's Maildir."""
+    root.mkdir(parents=True, exist_ok=True)
     box = mailbox.Maildir(str(root / recipient), create=True)
     box.add(content)
     _give_to_mail_user(root / recipient)

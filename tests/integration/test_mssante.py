@@ -149,7 +149,7 @@ def test_each_order_is_sent_once_with_its_xdm_and_pdf(mail_pki, mail_root, tmp_p
             names = zipfile.ZipFile(io.BytesIO(files["IHE_XDM.ZIP"])).namelist()
             assert {"INDEX.HTM", "README.TXT", "IHE_XDM/SUBSET01/METADATA.XML"} <= set(names)
             docs = {d.name: d for d in xdm.read_xdm(files["IHE_XDM.ZIP"])}
-            pdf_name = [n for n in docs if n.endswith(".PDF")][0]
+            pdf_name = next(n for n in docs if n.endswith(".PDF"))
             assert docs[pdf_name].data == files[f"ordonnance-{p.id}.pdf"]
             has_cda = any(isinstance(x, type(doliprane())) for x in p.lines)
             assert ("DOC0001.XML" in docs) is has_cda
@@ -257,8 +257,8 @@ def test_implicit_tls_and_a_permanent_refusal_quarantines_with_the_reason(
         sign_orders(app, mail_pki, 1)
         report = mailbox.MailSender(app.store, app.settings).drain()
         assert report.quarantined == 1 and report.sent == 0
-        out = subprocess.run([sys.executable, "-c", "from appliance.cli import main; main()", "--data-dir",
-                              str(tmp_path / "data"), "sync", "status", "--json"],
+        out = subprocess.run([sys.executable, "-c", "from appliance.cli import main; main()",
+                              "--data-dir", str(tmp_path / "data"), "sync", "status", "--json"],
                              capture_output=True, text=True, cwd=ROOT, check=True,
                              env={**os.environ, **environ(mail_pki, smtp_port=server.port)})
         status = json.loads(out.stdout)["mssante"]
@@ -384,7 +384,7 @@ def test_fetch_imports_a_gps_prescription_once_and_refuses_hostile_mail(
     assert (again.imported, again.duplicates, len(again.refused), again.ignored) == (0, 0, 0, 0)
     # the other mail is still unseen for the people who read this mailbox
     with mssante.ImapMailbox(app.settings.mssante) as imap:
-        typ, data = imap.imap.uid("SEARCH", "UNSEEN")
+        _, data = imap.imap.uid("SEARCH", "UNSEEN")
         assert len(data[0].split()) == 1
 
 
