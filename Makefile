@@ -9,7 +9,7 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 APT_PACKAGES := python3 pcscd pcsc-tools vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv \
-	poppler-utils \
+	poppler-utils dovecot-imapd \
 	ca-certificates
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)

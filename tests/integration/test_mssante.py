@@ -415,3 +415,26 @@ def test_doctor_checks_tls_certificate_and_login(mail_pki, mail_root, dovecot, t
         assert bad[0].status == doctor.FAIL
     finally:
         server.stop()
+
+
+def test_the_sync_service_sends_and_reads_the_mailbox(mail_pki, mail_root, dovecot, tmp_path):
+    from appliance.commands.sync_cmd import _mail_jobs
+    from sync.engine import SyncEngine
+    from sync.service import SyncService
+
+    server = smtp(mail_pki, mail_root)
+    try:
+        app = make_app(tmp_path, environ(mail_pki, smtp_port=server.port,
+                                         imap_port=dovecot.port))
+        sign_orders(app, mail_pki, 2)
+        mailservers.deliver_to_maildir(mail_root, pki.TEST_MAILBOX, gp_message(
+            "<gp@medecin>", GP_FIXTURE.read_bytes(), "o.xml", ("text", "xml")))
+        sender, fetch = _mail_jobs(app)
+        service = SyncService(SyncEngine(app.store, registry=None), app.store,
+                              mail_sender=sender, mail_fetch=fetch)
+        service.mail_cycle(time.monotonic())
+        assert mail_outbox.status(app.store).sent == 2
+        assert len(server.messages(PHARMACY)) == 2
+        assert external_prescriptions.unmatched_count(app.store) == 1
+    finally:
+        server.stop()
