@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ordo-bench-mss-"))
     mail_root = Path(tempfile.mkdtemp(prefix="ordo-bench-mail-"))
     pharmacy = "pharmacie-bench@ordo-test.mssante.invalid"
-    rng = random.Random(args.seed)  # noqa: S311 (fault injection)
+    rng = random.Random(args.seed)  # fault injection, not a secret
     paths = pki.init_pki(work / "pki")
     m = paths.mssante
     faulty = mailservers.SmtpSubmission(mail_root / "faulty", m / "server.pem", m / "server.key",
