@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     from appliance.config import load_settings
     from appliance.domain.people import Role
     from appliance.domain.prescription import Prescription
+    from appliance.services.mailbox import order_documents
     from appliance.services.signature import record_signature, sign_prescription
-    from appliance.store import mail_outbox, repositories
     from drivers.card import pki
-    from sync import mailbox, mssante
+    from sync import mssante
     from tests import factories, mailservers
     from tests.cda_orders import doliprane, kardegic, new_id
     from tests.harness.workers import physician_session
@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         session = physician_session(paths.directory)
         doctor = session.practitioner.as_practitioner(Role.PRESCRIBER, am="751234567")
         resident = factories.resident(1)
-        with app.store.write() as db:
-            repositories.upsert_residents(db, [resident])
-            repositories.upsert_practitioner(db, doctor)
+        uow = app.uow
+        with uow:
+            uow.residents.upsert([resident])
+            uow.practitioners.upsert(doctor)
+            uow.commit()
         t0 = time.monotonic()
         start = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
         for n in range(args.count):
@@ -77,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             p = Prescription(id=new_id(n), prescriber=doctor, resident=resident, created_at=at,
                              lines=(doliprane(), kardegic()))
             signed = sign_prescription(p, session.signer, at)
-            with app.store.write() as db:
-                record_signature(db, signed, actor="bench")
+            with uow:  # as the signing use case does, with the root's mail policy
+                record_signature(uow, signed, actor="bench", mail=app.mail_policy)
+                uow.commit()
         signing_s = time.monotonic() - t0
 
-        sender = mailbox.MailSender(app.store, app.settings, backoff_base_s=0.0)
+        sender = app.mail_sender(backoff_base_s=0.0)
         t0 = time.monotonic()
         runs = 0
-        while mail_outbox.pending_count(app.store) and runs < 1000:
+        while uow.mail_outbox.pending_count() and runs < 1000:
             sender.drain()
             runs += 1
         ordo_s = time.monotonic() - t0
@@ -96,13 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         expected = {mssante.message_id(new_id(n), pki.TEST_MAILBOX) for n in range(args.count)}
 
         # the anchor: the same messages, composed beforehand, one bare TLS session
-        settings = app.settings
+        mailer = app.order_mailer()
         messages = []
         for n in range(args.count):
-            docs = mssante.order_documents(app.store, settings, new_id(n))
-            messages.append(mssante.compose(docs, settings, pharmacy,
-                                            mssante.message_id(new_id(n), pki.TEST_MAILBOX)))
-        context = mssante.tls_context(settings.mssante)
+            docs = order_documents(uow, mailer, new_id(n))
+            messages.append(mailer.compose(docs, pharmacy, mailer.message_id(new_id(n))))
+        context = mssante.tls_context(app.settings.mssante)
         t0 = time.monotonic()
         smtp = smtplib.SMTP("127.0.0.1", bare.port, timeout=30)
         smtp.starttls(context=context)

@@ -15,15 +15,15 @@
 - FR-Document-PDF-copie: the order's PDF, as printed.
 
 An eP-MED-DM document needs a medication or a device line: an order of acts only raises
-``NotApplicable`` (the pharmacy then gets the PDF alone).
+``CdaNotApplicable`` (the pharmacy then gets the PDF alone).
 
 Every code and OID comes from ``sync.codes``. The line flags the order does not carry
 (work accident, prevention, not reimbursed, off-label) are written ``false``: the printed
 order has no such mention, which reads as "no". ``line_renewals()`` is the one place that
 reads how many times a line may be renewed.
 
-``read_cda()`` reads a received eP-MED-DM document (any author) into ``ExternalDocument``:
-parsed with entities, DTDs and the network off; anything else is ``CdaRefused`` with the
+``read_cda()`` reads a received eP-MED-DM document (any author) into ``ReceivedDocument``:
+parsed with entities, DTDs and the network off; anything else is ``DocumentRefused`` with the
 reason.
 """
 
@@ -33,7 +33,7 @@ import base64
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +51,8 @@ from appliance.domain.prescription import (
     Prescription,
     local,
 )
-from appliance.errors import OrdoError
+from appliance.errors import CdaNotApplicable, DocumentRefused
+from appliance.ports.mail import ExternalLine, ReceivedDocument
 from sync import codes
 
 NS = codes.CDA_NS
@@ -62,14 +63,6 @@ _DOC_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.PRESCRIPTION_ID_SYSTEM + "
 MAX_VALIDITY_DAYS = 366  # a French prescription covers one year of treatment at most
 MIN_VALIDITY_DAYS = 92  # three months to present it for a first dispensation (R5132-22 CSP)
 MEDIA_TYPE = "text/xml"
-
-
-class NotApplicable(OrdoError):
-    """The prescription has no line that an eP-MED-DM document can carry."""
-
-
-class CdaRefused(OrdoError):
-    """A received document that is not a readable eP-MED-DM CDA; the message says why."""
 
 
 # -- what the builder needs besides the prescription ----------------------------------------------
@@ -678,7 +671,7 @@ def build_cda(p: Prescription, *, establishment: Organisation, pdf: bytes,
     devices = [(n, x) for n, x in enumerate(p.lines, start=1) if isinstance(x, DeviceLine)]
     acts = [(n, x) for n, x in enumerate(p.lines, start=1) if isinstance(x, ActLine)]
     if not meds and not devices:
-        raise NotApplicable(f"prescription {p.id}: no medication or device line, no "
+        raise CdaNotApplicable(f"prescription {p.id}: no medication or device line, no "
                             "eP-MED-DM document")
     doc = etree.Element(_q("ClinicalDocument"), nsmap=_NSMAP)
     _header(doc, p, establishment)
@@ -697,30 +690,6 @@ def build_cda(p: Prescription, *, establishment: Organisation, pdf: bytes,
 MAX_CDA_BYTES = 20 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class ExternalLine:
-    label: str
-    code: str | None = None  # CIS, CIP13 or LPP as given
-    posology: str = ""
-
-
-@dataclass(frozen=True)
-class ExternalDocument:
-    """What Ordo keeps of a received eP-MED-DM document."""
-
-    document_id: str
-    ins: str | None
-    ins_oid: str | None
-    birth_name: str
-    first_names: str
-    birth_date: date | None
-    author: str
-    author_id: str | None
-    issued_at: datetime | None
-    lines: tuple[ExternalLine, ...] = ()
-    pdf: bytes | None = field(default=None, repr=False)
-
-
 def _parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                            dtd_validation=False, huge_tree=False, remove_comments=True)
@@ -729,17 +698,17 @@ def _parser() -> etree.XMLParser:
 def parse_xml(data: bytes) -> etree._Element:
     """Parse outside XML: refuses a DTD (hence every entity), never fetches anything."""
     if len(data) > MAX_CDA_BYTES:
-        raise CdaRefused(f"document CDA trop volumineux ({len(data)} octets)")
+        raise DocumentRefused(f"document CDA trop volumineux ({len(data)} octets)")
     try:
         tree = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        raise CdaRefused(f"XML illisible : {exc}") from None
+        raise DocumentRefused(f"XML illisible : {exc}") from None
     info = tree.getroottree().docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
-        raise CdaRefused("XML refusé : déclaration DTD ou entités")
+        raise DocumentRefused("XML refusé : déclaration DTD ou entités")
     for node in tree.iter():
         if isinstance(node, etree._Entity):
-            raise CdaRefused("XML refusé : entité XML")
+            raise DocumentRefused("XML refusé : entité XML")
     return tree
 
 
@@ -762,11 +731,11 @@ def _narrative(doc: etree._Element) -> dict[str, str]:
     return {node.get("ID"): _text(node) for node in doc.iter(f"{{{NS}}}*") if node.get("ID")}
 
 
-def read_cda(data: bytes) -> ExternalDocument:
+def read_cda(data: bytes) -> ReceivedDocument:
     """Read a received eP-MED-DM (or any CI-SIS) prescription document."""
     doc = parse_xml(data)
     if doc.tag != _q("ClinicalDocument"):
-        raise CdaRefused("ce n'est pas un document CDA (ClinicalDocument attendu)")
+        raise DocumentRefused("ce n'est pas un document CDA (ClinicalDocument attendu)")
     ns = {"c": NS}
 
     def first(path: str, at: etree._Element = doc) -> etree._Element | None:
@@ -778,10 +747,10 @@ def read_cda(data: bytes) -> ExternalDocument:
     if ident is not None:
         document_id = "^".join(filter(None, [ident.get("root"), ident.get("extension")]))
     if not document_id:
-        raise CdaRefused("document CDA sans identifiant (id)")
+        raise DocumentRefused("document CDA sans identifiant (id)")
     role = first("c:recordTarget/c:patientRole")
     if role is None:
-        raise CdaRefused("document CDA sans patient (recordTarget)")
+        raise DocumentRefused("document CDA sans patient (recordTarget)")
     from appliance.domain.ids import INS_OIDS
 
     ins = ins_oid = None
@@ -843,9 +812,9 @@ def read_cda(data: bytes) -> ExternalDocument:
             try:
                 pdf = base64.b64decode("".join((media.text or "").split()), validate=True)
             except ValueError:
-                raise CdaRefused("copie PDF du document illisible (base64)") from None
+                raise DocumentRefused("copie PDF du document illisible (base64)") from None
             break
-    return ExternalDocument(
+    return ReceivedDocument(
         document_id=document_id, ins=ins, ins_oid=ins_oid, birth_name=family,
         first_names=given, birth_date=birth_ts.date() if birth_ts else None,
         author=author_name, author_id=author_id,

@@ -1,91 +1,60 @@
-"""MSSanté: the order's documents, the message to the pharmacy, SMTP and IMAP over TLS.
+"""MSSanté adapters (``appliance.ports.mail``): the order's documents and its message to the
+pharmacy, SMTP and IMAP over TLS, and what a received message carries.
 
 The establishment's mailbox authenticates with its organisation certificate: TLS client
 authentication to the operator's SMTP submission and IMAP servers, then SASL ``EXTERNAL``
 (the identity is the certificate's). The servers' certificates are always verified against
 ``[mssante] ca_file`` (or the system's CAs) with their host name.
 
-- ``order_documents()``: the order's PDF (as printed) and its eP-MED-DM CDA;
-- ``compose()``: one message per order: the IHE XDM ZIP and the PDF attached, a subject and a
+- ``OrderMailer``: the order's PDF (as printed) and its eP-MED-DM CDA (``documents``); one
+  message per order (``compose``): the IHE XDM ZIP and the PDF attached, a subject and a
   body that name the order and its prescriber but neither the resident nor the drugs (they
-  are in the documents), a ``Message-ID`` derived from the order ID (``message_id()``) and a
+  are in the documents), a ``Message-ID`` derived from the order ID (``message_id``) and a
   ``Date`` from its signature, so that a resend is the same message;
 - ``SmtpTransport.send()``: ``MailRejected`` for a permanent refusal (5xx), ``MailUnavailable``
-  for anything worth retrying (4xx, network, TLS);
-- ``ImapMailbox``: unseen messages, flags.
+  for anything worth retrying (4xx, network, TLS, the login refused);
+- ``ImapMailbox``: unseen messages, flags;
+- ``MessageReader.read()``: the CDA and the PDF a received message carries (in an IHE XDM
+  ZIP or attached as such), the CDA read; hostile attachments are ``DocumentRefused``;
+- ``probe()``: ``ordo doctor``'s check (TLS, certificate, login on both servers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import imaplib
 import smtplib
 import ssl
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
-from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from email.utils import format_datetime, parseaddr
+from typing import Self
 
+from appliance.config import Establishment
 from appliance.config import Mssante as MssanteSettings
-from appliance.config import Settings
 from appliance.domain.prescription import Prescription, format_local
 from appliance.domain.prescription_id import format_id
-from appliance.errors import OrdoError
+from appliance.errors import (
+    CdaNotApplicable,
+    ConfigError,
+    DocumentRefused,
+    MailRejected,
+    MailUnavailable,
+)
+from appliance.ports.mail import Fetched, OrderDocuments, ReceivedMessage
 from sync import cda, codes, xdm
-
-if TYPE_CHECKING:
-    from appliance.store.db import Store
 
 XDM_ATTACHMENT = "IHE_XDM.ZIP"
 AUTH_CODES = frozenset({530, 534, 535, 538})  # RFC 4954 §6: authentication required/failed
+MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 
-
-class MailUnavailable(OrdoError):
-    """The mail server could not take the message now (network, TLS, 4xx): retry later."""
-
-
-class MailRejected(OrdoError):
-    """The mail server refused for good (5xx); ``code`` and the server's text."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code, self.reason = code, reason
-        super().__init__(f"refus définitif du serveur ({code}) : {reason}")
+RenderPdf = Callable[[Prescription, str], bytes]
 
 
 # -- what is sent ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OrderDocuments:
-    prescription: Prescription
-    pdf: bytes
-    cda: bytes | None  # None for an order of acts only
-
-
-def establishment(settings: Settings) -> cda.Organisation:
-    est = settings.establishment
-    return cda.Organisation(est.name, est.finess, est.address)
-
-
-def order_documents(store: Store, settings: Settings, prescription_id: str) -> OrderDocuments:
-    """The signed order's PDF (A5, as ``ordo print pdf``) and its eP-MED-DM document."""
-    from appliance.services import printing
-    from drivers.printer.layout import Letterhead, OrderDocument
-    from drivers.printer.pdf import render_pdf
-
-    prescription, payload = printing.order_payload(store, prescription_id)
-    org = establishment(settings)
-    pdf = render_pdf(OrderDocument(prescription, payload,
-                                   Letterhead(org.name, org.finess, org.address)),
-                     created=prescription.signed_at)
-    lookup = cda.referential_lookup(settings.data_dir / "referential.sqlite")
-    try:
-        document = cda.build_cda(prescription, establishment=org, pdf=pdf, lookup=lookup)
-    except cda.NotApplicable:
-        document = None
-    return OrderDocuments(prescription, pdf, document)
-
-
 def message_id(prescription_id: str, mailbox: str) -> str:
     """``<ID.ordonnance@domain>``: the same for every send of the same order."""
     domain = mailbox.rpartition("@")[2] or "ordo.invalid"
@@ -98,63 +67,88 @@ def _uuid_oid(name: str) -> str:
                                     ).int)
 
 
-def _submission(docs: OrderDocuments, settings: Settings, recipient: str) -> xdm.Submission:
-    p = docs.prescription
-    r, d = p.resident, p.prescriber
-    org = establishment(settings)
-    signed = p.signed_at or p.created_at
-    set_uid = _uuid_oid(f"{p.id}|xdm")
-    institution = f"{org.name}^^^^^&{codes.FINESS_OID}&ISO^IDNST^^^" \
-        f"{codes.ID_NAT_STRUCT_FINESS_PREFIX}{org.finess}" if org.finess else org.name
-    return xdm.Submission(
-        unique_id=set_uid, source_id=_uuid_oid(f"source|{org.finess or org.name}"),
-        submitted_at=signed, patient_id=f"{r.ins.value}^^^&{r.ins.oid}&ISO",
-        author_person=f"{d.id_nat_ps}^{d.last_name}^{d.first_name}^^^^^^&"
-                      f"{codes.ID_NAT_PS_OID}&ISO",
-        author_institution=institution, intended_recipient=recipient, created_at=signed,
-        title=f"Ordonnance {format_id(p.id)}")
+class OrderMailer:
+    """``OrderMailer`` of ``appliance.ports.mail`` for the establishment's mailbox.
 
+    ``render_pdf(prescription, qr_payload)`` is the order's PDF as ``ordo print pdf`` makes
+    it; ``lookup`` gives the referential's facts of a medication line (``cda.DrugLookup``)."""
 
-def xdm_zip(docs: OrderDocuments, settings: Settings, recipient: str) -> bytes:
-    files = []
-    if docs.cda is not None:
-        files.append(xdm.XdmDocument("DOC0001.XML", docs.cda, cda.MEDIA_TYPE,
-                                     codes.XDS_FORMAT_PRE, codes.CDA_TITLE))
-    files.append(xdm.XdmDocument(f"DOC{len(files) + 1:04d}.PDF", docs.pdf, "application/pdf",
-                                 codes.XDS_FORMAT_PDF, "Ordonnance imprimée (PDF)"))
-    return xdm.build_xdm(_submission(docs, settings, recipient), files)
+    def __init__(self, establishment: Establishment, mailbox: str, render_pdf: RenderPdf,
+                 lookup: cda.DrugLookup = cda.no_referential) -> None:
+        self.organisation = cda.Organisation(establishment.name, establishment.finess,
+                                             establishment.address)
+        self.mailbox = mailbox
+        self.render_pdf = render_pdf
+        self.lookup = lookup
 
+    def documents(self, prescription: Prescription, qr_payload: str) -> OrderDocuments:
+        pdf = self.render_pdf(prescription, qr_payload)
+        try:
+            document: bytes | None = cda.build_cda(prescription, establishment=self.organisation,
+                                                   pdf=pdf, lookup=self.lookup)
+        except CdaNotApplicable:
+            document = None
+        return OrderDocuments(prescription, pdf, document)
 
-def compose(docs: OrderDocuments, settings: Settings, recipient: str, mid: str
-            ) -> EmailMessage:
-    """The message to the pharmacy (see the module docstring)."""
-    p = docs.prescription
-    signed = p.signed_at or p.created_at
-    est = settings.establishment
-    pid = format_id(p.id)
-    msg = EmailMessage()
-    msg["From"] = settings.mssante.mailbox
-    msg["To"] = recipient
-    msg["Subject"] = f"Ordonnance {pid} - {est.name}"
-    msg["Message-ID"] = mid
-    msg["Date"] = format_datetime(signed)
-    title = "Dr " if p.prescriber.profession.casefold().startswith("médecin") else ""
-    msg.set_content(
-        "Bonjour,\n\n"
-        f"Veuillez trouver ci-joint l'ordonnance n° {pid} signée le {format_local(signed)} "
-        f"par {title}{p.prescriber.first_name} {p.prescriber.last_name} "
-        f"(RPPS {p.prescriber.rpps or p.prescriber.id_nat_ps}) pour un résident de "
-        f"{est.name}.\n\n"
-        f"- {XDM_ATTACHMENT} : support IHE XDM (document CDA eP-MED-DM et copie PDF)\n"
-        f"- ordonnance-{p.id}.pdf : l'ordonnance telle qu'imprimée\n\n"
-        "Le QR code de l'ordonnance et son identifiant permettent de la retrouver dans le "
-        "registre des ordonnances numériques.\n\n"
-        f"Message envoyé automatiquement par {est.name}.\n")
-    msg.add_attachment(xdm_zip(docs, settings, recipient), maintype="application",
-                       subtype="zip", filename=XDM_ATTACHMENT)
-    msg.add_attachment(docs.pdf, maintype="application", subtype="pdf",
-                       filename=f"ordonnance-{p.id}.pdf")
-    return msg
+    def message_id(self, prescription_id: str) -> str:
+        return message_id(prescription_id, self.mailbox)
+
+    def _submission(self, docs: OrderDocuments, recipient: str) -> xdm.Submission:
+        p = docs.prescription
+        r, d = p.resident, p.prescriber
+        org = self.organisation
+        signed = p.signed_at or p.created_at
+        institution = f"{org.name}^^^^^&{codes.FINESS_OID}&ISO^IDNST^^^" \
+            f"{codes.ID_NAT_STRUCT_FINESS_PREFIX}{org.finess}" if org.finess else org.name
+        return xdm.Submission(
+            unique_id=_uuid_oid(f"{p.id}|xdm"),
+            source_id=_uuid_oid(f"source|{org.finess or org.name}"),
+            submitted_at=signed, patient_id=f"{r.ins.value}^^^&{r.ins.oid}&ISO",
+            author_person=f"{d.id_nat_ps}^{d.last_name}^{d.first_name}^^^^^^&"
+                          f"{codes.ID_NAT_PS_OID}&ISO",
+            author_institution=institution, intended_recipient=recipient, created_at=signed,
+            title=f"Ordonnance {format_id(p.id)}")
+
+    def xdm_zip(self, docs: OrderDocuments, recipient: str) -> bytes:
+        files = []
+        if docs.cda is not None:
+            files.append(xdm.XdmDocument("DOC0001.XML", docs.cda, cda.MEDIA_TYPE,
+                                         codes.XDS_FORMAT_PRE, codes.CDA_TITLE))
+        files.append(xdm.XdmDocument(f"DOC{len(files) + 1:04d}.PDF", docs.pdf,
+                                     "application/pdf", codes.XDS_FORMAT_PDF,
+                                     "Ordonnance imprimée (PDF)"))
+        return xdm.build_xdm(self._submission(docs, recipient), files)
+
+    def compose(self, documents: OrderDocuments, recipient: str, message_id: str
+                ) -> EmailMessage:
+        """The message to the pharmacy (see the module docstring)."""
+        p = documents.prescription
+        signed = p.signed_at or p.created_at
+        name = self.organisation.name
+        pid = format_id(p.id)
+        msg = EmailMessage()
+        msg["From"] = self.mailbox
+        msg["To"] = recipient
+        msg["Subject"] = f"Ordonnance {pid} - {name}"
+        msg["Message-ID"] = message_id
+        msg["Date"] = format_datetime(signed)
+        title = "Dr " if p.prescriber.profession.casefold().startswith("médecin") else ""
+        msg.set_content(
+            "Bonjour,\n\n"
+            f"Veuillez trouver ci-joint l'ordonnance n° {pid} signée le {format_local(signed)} "
+            f"par {title}{p.prescriber.first_name} {p.prescriber.last_name} "
+            f"(RPPS {p.prescriber.rpps or p.prescriber.id_nat_ps}) pour un résident de "
+            f"{name}.\n\n"
+            f"- {XDM_ATTACHMENT} : support IHE XDM (document CDA eP-MED-DM et copie PDF)\n"
+            f"- ordonnance-{p.id}.pdf : l'ordonnance telle qu'imprimée\n\n"
+            "Le QR code de l'ordonnance et son identifiant permettent de la retrouver dans le "
+            "registre des ordonnances numériques.\n\n"
+            f"Message envoyé automatiquement par {name}.\n")
+        msg.add_attachment(self.xdm_zip(documents, recipient), maintype="application",
+                           subtype="zip", filename=XDM_ATTACHMENT)
+        msg.add_attachment(documents.pdf, maintype="application", subtype="pdf",
+                           filename=f"ordonnance-{p.id}.pdf")
+        return msg
 
 
 # -- TLS and the two protocols -------------------------------------------------------------------
@@ -166,17 +160,19 @@ def tls_context(settings: MssanteSettings) -> ssl.SSLContext:
         if settings.client_cert:
             context.load_cert_chain(settings.client_cert, settings.client_key or None)
     except (OSError, ssl.SSLError) as exc:
-        raise OrdoError(f"MSSanté : certificat ou clé illisible ({exc})") from exc
+        raise ConfigError("mssante.client_cert", settings.client_cert,
+                          f"un certificat et sa clé PEM lisibles, et mssante.ca_file lisible "
+                          f"({exc})") from exc
     return context
 
 
 def _configured(settings: MssanteSettings, what: str) -> None:
     host = settings.smtp_host if what == "smtp" else settings.imap_host
-    missing = [k for k, v in (("mssante.mailbox", settings.mailbox),
-                              (f"mssante.{what}_host", host),
-                              ("mssante.client_cert", settings.client_cert)) if not v]
-    if missing:
-        raise OrdoError(f"MSSanté non configurée : {', '.join(missing)} manquant(s)")
+    for key, value in (("mssante.mailbox", settings.mailbox), (f"mssante.{what}_host", host),
+                       ("mssante.client_cert", settings.client_cert)):
+        if not value:
+            raise ConfigError(key, value, "une valeur : la boîte MSSanté de l'établissement, "
+                                          "ses serveurs et son certificat")
 
 
 class SmtpTransport:
@@ -210,9 +206,14 @@ class SmtpTransport:
             raise MailUnavailable(f"connexion SMTP impossible : {exc}") from None
         return smtp
 
-    def send(self, msg: EmailMessage) -> None:
+    def connect(self) -> None:
+        """Open the session now (TLS, certificate, login) unless it is open."""
         if self._smtp is None:
             self._smtp = self._connect()
+
+    def send(self, msg: EmailMessage) -> None:
+        self.connect()
+        assert self._smtp is not None
         try:
             refused = self._smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -244,7 +245,7 @@ class SmtpTransport:
                 smtp.close()
 
 
-def _classify(exc: smtplib.SMTPResponseException) -> OrdoError:
+def _classify(exc: smtplib.SMTPResponseException) -> MailRejected | MailUnavailable:
     text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) \
         else str(exc.smtp_error)
     if exc.smtp_code in AUTH_CODES:  # the establishment's login, not this message
@@ -252,12 +253,6 @@ def _classify(exc: smtplib.SMTPResponseException) -> OrdoError:
     if 500 <= exc.smtp_code < 600:
         return MailRejected(exc.smtp_code, text)
     return MailUnavailable(f"le serveur SMTP répond {exc.smtp_code} : {text}")
-
-
-@dataclass(frozen=True)
-class Fetched:
-    uid: bytes
-    data: bytes
 
 
 class ImapMailbox:
@@ -269,7 +264,7 @@ class ImapMailbox:
         self.context = tls_context(settings)
         self._imap: imaplib.IMAP4_SSL | None = None
 
-    def __enter__(self) -> ImapMailbox:
+    def __enter__(self) -> Self:
         s = self.settings
         try:
             imap = imaplib.IMAP4_SSL(s.imap_host, s.imap_port, ssl_context=self.context,
@@ -318,3 +313,69 @@ class ImapMailbox:
     def flag(self, uid: bytes, *flags: str) -> None:
         self.imap.uid("STORE", uid, "+FLAGS", f"({' '.join(flags)})")
 
+
+
+# -- what a received message carries -------------------------------------------------------------
+class MessageReader:
+    """``MessageReader`` of ``appliance.ports.mail``: the prescription a message carries."""
+
+    def read(self, raw: bytes) -> ReceivedMessage | None:
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise DocumentRefused(f"message trop volumineux ({len(raw)} octets)")
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        found_cda, found_pdf = _attachments(msg)
+        if found_cda is None and found_pdf is None:
+            return None
+        mid = str(msg.get("Message-ID") or "").strip()
+        if not mid:
+            raise DocumentRefused("message sans Message-ID")
+        document = cda.read_cda(found_cda) if found_cda is not None else None
+        return ReceivedMessage(mid, parseaddr(str(msg.get("From") or ""))[1], found_cda,
+                               found_pdf or (document.pdf if document else None), document)
+
+
+def _attachments(msg: email.message.Message) -> tuple[bytes | None, bytes | None]:
+    """The CDA and the PDF the message carries (inside an XDM ZIP or attached as such)."""
+    found_cda: bytes | None = None
+    found_pdf: bytes | None = None
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        name = (part.get_filename() or "").upper()
+        data = part.get_payload(decode=True)
+        payload = data if isinstance(data, bytes) else b""
+        if ctype in ("application/zip", "application/x-zip-compressed") or name.endswith(".ZIP"):
+            for doc in xdm.read_xdm(payload):
+                if doc.name.endswith(".XML") and found_cda is None:
+                    found_cda = doc.data
+                elif doc.name.endswith(".PDF") and found_pdf is None:
+                    found_pdf = doc.data
+        elif ctype in ("text/xml", "application/xml", "application/hl7-v3+xml") or \
+                name.endswith(".XML"):
+            found_cda = found_cda or payload
+        elif ctype == "application/pdf" or name.endswith(".PDF"):
+            found_pdf = found_pdf or payload
+    if found_pdf is not None and not found_pdf.startswith(b"%PDF"):
+        raise DocumentRefused("pièce jointe PDF illisible (en-tête %PDF absent)")
+    return found_cda, found_pdf
+
+
+# -- ordo doctor ----------------------------------------------------------------------------------
+def probe(settings: MssanteSettings) -> list[str]:
+    """Open the SMTP submission and IMAP sessions of ``[mssante]`` (those configured) with
+    the establishment's certificate and log in; returns what was checked. Raises
+    ``MailUnavailable`` (or ``ConfigError``) with the reason."""
+    done = []
+    if settings.smtp_host:
+        transport = SmtpTransport(settings)
+        try:
+            transport.connect()
+        finally:
+            transport.close()
+        done.append(f"SMTP {settings.smtp_host}:{settings.smtp_port}")
+    if settings.imap_host:
+        with ImapMailbox(settings):
+            pass
+        done.append(f"IMAP {settings.imap_host}:{settings.imap_port}")
+    return done

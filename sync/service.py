@@ -4,16 +4,18 @@ One job, ``sync``, on an interval trigger (``tick_s``, a few seconds) with
 ``max_instances=1`` and ``coalesce=True``: ticks never overlap and missed ones fold into
 one. Each tick does what is due:
 
-- **push** whenever the outbox is not empty: the engine drains it (see ``sync.engine``);
+- **push** whenever the outbox is not empty: the engine drains it (the sync use case,
+  ``appliance.services.sync``, given by the composition root);
   when the registry cannot be reached the service holds off for a full-jitter backoff
   (``tick_s`` doubling up to ``[sync] backoff_cap_s``) before trying again;
 - **pull** the dispensations every ``pull_every_s`` (ten times ``[sync] interval_s``:
   five minutes by default);
 - **housekeeping** every hour: a passive WAL checkpoint and ``PRAGMA optimize``;
-- **MSSanté** when configured: the orders waiting for the partner pharmacy are sent at every
-  tick (``sync.mailbox.MailSender``; an unreachable mail server holds the mail off with its
-  own backoff, the registry is not held), and the mailbox is read every ``mail_fetch_every_s``
-  (``sync.mailbox.fetch_inbox``, a few minutes).
+- **MSSanté** when configured (the composition root gives the use cases of
+  ``appliance.services.mailbox``): the orders waiting for the partner pharmacy are sent at
+  every tick (an unreachable mail server holds the mail off with its own backoff, the
+  registry is not held), and the mailbox is read every ``mail_fetch_every_s`` (a few
+  minutes).
 
 systemd: ``READY=1`` once the scheduler runs, ``WATCHDOG=1`` while the sync job shows signs
 of life, ``STATUS=`` with the queue, ``STOPPING=1`` on SIGTERM; a stop waits for the current
@@ -35,15 +37,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from appliance.errors import OrdoError
-from appliance.store.db import Store
-from sync import localstore as ls
+from appliance.domain.backoff import service_backoff
+from appliance.errors import StoreError, SyncAlreadyRunning
+from appliance.ports.uow import UnitOfWork
 from sync import sdnotify
-from sync.engine import PullReport, PushReport, SyncEngine, service_backoff
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,15 @@ HOUSEKEEPING_S = 3600.0
 LOCK_NAME = "sync.lock"
 
 
-class SyncAlreadyRunning(OrdoError):
-    """Another sync process holds the data directory's sync lock."""
-
-
 @contextlib.contextmanager
 def single_instance(data_dir: Path) -> Iterator[IO[str]]:
     """Hold ``<data_dir>/sync.lock`` (``flock``, released by the kernel if we die)."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = (data_dir / LOCK_NAME).open("a+")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = (data_dir / LOCK_NAME).open("a+")
+    except OSError as exc:
+        raise StoreError(f"verrou de synchronisation impossible dans {data_dir} : "
+                         f"{exc.strerror or exc}") from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -79,25 +80,50 @@ def single_instance(data_dir: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
+class Report(Protocol):
+    unreachable: bool
+
+
+class MailSender(Protocol):
+    """The MSSanté sending use case (``appliance.services.mailbox.MailSender``)."""
+
+    def drain(self) -> Report: ...
+
+
+class Engine(Protocol):
+    """What the service drives: the sync use case (``appliance.services.sync.SyncEngine``)."""
+
+    heartbeat: Callable[[], None]
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def push(self) -> Report: ...
+
+    def pull(self) -> Report: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class CycleReport:
-    push: PushReport | None = None
-    pull: PullReport | None = None
+    push: Any = None   # the engine's PushReport
+    pull: Any = None   # the engine's PullReport
     held: bool = False
     housekeeping: bool = False
 
 
 class SyncService:
-    def __init__(self, engine: SyncEngine, store: Store, *, tick_s: float = TICK_S,
+    def __init__(self, engine: Engine, uow: UnitOfWork, *, tick_s: float = TICK_S,
                  pull_every_s: float = 300.0, housekeeping_every_s: float = HOUSEKEEPING_S,
                  backoff_cap_s: float = 900.0,
                  environ: Mapping[str, str] | None = None,
                  notify: Callable[[str], bool] | None = None,
                  rng: random.Random | None = None,
-                 mail_sender: Any = None,
-                 mail_fetch: Callable[[], Any] | None = None,
+                 mail_sender: MailSender | None = None,
+                 mail_fetch: Callable[[], object] | None = None,
                  mail_fetch_every_s: float = 180.0) -> None:
-        self.engine, self.store = engine, store
+        self.engine, self.uow = engine, uow
         self.mail_sender, self.mail_fetch = mail_sender, mail_fetch
         self.mail_fetch_every_s = mail_fetch_every_s
         self._mail_failures = 0
@@ -136,7 +162,7 @@ class SyncService:
         if not force and now < self._hold_until:
             report.held = True
             return report
-        if force or ls.pending_count(self.store):
+        if force or self.uow.outbox.pending_count():
             report.push = self.engine.push()
             if report.push.unreachable:
                 self._unreachable(time.monotonic())
@@ -159,10 +185,8 @@ class SyncService:
     def mail_cycle(self, now: float, *, force: bool = False) -> None:
         """Send the waiting MSSanté messages, and read the mailbox when due; a failure here
         is logged and never stops the registry's sync."""
-        from appliance.store import mail_outbox
-
         if self.mail_sender is not None and (force or now >= self._mail_hold_until) \
-                and mail_outbox.pending_count(self.store):
+                and self.uow.mail_outbox.pending_count():
             try:
                 sent = self.mail_sender.drain()
             except Exception:
@@ -182,19 +206,18 @@ class SyncService:
             try:
                 self.mail_fetch()
             except Exception as exc:  # unreachable mailbox, refused login: next time
-                log.warning("mssante fetch failed", extra={"fields": {"error": str(exc)}})
+                log.warning("mssante fetch failed", extra={"fields": {"error": str(exc)[:200]}})
         self.beat()
 
     def housekeeping(self) -> None:
-        self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        self.store.conn.execute("PRAGMA optimize")
+        self.uow.housekeeping()
 
     def tick(self) -> None:
         try:
             self.cycle()
         except Exception:  # the scheduler must keep ticking; the next tick retries
             log.exception("sync tick failed")
-        status = ls.sync_status(self.store)
+        status = self.uow.views.sync_status(datetime.now(UTC))
         self.notify(f"STATUS=file : {status.queue_depth} en attente, "
                     f"{status.quarantined} en quarantaine")
 

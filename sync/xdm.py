@@ -14,7 +14,7 @@ Every byte is a function of its inputs (fixed ZIP timestamps), so that a resend 
 order is the same attachment.
 
 ``read_xdm()`` opens a received ZIP defensively and returns its documents; it refuses, with
-a clear reason (``XdmRefused``), too many entries, too large a total or a suspicious
+a clear reason (``DocumentRefused``), too many entries, too large a total or a suspicious
 compression ratio (a ZIP bomb), absolute paths or ``..`` (path traversal), encrypted or
 symlinked entries, and metadata with a DTD or entities.
 """
@@ -33,7 +33,7 @@ from pathlib import PurePosixPath
 
 from lxml import etree
 
-from appliance.errors import OrdoError
+from appliance.errors import DocumentRefused
 from sync import codes
 
 SUBSET = "IHE_XDM/SUBSET01"
@@ -45,10 +45,6 @@ MAX_ENTRIES = 64
 MAX_TOTAL_BYTES = 50 * 1024 * 1024
 MAX_ENTRY_BYTES = 25 * 1024 * 1024
 MAX_RATIO = 100  # uncompressed / compressed, per entry above 1 MB
-
-
-class XdmRefused(OrdoError):
-    """A received ZIP Ordo will not open; the message says why (French)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +201,7 @@ def build_xdm(sub: Submission, docs: Sequence[XdmDocument]) -> bytes:
 
 # -- reading ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ReceivedDocument:
+class XdmFile:
     name: str
     mime_type: str
     data: bytes
@@ -216,15 +212,15 @@ def _check_member(info: zipfile.ZipInfo) -> None:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or name.startswith(("/", "\\")) or \
             (len(name) > 1 and name[1] == ":"):
-        raise XdmRefused(f"ZIP refusé : chemin dangereux {name!r} (traversée de répertoire)")
+        raise DocumentRefused(f"ZIP refusé : chemin dangereux {name!r} (traversée de répertoire)")
     if info.flag_bits & 0x1:
-        raise XdmRefused(f"ZIP refusé : entrée chiffrée {name!r}")
+        raise DocumentRefused(f"ZIP refusé : entrée chiffrée {name!r}")
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise XdmRefused(f"ZIP refusé : lien symbolique {name!r}")
+        raise DocumentRefused(f"ZIP refusé : lien symbolique {name!r}")
     if info.file_size > MAX_ENTRY_BYTES:
-        raise XdmRefused(f"ZIP refusé : {name!r} trop volumineux ({info.file_size} octets)")
+        raise DocumentRefused(f"ZIP refusé : {name!r} trop volumineux ({info.file_size} octets)")
     if info.file_size > 1024 * 1024 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-        raise XdmRefused(f"ZIP refusé : taux de compression suspect pour {name!r} "
+        raise DocumentRefused(f"ZIP refusé : taux de compression suspect pour {name!r} "
                          "(bombe de décompression)")
 
 
@@ -233,39 +229,39 @@ def _read_limited(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     with archive.open(info) as member:
         data = member.read(info.file_size + 1)
     if len(data) > info.file_size:
-        raise XdmRefused(f"ZIP refusé : {info.filename!r} plus gros que déclaré")
+        raise DocumentRefused(f"ZIP refusé : {info.filename!r} plus gros que déclaré")
     return data
 
 
-def read_xdm(data: bytes) -> list[ReceivedDocument]:
+def read_xdm(data: bytes) -> list[XdmFile]:
     """The documents of a received XDM ZIP (from METADATA.XML, else every XML/PDF file)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError) as exc:
-        raise XdmRefused(f"ZIP illisible : {exc}") from None
+        raise DocumentRefused(f"ZIP illisible : {exc}") from None
     with archive:
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
-            raise XdmRefused(f"ZIP refusé : {len(infos)} entrées (au plus {MAX_ENTRIES})")
+            raise DocumentRefused(f"ZIP refusé : {len(infos)} entrées (au plus {MAX_ENTRIES})")
         total = 0
         for info in infos:
             _check_member(info)
             total += info.file_size
         if total > MAX_TOTAL_BYTES:
-            raise XdmRefused(f"ZIP refusé : {total} octets une fois décompressé "
-                             f"(au plus {MAX_TOTAL_BYTES})")
+            raise DocumentRefused(f"ZIP refusé : {total} octets une fois décompressé "
+                                  f"(au plus {MAX_TOTAL_BYTES})")
         by_name = {info.filename.replace("\\", "/").upper(): info for info in infos
                    if not info.is_dir()}
         wanted: list[tuple[str, str]] = []
         meta_info = next((i for n, i in by_name.items() if n.endswith("/METADATA.XML")
                           and n.startswith("IHE_XDM/")), None)
         if meta_info is not None:
-            from sync.cda import CdaRefused, parse_xml
+            from sync.cda import parse_xml
 
             try:
                 meta = parse_xml(_read_limited(archive, meta_info))
-            except CdaRefused as exc:
-                raise XdmRefused(f"METADATA.XML refusé : {exc}") from None
+            except DocumentRefused as exc:
+                raise DocumentRefused(f"METADATA.XML refusé : {exc}") from None
             base = meta_info.filename.replace("\\", "/").rsplit("/", 1)[0]
             for entry in meta.iter(f"{{{RIM}}}ExtrinsicObject"):
                 uri = next((s.findtext(f"{{{RIM}}}ValueList/{{{RIM}}}Value") for s in
@@ -282,8 +278,9 @@ def read_xdm(data: bytes) -> list[ReceivedDocument]:
         for name, mime in wanted:
             info = by_name.get(name)
             if info is None:
-                raise XdmRefused(f"ZIP incomplet : {name} annoncé dans METADATA.XML est absent")
-            docs.append(ReceivedDocument(name.rsplit("/", 1)[-1], mime,
+                raise DocumentRefused(f"ZIP incomplet : {name} annoncé dans METADATA.XML est "
+                                      "absent")
+            docs.append(XdmFile(name.rsplit("/", 1)[-1], mime,
                                          _read_limited(archive, info)))
         return docs
 

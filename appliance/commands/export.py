@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from appliance.bootstrap import App
-from appliance.cli import pass_app
 from appliance.domain.prescription_id import validate_prescription_id
-from appliance.store import audit
+from appliance.errors import StoreError
+from appliance.services import mailbox
 
 
 @click.group("export")
@@ -24,25 +24,19 @@ def export_group() -> None:
 @click.argument("out", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--as", "actor", default="system", metavar="ID_NAT_PS",
               help="Who asks for the document (audit).")
-@pass_app
+@click.pass_obj
 def export_cda(app: App, prescription_id: str, out: Path | None, actor: str) -> None:
     """Write the CDA R2 eP-MED-DM document of a signed order to FILE (default: stdout)."""
-    from sync.mssante import order_documents
-
     pid = validate_prescription_id(prescription_id)
-    docs = order_documents(app.store, app.settings, pid)
-    if docs.cda is None:
-        raise click.ClickException(
-            "cette ordonnance ne comporte que des actes : pas de document eP-MED-DM "
-            "(médicaments ou dispositifs médicaux seulement)")
-    with app.store.write() as db:
-        audit.append(db, actor=actor, action="export.cda", subject=pid,
-                     details={"bytes": len(docs.cda)})
+    document = mailbox.export_cda(app.uow, app.order_mailer(), pid, actor=actor)
     if out is None:
-        sys.stdout.buffer.write(docs.cda)
+        sys.stdout.buffer.write(document)
         return
-    out.write_bytes(docs.cda)
-    click.echo(f"{out} ({len(docs.cda)} octets, CDA eP-MED-DM)", err=True)
+    try:
+        out.write_bytes(document)
+    except OSError as exc:
+        raise StoreError(f"impossible d'écrire {out} : {exc.strerror or exc}") from exc
+    click.echo(f"{out} ({len(document)} octets, CDA eP-MED-DM)", err=True)
 
 
 COMMANDS = [export_group]

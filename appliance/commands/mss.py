@@ -1,15 +1,18 @@
-"""``ordo mss fetch|send|received``: the establishment's MSSanté mailbox by hand (the sync
-service does the same on its own: sending every few seconds, fetching every few minutes)."""
+"""``ordo mss fetch|send|received|attach|release``: the establishment's MSSanté mailbox by
+hand (the sync service does the same on its own: sending every few seconds, fetching every
+few minutes)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import click
 
 from appliance.bootstrap import App
-from appliance.cli import pass_app
-from appliance.store import external_prescriptions as ext
+from appliance.cli import operator
+from appliance.errors import StoreError
+from appliance.services import mailbox
 
 
 @click.group("mss")
@@ -19,15 +22,12 @@ def mss_group() -> None:
 
 @mss_group.command("fetch")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_app
+@click.pass_obj
 def fetch(app: App, as_json: bool) -> None:
     """Read the mailbox now and import the prescriptions it carries."""
-    from sync.mailbox import fetch_inbox
-    from sync.mssante import ImapMailbox
-
-    report = fetch_inbox(app.store, ImapMailbox(app.settings.mssante))
+    report = app.mail_fetch()()
     if as_json:
-        click.echo(json.dumps(report.__dict__, ensure_ascii=False))
+        click.echo(json.dumps(asdict(report), ensure_ascii=False))
         return
     click.echo(f"Ordonnances reçues : {report.imported} ({report.matched} rattachée(s) à un "
                f"résident, {report.unmatched} à rattacher) ; {report.duplicates} déjà reçue(s) ;"
@@ -38,14 +38,12 @@ def fetch(app: App, as_json: bool) -> None:
 
 @mss_group.command("send")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_app
+@click.pass_obj
 def send(app: App, as_json: bool) -> None:
     """Send the orders waiting for the partner pharmacy now."""
-    from sync.mailbox import MailSender
-
-    report = MailSender(app.store, app.settings).drain()
+    report = app.mail_sender().drain()
     if as_json:
-        click.echo(json.dumps(report.__dict__, ensure_ascii=False))
+        click.echo(json.dumps(asdict(report), ensure_ascii=False))
         return
     click.echo(f"Envoyés : {report.sent} ; nouvel essai prévu : {report.retried} ; en "
                f"quarantaine : {report.quarantined} ; en attente : {report.remaining}.")
@@ -57,22 +55,16 @@ def send(app: App, as_json: bool) -> None:
 @click.option("--unmatched", is_flag=True, help="Only those not attached to a resident.")
 @click.option("--resident", "ins", metavar="INS", help="Only this resident's.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_app
+@click.pass_obj
 def received(app: App, unmatched: bool, ins: str | None, as_json: bool) -> None:
     """List the prescriptions received by MSSanté."""
-    if ins:
-        items = ext.of_resident(app.store, ins)
-    else:
-        items = ext.unmatched(app.store) if unmatched else ext.every(app.store)
+    items = app.uow.views.external_prescriptions(
+        ins.strip() if ins else None, unmatched=unmatched)
     if as_json:
-        click.echo(json.dumps([{
-            "id": x.id, "resident_ins": x.resident_ins, "matched_by": x.matched_by,
-            "author": x.author, "sender": x.sender,
-            "issued_at": x.issued_at.isoformat() if x.issued_at else None,
-            "received_at": x.received_at.isoformat(), "has_cda": x.has_cda,
-            "has_pdf": x.has_pdf, "lines": [line.__dict__ for line in x.lines]}
-            for x in items], ensure_ascii=False))
+        click.echo(json.dumps([x.as_dict() for x in items], ensure_ascii=False))
         return
+    if not items:
+        click.echo("Aucune ordonnance reçue.")
     for x in items:
         where = "à rattacher" if x.resident_ins is None else f"rattachée ({x.matched_by})"
         click.echo(f"n° {x.id} reçue par MSSanté le {x.received_at:%d/%m/%Y %H:%M} de "
@@ -80,32 +72,24 @@ def received(app: App, unmatched: bool, ins: str | None, as_json: bool) -> None:
 
 
 @mss_group.command("attach")
-@click.argument("ext_id", type=int)
+@click.argument("external_id", metavar="N", type=int)
 @click.argument("ins")
-@click.option("--as", "actor", required=True, metavar="ID_NAT_PS", help="Who attaches it.")
-@pass_app
-def attach(app: App, ext_id: int, ins: str, actor: str) -> None:
-    """Attach a received prescription to a resident (by INS)."""
-    from appliance.store.repositories import get_resident
-
-    if get_resident(app.store, ins) is None:
-        raise click.ClickException(f"résident inconnu : {ins}")
-    with app.store.write() as db:
-        ext.attach(db, ext_id, ins, actor=actor)
-    click.echo(f"Ordonnance reçue n° {ext_id} rattachée.")
+@click.option("--as", "actor", default=None, metavar="ID_NAT_PS",
+              help="Who attaches it (audit; default: the system user).")
+@click.pass_obj
+def attach(app: App, external_id: int, ins: str, actor: str | None) -> None:
+    """Attach a received prescription (number N, see ``received``) to a resident (INS)."""
+    mailbox.attach(app.uow, external_id, ins.strip(), actor=actor or operator())
+    click.echo(f"Ordonnance reçue n° {external_id} rattachée.")
 
 
 @mss_group.command("release")
 @click.argument("seq", type=int)
-@pass_app
+@click.pass_obj
 def release(app: App, seq: int) -> None:
     """Put a quarantined message (by its number, see ``ordo sync status``) back in the queue."""
-    from appliance.store import mail_outbox
-
-    with app.store.write() as db:
-        done = mail_outbox.release(db, seq, actor="cli")
-    if not done:
-        raise click.ClickException(f"aucun message MSSanté en quarantaine n° {seq}")
+    if mailbox.release(app.uow, seq, actor=operator()) is None:
+        raise StoreError(f"aucun message MSSanté en quarantaine n° {seq}")
     click.echo(f"Message MSSanté n° {seq} remis dans la file.")
 
 

@@ -1,4 +1,4 @@
-"""Import residents from the EHPAD's CSV export and list them.
+"""Import residents from the EHPAD's CSV export, find them, and a resident's file.
 
 CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Columns ``nir``,
 ``nom``, ``nom_usage`` (optional), ``prenoms``, ``date_naissance`` (``YYYY-MM-DD`` or
@@ -19,10 +19,9 @@ from typing import Any
 
 from appliance.domain.ids import Ins
 from appliance.domain.people import Resident
+from appliance.domain.prescription import State
 from appliance.errors import ValidationError
-from appliance.store import audit
-from appliance.store.db import Store
-from appliance.store.repositories import upsert_residents
+from appliance.ports.uow import FileEntry, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +150,28 @@ def _column(field_name: str) -> str:
     return {"ins": "nir", "birth_name": "nom", "first_names": "prenoms"}.get(name, name)
 
 
-def import_residents(store: Store, data: bytes, *, actor: str) -> ImportReport:
+def import_residents(uow: UnitOfWork, data: bytes, *, actor: str) -> ImportReport:
     good, errors = parse_residents(data)
     report = ImportReport(errors=errors)
-    with store.write() as db:
-        report.created, report.updated = upsert_residents(db, (r for _, r in good))
-        audit.append(db, actor=actor, action="residents.imported",
-                     details={"created": report.created, "updated": report.updated,
-                              "rejected": report.rejected})
+    with uow:
+        report.created, report.updated = uow.residents.upsert(r for _, r in good)
+        uow.audit.append(actor=actor, action="residents.imported",
+                         details={"created": report.created, "updated": report.updated,
+                                  "rejected": report.rejected})
+        uow.commit()
     log.info("residents imported", extra={"fields": {
         "created": report.created, "updated": report.updated, "rejected": report.rejected}})
     return report
+
+
+def search(uow: UnitOfWork, query: str = "", *, active_only: bool = True) -> list[Resident]:
+    """Residents sorted by name; ``query`` matches names or room, accents and case ignored."""
+    return uow.residents.search(query, active_only)
+
+
+def resident_file(uow: UnitOfWork, ins: str, viewer: str | None) -> list[FileEntry]:
+    """A resident's prescriptions as the kiosk lists them, newest first, with the registry's
+    answer, the print jobs and the dispensations of each; another physician's drafts are
+    theirs alone (``viewer`` is the idNat_PS looking)."""
+    return [entry for entry in uow.views.resident_file(ins)
+            if entry.row.state is not State.DRAFT or entry.row.prescriber_id == viewer]

@@ -7,6 +7,7 @@ Never edit a published migration: add a new one at the end.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -131,7 +132,15 @@ def applied(store: Store) -> list[str]:
 
 
 def migrate(store: Store) -> list[str]:
-    """Apply the pending migrations; returns their names."""
+    """Apply the pending migrations; returns their names. A database that cannot be
+    migrated (read-only, corrupt, not a database) raises ``StoreError``."""
+    try:
+        return _migrate(store)
+    except sqlite3.Error as exc:
+        raise store.failed(exc, "mise à jour du schéma") from exc
+
+
+def _migrate(store: Store) -> list[str]:
     with store.write() as db:
         db.execute(
             "CREATE TABLE IF NOT EXISTS _migrations ("
@@ -222,7 +231,7 @@ def m005_prescription_history(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m006_mssante(db: sqlite_utils.Database) -> None:
+def m007_mssante(db: sqlite_utils.Database) -> None:
     """MSSanté: the mail outbox (one message per signed order to the partner pharmacy,
     ``appliance.store.mail_outbox``) and the prescriptions received from other prescribers
     (``appliance.store.external_prescriptions``). ``message_id`` is set at the first attempt

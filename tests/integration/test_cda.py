@@ -11,6 +11,7 @@ from lxml import etree
 
 from appliance.domain.posology import Posology
 from appliance.domain.prescription import ActLine, MedicationLine
+from appliance.errors import CdaNotApplicable, DocumentRefused
 from appliance.services.referential import import_bdpm
 from appliance.store.referential import referential_path
 from appliance.tui.demo_data import write_fallback_bdpm
@@ -62,7 +63,7 @@ def test_entries_carry_codes_posology_renewals_substitution_and_ald(documents):
         entries = doc.findall(".//c:section/c:entry/c:substanceAdministration", NS)
         assert len(entries) == len(meds), what
         for line, sa in zip(meds, entries, strict=True):
-            assert sa.find("c:repeatNumber", NS).get("value") == str(p.renewals)
+            assert sa.find("c:repeatNumber", NS).get("value") == str(cda.line_renewals(p, line))
             code = sa.find(".//c:manufacturedMaterial/c:code", NS)
             assert code.get("code") == line.cis or (line.cis is None and code.get("code"))
             if line.cip13:
@@ -128,7 +129,7 @@ def test_same_order_same_document_and_acts_alone_are_not_ep_med_dm():
     assert cda.build_cda(p, establishment=ESTABLISHMENT, pdf=pdf) == \
         cda.build_cda(p, establishment=ESTABLISHMENT, pdf=pdf)
     acts = signed(new_id(98), (ActLine(text="Kinésithérapie"),))
-    with pytest.raises(cda.NotApplicable):
+    with pytest.raises(CdaNotApplicable):
         cda.build_cda(acts, establishment=ESTABLISHMENT, pdf=pdf)
 
 
@@ -158,5 +159,5 @@ def test_read_the_ans_example():
     (b'<html xmlns="urn:hl7-org:v3"/>', "ClinicalDocument"),
 ])
 def test_hostile_xml_is_refused_with_a_reason(hostile, reason):
-    with pytest.raises(cda.CdaRefused, match=re.escape(reason)):
+    with pytest.raises(DocumentRefused, match=re.escape(reason)):
         cda.read_cda(hostile)

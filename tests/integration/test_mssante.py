@@ -24,13 +24,14 @@ from appliance.bootstrap import bootstrap
 from appliance.config import load_settings
 from appliance.domain.people import Role
 from appliance.domain.prescription import ActLine, Prescription
-from appliance.services.ops import doctor
-from appliance.services.signature import record_signature, sign_prescription
-from appliance.store import external_prescriptions, mail_outbox, repositories
+from appliance.ops import doctor
+from appliance.services import mailbox, prescribing
+from appliance.services.drafts import Draft
 from drivers.card import pki
-from sync import mailbox, mssante, xdm
+from sync import mssante, xdm
+from sync.service import SyncService
 from tests import cisis, factories, mailservers
-from tests.cda_orders import doliprane, kardegic, new_id
+from tests.cda_orders import doliprane, kardegic
 from tests.harness.workers import physician_session
 
 pytestmark = [pytest.mark.integration,
@@ -87,24 +88,24 @@ def make_app(tmp_path: Path, env: dict[str, str]):
 
 def sign_orders(app, mail_pki, count: int, *, acts_only_last: bool = False
                 ) -> list[Prescription]:
+    """Sign through the signing use case, with the composition root's mail policy."""
     session = physician_session(mail_pki.directory)
     doctor_ = session.practitioner.as_practitioner(Role.PRESCRIBER, am="751234567")
     resident = factories.resident(4, birth_name="D'ARTAGNAN", first_names="Zoé Hélène")
-    store = app.store
-    with store.write() as db:
-        repositories.upsert_residents(db, [resident])
-        repositories.upsert_practitioner(db, doctor_)
+    uow = app.uow
+    with uow:
+        uow.residents.upsert([resident])
+        uow.practitioners.upsert(doctor_)
+        uow.commit()
+    ids = prescribing.IdAllocator()
     made = []
     for n in range(count):
-        lines = (ActLine(text="Kinésithérapie : 10 séances"),) if acts_only_last and \
-            n == count - 1 else (doliprane(), kardegic(ald=True))
+        lines = [ActLine(text="Kinésithérapie : 10 séances")] if acts_only_last and \
+            n == count - 1 else [doliprane(), kardegic(ald=True)]
         at = datetime(2026, 11, 25, 9, 0, tzinfo=UTC) + timedelta(minutes=n)
-        p = Prescription(id=new_id(500 + n), prescriber=doctor_, resident=resident,
-                         created_at=at, lines=lines, renewals=1)
-        signed = sign_prescription(p, session.signer, at + timedelta(seconds=30))
-        with store.write() as db:
-            record_signature(db, signed, actor="test")
-        made.append(signed.prescription)
+        result = prescribing.prescribe(uow, session, Draft(resident, lines), ids=ids, now=at,
+                                       mail=app.mail_policy)
+        made.append(result.prescription)
     return made
 
 
@@ -126,10 +127,10 @@ def test_each_order_is_sent_once_with_its_xdm_and_pdf(mail_pki, mail_root, tmp_p
     try:
         app = make_app(tmp_path, environ(mail_pki, smtp_port=server.port))
         orders = sign_orders(app, mail_pki, 3, acts_only_last=True)
-        assert mail_outbox.pending_count(app.store) == 3  # queued with the signature
-        report = mailbox.MailSender(app.store, app.settings).drain()
+        assert app.uow.mail_outbox.pending_count() == 3  # queued with the signature
+        report = app.mail_sender().drain()
         assert (report.sent, report.retried, report.quarantined) == (3, 0, 0)
-        assert mailbox.MailSender(app.store, app.settings).drain().sent == 0
+        assert app.mail_sender().drain().sent == 0
         messages = server.messages(PHARMACY)
         expected = {mssante.message_id(p.id, app.settings.mssante.mailbox): p for p in orders}
         assert by_message_id(messages) == dict.fromkeys(expected, 1)
@@ -153,9 +154,10 @@ def test_each_order_is_sent_once_with_its_xdm_and_pdf(mail_pki, mail_root, tmp_p
             assert docs[pdf_name].data == files[f"ordonnance-{p.id}.pdf"]
             has_cda = any(isinstance(x, type(doliprane())) for x in p.lines)
             assert ("DOC0001.XML" in docs) is has_cda
-        audit_rows = app.store.query("SELECT count(*) AS n FROM audit WHERE action ="
-                                     " 'mssante.sent'")
-        assert audit_rows[0]["n"] == 3
+        sent = [e for e in app.uow.audit.entries() if e.action == "mssante.sent"]
+        assert sorted(e.subject for e in sent) == sorted(p.id for p in orders)
+        signed = [e for e in app.uow.audit.entries() if e.action == "prescription.signed"]
+        assert [e.details["mail"] for e in signed] == [1, 2, 3]
     finally:
         server.stop()
 
@@ -166,7 +168,7 @@ def test_the_received_xdm_unzips_and_its_cda_validates(mail_pki, mail_root, tmp_
     try:
         app = make_app(tmp_path, environ(mail_pki, smtp_port=server.port))
         sign_orders(app, mail_pki, 2)
-        assert mailbox.MailSender(app.store, app.settings).drain().sent == 2
+        assert app.mail_sender().drain().sent == 2
         with cisis.Validator() as validator:
             for n, raw in enumerate(server.messages(PHARMACY)):
                 zipped = next(part.get_payload(decode=True)
@@ -186,10 +188,10 @@ def test_a_connection_dropped_after_data_resends_the_same_message(mail_pki, mail
     try:
         app = make_app(tmp_path, environ(mail_pki, smtp_port=server.port))
         orders = sign_orders(app, mail_pki, 2)
-        sender = mailbox.MailSender(app.store, app.settings, backoff_base_s=0.0)
+        sender = app.mail_sender(backoff_base_s=0.0)
         first = sender.drain()
         assert first.retried == 1 and first.sent == 1 and server.dropped == 1
-        assert mail_outbox.status(app.store).last_error
+        assert app.uow.views.mail_status().last_error
         second = sender.drain()
         assert second.sent == 1 and second.remaining == 0
         counts = by_message_id(server.messages(PHARMACY))
@@ -218,13 +220,13 @@ def test_a_killed_sender_loses_nothing_and_resends_the_same_message(mail_pki, ma
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
         assert server.accepted >= 1
-        report = mailbox.MailSender(app.store, app.settings).drain()
+        report = app.mail_sender().drain()
         assert report.remaining == 0
         counts = by_message_id(server.messages(PHARMACY))
         mids = {mssante.message_id(p.id, pki.TEST_MAILBOX) for p in orders}
         assert set(counts) == mids  # every order arrived, none under another Message-ID
         assert sum(counts.values()) - len(mids) <= 1  # only the one in flight, if any
-        assert mail_outbox.status(app.store).sent == 4
+        assert app.uow.views.mail_status().sent == 4
     finally:
         server.stop()
 
@@ -236,15 +238,16 @@ import sys, time
 from pathlib import Path
 from appliance.bootstrap import bootstrap
 from appliance.config import load_settings
-from sync import mailbox, mssante
+from sync import mssante
 
 class Slow(mssante.SmtpTransport):
     def send(self, msg):
         super().send(msg)
         time.sleep(5)
 
-app = bootstrap(load_settings(data_dir=Path(sys.argv[1])))
-mailbox.MailSender(app.store, app.settings, lambda: Slow(app.settings.mssante)).drain()
+settings = load_settings(data_dir=Path(sys.argv[1]))
+app = bootstrap(settings, mail_transport=lambda: Slow(settings.mssante))
+app.mail_sender().drain()
 """
 
 
@@ -255,7 +258,7 @@ def test_implicit_tls_and_a_permanent_refusal_quarantines_with_the_reason(
     try:
         app = make_app(tmp_path, environ(mail_pki, smtp_port=server.port, tls="implicit"))
         sign_orders(app, mail_pki, 1)
-        report = mailbox.MailSender(app.store, app.settings).drain()
+        report = app.mail_sender().drain()
         assert report.quarantined == 1 and report.sent == 0
         out = subprocess.run([sys.executable, "-c", "from appliance.cli import main; main()",
                               "--data-dir", str(tmp_path / "data"), "sync", "status", "--json"],
@@ -264,11 +267,11 @@ def test_implicit_tls_and_a_permanent_refusal_quarantines_with_the_reason(
         status = json.loads(out.stdout)["mssante"]
         assert status["quarantined"] == 1
         assert "550" in status["quarantined_records"][0]["reason"]
-        with app.store.write() as db:
-            assert mail_outbox.release(db, status["quarantined_records"][0]["seq"],
-                                       actor="test")
+        assert mailbox.release(app.uow, status["quarantined_records"][0]["seq"], actor="test")
         server.refuse.clear()
-        assert mailbox.MailSender(app.store, app.settings).drain().sent == 1
+        assert app.mail_sender().drain().sent == 1
+        actions = [e.action for e in app.uow.audit.entries() if e.actor in {"mssante", "test"}]
+        assert actions == ["mssante.quarantined", "mssante.released", "mssante.sent"]
     finally:
         server.stop()
 
@@ -276,7 +279,8 @@ def test_implicit_tls_and_a_permanent_refusal_quarantines_with_the_reason(
 def test_no_pharmacy_address_queues_nothing(mail_pki, tmp_path):
     app = make_app(tmp_path, environ(mail_pki, pharmacy=""))
     sign_orders(app, mail_pki, 2)
-    assert mail_outbox.pending_count(app.store) == 0
+    assert app.uow.mail_outbox.pending_count() == 0
+    assert not [e for e in app.uow.audit.entries() if "mail" in e.details]
 
 
 def test_the_server_certificate_is_always_verified(mail_pki, mail_root, tmp_path):
@@ -286,7 +290,7 @@ def test_the_server_certificate_is_always_verified(mail_pki, mail_root, tmp_path
         env["ORDO_MSSANTE_CA_FILE"] = str(mail_pki.directory / "ca" / "untrusted-root.pem")
         app = make_app(tmp_path, env)
         sign_orders(app, mail_pki, 1)
-        report = mailbox.MailSender(app.store, app.settings).drain()
+        report = app.mail_sender().drain()
         assert report.sent == 0 and report.retried == 1
         assert "CERTIFICATE_VERIFY_FAILED" in (report.last_error or "")
         assert server.accepted == 0
@@ -340,8 +344,9 @@ def test_fetch_imports_a_gps_prescription_once_and_refuses_hostile_mail(
                                       birth_date=datetime(1934, 6, 12).date())
     other = factories.resident(9, birth_name="ÉTIENNE", first_names="Marcel",
                                birth_date=datetime(1930, 1, 2).date())
-    with app.store.write() as db:
-        repositories.upsert_residents(db, [ins_resident, other])
+    with app.uow:
+        app.uow.residents.upsert([ins_resident, other])
+        app.uow.commit()
     # the same kind of document without an INS, for a resident found by identity
     by_identity = gp_cda.replace(ins_resident.ins.value.encode(), b"000000000000000") \
         .replace(b"FONTAINE", "ÉTIENNE".encode()).replace(b"Albertine Rose", b"Marcel") \
@@ -364,23 +369,23 @@ def test_fetch_imports_a_gps_prescription_once_and_refuses_hostile_mail(
     for raw in inbox:
         mailservers.deliver_to_maildir(mail_root, pki.TEST_MAILBOX, raw)
 
-    report = mailbox.fetch_inbox(app.store, mssante.ImapMailbox(app.settings.mssante))
+    report = app.mail_fetch()()
     assert (report.imported, report.matched, report.unmatched) == (3, 2, 1)
     assert report.duplicates == 1 and report.ignored == 1
     reasons = " | ".join(report.refused)
     assert len(report.refused) == 3, reasons
     assert "traversée" in reasons and "bombe" in reasons and "DTD" in reasons
 
-    mine = external_prescriptions.of_resident(app.store, ins_resident.ins.value)
+    mine = app.uow.views.external_prescriptions(ins_resident.ins.value)
     assert len(mine) == 1 and mine[0].matched_by == "ins" and "PIOU" in mine[0].author
     assert [x.label for x in mine[0].lines] == ["DOLIPRANE 500 mg, comprimé",
                                                 "LASILIX 40 mg, comprimé sécable"]
     assert mine[0].has_cda and mine[0].has_pdf
-    theirs = external_prescriptions.of_resident(app.store, other.ins.value)
+    theirs = app.uow.views.external_prescriptions(other.ins.value)
     assert len(theirs) == 1 and theirs[0].matched_by == "identity"
-    assert external_prescriptions.unmatched_count(app.store) == 1  # the scanned PDF
+    assert app.uow.views.unmatched_count() == 1  # the scanned PDF
 
-    again = mailbox.fetch_inbox(app.store, mssante.ImapMailbox(app.settings.mssante))
+    again = app.mail_fetch()()
     assert (again.imported, again.duplicates, len(again.refused), again.ignored) == (0, 0, 0, 0)
     # the other mail is still unseen for the people who read this mailbox
     with mssante.ImapMailbox(app.settings.mssante) as imap:
@@ -394,9 +399,9 @@ def test_fetch_imports_the_ans_example(mail_pki, mail_root, dovecot, tmp_path):
     example = (cisis.CISIS / "ExemplesCDA" / "eP-MED-DM_2024.01_PosoStruct.xml").read_bytes()
     mailservers.deliver_to_maildir(mail_root, pki.TEST_MAILBOX, gp_message(
         "<ans@example>", gp_xdm(example), "IHE_XDM.ZIP", ("application", "zip")))
-    report = mailbox.fetch_inbox(app.store, mssante.ImapMailbox(app.settings.mssante))
+    report = app.mail_fetch()()
     assert report.imported == 1 and report.unmatched == 1  # no such resident here
-    got = external_prescriptions.unmatched(app.store)[0]
+    got = app.uow.views.external_prescriptions(unmatched=True)[0]
     assert got.patient["ins"] == "279035121518989" and got.has_pdf
     assert got.lines[0].label == "PARACETAMOL MYLAN 500 mg, comprimé"
 
@@ -418,10 +423,6 @@ def test_doctor_checks_tls_certificate_and_login(mail_pki, mail_root, dovecot, t
 
 
 def test_the_sync_service_sends_and_reads_the_mailbox(mail_pki, mail_root, dovecot, tmp_path):
-    from appliance.commands.sync_cmd import _mail_jobs
-    from sync.engine import SyncEngine
-    from sync.service import SyncService
-
     server = smtp(mail_pki, mail_root)
     try:
         app = make_app(tmp_path, environ(mail_pki, smtp_port=server.port,
@@ -429,12 +430,12 @@ def test_the_sync_service_sends_and_reads_the_mailbox(mail_pki, mail_root, dovec
         sign_orders(app, mail_pki, 2)
         mailservers.deliver_to_maildir(mail_root, pki.TEST_MAILBOX, gp_message(
             "<gp@medecin>", GP_FIXTURE.read_bytes(), "o.xml", ("text", "xml")))
-        sender, fetch = _mail_jobs(app)
-        service = SyncService(SyncEngine(app.store, registry=None), app.store,
-                              mail_sender=sender, mail_fetch=fetch)
+        assert app.sends_mail and app.reads_mail
+        service = SyncService(app.sync_engine(), app.uow, mail_sender=app.mail_sender(),
+                              mail_fetch=app.mail_fetch())
         service.mail_cycle(time.monotonic())
-        assert mail_outbox.status(app.store).sent == 2
+        assert app.uow.views.mail_status().sent == 2
         assert len(server.messages(PHARMACY)) == 2
-        assert external_prescriptions.unmatched_count(app.store) == 1
+        assert app.uow.views.unmatched_count() == 1
     finally:
         server.stop()

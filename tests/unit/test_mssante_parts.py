@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from appliance.config import load_settings
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, DocumentRefused
 from sync import mssante, xdm
 
 
@@ -62,5 +62,5 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     (b"PK\x03\x04 not a zip", "illisible"),
 ])
 def test_hostile_zips_are_refused_with_a_reason(data, reason):
-    with pytest.raises(xdm.XdmRefused, match=reason):
+    with pytest.raises(DocumentRefused, match=reason):
         xdm.read_xdm(data)

@@ -14,8 +14,7 @@ from textual.widgets.option_list import Option
 
 from appliance.domain.people import Resident, Role
 from appliance.domain.prescription import Prescription, local
-from appliance.services import prescribing
-from appliance.store import repositories
+from appliance.services import prescribing, residents
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -45,6 +44,7 @@ class HomeScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title", classes="title")
+        yield Static("", id="mail-alert", classes="alerts")
         with Horizontal(classes="field"):
             yield Label("Résident : ")
             yield Input(placeholder="nom ou chambre", id="search", compact=True)
@@ -59,6 +59,7 @@ class HomeScreen(KioskScreen):
     def on_mount(self) -> None:
         self.query_one("#title", Static).update(
             f"{self.ctx.establishment} - {self.kiosk.who}")
+        self.query_one("#mail-alert", Static).display = False
         self.query_one("#search", Input).focus()
         self.refresh_data()
 
@@ -80,6 +81,13 @@ class HomeScreen(KioskScreen):
     # -- data --------------------------------------------------------------------------------
     def refresh_data(self) -> None:
         self._search(self.query_one("#search", Input).value)
+        ctx = self.ctx
+
+        def unmatched() -> int:
+            with ctx.uow() as uow:
+                return uow.views.unmatched_count()
+
+        self.background(unmatched, self._show_unmatched, group="mail", exclusive=True)
         session = self.session
         if session is None or session.role is not Role.PRESCRIBER:
             self._show_drafts([])
@@ -87,10 +95,16 @@ class HomeScreen(KioskScreen):
         ctx, who = self.ctx, session.practitioner.id_nat_ps
 
         def load() -> list[Prescription]:
-            with ctx.store() as store:
-                return prescribing.drafts_of(store, who)
+            with ctx.uow() as uow:
+                return prescribing.drafts_of(uow, who)
 
         self.background(load, self._show_drafts, group="drafts", exclusive=True)
+
+    def _show_unmatched(self, count: int) -> None:
+        alert = self.query_one("#mail-alert", Static)
+        alert.update(f"! {count} ordonnance(s) reçue(s) par MSSanté à rattacher à un "
+                     "résident : F6")
+        alert.display = count > 0
 
     def _show_drafts(self, drafts: list[Prescription]) -> None:
         self.drafts = drafts
@@ -113,8 +127,8 @@ class HomeScreen(KioskScreen):
         ctx = self.ctx
 
         def load() -> tuple[str, list[Resident]]:
-            with ctx.store() as store:
-                return text, repositories.list_residents(store, text)
+            with ctx.uow() as uow:
+                return text, residents.search(uow, text)
 
         self.background(load, self._show_residents, group="search", exclusive=True)
 
@@ -194,8 +208,8 @@ def open_new_draft(screen: KioskScreen, resident: Resident) -> None:
     ctx = screen.ctx
 
     def create() -> Prescription:
-        with ctx.store() as store:
-            return prescribing.new_draft(store, session, resident.ins.value, ids=ctx.ids,
+        with ctx.uow() as uow:
+            return prescribing.new_draft(uow, session, resident.ins.value, ids=ctx.ids,
                                          now=ctx.now())
 
     screen.background(create, lambda draft: _edit(screen, draft, None))
@@ -206,9 +220,9 @@ def open_draft(screen: KioskScreen, draft: Prescription) -> None:
     ctx = screen.ctx
 
     def load() -> tuple[Prescription, dict | None]:
-        with ctx.store() as store:
-            current = repositories.get_prescription(store, draft.id) or draft
-            return current, prescribing.draft_form(store, draft.id)
+        with ctx.uow() as uow:
+            current = uow.prescriptions.get(draft.id) or draft
+            return current, prescribing.draft_form(uow, draft.id)
 
     screen.background(load, lambda result: _edit(screen, *result))
 

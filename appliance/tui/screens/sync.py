@@ -1,5 +1,7 @@
-"""Sync and alerts: the registry queue, records the registry refused (quarantined), and the
-dispensations that differ from the order (substitution, partial fill)."""
+"""Sync and alerts: the registry queue, records the registry refused (quarantined), the
+dispensations that differ from the order (substitution, partial fill) and, when MSSanté is
+in use, the orders waiting for the pharmacy or refused by its mail server and the
+prescriptions received that no resident matched."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from textual.widgets import Footer, Static
 
 from appliance.domain.prescription import local
 from appliance.domain.prescription_id import format_id
-from appliance.services import prescribing
+from appliance.ports.uow import DispensationAlert, ExternalPrescription, MailStatus, SyncStatus
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -29,7 +31,28 @@ def _when(iso: str | None) -> str:
         return iso
 
 
-def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
+def render_mail(mail: MailStatus, unmatched: list[ExternalPrescription]) -> list[str]:
+    """The MSSanté part of the screen (nothing when MSSanté was never used)."""
+    if not (mail.pending or mail.sent or mail.quarantined or unmatched):
+        return []
+    out = ["", f"MSSanté (pharmacie) : {mail.pending} en attente, {mail.sent} envoyée(s), "
+               f"{mail.quarantined} refusée(s)"]
+    if mail.pending and mail.last_error:
+        out.append(f" Dernière erreur : {mail.last_error[:120]}")
+    for record in mail.quarantined_records:
+        out.append(f" ! {format_id(record['prescription_id'])} : "
+                   f"{(record['reason'] or '?')[:100]} (ordo mss release {record['seq']})")
+    out.append(f"Reçues par MSSanté à rattacher à un résident : {len(unmatched)}")
+    for x in unmatched:
+        who = " ".join(filter(None, [x.patient.get("birth_name"), x.patient.get("first_names")]))
+        born = x.patient.get("birth_date") or "?"
+        out.append(f" n° {x.id} du {_when(x.received_at.isoformat())} de {x.author[:30]} - "
+                   f"patient : {who or 'non indiqué'} ({born})")
+    return out
+
+
+def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
+                mail: list[str] | None = None) -> str:
     out = ["Registre national"]
     if status is None:
         out.append(" état inconnu")
@@ -48,14 +71,15 @@ def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
                                                                        record["kind"])
             out.append(f" ! {format_id(record['prescription_id'])} ({kind}) : "
                        f"{(record['reason'] or '?')[:100]}")
+    out += mail or []
     out.append("")
     out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
     for a in alerts:
-        name = " ".join(filter(None, [a["used_name"] or a["birth_name"], a["first_names"]]))
-        what = "substitution" if a["substituted"] else "délivrance partielle"
-        out.append(f" {_when(a['handed_over_at'])} ch. {a['room'] or '?'} {name[:28]} - "
-                   f"{format_id(a['prescription_id'])[:9]} ligne {a['line_no']} : {what} -> "
-                   f"{a['product_label'][:40]}")
+        name = " ".join(filter(None, [a.used_name or a.birth_name, a.first_names]))
+        what = "substitution" if a.substituted else "délivrance partielle"
+        out.append(f" {_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
+                   f"{format_id(a.prescription_id)[:9]} ligne {a.line_no} : {what} -> "
+                   f"{a.product_label[:40]}")
     return "\n".join(out)
 
 
@@ -90,9 +114,11 @@ class SyncScreen(KioskScreen):
         ctx = self.ctx
 
         def load() -> str:
-            with ctx.store() as store:
-                status = ctx.sync_status(store) if ctx.sync_status is not None else None
-                return render_sync(status, prescribing.dispensation_alerts(store))
+            with ctx.uow() as uow:
+                views = uow.views
+                return render_sync(views.sync_status(ctx.now()), views.dispensation_alerts(),
+                                   render_mail(views.mail_status(),
+                                               views.external_prescriptions(unmatched=True)))
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
@@ -107,12 +133,11 @@ class SyncScreen(KioskScreen):
         ctx = self.ctx
 
         def dispense() -> str:
-            with ctx.store() as store:
-                rows = store.query("SELECT id FROM prescriptions WHERE state = 'registered'"
-                                   " ORDER BY signed_at DESC LIMIT 1")
-            if not rows:
+            with ctx.uow() as uow:
+                latest = uow.views.latest_registered()
+            if latest is None:
                 return ("Aucune ordonnance enregistrée par le registre à délivrer (attendez "
                         "la synchronisation).")
-            return demo(rows[0]["id"])
+            return demo(latest)
 
         self.background(dispense, self.show_error)

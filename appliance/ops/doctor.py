@@ -30,12 +30,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from appliance.config import SYSTEM_USER, Settings
-from appliance.errors import AuditChainBroken, CardError, PrinterError, RegistryError
-from appliance.services.ops import probes
-from appliance.services.ops.backup import BACKUP_SUBDIR, latest_backup
-from appliance.services.ops.configcheck import ERROR, Finding, check_settings
-from appliance.services.ops.files import adopt_owner, service_user
-from appliance.services.ops.retention import ACTION as RETENTION_ACTION
+from appliance.errors import AuditChainBroken, CardError, OrdoError, PrinterError, RegistryError
+from appliance.ops import probes
+from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
+from appliance.ops.configcheck import ERROR, Finding, check_settings
+from appliance.ops.files import adopt_owner, service_user
+from appliance.ops.retention import ACTION as RETENTION_ACTION
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS
@@ -219,41 +219,6 @@ def _registry(ctx: _Context) -> list[Check]:
                                       f"{probe.elapsed_s * 1000:.0f} ms", hint)]
 
 
-def mssante_login(settings: Settings) -> list[str]:
-    """Open the SMTP submission and IMAP sessions of ``[mssante]`` with the establishment's
-    certificate and log in (SASL EXTERNAL); returns what was checked, raises on a failure."""
-    import imaplib
-    import smtplib
-    import ssl
-
-    m = settings.mssante
-    context = ssl.create_default_context(cafile=m.ca_file or None)
-    context.load_cert_chain(m.client_cert, m.client_key or None)
-    done = []
-    if m.smtp_host:
-        if m.smtp_tls == "implicit":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(m.smtp_host, m.smtp_port, timeout=m.timeout_s,
-                                                  context=context)
-        else:
-            smtp = smtplib.SMTP(m.smtp_host, m.smtp_port, timeout=m.timeout_s)
-            smtp.starttls(context=context)
-        try:
-            smtp.ehlo()
-            smtp.auth("EXTERNAL", lambda challenge=None: "", initial_response_ok=False)
-        finally:
-            smtp.close()
-        done.append(f"SMTP {m.smtp_host}:{m.smtp_port}")
-    if m.imap_host:
-        imap = imaplib.IMAP4_SSL(m.imap_host, m.imap_port, ssl_context=context,
-                                 timeout=m.timeout_s)
-        try:
-            imap.authenticate("EXTERNAL", lambda _: b"")
-        finally:
-            imap.logout()
-        done.append(f"IMAP {m.imap_host}:{m.imap_port}")
-    return done
-
-
 def _mssante(ctx: _Context) -> list[Check]:
     m, to = ctx.settings.mssante, ctx.settings.pharmacy.mssante
     if not (m.smtp_host or m.imap_host):
@@ -265,15 +230,15 @@ def _mssante(ctx: _Context) -> list[Check]:
     if missing:
         return [Check("mssante", FAIL, f"mssante.{missing[0]} is empty",
                       "the establishment's MSSanté mailbox and its certificate are required")]
+    from sync.mssante import probe
+
     try:
-        done = mssante_login(ctx.settings)
-    except (OSError, ValueError) as exc:  # ssl.SSLError, refused connection, bad PEM
-        return [Check("mssante", FAIL, f"{m.mailbox}: {type(exc).__name__}: {exc}",
+        done = probe(m)
+    except OrdoError as exc:  # unreadable PEM, TLS refused, server unreachable, login refused
+        return [Check("mssante", FAIL, f"{m.mailbox}: {exc}",
                       "check mssante.ca_file (the operator's authority), client_cert and "
-                      "client_key, and that the servers are reachable")]
-    except Exception as exc:  # smtplib / imaplib errors: refused login
-        return [Check("mssante", FAIL, f"{m.mailbox}: login refused ({exc})",
-                      "the operator must know this certificate for this mailbox")]
+                      "client_key, that the servers are reachable and that the operator "
+                      "knows this certificate for this mailbox")]
     return [Check("mssante", OK, f"{m.mailbox}: TLS verified, certificate accepted, "
                                  f"logged in ({', '.join(done)})")]
 
