@@ -35,8 +35,8 @@ _EXPORTS: dict[str, str] = {
         "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
-        "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations", "DraftRow",
-        "ExternalPrescription", "ExternalPrescriptions", "FileEntry", "HistoryRow",
+        "AuditAnchor", "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations",
+        "DraftRow", "ExternalPrescription", "ExternalPrescriptions", "FileEntry", "HistoryRow",
         "MailOutbox", "MailRecord", "MailStatus", "Meta", "Outbox", "OutboxRecord",
         "Practitioners", "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription",
         "Residents", "Signed", "SignedRow", "SyncKeys", "SyncStatus", "UnitOfWork",

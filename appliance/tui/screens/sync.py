@@ -5,6 +5,7 @@ prescriptions received that no resident matched."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -52,7 +53,11 @@ def render_mail(mail: MailStatus, unmatched: list[ExternalPrescription]) -> list
 
 
 def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
+                other_substance: Collection[tuple[str, int, str | None]] = (), *,
                 mail: list[str] | None = None) -> str:
+    """The screen's text. An alert whose ``(prescription ID, line, CIP13)`` is in
+    ``other_substance`` handed over another substance than the prescribed one: it is
+    marked so. ``mail``: the MSSanté part (``render_mail``), after the registry's."""
     out = ["Registre national"]
     if status is None:
         out.append(" état inconnu")
@@ -77,7 +82,10 @@ def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
     for a in alerts:
         name = " ".join(filter(None, [a.used_name or a.birth_name, a.first_names]))
         what = "substitution" if a.substituted else "délivrance partielle"
-        out.append(f" {_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
+        mark = " "
+        if (a.prescription_id, a.line_no, a.product_code) in other_substance:
+            what, mark = "AUTRE SUBSTANCE que la prescrite", " ! "
+        out.append(f"{mark}{_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
                    f"{format_id(a.prescription_id)[:9]} ligne {a.line_no} : {what} -> "
                    f"{a.product_label[:40]}")
     return "\n".join(out)
@@ -116,9 +124,13 @@ class SyncScreen(KioskScreen):
         def load() -> str:
             with ctx.uow() as uow:
                 views = uow.views
-                return render_sync(views.sync_status(ctx.now()), views.dispensation_alerts(),
-                                   render_mail(views.mail_status(),
-                                               views.external_prescriptions(unmatched=True)))
+                alerts = views.dispensation_alerts()
+                other = (ctx.other_substances(uow, (
+                    (a.prescription_id, a.line_no, a.product_code) for a in alerts
+                    if a.substituted)) if ctx.other_substances is not None else set())
+                return render_sync(views.sync_status(ctx.now()), alerts, other,
+                                   mail=render_mail(views.mail_status(),
+                                                    views.external_prescriptions(unmatched=True)))
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
