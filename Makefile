@@ -10,7 +10,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 APT_PACKAGES := python3 pcscd pcsc-tools vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv \
 	softhsm2 opensc opensc-pkcs11 \
-	poppler-utils fonts-dejavu-core \
+	poppler-utils fonts-dejavu-core dovecot-imapd \
 	ca-certificates
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)

@@ -5,12 +5,14 @@ until first used, and each adapter is built once (thread-safe): the units of wor
 SQLite file (migrated once per process), the card reader and watcher of the configured
 backend (``card_backend``), the trust store, the order printer, the secure-paper printer
 (PDF, ``[print]``) and the print queue and worker that use both, the registry client, the
-sync use case, the drug referential, the clock. The login recipe (card reader + trust
-store + audit log + authentication) is ``App.login``.
+sync use case, the drug referential, the clock, and MSSanté (the pharmacy's address for
+the signing use case, the order's documents and message, the SMTP and IMAP adapters, the
+sending and fetching use cases). The login recipe (card reader + trust store + audit log +
+authentication) is ``App.login``.
 
 Every entry point gets what it needs here: the CLI commands (``ctx.obj``), the kiosk
 (``appliance.commands.kiosk``), the demo, the benchmarks and the tests; tests pass fakes
-for any adapter (``bootstrap(settings, registry=..., clock=..., new_uow=...)``).
+for any adapter (``bootstrap(settings, registry=..., clock=..., new_uow=..., mail_transport=...)``).
 
 The kiosk draws its lock screen before anything slow: this module imports no adapter at
 import time (the heavy libraries, cryptography, sqlite-utils, httpx, python-escpos, PIL,
@@ -32,10 +34,12 @@ from appliance.ports.clock import Clock, utc_now
 
 if TYPE_CHECKING:
     from appliance.ports.card import CardReader, CardWatcher
+    from appliance.ports.mail import Mailbox, MailTransport, MessageReader, OrderMailer
     from appliance.ports.printer import OrderPrinter, PrinterStatus
     from appliance.ports.registry import Registry
     from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import Audit, PractitionerSession
+    from appliance.services.mailbox import FetchReport, MailPolicy, MailSender
     from appliance.services.printing import PrintQueue, PrintWorker, QueueStatus
     from appliance.services.sync import SyncEngine
     from appliance.services.trust import TrustStore
@@ -175,7 +179,9 @@ class App:
                  secure_printer: OrderPrinter | None = None,
                  registry: Registry | None = None,
                  referential: Referential | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None,
+                 mail_transport: Callable[[], MailTransport] | None = None,
+                 mailbox: Callable[[], Mailbox] | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or utc_now
         self._closers: list[Callable[[], None]] = []
@@ -188,6 +194,9 @@ class App:
         self._secure_printer = Once(lambda: secure_printer or self._make_secure_printer())
         self._registry = Once(lambda: registry or self._make_registry())
         self._referential = Once(lambda: referential or self._open_referential())
+        self._order_mailer = Once(self._make_order_mailer)
+        self._mail_transport = mail_transport
+        self._mailbox = mailbox
         self._main_uow: UnitOfWork | None = None
 
     # -- the database -----------------------------------------------------------------------
@@ -319,6 +328,92 @@ class App:
                           EngineConfig.from_settings(self.settings.sync, **config),
                           clock=self.clock)
 
+    # -- MSSanté -------------------------------------------------------------------------------
+    @property
+    def mail_policy(self) -> MailPolicy:
+        """Where the signing use case queues each order: ``[pharmacy] mssante`` (empty:
+        nowhere). Every signing entry point passes it (``prescribing.sign(..., mail=)``)."""
+        from appliance.services.mailbox import MailPolicy
+
+        return MailPolicy(self.settings.pharmacy.mssante)
+
+    def _make_order_mailer(self) -> OrderMailer:
+        from appliance.store.referential.build import referential_path
+        from drivers.printer.layout import Letterhead, OrderDocument
+        from drivers.printer.pdf import render_pdf
+        from sync.cda import referential_lookup
+        from sync.mssante import OrderMailer
+
+        est = self.settings.establishment
+        letterhead = Letterhead(est.name, est.finess, est.address)
+
+        def render(prescription: Any, payload: str) -> bytes:
+            # dated by the signature: every send of an order carries the same bytes
+            return render_pdf(OrderDocument(prescription, payload, letterhead),
+                              created=prescription.signed_at)
+
+        return OrderMailer(est, self.settings.mssante.mailbox, render,
+                           referential_lookup(referential_path(self.settings.data_dir)))
+
+    def order_mailer(self) -> OrderMailer:
+        """The order's PDF and eP-MED-DM document, and its message to the pharmacy."""
+        mailer: OrderMailer = self._order_mailer()
+        return mailer
+
+    def mail_transport(self) -> MailTransport:
+        """A new SMTP submission session of ``[mssante]`` (opened on first send)."""
+        if self._mail_transport is not None:
+            return self._mail_transport()
+        from sync.mssante import SmtpTransport
+
+        return SmtpTransport(self.settings.mssante)
+
+    def mailbox(self) -> Mailbox:
+        """The establishment's inbox of ``[mssante]`` (IMAPS, opened by ``with``)."""
+        if self._mailbox is not None:
+            return self._mailbox()
+        from sync.mssante import ImapMailbox
+
+        return ImapMailbox(self.settings.mssante)
+
+    @property
+    def message_reader(self) -> MessageReader:
+        from sync.mssante import MessageReader
+
+        return MessageReader()
+
+    def mail_sender(self, uow: UnitOfWork | None = None, **options: Any) -> MailSender:
+        """The sending use case on ``uow`` (default: the main thread's)."""
+        from appliance.services.mailbox import MailSender
+
+        options.setdefault("backoff_cap_s", float(self.settings.sync.backoff_cap_s))
+        return MailSender(uow or self.uow, self.order_mailer(), self.mail_transport,
+                          clock=self.clock, **options)
+
+    def mail_fetch(self, uow: UnitOfWork | None = None) -> Callable[[], FetchReport]:
+        """The fetching use case on ``uow`` (default: the main thread's), ready to call."""
+        from appliance.services.mailbox import fetch_inbox
+
+        target = uow or self.uow
+
+        def fetch() -> FetchReport:
+            return fetch_inbox(target, self.mailbox(), self.message_reader, clock=self.clock)
+
+        return fetch
+
+    @property
+    def sends_mail(self) -> bool:
+        """``[pharmacy] mssante`` and the SMTP side of ``[mssante]`` are set."""
+        m = self.settings.mssante
+        return bool(self.settings.pharmacy.mssante and m.mailbox
+                    and (m.smtp_host or self._mail_transport is not None))
+
+    @property
+    def reads_mail(self) -> bool:
+        """The IMAP side of ``[mssante]`` is set."""
+        m = self.settings.mssante
+        return bool(m.mailbox and (m.imap_host or self._mailbox is not None))
+
     # -- the drug referential ----------------------------------------------------------------
     def _open_referential(self) -> Referential:
         from appliance.store.referential.build import referential_path
@@ -347,5 +442,5 @@ class App:
 def bootstrap(settings: Settings, **adapters: Any) -> App:
     """The ``App`` of this process; ``adapters`` replace the ones built from the settings
     (tests: ``new_uow``, ``card``, ``trust``, ``printer``, ``secure_printer``, ``registry``,
-    ``referential``, ``clock``)."""
+    ``referential``, ``clock``, ``mail_transport``, ``mailbox``)."""
     return App(settings, **adapters)

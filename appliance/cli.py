@@ -98,6 +98,7 @@ COMMAND_MODULES = {
     "kiosk": "kiosk", "prescribe": "prescribe", "drafts": "prescribe",
     "practitioners": "prescribe",
     "demo": "demo",
+    "export": "export", "mss": "mss",
 }
 
 

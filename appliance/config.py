@@ -108,6 +108,12 @@ _PHONE = _check(_phone_ok, "un numéro de téléphone français : 01 23 45 67 89
 _EMAIL = _check(_email_ok, "une adresse électronique comme nom@domaine.fr")
 
 
+_MAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_mail_address = _check(lambda v: v == "" or _MAIL_RE.fullmatch(v) is not None,
+                       "une adresse comme pharmacie@exemple.mssante.fr, ou rien")
+_port = _check(lambda v: 1 <= v <= 65535, "un port TCP entre 1 et 65535")
+
+
 @dataclass(frozen=True)
 class Establishment:
     name: str = field(metadata=_check(bool, "un nom non vide"))
@@ -151,6 +157,25 @@ class Pharmacy:
     finess: str = field(default="", metadata=_check(
         _finess_ok, "9 caractères : 2 pour le département, 7 chiffres"))
     address: str = ""
+    mssante: str = field(default="", metadata=_mail_address)  # its MSSanté mailbox
+
+
+@dataclass(frozen=True)
+class Mssante:
+    """The establishment's MSSanté mailbox at its operator: SMTP submission and IMAP over
+    TLS, authenticated by the establishment's client certificate (SASL EXTERNAL)."""
+
+    mailbox: str = field(default="", metadata=_mail_address)
+    smtp_host: str = ""
+    smtp_port: int = field(default=587, metadata=_port)
+    smtp_tls: str = field(default="starttls", metadata=_check(
+        lambda v: v in {"starttls", "implicit"}, "starttls ou implicit"))
+    imap_host: str = ""
+    imap_port: int = field(default=993, metadata=_port)
+    client_cert: str = ""
+    client_key: str = ""
+    ca_file: str = ""
+    timeout_s: float = field(default=30.0, metadata=_between(1, 120, " secondes"))
 
 
 @dataclass(frozen=True)
@@ -251,6 +276,7 @@ class Settings:
     card: Card = field(default_factory=Card)
     prescriber: Prescriber = field(default_factory=Prescriber)
     print: Print = field(default_factory=Print)
+    mssante: Mssante = field(default_factory=Mssante)
 
     @property
     def secure_pdf_dir(self) -> Path:

@@ -36,7 +36,14 @@
     │   │   └── RegistryThrottled  429 (or 503) with Retry-After: wait ``retry_after`` s
     │   └── RegistryRejected       permanent: this record will never be accepted as is
     │       └── RegistryConflict   409: same ID, other content; or cancel after dispensing
-    └── SyncAlreadyRunning         another sync process holds the data directory's lock
+    ├── SyncAlreadyRunning         another sync process holds the data directory's lock
+    ├── MailError                  the MSSanté link (or one of its mail servers) failed
+    │   ├── MailUnavailable        transient: network, TLS, 4xx, login refused; retry later
+    │   └── MailRejected           permanent (5xx): this message will never be accepted
+    ├── DocumentRefused            a received attachment (ZIP, CDA, PDF) that is hostile or
+    │                              unreadable, with the reason
+    └── CdaNotApplicable           an order with no line an eP-MED-DM document carries
+                                   (acts only: the pharmacy gets the PDF alone)
 
 Every class is defined here except the five that carry data of their own module (named
 above with it). Adapters translate library errors at the boundary (``raise CardError(...)
@@ -209,3 +216,30 @@ class RegistryConflict(RegistryRejected):
 
 class SyncAlreadyRunning(OrdoError):
     """Another sync process holds the data directory's sync lock."""
+
+
+class MailError(OrdoError):
+    """The MSSanté link failed or one of its mail servers refused."""
+
+
+class MailUnavailable(MailError):
+    """The mail server could not take the message now (network, TLS, 4xx, the
+    establishment's login refused): every message waits and is retried later."""
+
+
+class MailRejected(MailError):
+    """The mail server refused this message for good (5xx); ``code`` and the server's
+    text."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
+        super().__init__(f"refus définitif du serveur ({code}) : {reason}")
+
+
+class DocumentRefused(OrdoError):
+    """A received attachment that is not read: a ZIP bomb, a path traversal, a DTD or an
+    XML entity, a document that is not a readable CDA or PDF; the message says why."""
+
+
+class CdaNotApplicable(OrdoError):
+    """The order has no medication or device line: no eP-MED-DM document for it."""

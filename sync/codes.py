@@ -102,3 +102,141 @@ OBJECTION_EXTENSION = "https://ordo.invalid/fhir/StructureDefinition/dispensatio
 
 # --- Operations and OperationOutcome -------------------------------------------------------------
 CANCEL_OPERATION = "$cancel"  # POST [base]/MedicationRequest/$cancel, a Parameters resource
+
+# --- CDA R2: the eP-MED-DM document (ANS CI-SIS, volet "ePrescription de médicaments et/ou de
+# dispositifs médicaux" 2024.01) ------------------------------------------------------------------
+# Every template ID, code and code system below is taken from the ANS's official examples
+# ``eP-MED-DM_2024.01_PosoStruct.xml`` / ``_PosoNonStruct.xml`` (ansforge/TestContenuCDA-3-0,
+# kept in ``../shared/interop/ci-sis/ExemplesCDA``) unless another source is named.
+CDA_NS = "urn:hl7-org:v3"
+CDA_PHARM_NS = "urn:ihe:pharm:medication"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+CDA_TYPE_ID = ("2.16.840.1.113883.1.3", "POCD_HD000040")
+CDA_DOCUMENT_TEMPLATES = (
+    ("2.16.840.1.113883.2.8.2.1", None),  # HL7 France
+    ("1.2.250.1.213.1.1.1.1", None),  # CI-SIS
+    ("1.3.6.1.4.1.19376.1.9.1.1.1", None),  # IHE Pharm PRE
+    ("1.3.6.1.4.1.19376.1.5.3.1.1.1", None),  # IHE PCC
+    ("1.2.250.1.213.1.1.1.39", "2024.01"),  # eP-MED-DM 2024.01
+)
+LOINC = "2.16.840.1.113883.6.1"
+LOINC_PRESCRIPTION = ("57833-6", "Prescription de produits de santé")
+CDA_TITLE = "Prescription de médicaments et/ou de dispositifs médicaux"
+CONFIDENTIALITY = "2.16.840.1.113883.5.25"
+ADMINISTRATIVE_GENDER = "2.16.840.1.113883.5.1"
+ACT_CODE = "2.16.840.1.113883.5.4"  # HL7 v3 ActCode
+# ePU prescription identifier root ("Identifiant de la prescription EPU", ANS example).
+EPU_ID_ROOT = "1.2.250.1.215.500.1.1"
+# Organisations are identified as idNat_Struct = "1" + FINESS under the FINESS OID (ANS example).
+ID_NAT_STRUCT_FINESS_PREFIX = "1"
+# Profession codes: ANS TRE_G15-ProfessionSante (OID 1.2.250.1.213.1.1.4.5, value set
+# JDV_J01-XdsAuthorSpecialty-CISIS in ``jeuxDeValeurs/``): folded profession -> (code, label).
+PROFESSION_SYSTEM = "1.2.250.1.213.1.1.4.5"
+PROFESSION_CODES = {
+    "medecin": ("G15_10", "Médecin"),
+    "pharmacien": ("G15_21", "Pharmacien"),
+    "chirurgien-dentiste": ("G15_40", "Chirurgien-Dentiste"),
+    "sage-femme": ("G15_50", "Sage-Femme"),
+    "infirmier": ("G15_60", "Infirmier"),
+    "infirmiere": ("G15_60", "Infirmier"),
+}
+# Encounter: JDV_EncompassingEncounterCode-CISIS (HL7 ActCode AMB "Ambulatoire"); facility:
+# TRE_R02-SecteurActivite (OID 1.2.250.1.71.4.2.4) SA17 "Etablissement pour personnes âgées".
+ENCOUNTER_CODE = ("AMB", "Ambulatoire (hors établissement)")
+FACILITY_SYSTEM = "1.2.250.1.71.4.2.4"
+FACILITY_EHPAD = ("SA17", "Etablissement pour personnes âgées")
+# Prescription "bizone" (ALD split): TA_ASIP MED-1096.
+TA_ASIP = "1.2.250.1.213.1.1.4.322"
+BIZONE_CODE = ("MED-1096", "Prescription bizone")
+# Sections.
+SECTION_MEDICATIONS = ("1.3.6.1.4.1.19376.1.9.1.2.1", "1.2.250.1.213.1.1.2.171")
+SECTION_MEDICATIONS_CODE = ("57828-6", "Prescriptions")
+SECTION_DEVICES = ("1.2.250.1.213.1.1.2.222",)
+SECTION_DEVICES_CODE = ("46264-8", "Dispositifs médicaux")
+SECTION_COMMENT = ("2.16.840.1.113883.10.12.201", "1.3.6.1.4.1.19376.1.4.1.2.16",
+                   "1.2.250.1.213.1.1.2.73")  # FR-Commentaire-non-code
+SECTION_COMMENT_CODE = ("55112-7", "Commentaire")
+SECTION_PDF = ("1.2.250.1.213.1.1.2.243",)  # FR-Document-PDF-copie
+PDF_COPY_CODE = ("55108-5", "Copie du document")
+ATTACHED_DOCUMENT = "1.2.250.1.213.1.1.3.18"  # FR-Document-attache
+ATTACHED_DOCUMENT_CODE = ("55107-7", "Document attaché")
+ATTACHED_TYPE = ("1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.2.250.1.213.1.1.3.48",
+                 "1.2.250.1.213.1.1.3.48.18")  # FR-Type-document-attache
+ATTACHED_TYPE_CODE = ("69764-9", "Type de document")
+# Entries: FR-Traitement-prescrit and its administration modes (IHE Pharm PRE / PCC).
+PRESCRIBED_TREATMENT = ("2.16.840.1.113883.10.20.1.24", "1.3.6.1.4.1.19376.1.5.3.1.4.7",
+                        "1.3.6.1.4.1.19376.1.9.1.3.2", "1.2.250.1.213.1.1.3.83")
+STRUCTURED_POSOLOGY = "1.3.6.1.4.1.19376.1.9.1.3.6"
+MODE_NORMAL = "1.3.6.1.4.1.19376.1.5.3.1.4.7.1"
+MODE_SPLIT = "1.3.6.1.4.1.19376.1.5.3.1.4.9"  # doses fractionnées: one subordinate per moment
+SUBORDINATE_TREATMENT = "1.2.250.1.213.1.1.3.83.1"
+DRUG_CODE = ("DRUG", "Médicament")
+PRODUCT = ("2.16.840.1.113883.10.20.1.53", "1.3.6.1.4.1.19376.1.5.3.1.4.7.2",
+           "1.2.250.1.213.1.1.3.43")  # FR-Produit-de-sante
+MEDICINE = "1.3.6.1.4.1.19376.1.9.1.3.1"
+CIS_OID = "1.2.250.1.213.2.3.1"
+CIP_OID = "1.2.250.1.213.2.3.2"
+LPP_OID = "1.2.250.1.215.200.2.1"
+PATIENT_INSTRUCTIONS = ("2.16.840.1.113883.10.20.1.49", "1.3.6.1.4.1.19376.1.5.3.1.4.3",
+                        "1.2.250.1.213.1.1.3.33")
+IHE_ACT_CODE = "1.3.6.1.4.1.19376.1.5.3.2"
+QUANTITY = ("1.3.6.1.4.1.19376.1.9.1.3.8", "1.2.250.1.213.1.1.3.86")  # FR-Quantite-de-produit
+EDQM = "0.4.0.127.0.16.1.1.2.1"
+EDQM_BOX = "30009000"  # EDQM packaging "Boîte" (ANS example)
+# EDQM routes of administration: only the two the ANS examples give; other routes stay in the
+# narrative text.
+EDQM_ROUTES = {"orale": ("20053000", "Voie orale"), "cutanée": ("20003000", "Voie cutanée")}
+SUBSTITUTION = ("1.3.6.1.4.1.19376.1.9.1.3.9.1", "1.2.250.1.213.1.1.3.87")
+SUBSTITUTION_SYSTEM = "2.16.840.1.113883.5.1070"  # HL7 substanceAdminSubstitution
+SUBSTITUTION_NONE = ("N", "Aucune substitution permise")
+SUBSTITUTION_GENERIC = ("G", "Substitution par un générique permise")
+SIMPLE_OBSERVATION = ("1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.2.250.1.213.1.1.3.48")
+# Line flags (FR-Simple-observation children): template, TA_ASIP code, label.
+FLAG_ALD = ("1.2.250.1.213.1.1.3.48.13", "MED-574", "En rapport avec une ALD")
+FLAG_AT_MP = ("1.2.250.1.213.1.1.3.48.14", "GEN-180",
+              "En rapport avec un accident du travail ou une maladie professionnelle")
+FLAG_NOT_REIMBURSED = ("1.2.250.1.213.1.1.3.48.15", "GEN-181", "Non remboursable")
+FLAG_PREVENTION = ("1.2.250.1.213.1.1.3.48.34", "GEN-295", "En rapport avec la prévention")
+FLAG_OFF_LABEL = ("1.2.250.1.213.1.1.3.48.12", "GEN-179",
+                  "Hors Autorisation de Mise sur le Marché (AMM)")
+DEVICE_SUPPLY = ("2.16.840.1.113883.10.20.1.34", "1.2.250.1.213.1.1.3.20")
+# HL7 v3 TimingEvent (CDA R2 voc.xsd): the moments of the day as meals and bedtime
+# (CM at breakfast, CD at lunch, CV at dinner, HS at bedtime).
+TIMING_EVENTS = {"matin": "CM", "midi": "CD", "soir": "CV", "coucher": "HS"}
+# UCUM units of the posology: measures as such, countable forms as UCUM annotations
+# ({tablet} is the ANS example's); an unknown form is "1" (the narrative gives the word).
+UCUM_UNITS = {
+    "mL": "mL", "mg": "mg", "g": "g", "\u00b5g": "ug", "UI": "[iU]",
+    "comprimé": "{tablet}", "gélule": "{capsule}", "sachet": "{sachet}", "goutte": "[drp]",
+    "bouffée": "{puff}", "application": "{application}", "suppositoire": "{suppository}",
+    "ampoule": "{ampoule}", "cuillère à café": "{teaspoon}", "cuillère à soupe": "{tablespoon}",
+    "dose": "{dose}", "patch": "{patch}", "unité": "{unit}", "ovule": "{pessary}",
+    "stylo": "{pen}", "flacon": "{vial}",
+}
+
+# --- IHE XDM / XDS metadata of the documents sent by MSSanté -----------------------------------
+# ebRIM object types and classification schemes: IHE ITI TF-3 §4.2 (XDS metadata).
+XDS_DOCUMENT_ENTRY = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+XDS_SUBMISSION_SET = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
+XDS_CLASS_CODE = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
+XDS_TYPE_CODE = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
+XDS_FORMAT_CODE = "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"
+XDS_CONFIDENTIALITY = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"
+XDS_FACILITY_TYPE = "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1"
+XDS_PRACTICE_SETTING = "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead"
+XDS_AUTHOR = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"
+XDS_CONTENT_TYPE = "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500"
+XDS_SUBMISSION_CLASS = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
+XDS_DOC_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+XDS_DOC_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
+XDS_SET_UNIQUE_ID = "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
+XDS_SET_SOURCE_ID = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"
+XDS_SET_PATIENT_ID = "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"
+# Class of document: ANS TRE_A03-ClasseDocument (OID 1.2.250.1.213.1.1.4.1) "42" Prescription.
+XDS_CLASS_PRESCRIPTION = ("42", "Prescription", "1.2.250.1.213.1.1.4.1")
+# Format codes: ANS JDV_J10-XdsFormatCode-CISIS, from TRE_A11-IheFormatCode
+# (OID 1.3.6.1.4.1.19376.1.2.3): IHE Pharm PRE for the eP-MED-DM CDA, XDS-SD for the PDF.
+XDS_FORMAT_PRE = ("urn:ihe:pharm:pre:2010", "Prescription de médicaments",
+                  "1.3.6.1.4.1.19376.1.2.3")
+XDS_FORMAT_PDF = ("urn:ihe:iti:xds-sd:pdf:2008", "Document à corps non structuré en Pdf/A-1",
+                  "1.3.6.1.4.1.19376.1.2.3")

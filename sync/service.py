@@ -10,7 +10,12 @@ one. Each tick does what is due:
   (``tick_s`` doubling up to ``[sync] backoff_cap_s``) before trying again;
 - **pull** the dispensations every ``pull_every_s`` (ten times ``[sync] interval_s``:
   five minutes by default);
-- **housekeeping** every hour: a passive WAL checkpoint and ``PRAGMA optimize``.
+- **housekeeping** every hour: a passive WAL checkpoint and ``PRAGMA optimize``;
+- **MSSanté** when configured (the composition root gives the use cases of
+  ``appliance.services.mailbox``): the orders waiting for the partner pharmacy are sent at
+  every tick (an unreachable mail server holds the mail off with its own backoff, the
+  registry is not held), and the mailbox is read every ``mail_fetch_every_s`` (a few
+  minutes).
 
 systemd: ``READY=1`` once the scheduler runs, ``WATCHDOG=1`` while the sync job shows signs
 of life, ``STATUS=`` with the queue, ``STOPPING=1`` on SIGTERM; a stop waits for the current
@@ -79,6 +84,12 @@ class Report(Protocol):
     unreachable: bool
 
 
+class MailSender(Protocol):
+    """The MSSanté sending use case (``appliance.services.mailbox.MailSender``)."""
+
+    def drain(self) -> Report: ...
+
+
 class Engine(Protocol):
     """What the service drives: the sync use case (``appliance.services.sync.SyncEngine``)."""
 
@@ -108,8 +119,16 @@ class SyncService:
                  backoff_cap_s: float = 900.0,
                  environ: Mapping[str, str] | None = None,
                  notify: Callable[[str], bool] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 mail_sender: MailSender | None = None,
+                 mail_fetch: Callable[[], object] | None = None,
+                 mail_fetch_every_s: float = 180.0) -> None:
         self.engine, self.uow = engine, uow
+        self.mail_sender, self.mail_fetch = mail_sender, mail_fetch
+        self.mail_fetch_every_s = mail_fetch_every_s
+        self._mail_failures = 0
+        self._mail_hold_until = 0.0
+        self._next_fetch = 0.0
         self.tick_s, self.pull_every_s = tick_s, pull_every_s
         self.housekeeping_every_s, self.backoff_cap_s = housekeeping_every_s, backoff_cap_s
         self.environ = os.environ if environ is None else environ
@@ -139,6 +158,7 @@ class SyncService:
         report = CycleReport()
         now = time.monotonic()
         self.beat()
+        self.mail_cycle(now, force=force)
         if not force and now < self._hold_until:
             report.held = True
             return report
@@ -161,6 +181,33 @@ class SyncService:
             self._next_housekeeping = time.monotonic() + self.housekeeping_every_s
         self.beat()
         return report
+
+    def mail_cycle(self, now: float, *, force: bool = False) -> None:
+        """Send the waiting MSSanté messages, and read the mailbox when due; a failure here
+        is logged and never stops the registry's sync."""
+        if self.mail_sender is not None and (force or now >= self._mail_hold_until) \
+                and self.uow.mail_outbox.pending_count():
+            try:
+                sent = self.mail_sender.drain()
+            except Exception:
+                log.exception("mssante send failed")
+            else:
+                if sent.unreachable:
+                    self._mail_failures += 1
+                    wait = service_backoff(self._mail_failures, self.tick_s,
+                                           self.backoff_cap_s, self.rng)
+                    self._mail_hold_until = time.monotonic() + wait
+                    log.warning("mail server unreachable, holding off", extra={"fields": {
+                        "failures": self._mail_failures, "seconds": round(wait, 1)}})
+                else:
+                    self._mail_failures = 0
+        if self.mail_fetch is not None and (force or now >= self._next_fetch):
+            self._next_fetch = time.monotonic() + self.mail_fetch_every_s
+            try:
+                self.mail_fetch()
+            except Exception as exc:  # unreachable mailbox, refused login: next time
+                log.warning("mssante fetch failed", extra={"fields": {"error": str(exc)[:200]}})
+        self.beat()
 
     def housekeeping(self) -> None:
         self.uow.housekeeping()

@@ -12,8 +12,8 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,14 +23,19 @@ from appliance.errors import AuditChainBroken, StoreError
 from appliance.ports.clock import iso
 from appliance.ports.registry import Dispensation, RegistryReceipt
 from appliance.ports.uow import (
+    MATCHED_BY,
     AuditAnchor,
     AuditEntry,
     DispensationAlert,
     DraftRow,
+    ExternalPrescription,
     FileEntry,
     HistoryRow,
+    MailRecord,
+    MailStatus,
     OutboxRecord,
     PrintJob,
+    ReceivedPrescription,
     SignedRow,
     SyncKeys,
     SyncStatus,
@@ -58,6 +63,24 @@ class _Outbox:
     next_attempt_at: str | None = None
     last_error: str | None = None
     receipt: str | None = None
+
+
+@dataclass
+class _Mail:
+    seq: int
+    prescription_id: str
+    recipient: str
+    created_at: str
+    message_id: str | None = None
+    status: str = "pending"
+    attempts: int = 0
+    next_attempt_at: str | None = None
+    last_error: str | None = None
+    sent_at: str | None = None
+
+    def record(self) -> MailRecord:
+        return MailRecord(self.seq, self.prescription_id, self.recipient, self.message_id,
+                          self.attempts)
 
 
 @dataclass
@@ -90,6 +113,8 @@ class State_:
     meta: dict[str, str] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     dispensations: dict[str, tuple[Dispensation, datetime]] = field(default_factory=dict)
+    mails: list[_Mail] = field(default_factory=list)
+    received: list[tuple[int, ReceivedPrescription]] = field(default_factory=list)
     missing_guards: list[str] = field(default_factory=list)  # audit triggers a test dropped
 
 
@@ -115,6 +140,10 @@ class FakeResidents(_Part):
         found = [r for r in self._s.residents.values()
                  if (r.active or not active_only) and all(w in r.search_key for w in words)]
         return sorted(found, key=lambda r: (r.used_name or r.birth_name, r.first_names))
+
+    def born_on(self, birth_date: date) -> list[Resident]:
+        return sorted((r for r in self._s.residents.values() if r.birth_date == birth_date),
+                      key=lambda r: r.ins.value)
 
     def upsert(self, residents: Iterable[Resident]) -> tuple[int, int]:
         self._write("residents")
@@ -441,6 +470,103 @@ class FakeDispensations(_Part):
         return len(self.of(prescription_id))
 
 
+class FakeMailOutbox(_Part):
+    def add(self, prescription_id: str, recipient: str, at: datetime) -> int:
+        self._write("mail_outbox")
+        for m in self._s.mails:
+            if (m.prescription_id, m.recipient) == (prescription_id, recipient):
+                return m.seq
+        seq = len(self._s.mails) + 1
+        self._s.mails.append(_Mail(seq, prescription_id, recipient, iso(at)))
+        return seq
+
+    def due(self, now: datetime, limit: int, after: int = 0) -> list[MailRecord]:
+        return [m.record() for m in self._s.mails if m.status == "pending" and m.seq > after
+                and (m.next_attempt_at is None or m.next_attempt_at <= iso(now))][:limit]
+
+    def pending_count(self) -> int:
+        return sum(m.status == "pending" for m in self._s.mails)
+
+    def _mail(self, seq: int) -> _Mail | None:
+        return next((m for m in self._s.mails if m.seq == seq), None)
+
+    def set_message_id(self, seq: int, message_id: str) -> str:
+        self._write("mail_outbox")
+        m = self._mail(seq)
+        if m is None:
+            raise StoreError(f"unknown mail {seq}")
+        if m.message_id is None:
+            m.message_id = message_id
+        return m.message_id
+
+    def _pending(self, seq: int) -> _Mail | None:
+        m = self._mail(seq)
+        return m if m is not None and m.status == "pending" else None
+
+    def sent(self, record: MailRecord, at: datetime) -> bool:
+        self._write("mail_outbox")
+        m = self._pending(record.seq)
+        if m is None:
+            return False
+        m.status, m.sent_at, m.attempts = "sent", iso(at), m.attempts + 1
+        m.last_error = m.next_attempt_at = None
+        return True
+
+    def retry(self, record: MailRecord, error: str, at: datetime) -> None:
+        self._write("mail_outbox")
+        m = self._pending(record.seq)
+        if m is not None:
+            m.attempts, m.last_error, m.next_attempt_at = m.attempts + 1, error[:500], iso(at)
+
+    def quarantine(self, record: MailRecord, reason: str) -> bool:
+        self._write("mail_outbox")
+        m = self._pending(record.seq)
+        if m is None:
+            return False
+        m.status, m.attempts, m.last_error = "quarantined", m.attempts + 1, reason[:500]
+        m.next_attempt_at = None
+        return True
+
+    def release(self, seq: int) -> MailRecord | None:
+        self._write("mail_outbox")
+        m = self._mail(seq)
+        if m is None or m.status != "quarantined":
+            return None
+        record = m.record()
+        m.status, m.next_attempt_at, m.attempts = "pending", None, 0
+        return record
+
+
+class FakeExternalPrescriptions(_Part):
+    def known(self, message_id: str, document_id: str | None = None) -> bool:
+        return any(r.message_id == message_id
+                   or (document_id is not None and r.document_id == document_id)
+                   for _, r in self._s.received)
+
+    def add(self, received: ReceivedPrescription) -> int | None:
+        self._write("external_prescriptions")
+        if received.matched_by not in MATCHED_BY:
+            raise StoreError(f"unknown match {received.matched_by!r}")
+        if self.known(received.message_id, received.document_id):
+            return None
+        ext_id = len(self._s.received) + 1
+        self._s.received.append((ext_id, received))
+        return ext_id
+
+    def attach(self, external_id: int, resident_ins: str) -> bool:
+        self._write("external_prescriptions")
+        for i, (ext_id, r) in enumerate(self._s.received):
+            if ext_id == external_id:
+                self._s.received[i] = (ext_id, replace(r, resident_ins=resident_ins,
+                                                       matched_by="hand"))
+                return True
+        return False
+
+    def documents(self, external_id: int) -> tuple[bytes | None, bytes | None] | None:
+        return next(((r.cda, r.pdf) for ext_id, r in self._s.received
+                     if ext_id == external_id), None)
+
+
 class FakeViews(_Part):
     def history(self, ins: str) -> list[HistoryRow]:
         return [HistoryRow(p.id, p.state, p.created_at, p.signed_at, p.prescriber.id_nat_ps)
@@ -513,6 +639,33 @@ class FakeViews(_Part):
         found.sort(key=lambda p: p.signed_at or p.created_at, reverse=True)
         return found[0].id if found else None
 
+    def mail_status(self) -> MailStatus:
+        mails = self._s.mails
+        errors = [m.last_error for m in mails if m.status == "pending" and m.last_error]
+        return MailStatus(
+            pending=sum(m.status == "pending" for m in mails),
+            sent=sum(m.status == "sent" for m in mails),
+            quarantined=sum(m.status == "quarantined" for m in mails),
+            last_error=errors[-1] if errors else None,
+            quarantined_records=[{"seq": m.seq, "prescription_id": m.prescription_id,
+                                  "recipient": m.recipient, "attempts": m.attempts,
+                                  "reason": m.last_error}
+                                 for m in mails if m.status == "quarantined"])
+
+    def external_prescriptions(self, ins: str | None = None, *, unmatched: bool = False,
+                               limit: int = 200) -> list[ExternalPrescription]:
+        rows = [(ext_id, r) for ext_id, r in self._s.received
+                if (r.resident_ins == ins if ins is not None
+                    else r.resident_ins is None if unmatched else True)]
+        rows.sort(key=lambda x: (x[1].received_at, x[0]), reverse=ins is not None or not unmatched)
+        return [ExternalPrescription(
+            ext_id, r.message_id, r.document_id, r.resident_ins, r.matched_by, r.sender,
+            r.author, r.author_id, r.issued_at, r.received_at, r.lines, r.cda is not None,
+            r.pdf is not None, r.patient) for ext_id, r in rows[:limit]]
+
+    def unmatched_count(self) -> int:
+        return sum(r.resident_ins is None for _, r in self._s.received)
+
 
 class FakeUnitOfWork:
     """``appliance.ports.uow.UnitOfWork`` in memory (see the module docstring)."""
@@ -534,6 +687,8 @@ class FakeUnitOfWork:
         self.meta = FakeMeta(self)
         self.audit = FakeAudit(self)
         self.dispensations = FakeDispensations(self)
+        self.mail_outbox = FakeMailOutbox(self)
+        self.external_prescriptions = FakeExternalPrescriptions(self)
         self.views = FakeViews(self)
 
     def now(self) -> datetime:

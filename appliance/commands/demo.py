@@ -307,7 +307,8 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
          f"({session.practitioner.profession}, {can_sign})")
     try:
-        result = prescribing.prescribe(uow, session, demo_draft(), ids=IdAllocator())
+        result = prescribing.prescribe(uow, session, demo_draft(), ids=IdAllocator(),
+                                       mail=app.mail_policy)
     finally:
         session.logout()
     pid = result.prescription.id

@@ -209,7 +209,8 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         printer=app.print_service() if printer else None,
         establishment=settings.establishment.name, allow_quit=allow_quit,
         console=os.environ.get("TERM") == "linux" if console is None else console,
-        banner=banner, demo_dispense=demo_dispense, warm_up=warm_up, now=app.clock)
+        banner=banner, demo_dispense=demo_dispense, warm_up=warm_up, now=app.clock,
+        mail=app.mail_policy)
 
     def other_substances(uow: UnitOfWork, handed: Iterable[tuple[str, int, str | None]]
                          ) -> set[tuple[str, int, str]]:

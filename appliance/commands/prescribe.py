@@ -154,7 +154,8 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
                     "$.prescriber.idNat_PS", f"{prescriber_id!r} is not the card holder "
                     f"({session.practitioner.id_nat_ps})")])
             prescribing.register_login(app.uow, session)
-            result = prescribing.prescribe(app.uow, session, draft, ids=IdAllocator())
+            result = prescribing.prescribe(app.uow, session, draft, ids=IdAllocator(),
+                                           mail=app.mail_policy)
         finally:
             session.logout()
     printed = _print_now(app) if print_now else None

@@ -26,6 +26,8 @@ from appliance.services import sync
 from sync import codes
 from sync.service import PULL_FACTOR, TICK_S, SyncService, single_instance
 
+MAIL_FETCH_FACTOR = 6  # the mailbox every 6 × [sync] interval_s (3 minutes by default)
+
 
 def _age(seconds: float | None) -> str:
     if seconds is None:
@@ -75,7 +77,10 @@ def run(app: App) -> None:
     with single_instance(app.settings.data_dir):
         service = SyncService(engine, app.uow, tick_s=min(TICK_S, float(settings.interval_s)),
                               pull_every_s=float(settings.interval_s * PULL_FACTOR),
-                              backoff_cap_s=float(settings.backoff_cap_s))
+                              backoff_cap_s=float(settings.backoff_cap_s),
+                              mail_sender=app.mail_sender() if app.sends_mail else None,
+                              mail_fetch=app.mail_fetch() if app.reads_mail else None,
+                              mail_fetch_every_s=float(settings.interval_s * MAIL_FETCH_FACTOR))
         raise SystemExit(service.run())
 
 
@@ -85,8 +90,11 @@ def run(app: App) -> None:
 def status(app: App, as_json: bool) -> None:
     """Queue depth, oldest pending age, last success, last error, quarantined records."""
     s = sync.status(app.uow, app.clock())
+    mail = app.uow.views.mail_status()
+    unmatched = app.uow.views.unmatched_count()
     if as_json:
-        click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
+        click.echo(json.dumps({**s.to_dict(), "mssante": {
+            **mail.to_dict(), "received_unmatched": unmatched}}, ensure_ascii=False))
         return
     click.echo(f"En attente : {s.queue_depth} ({s.pending_creates} création(s), "
                f"{s.pending_cancels} annulation(s)) ; la plus ancienne depuis "
@@ -100,6 +108,14 @@ def status(app: App, as_json: bool) -> None:
     for record in s.quarantined_records:
         click.echo(f"  n° {record['seq']} {record['kind']} {record['prescription_id']} : "
                    f"{record['reason']}")
+    click.echo(f"MSSanté (pharmacie) : {mail.pending} en attente, {mail.sent} envoyé(s), "
+               f"{mail.quarantined} en quarantaine ; ordonnances reçues à rattacher : "
+               f"{unmatched}")
+    if mail.last_error:
+        click.echo(f"  Dernière erreur MSSanté : {mail.last_error}")
+    for record in mail.quarantined_records:
+        click.echo(f"  message n° {record['seq']} {record['prescription_id']} : "
+                   f"{record['reason']} (ordo mss release {record['seq']})")
 
 
 @sync_group.command("release")

@@ -13,9 +13,10 @@ loaded in a child process) and ``card`` (the token and its flags),
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
 hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
 the data directory), ``referential`` (drug data age, counts against the minimums of a
-whole BDPM; a file an older Ordo built), ``backup`` (age of the newest nightly backup)
-and, on a machine run by systemd, ``services`` (the kiosk, the sync service, the backup
-timer).
+whole BDPM; a file an older Ordo built), ``backup`` (age of the newest nightly backup),
+``mssante`` (when configured: TLS to the SMTP and IMAP servers verified, the
+establishment's certificate accepted, SASL EXTERNAL login) and, on a machine run by
+systemd, ``services`` (the kiosk, the sync service, the backup timer).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from appliance.config import SYSTEM_USER, Settings
-from appliance.errors import AuditChainBroken, CardError, PrinterError, RegistryError
+from appliance.errors import AuditChainBroken, CardError, OrdoError, PrinterError, RegistryError
 from appliance.ops import probes
 from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
 from appliance.ops.configcheck import ERROR, Finding, check_settings
@@ -107,7 +108,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
     report = DoctorReport()
     steps: list[Callable[[_Context], list[Check]]] = [
         _config, _card, _printer, _registry, _database, _clock, _disk, _referential,
-        _backup, _services]
+        _backup, _mssante, _services]
     for step in steps:
         try:
             report.checks += step(ctx)
@@ -117,7 +118,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
                                        f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this to the Ordo maintainers"))
     order = ["config", "pcscd", "pkcs11", "card", "printer", "registry", "clock", "database",
-             "audit", "disk", "referential", "backup", "services"]
+             "audit", "disk", "referential", "backup", "mssante", "services"]
     report.checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     log.info("doctor finished", extra={"fields": {
         "ok": report.ok, **{c.name: c.status for c in report.checks}}})
@@ -263,6 +264,30 @@ def _registry(ctx: _Context) -> list[Check]:
     hint = "" if probe.tls_version else "use the https URL of the registry"
     return [Check("registry", status, f"{r.url}: HTTP {probe.status_code} over {tls} in "
                                       f"{probe.elapsed_s * 1000:.0f} ms", hint)]
+
+
+def _mssante(ctx: _Context) -> list[Check]:
+    m, to = ctx.settings.mssante, ctx.settings.pharmacy.mssante
+    if not (m.smtp_host or m.imap_host):
+        if to:
+            return [Check("mssante", FAIL, f"pharmacy.mssante = {to} but no MSSanté server",
+                          "set [mssante] smtp_host, imap_host, mailbox and the certificate")]
+        return []
+    missing = [k for k, v in (("mailbox", m.mailbox), ("client_cert", m.client_cert)) if not v]
+    if missing:
+        return [Check("mssante", FAIL, f"mssante.{missing[0]} is empty",
+                      "the establishment's MSSanté mailbox and its certificate are required")]
+    from sync.mssante import probe
+
+    try:
+        done = probe(m)
+    except OrdoError as exc:  # unreadable PEM, TLS refused, server unreachable, login refused
+        return [Check("mssante", FAIL, f"{m.mailbox}: {exc}",
+                      "check mssante.ca_file (the operator's authority), client_cert and "
+                      "client_key, that the servers are reachable and that the operator "
+                      "knows this certificate for this mailbox")]
+    return [Check("mssante", OK, f"{m.mailbox}: TLS verified, certificate accepted, "
+                                 f"logged in ({', '.join(done)})")]
 
 
 def _clock(ctx: _Context) -> list[Check]:

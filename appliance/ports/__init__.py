@@ -6,6 +6,8 @@ per kind of I/O (``typing.Protocol`` classes and the records they exchange):
     registry.py  the national registry (sync.client)
     uow.py       the local database: a unit of work and one repository per table
                  (appliance.store), with the read models of the screens
+    mail.py      MSSanté: the order's documents and message, the establishment's mail
+                 servers, what a received message carries (sync.mssante)
     clock.py     the wall clock, and the house timestamp format
 
 Services depend on these modules only; the composition root (``appliance.bootstrap``) picks
@@ -33,10 +35,16 @@ _EXPORTS: dict[str, str] = {
         "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
-        "AuditAnchor", "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations", "DraftRow",
-        "FileEntry", "HistoryRow", "Meta", "Outbox", "OutboxRecord", "Practitioners",
-        "Prescriptions", "PrintJob", "PrintJobs", "Residents", "Signed", "SignedRow",
-        "SyncKeys", "SyncStatus", "UnitOfWork", "Views"), "uow"),
+        "AuditAnchor", "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations",
+        "DraftRow", "ExternalPrescription", "ExternalPrescriptions", "FileEntry", "HistoryRow",
+        "MailOutbox", "MailRecord", "MailStatus", "Meta", "Outbox", "OutboxRecord",
+        "Practitioners", "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription",
+        "Residents", "Signed", "SignedRow", "SyncKeys", "SyncStatus", "UnitOfWork",
+        "Views"), "uow"),
+    **dict.fromkeys((
+        "DocumentRefused", "ExternalLine", "Fetched", "MailError", "MailRejected",
+        "MailTransport", "MailUnavailable", "Mailbox", "MessageReader", "OrderDocuments",
+        "OrderMailer", "ReceivedDocument", "ReceivedMessage"), "mail"),
     **dict.fromkeys(("Clock", "iso", "parse_iso", "utc_now"), "clock"),
 }
 

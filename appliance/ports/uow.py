@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from appliance.domain.prescription import Prescription
 from appliance.domain.qr import SignedOrder
 from appliance.ports.clock import iso
+from appliance.ports.mail import ExternalLine
 from appliance.ports.registry import SignatureProof
 
 if TYPE_CHECKING:
@@ -46,8 +47,13 @@ __all__ = [
     "DispensationAlert",
     "Dispensations",
     "DraftRow",
+    "ExternalPrescription",
+    "ExternalPrescriptions",
     "FileEntry",
     "HistoryRow",
+    "MailOutbox",
+    "MailRecord",
+    "MailStatus",
     "Meta",
     "Outbox",
     "OutboxRecord",
@@ -55,6 +61,7 @@ __all__ = [
     "Prescriptions",
     "PrintJob",
     "PrintJobs",
+    "ReceivedPrescription",
     "Residents",
     "Signed",
     "SignedRow",
@@ -259,12 +266,95 @@ class SyncStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class MailRecord:
+    """A message waiting for the partner pharmacy (one per signed order)."""
+
+    seq: int
+    prescription_id: str
+    recipient: str
+    message_id: str | None  # fixed at the first attempt, then kept
+    attempts: int
+
+
+@dataclass(frozen=True)
+class MailStatus:
+    """The MSSanté mail outbox: messages by status, the last transient error, the
+    quarantined ones with their reason."""
+
+    pending: int
+    sent: int
+    quarantined: int
+    last_error: str | None
+    quarantined_records: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MATCHED_BY = ("ins", "identity", "hand", "none")
+
+
+@dataclass(frozen=True)
+class ReceivedPrescription:
+    """A prescription received by MSSanté, to keep: the documents as received, who sent
+    and wrote it, and the resident it belongs to (``matched_by`` one of ``MATCHED_BY``:
+    ``ins``, ``identity`` (birth name, first name, birth date), ``hand``, or ``none`` with
+    ``resident_ins`` ``None`` until someone attaches it)."""
+
+    message_id: str
+    document_id: str | None
+    resident_ins: str | None
+    matched_by: str
+    sender: str
+    author: str
+    author_id: str | None
+    issued_at: datetime | None
+    received_at: datetime
+    lines: tuple[ExternalLine, ...]
+    patient: dict[str, Any]  # the identity as the document writes it (to attach by hand)
+    cda: bytes | None = field(default=None, repr=False)
+    pdf: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ExternalPrescription:
+    """A received prescription as the kiosk and ``ordo mss received`` list it (without its
+    documents)."""
+
+    id: int
+    message_id: str
+    document_id: str | None
+    resident_ins: str | None
+    matched_by: str
+    sender: str
+    author: str
+    author_id: str | None
+    issued_at: datetime | None
+    received_at: datetime
+    lines: tuple[ExternalLine, ...]
+    has_cda: bool
+    has_pdf: bool
+    patient: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "resident_ins": self.resident_ins,
+                "matched_by": self.matched_by, "author": self.author, "sender": self.sender,
+                "issued_at": iso(self.issued_at) if self.issued_at else None,
+                "received_at": iso(self.received_at), "has_cda": self.has_cda,
+                "has_pdf": self.has_pdf, "lines": [asdict(line) for line in self.lines]}
+
+
 # -- repositories ----------------------------------------------------------------------------
 class Residents(Protocol):
     def get(self, ins: str) -> Resident | None: ...
 
     def search(self, query: str = "", active_only: bool = True) -> list[Resident]:
         """Sorted by name; ``query`` matches names or room, accents and case ignored."""
+        ...
+
+    def born_on(self, birth_date: date) -> list[Resident]:
+        """Every resident born that day (active or not)."""
         ...
 
     def upsert(self, residents: Iterable[Resident]) -> tuple[int, int]:
@@ -357,6 +447,57 @@ class Outbox(Protocol):
 
     def release(self, seq: int) -> OutboxRecord | None:
         """Put a quarantined record back in the queue; ``None`` if there is none."""
+        ...
+
+
+class MailOutbox(Protocol):
+    """What waits to go to the partner pharmacy by MSSanté: one message per signed order,
+    queued with the signature, sent once the mail server accepted it."""
+
+    def add(self, prescription_id: str, recipient: str, at: datetime) -> int:
+        """Queue the order's message; the same order to the same address keeps one row."""
+        ...
+
+    def due(self, now: datetime, limit: int, after: int = 0) -> list[MailRecord]:
+        """Pending messages whose time has come, oldest first, after number ``after``."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+    def set_message_id(self, seq: int, message_id: str) -> str:
+        """Fix the row's Message-ID unless it has one; returns the one that stays."""
+        ...
+
+    def sent(self, record: MailRecord, at: datetime) -> bool:
+        """False when it was no longer pending (nothing written)."""
+        ...
+
+    def retry(self, record: MailRecord, error: str, at: datetime) -> None: ...
+
+    def quarantine(self, record: MailRecord, reason: str) -> bool: ...
+
+    def release(self, seq: int) -> MailRecord | None:
+        """Put a quarantined message back in the queue; ``None`` if there is none."""
+        ...
+
+
+class ExternalPrescriptions(Protocol):
+    """Prescriptions received from other prescribers (GPs, hospitals) by MSSanté."""
+
+    def known(self, message_id: str, document_id: str | None = None) -> bool:
+        """Whether this message, or this CDA document, was already received."""
+        ...
+
+    def add(self, received: ReceivedPrescription) -> int | None:
+        """Keep it; ``None`` when it was already kept (same Message-ID or document ID)."""
+        ...
+
+    def attach(self, external_id: int, resident_ins: str) -> bool:
+        """Attach it to a resident by hand; False when there is no such one."""
+        ...
+
+    def documents(self, external_id: int) -> tuple[bytes | None, bytes | None] | None:
+        """Its CDA and PDF as received; ``None`` when there is no such one."""
         ...
 
 
@@ -457,6 +598,18 @@ class Views(Protocol):
         """The latest prescription the registry holds (the demo's pharmacy)."""
         ...
 
+    def mail_status(self) -> MailStatus: ...
+
+    def external_prescriptions(self, ins: str | None = None, *, unmatched: bool = False,
+                               limit: int = 200) -> list[ExternalPrescription]:
+        """Received prescriptions, newest first: a resident's (``ins``), those attached to
+        nobody (``unmatched``, oldest first), or the latest ``limit`` of all."""
+        ...
+
+    def unmatched_count(self) -> int:
+        """Received prescriptions attached to no resident yet (the kiosk's alert)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     residents: Residents
@@ -467,6 +620,8 @@ class UnitOfWork(Protocol):
     meta: Meta
     audit: AuditLog
     dispensations: Dispensations
+    mail_outbox: MailOutbox
+    external_prescriptions: ExternalPrescriptions
     views: Views
 
     def __enter__(self) -> Self: ...

@@ -7,7 +7,8 @@
   after a lock or a crash the same physician gets it back.
 - ``sign``: the domain transition, the card signature of the QR part
   (``appliance.services.signature``), then the prescription, its outbox row, its first print
-  job, the signed bytes and the audit entry in one transaction (``record_signature``).
+  job, its message to the partner pharmacy (``mail``), the signed bytes and the audit entry
+  in one transaction (``record_signature``).
   A draft mixing secure lines (``appliance.domain.secure``: narcotics and the like, printed
   on secure paper only) with others becomes two orders: the secure lines get their own ID,
   the card signs both, and both are stored in that one transaction (audited
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.domain.ids import validate_am
 from appliance.domain.people import ROLE_LABELS_FR, Practitioner, Resident, Role
@@ -50,6 +51,9 @@ from appliance.errors import AmRequired, Forbidden, StateError, StoreError, Vali
 from appliance.ports.clock import utc_now
 from appliance.ports.uow import UnitOfWork
 from appliance.services.drafts import Draft
+
+if TYPE_CHECKING:
+    from appliance.services.mailbox import MailPolicy
 
 log = logging.getLogger(__name__)
 
@@ -385,9 +389,11 @@ def _split_secure(uow: UnitOfWork, draft: Prescription, ids: IdAllocator
 
 
 def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
-         now: datetime | None = None, ids: IdAllocator | None = None) -> SignResult:
+         now: datetime | None = None, ids: IdAllocator | None = None,
+         mail: MailPolicy | None = None) -> SignResult:
     """Sign a draft with the session's card and store it with its outbox row, print job,
-    signed bytes and audit entry, in one transaction. The card signs before the write
+    signed bytes, message to the partner pharmacy (``mail``: the composition root's
+    ``App.mail_policy``) and audit entry, in one transaction. The card signs before the write
     transaction opens (the card is slow; the lock is not held meanwhile); the transaction
     checks again that the prescription is still this draft.
 
@@ -425,7 +431,7 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
             uow.audit.append(actor=doctor.id_nat_ps, action="prescription.split",
                              subject=prescription_id,
                              details={"secure": secure.id, "lines": len(secure.lines)})
-        jobs = [record_signature(uow, one, actor=doctor.id_nat_ps) for one in signed]
+        jobs = [record_signature(uow, one, actor=doctor.id_nat_ps, mail=mail) for one in signed]
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
         uow.commit()
     results = [SignResult(one.prescription, job, one.payload.encode())
@@ -438,7 +444,7 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
 
 
 def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAllocator,
-              now: datetime | None = None) -> SignResult:
+              now: datetime | None = None, mail: MailPolicy | None = None) -> SignResult:
     """The headless path: a validated draft becomes a signed, queued prescription."""
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
@@ -451,7 +457,7 @@ def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAlloca
         created = _create(uow, ids, doctor, resident, draft.lines, now or utc_now(),
                           doctor.id_nat_ps, "prescription.draft_created", draft.weight_kg)
         uow.commit()
-    return sign(uow, session, created.id, now=now, ids=ids)
+    return sign(uow, session, created.id, now=now, ids=ids, mail=mail)
 
 
 def import_drafts(uow: UnitOfWork, drafts: Iterable[tuple[str, Draft]], *, ids: IdAllocator,

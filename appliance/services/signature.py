@@ -70,6 +70,7 @@ from appliance.services.trust import (
 
 if TYPE_CHECKING:
     from appliance.ports.uow import UnitOfWork
+    from appliance.services.mailbox import MailPolicy
 
 log = logging.getLogger(__name__)
 
@@ -262,10 +263,11 @@ def verify_epu(payload: str, lookup: Callable[[str], Prescription | None]) -> Kn
 
 
 def record_signature(uow: UnitOfWork, signed: SignedPrescription, *, actor: str,
-                     at: datetime | None = None) -> int:
+                     at: datetime | None = None, mail: MailPolicy | None = None) -> int:
     """Store a signed prescription with the exact bytes the card signed, its outbox row,
-    its first print job and its audit entry, in the caller's ``with uow:`` block: after a
-    crash either all four exist or none does. Returns the print job."""
+    its first print job, its message to the partner pharmacy (when ``mail`` has an
+    address) and its audit entry, in the caller's ``with uow:`` block: after a crash
+    either all of them exist or none does. Returns the print job."""
     p = signed.prescription
     now = at or utc_now()
     uow.prescriptions.add_signed(p, signature=signed.signature,
@@ -273,6 +275,9 @@ def record_signature(uow: UnitOfWork, signed: SignedPrescription, *, actor: str,
                                  signed_payload=signed.payload.signed_bytes)
     uow.outbox.add(p.id, "create", now)
     job = uow.print_jobs.add(p.id, "original", actor, now)
+    details: dict[str, object] = {"lines": len(p.lines), "print_job": job}
+    if mail is not None and (queued := mail.queue(uow, p.id, now)) is not None:
+        details["mail"] = queued
     uow.audit.append(actor=actor, action="prescription.signed", subject=p.id,
-                     details={"lines": len(p.lines), "print_job": job})
+                     details=details)
     return job

@@ -239,3 +239,46 @@ def m006_practitioner_contact(db: sqlite_utils.Database) -> None:
     for name in ("qualification", "phone", "email"):
         if name not in columns:
             db.execute(f"ALTER TABLE practitioners ADD COLUMN {name} TEXT")
+
+
+@migration
+def m007_mssante(db: sqlite_utils.Database) -> None:
+    """MSSanté: the mail outbox (one message per signed order to the partner pharmacy,
+    ``appliance.store.mail_outbox``) and the prescriptions received from other prescribers
+    (``appliance.store.external_prescriptions``). ``message_id`` is set at the first attempt
+    and kept, so that every resend of an order is the same message. A received document is
+    kept once by its Message-ID and once by its CDA document ID; ``resident_ins`` is NULL
+    while no resident matches it."""
+    db.execute(
+        "CREATE TABLE mail_outbox ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " prescription_id TEXT NOT NULL REFERENCES prescriptions (id),"
+        " recipient TEXT NOT NULL,"
+        " message_id TEXT UNIQUE,"
+        " created_at TEXT NOT NULL,"
+        " status TEXT NOT NULL DEFAULT 'pending'"
+        "  CHECK (status IN ('pending', 'sent', 'quarantined')),"
+        " attempts INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt_at TEXT,"
+        " last_error TEXT,"
+        " sent_at TEXT,"
+        " UNIQUE (prescription_id, recipient))")
+    db.execute("CREATE INDEX mail_outbox_pending ON mail_outbox (status, next_attempt_at, seq)")
+    db.execute(
+        "CREATE TABLE external_prescriptions ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " message_id TEXT NOT NULL UNIQUE,"
+        " document_id TEXT UNIQUE,"
+        " resident_ins TEXT REFERENCES residents (ins),"
+        " matched_by TEXT NOT NULL CHECK (matched_by IN ('ins', 'identity', 'hand', 'none')),"
+        " sender TEXT NOT NULL,"
+        " author TEXT NOT NULL DEFAULT '',"
+        " author_id TEXT,"
+        " issued_at TEXT,"
+        " received_at TEXT NOT NULL,"
+        " patient TEXT NOT NULL DEFAULT '{}',"
+        " lines TEXT NOT NULL DEFAULT '[]',"
+        " cda BLOB,"
+        " pdf BLOB)")
+    db.execute("CREATE INDEX external_prescriptions_resident"
+               " ON external_prescriptions (resident_ins, received_at)")

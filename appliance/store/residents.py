@@ -57,6 +57,11 @@ class ResidentsTable:
         sql += " ORDER BY coalesce(used_name, birth_name), first_names"
         return [_resident(row) for row in self._store.execute(sql, params)]
 
+    def born_on(self, birth_date: date) -> list[Resident]:
+        return [_resident(row) for row in self._store.execute(
+            "SELECT * FROM residents WHERE birth_date = ? ORDER BY ins",
+            [birth_date.isoformat()])]
+
     def upsert(self, residents: Iterable[Resident]) -> tuple[int, int]:
         store = self._store
         conn = store.require_write("residents")

@@ -7,7 +7,8 @@ a block is a savepoint, committed or rolled back with it. Reads outside a block 
 their own snapshot. Every SQLite error leaves as a ``StoreError``.
 
 Each repository is the owner module of its table (``residents``, ``practitioners``,
-``prescriptions``, ``outbox``, ``print_jobs``, ``meta``, ``audit``, ``dispensations``);
+``prescriptions``, ``outbox``, ``print_jobs``, ``meta``, ``audit``, ``dispensations``,
+``mail_outbox``, ``external_prescriptions``);
 ``views`` holds the read models. One unit of work per thread: SQLite connections are not
 shared between threads.
 """
@@ -22,6 +23,8 @@ from appliance.errors import StoreError
 from appliance.store.audit import AuditTable
 from appliance.store.db import Store, open_store
 from appliance.store.dispensations import DispensationsTable
+from appliance.store.external_prescriptions import ExternalPrescriptionsTable
+from appliance.store.mail_outbox import MailOutboxTable
 from appliance.store.meta import MetaTable
 from appliance.store.outbox import OutboxTable
 from appliance.store.practitioners import PractitionersTable
@@ -47,6 +50,8 @@ class SqliteUnitOfWork:
         self.meta = MetaTable(store)
         self.audit = AuditTable(store)
         self.dispensations = DispensationsTable(store)
+        self.mail_outbox = MailOutboxTable(store)
+        self.external_prescriptions = ExternalPrescriptionsTable(store)
         self.views = StoreViews(store)
 
     @classmethod

@@ -4,6 +4,8 @@ number of rows (no query per prescription). Nothing here writes.
 ``history`` reads the covering index of migration m005 alone; ``bench.store_million``
 times ``HISTORY_SQL`` bare as its anchor. ``resident_file`` adds, for the same resident, the
 registry's answers, the print jobs and the dispensations: four queries for the whole file.
+``mail_status``, ``external_prescriptions`` and ``unmatched_count`` are what ``ordo sync
+status``, ``ordo mss received`` and the kiosk show of MSSanté.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from appliance.ports.clock import iso
 from appliance.ports.uow import (
     DispensationAlert,
     DraftRow,
+    ExternalPrescription,
     FileEntry,
     HistoryRow,
+    MailStatus,
     SyncKeys,
     SyncStatus,
 )
-from appliance.store import meta
+from appliance.store import external_prescriptions, meta
 from appliance.store.db import Store
 from appliance.store.dispensations import dispensation
 
@@ -168,3 +172,36 @@ class StoreViews:
     def latest_registered(self) -> str | None:
         return self._store.one("SELECT id FROM prescriptions WHERE state = 'registered'"
                                " ORDER BY signed_at DESC LIMIT 1")
+
+    def mail_status(self) -> MailStatus:
+        with self._snapshot():
+            counts = dict(self._store.execute(
+                "SELECT status, count(*) FROM mail_outbox GROUP BY status").fetchall())
+            last = self._store.one(
+                "SELECT last_error FROM mail_outbox WHERE status = 'pending'"
+                " AND last_error IS NOT NULL ORDER BY seq DESC LIMIT 1")
+            quarantined = self._store.query(
+                "SELECT seq, prescription_id, recipient, attempts, last_error AS reason"
+                " FROM mail_outbox WHERE status = 'quarantined' ORDER BY seq")
+        return MailStatus(pending=counts.get("pending", 0), sent=counts.get("sent", 0),
+                          quarantined=counts.get("quarantined", 0), last_error=last,
+                          quarantined_records=quarantined)
+
+    def external_prescriptions(self, ins: str | None = None, *, unmatched: bool = False,
+                               limit: int = 200) -> list[ExternalPrescription]:
+        select = external_prescriptions.SELECT_SQL
+        if ins is not None:
+            rows = self._store.execute(select + " WHERE resident_ins = ?"
+                                       " ORDER BY received_at DESC, id DESC LIMIT ?",
+                                       [ins, limit])
+        elif unmatched:
+            rows = self._store.execute(select + " WHERE resident_ins IS NULL"
+                                       " ORDER BY received_at, id LIMIT ?", [limit])
+        else:
+            rows = self._store.execute(select + " ORDER BY received_at DESC, id DESC LIMIT ?",
+                                       [limit])
+        return [external_prescriptions.external(row) for row in rows]
+
+    def unmatched_count(self) -> int:
+        return int(self._store.one(
+            "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from appliance.ports.printer import PrinterStatus
     from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import PractitionerSession
+    from appliance.services.mailbox import MailPolicy
     from appliance.services.prescribing import IdAllocator
 
     OtherSubstances = Callable[[UnitOfWork, Iterable[tuple[str, int, str | None]]],
@@ -97,6 +98,8 @@ class KioskContext:
     """Run when the terminal hangs up (SIGHUP), before the process ends at once: the
     terminal cannot be restored, so only what was started is stopped."""
     now: Callable[[], datetime] = utc_now
+    mail: MailPolicy | None = None
+    """Where a signed order goes by MSSanté (``App.mail_policy``; ``None``: nowhere)."""
 
     @cached_property
     def ids(self) -> IdAllocator:

@@ -12,6 +12,10 @@ certificates. TEST ONLY: its roots are never in the default configuration.
     cards/<profile>/auth.der, auth.key, sign.der, sign.key, card.json
     establishment/server.pem (+ chain), server.key, client.pem (+ chain), client.key,
                  ca.pem (root + organisations)  the registry link (TLS and mTLS)
+    mssante/server.pem (+ chain), server.key    the test mail servers (SMTP, IMAP)
+    mssante/client.pem (+ chain), client.key    the establishment's MSSanté mailbox
+                                                (CN and e-mail = ``TEST_MAILBOX``)
+    mssante/ca.pem (root + organisations)       verifies the mail servers
     trust.toml                                  the settings to use these files
 
 End-entity subject (documented in PROTOCOL.md): ``serialNumber`` = idNat_PS (``8`` + RPPS
@@ -45,6 +49,7 @@ PROFESSIONALS_CN = "TEST AC IGC-SANTE PROFESSIONNELS"
 ORGANISATIONS_CN = "TEST AC IGC-SANTE ORGANISATIONS"
 UNTRUSTED_ROOT_CN = "TEST AC RACINE NON RECONNUE"
 PKI_OU = "IGC-SANTE TEST"
+TEST_MAILBOX = "ehpad-ordo-test@ordo-test.mssante.invalid"  # RFC 2606 .invalid
 DEFAULT_TRIES = 3
 
 
@@ -122,6 +127,8 @@ class PkiMaterial:
     server: Issued
     client: Issued
     cards: dict[str, CardMaterial] = field(default_factory=dict)
+    mail_server: Issued | None = None
+    mail_client: Issued | None = None
 
 
 @dataclass(frozen=True)
@@ -149,10 +156,18 @@ class PkiPaths:
     def establishment(self) -> Path:
         return self.directory / "establishment"
 
+    @property
+    def mssante(self) -> Path:
+        return self.directory / "mssante"
+
     def environment(self) -> dict[str, str]:
         """``ORDO_*`` variables that point Ordo at this PKI (comma-separated lists)."""
-        est = self.establishment
+        est, mail = self.establishment, self.mssante
         return {
+            "ORDO_MSSANTE_CA_FILE": str(mail / "ca.pem"),
+            "ORDO_MSSANTE_CLIENT_CERT": str(mail / "client.pem"),
+            "ORDO_MSSANTE_CLIENT_KEY": str(mail / "client.key"),
+            "ORDO_MSSANTE_MAILBOX": TEST_MAILBOX,
             "ORDO_SECURITY_TRUST_ROOTS": ",".join(str(p) for p in self.trust_roots),
             "ORDO_SECURITY_CRLS": ",".join(str(p) for p in self.crls),
             "ORDO_REGISTRY_CA_FILE": str(est / "ca.pem"),
@@ -300,10 +315,25 @@ def build_pki(now: datetime | None = None,
                    x509.NameAttribute(NameOID.COMMON_NAME, f"{TEST_ORGANISATION} {TEST_FINESS}")]),
         organisations, now, usage=_key_usage(signature=True, encipherment=True),
         eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    mail_server = _end_entity(
+        x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, "MSSANTE TEST"),
+                   x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+        organisations, now, usage=_key_usage(signature=True, encipherment=True),
+        eku=[ExtendedKeyUsageOID.SERVER_AUTH],
+        san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    mail_client = _end_entity(
+        x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+                   x509.NameAttribute(NameOID.ORGANIZATION_NAME, TEST_ORGANISATION),
+                   x509.NameAttribute(NameOID.COMMON_NAME, TEST_MAILBOX)]),
+        organisations, now, usage=_key_usage(signature=True, encipherment=True),
+        eku=[ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION],
+        san=[x509.RFC822Name(TEST_MAILBOX)])
     return PkiMaterial(root=root, professionals=professionals, organisations=organisations,
                    untrusted_root=untrusted_root, untrusted_professionals=untrusted_professionals,
                    crl_professionals=_crl(professionals, now, revoked),
-                   crl_root=_crl(root, now, []), server=server, client=client, cards=cards)
+                   crl_root=_crl(root, now, []), server=server, client=client, cards=cards,
+                       mail_server=mail_server, mail_client=mail_client)
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -365,6 +395,13 @@ def write_pki(pki: PkiMaterial, directory: Path) -> PkiPaths:
     _write(est / "client.pem", _pem(pki.client.cert) + chain)
     _write_key(est / "client.key", pki.client.key)
     _write(est / "ca.pem", _pem(pki.root.cert) + chain)
+    mail = paths.mssante
+    if pki.mail_server is not None and pki.mail_client is not None:
+        _write(mail / "server.pem", _pem(pki.mail_server.cert) + chain)
+        _write_key(mail / "server.key", pki.mail_server.key)
+        _write(mail / "client.pem", _pem(pki.mail_client.cert) + chain)
+        _write_key(mail / "client.key", pki.mail_client.key)
+        _write(mail / "ca.pem", _pem(pki.root.cert) + chain)
     _write(paths.trust_toml, (
         "# Ordo TEST PKI - for the demo and the tests only, never in production.\n"
         "# Use: ordo --config trust.toml ..., or copy these keys into your ordo.toml.\n"
@@ -374,7 +411,12 @@ def write_pki(pki: PkiMaterial, directory: Path) -> PkiPaths:
         "[registry]\n"
         f"ca_file = {json.dumps(str(est / 'ca.pem'))}\n"
         f"client_cert = {json.dumps(str(est / 'client.pem'))}\n"
-        f"client_key = {json.dumps(str(est / 'client.key'))}\n").encode())
+        f"client_key = {json.dumps(str(est / 'client.key'))}\n\n"
+        "[mssante]\n"
+        f"mailbox = {json.dumps(TEST_MAILBOX)}\n"
+        f"ca_file = {json.dumps(str(mail / 'ca.pem'))}\n"
+        f"client_cert = {json.dumps(str(mail / 'client.pem'))}\n"
+        f"client_key = {json.dumps(str(mail / 'client.key'))}\n").encode())
     return paths
 
 

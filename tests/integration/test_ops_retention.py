@@ -82,7 +82,8 @@ def test_only_old_prescriptions_in_final_states_go_with_their_rows(box):
     _settings, store, g = box
     report = run_retention(store, POLICY, actor="cli:test")
     assert report.prescriptions == 7
-    assert report.related_rows == {"dispensations": 3, "outbox": 7, "print_jobs": 7}
+    assert report.related_rows == {"dispensations": 3, "mail_outbox": 0, "outbox": 7,
+                                  "print_jobs": 7}
     left = {row["id"] for row in store.query("SELECT id FROM prescriptions")}
     assert left == set(g["signed"] + g["cancel_pending"] + g["print_queued"] + g["recent"])
     assert _count(store, "dispensations") == 2
@@ -128,7 +129,8 @@ def test_dry_run_counts_and_changes_nothing(box):
     head = audit.verify(store)
     report = run_retention(store, POLICY, dry_run=True)
     assert (report.prescriptions, report.audit_entries) == (7, 5)
-    assert report.related_rows == {"dispensations": 3, "outbox": 7, "print_jobs": 7}
+    assert report.related_rows == {"dispensations": 3, "mail_outbox": 0, "outbox": 7,
+                                  "print_jobs": 7}
     assert "would delete" in report.summary()
     after = [_count(store, t) for t in ("prescriptions", "outbox", "audit", "dispensations")]
     assert after == before and audit.verify(store) == head

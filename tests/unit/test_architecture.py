@@ -45,7 +45,9 @@ def test_domain_only_imports_errors_from_the_rest_of_appliance():
 TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
                 "prescriptions": "prescriptions", "outbox": "outbox",
                 "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
-                "dispensations": "dispensations", "_migrations": "migrations"}
+                "dispensations": "dispensations", "mail_outbox": "mail_outbox",
+                "external_prescriptions": "external_prescriptions",
+                "_migrations": "migrations"}
 WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
                    r"\s+\"?(\w+)\b")
 
@@ -66,4 +68,5 @@ def test_each_table_is_written_by_its_owner_module_only():
                 seen.add(table.lower())
                 assert path == root / "appliance" / "store" / f"{owner}.py", \
                     f"{path.relative_to(root)} writes the table {table}"
-    assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations"}
+    assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations", "mail_outbox",
+                    "external_prescriptions"}

@@ -44,6 +44,7 @@ class HomeScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title", classes="title")
+        yield Static("", id="mail-alert", classes="alerts")
         with Horizontal(classes="field"):
             yield Label("Résident : ")
             yield Input(placeholder="nom ou chambre", id="search", compact=True)
@@ -58,6 +59,7 @@ class HomeScreen(KioskScreen):
     def on_mount(self) -> None:
         self.query_one("#title", Static).update(
             f"{self.ctx.establishment} - {self.kiosk.who}")
+        self.query_one("#mail-alert", Static).display = False
         self.query_one("#search", Input).focus()
         self.refresh_data()
 
@@ -79,6 +81,13 @@ class HomeScreen(KioskScreen):
     # -- data --------------------------------------------------------------------------------
     def refresh_data(self) -> None:
         self._search(self.query_one("#search", Input).value)
+        ctx = self.ctx
+
+        def unmatched() -> int:
+            with ctx.uow() as uow:
+                return uow.views.unmatched_count()
+
+        self.background(unmatched, self._show_unmatched, group="mail", exclusive=True)
         session = self.session
         if session is None or session.role is not Role.PRESCRIBER:
             self._show_drafts([])
@@ -90,6 +99,12 @@ class HomeScreen(KioskScreen):
                 return prescribing.drafts_of(uow, who)
 
         self.background(load, self._show_drafts, group="drafts", exclusive=True)
+
+    def _show_unmatched(self, count: int) -> None:
+        alert = self.query_one("#mail-alert", Static)
+        alert.update(f"! {count} ordonnance(s) reçue(s) par MSSanté à rattacher à un "
+                     "résident : F6")
+        alert.display = count > 0
 
     def _show_drafts(self, drafts: list[Prescription]) -> None:
         self.drafts = drafts

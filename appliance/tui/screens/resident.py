@@ -26,7 +26,7 @@ from appliance.domain.prescription import (
     local,
 )
 from appliance.domain.prescription_id import GROUP, format_id
-from appliance.ports.uow import HistoryRow, UnitOfWork
+from appliance.ports.uow import ExternalPrescription, HistoryRow, UnitOfWork
 from appliance.services import prescribing, residents
 from appliance.tui.context import DispensationView
 from appliance.tui.screens.base import KioskScreen
@@ -126,6 +126,19 @@ def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
             for entry in entries]
 
 
+def describe_external(x: ExternalPrescription) -> list[str]:
+    """A prescription received by MSSanté as the file lists it: date, author, its lines when
+    its CDA is structured, else its PDF."""
+    when = local(x.issued_at or x.received_at)
+    out = [f" {when:%d/%m/%y} {x.author[:40]} - reçue par MSSanté"]
+    if x.lines:
+        out += [f"   {line.label[:50]}" + (f" : {line.posology[:40]}" if line.posology else "")
+                for line in x.lines]
+    elif x.has_pdf:
+        out.append(f"   document PDF (ordo mss received, n° {x.id})")
+    return out
+
+
 class ResidentScreen(KioskScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "new", "Nouvelle"),
@@ -146,6 +159,8 @@ class ResidentScreen(KioskScreen):
         yield Static(f"{r.display_name} - ch. {r.room or '?'} - {born} le "
                      f"{r.birth_date:%d/%m/%Y}", id="title", classes="title")
         yield Static("", id="alerts", classes="alerts")
+        with VerticalScroll(id="external-box"):
+            yield Static("", id="external")
         yield OptionList(id="rx", compact=True)
         with VerticalScroll(id="detail-box"):
             yield Static("", id="detail")
@@ -155,6 +170,7 @@ class ResidentScreen(KioskScreen):
 
     def on_mount(self) -> None:
         self.query_one("#rx", OptionList).focus()
+        self.query_one("#external-box").display = False
         self._show_alerts()
         self.refresh_data()
 
@@ -196,7 +212,19 @@ class ResidentScreen(KioskScreen):
             with ctx.uow() as uow:
                 return load_views(uow, resident, who, ctx.other_substances)
 
+        def received() -> list[ExternalPrescription]:
+            with ctx.uow() as uow:
+                return uow.views.external_prescriptions(resident.ins.value)
+
         self.background(load, self._show, group="load", exclusive=True)
+        self.background(received, self._show_external, group="external", exclusive=True)
+
+    def _show_external(self, items: list[ExternalPrescription]) -> None:
+        lines = [f"Ordonnances d'autres prescripteurs ({len(items)}) :"]
+        for x in items:
+            lines += describe_external(x)
+        self.query_one("#external", Static).update("\n".join(lines))
+        self.query_one("#external-box").display = bool(items)
 
     def _show(self, views: list[RxView]) -> None:
         listing = self.query_one("#rx", OptionList)

@@ -66,7 +66,7 @@ class ReviewScreen(KioskScreen):
 
         def on_card() -> SignResult:
             with ctx.uow() as uow:
-                return prescribing.sign(uow, session, pid, now=ctx.now())
+                return prescribing.sign(uow, session, pid, now=ctx.now(), mail=ctx.mail)
 
         def sign() -> SignResult:
             result: SignResult = ctx.card_call(on_card)

@@ -1,5 +1,7 @@
-"""Sync and alerts: the registry queue, records the registry refused (quarantined), and the
-dispensations that differ from the order (substitution, partial fill)."""
+"""Sync and alerts: the registry queue, records the registry refused (quarantined), the
+dispensations that differ from the order (substitution, partial fill) and, when MSSanté is
+in use, the orders waiting for the pharmacy or refused by its mail server and the
+prescriptions received that no resident matched."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from textual.widgets import Footer, Static
 
 from appliance.domain.prescription import local
 from appliance.domain.prescription_id import format_id
-from appliance.ports.uow import DispensationAlert, SyncStatus
+from appliance.ports.uow import DispensationAlert, ExternalPrescription, MailStatus, SyncStatus
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -30,11 +32,32 @@ def _when(iso: str | None) -> str:
         return iso
 
 
+def render_mail(mail: MailStatus, unmatched: list[ExternalPrescription]) -> list[str]:
+    """The MSSanté part of the screen (nothing when MSSanté was never used)."""
+    if not (mail.pending or mail.sent or mail.quarantined or unmatched):
+        return []
+    out = ["", f"MSSanté (pharmacie) : {mail.pending} en attente, {mail.sent} envoyée(s), "
+               f"{mail.quarantined} refusée(s)"]
+    if mail.pending and mail.last_error:
+        out.append(f" Dernière erreur : {mail.last_error[:120]}")
+    for record in mail.quarantined_records:
+        out.append(f" ! {format_id(record['prescription_id'])} : "
+                   f"{(record['reason'] or '?')[:100]} (ordo mss release {record['seq']})")
+    out.append(f"Reçues par MSSanté à rattacher à un résident : {len(unmatched)}")
+    for x in unmatched:
+        who = " ".join(filter(None, [x.patient.get("birth_name"), x.patient.get("first_names")]))
+        born = x.patient.get("birth_date") or "?"
+        out.append(f" n° {x.id} du {_when(x.received_at.isoformat())} de {x.author[:30]} - "
+                   f"patient : {who or 'non indiqué'} ({born})")
+    return out
+
+
 def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
-                other_substance: Collection[tuple[str, int, str | None]] = ()) -> str:
+                other_substance: Collection[tuple[str, int, str | None]] = (), *,
+                mail: list[str] | None = None) -> str:
     """The screen's text. An alert whose ``(prescription ID, line, CIP13)`` is in
     ``other_substance`` handed over another substance than the prescribed one: it is
-    marked so."""
+    marked so. ``mail``: the MSSanté part (``render_mail``), after the registry's."""
     out = ["Registre national"]
     if status is None:
         out.append(" état inconnu")
@@ -53,6 +76,7 @@ def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
                                                                        record["kind"])
             out.append(f" ! {format_id(record['prescription_id'])} ({kind}) : "
                        f"{(record['reason'] or '?')[:100]}")
+    out += mail or []
     out.append("")
     out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
     for a in alerts:
@@ -99,11 +123,14 @@ class SyncScreen(KioskScreen):
 
         def load() -> str:
             with ctx.uow() as uow:
-                alerts = uow.views.dispensation_alerts()
+                views = uow.views
+                alerts = views.dispensation_alerts()
                 other = (ctx.other_substances(uow, (
                     (a.prescription_id, a.line_no, a.product_code) for a in alerts
                     if a.substituted)) if ctx.other_substances is not None else set())
-                return render_sync(uow.views.sync_status(ctx.now()), alerts, other)
+                return render_sync(views.sync_status(ctx.now()), alerts, other,
+                                   mail=render_mail(views.mail_status(),
+                                                    views.external_prescriptions(unmatched=True)))
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
