@@ -30,12 +30,22 @@ def residents() -> None:
 def import_cmd(app: App, csv_file: Path) -> None:
     """Import or update residents from a CSV export (upsert by INS).
 
-    Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition
+    Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition;allergies
+    (allergies: substance names or BDPM codes separated by |, read with the drug referential)
     """
+    from appliance.store.referential.build import referential_path
+    from appliance.store.referential.facts import ReferentialFacts
+
+    path = referential_path(app.settings.data_dir)
+    substances = ReferentialFacts(path) if path.exists() else None
     try:
-        report = import_residents(app.store, csv_file.read_bytes(), actor=operator())
+        report = import_residents(app.store, csv_file.read_bytes(), actor=operator(),
+                                  substances=substances)
     except OrdoError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if substances is not None:
+            substances.close()
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
     click.echo(report.summary())

@@ -2,9 +2,12 @@
 
 CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Columns ``nir``,
 ``nom``, ``nom_usage`` (optional), ``prenoms``, ``date_naissance`` (``YYYY-MM-DD`` or
-``DD/MM/YYYY``), ``sexe`` (``M``/``F``), ``chambre``, ``opposition`` (optional ``oui``/``non``).
+``DD/MM/YYYY``), ``sexe`` (``M``/``F``), ``chambre``, ``opposition`` (optional ``oui``/``non``),
+``allergies`` (optional: substances separated by ``|``, each a name or a BDPM substance code,
+e.g. ``amoxicilline|paracétamol``, resolved against the drug referential).
 Residents are upserted by INS (INS-NIR). A bad row is reported with its line, column and
-reason and the other rows are imported.
+reason and the other rows are imported. Allergies are added to those already recorded,
+never removed.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
 
+from appliance.domain.drug_facts import Allergy
 from appliance.domain.ids import Ins
 from appliance.domain.people import Resident
 from appliance.errors import ValidationError
+from appliance.store import allergies as allergy_store
 from appliance.store import audit
 from appliance.store.db import Store
 from appliance.store.repositories import upsert_residents
@@ -27,7 +32,15 @@ from appliance.store.repositories import upsert_residents
 log = logging.getLogger(__name__)
 
 REQUIRED = ("nir", "nom", "prenoms", "date_naissance", "sexe", "chambre")
-OPTIONAL = ("nom_usage", "opposition")
+OPTIONAL = ("nom_usage", "opposition", "allergies")
+ALLERGY_SEPARATOR = "|"
+ALLERGY_SOURCE = "import des résidents"
+
+
+class SubstanceLookup(Protocol):
+    """Substances of the drug referential by name or code (``ReferentialFacts``)."""
+
+    def substances(self, text: str) -> list[tuple[str, str]]: ...
 YES, NO = {"oui", "o", "yes", "1", "true"}, {"non", "n", "no", "0", "false", ""}
 
 
@@ -45,6 +58,7 @@ class RowError:
 class ImportReport:
     created: int = 0
     updated: int = 0
+    allergies: int = 0  # allergies added (those already recorded are not counted)
     errors: list[RowError] = field(default_factory=list)
 
     @property
@@ -53,7 +67,8 @@ class ImportReport:
 
     def summary(self) -> str:
         return (f"{self.created} created, {self.updated} updated, "
-                f"{self.rejected} rejected")
+                f"{self.rejected} rejected"
+                + (f", {self.allergies} allergies added" if self.allergies else ""))
 
 
 def decode(data: bytes) -> str:
@@ -86,6 +101,29 @@ def _objection(text: str) -> bool:
 
 def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowError]]:
     """Pure parsing: (line number, resident) for good rows, errors for the others."""
+    good, errors = read_residents(data)
+    return [(line, resident) for line, resident, _ in good], errors
+
+
+def _allergies(text: str, substances: SubstanceLookup | None) -> list[tuple[str, str]]:
+    names = [n.strip() for n in text.split(ALLERGY_SEPARATOR) if n.strip()]
+    if names and substances is None:
+        raise ValidationError("allergies", text,
+                              "allergies need the drug referential: run `ordo drugs import`")
+    out = []
+    for name in names:
+        found = substances.substances(name) if substances is not None else []
+        if not found:
+            raise ValidationError("allergies", name, "a substance of the drug referential "
+                                  "(name or BDPM substance code), several separated by |")
+        out.append(found[0])
+    return out
+
+
+def read_residents(data: bytes, substances: SubstanceLookup | None = None
+                   ) -> tuple[list[tuple[int, Resident, list[tuple[str, str]]]], list[RowError]]:
+    """Pure parsing with allergies: (line, resident, [(substance code, name)]) for good
+    rows, errors for the others. ``substances`` resolves the ``allergies`` column."""
     text = decode(data)
     first = text.splitlines()[0] if text else ""
     delimiter = ";" if first.count(";") >= first.count(",") else ","
@@ -99,7 +137,7 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
     if missing:
         return [], [RowError(1, ",".join(missing), "missing from the header row")]
     reader.fieldnames = header
-    good: list[tuple[int, Resident]] = []
+    good: list[tuple[int, Resident, list[tuple[str, str]]]] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
     for row in _rows(reader, errors):
@@ -117,6 +155,7 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
                 first_names=values["prenoms"], birth_date=_birth_date(values["date_naissance"]),
                 sex=_sex(values["sexe"]), room=values["chambre"],
                 objection=_objection(values.get("opposition", "")))
+            allergies = _allergies(values.get("allergies", ""), substances)
         except ValidationError as exc:
             errors.append(RowError(line, _column(exc.field), f"{exc.value!r}: {exc.expected}"))
             continue
@@ -124,7 +163,7 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
             errors.append(RowError(line, "nir", f"same NIR as line {seen[resident.ins.value]}"))
             continue
         seen[resident.ins.value] = line
-        good.append((line, resident))
+        good.append((line, resident, allergies))
     return good, errors
 
 
@@ -151,14 +190,22 @@ def _column(field_name: str) -> str:
     return {"ins": "nir", "birth_name": "nom", "first_names": "prenoms"}.get(name, name)
 
 
-def import_residents(store: Store, data: bytes, *, actor: str) -> ImportReport:
-    good, errors = parse_residents(data)
+def import_residents(store: Store, data: bytes, *, actor: str,
+                     substances: SubstanceLookup | None = None) -> ImportReport:
+    good, errors = read_residents(data, substances)
     report = ImportReport(errors=errors)
+    today = datetime.now(UTC).date()
     with store.write() as db:
-        report.created, report.updated = upsert_residents(db, (r for _, r in good))
+        report.created, report.updated = upsert_residents(db, (r for _, r, _ in good))
+        for _, resident, allergies in good:
+            for code, name in allergies:
+                record = allergy_store.add(
+                    db, ins=resident.ins.value, recorded_by=actor,
+                    allergy=Allergy(code, name, today, ALLERGY_SOURCE))
+                report.allergies += record is not None
         audit.append(db, actor=actor, action="residents.imported",
                      details={"created": report.created, "updated": report.updated,
-                              "rejected": report.rejected})
+                              "rejected": report.rejected, "allergies": report.allergies})
     log.info("residents imported", extra={"fields": {
         "created": report.created, "updated": report.updated, "rejected": report.rejected}})
     return report

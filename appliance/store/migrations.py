@@ -219,3 +219,22 @@ def m005_prescription_history(db: sqlite_utils.Database) -> None:
     12 ms (``bench/store_million.py``)."""
     db.execute("CREATE INDEX IF NOT EXISTS prescriptions_history ON prescriptions"
                " (resident_ins, created_at, id, state, signed_at, prescriber_id)")
+
+
+@migration
+def m006_allergies(db: sqlite_utils.Database) -> None:
+    """Allergies and intolerances of residents, one row per substance (BDPM substance code
+    and the name it was recorded under), with the day it was recorded, its source (who said
+    so: the family, the medical file, the residents' import) and who recorded it. The
+    prescribing checks refuse a drug that contains the substance or another salt of it."""
+    db.execute(
+        "CREATE TABLE allergies ("
+        " id INTEGER PRIMARY KEY,"
+        " resident_ins TEXT NOT NULL REFERENCES residents (ins),"
+        " substance_code TEXT NOT NULL,"
+        " substance TEXT NOT NULL,"
+        " recorded_on TEXT NOT NULL,"
+        " source TEXT NOT NULL,"
+        " recorded_by TEXT NOT NULL,"
+        " created_at TEXT NOT NULL,"
+        " UNIQUE (resident_ins, substance_code))")
