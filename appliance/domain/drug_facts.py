@@ -38,7 +38,10 @@ _SALT_WORDS = _words("""
     bitartrate succinate hemisuccinate acetate sulfate hydrogenosulfate bisulfate phosphate
     oxalate tosilate tosylate citrate dihydrogenocitrate lactate gluconate nitrate carbonate
     valerate propionate dipropionate butyrate embonate pamoate napadisilate camsilate
-    metilsulfate methylsulfate
+    metilsulfate methylsulfate hydrogenooxalate glycerophosphate hydrogenophosphate
+    dihydrogenophosphate palmitate aspartate caproate malate decanoate pivalate furoate
+    acetonide digluconate diisethionate diisetionate ditartrate dimaleate hyclate
+    trifluoroacetate hydrogenosuccinate
     sodique disodique potassique dipotassique calcique magnesique sodium potassium
     arginine erbumine tert butylamine diethylamine epolamine meglumine trometamol
     hydrate hydratee monohydrate monohydratee dihydrate dihydratee trihydrate trihydratee

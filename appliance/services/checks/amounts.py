@@ -75,10 +75,18 @@ def _mass_ratio(component: Component, drug: DrugInfo) -> Decimal | None:
     return component.amount / largest
 
 
-def amount_in(component: Component, drug: DrugInfo, quantity: Decimal,
-              unit: str) -> tuple[Decimal, str] | None:
+SINGLE_SOLID_UNITS = frozenset({"comprimé", "gélule"})
+
+
+def amount_in(component: Component, drug: DrugInfo, quantity: Decimal, unit: str,
+              form_unit: str | None = None) -> tuple[Decimal, str] | None:
     """How much of ``component`` (in mg or UI) ``quantity`` ``unit`` of the drug hold, or
-    None when it cannot be known."""
+    None when it cannot be known.
+
+    ``form_unit``: the unit the presentation is taken in (its form). When the posology counts
+    that unit and the strength is given for one tablet or capsule, the strength is read as
+    one unit's even if CIS_COMPO names the other (a few gélules there are "un comprimé").
+    """
     if unit in MASS_UNITS:
         if not drug.single_substance:
             return None
@@ -96,6 +104,9 @@ def amount_in(component: Component, drug: DrugInfo, quantity: Decimal,
         return None
     counted = COUNTED_UNITS.get(unit)
     if counted is not None and component.per_unit == counted:
+        return quantity * component.amount, component.amount_unit
+    if (counted is not None and counted == form_unit and counted in SINGLE_SOLID_UNITS
+            and component.per_unit in SINGLE_SOLID_UNITS):
         return quantity * component.amount, component.amount_unit
     return None
 

@@ -132,7 +132,7 @@ def _of(substance: str) -> str:
 
 # -- posology sanity -----------------------------------------------------------------------
 _FORM_FAMILIES = (("comprime", "comprimé"), ("gelule", "gélule"), ("capsule", "gélule"),
-                  ("suppositoire", "suppositoire"), ("sachet", "sachet"),
+                  ("suppositoire", "suppositoire"),
                   ("transdermique", "patch"), ("emplatre", "patch"), ("ovule", "ovule"),
                   ("solution buvable", "liquide"), ("suspension buvable", "liquide"),
                   ("sirop", "liquide"), ("emulsion buvable", "liquide"),
@@ -146,18 +146,37 @@ _FAMILY_WORDS = {"comprimé": "comprimés", "gélule": "gélules", "sachet": "sa
                  "liquide": "une forme liquide (mL, gouttes, cuillères)"}
 
 
-def form_family(form: str) -> str | None:
-    """The kind of unit a presentation is taken in, from its BDPM form; None if unclear."""
-    folded = fold(form)
+def form_family(form: str, name: str = "") -> str | None:
+    """The kind of unit a specialty is taken in, from its BDPM form and the end of its name
+    ("..., poudre pour solution buvable en sachet"); None if unclear. A powder or granules
+    not in sachets are made up before use: no family."""
+    folded = fold(f"{form} {name.rpartition(',')[2]}")
+    if "sachet" in folded:
+        return "sachet"
+    if "poudre" in folded or "granule" in folded:
+        return None
     for word, family in _FORM_FAMILIES:
         if word in folded:
             return family
     return None
 
 
+def _family(drug: DrugInfo | None) -> str | None:
+    return form_family(drug.form, drug.name) if drug is not None else None
+
+
+_ORAL_SOLIDS = frozenset({"comprimé", "gélule"})
+
+
 def _compatible(unit_family: str, drug_family: str) -> bool:
-    # a sachet's powder or granules are taken dissolved: a dose in mL is not a contradiction
-    return unit_family == drug_family or (unit_family == "liquide" and drug_family == "sachet")
+    """Whether a unit can name a unit of the presentation. Tablets and capsules are taken
+    alike and often named one for the other: no contradiction between them. A sachet's
+    content is taken dissolved: a dose in mL is not one either."""
+    if unit_family == drug_family:
+        return True
+    if unit_family in _ORAL_SOLIDS and drug_family in _ORAL_SOLIDS:
+        return True
+    return unit_family == "liquide" and drug_family == "sachet"
 
 
 def _systemic(drug: DrugInfo | None) -> bool:
@@ -166,42 +185,54 @@ def _systemic(drug: DrugInfo | None) -> bool:
 
 _NUMBER_WORDS = {"un": 1, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "six": 6,
                  "sept": 7, "huit": 8, "neuf": 9, "dix": 10}
-_TEXT_UNITS = {"comprime": "comprimé", "cp": "comprimé", "cpr": "comprimé",
+# Units a free text may count. Volumes and spoons are left out: "dans 100 ml d'eau" or "dans
+# une cuillère de compote" say how to take a tablet, not what it is.
+_TEXT_UNITS = {"comprime": "comprimé", "cp": "comprimé", "cpr": "comprimé", "cps": "comprimé",
                "gelule": "gélule", "sachet": "sachet", "suppositoire": "suppositoire",
-               "goutte": "liquide", "cuillere": "liquide", "ml": "liquide", "patch": "patch",
-               "ovule": "ovule"}
+               "goutte": "liquide", "patch": "patch", "ovule": "ovule"}
 _TEXT_QUANTITY = re.compile(
-    r"(?<![\w.,/])(?P<n>\d+(?:[.,]\d+)?(?:/\d+)?|un|une|deux|trois|quatre|cinq|six|sept|huit"
-    r"|neuf|dix)?\s*(?P<u>comprimes?|cpr?s?|gelules?|sachets?|suppositoires?|gouttes?"
-    r"|cuilleres?|ml|patchs?|ovules?)\b(?P<per>\s*(?:/|par|au total|maximum|max)"
-    r"\s*(?:jour|j|24\s*h|semaine|sem|mois|prise)?)?")
+    r"(?<![\w.,/])(?:(?P<n>\d+(?:[.,]\d+)?(?:/\d+)?|un|une|deux|trois|quatre|cinq|six|sept"
+    r"|huit|neuf|dix)\s*)?(?P<u>comprimes?|cpr?s?|gelules?|sachets?|suppositoires?|gouttes?"
+    r"|patchs?|ovules?)\b")
+# A count that is a total, not one intake: "6 comprimés par jour", "jusqu'à 6 comprimés",
+# "6 comprimés en 3 prises".
+_TOTAL_AFTER = re.compile(r"^\W*(?:/|par\b|au total|maximum|max\b|en \d+ prises|en \w+ prises"
+                          r"|sur \d+|pendant|pour \d+)")
+_TOTAL_BEFORE = re.compile(r"(?:jusqu|maximum|max|au plus|pas plus de|depasser|total)\W*"
+                           r"(?:\w+\W+){0,2}$")
 
 
-def _text_quantities(text: str) -> list[tuple[Decimal | None, str, str]]:
-    """(number or None, unit family, the qualifier after it) for each quantity in a text."""
+def _unit_word(word: str) -> str:
+    return word if word in _TEXT_UNITS else word.rstrip("s")
+
+
+def _text_quantities(text: str) -> list[tuple[Decimal | None, str, bool]]:
+    """(number or None, unit family, whether the number is a total rather than one intake)
+    for each counted unit in a free text."""
+    folded = fold(text)
     found = []
-    for match in _TEXT_QUANTITY.finditer(fold(text)):
-        unit = match["u"].rstrip("s") if match["u"] not in {"cps"} else "cp"
-        family = _TEXT_UNITS.get(unit) or _TEXT_UNITS.get(match["u"])
+    for match in _TEXT_QUANTITY.finditer(folded):
+        family = _TEXT_UNITS.get(_unit_word(match["u"]))
         if family is None:
             continue
         number: Decimal | None = None
         raw = match["n"]
-        if raw:
-            if raw in _NUMBER_WORDS:
-                number = Decimal(_NUMBER_WORDS[raw])
-            elif "/" in raw:
-                top, bottom = raw.split("/")
-                number = Decimal(top) / Decimal(bottom) if Decimal(bottom) else None
-            else:
-                number = Decimal(raw.replace(",", "."))
-        found.append((number, family, (match["per"] or "").strip()))
+        if raw in _NUMBER_WORDS:
+            number = Decimal(_NUMBER_WORDS[raw])
+        elif raw and "/" in raw:
+            top, bottom = raw.split("/")
+            number = Decimal(top) / Decimal(bottom) if int(bottom) else None
+        elif raw:
+            number = Decimal(raw.replace(",", "."))
+        total = bool(_TOTAL_AFTER.match(folded[match.end():])
+                     or _TOTAL_BEFORE.search(folded[:match.start()]))
+        found.append((number, family, total))
     return found
 
 
 def _check_posology(ctx: _Context, item: _Line) -> None:
     posology, drug = item.line.posology, item.drug
-    drug_family = form_family(drug.form) if drug is not None else None
+    drug_family = _family(drug)
     if isinstance(posology, FreeTextPosology):
         _check_text(ctx, item, posology.text, drug_family)
         return
@@ -236,9 +267,9 @@ def _check_text(ctx: _Context, item: _Line, text: str, drug_family: str | None) 
                 f"{item.prefix} : la posologie en texte libre parle de {named}, mais la "
                 f"présentation est en {_FAMILY_WORDS[drug_family or '']} "
                 f"({item.drug.form})", SANITY_SOURCE, item.index)
-    per_intake = [n for n, family, per in quantities
-                  if n is not None and family in amounts.SOLID_UNITS
-                  and (not per or per.endswith("prise")) and n > MAX_UNITS_PER_INTAKE]
+    per_intake = [n for n, family, total in quantities
+                  if n is not None and family in amounts.SOLID_UNITS and not total
+                  and n > MAX_UNITS_PER_INTAKE]
     if per_intake:
         ctx.add("posology.units_per_intake", Severity.IMPORTANT,
                 f"{item.prefix} : {_fr(max(per_intake), 'unités')} en une prise dans la "
@@ -254,10 +285,11 @@ def _daily_amounts(drug: DrugInfo, posology: Posology,
     units = amounts.units_per_day(posology)
     if units is None:
         return {}
+    family = _family(drug)
     out: dict[DoseLimit, tuple[Decimal, Component]] = {}
     for component in drug.components:
         for limit in tables.dose_limits(drug, component):
-            amount = amounts.amount_in(component, drug, units, posology.unit)
+            amount = amounts.amount_in(component, drug, units, posology.unit, family)
             if amount is None or amount[1] != limit.unit:
                 continue
             if limit not in out or amount[0] > out[limit][0]:
@@ -347,10 +379,30 @@ def _routes_overlap(a: DrugInfo, b: DrugInfo) -> bool:
     return _systemic(a) and _systemic(b)
 
 
+# Electrolytes that compound preparations (macrogol with electrolytes, oral rehydration
+# salts) carry in small amounts beside their active substance: shared with a drug of their
+# own (DIFFU-K and MOVICOL both list potassium chloride) they are not a duplicate treatment.
+_ELECTROLYTES = ("chlorure de sodium", "chlorure de potassium", "bicarbonate de sodium",
+                 "sulfate de sodium", "chlorure de calcium", "chlorure de magnesium",
+                 "citrate de sodium", "citrate de potassium")
+COMPOUND_GROUPS = 3
+
+
+def _compound(drug: DrugInfo) -> bool:
+    return len({c.group for c in drug.components}) >= COMPOUND_GROUPS
+
+
+def _minor(component: Component) -> bool:
+    return fold(component.substance).startswith(_ELECTROLYTES)
+
+
 def _shared(a: DrugInfo, b: DrugInfo) -> tuple[str, str] | None:
     """(substance name as shown, code) of a substance in both drugs, or None."""
-    codes = a.substance_codes & b.substance_codes
-    moieties = a.moieties & b.moieties
+    compound = _compound(a) or _compound(b)
+    codes = {c.substance_code for c in a.components if not (compound and _minor(c))} \
+        & {c.substance_code for c in b.components if not (compound and _minor(c))}
+    moieties = {c.moiety for c in a.components if not (compound and _minor(c))} \
+        & {c.moiety for c in b.components if not (compound and _minor(c))}
     if not codes and not moieties:
         return None
     shown = set(a.shown_substances())
@@ -511,7 +563,7 @@ def _pim_applies(criterion: PimCriterion, item: _Line, component: Component) -> 
     units = amounts.units_per_day(posology)
     if units is None:
         return False
-    amount = amounts.amount_in(component, item.drug, units, posology.unit)
+    amount = amounts.amount_in(component, item.drug, units, posology.unit, _family(item.drug))
     return (amount is not None and amount[1] == criterion.unit
             and _over(amount[0], criterion.max_daily))
 
