@@ -15,6 +15,7 @@ DE POTASSIUM`` stay apart.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -57,8 +58,17 @@ _PARENTHESIS = re.compile(r"^(?P<outer>[^()]+?)\s*\((?P<inner>[^()]+)\)\s*$")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def folded(name: str) -> str:
+    """``fold`` of a substance, specialty or form name, cached."""
+    return fold(name)
+
+
+@functools.lru_cache(maxsize=1 << 14)
 def moiety_key(name: str) -> str:
-    """The folded name of the active moiety: 'BÉSILATE D'AMLODIPINE' -> 'amlodipine'."""
+    """The folded name of the active moiety: 'BÉSILATE D'AMLODIPINE' -> 'amlodipine'.
+
+    Cached: the checks ask for the same few hundred substances over and over."""
     text = fold(name.replace("œ", "oe").replace("Œ", "OE")).strip()
     match = _PARENTHESIS.match(text)
     if match:  # "amlodipine (besilate d')" reads as "besilate d' amlodipine"

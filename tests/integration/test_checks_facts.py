@@ -78,7 +78,7 @@ def test_a_new_import_is_read_again(tmp_path) -> None:
     source = tmp_path / "bdpm"
     shutil.copytree(FIXTURE_BDPM, source)
     import_bdpm(tmp_path, source, referential_date="2022-06-03")
-    f = ReferentialFacts(referential_path(tmp_path))
+    f = ReferentialFacts(referential_path(tmp_path), recheck_s=0)
     try:
         assert f.drug(cis="61939921") is not None
         lines = (source / "CIS_bdpm.txt").read_bytes().split(b"\n")
@@ -93,3 +93,22 @@ def test_a_new_import_is_read_again(tmp_path) -> None:
 def test_no_referential_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(StoreError, match="run `ordo drugs import`"):
         ReferentialFacts(tmp_path / "referential.sqlite").drug(cis="61939921")
+
+
+def test_prefetch_reads_a_whole_draft_at_once(tmp_path) -> None:
+    import_bdpm(tmp_path, FIXTURE_BDPM, referential_date="2022-06-03")
+    f = ReferentialFacts(referential_path(tmp_path))
+    statements: list[str] = []
+    try:
+        f.drug(cis="61939921")  # opens the file
+        f._conn.set_trace_callback(statements.append)  # noqa: SLF001
+        f.prefetch(cis=["61939921", "61162294", "69999999", "x"],
+                   cip13=["3400935955838", "3400930000000", "12"])
+        assert len(statements) == 4  # presentations, specialties, compositions, conditions
+        statements.clear()
+        assert f.drug(cip13="3400935955838").cis == "60234100"
+        assert f.drug(cis="61162294").name == "ATARAX, sirop"
+        assert f.drug(cis="69999999") is None and f.drug(cip13="3400930000000") is None
+        assert statements == []  # all from the prefetch
+    finally:
+        f.close()

@@ -8,6 +8,7 @@ every distinct text of the 2022 extract (about 150). A text no pattern knows ("l
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -65,6 +66,7 @@ def _key(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", fold(text)).split())
 
 
+@functools.lru_cache(maxsize=1024)
 def classify(text: str) -> Condition | None:
     """What a CIS_CPD text means here, or None when it asks nothing of the prescriber."""
     key = _key(text)

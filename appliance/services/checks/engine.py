@@ -20,13 +20,14 @@ tables are loaded once per process, ``today`` is given. Rules, each with its ale
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from appliance.domain.drug_facts import Component, DrugInfo
+from appliance.domain.drug_facts import Component, DrugInfo, folded
 from appliance.domain.people import fold
 from appliance.domain.posology import FreeTextPosology, Posology
 from appliance.domain.prescription import MedicationLine
@@ -68,12 +69,12 @@ class _Line:
     line: MedicationLine
     drug: DrugInfo | None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         label = " ".join(self.line.label.split())
         return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
 
-    @property
+    @functools.cached_property
     def prefix(self) -> str:
         return f"Ligne {self.index + 1} ({self.name})"
 
@@ -83,7 +84,7 @@ class _Current:
     medication: CurrentMedication
     drug: DrugInfo | None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         label = " ".join(self.medication.label.split())
         return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
@@ -146,6 +147,7 @@ _FAMILY_WORDS = {"comprimé": "comprimés", "gélule": "gélules", "sachet": "sa
                  "liquide": "une forme liquide (mL, gouttes, cuillères)"}
 
 
+@functools.lru_cache(maxsize=4096)
 def form_family(form: str, name: str = "") -> str | None:
     """The kind of unit a specialty is taken in, from its BDPM form and the end of its name
     ("..., poudre pour solution buvable en sachet"); None if unclear. A powder or granules
@@ -388,23 +390,52 @@ _ELECTROLYTES = ("chlorure de sodium", "chlorure de potassium", "bicarbonate de 
 COMPOUND_GROUPS = 3
 
 
-def _compound(drug: DrugInfo) -> bool:
-    return len({c.group for c in drug.components}) >= COMPOUND_GROUPS
+@dataclass(frozen=True)
+class _Substances:
+    """A drug's substance codes and moieties, all of them and without the electrolytes."""
+
+    compound: bool
+    every: frozenset[str]
+    major: frozenset[str]
+
+
+_SUBSTANCES: dict[int, tuple[DrugInfo, _Substances]] = {}
+_SUBSTANCES_MAX = 4096
+
+
+def _substances(drug: DrugInfo) -> _Substances:
+    """Kept per drug object: the drug facts adapter hands out the same objects again."""
+    cached = _SUBSTANCES.get(id(drug))
+    if cached is not None and cached[0] is drug:
+        return cached[1]
+    if len(_SUBSTANCES) >= _SUBSTANCES_MAX:
+        _SUBSTANCES.clear()
+    found = _compute_substances(drug)
+    _SUBSTANCES[id(drug)] = (drug, found)
+    return found
+
+
+def _compute_substances(drug: DrugInfo) -> _Substances:
+    every = {c.substance_code for c in drug.components} | {"m:" + c.moiety
+                                                           for c in drug.components}
+    minor = {c.substance_code for c in drug.components if _minor(c)} | {
+        "m:" + c.moiety for c in drug.components if _minor(c)}
+    compound = len({c.group for c in drug.components}) >= COMPOUND_GROUPS
+    return _Substances(compound, frozenset(every), frozenset(every - minor))
 
 
 def _minor(component: Component) -> bool:
-    return fold(component.substance).startswith(_ELECTROLYTES)
+    return folded(component.substance).startswith(_ELECTROLYTES)
 
 
-def _shared(a: DrugInfo, b: DrugInfo) -> tuple[str, str] | None:
+def _shared(a: DrugInfo, b: DrugInfo, sa: _Substances,
+            sb: _Substances) -> tuple[str, str] | None:
     """(substance name as shown, code) of a substance in both drugs, or None."""
-    compound = _compound(a) or _compound(b)
-    codes = {c.substance_code for c in a.components if not (compound and _minor(c))} \
-        & {c.substance_code for c in b.components if not (compound and _minor(c))}
-    moieties = {c.moiety for c in a.components if not (compound and _minor(c))} \
-        & {c.moiety for c in b.components if not (compound and _minor(c))}
-    if not codes and not moieties:
+    common = sa.major & sb.major if sa.compound or sb.compound else sa.every & sb.every
+    if not common:
         return None
+    codes = {k for k in common if not k.startswith("m:")}
+    moieties = {k[2:] for k in common if k.startswith("m:")}
     shown = set(a.shown_substances())
     for c in a.components:
         if (c.substance_code in codes or c.moiety in moieties) and c.substance in shown:
@@ -415,26 +446,32 @@ def _shared(a: DrugInfo, b: DrugInfo) -> tuple[str, str] | None:
 
 def _check_duplicates(ctx: _Context) -> None:
     known = [item for item in ctx.lines if item.drug is not None]
+    current = [c for c in ctx.current if c.drug is not None]
+    subs = {id(x.drug): _substances(x.drug) for x in (*known, *current) if x.drug is not None}
     for j, later in enumerate(known):
         assert later.drug is not None
+        mine = subs[id(later.drug)]
         for earlier in known[:j]:
             assert earlier.drug is not None
-            if not _routes_overlap(later.drug, earlier.drug):
+            theirs = subs[id(earlier.drug)]
+            if not (mine.every & theirs.every) or not _routes_overlap(later.drug, earlier.drug):
                 continue
-            shared = _shared(later.drug, earlier.drug)
+            shared = _shared(later.drug, earlier.drug, mine, theirs)
             if shared:
                 ctx.add("duplicate.substance", Severity.IMPORTANT,
                         f"{later.prefix} : même substance ({shared[0]}) que la ligne "
                         f"{earlier.index + 1} ({earlier.name})",
                         f"{BDPM_COMPO} : code substance {shared[1]}", later.index)
-        for current in ctx.current:
-            if current.drug is None or not _routes_overlap(later.drug, current.drug):
+        for other in current:
+            assert other.drug is not None
+            theirs = subs[id(other.drug)]
+            if not (mine.every & theirs.every) or not _routes_overlap(later.drug, other.drug):
                 continue
-            shared = _shared(later.drug, current.drug)
+            shared = _shared(later.drug, other.drug, mine, theirs)
             if shared:
                 ctx.add("duplicate.current", Severity.IMPORTANT,
                         f"{later.prefix} : même substance ({shared[0]}) que le traitement en "
-                        f"cours : {current.name}",
+                        f"cours : {other.name}",
                         f"{BDPM_COMPO} : code substance {shared[1]}", later.index)
 
 
@@ -612,6 +649,12 @@ def check(draft: DraftLike, resident: ResidentProfile,
           interactions: InteractionSource | None = None,
           tables: Tables | None = None) -> list[Alert]:
     """Every alert on ``draft`` for ``resident``, most severe first."""
+    prefetch = getattr(facts, "prefetch", None)
+    if prefetch is not None:
+        meds = [*(line for line in draft.lines if isinstance(line, MedicationLine)),
+                *current_treatment]
+        prefetch(cis=[m.cis for m in meds if m.cis and not m.cip13],
+                 cip13=[m.cip13 for m in meds if m.cip13])
     lines = [_Line(i, line, facts.drug(cis=line.cis, cip13=line.cip13))
              for i, line in enumerate(draft.lines) if isinstance(line, MedicationLine)]
     current = [_Current(m, facts.drug(cis=m.cis, cip13=m.cip13)) for m in current_treatment

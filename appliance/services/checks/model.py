@@ -118,7 +118,12 @@ class CurrentMedication:
 
 # -- ports -----------------------------------------------------------------------------------
 class DrugFacts(Protocol):
-    """What the checks read from a drug database (``ReferentialFacts`` for the BDPM)."""
+    """What the checks read from a drug database (``ReferentialFacts`` for the BDPM).
+
+    An adapter may also offer ``prefetch(cis=..., cip13=...)``: the checks then announce
+    every code of the draft and of the current treatment before asking for them one by one,
+    so that they can be read in one round trip.
+    """
 
     def drug(self, cis: str | None = None, cip13: str | None = None) -> DrugInfo | None:
         """The specialty of a CIS or of a CIP13's presentation; None when unknown."""

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 
-from appliance.domain.drug_facts import IU_UNIT, MASS_UNIT, Component, DrugInfo, moiety_key
+from appliance.domain.drug_facts import (
+    IU_UNIT,
+    MASS_UNIT,
+    Component,
+    DrugInfo,
+    folded,
+    moiety_key,
+)
 from appliance.domain.people import fold
 from appliance.errors import OrdoError
 
@@ -66,14 +73,14 @@ class _Selector:
     def applies_to(self, drug: DrugInfo) -> bool:
         if self.routes and not self.routes & set(drug.routes):
             return False
-        form = fold(drug.form)
+        form = folded(drug.form)
         if self.form_includes and not any(part in form for part in self.form_includes):
             return False
         return not any(part in form for part in self.form_excludes)
 
     def matches(self, component: Component, by_moiety: bool = False) -> bool:
         return (component.substance_code in self.codes
-                or fold(component.substance) in self.names
+                or folded(component.substance) in self.names
                 or (by_moiety and component.moiety in self.moieties))
 
 
@@ -143,7 +150,7 @@ def _index(rows: tuple, by_moiety: bool) -> dict[str, list]:
 
 def _candidates(index: dict[str, list], component: Component) -> list:
     found: dict[int, object] = {}
-    for key in (component.substance_code, "n:" + fold(component.substance),
+    for key in (component.substance_code, "n:" + folded(component.substance),
                 "m:" + component.moiety):
         for row in index.get(key, ()):
             found.setdefault(id(row), row)

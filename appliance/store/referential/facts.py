@@ -22,8 +22,9 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from appliance.errors import InvalidIdentifier, StoreError
 from appliance.store.referential.build import LIST_SEPARATOR, readonly_uri
 
 CACHE_SIZE = 4096
+# How long a cached answer is served before the file is looked at again (an import
+# replaces it; the next query after this delay reopens it and forgets the cache).
+RECHECK_S = 1.0
 _NUMBER = r"(\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)(?:[.,](\d+))?"
 _DOSAGE = re.compile(rf"^{_NUMBER}\s*(mg|g|µg|μg|microgrammes?|ui|u\.i\.|mui|m\.u\.i\.)[\s,.]*$",
                      re.IGNORECASE)
@@ -56,6 +60,31 @@ _REFERENCE_COUNTED = re.compile(
     r"\s*(?P<l>ml|l)\b)?", re.IGNORECASE)
 _REFERENCE_VOLUME = re.compile(r"^(?P<ml>\d+(?:[.,]\d+)?)\s*(?P<l>ml|l|litre)\b",
                                re.IGNORECASE)
+
+
+MAX_PARAMETERS = 500
+_PRESENTATIONS_SQL = "SELECT cip13, cis FROM presentation WHERE cip13 IN ({})"
+_SPECIALTIES_SQL = "SELECT cis, name, form, routes FROM specialty WHERE cis IN ({})"
+_COMPONENTS_SQL = ("SELECT cis, element, substance_code, substance, dosage, dosage_reference,"
+                   " nature, link FROM composition WHERE cis IN ({}) ORDER BY rowid")
+_CONDITIONS_SQL = "SELECT cis, text FROM condition WHERE cis IN ({}) ORDER BY rowid"
+
+
+def _in(template: str, count: int) -> str:
+    """``template`` with ``count`` parameter marks in its ``IN (...)``."""
+    return template.format(",".join("?" * count))
+
+
+def _chunks(codes: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(codes), MAX_PARAMETERS):
+        yield codes[start:start + MAX_PARAMETERS]
+
+
+def _valid(validate: Callable[[str], str], code: str) -> bool:
+    try:
+        return validate(code) == code
+    except InvalidIdentifier:
+        return False
 
 
 def parse_dosage(text: str) -> tuple[Decimal, str] | None:
@@ -115,14 +144,17 @@ class ReferentialFacts:
     referential file or it cannot be read.
     """
 
-    def __init__(self, path: Path | str, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, path: Path | str, cache_size: int = CACHE_SIZE,
+                 recheck_s: float = RECHECK_S) -> None:
         self.path = Path(path)
         self.cache_size = cache_size
+        self.recheck_s = recheck_s
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._drugs: OrderedDict[str, DrugInfo | None] = OrderedDict()
         self._cis_of: dict[str, str | None] = {}
         self._moieties: dict[str, dict[str, Counter[str]]] | None = None
+        self._checked_at = float("-inf")
         self._lock = threading.Lock()
 
     # --- connection -------------------------------------------------------------------
@@ -142,7 +174,14 @@ class ReferentialFacts:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the referential {self.path}: {exc}") from exc
             self._identity = identity
+        self._checked_at = time.monotonic()
         return self._conn
+
+    def _fresh(self) -> None:
+        """Reopen (and forget the cache) if an import replaced the file; looked at once
+        every ``recheck_s`` at most, since every keystroke of the editor asks again."""
+        if time.monotonic() - self._checked_at >= self.recheck_s:
+            self._db()
 
     def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
         try:
@@ -164,7 +203,12 @@ class ReferentialFacts:
         """The specialty of a CIS, or of a CIP13's presentation; None if unknown or if the
         code is malformed."""
         with self._lock:
-            self._db()  # reopen (and forget the cache) if an import replaced the file
+            self._fresh()
+            if cip13 and cip13 in self._cis_of:
+                cis = self._cis_of[cip13]
+                return self._cached(cis) if cis else None
+            if not cip13 and cis in self._drugs:
+                return self._cached(cis)
             if cip13:
                 try:
                     code = validate_cip13(cip13)
@@ -183,27 +227,62 @@ class ReferentialFacts:
             except InvalidIdentifier:
                 return None
             if cis in self._drugs:
-                self._drugs.move_to_end(cis)
-                return self._drugs[cis]
+                return self._cached(cis)
             info = self._read(cis)
             self._drugs[cis] = info
             if len(self._drugs) > self.cache_size:
                 self._drugs.popitem(last=False)
             return info
 
+    def prefetch(self, cis: Iterable[str] = (), cip13: Iterable[str] = ()) -> None:
+        """Read the specialties of these codes that are not cached yet, in four queries
+        whatever their number (a draft and a current treatment: one round trip)."""
+        with self._lock:
+            self._fresh()
+            presentations = sorted({c for c in cip13 if c and c not in self._cis_of
+                                    and _valid(validate_cip13, c)})
+            for chunk in _chunks(presentations):
+                found = dict(self._rows(_in(_PRESENTATIONS_SQL, len(chunk)), chunk))
+                for code in chunk:
+                    self._cis_of[code] = found.get(code)
+            wanted = {c for c in cis if c and _valid(validate_cis, c)}
+            wanted |= {self._cis_of[c] for c in cip13 if self._cis_of.get(c)}  # type: ignore
+            missing = sorted(c for c in wanted if c not in self._drugs)
+            for chunk in _chunks(missing):
+                for code, info in self._read_many(chunk).items():
+                    self._drugs[code] = info
+            while len(self._drugs) > self.cache_size:
+                self._drugs.popitem(last=False)
+
+    def _read_many(self, codes: list[str]) -> dict[str, DrugInfo | None]:
+        n = len(codes)
+        specialties = {row[0]: row[1:] for row in self._rows(_in(_SPECIALTIES_SQL, n), codes)}
+        components: dict[str, list[Component]] = {}
+        for row in self._rows(_in(_COMPONENTS_SQL, n), codes):
+            components.setdefault(row[0], []).append(component(row[1:]))
+        conditions: dict[str, list[str]] = {}
+        for code, text in self._rows(_in(_CONDITIONS_SQL, n), codes):
+            conditions.setdefault(code, []).append(text)
+        out: dict[str, DrugInfo | None] = {}
+        for code in codes:
+            if code not in specialties and code not in components:
+                out[code] = None
+                continue
+            name, form, routes = specialties.get(code, ("", "", ""))
+            out[code] = DrugInfo(cis=code, name=name, form=form,
+                                 routes=tuple(r for r in routes.split(LIST_SEPARATOR) if r),
+                                 conditions=tuple(conditions.get(code, ())),
+                                 components=tuple(components.get(code, ())))
+        return out
+
+    def _cached(self, cis: str) -> DrugInfo | None:
+        if cis not in self._drugs:  # a cip13 known, its specialty pushed out of the cache
+            self._drugs[cis] = self._read(cis)
+        self._drugs.move_to_end(cis)
+        return self._drugs[cis]
+
     def _read(self, cis: str) -> DrugInfo | None:
-        specialty = self._rows("SELECT name, form, routes FROM specialty WHERE cis = ?", (cis,))
-        components = tuple(component(row) for row in self._rows(
-            "SELECT element, substance_code, substance, dosage, dosage_reference, nature, link"
-            " FROM composition WHERE cis = ? ORDER BY rowid", (cis,)))
-        if not specialty and not components:
-            return None
-        name, form, routes = specialty[0] if specialty else ("", "", "")
-        conditions = tuple(text for (text,) in self._rows(
-            "SELECT text FROM condition WHERE cis = ? ORDER BY rowid", (cis,)))
-        return DrugInfo(cis=cis, name=name, form=form,
-                        routes=tuple(r for r in routes.split(LIST_SEPARATOR) if r),
-                        conditions=conditions, components=components)
+        return self._read_many([cis])[cis]
 
     # --- substances -------------------------------------------------------------------
 
