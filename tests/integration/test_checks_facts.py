@@ -101,7 +101,7 @@ def test_prefetch_reads_a_whole_draft_at_once(tmp_path) -> None:
     statements: list[str] = []
     try:
         f.drug(cis="61939921")  # opens the file
-        f._conn.set_trace_callback(statements.append)  # noqa: SLF001
+        f._conn.set_trace_callback(statements.append)
         f.prefetch(cis=["61939921", "61162294", "69999999", "x"],
                    cip13=["3400935955838", "3400930000000", "12"])
         assert len(statements) == 4  # presentations, specialties, compositions, conditions
