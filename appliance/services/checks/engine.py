@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from appliance.domain.drug_facts import Component, DrugInfo, folded
 from appliance.domain.people import fold
@@ -53,8 +53,6 @@ PIM_AGE = 75
 TOLERANCE = Decimal("0.001")
 SYSTEMIC_ROUTES = frozenset({"orale", "sublinguale", "rectale", "transdermique",
                              "intraveineuse", "intramusculaire", "sous-cutanée"})
-LOCAL_ONLY_ROUTES = frozenset({"ophtalmique", "auriculaire", "cutanée", "nasale", "buccale",
-                               "gingivale", "dentaire", "vaginale", "inhalée"})
 SANITY_SOURCE = "Contrôle de cohérence de la saisie (Ordo)"
 BDPM_COMPO = "ANSM — base de données publique des médicaments, composition (CIS_COMPO)"
 BDPM_CPD = ("ANSM — base de données publique des médicaments, conditions de prescription "
@@ -106,9 +104,11 @@ class _Context:
 
 
 # -- numbers in French ---------------------------------------------------------------------
+_WIDE = Context(prec=80)  # figures computed from any strength and dose fit, never overflow
+
 def _fr(amount: Decimal, unit: str) -> str:
     """'4 000 mg', '2,5 mg', '0,125 mg' (at most 3 decimals, no trailing zeros)."""
-    quantized = amount.quantize(Decimal("0.001")).normalize()
+    quantized = amount.quantize(Decimal("0.001"), context=_WIDE).normalize(_WIDE)
     whole, _, decimals = format(quantized, "f").partition(".")
     if len(whole) > 3:
         head = len(whole) % 3 or 3
