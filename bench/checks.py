@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench.checks [--bdpm DIR] [--rounds 300]
+    python -m bench.checks [--bdpm DIR] [--rounds 1000]
 
 The referential is imported from the real extract (``../shared/data/bdpm``; the repository's
 BDPM fixture when it is absent) into a temporary directory. A draft of 10 lines and a current
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bdpm", type=Path, default=None,
                         help="BDPM directory (default: ../shared/data/bdpm, else the fixture)")
-    parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=1000)
     args = parser.parse_args(argv)
     source = args.bdpm or (safety_sets.REAL_BDPM if safety_sets.REAL_BDPM.is_dir()
                            else safety_sets.FIXTURE_BDPM)

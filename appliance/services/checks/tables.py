@@ -37,6 +37,7 @@ from appliance.errors import OrdoError
 DOSES_FILE = "max_daily_doses.csv"
 PIM_FILE = "laroche_2007.csv"
 LIST_SEPARATOR = "|"
+MEMO_SIZE = 8192
 _UNIT_FACTORS = {"mg": (Decimal(1), MASS_UNIT), "g": (Decimal(1000), MASS_UNIT),
                  "µg": (Decimal("0.001"), MASS_UNIT), "UI": (Decimal(1), IU_UNIT)}
 DOSE_COLUMNS = ("substance", "bdpm_codes", "bdpm_names", "max_daily", "unit",
@@ -124,15 +125,27 @@ class Tables:
         self.doses, self.pims = doses, pims
         self._doses = _index(doses, by_moiety=False)
         self._pims = _index(pims, by_moiety=True)
+        # rows that may concern a substance, by (code, name): the same few hundred come back
+        self._memo: dict[tuple[bool, str, str], list] = {}
+
+    def _rows_for(self, pims: bool, component: Component) -> list:
+        key = (pims, component.substance_code, component.substance)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = _candidates(self._pims if pims else self._doses,
+                                                  component)
+        return found
 
     def dose_limits(self, drug: DrugInfo, component: Component) -> list[DoseLimit]:
         """The limits that apply to this component of this drug (exact substance)."""
-        return [d for d in _candidates(self._doses, component)
+        return [d for d in self._rows_for(False, component)
                 if d.selector.matches(component) and d.selector.applies_to(drug)]
 
     def pim_criteria(self, drug: DrugInfo, component: Component) -> list[PimCriterion]:
         """The Laroche criteria this component of this drug falls under (any salt)."""
-        return [p for p in _candidates(self._pims, component)
+        return [p for p in self._rows_for(True, component)
                 if p.selector.matches(component, by_moiety=True)
                 and p.selector.applies_to(drug)]
 
