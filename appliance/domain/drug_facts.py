@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from appliance.domain.people import fold
 
@@ -121,6 +122,10 @@ class DrugInfo:
     routes: tuple[str, ...] = ()
     conditions: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
+    # Values derived from the fields above by their readers, kept with the record (the drug
+    # facts adapter hands the same record out again and again); not part of its identity.
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
+                                    compare=False, hash=False)
 
     @property
     def substance_codes(self) -> frozenset[str]:

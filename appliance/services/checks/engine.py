@@ -399,19 +399,11 @@ class _Substances:
     major: frozenset[str]
 
 
-_SUBSTANCES: dict[int, tuple[DrugInfo, _Substances]] = {}
-_SUBSTANCES_MAX = 4096
-
-
 def _substances(drug: DrugInfo) -> _Substances:
-    """Kept per drug object: the drug facts adapter hands out the same objects again."""
-    cached = _SUBSTANCES.get(id(drug))
-    if cached is not None and cached[0] is drug:
-        return cached[1]
-    if len(_SUBSTANCES) >= _SUBSTANCES_MAX:
-        _SUBSTANCES.clear()
-    found = _compute_substances(drug)
-    _SUBSTANCES[id(drug)] = (drug, found)
+    """Kept with the drug record: the drug facts adapter hands out the same records again."""
+    found = drug.derived.get("checks.substances")
+    if found is None:
+        found = drug.derived["checks.substances"] = _compute_substances(drug)
     return found
 
 
