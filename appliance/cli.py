@@ -1,23 +1,64 @@
-"""The ``ordo`` command. Errors become clean messages here, never tracebacks.
+"""The ``ordo`` command, and its one error boundary.
 
 Global options: ``--data-dir`` (or ``ORDO_DATA_DIR``) and ``--config`` (or ``ORDO_CONFIG``).
-The settings are loaded and checked once, before any sub-command runs.
+The settings are loaded and checked once, before any sub-command runs; the composition root
+(``appliance.bootstrap.App``) is each command's ``ctx.obj``.
+
+Every ``OrdoError`` that reaches the ``ordo`` group, from the settings or from any command,
+becomes one French line ``Erreur : …`` on stderr and the exit status of its class in
+``EXIT_CODES`` (the README lists them); never a traceback. Adapters translate what can be
+expected (a missing, read-only or corrupt data directory, a bad setting, no pcscd) into
+``OrdoError``s. Commands that report a negative result (``doctor``, ``config check``,
+``audit verify``, ``id check``, ``qr verify``…) exit 1 on their own.
 """
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from appliance import __version__
-from appliance.bootstrap import App, bootstrap
+from appliance.bootstrap import bootstrap
 from appliance.config import SYSTEM_DATA_DIR, load_settings
-from appliance.errors import OrdoError
+from appliance.errors import CardError, DraftInvalid, Forbidden, OrdoError, ValidationError
+
+EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR = 1, 3, 4
+# The exit status of an error by its class (the nearest class of its MRO wins). 0 is
+# success and 2 a usage error (click's own: unknown option, missing argument).
+EXIT_CODES: dict[type[OrdoError], int] = {
+    ValidationError: EXIT_INVALID,      # bad input: a field, a value, an identifier
+    DraftInvalid: EXIT_INVALID,         # a JSON draft, every problem with its path
+    CardError: EXIT_REFUSED,            # card, reader, PIN, login refused
+    Forbidden: EXIT_REFUSED,            # the role or the identity does not allow it
+    OrdoError: EXIT_ERROR,              # any other error (store, printer, registry, config)
+}
+
+
+def exit_code(exc: OrdoError) -> int:
+    """The exit status of ``exc`` from ``EXIT_CODES``."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return EXIT_ERROR
+
+
+def error_lines(exc: OrdoError) -> list[str]:
+    """What the user reads: one line, in French (a draft adds one line per problem)."""
+    if isinstance(exc, DraftInvalid):
+        return ["Erreur : brouillon invalide",
+                *(f"  {problem.path} : {problem.message}" for problem in exc.problems)]
+    return [f"Erreur : {exc}"]
+
+
+def fail(exc: OrdoError) -> NoReturn:
+    """Report ``exc`` on stderr and end the command with its exit status."""
+    for line in error_lines(exc):
+        click.echo(line, err=True)
+    raise click.exceptions.Exit(exit_code(exc))
 
 
 def setup_logging(level: str) -> None:
@@ -28,19 +69,16 @@ def setup_logging(level: str) -> None:
     logs.setup_logging(level, sys.stderr)
 
 
-def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give the command the ``App`` and turn ``OrdoError`` into a clean message."""
+def operator() -> str:
+    """Who runs an admin command, for the audit chain."""
+    return f"cli:{getpass.getuser()}"
 
-    @click.pass_context
-    @wraps(func)
-    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
-        app: App = ctx.find_object(App)
-        try:
-            return ctx.invoke(func, app, *args, **kwargs)
-        except OrdoError as exc:
-            raise click.ClickException(str(exc)) from exc
 
-    return wrapper
+def read_pin(pin_stdin: bool) -> str:
+    """The PIN, from the first line of stdin or typed (masked)."""
+    if pin_stdin:
+        return sys.stdin.readline().strip()
+    return str(click.prompt("Code PIN", hide_input=True))
 
 
 # Each sub-command and the module of ``appliance.commands`` that defines it (in its
@@ -63,8 +101,9 @@ COMMAND_MODULES = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group whose sub-commands are imported on first use (see ``COMMAND_MODULES``)."""
+class OrdoGroup(click.Group):
+    """The ``ordo`` group: sub-commands imported on first use (``COMMAND_MODULES``), and
+    the error boundary (``fail``) around the group and every sub-command."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
@@ -76,8 +115,20 @@ class LazyGroup(click.Group):
                 self.add_command(command)
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OrdoError as exc:
+            fail(exc)
+        except click.ClickException as exc:  # click's own: an unknown option, a bad value
+            click.echo(f"Erreur : {exc.format_message()}", err=True)
+            usage = getattr(exc, "ctx", None)
+            if usage is not None:
+                click.echo(f"Aide : {usage.command_path} --help", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from exc
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+
+@click.group(cls=OrdoGroup, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Data directory (default: ORDO_DATA_DIR, else the XDG data dir, "
@@ -93,10 +144,7 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
     Without a sub-command: the kiosk on the installed appliance (data in /var/lib/ordo),
     this help elsewhere.
     """
-    try:
-        settings = load_settings(config_file=config_file, data_dir=data_dir)
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_settings(config_file=config_file, data_dir=data_dir)
     setup_logging(settings.logging.level)
     app = bootstrap(settings)
     ctx.obj = app

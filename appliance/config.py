@@ -8,6 +8,7 @@ environment elsewhere. Every value is checked at start: an invalid one raises
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pwd
 import re
@@ -46,13 +47,14 @@ def _finess_ok(value: str) -> bool:
     return value == "" or re.fullmatch(r"(\d{2}|2[AB])\d{7}", value) is not None
 
 
-_positive = _check(lambda v: v > 0, "a number greater than 0")
+_positive = _check(lambda v: v > 0, "un nombre supérieur à 0")
 
 
 @dataclass(frozen=True)
 class Establishment:
-    name: str = field(metadata=_check(bool, "a non-empty name"))
-    finess: str = field(metadata=_check(_finess_ok, "9 characters: 2 for the department, 7 digits"))
+    name: str = field(metadata=_check(bool, "un nom non vide"))
+    finess: str = field(metadata=_check(
+        _finess_ok, "9 caractères : 2 pour le département, 7 chiffres"))
     address: str = ""
 
 
@@ -62,32 +64,43 @@ class Pharmacy:
 
     name: str = ""
     finess: str = field(default="", metadata=_check(
-        _finess_ok, "9 characters: 2 for the department, 7 digits"))
+        _finess_ok, "9 caractères : 2 pour le département, 7 chiffres"))
     address: str = ""
 
 
 @dataclass(frozen=True)
 class Printer:
     uri: str = field(metadata=_check(
-        _uri_ok, "tcp://host:port, usb://VID:PID, serial:///dev/... or file:///dev/..."))
+        _uri_ok, "tcp://hôte:port, usb://VID:PID, serial:///dev/... ou file:///dev/..."))
     model: str = "TM-T20II"
     media: str = field(default="80mm", metadata=_check(
-        lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm or label62"))
+        lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm ou label62"))
     dpi: int = field(default=203, metadata=_check(
-        lambda v: v in {180, 203, 300}, "180, 203 or 300"))
+        lambda v: v in {180, 203, 300}, "180, 203 ou 300"))
     qr: str = field(default="raster", metadata=_check(
-        lambda v: v in {"raster", "native"}, "raster or native"))
+        lambda v: v in {"raster", "native"}, "raster ou native"))
 
 
 @dataclass(frozen=True)
 class Registry:
     url: str = field(metadata=_check(
         lambda v: urlsplit(v).scheme in {"http", "https"} and bool(urlsplit(v).hostname),
-        "an http(s) URL"))
+        "une URL http(s)"))
     client_cert: str = ""
     client_key: str = ""
     ca_file: str = ""
     timeout_s: float = field(default=10.0, metadata=_positive)
+
+
+CARD_BACKENDS = ("pcsc",)  # adapters of appliance.bootstrap.card_backend
+
+
+@dataclass(frozen=True)
+class Card:
+    """The card backend: ``pcsc`` (a reader through pcscd)."""
+
+    backend: str = field(default="pcsc", metadata=_check(
+        lambda v: v in CARD_BACKENDS, " ou ".join(CARD_BACKENDS)))
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,7 @@ class Security:
     trust_roots: tuple[str, ...] = ()
     crls: tuple[str, ...] = ()
     idle_timeout_s: int = field(default=300, metadata=_check(
-        lambda v: 30 <= v <= 3600, "a number of seconds between 30 and 3600"))
+        lambda v: 30 <= v <= 3600, "un nombre de secondes entre 30 et 3600"))
     backup_key: str = ""
 
 
@@ -103,27 +116,27 @@ class Security:
 class Sync:
     interval_s: int = field(default=30, metadata=_positive)
     batch_size: int = field(default=50, metadata=_check(
-        lambda v: 1 <= v <= 1000, "between 1 and 1000"))
+        lambda v: 1 <= v <= 1000, "entre 1 et 1000"))
     backoff_cap_s: int = field(default=900, metadata=_positive)
 
 
 @dataclass(frozen=True)
 class Referential:
     bdpm_url: str = field(metadata=_check(
-        lambda v: urlsplit(v).scheme in {"http", "https"}, "an http(s) URL"))
+        lambda v: urlsplit(v).scheme in {"http", "https"}, "une URL http(s)"))
 
 
 @dataclass(frozen=True)
 class Retention:
     prescriptions_years: int = field(default=10, metadata=_check(
-        lambda v: v >= 1, "at least 1 year"))
-    audit_years: int = field(default=10, metadata=_check(lambda v: v >= 1, "at least 1 year"))
+        lambda v: v >= 1, "au moins 1 an"))
+    audit_years: int = field(default=10, metadata=_check(lambda v: v >= 1, "au moins 1 an"))
 
 
 @dataclass(frozen=True)
 class Logging:
     level: str = field(default="INFO", metadata=_check(
-        lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"}, "DEBUG, INFO, WARNING or ERROR"))
+        lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"}, "DEBUG, INFO, WARNING ou ERROR"))
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,7 @@ class Settings:
     data_dir: Path
     config_file: Path | None = None
     pharmacy: Pharmacy = field(default_factory=Pharmacy)
+    card: Card = field(default_factory=Card)
 
     @property
     def db_path(self) -> Path:
@@ -170,6 +184,33 @@ def _section_types() -> dict[str, type]:
     return {name: hints[name] for name in SECTIONS}
 
 
+def toml_text(sections: Mapping[str, Mapping[str, Any]], header: str = "") -> str:
+    """A configuration file for ``sections`` (strings, numbers, booleans, lists of
+    strings), as Ordo's own tools write one (the demo, the benchmarks, the tests): JSON
+    string syntax is TOML's basic string syntax."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(json.dumps(str(item), ensure_ascii=False) for item in v) + "]"
+        return json.dumps(str(v), ensure_ascii=False)
+
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value(v)}" for key, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]],
+                 header: str = "") -> Path:
+    """Write ``toml_text(sections, header)`` to ``path``; returns ``path``."""
+    path.write_text(toml_text(sections, header), "utf-8")
+    return path
+
+
 def default_data_dir(environ: Mapping[str, str]) -> Path:
     """``/var/lib/ordo`` for the appliance's system user, else the XDG data dir."""
     try:
@@ -190,12 +231,12 @@ def _parse_env(key: str, raw: str, kind: Any) -> Any:
             return True
         if low in {"0", "false", "no", "non", "off"}:
             return False
-        raise ConfigError(key, raw, "true or false")
+        raise ConfigError(key, raw, "true ou false")
     if kind is int or kind is float:
         try:
             return kind(raw)
         except ValueError:
-            raise ConfigError(key, raw, f"a{'n integer' if kind is int else ' number'}") from None
+            raise ConfigError(key, raw, "un entier" if kind is int else "un nombre") from None
     if kind == tuple[str, ...]:
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
@@ -215,8 +256,8 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     else:
         ok = isinstance(value, str)
     if not ok:
-        name = {bool: "true or false", int: "an integer", float: "a number",
-                str: "a string"}.get(kind, "a list of strings")
+        name = {bool: "true ou false", int: "un entier", float: "un nombre",
+                str: "une chaîne de caractères"}.get(kind, "une liste de chaînes")
         raise ConfigError(key, value, name)
     return value
 
@@ -238,25 +279,25 @@ def load_settings(
         try:
             user = tomllib.loads(config_path.read_text("utf-8"))
         except FileNotFoundError:
-            raise ConfigError("--config", str(config_path), "an existing TOML file") from None
+            raise ConfigError("--config", str(config_path), "un fichier TOML existant") from None
         except OSError as exc:  # a directory, no permission
             raise ConfigError("--config", str(config_path),
-                              f"a readable TOML file ({exc.strerror})") from None
+                              f"un fichier TOML lisible ({exc.strerror})") from None
         except UnicodeDecodeError as exc:
             raise ConfigError("--config", str(config_path),
-                              f"UTF-8 text (byte {exc.start + 1} is not)") from None
+                              f"du texte UTF-8 (l'octet {exc.start + 1} ne l'est pas)") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", str(config_path), f"valid TOML ({exc})") from None
+            raise ConfigError("--config", str(config_path), f"du TOML valide ({exc})") from None
         except RecursionError:  # tomllib recurses into nested arrays and tables
-            raise ConfigError("--config", str(config_path), "valid TOML, not nested so deep") \
+            raise ConfigError("--config", str(config_path), "du TOML valide, moins imbriqué") \
                 from None
         for section, values in user.items():
             if section not in raw or not isinstance(values, dict):
-                raise ConfigError(section, values, f"a section among {', '.join(raw)}")
+                raise ConfigError(section, values, f"une section parmi {', '.join(raw)}")
             for key, value in values.items():
                 if key not in raw[section]:
                     raise ConfigError(f"{section}.{key}", value,
-                                      f"a key among {', '.join(raw[section])}")
+                                      f"une clé parmi {', '.join(raw[section])}")
                 raw[section][key] = value
 
     types = _section_types()
@@ -267,7 +308,7 @@ def load_settings(
         section, _, key = name[len(ENV_PREFIX):].lower().partition("_")
         if section not in raw or key not in raw[section]:
             known = ", ".join(f"ORDO_{s.upper()}_{k.upper()}" for s in raw for k in raw[s])
-            raise ConfigError(name, value, f"a known setting ({known})")
+            raise ConfigError(name, value, f"un réglage connu ({known})")
         raw[section][key] = _parse_env(name, value, hints[section][key])
 
     sections: dict[str, Any] = {}

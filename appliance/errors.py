@@ -1,21 +1,53 @@
 """The error tree of Ordo. Every error raised on purpose is an ``OrdoError``.
 
     OrdoError
-    ├── ConfigError            a setting is missing or invalid (key, value, expected)
-    ├── ValidationError        bad input: a field, its value, what was expected
-    │   └── InvalidIdentifier  NIR, RPPS, CIP13, prescription ID... with the reason
-    ├── StateError             an illegal state transition of a prescription
-    ├── StoreError             the local database refused an operation
-    │   └── AuditChainBroken   the audit chain does not verify (names the entry)
-    ├── CardError              the CPS card or the reader (drivers translate pyscard errors)
-    ├── PrinterError           the printer is offline, out of paper, or refused the job
-    └── RegistryError          the national registry (or its link) failed
+    ├── ConfigError                a setting is missing or invalid (key, value, expected)
+    ├── ValidationError            bad input: a field, its value, what was expected
+    │   └── InvalidIdentifier      NIR, RPPS, CIP13, prescription ID... with the reason
+    ├── DraftInvalid               a JSON draft with every problem and its JSON path
+    ├── AlertsRefused              the prescribing checks refuse the signature: an alert
+    │                              not acknowledged, not overridden, or not overridable
+    ├── TableError                 a clinical table of the checks is malformed (file, line)
+    ├── StateError                 an illegal state transition of a prescription
+    ├── StoreError                 the local database refused an operation, or cannot be
+    │   │                          opened (missing, read-only or corrupt data directory)
+    │   └── AuditChainBroken       the audit chain does not verify (names the entry)
+    ├── CardError                  the CPS card or the reader (drivers translate pyscard)
+    │   ├── WrongPin               the card refused the PIN (tries left)
+    │   ├── PinBlocked             the PIN is blocked
+    │   ├── CardRemoved            the card or the reader service went away
+    │   ├── StatusWordError        an unexpected ISO 7816 status word (drivers.card.apdu)
+    │   └── AuthRefused            login or session operation refused, French reason
+    │                              (appliance.services.auth)
+    ├── Forbidden                  the session's role or identity does not allow this
+    │   └── AmRequired             the prescriber's N° AM must be entered once
+    ├── CertificateRejected        a certificate fails its chain, dates, usage or CRL
+    │                              (appliance.services.trust)
+    ├── InvalidOrder               a scanned QR payload that does not verify
+    │                              (appliance.services.signature)
+    ├── PrinterError               the printer is offline, out of paper, or refused the job
+    │   ├── PrinterUnavailable     the job stays queued and is retried
+    │   │                          (appliance.ports.printer: it carries a PrinterState)
+    │   └── QrTooLarge             the QR payload does not fit the medium
+    │                              (drivers.printer.layout)
+    ├── RegistryError              the national registry (or its link) failed
+    │   ├── RegistryUnavailable    transient: network, TLS, timeout, 408, 5xx; retry later
+    │   │   └── RegistryThrottled  429 (or 503) with Retry-After: wait ``retry_after`` s
+    │   └── RegistryRejected       permanent: this record will never be accepted as is
+    │       └── RegistryConflict   409: same ID, other content; or cancel after dispensing
+    └── SyncAlreadyRunning         another sync process holds the data directory's lock
 
-Adapters translate library errors at the boundary (``raise CardError(...) from exc``);
-the CLI and the UI turn them into clean French or English messages, never tracebacks.
+Every class is defined here except the five that carry data of their own module (named
+above with it). Adapters translate library errors at the boundary (``raise CardError(...)
+from exc``; ``OSError`` and ``sqlite3.Error`` from the data directory become
+``StoreError``); the CLI (``appliance.cli``) turns every ``OrdoError`` into one French
+line and an exit code from one table, the kiosk into a French message on screen.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 class OrdoError(Exception):
@@ -27,19 +59,55 @@ class ConfigError(OrdoError):
 
     def __init__(self, key: str, value: object, expected: str) -> None:
         self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"invalid setting {key} = {value!r}: expected {expected}")
+        super().__init__(f"réglage invalide {key} = {value!r} : attendu {expected}")
 
 
 class ValidationError(OrdoError):
-    """Bad input: names the field, the value and what is expected."""
+    """Bad input: names the field, the value and what is expected (``message``: the
+    sentence for the user, when the default one does not fit)."""
 
-    def __init__(self, field: str, value: object, expected: str) -> None:
+    def __init__(self, field: str, value: object, expected: str, *,
+                 message: str | None = None) -> None:
         self.field, self.value, self.expected = field, value, expected
-        super().__init__(f"{field}: {value!r} is invalid: {expected}")
+        super().__init__(message or f"{field}: {value!r} is invalid: {expected}")
 
 
 class InvalidIdentifier(ValidationError):
     """An identifier (NIR, RPPS, CIP13, prescription ID...) fails its format or key."""
+
+
+@dataclass(frozen=True)
+class DraftProblem:
+    """One problem of a JSON draft, with its JSON path (``$.lines[1].posology``)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class DraftInvalid(OrdoError):
+    """A draft with one or more problems, each with its JSON path."""
+
+    def __init__(self, problems: Sequence[DraftProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class AlertsRefused(OrdoError):
+    """The prescribing-safety checks refuse the signature: an ``important`` alert not
+    acknowledged, a ``bloquant`` one not overridden, or one that cannot be overridden (a
+    hospital-only drug). ``problems``: one French line per alert in the way."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"signature refusée par les contrôles de prescription : "
+                         f"{len(self.problems)} alerte(s) à traiter")
+
+
+class TableError(OrdoError):
+    """A clinical table of the checks is malformed (a packaging or editing mistake)."""
 
 
 class StateError(OrdoError):
@@ -47,7 +115,7 @@ class StateError(OrdoError):
 
 
 class StoreError(OrdoError):
-    """The local store refused an operation."""
+    """The local store refused an operation, or cannot be opened."""
 
 
 class AuditChainBroken(StoreError):
@@ -62,9 +130,76 @@ class CardError(OrdoError):
     """The CPS card or the reader failed or refused."""
 
 
+class WrongPin(CardError):
+    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0."""
+
+    def __init__(self, tries_left: int) -> None:
+        self.tries_left = tries_left
+        super().__init__(f"wrong PIN: {tries_left} tries left")
+
+
+class PinBlocked(CardError):
+    """The PIN is blocked (ISO 7816-4 SW ``6983``): the card will refuse every try."""
+
+    def __init__(self) -> None:
+        super().__init__("the PIN is blocked")
+
+
+class CardRemoved(CardError):
+    """The card was removed (or the reader service went away) during an operation."""
+
+
+class Forbidden(OrdoError):
+    """The session's role or identity does not allow this; the message is French."""
+
+
+class AmRequired(Forbidden):
+    """The prescriber has no N° AM on record: it must be entered once before signing."""
+
+    def __init__(self, id_nat_ps: str) -> None:
+        self.id_nat_ps = id_nat_ps
+        super().__init__("N° AM du prescripteur inconnu : saisissez-le une fois "
+                         f"(ordo practitioners set-am {id_nat_ps} NUMERO)")
+
+
 class PrinterError(OrdoError):
     """The printer is unreachable, out of paper, or refused the job."""
 
 
 class RegistryError(OrdoError):
     """The registry link failed or the registry refused."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached or answered with a transient failure.
+
+    ``connect`` is true when no connection could be made at all (the registry is down or
+    unreachable, or TLS refused): the caller should stop sending and back off as a whole.
+    """
+
+    def __init__(self, message: str, *, connect: bool = False, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        self.connect, self.status, self.retry_after = connect, status, retry_after
+        super().__init__(message)
+
+
+class RegistryThrottled(RegistryUnavailable):
+    """The registry asked to slow down (HTTP 429, or 503 with ``Retry-After``)."""
+
+
+class RegistryRejected(RegistryError):
+    """The registry refused this record for good (a 4xx other than 408 and 429);
+    ``reason`` is the registry's own explanation (OperationOutcome diagnostics)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status, self.reason = status, reason
+        super().__init__(f"registry refused ({status}): {reason}")
+
+
+class RegistryConflict(RegistryRejected):
+    """HTTP 409: the registry holds other content under this prescription ID, or refuses
+    to cancel a prescription that was already dispensed."""
+
+
+class SyncAlreadyRunning(OrdoError):
+    """Another sync process holds the data directory's sync lock."""

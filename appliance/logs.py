@@ -1,6 +1,6 @@
 """Logging for every Ordo process: one ``key=value`` line per event, with a level.
 
-Format (logfmt): ``level=info logger=appliance.services.ops.backup msg="backup written"
+Format (logfmt): ``level=info logger=appliance.ops.backup msg="backup written"
 bytes=52428800 path=/var/lib/ordo/backups/ordo-20261125T023000Z.ordobak``. Values that hold
 spaces, quotes or ``=`` are double-quoted with backslash escapes; extra fields come from
 ``log.info("...", extra={"fields": {...}})``.

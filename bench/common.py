@@ -14,15 +14,17 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,31 @@ def emit(result: dict) -> None:
     """Print a benchmark's result: JSON only, on stdout (what ``python -m bench`` reads)."""
     json.dump(result, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+@contextlib.contextmanager
+def bench_run(keep: Path | None, prefix: str, *, pcscd: bool = False,
+              **first: object) -> Iterator[tuple[Path, dict]]:
+    """Every benchmark's frame: a work directory (``keep``, kept; else a temporary one,
+    removed after), pcscd started if asked and not running (stopped after), and the result
+    dict, with the machine's load before and after, emitted as JSON at the end (nothing is
+    emitted when the run fails)."""
+    work = keep or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    service = Pcscd(work / "pcscd.log") if pcscd else None
+    try:
+        result: dict = {"machine_before": machine()}
+        if service is not None:
+            result["pcscd_started_here"] = service.ensure()
+        result.update(first)
+        yield work, result
+        result["machine_after"] = machine()
+    finally:
+        if service is not None:
+            service.stop()
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    emit(result)
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:
@@ -185,27 +212,27 @@ def _end(proc: subprocess.Popen, master: int) -> None:
 def write_settings(data_dir: Path, pki, printer_uri: str,
                    registry_url: str = "http://127.0.0.1:9/fhir") -> Path:
     """``ordo.toml`` trusting the test PKI, with the printer and registry given."""
-    roots = ", ".join(f'"{p}"' for p in pki.trust_roots)
-    crls = ", ".join(f'"{p}"' for p in pki.crls)
-    toml = data_dir / "ordo.toml"
-    toml.write_text(
-        '[establishment]\nname = "EHPAD Les Tilleuls (mesures)"\nfiness = "750000001"\n'
-        'address = "1 rue des Tilleuls, 75000 Paris"\n'
-        f'[printer]\nuri = "{printer_uri}"\n'
-        f'[registry]\nurl = "{registry_url}"\n'
-        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n", "utf-8")
-    return toml
+    from appliance.config import write_config
+
+    return write_config(data_dir / "ordo.toml", {
+        "establishment": {"name": "EHPAD Les Tilleuls (mesures)", "finess": "750000001",
+                          "address": "1 rue des Tilleuls, 75000 Paris"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": registry_url},
+        "security": {"trust_roots": [str(p) for p in pki.trust_roots],
+                     "crls": [str(p) for p in pki.crls]},
+    })
 
 
 def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> tuple:
     """A data directory as after installation: the test PKI, ``ordo.toml``, the store with
     the demo residents and the demo physician (with his N° AM), and the BDPM imported
     (``bdpm``: a directory; None for none). Returns ``(settings, pki, import_seconds)``."""
+    from appliance.bootstrap import bootstrap
     from appliance.config import load_settings
     from appliance.domain.people import Practitioner, Role
     from appliance.services import prescribing
     from appliance.services.referential import import_bdpm
-    from appliance.store import open_store, repositories
     from appliance.tui.demo_data import demo_residents
     from drivers.card.pki import PROFILES, init_pki
 
@@ -213,16 +240,18 @@ def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> 
     pki = init_pki(data_dir / "pki")
     toml = write_settings(data_dir, pki, printer_uri)
     settings = load_settings(config_file=toml, data_dir=data_dir, environ={})
-    store = open_store(settings.db_path)
+    app = bootstrap(settings)
     try:
-        with store.write() as db:
-            repositories.upsert_residents(db, demo_residents())
+        uow = app.uow
+        with uow:
+            uow.residents.upsert(demo_residents())
+            uow.commit()
         p = PROFILES["physician"]
-        prescribing.add_practitioner(store, Practitioner(
+        prescribing.add_practitioner(uow, Practitioner(
             id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
             profession=p.profession, role=Role.PRESCRIBER, am=DEMO_AM), actor="bench")
     finally:
-        store.close()
+        app.close()
     seconds = 0.0
     if bdpm is not None:
         started = time.monotonic()

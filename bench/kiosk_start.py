@@ -35,20 +35,17 @@ Goal (issue 9): kiosk median ≤ 1.5 × the bare app's median. Prints JSON only.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from bench.common import (
     CLI,
     DEFAULT_BDPM,
     ROOT,
+    bench_run,
     child_env,
-    emit,
-    machine,
     percentiles_ms,
     prepare_data_dir,
     run_on_pty,
@@ -128,22 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     # As ``make env`` does: the project's bytecode (the locked packages' is compiled by uv).
     subprocess.run([sys.executable, "-m", "compileall", "-q", "appliance", "drivers", "sync"],
                    cwd=ROOT, check=True, capture_output=True)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-kiosk-"))
     from drivers.printer.emulator import PrinterEmulator
 
     emulator = PrinterEmulator(decode_qr=False).start()
     try:
-        data_dir = work / "data"
-        _, _, import_s = prepare_data_dir(data_dir, printer_uri=emulator.uri,
-                                          bdpm=args.bdpm if args.bdpm.is_dir() else None)
-        result = {"machine_before": machine(), "bdpm_import_s": import_s}
-        result.update(measure(data_dir, args.runs))
-        result["machine_after"] = machine()
+        with bench_run(args.keep, "ordo-bench-kiosk-") as (work, result):
+            data_dir = work / "data"
+            _, _, result["bdpm_import_s"] = prepare_data_dir(
+                data_dir, printer_uri=emulator.uri,
+                bdpm=args.bdpm if args.bdpm.is_dir() else None)
+            result.update(measure(data_dir, args.runs))
     finally:
         emulator.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,10 +45,8 @@ from bench.common import (
     DEFAULT_BDPM,
     PIN,
     ROOT,
-    Pcscd,
+    bench_run,
     child_env,
-    emit,
-    machine,
     prepare_data_dir,
     vm_hwm_kb,
 )
@@ -305,23 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.bare_child:
         print(json.dumps(bare_child()))
         return 0
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-memory-"))
-    work.mkdir(parents=True, exist_ok=True)
-    pcscd = Pcscd(work / "pcscd.log")
-    try:
-        result: dict = {"machine_before": machine(), "pcscd_started_here": pcscd.ensure()}
+    with bench_run(args.keep, "ordo-bench-memory-", pcscd=True) as (work, result):
         result["kiosk"] = measure_kiosk(work)
         result["sync"] = measure_sync(work, args.count)
         result["goals"] = {
             "kiosk_max_mb": GOAL_KIOSK_MB, "sync_max_mb": GOAL_SYNC_MB,
             "kiosk_met": result["kiosk"]["kiosk"]["peak_mb"] <= GOAL_KIOSK_MB,
             "sync_met": result["sync"]["service_peak_mb"] <= GOAL_SYNC_MB}
-        result["machine_after"] = machine()
-    finally:
-        pcscd.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

@@ -30,14 +30,11 @@ Goal (issue 9): ordo p95 ≤ 150 ms. Prints JSON only.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import select
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,9 +43,7 @@ from bench.common import (
     BENCH_SLOT,
     PIN,
     ROOT,
-    Pcscd,
-    emit,
-    machine,
+    bench_run,
     percentiles_ms,
     prepare_data_dir,
 )
@@ -129,45 +124,34 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 # -- the run ------------------------------------------------------------------------------------
 def measure(work: Path, runs: int) -> dict:
-    from appliance.ports import sha256_digest_info
+    from appliance.bootstrap import bootstrap
+    from appliance.ports.card import sha256_digest_info
     from appliance.services import prescribing
-    from appliance.services.auth import authenticate
-    from appliance.services.printing import PrintQueue, PrintWorker
-    from appliance.services.trust import load_trust_store
-    from appliance.store import audit, open_store
+    from appliance.services.printing import PrintWorker
     from appliance.tui.demo_data import demo_draft
     from drivers.card import virtual
-    from drivers.card.pcsc import PcscReader
     from drivers.card.pki import PROFILES
-    from drivers.printer.escpos import EscPosOrderPrinter
 
     emulator = EmulatorProcess()
     data_dir = work / "data"
     inserted = None
-    session = worker = None
-    stores = []
+    session = worker = app = worker_uow = None
     try:
         settings, _pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
         inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
-        store = open_store(settings.db_path, migrate=False)
-        stores.append(store)
-        trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-        reader = PcscReader()
-        card = reader.open(reader.readers().index(inserted.reader))
-        session = authenticate(card, PIN, trust, audit=functools.partial(audit.append, store),
-                               idle_timeout_s=3600.0)
+        app = bootstrap(settings)  # the kiosk's adapters: login recipe, units of work, printer
+        store = app.uow.store  # type: ignore[attr-defined]
+        session = app.login(PIN, reader=inserted.reader)
         doctor = PROFILES["physician"].id_nat_ps
-        drafts = prescribing.import_drafts(store, [(doctor, demo_draft())] * (runs + 1),
+        drafts = prescribing.import_drafts(app.uow, [(doctor, demo_draft())] * (runs + 1),
                                            ids=prescribing.IdAllocator(), actor=doctor)
-        worker_store = open_store(settings.db_path, migrate=False)
-        stores.append(worker_store)
-        worker = PrintWorker(PrintQueue(worker_store, EscPosOrderPrinter.from_settings(settings)),
-                             idle_s=3600.0)
+        worker_uow = app.new_uow()  # the print worker's own connection, as in the kiosk
+        worker = PrintWorker(app.print_queue(worker_uow), idle_s=3600.0)
         worker.start()
 
         def ordo(prescription_id: str) -> tuple[float, float, dict]:
             started = time.monotonic()
-            prescribing.sign(store, session, prescription_id)
+            prescribing.sign(app.uow, session, prescription_id)
             signed = time.monotonic()
             worker.wake()
             job = emulator.next_job()
@@ -224,10 +208,12 @@ def measure(work: Path, runs: int) -> dict:
     finally:
         if worker is not None:
             worker.stop()
+        if worker_uow is not None:
+            worker_uow.close()
         if session is not None:
             session.logout()
-        for store in stores:
-            store.close()
+        if app is not None:
+            app.close()
         if inserted is not None:
             virtual.remove(data_dir, BENCH_SLOT)
         emulator.stop()
@@ -242,19 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.emulator:
         emulator_child()
         return 0
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sign-"))
-    work.mkdir(parents=True, exist_ok=True)
-    pcscd = Pcscd(work / "pcscd.log")
-    try:
-        started_pcscd = pcscd.ensure()
-        result = {"machine_before": machine(), "pcscd_started_here": started_pcscd}
+    with bench_run(args.keep, "ordo-bench-sign-", pcscd=True) as (work, result):
         result.update(measure(work, args.runs))
-        result["machine_after"] = machine()
-    finally:
-        pcscd.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

@@ -6,7 +6,7 @@ Run from the repository root::
     python -m bench.store_million [--residents 2000] [--per-resident 500] [--keep DIR]
 
 **Build.** ``open_store`` makes the file with the real schema and every migration; the
-residents (valid NIR keys) and four prescribers go in through the repositories. Then, in
+residents (valid NIR keys) and four prescribers go in through the unit of work. Then, in
 bulk (``journal_mode=OFF``, ``synchronous=OFF`` while loading; WAL again afterwards, as the
 appliance uses it), ``residents × per_resident`` prescriptions shaped like the ones the
 appliance keeps after a normal life: signed, printed, acknowledged by the registry, i.e. per
@@ -22,26 +22,27 @@ generated: dispensations, drafts, cancellations, reprints.
 **Queries**, over random residents (the database file is in the page cache), on one
 connection opened once unless said otherwise:
 
-- ``history``: ``repositories.history(store, ins)``, the resident's prescriptions as the
+- ``history``: ``uow.views.history(ins)``, the resident's prescriptions as the
   kiosk's resident file lists them (ID, state, dates, prescriber, from the covering index of
   migration m005, ``history_plan`` in the JSON), 500 ``HistoryRow`` with their state and
   dates decoded;
-- ``history_rows``, its **anchor**: the same SQL (``repositories.HISTORY_SQL``) executed bare,
+- ``history_rows``, its **anchor**: the same SQL (``store.views.HISTORY_SQL``) executed bare,
   ``fetchall()`` of plain tuples. History and anchor run back to back for each resident,
   each first in turn (the first warms SQLite's page cache for the second); the JSON gives
   ``ratio_history_to_anchor`` (p50, p95) and the garbage collections that ran inside
   ``history`` calls (``gc_collections_during_history``);
 - ``history_listed``: the resident screen's list from the history alone, as the kiosk does
-  it: a fresh connection (the kiosk's ``ctx.store()`` opens one per worker call, so
+  it: a fresh connection (the kiosk's ``ctx.uow()`` opens one per worker call, so
   statements are prepared again and SQLite's page cache starts empty), ``history()``, close,
   then the list line of every row (``RxView.row()``: the screen makes all 500 when it fills
   the list, none lazily);
 - ``resident_file``: the exact work the kiosk does to open a resident's file short of
-  drawing it, on fewer residents: a fresh connection, ``load_views`` (history plus, per
-  prescription, its outbox row, print jobs and dispensations), every list line;
+  drawing it, on fewer residents: a fresh connection, ``load_views`` (the ``resident_file``
+  read model: history plus the outbox rows, print jobs and dispensations of all its
+  prescriptions, in four queries), every list line;
 - baselines: ``SELECT body FROM prescriptions WHERE rowid = ?`` (one random row) and
   ``SELECT count(*) ... WHERE resident_ins = ?`` (an index alone);
-- ``history_bodies``: ``repositories.prescriptions_of(store, ins)``, every prescription
+- ``history_bodies``: ``uow.prescriptions.of_resident(ins)``, every prescription
   parsed into domain objects (what the file did before m005; the appliance no longer calls
   it), and ``bodies_rows``, its SQL bare; timed in a second pass so that their garbage (and
   the collections it sets off) does not land in the kiosk's own figures above;
@@ -60,17 +61,15 @@ import gc
 import hashlib
 import json
 import random
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
-from bench.common import emit, machine, percentiles_ms
+from bench.common import bench_run, percentiles_ms
 
 GOAL_P95_MS = 10.0
 BODIES_SQL = ("SELECT body FROM prescriptions WHERE resident_ins = ?"
@@ -175,8 +174,9 @@ def _split(text: str) -> list:
 def build(path: Path, residents: int, per_resident: int) -> dict:
     from appliance.domain.prescription import Prescription, State
     from appliance.domain.prescription_id import PrescriptionIdGenerator
-    from appliance.store import open_store, repositories
     from appliance.store.audit import GENESIS, _digest
+    from appliance.store.meta import ID_FLOOR_KEY
+    from appliance.store.uow import SqliteUnitOfWork
     from drivers.card.pki import init_pki
 
     started = time.monotonic()
@@ -185,12 +185,13 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
     cert = (pki.card_dir("physician") / "sign.der").read_bytes()
     people = _residents(residents)
     doctors = _prescribers()
-    store = open_store(path)
-    with store.write() as db:
-        repositories.upsert_residents(db, people)
+    uow = SqliteUnitOfWork.open(path, migrate=True)
+    with uow:
+        uow.residents.upsert(people)
         for doctor in doctors:
-            repositories.upsert_practitioner(db, doctor)
-    store.close()
+            uow.practitioners.upsert(doctor)
+        uow.commit()
+    uow.close()
 
     templates = _templates()
     created0 = datetime(2001, 1, 1, tzinfo=UTC)
@@ -284,7 +285,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
             conn.execute("BEGIN")
     conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                      [("audit.count", str(seq)), ("audit.head", prev_hash),
-                      (repositories.ID_FLOOR_KEY, str(ids.last_ms))])
+                      (ID_FLOOR_KEY, str(ids.last_ms))])
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode = WAL")
@@ -308,40 +309,42 @@ def table_sizes(path: Path) -> dict[str, int] | None:
 
 def _listed(path: Path, ins: str) -> list[str]:
     """The resident screen's list from the history alone: a connection for the load (the
-    kiosk's ``ctx.store()`` opens one per worker call), ``history()``, then the list line of
-    every row (``RxView.row()``, made for all rows when the list is filled)."""
-    from appliance.store import open_store, repositories
+    kiosk's ``ctx.uow()`` opens one per worker call), ``views.history()``, then the list line
+    of every row (``RxView.row()``, made for all rows when the list is filled)."""
+    from appliance.store.uow import SqliteUnitOfWork
     from appliance.tui.screens.resident import RxView
 
-    store = open_store(path, migrate=False)
+    uow = SqliteUnitOfWork.open(path)
     try:
-        rows = repositories.history(store, ins)
+        rows = uow.views.history(ins)
     finally:
-        store.close()
+        uow.close()
     return [RxView(h).row() for h in rows]
 
 
-def _resident_file(path: Path, ctx: SimpleNamespace, resident: object) -> list[str]:
+def _resident_file(path: Path, resident: Any) -> list[str]:
     """What the kiosk does to open a resident's file, short of drawing it: a connection for
-    the load, ``load_views`` (history plus, per prescription, its outbox row, print jobs and
-    dispensations), then the list line of every row."""
-    from appliance.store import open_store
+    the load, ``load_views`` (the ``resident_file`` read model: history plus the outbox rows,
+    print jobs and dispensations of all its prescriptions, four queries), then the list line
+    of every row."""
+    from appliance.store.uow import SqliteUnitOfWork
     from appliance.tui.screens.resident import load_views
 
-    store = open_store(path, migrate=False)
+    uow = SqliteUnitOfWork.open(path)
     try:
-        views = load_views(store, ctx, resident, None)
+        views = load_views(uow, resident, None)
     finally:
-        store.close()
+        uow.close()
     return [v.row() for v in views]
 
 
 def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
-    from appliance.commands.kiosk import _dispensation_views
-    from appliance.store import open_store, repositories
+    from appliance.store.uow import SqliteUnitOfWork
+    from appliance.store.views import HISTORY_SQL
 
     rng = random.Random(SEED + 1)
-    store = open_store(path, migrate=False)
+    uow = SqliteUnitOfWork.open(path)
+    store = uow.store
     try:
         conn = store.conn
         bare = conn.cursor()           # the anchor: plain tuples, as history() reads them
@@ -350,7 +353,7 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
         count = conn.execute("SELECT count(*) FROM prescriptions").fetchone()[0]
         max_rowid = conn.execute("SELECT max(rowid) FROM prescriptions").fetchone()[0]
         history_plan = " ".join(str(row[-1]) for row in conn.execute(
-            f"EXPLAIN QUERY PLAN {repositories.HISTORY_SQL}", ("x",)))
+            f"EXPLAIN QUERY PLAN {HISTORY_SQL}", ("x",)))
         assert "COVERING INDEX prescriptions_history" in history_plan, history_plan
         clock = time.perf_counter
         names = ("history", "history_rows", "history_listed", "bare_rowid",
@@ -359,8 +362,8 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
         sizes = []
         picked = [rng.choice(inses) for _ in range(residents_sampled)]
         for ins in picked[:5]:                          # warm the statements
-            repositories.history(store, ins)
-            bare.execute(repositories.HISTORY_SQL, (ins,)).fetchall()
+            uow.views.history(ins)
+            bare.execute(HISTORY_SQL, (ins,)).fetchall()
             _listed(path, ins)
 
         collections = {0: 0, 1: 0, 2: 0}
@@ -388,12 +391,12 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
                 for step in ((0, 1) if n % 2 else (1, 0)):
                     if step:
                         t0 = clock()
-                        rows = bare.execute(repositories.HISTORY_SQL, (ins,)).fetchall()
+                        rows = bare.execute(HISTORY_SQL, (ins,)).fetchall()
                         timings["history_rows"].append(clock() - t0)
                     else:
                         in_history[0] = True
                         t0 = clock()
-                        history = repositories.history(store, ins)
+                        history = uow.views.history(ins)
                         timings["history"].append(clock() - t0)
                         in_history[0] = False
                 t0 = clock()
@@ -408,19 +411,18 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
             t0 = clock()
             bodies = conn.execute(BODIES_SQL, (ins,)).fetchall()
             t1 = clock()
-            parsed = repositories.prescriptions_of(store, ins)
+            parsed = uow.prescriptions.of_resident(ins)
             t2 = clock()
             timings["bodies_rows"].append(t1 - t0)
             timings["history_bodies"].append(t2 - t1)
             assert len(bodies) == len(parsed)
-        ctx = SimpleNamespace(dispensations=_dispensation_views)
         file_times = []
         for ins in picked[:files_sampled]:
-            resident = repositories.get_resident(store, ins)
+            resident = uow.residents.get(ins)
             t0 = clock()
-            lines = _resident_file(path, ctx, resident)
+            lines = _resident_file(path, resident)
             file_times.append(clock() - t0)
-            assert len(lines) == len(repositories.history(store, ins))
+            assert len(lines) == len(uow.views.history(ins))
         unindexed = []
         some_ids = [row[0] for row in conn.execute(
             "SELECT id FROM prescriptions WHERE rowid IN (?, ?, ?)",
@@ -434,7 +436,7 @@ def measure(path: Path, residents_sampled: int, files_sampled: int) -> dict:
             "EXPLAIN QUERY PLAN SELECT kind, status, last_error FROM print_jobs"
             " WHERE prescription_id = ? ORDER BY id", ("x",)))
     finally:
-        store.close()
+        uow.close()
     stats = {name: percentiles_ms(values) for name, values in timings.items()}
     stats["resident_file"] = percentiles_ms(file_times)
     stats["print_jobs_lookup_unindexed"] = percentiles_ms(unindexed)
@@ -458,11 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it; an "
                         "ordo.sqlite already built there is measured again, not rebuilt")
     args = parser.parse_args(argv)
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-store-"))
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "data" / "ordo.sqlite"
-    try:
-        result: dict = {"machine_before": machine()}
+    with bench_run(args.keep, "ordo-bench-store-") as (work, result):
+        path = work / "data" / "ordo.sqlite"
         if path.exists() and args.keep:
             result["build"] = {"seconds": None, "reused": str(path)}
         else:
@@ -489,11 +488,6 @@ def main(argv: list[str] | None = None) -> int:
         result["goals"] = {"history_p95_max_ms": GOAL_P95_MS,
                            "met": history["p95"] <= GOAL_P95_MS,
                            "history_listed_met": latency["history_listed"]["p95"] <= GOAL_P95_MS}
-        result["machine_after"] = machine()
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    emit(result)
     return 0
 
 

@@ -51,7 +51,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -59,7 +58,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import emit
+from bench.common import bench_run
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO, GOAL_DRAIN_S = 0.7, 30.0
@@ -96,42 +95,43 @@ def _sign_chunk(args: tuple[str, int, int]) -> list:
 
 def prepare(work: Path, count: int) -> tuple[Path, object]:
     from appliance.services.signature import record_signature
-    from appliance.store import open_store
-    from appliance.store import repositories as repo
+    from appliance.store.uow import SqliteUnitOfWork
     from drivers.card.pki import init_pki
     from tests.factories import resident
 
     pki = init_pki(work / "pki")
     data = work / "data"
-    store = open_store(data / "ordo.sqlite")
+    uow = SqliteUnitOfWork.open(data / "ordo.sqlite", migrate=True)
     workers = max(os.cpu_count() or 1, 1)
     chunks = [(str(pki.directory), count // workers + (i < count % workers), i)
               for i in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
         signed = [s for chunk in pool.map(_sign_chunk, chunks) for s in chunk]
-    with store.write() as db:
-        repo.upsert_residents(db, [resident(1)])
+    with uow:
+        uow.residents.upsert([resident(1)])
         for s in signed:
-            record_signature(db, s, actor="bench")
-    store.close()
+            record_signature(uow, s, actor="bench")
+        uow.commit()
+    uow.close()
     return data, pki
 
 
 def bodies_of(data: Path) -> list[bytes]:
-    from appliance.store import open_store
+    from appliance.store.uow import SqliteUnitOfWork
     from sync import fhir
-    from sync import localstore as ls
 
-    store = open_store(data / "ordo.sqlite")
+    uow = SqliteUnitOfWork.open(data / "ordo.sqlite")
     try:
         out = []
-        for row in store.query("SELECT prescription_id FROM outbox ORDER BY seq"):
-            signed = ls.load_signed(store, row["prescription_id"])
+        ids = [r.prescription_id for r in uow.outbox.due(datetime.now(UTC), 10**9)]
+        rows = uow.prescriptions.signed_rows(ids)
+        for pid in ids:
+            signed = rows[pid].load()
             out.append(json.dumps(fhir.prescription_bundle(signed.prescription, signed.proof),
                                   ensure_ascii=False).encode("utf-8"))
         return out
     finally:
-        store.close()
+        uow.close()
 
 
 def start_registry(work: Path, name: str, pki, faults: list[str]) -> tuple[subprocess.Popen,
@@ -191,20 +191,18 @@ def engine_drain(data: Path, url: str, batch: int, concurrency: int) -> dict:
 
 
 def child(data: Path, url: str, batch: int, concurrency: int) -> None:
-    from appliance.store import open_store
-    from sync.client import RegistryClient
-    from sync.engine import EngineConfig, SyncEngine
+    from appliance.bootstrap import bootstrap
+    from appliance.config import load_settings
 
-    store = open_store(data / "ordo.sqlite")
-    client = RegistryClient(url)
-    engine = SyncEngine(store, client, EngineConfig(batch_size=batch, concurrency=concurrency,
-                                                    backoff_cap_s=1.0))
+    # as `ordo sync once` builds it: the composition root from the settings
+    app = bootstrap(load_settings(data_dir=data, environ={"ORDO_REGISTRY_URL": url}))
+    engine = app.sync_engine(batch_size=batch, concurrency=concurrency, backoff_cap_s=1.0)
+    app.uow  # noqa: B018 (the connection is opened before the clock starts)
     cpu = time.process_time()
     push = engine.push()
     push_cpu = time.process_time() - cpu
     pull = engine.pull()
-    client.close()
-    store.close()
+    app.close()
     print(json.dumps({"push": push.__dict__, "push_cpu_s": round(push_cpu, 3),
                       "pull_received": pull.received,
                       "peak_rss_mb": round(peak_rss_kb() / 1024, 1)}))
@@ -245,19 +243,17 @@ def main() -> None:
     if args.child:
         child(Path(args.child[0]), args.child[1], args.batch, args.concurrency)
         return
-    work = args.keep or Path(tempfile.mkdtemp(prefix="ordo-bench-sync-"))
-    work.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
-    try:
+    with bench_run(args.keep, "ordo-bench-sync-") as (work, result):
         started = time.perf_counter()
         data, pki = prepare(work, args.count)
         prep_s = time.perf_counter() - started
         latency = ["--latency-ms", str(args.latency_ms)] if args.latency_ms else []
-        result: dict = {"count": args.count, "batch": args.batch,
-                        "concurrency": args.concurrency, "faults": args.faults,
-                        "latency_ms": args.latency_ms,
-                        "prepare_s": round(prep_s, 2), "cpus": os.cpu_count(),
-                        "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+        result.update({"count": args.count, "batch": args.batch,
+                       "concurrency": args.concurrency, "faults": args.faults,
+                       "latency_ms": args.latency_ms,
+                       "prepare_s": round(prep_s, 2), "cpus": os.cpu_count(),
+                       "loadavg_before": [round(x, 2) for x in os.getloadavg()]})
         runs: dict[str, Path] = {}
         for name in (["concurrent"] if args.faults else ["sequential", "concurrent"]):
             runs[name] = work / f"data-{name}"
@@ -310,13 +306,13 @@ def main() -> None:
                                >= GOAL_RATIO,
                                "drain_ok": drain <= GOAL_DRAIN_S}
         result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-        emit(result)
-    finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        procs.clear()
+    for proc in procs:  # the run failed: the registries stop all the same
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

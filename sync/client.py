@@ -29,19 +29,18 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from appliance.config import Registry as RegistrySettings
+from appliance.domain.backoff import parse_retry_after
 from appliance.domain.prescription import Prescription
-from appliance.errors import ConfigError, ValidationError
-from appliance.ports import (
-    DispensationPage,
+from appliance.errors import (
+    ConfigError,
     RegistryConflict,
-    RegistryReceipt,
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
-    SignatureProof,
+    ValidationError,
 )
+from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
 from sync import codes, fhir
-from sync.backoff import parse_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,12 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import ValidationError
-from appliance.ports import Dispensation, DispensationPage, RegistryReceipt, SignatureProof
+from appliance.ports.registry import (
+    Dispensation,
+    DispensationPage,
+    RegistryReceipt,
+    SignatureProof,
+)
 from sync import codes
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, codes.PRESCRIPTION_ID_SYSTEM)

@@ -4,7 +4,8 @@ One job, ``sync``, on an interval trigger (``tick_s``, a few seconds) with
 ``max_instances=1`` and ``coalesce=True``: ticks never overlap and missed ones fold into
 one. Each tick does what is due:
 
-- **push** whenever the outbox is not empty: the engine drains it (see ``sync.engine``);
+- **push** whenever the outbox is not empty: the engine drains it (the sync use case,
+  ``appliance.services.sync``, given by the composition root);
   when the registry cannot be reached the service holds off for a full-jitter backoff
   (``tick_s`` doubling up to ``[sync] backoff_cap_s``) before trying again;
 - **pull** the dispensations every ``pull_every_s`` (ten times ``[sync] interval_s``:
@@ -31,15 +32,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from appliance.errors import OrdoError
-from appliance.store.db import Store
-from sync import localstore as ls
+from appliance.domain.backoff import service_backoff
+from appliance.errors import StoreError, SyncAlreadyRunning
+from appliance.ports.uow import UnitOfWork
 from sync import sdnotify
-from sync.engine import PullReport, PushReport, SyncEngine, service_backoff
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,15 @@ HOUSEKEEPING_S = 3600.0
 LOCK_NAME = "sync.lock"
 
 
-class SyncAlreadyRunning(OrdoError):
-    """Another sync process holds the data directory's sync lock."""
-
-
 @contextlib.contextmanager
 def single_instance(data_dir: Path) -> Iterator[IO[str]]:
     """Hold ``<data_dir>/sync.lock`` (``flock``, released by the kernel if we die)."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = (data_dir / LOCK_NAME).open("a+")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = (data_dir / LOCK_NAME).open("a+")
+    except OSError as exc:
+        raise StoreError(f"verrou de synchronisation impossible dans {data_dir} : "
+                         f"{exc.strerror or exc}") from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -75,22 +75,41 @@ def single_instance(data_dir: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
+class Report(Protocol):
+    unreachable: bool
+
+
+class Engine(Protocol):
+    """What the service drives: the sync use case (``appliance.services.sync.SyncEngine``)."""
+
+    heartbeat: Callable[[], None]
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def push(self) -> Report: ...
+
+    def pull(self) -> Report: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class CycleReport:
-    push: PushReport | None = None
-    pull: PullReport | None = None
+    push: Any = None   # the engine's PushReport
+    pull: Any = None   # the engine's PullReport
     held: bool = False
     housekeeping: bool = False
 
 
 class SyncService:
-    def __init__(self, engine: SyncEngine, store: Store, *, tick_s: float = TICK_S,
+    def __init__(self, engine: Engine, uow: UnitOfWork, *, tick_s: float = TICK_S,
                  pull_every_s: float = 300.0, housekeeping_every_s: float = HOUSEKEEPING_S,
                  backoff_cap_s: float = 900.0,
                  environ: Mapping[str, str] | None = None,
                  notify: Callable[[str], bool] | None = None,
                  rng: random.Random | None = None) -> None:
-        self.engine, self.store = engine, store
+        self.engine, self.uow = engine, uow
         self.tick_s, self.pull_every_s = tick_s, pull_every_s
         self.housekeeping_every_s, self.backoff_cap_s = housekeeping_every_s, backoff_cap_s
         self.environ = os.environ if environ is None else environ
@@ -123,7 +142,7 @@ class SyncService:
         if not force and now < self._hold_until:
             report.held = True
             return report
-        if force or ls.pending_count(self.store):
+        if force or self.uow.outbox.pending_count():
             report.push = self.engine.push()
             if report.push.unreachable:
                 self._unreachable(time.monotonic())
@@ -144,15 +163,14 @@ class SyncService:
         return report
 
     def housekeeping(self) -> None:
-        self.store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        self.store.conn.execute("PRAGMA optimize")
+        self.uow.housekeeping()
 
     def tick(self) -> None:
         try:
             self.cycle()
         except Exception:  # the scheduler must keep ticking; the next tick retries
             log.exception("sync tick failed")
-        status = ls.sync_status(self.store)
+        status = self.uow.views.sync_status(datetime.now(UTC))
         self.notify(f"STATUS=file : {status.queue_depth} en attente, "
                     f"{status.quarantined} en quarantaine")
 

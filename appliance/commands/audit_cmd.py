@@ -8,7 +8,6 @@ import click
 
 from appliance.bootstrap import App
 from appliance.errors import AuditChainBroken
-from appliance.store import audit
 
 
 @click.group("audit")
@@ -21,7 +20,7 @@ def audit_group() -> None:
 def verify(app: App) -> None:
     """Verify the whole chain; names the first broken entry."""
     try:
-        count = audit.verify(app.store)
+        count = app.uow.audit.verify()
     except AuditChainBroken as exc:
         click.echo(f"BROKEN at entry {exc.seq}: {exc.reason}")
         raise SystemExit(1) from exc
@@ -34,7 +33,7 @@ def verify(app: App) -> None:
 @click.pass_obj
 def show(app: App, since: int, as_json: bool) -> None:
     """Print the audit entries."""
-    for entry in audit.entries(app.store, since):
+    for entry in app.uow.audit.entries(since):
         if as_json:
             click.echo(json.dumps(entry.__dict__, ensure_ascii=False))
         else:

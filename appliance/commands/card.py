@@ -1,55 +1,42 @@
 """``ordo card ...`` (CPS card diagnostics, virtual card) and ``ordo pki init`` (test PKI).
 
-This module is part of the composition root: it wires the PC/SC reader, the trust store
-from the settings and the audit chain into the authentication service.
+The card reader, the trust store and the login recipe come from the composition root
+(``appliance.bootstrap.App``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import sys
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from appliance.bootstrap import App
-from appliance.errors import OrdoError
-from appliance.ports import CardSession
+from appliance.cli import read_pin
+from appliance.errors import OrdoError, StoreError
 from appliance.services.auth import (
     AuthRefused,
-    authenticate,
     parse_practitioner,
     role_for,
     validate_certificate,
 )
-from appliance.services.trust import TrustStore, load_trust_store
 from drivers.card import pki
 
 PROFILE_NAMES = tuple(pki.PROFILES)
 
 
 @contextlib.contextmanager
-def _clean_errors() -> Iterator[None]:
+def _data_dir(directory: Path) -> Iterator[None]:
+    """The test PKI and the virtual cards live in files: a directory that cannot be written
+    is a clean error."""
     try:
         yield
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _audit(app: App) -> Callable[..., object]:
-    from appliance.store import audit
-
-    return functools.partial(audit.append, app.store)
-
-
-def _trust(app: App) -> TrustStore:
-    security = app.settings.security
-    return load_trust_store(security.trust_roots, security.crls)
+    except OSError as exc:
+        raise StoreError(f"dossier inutilisable : {exc.filename or directory} "
+                         f"({exc.strerror or exc})") from exc
 
 
 def _echo_json(data: Any) -> None:
@@ -75,8 +62,8 @@ def insert(app: App, profile: str, slot: int, pin: str) -> None:
     """
     from drivers.card import virtual
 
-    with _clean_errors():
-        pki_dir = app.settings.data_dir / "pki"
+    pki_dir = app.settings.data_dir / "pki"
+    with _data_dir(app.settings.data_dir):
         if not pki.pki_exists(pki_dir):
             paths = pki.init_pki(pki_dir)
             click.echo(f"PKI de test créée dans {paths.directory}")
@@ -93,7 +80,7 @@ def remove(app: App, slot: int) -> None:
     """Remove the virtual card from a slot; returns once the reader is empty."""
     from drivers.card import virtual
 
-    with _clean_errors():
+    with _data_dir(app.settings.data_dir):
         removed = virtual.remove(app.settings.data_dir, slot)
     if removed is None:
         click.echo(f"Aucune carte virtuelle dans le slot {slot}.")
@@ -107,19 +94,15 @@ def remove(app: App, slot: int) -> None:
 def status(app: App, as_json: bool) -> None:
     """Readers seen by pcscd, the cards in them, and the virtual cards started here."""
     from drivers.card import virtual
-    from drivers.card.pcsc import PcscContext, card_present
+    from drivers.card.pcsc import reader_states
 
-    with _clean_errors():
-        with PcscContext() as context:
-            names = context.readers()
-            states = context.states(names) if names else {}
-        vcards = {c.reader: c for c in virtual.status(app.settings.data_dir)}
+    states = reader_states()
+    vcards = {c.reader: c for c in virtual.status(app.settings.data_dir)}
     readers = []
-    for slot, name in enumerate(names):
-        event, atr = states.get(name, (0, b""))
-        vcard = vcards.get(name)
-        readers.append({"slot": slot, "reader": name, "card": card_present(event),
-                        "atr": atr.hex(" ").upper() if card_present(event) else "",
+    for slot, state in enumerate(states):
+        vcard = vcards.get(state.name)
+        readers.append({"slot": slot, "reader": state.name, "card": state.card_present,
+                        "atr": state.atr.hex(" ").upper(),
                         "virtual_profile": vcard.profile if vcard and vcard.alive else None,
                         "virtual_pid": vcard.pid if vcard and vcard.alive else None})
     if as_json:
@@ -134,38 +117,28 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"[{r['slot']}] {r['reader']} : {what}")
 
 
-def _open(slot: int) -> CardSession:
-    from drivers.card.pcsc import PcscReader
-
-    return PcscReader().open(slot)
-
-
 @card.command("info")
 @click.option("--slot", type=int, default=0, show_default=True, help="Reader index.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
 def info(app: App, slot: int, as_json: bool) -> None:
     """ATR, holder, RPPS, profession, validity and tries left (no PIN try spent)."""
-    from cryptography import x509
+    from appliance.services.auth import load_card_certificate
 
-    with _clean_errors():
-        session = _open(slot)
-        try:
-            pin = session.pin_status()
-            certs = session.read_certificates()
-            reader, atr = session.reader, session.atr
-        finally:
-            session.close()
-        cert = x509.load_der_x509_certificate(certs.authentication)
-        try:
-            person = parse_practitioner(cert)
-        except AuthRefused as exc:
-            raise click.ClickException(str(exc)) from exc
-        try:
-            validate_certificate(cert, _trust(app), datetime.now(UTC))
-            verdict, message = "valid", "certificat valide"
-        except AuthRefused as exc:
-            verdict, message = exc.reason, str(exc)
+    session = app.card_reader.open(slot)
+    try:
+        pin = session.pin_status()
+        certs = session.read_certificates()
+        reader, atr = session.reader, session.atr
+    finally:
+        session.close()
+    cert = load_card_certificate(certs.authentication)
+    person = parse_practitioner(cert)
+    try:
+        validate_certificate(cert, app.trust, app.clock())
+        verdict, message = "valid", "certificat valide"
+    except AuthRefused as exc:
+        verdict, message = exc.reason, str(exc)
     role = role_for(person)
     data = {
         "reader": reader, "atr": atr.hex(" ").upper(),
@@ -198,30 +171,19 @@ def info(app: App, slot: int, as_json: bool) -> None:
 def login(app: App, slot: int, pin_stdin: bool, as_json: bool) -> None:
     """Authenticate with the card and the PIN; print the practitioner and role.
 
-    Exits with status 1 and the reason when refused.
+    Exits with status 3 and the reason when refused.
     """
-    pin = sys.stdin.readline().strip() if pin_stdin else \
-        click.prompt("Code PIN", hide_input=True)
+    pin = read_pin(pin_stdin)
     try:
-        trust = _trust(app)
-        card_session = _open(slot)
-        try:
-            session = authenticate(card_session, pin, trust, audit=_audit(app),
-                                   idle_timeout_s=app.settings.security.idle_timeout_s)
-        except BaseException:
-            card_session.close()
-            raise
-    except AuthRefused as exc:
-        if as_json:
-            _echo_json({"ok": False, "reason": exc.reason, "message": str(exc),
-                        "tries_left": exc.tries_left})
-            raise SystemExit(1) from exc
-        raise click.ClickException(str(exc)) from exc
+        session = app.login(pin, slot=slot)
     except OrdoError as exc:
-        if as_json:
-            _echo_json({"ok": False, "reason": "card_error", "message": str(exc)})
-            raise SystemExit(1) from exc
-        raise click.ClickException(str(exc)) from exc
+        if not as_json:
+            raise
+        from appliance.cli import exit_code
+
+        _echo_json({"ok": False, "reason": getattr(exc, "reason", "card_error"),
+                    "message": str(exc), "tries_left": getattr(exc, "tries_left", None)})
+        raise click.exceptions.Exit(exit_code(exc)) from exc
     person = session.practitioner
     session.logout()
     if as_json:
@@ -253,7 +215,7 @@ def _print_settings(paths: pki.PkiPaths) -> None:
 def pki_init(directory: Path, force: bool) -> None:
     """Create a TEST PKI in DIRECTORY: CAs, card certificates, CRL, establishment
     certificates, and trust.toml. Never use it in production."""
-    with _clean_errors():
+    with _data_dir(directory):
         paths = pki.init_pki(directory, force=force)
     click.echo(f"PKI de test créée dans {paths.directory} "
                f"(profils : {', '.join(sorted(pki.PROFILES))}).")

@@ -1,5 +1,5 @@
 """``ordo config show`` (secrets masked) and ``ordo config check`` (see
-``appliance.services.ops.configcheck``)."""
+``appliance.ops.configcheck``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import click
 
 from appliance.bootstrap import App
-from appliance.services.ops.configcheck import ERROR, check_settings
+from appliance.ops.configcheck import ERROR, check_settings
 
 
 @click.group("config")

@@ -4,8 +4,7 @@ sync service, demo residents, the BDPM), then the kiosk or one headless prescrip
 
 from __future__ import annotations
 
-import functools
-import json
+import contextlib
 import logging
 import os
 import tempfile
@@ -21,15 +20,12 @@ import click
 from appliance.bootstrap import App, bootstrap
 from appliance.commands.kiosk import build_context, exit_on_signals, log_to_file_at
 from appliance.commands.prescribe import echo_json
-from appliance.commands.session import login, store_audit
-from appliance.config import load_settings
+from appliance.config import load_settings, write_config
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
-from appliance.errors import OrdoError
+from appliance.errors import StoreError
 from appliance.services import prescribing
 from appliance.services.prescribing import IdAllocator
-from appliance.services.trust import load_trust_store
-from appliance.store import open_store, repositories
 from appliance.tui.demo_data import demo_draft
 from drivers.card.pcscd import PcscdService
 
@@ -62,29 +58,17 @@ DEMO_SUBSTITUTE_CIP7 = "3638186"
 
 def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: str) -> Path:
     est = pki_paths.establishment
-    lines = [
-        "# Written by `ordo demo`: a TEST configuration, never for production.",
-        "[establishment]",
-        'name = "EHPAD Les Tilleuls (démonstration)"',
-        f'finess = "{DEMO_FINESS}"',
-        'address = "1 rue des Tilleuls, 75000 Paris"',
-        "[printer]",
-        f'uri = "{printer_uri}"',
-        "[registry]",
-        f"url = {json.dumps(registry_url)}",
-        f"ca_file = {json.dumps(str(est / 'ca.pem'))}",
-        f"client_cert = {json.dumps(str(est / 'client.pem'))}",
-        f"client_key = {json.dumps(str(est / 'client.key'))}",
-        "[security]",
-        f"trust_roots = {json.dumps([str(p) for p in pki_paths.trust_roots])}",
-        f"crls = {json.dumps([str(p) for p in pki_paths.crls])}",
-        "[sync]",
-        "interval_s = 5",
-        "",
-    ]
-    path = directory / "ordo.toml"
-    path.write_text("\n".join(lines), "utf-8")
-    return path
+    return write_config(directory / "ordo.toml", {
+        "establishment": {"name": "EHPAD Les Tilleuls (démonstration)",
+                          "finess": DEMO_FINESS, "address": "1 rue des Tilleuls, 75000 Paris"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": registry_url, "ca_file": str(est / "ca.pem"),
+                     "client_cert": str(est / "client.pem"),
+                     "client_key": str(est / "client.key")},
+        "security": {"trust_roots": [str(p) for p in pki_paths.trust_roots],
+                     "crls": [str(p) for p in pki_paths.crls]},
+        "sync": {"interval_s": 5},
+    }, header="Written by `ordo demo`: a TEST configuration, never for production.")
 
 
 @dataclass
@@ -152,15 +136,16 @@ class Demo:
 
         toml = _demo_toml(d, paths, self.emulator.uri, self.sim.url)
         settings = load_settings(config_file=toml, data_dir=d, environ={})
-        self.app = bootstrap(settings)
-        self.started.append(self.app.close)
-        store = self.app.store
-        with store.write() as db:
-            repositories.upsert_residents(db, demo_residents())
+        self.app = app = bootstrap(settings)
+        self.started.append(app.close)
+        uow = app.uow
+        with uow:
+            uow.residents.upsert(demo_residents())
+            uow.commit()
         profile = pki.PROFILES[self.profile]
-        if profile.profession == "Médecin" and repositories.get_practitioner(
-                store, profile.id_nat_ps) is None:
-            prescribing.add_practitioner(store, Practitioner(
+        if profile.profession == "Médecin" and uow.practitioners.get(
+                profile.id_nat_ps) is None:
+            prescribing.add_practitioner(uow, Practitioner(
                 id_nat_ps=profile.id_nat_ps, last_name=profile.family_name,
                 first_name=profile.given_name, profession=profile.profession,
                 role=Role.PRESCRIBER, am=DEMO_AM), actor="demo")
@@ -183,19 +168,13 @@ class Demo:
         self.echo(f"Carte virtuelle insérée : {profile.given_name} {profile.family_name} "
                   f"({profile.profession}) dans « {inserted.reader} », code PIN {self.pin}")
 
-        from sync.client import RegistryClient
-        from sync.engine import EngineConfig, SyncEngine
-
-        client = RegistryClient.from_settings(settings.registry)
-        self.started.append(client.close)
-        sync_store = open_store(settings.db_path, migrate=False)
-        self.started.append(sync_store.close)
-        self.engine = SyncEngine(sync_store, client, EngineConfig.from_settings(
-            settings.sync, backoff_base_s=0.5, max_wait_s=2.0))
+        sync_uow = app.new_uow()
+        self.started.append(sync_uow.close)
+        self.engine = app.sync_engine(sync_uow, backoff_base_s=0.5, max_wait_s=2.0)
         if self.sync_service:
             from sync.service import SyncService
 
-            self.service = SyncService(self.engine, sync_store, tick_s=2.0, pull_every_s=4.0,
+            self.service = SyncService(self.engine, sync_uow, tick_s=2.0, pull_every_s=4.0,
                                        environ={})
             thread = threading.Thread(target=self.service.run, name="demo-sync",
                                       kwargs={"install_signals": False}, daemon=True)
@@ -241,28 +220,24 @@ class Demo:
 
 def run_headless(demo: Demo) -> dict[str, Any]:
     """One prescription end to end: card, sign, print, QR check, registry, pharmacy, back."""
-    from appliance.services.printing import PrintQueue
     from appliance.services.signature import verify_payload
-    from drivers.printer.escpos import EscPosOrderPrinter
-    from sync import localstore
+    from appliance.services.sync import describe_fr
 
     assert demo.app is not None and demo.engine is not None
     app, echo = demo.app, demo.echo
-    settings = app.settings
-    open_db = functools.partial(open_store, settings.db_path, migrate=False)
-    trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-    session = login(trust, store_audit(open_db), 300.0, demo.pin, slot=0)
+    trust, uow = app.trust, app.uow
+    session = app.login(demo.pin, slot=0)
     can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
          f"({session.practitioner.profession}, {can_sign})")
     try:
-        result = prescribing.prescribe(app.store, session, demo_draft(), ids=IdAllocator())
+        result = prescribing.prescribe(uow, session, demo_draft(), ids=IdAllocator())
     finally:
         session.logout()
     pid = result.prescription.id
     echo(f"2. Ordonnance signée par la carte : n° {format_id(pid)} "
          f"({len(result.prescription.lines)} lignes)")
-    report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(settings)).run_once()
+    report = app.print_queue().run_once()
     jobs = demo.emulator.wait_for_jobs(1, timeout=10)
     qr = [text for job in jobs for text in job.qr_texts]
     echo(f"3. Imprimée : {len(report.printed)} travail(s) ; ticket(s) PNG dans "
@@ -271,18 +246,18 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     echo(f"4. QR code du ticket décodé et vérifié hors ligne : VALID "
          f"(ordonnance {format_id(verified.fields.prescription_id)})")
     push = demo.engine.push()
-    state = repositories.get_prescription(app.store, pid)
+    state = uow.prescriptions.get(pid)
     assert state is not None
     echo(f"5. Registre : {push.acknowledged} accusé(s) de réception ; état "
          f"« {state.state.value} »")
     echo(f"6. {demo.dispense(pid)}")
     pull = demo.engine.pull()
-    back = localstore.dispensations_of(app.store, pid)
-    final = repositories.get_prescription(app.store, pid)
+    back = uow.dispensations.of(pid)
+    final = uow.prescriptions.get(pid)
     assert final is not None
     echo(f"7. Délivrances reçues : {pull.received} ; état « {final.state.value} »")
     for d in back:
-        echo(f"   {localstore.describe_fr(d)}")
+        echo(f"   {describe_fr(d)}")
     return {"prescription_id": pid, "printed": report.printed, "qr_valid": True,
             "acknowledged": push.acknowledged, "dispensations": len(back),
             "substituted": any(d.substituted for d in back), "state": final.state.value}
@@ -303,30 +278,37 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
     demo residents, the BDPM; then the kiosk. Everything it starts stops when it exits."""
     directory = directory or Path(tempfile.gettempdir()) / "ordo-demo"
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StoreError(f"répertoire de démonstration inutilisable : {directory} "
+                         f"({exc.strerror or exc})") from exc
     log_to_file_at(directory / "ordo.log")
     exit_on_signals()
     stack = Demo(directory, bdpm=bdpm or default_bdpm(), sync_service=not headless,
                  echo=echo)
     try:
-        with stack:
-            assert stack.app is not None
-            if headless:
-                summary = run_headless(stack)
-                if as_json:
-                    echo_json(summary)
-                return
-            from appliance.tui.app import make_app
+        stack.__enter__()
+    except OSError as exc:  # the demo directory: read-only, full...
+        raise StoreError(f"répertoire de démonstration inutilisable : {directory} "
+                         f"({exc.strerror or exc})") from exc
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stack.stop)
+        assert stack.app is not None
+        if headless:
+            summary = run_headless(stack)
+            if as_json:
+                echo_json(summary)
+            return
+        from appliance.tui.app import make_app
 
-            ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
-                                       demo_dispense=stack.dispense)
-            ctx.on_hangup = lambda: (parts.close(), stack.stop())
-            try:
-                make_app(ctx).run()
-            finally:
-                parts.close()
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+        ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
+                                   demo_dispense=stack.dispense)
+        ctx.on_hangup = lambda: (parts.close(), stack.stop())
+        try:
+            make_app(ctx).run()
+        finally:
+            parts.close()
     click.echo(f"Démonstration terminée ; données et tickets conservés dans {directory}")
 
 

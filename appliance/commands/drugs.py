@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from appliance.bootstrap import App
-from appliance.errors import OrdoError
 from appliance.services import referential as service
 from appliance.store.referential import ImportReport, Presentation
 
@@ -26,14 +24,6 @@ MAX_ERRORS_SHOWN = 50
 TABLE_NAMES = {"specialty": "spécialités", "presentation": "présentations",
                "composition": "compositions", "generic_group": "groupes génériques",
                "condition": "conditions de prescription", "device": "dispositifs (LPP)"}
-
-
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    try:
-        yield
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _echo_json(data: Any) -> None:
@@ -85,8 +75,7 @@ def _search_command(group: click.Group, run: Callable[[App, str, int], list],
                   help="Nombre maximal de résultats.")
     @click.pass_obj
     def search(app: App, text: tuple[str, ...], as_json: bool, limit: int) -> None:
-        with _clean_errors():
-            results = run(app, " ".join(text), limit)
+        results = run(app, " ".join(text), limit)
         if as_json:
             _echo_json([dataclasses.asdict(r) for r in results])
         elif not results:
@@ -117,16 +106,15 @@ def import_drugs(app: App, source: str | None, referential_date: str | None,
     Sans SOURCE : l'URL du réglage referential.bdpm_url. Un import identique au
     précédent ne change rien ; un import interrompu laisse l'ancien référentiel.
     """
-    with _clean_errors():
-        report = service.import_bdpm(app.settings.data_dir,
-                                     source or app.settings.referential.bdpm_url,
-                                     referential_date=referential_date)
+    report = service.import_bdpm(app.settings.data_dir,
+                                 source or app.settings.referential.bdpm_url,
+                                 referential_date=referential_date)
     _print_report(report, as_json, "BDPM")
 
 
 _search_command(
     drugs,
-    lambda app, text, limit: service.open_referential(app.settings.data_dir).search(
+    lambda app, text, limit: app.referential.search(
         text, limit),
     _presentation_line,
     "Chercher des présentations : nom, substance (DCI), CIP13, CIP7, CIS ou code "
@@ -139,8 +127,7 @@ _search_command(
 @click.pass_obj
 def info(app: App, as_json: bool) -> None:
     """Date, source et volumes du référentiel."""
-    with _clean_errors():
-        data = service.open_referential(app.settings.data_dir).info()
+    data = app.referential.info()
     if as_json:
         _echo_json(dataclasses.asdict(data))
         return
@@ -171,14 +158,13 @@ def devices() -> None:
 @click.pass_obj
 def import_devices(app: App, csv_file: Path, as_json: bool) -> None:
     """Importer la liste LPP (CSV « CODE_LPP;L_CODE_LPP », en-tête, UTF-8 ou cp1252)."""
-    with _clean_errors():
-        report = service.import_devices(app.settings.data_dir, csv_file)
+    report = service.import_devices(app.settings.data_dir, csv_file)
     _print_report(report, as_json, "Liste LPP")
 
 
 _search_command(
     devices,
-    lambda app, text, limit: service.open_referential(app.settings.data_dir).search_devices(
+    lambda app, text, limit: app.referential.search_devices(
         text, limit),
     lambda d: f"{d.code}  {d.label}",
     "Chercher un dispositif par libellé ou code LPP (7 chiffres).",

@@ -1,16 +1,15 @@
-"""``ordo kiosk``: the kiosk's composition root.
+"""``ordo kiosk``: the kiosk, built from the composition root (``appliance.bootstrap``).
 
-It wires pcscd (``drivers.card``), the ESC/POS printer and its layout (``drivers.printer``),
-the BDPM referential, the audit chain and the sync status (``sync.localstore``) into the
-services and the Textual app (``appliance.tui.make_app``). The headless commands
-(``ordo prescribe``, ``ordo drafts``, ``ordo practitioners``) are in
-``appliance.commands.prescribe``.
+``build_context`` gives the Textual app (``appliance.tui.make_app``) what it needs from the
+``App``: units of work, the login recipe on the card thread, the card watcher, the drug
+referential, the print worker and the order preview. The headless commands (``ordo
+prescribe``, ``ordo drafts``, ``ordo practitioners``) are in ``appliance.commands.prescribe``.
 
 The lock screen is drawn before anything slow: this module imports neither cryptography nor
-sqlite-utils, and ``build_context`` only builds closures. The card monitor, the referential,
-the store's migrations, the trust store and the login's modules are made or loaded by
-``ctx.warm_up``, which the app runs on a thread once the first frame is drawn; the
-migrations and the trust store are also loaded by their first use, whichever comes first.
+sqlite-utils, and ``build_context`` only builds closures. The card watcher, the store's
+migrations, the trust store and the login's modules are made or loaded by ``ctx.warm_up``,
+which the app runs on a thread once the first frame is drawn; the migrations and the trust
+store are also loaded by their first use, whichever comes first.
 
 The systemd unit (``systemd/ordo-kiosk.service``) runs ``ordo kiosk`` explicitly; ``ordo``
 alone runs it too when the data directory is the appliance's (``/var/lib/ordo``).
@@ -29,21 +28,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from appliance.bootstrap import App
-from appliance.commands.session import login, open_card, store_audit
-from appliance.config import Settings
-from appliance.errors import OrdoError
-from appliance.store import open_store
-from appliance.store.db import Store
+from appliance.errors import StoreError
 
 if TYPE_CHECKING:
+    from appliance.config import Settings
     from appliance.domain.prescription import Prescription
     from appliance.services.auth import PractitionerSession
-    from appliance.services.trust import TrustStore
+    from appliance.tui.context import KioskContext
 
 log = logging.getLogger(__name__)
 
@@ -52,24 +48,8 @@ T = TypeVar("T")
 PREVIEW_PAYLOAD = "ORD1:APERCU"
 
 
-def once(build: Callable[[], T]) -> Callable[[], T]:
-    """``build()`` run by the first call, from any thread; later calls return its result.
-    A call that raises is not remembered: the next call tries again."""
-    lock = threading.Lock()
-    done: list[T] = []
-
-    def get() -> T:
-        with lock:
-            if not done:
-                done.append(build())
-            return done[0]
-
-    return get
-
-
-# -- adapters of the kiosk ---------------------------------------------------------------------
 class CardThread:
-    """Every card operation runs on one thread, which owns the PC/SC context."""
+    """Every card operation runs on one thread, which owns the card's context."""
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
@@ -87,70 +67,6 @@ class CardThread:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
-
-
-class KioskPrinter:
-    """The kiosk's print queue worker (``PrintService`` of ``appliance.tui.context``).
-
-    ``start`` returns at once: the printer driver (python-escpos, PIL, qrcode: about half a
-    second of imports) is loaded and the queue started on a thread, so that the lock screen
-    does not wait for them. Jobs queued meanwhile are printed when the worker starts.
-    """
-
-    def __init__(self, settings: Settings, open_db: Callable[[], Store],
-                 idle_s: float = 5.0) -> None:
-        self.settings = settings
-        self.open_db = open_db
-        self.idle_s = idle_s
-        self._printer: Any = None
-        self._printer_lock = threading.Lock()
-        self._worker: Any = None
-        self._starter: threading.Thread | None = None
-        self._store: Store | None = None
-
-    def order_printer(self) -> Any:
-        with self._printer_lock:
-            if self._printer is None:
-                from drivers.printer.escpos import EscPosOrderPrinter
-
-                self._printer = EscPosOrderPrinter.from_settings(self.settings)
-            return self._printer
-
-    def start(self, on_status: Callable[[Any], None]) -> None:
-        self._starter = threading.Thread(target=self._start, args=(on_status,),
-                                         name="print-start", daemon=True)
-        self._starter.start()
-
-    def _start(self, on_status: Callable[[Any], None]) -> None:
-        from appliance.services.printing import PrintQueue, PrintWorker
-
-        try:
-            store = self.open_db()
-            queue = PrintQueue(store, self.order_printer(), on_status=on_status)
-        except Exception:
-            log.exception("print worker: cannot start")
-            return
-        self._store = store
-        self._worker = PrintWorker(queue, idle_s=self.idle_s)
-        self._worker.start()
-
-    def stop(self) -> None:
-        starter, self._starter = self._starter, None
-        if starter is not None:
-            starter.join()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.stop()
-        store, self._store = self._store, None
-        if store is not None:
-            store.close()
-
-    def wake(self) -> None:
-        if self._worker is not None:
-            self._worker.wake()
-
-    def probe(self) -> Any:
-        return self.order_printer().status()
 
 
 def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
@@ -198,21 +114,11 @@ def make_preview(settings: Settings) -> Callable[[Prescription], list[str]]:
     return preview
 
 
-def _dispensation_views(store: Store, prescription_id: str) -> list[Any]:
-    from appliance.tui.context import DispensationView
-    from sync import localstore
-
-    return [DispensationView(localstore.describe_fr(d).replace("\u2014", "-"), d.substituted,
-                             d.complete)
-            for d in localstore.dispensations_of(store, prescription_id)]
-
-
 @dataclass
 class KioskParts:
     """What ``build_context`` started, to stop it afterwards."""
 
     card_thread: CardThread
-    referential: Any = None
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -220,101 +126,55 @@ class KioskParts:
             with contextlib.suppress(Exception):
                 self.closers.pop()()
         self.card_thread.close()
-        if self.referential is not None:
-            self.referential.close()
 
 
 def build_context(app: App, *, watcher: bool = True, printer: bool = True,
                   allow_quit: bool = False, banner: str = "",
                   demo_dispense: Callable[[str], str] | None = None,
-                  console: bool | None = None) -> tuple[Any, KioskParts]:
-    """The ``KioskContext`` of the real appliance (or of the demo) from the settings.
+                  console: bool | None = None) -> tuple[KioskContext, KioskParts]:
+    """The ``KioskContext`` of the real appliance (or of the demo) from the ``App``.
 
-    The card monitor and the referential are made by ``ctx.warm_up``, after the first frame
-    (the app starts the monitor once the warm-up is over, failed or not): until then nobody
+    The card watcher and the referential are made by ``ctx.warm_up``, after the first frame
+    (the app starts the watcher once the warm-up is over, failed or not): until then nobody
     can log in, and nothing can search.
     """
     from appliance.tui.context import KioskContext
 
     settings = app.settings
-    path = settings.db_path
-    # ``app.store`` creates the file and runs the migrations: once, before any connection.
-    migrated = once(lambda: app.store)
-    trust = once(lambda: _load_trust(settings))
-
-    def open_db() -> Store:
-        migrated()
-        return open_store(path, migrate=False)
-
-    audit_log = store_audit(open_db)
     card_thread = CardThread()
     parts = KioskParts(card_thread)
 
     def kiosk_login(reader: str, pin: str) -> PractitionerSession:
-        return card_thread.call(lambda: login(
-            trust(), audit_log, float(settings.security.idle_timeout_s), pin, reader=reader))
+        return card_thread.call(lambda: app.login(pin, reader=reader))
 
     def card_info(reader: str) -> tuple[str, int | None]:
         def read() -> tuple[str, int | None]:
-            from cryptography import x509
+            from appliance.services.auth import card_holder
 
-            from appliance.services.auth import parse_practitioner
-
-            card = open_card(reader, None)
-            try:
-                tries = card.pin_status().tries_left
-                cert = x509.load_der_x509_certificate(card.read_certificates().authentication)
-            finally:
-                card.close()
-            holder = parse_practitioner(cert)
+            holder, tries = card_holder(app.card_reader, reader)
             return f"Carte de {holder.display_name} ({holder.profession})", tries
 
         return card_thread.call(read)
 
     def warm_up(ctx: KioskContext) -> None:
-        from appliance.store.referential.build import referential_path
-        from appliance.store.referential.search import Referential
-
         if ctx.referential is None:
-            ctx.referential = parts.referential = Referential(
-                referential_path(settings.data_dir))
+            ctx.referential = app.referential
         if watcher and ctx.watcher is None:
-            from drivers.card.monitor import ReaderMonitor
-
-            ctx.watcher = ReaderMonitor()
-        migrated()
-        trust()
+            ctx.watcher = app.card_watcher()
+        app.migrate()
+        app.trust  # noqa: B018 (loaded now, while nobody waits; a ConfigError shows)
         # The modules of the login and of the signature, loaded while nobody waits.
         importlib.import_module("appliance.services.auth")
         importlib.import_module("appliance.services.signature")
 
     ctx = KioskContext(
-        open_store=open_db, login=kiosk_login, card_call=card_thread.call,
-        card_info=card_info,
-        preview=make_preview(settings),
-        printer=KioskPrinter(settings, open_db) if printer else None,
-        sync_status=_sync_status, dispensations=_dispensation_views,
+        new_uow=app.new_uow, login=kiosk_login, card_call=card_thread.call,
+        card_info=card_info, preview=make_preview(settings),
+        printer=app.print_service() if printer else None,
         establishment=settings.establishment.name, allow_quit=allow_quit,
         console=os.environ.get("TERM") == "linux" if console is None else console,
-        banner=banner, demo_dispense=demo_dispense, warm_up=warm_up)
+        banner=banner, demo_dispense=demo_dispense, warm_up=warm_up, now=app.clock)
     return ctx, parts
-
-
-def _load_trust(settings: Settings) -> TrustStore:
-    from appliance.services.trust import load_trust_store
-
-    return load_trust_store(settings.security.trust_roots, settings.security.crls)
-
-
-def _sync_status(store: Store) -> Any:
-    from sync import localstore
-
-    return localstore.sync_status(store)
-
-
-def _log_to_file(settings: Settings, name: str) -> None:
-    """The kiosk owns the terminal: logs go to the journal (systemd) or to a file."""
-    log_to_file_at(settings.data_dir / name, settings.logging.level)
 
 
 def log_to_file_at(target: Path, level: str = "INFO") -> None:
@@ -322,8 +182,13 @@ def log_to_file_at(target: Path, level: str = "INFO") -> None:
 
     if logs.stream_is_journal(sys.stderr) or not sys.stderr.isatty():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    logs.setup_logging(level, open(target, "a", encoding="utf-8"))  # noqa: SIM115
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(target, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise StoreError(f"journal impossible à écrire : {target} "
+                         f"({exc.strerror or exc})") from exc
+    logs.setup_logging(level, stream)
 
 
 def exit_on_signals() -> None:
@@ -347,11 +212,8 @@ def kiosk(app: App) -> None:
     """
     from appliance.tui.app import make_app
 
-    _log_to_file(app.settings, "kiosk.log")
-    try:
-        ctx, parts = build_context(app)
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    log_to_file_at(app.settings.data_dir / "kiosk.log", app.settings.logging.level)
+    ctx, parts = build_context(app)
     ctx.on_hangup = parts.close
     try:
         make_app(ctx).run()

@@ -4,64 +4,68 @@ The EHPAD's software drafts prescriptions as JSON; ``ordo prescribe`` signs one 
 inserted CPS card at once, ``ordo drafts import`` leaves them for the physician to review and
 sign in the kiosk (``appliance.commands.kiosk``).
 
-Exit statuses of ``ordo prescribe`` and ``ordo drafts import``: 0 done; 1 invalid draft
-(every problem with its JSON path); 3 authentication or role refused (card, PIN); 4 any
-other error (store, referential, printer).
+Exit statuses (``appliance.cli.EXIT_CODES``): 0 done; 1 invalid draft (every problem with
+its JSON path); 3 authentication or role refused (card, PIN); 4 any other error (store,
+referential, printer). With ``--json`` the error is also written on stdout as JSON (``ok``,
+``reason``, ``message``, and ``errors`` for a draft).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from appliance.bootstrap import App
-from appliance.commands.session import login, read_pin, store_audit
+from appliance.cli import exit_code, read_pin
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
-from appliance.errors import OrdoError
+from appliance.errors import DraftInvalid, DraftProblem, OrdoError
 from appliance.services import prescribing
-from appliance.services.auth import AuthRefused
-from appliance.services.drafts import (
-    Draft,
-    DraftInvalid,
-    DraftProblem,
-    parse_draft,
-    resident_matcher,
-)
-from appliance.services.prescribing import Forbidden, IdAllocator, ReferentialDrugs
-from appliance.services.trust import load_trust_store
-from appliance.store import open_store, repositories
+from appliance.services.drafts import Draft, parse_draft, resident_matcher
+from appliance.services.prescribing import IdAllocator, ReferentialDrugs
 
 log = logging.getLogger(__name__)
-
-EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR = 1, 3, 4
 
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
-def _problems_json(problems: list[DraftProblem]) -> list[dict[str, str]]:
-    return [{"path": p.path, "message": p.message} for p in problems]
+@contextmanager
+def json_errors(as_json: bool) -> Iterator[None]:
+    """With ``--json``, an error is also written on stdout as JSON (for the DUI); the CLI's
+    boundary gives the exit status either way."""
+    try:
+        yield
+    except OrdoError as exc:
+        if not as_json:
+            raise
+        problems = getattr(exc, "problems", None)
+        echo_json({"ok": False, "reason": _reason(exc), "message": _message(exc),
+                   **({"errors": [{"path": p.path, "message": p.message} for p in problems]}
+                      if problems is not None else {}),
+                   **({"tries_left": exc.tries_left} if hasattr(exc, "tries_left") else {})})
+        raise click.exceptions.Exit(exit_code(exc)) from exc
 
 
-def _fail(as_json: bool, code: int, *, reason: str, message: str,
-          problems: list[DraftProblem] | None = None, **extra: Any) -> None:
-    if as_json:
-        echo_json({"ok": False, "reason": reason, "message": message,
-                    **({"errors": _problems_json(problems)} if problems is not None else {}),
-                    **extra})
-    else:
-        click.echo(f"Refusé : {message}", err=True)
-        for p in problems or []:
-            click.echo(f"  {p.path} : {p.message}", err=True)
-    raise click.exceptions.Exit(code)
+def _reason(exc: OrdoError) -> str:
+    if isinstance(exc, DraftInvalid):
+        return "invalid_draft"
+    if isinstance(exc, prescribing.AmRequired):
+        return "am_required"
+    if isinstance(exc, prescribing.Forbidden):
+        return "forbidden"
+    return str(getattr(exc, "reason", "card_error" if exit_code(exc) == 3 else "error"))
+
+
+def _message(exc: OrdoError) -> str:
+    return "brouillon invalide" if isinstance(exc, DraftInvalid) else str(exc)
 
 
 def _load_json(path: Path) -> Any:
@@ -74,6 +78,8 @@ def _load_json(path: Path) -> Any:
             "$", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from exc
     except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 5,000 nested arrays
         raise DraftInvalid([DraftProblem("$", f"unreadable JSON ({exc})")]) from exc
+    except OSError as exc:
+        raise DraftInvalid([DraftProblem("$", f"unreadable file ({exc.strerror})")]) from exc
 
 
 def _split_prescriber(data: Any, base: str, required: bool
@@ -102,14 +108,15 @@ def _rebase(problems: list[DraftProblem], base: str) -> list[DraftProblem]:
     return [DraftProblem(base + p.path[1:], p.message) for p in problems]
 
 
-def _parser(app: App) -> tuple[Callable[[Any], Draft], Any]:
-    from appliance.services.referential import open_referential
+def _parser(app: App) -> Callable[[Any], Draft]:
+    drugs = ReferentialDrugs(app.referential)
+    uow = app.uow
+    find = resident_matcher(lambda: uow.residents.search())
 
-    referential = open_referential(app.settings.data_dir)
-    drugs = ReferentialDrugs(referential)
-    store = app.store
-    find = resident_matcher(lambda: repositories.list_residents(store))
-    return functools.partial(parse_draft, find_resident=find, drugs=drugs), referential
+    def parse(data: Any) -> Draft:
+        return parse_draft(data, find_resident=find, drugs=drugs)
+
+    return parse
 
 
 @click.command("prescribe")
@@ -123,7 +130,7 @@ def _parser(app: App) -> tuple[Callable[[Any], Draft], Any]:
               help="Print at once here instead of leaving the job to the kiosk's queue.")
 @click.pass_obj
 def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: int | None,
-              print_now: bool) -> None:
+               print_now: bool) -> None:
     """Sign a prescription drafted by the EHPAD's software (JSON, see the README) with the
     inserted CPS card: validate, sign, store, queue the print and the registry upload, and
     print the prescription ID.
@@ -131,60 +138,26 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
     Every problem of an invalid draft is reported with its JSON path (exit status 1)
     before the card is touched.
     """
-    try:
+    with json_errors(as_json):
         data = _load_json(draft_file)
         prescriber_id, body, problems = _split_prescriber(data, "$", required=False)
-        parse, referential = _parser(app)
         try:
-            try:
-                draft = parse(body)
-            except DraftInvalid as exc:
-                problems += exc.problems
-                draft = None
+            draft = _parser(app)(body)
+        except DraftInvalid as exc:
+            raise DraftInvalid(problems + exc.problems) from exc
+        if problems:
+            raise DraftInvalid(problems)
+        session = app.login(read_pin(pin_stdin), slot=slot)
+        try:
+            if prescriber_id is not None and prescriber_id != session.practitioner.id_nat_ps:
+                raise DraftInvalid([DraftProblem(
+                    "$.prescriber.idNat_PS", f"{prescriber_id!r} is not the card holder "
+                    f"({session.practitioner.id_nat_ps})")])
+            prescribing.register_login(app.uow, session)
+            result = prescribing.prescribe(app.uow, session, draft, ids=IdAllocator())
         finally:
-            referential.close()
-    except DraftInvalid as exc:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
-              problems=exc.problems)
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    if problems or draft is None:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
-              problems=problems)
-    assert draft is not None
-    pin = read_pin(pin_stdin)
-    settings = app.settings
-    open_db = functools.partial(open_store, settings.db_path, migrate=False)
-    try:
-        trust = load_trust_store(settings.security.trust_roots, settings.security.crls)
-        session = login(trust, store_audit(open_db), float(settings.security.idle_timeout_s),
-                        pin, slot=slot)
-    except AuthRefused as exc:
-        _fail(as_json, EXIT_REFUSED, reason=exc.reason, message=str(exc),
-              tries_left=exc.tries_left)
-    except OrdoError as exc:
-        _fail(as_json, EXIT_REFUSED, reason="card_error", message=str(exc))
-    try:
-        if prescriber_id is not None and prescriber_id != session.practitioner.id_nat_ps:
-            _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon invalide",
-                  problems=[DraftProblem("$.prescriber.idNat_PS",
-                                         f"{prescriber_id!r} is not the card holder "
-                                         f"({session.practitioner.id_nat_ps})")])
-        try:
-            prescribing.register_login(app.store, session)
-            result = prescribing.prescribe(app.store, session, draft, ids=IdAllocator())
-        except (AuthRefused, Forbidden) as exc:
-            _fail(as_json, EXIT_REFUSED, reason=getattr(exc, "reason", "forbidden"),
-                  message=str(exc))
-        except prescribing.AmRequired as exc:
-            _fail(as_json, EXIT_REFUSED, reason="am_required", message=str(exc))
-        except OrdoError as exc:
-            _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    finally:
-        session.logout()
-    printed = None
-    if print_now:
-        printed = _print_now(app)
+            session.logout()
+    printed = _print_now(app) if print_now else None
     p = result.prescription
     if as_json:
         echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
@@ -198,11 +171,8 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
 
 
 def _print_now(app: App) -> bool:
-    from appliance.services.printing import PrintQueue
-    from drivers.printer.escpos import EscPosOrderPrinter
-
     try:
-        report = PrintQueue(app.store, EscPosOrderPrinter.from_settings(app.settings)).run_once()
+        report = app.print_queue().run_once()
     except OrdoError as exc:
         click.echo(f"Impression : {exc}", err=True)
         return False
@@ -228,56 +198,8 @@ def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
     prescriber: "prescriber": {"idNat_PS": "8..."}. All or nothing: any problem (with its
     JSON path) and nothing is created (exit status 1).
     """
-    try:
-        data = _load_json(draft_file)
-    except DraftInvalid as exc:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="fichier invalide",
-              problems=exc.problems)
-    if isinstance(data, dict) and "drafts" in data and set(data) == {"drafts"}:
-        items, base = data["drafts"], "$.drafts"
-    elif isinstance(data, list):
-        items, base = data, "$"
-    else:
-        items, base = [data], None
-    if not isinstance(items, list) or not items:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="fichier invalide",
-              problems=[DraftProblem(base or "$", "expected a non-empty list of drafts")])
-    problems: list[DraftProblem] = []
-    parsed: list[tuple[str, Draft]] = []
-    try:
-        parse, referential = _parser(app)
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    try:
-        for i, item in enumerate(items):
-            prefix = "$" if base is None else f"{base}[{i}]"
-            prescriber_id, body, found = _split_prescriber(item, prefix, required=True)
-            problems += found
-            try:
-                draft = parse(body)
-            except DraftInvalid as exc:
-                problems += _rebase(exc.problems, prefix)
-                continue
-            if prescriber_id is not None:
-                known = repositories.get_practitioner(app.store, prescriber_id)
-                if known is None or known.role is not Role.PRESCRIBER:
-                    problems.append(DraftProblem(
-                        f"{prefix}.prescriber.idNat_PS",
-                        f"{prescriber_id!r} is not a prescriber known to this appliance "
-                        "(first login, or ordo practitioners add)"))
-                else:
-                    parsed.append((prescriber_id, draft))
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
-    finally:
-        referential.close()
-    if problems:
-        _fail(as_json, EXIT_INVALID, reason="invalid_draft", message="brouillon(s) invalide(s)",
-              problems=problems)
-    try:
-        made = prescribing.import_drafts(app.store, parsed, ids=IdAllocator(), actor="dui")
-    except OrdoError as exc:
-        _fail(as_json, EXIT_ERROR, reason="error", message=str(exc))
+    with json_errors(as_json):
+        made = _import_drafts(app, _load_json(draft_file))
     if as_json:
         echo_json({"ok": True, "drafts": [{"prescription_id": p.id,
                                             "prescriber": p.prescriber.id_nat_ps,
@@ -288,6 +210,41 @@ def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
                    f"({len(p.lines)} ligne(s)) : à vérifier et signer sur le poste.")
 
 
+def _import_drafts(app: App, data: Any) -> list[Any]:
+    if isinstance(data, dict) and "drafts" in data and set(data) == {"drafts"}:
+        items, base = data["drafts"], "$.drafts"
+    elif isinstance(data, list):
+        items, base = data, "$"
+    else:
+        items, base = [data], None
+    if not isinstance(items, list) or not items:
+        raise DraftInvalid([DraftProblem(base or "$", "expected a non-empty list of drafts")])
+    problems: list[DraftProblem] = []
+    parsed: list[tuple[str, Draft]] = []
+    parse = _parser(app)
+    for i, item in enumerate(items):
+        prefix = "$" if base is None else f"{base}[{i}]"
+        prescriber_id, body, found = _split_prescriber(item, prefix, required=True)
+        problems += found
+        try:
+            draft = parse(body)
+        except DraftInvalid as exc:
+            problems += _rebase(exc.problems, prefix)
+            continue
+        if prescriber_id is not None:
+            known = app.uow.practitioners.get(prescriber_id)
+            if known is None or known.role is not Role.PRESCRIBER:
+                problems.append(DraftProblem(
+                    f"{prefix}.prescriber.idNat_PS",
+                    f"{prescriber_id!r} is not a prescriber known to this appliance "
+                    "(first login, or ordo practitioners add)"))
+            else:
+                parsed.append((prescriber_id, draft))
+    if problems:
+        raise DraftInvalid(problems)
+    return prescribing.import_drafts(app.uow, parsed, ids=IdAllocator(), actor="dui")
+
+
 @drafts_group.command("list")
 @click.option("--as", "id_nat_ps", default=None, metavar="ID_NAT_PS",
               help="Only this prescriber's drafts.")
@@ -295,17 +252,12 @@ def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
 @click.pass_obj
 def drafts_list(app: App, id_nat_ps: str | None, as_json: bool) -> None:
     """Drafts waiting for their physician's signature."""
-    sql = "SELECT id, prescriber_id, created_at, updated_at FROM prescriptions" \
-          " WHERE state = 'draft'"
-    params: tuple = ()
-    if id_nat_ps:
-        sql, params = sql + " AND prescriber_id = ?", (id_nat_ps,)
-    rows = app.store.query(sql + " ORDER BY updated_at DESC", params)
+    rows = app.uow.views.drafts(id_nat_ps)
     if as_json:
-        echo_json(rows)
+        echo_json([row.as_dict() for row in rows])
         return
     for row in rows:
-        click.echo(f"{format_id(row['id'])}  {row['prescriber_id']}  créé {row['created_at']}")
+        click.echo(f"{format_id(row.id)}  {row.prescriber_id}  créé {row.created_at}")
 
 
 # -- practitioners ----------------------------------------------------------------------------
@@ -319,7 +271,7 @@ def practitioners_group() -> None:
 @click.pass_obj
 def practitioners_list(app: App, as_json: bool) -> None:
     """Practitioners recorded at login (or added), with their role and N° AM."""
-    found = prescribing.list_practitioners(app.store)
+    found = prescribing.list_practitioners(app.uow)
     if as_json:
         echo_json([{"id_nat_ps": p.id_nat_ps, "last_name": p.last_name,
                      "first_name": p.first_name, "profession": p.profession,
@@ -343,13 +295,10 @@ def practitioners_add(app: App, id_nat_ps: str, last_name: str, first_name: str,
                       profession: str, role: str, am: str | None) -> None:
     """Record a practitioner before their first login (so that the DUI can import drafts
     for them). The card's names replace these at login."""
-    try:
-        practitioner = Practitioner(id_nat_ps=id_nat_ps, last_name=last_name,
-                                    first_name=first_name, profession=profession,
-                                    role=Role(role), am=am)
-        prescribing.add_practitioner(app.store, practitioner, actor="cli")
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    practitioner = Practitioner(id_nat_ps=id_nat_ps, last_name=last_name,
+                                first_name=first_name, profession=profession,
+                                role=Role(role), am=am)
+    prescribing.add_practitioner(app.uow, practitioner, actor="cli")
     click.echo(f"Praticien {practitioner.display_name} ({practitioner.id_nat_ps}) enregistré.")
 
 
@@ -359,10 +308,7 @@ def practitioners_add(app: App, id_nat_ps: str, last_name: str, first_name: str,
 @click.pass_obj
 def practitioners_set_am(app: App, id_nat_ps: str, am: str) -> None:
     """Set a prescriber's N° AM (the CPS card does not carry it)."""
-    try:
-        p = prescribing.set_am(app.store, id_nat_ps, am, actor="cli")
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    p = prescribing.set_am(app.uow, id_nat_ps, am, actor="cli")
     click.echo(f"N° AM de {p.display_name} : {p.am}")
 
 

@@ -1,9 +1,8 @@
 """Printed orders: ``ordo qr verify``, ``ordo reprint``, ``ordo print pending|pdf``,
 ``ordo printer status|emulator`` (and ``ordo printer-emulator``).
 
-Part of the composition root: wires the ESC/POS printer from ``[printer]`` and
-``[establishment]``, the trust roots from ``[security]``, and the store into the print
-queue and signature services.
+The printer, the trust roots, the login recipe and the units of work come from the
+composition root (``appliance.bootstrap.App``).
 """
 
 from __future__ import annotations
@@ -13,20 +12,18 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from appliance.bootstrap import App
+from appliance.cli import read_pin
 from appliance.domain.prescription import format_local
 from appliance.domain.prescription_id import format_id, validate_prescription_id
-from appliance.errors import InvalidIdentifier, OrdoError
+from appliance.errors import InvalidIdentifier, PrinterError, StoreError
 from appliance.services import printing
 from appliance.services.signature import InvalidOrder, verify_payload
 from appliance.services.trust import load_trust_store
-
-if TYPE_CHECKING:
-    from drivers.printer.escpos import EscPosOrderPrinter
 
 # The drivers (python-escpos, fpdf2, Pillow) are imported inside the commands: they take
 # seconds to import and python-escpos writes a cache file when first imported.
@@ -36,24 +33,12 @@ def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-def _run(func: Callable[[], Any]) -> Any:
-    try:
-        return func()
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _printer(app: App) -> EscPosOrderPrinter:
-    from drivers.printer.escpos import EscPosOrderPrinter
-
-    return _run(lambda: EscPosOrderPrinter.from_settings(app.settings))
-
-
 def _prescription_id(text: str) -> str:
     try:
         return validate_prescription_id(text)
     except InvalidIdentifier as exc:
-        raise click.ClickException(f"identifiant d'ordonnance invalide : {exc.expected}") from exc
+        raise InvalidIdentifier("ID", text, exc.expected, message="identifiant d'ordonnance "
+                                f"invalide : {exc.expected}") from exc
 
 
 # -- ordo qr verify ---------------------------------------------------------------------------
@@ -102,9 +87,8 @@ def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tu
     """
     text = (payload if payload is not None else sys.stdin.read()).strip()
     security = app.settings.security
-    trust = _run(lambda: load_trust_store(trust_roots or security.trust_roots,
-                                          crls or security.crls))
-    known = _run(lambda: load_trust_store(certificates)) if certificates else None
+    trust = load_trust_store(trust_roots or security.trust_roots, crls or security.crls)
+    known = load_trust_store(certificates) if certificates else None
     signers = [*known.roots, *known.intermediates] if known else []
     try:
         result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls,
@@ -140,21 +124,15 @@ def reprint(app: App, prescription_id: str, pin_stdin: bool, slot: int | None,
     """Queue a DUPLICATA of a signed order for the practitioner whose card is inserted
     (physician, nurse or staff: PIN asked); the print worker (or ``ordo print pending``)
     prints it. Audited with who and when."""
-    from appliance.commands.session import login, read_pin, store_audit
     from appliance.services import prescribing
-    from appliance.store import open_store
 
     pid = _prescription_id(prescription_id)
-    settings = app.settings
-    trust = _run(lambda: load_trust_store(settings.security.trust_roots, settings.security.crls))
-    audit_log = store_audit(lambda: open_store(settings.db_path, migrate=False))
-    session = _run(lambda: login(trust, audit_log, float(settings.security.idle_timeout_s),
-                                 read_pin(pin_stdin), slot=slot))
+    session = app.login(read_pin(pin_stdin), slot=slot)
     try:
-        job = _run(lambda: prescribing.reprint(app.store, session, pid))
+        job = prescribing.reprint(app.uow, session, pid)
     finally:
         session.logout()
-    info = printing.get_job(app.store, job)
+    info = app.uow.print_jobs.get(job)
     assert info is not None
     if as_json:
         _echo_json(info.as_dict())
@@ -174,7 +152,7 @@ def print_group() -> None:
 @click.pass_obj
 def pending(app: App, as_json: bool) -> None:
     """Print the queued jobs once, oldest first. Exit code 1 if the printer failed."""
-    queue = printing.PrintQueue(app.store, _printer(app))
+    queue = app.print_queue()
     report = queue.run_once()
     status = queue.status()
     if as_json:
@@ -198,7 +176,7 @@ def pending(app: App, as_json: bool) -> None:
 def jobs(app: App, prescription_id: str | None, as_json: bool) -> None:
     """List print jobs."""
     pid = _prescription_id(prescription_id) if prescription_id else None
-    found = printing.list_jobs(app.store, pid)
+    found = app.uow.print_jobs.list(pid)
     if as_json:
         _echo_json([j.as_dict() for j in found])
         return
@@ -226,8 +204,11 @@ def pdf(app: App, prescription_id: str, out: Path, paper: str, actor: str) -> No
     def render(prescription: Any, payload: str) -> bytes:
         return render_pdf(OrderDocument(prescription, payload, letterhead), paper)
 
-    data = _run(lambda: printing.export_pdf(app.store, pid, render, actor=actor))
-    out.write_bytes(data)
+    data = printing.export_pdf(app.uow, pid, render, actor=actor)
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise StoreError(f"impossible d'écrire {out} : {exc.strerror or exc}") from exc
     click.echo(f"{out} ({len(data)} octets, {paper})")
 
 
@@ -242,13 +223,15 @@ def printer_group() -> None:
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Ask the printer for its state (online, paper). Exit code 1 unless it can print."""
-    printer = _printer(app)
+    printer = app.order_printer()
     state = printer.status()
     if as_json:
-        _echo_json({"uri": printer.uri, "media": printer.media.name, "state": state.state.value,
-                    "message": state.message, "qr_capacity": printer.qr_capacity})
+        _echo_json({"uri": app.settings.printer.uri, "media": app.settings.printer.media,
+                    "state": state.state.value, "message": state.message,
+                    "qr_capacity": printer.qr_capacity})
     else:
-        click.echo(f"{printer.uri} ({printer.media.name}) : {state.message}")
+        click.echo(f"{app.settings.printer.uri} ({app.settings.printer.media}) : "
+                   f"{state.message}")
     if not state.can_print:
         raise click.exceptions.Exit(1)
 
@@ -294,7 +277,9 @@ def _run_emulator(app: App, port: int, host: str, out_dir: Path | None, media: s
     try:
         emulator.start()
     except OSError as exc:
-        raise click.ClickException(f"port {port} indisponible : {exc}") from exc
+        raise PrinterError(f"émulateur d'imprimante impossible à démarrer (port {port}"
+                           f"{f', dossier {out_dir}' if out_dir else ''}) : "
+                           f"{exc.strerror or exc}") from exc
     if paper_out:
         emulator.paper_out(mode)
     if paper_after is not None:

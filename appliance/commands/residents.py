@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 
 import click
 
 from appliance.bootstrap import App
-from appliance.errors import OrdoError
-from appliance.services.residents import import_residents
-from appliance.store.repositories import list_residents
-
-
-def operator() -> str:
-    """Who runs an admin command, for the audit chain."""
-    return f"cli:{getpass.getuser()}"
+from appliance.cli import operator
+from appliance.errors import ValidationError
+from appliance.services import residents as service
 
 
 @click.group("residents")
@@ -33,19 +27,13 @@ def import_cmd(app: App, csv_file: Path) -> None:
     Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition;allergies
     (allergies: substance names or BDPM codes separated by |, read with the drug referential)
     """
-    from appliance.store.referential.build import referential_path
-    from appliance.store.referential.facts import ReferentialFacts
-
-    path = referential_path(app.settings.data_dir)
-    substances = ReferentialFacts(path) if path.exists() else None
     try:
-        report = import_residents(app.store, csv_file.read_bytes(), actor=operator(),
-                                  substances=substances)
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        if substances is not None:
-            substances.close()
+        data = csv_file.read_bytes()
+    except OSError as exc:
+        raise ValidationError("FILE.csv", str(csv_file),
+                              f"un fichier lisible ({exc.strerror or exc})") from exc
+    substances = app.drug_facts if app.has_referential() else None
+    report = service.import_residents(app.uow, data, actor=operator(), substances=substances)
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
     click.echo(report.summary())
@@ -60,7 +48,7 @@ def import_cmd(app: App, csv_file: Path) -> None:
 @click.pass_obj
 def list_cmd(app: App, as_json: bool, include_inactive: bool, query: str) -> None:
     """List residents (optionally matching QUERY in names or room)."""
-    found = list_residents(app.store, query, active_only=not include_inactive)
+    found = service.search(app.uow, query, active_only=not include_inactive)
     if as_json:
         click.echo(json.dumps([{
             "ins": r.ins.value, "ins_oid": r.ins.oid, "nom": r.birth_name,

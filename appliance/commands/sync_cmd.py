@@ -7,9 +7,12 @@ demos, and plays the pharmacy (``dispense``) and the auditor (``list``) on its d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,20 +20,11 @@ from typing import Any
 import click
 
 from appliance.bootstrap import App
-from appliance.cli import pass_app
 from appliance.domain.prescription_id import validate_prescription_id
-from appliance.errors import OrdoError
+from appliance.errors import RegistryError, StoreError
+from appliance.services import sync
 from sync import codes
-from sync import localstore as ls
-from sync.client import RegistryClient
-from sync.engine import EngineConfig, SyncEngine
 from sync.service import PULL_FACTOR, TICK_S, SyncService, single_instance
-
-
-def _engine(app: App) -> SyncEngine:
-    client = RegistryClient.from_settings(app.settings.registry)
-    click.get_current_context().call_on_close(client.close)
-    return SyncEngine(app.store, client, EngineConfig.from_settings(app.settings.sync))
 
 
 def _age(seconds: float | None) -> str:
@@ -50,10 +44,10 @@ def sync_group() -> None:
 
 @sync_group.command("once")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_app
+@click.pass_obj
 def once(app: App, as_json: bool) -> None:
     """Run one full cycle now: drain the queue, then pull the dispensations."""
-    engine = _engine(app)
+    engine = app.sync_engine()
     with single_instance(app.settings.data_dir):
         push = engine.push()
         pull = engine.pull()
@@ -73,13 +67,13 @@ def once(app: App, as_json: bool) -> None:
 
 
 @sync_group.command("run")
-@pass_app
+@click.pass_obj
 def run(app: App) -> None:
     """Run the sync service in the foreground (systemd Type=notify; SIGTERM stops it)."""
-    engine = _engine(app)
+    engine = app.sync_engine()
     settings = app.settings.sync
     with single_instance(app.settings.data_dir):
-        service = SyncService(engine, app.store, tick_s=min(TICK_S, float(settings.interval_s)),
+        service = SyncService(engine, app.uow, tick_s=min(TICK_S, float(settings.interval_s)),
                               pull_every_s=float(settings.interval_s * PULL_FACTOR),
                               backoff_cap_s=float(settings.backoff_cap_s))
         raise SystemExit(service.run())
@@ -87,10 +81,10 @@ def run(app: App) -> None:
 
 @sync_group.command("status")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_app
+@click.pass_obj
 def status(app: App, as_json: bool) -> None:
     """Queue depth, oldest pending age, last success, last error, quarantined records."""
-    s = ls.sync_status(app.store)
+    s = sync.status(app.uow, app.clock())
     if as_json:
         click.echo(json.dumps(s.to_dict(), ensure_ascii=False))
         return
@@ -110,45 +104,47 @@ def status(app: App, as_json: bool) -> None:
 
 @sync_group.command("release")
 @click.argument("seq", type=int)
-@pass_app
+@click.pass_obj
 def release(app: App, seq: int) -> None:
     """Put a quarantined record (by its number, see ``status``) back in the queue."""
-    with app.store.write() as db:
-        done = ls.release(db, seq, actor="cli")
-    if not done:
-        raise click.ClickException(f"aucun envoi en quarantaine n° {seq}")
+    if not sync.release(app.uow, seq, actor="cli"):
+        raise StoreError(f"aucun envoi en quarantaine n° {seq}")
     click.echo(f"Envoi n° {seq} remis dans la file.")
 
 
 @sync_group.command("dispensations")
 @click.argument("prescription_id")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_app
+@click.pass_obj
 def dispensations(app: App, prescription_id: str, as_json: bool) -> None:
     """What the pharmacy handed over for a prescription, substitutions included."""
     pid = validate_prescription_id(prescription_id)
-    items = ls.dispensations_of(app.store, pid)
+    items = app.uow.dispensations.of(pid)
     if as_json:
-        click.echo(json.dumps([_dispensation_dict(d) for d in items], ensure_ascii=False))
+        click.echo(json.dumps([sync.dispensation_dict(d) for d in items], ensure_ascii=False))
         return
     if not items:
         click.echo("Aucune délivrance reçue pour cette ordonnance.")
     for d in items:
-        click.echo(ls.describe_fr(d))
-
-
-def _dispensation_dict(d: Any) -> dict[str, Any]:
-    return {"registry_id": d.registry_id, "prescription_id": d.prescription_id,
-            "line": d.line, "complete": d.complete, "product_label": d.product_label,
-            "product_code": d.product_code, "product_system": d.product_system,
-            "quantity": None if d.quantity is None else format(d.quantity, "f"),
-            "unit": d.unit, "substituted": d.substituted,
-            "substitution_type": d.substitution_type,
-            "substitution_reason": d.substitution_reason, "pharmacy": d.pharmacy,
-            "handed_over_at": d.handed_over_at.isoformat()}
+        click.echo(sync.describe_fr(d))
 
 
 # -- the reference registry ------------------------------------------------------------------
+@contextlib.contextmanager
+def _registry_db(path: Path) -> Iterator[Any]:
+    """The reference registry's own database (``RegistryDB``), open for the block; a file
+    that is not one (missing directory, another database, not SQLite) is a clean error."""
+    from sync.registry_sim.db import RegistryDB
+
+    db = RegistryDB(path)
+    try:
+        yield db.open()
+    except (OSError, sqlite3.Error) as exc:
+        raise RegistryError(f"base du registre {path} inutilisable : {exc}") from exc
+    finally:
+        db.close()
+
+
 @click.group("registry-sim", invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8443, show_default=True)
@@ -191,7 +187,7 @@ def registry_sim(ctx: click.Context, host: str, port: int, db_path: Path | None,
     from sync.registry_sim import Faults, RegistrySim, SimConfig
 
     if db_path is None:
-        raise click.UsageError("--db is required to serve")
+        raise click.UsageError("--db est obligatoire pour servir le registre")
     app: App = ctx.find_object(App)
     try:
         faults = Faults(seed=seed, error_rate=error_rate, throttle_rate=throttle_rate,
@@ -208,8 +204,8 @@ def registry_sim(ctx: click.Context, host: str, port: int, db_path: Path | None,
                    err=True)
     try:
         sim = RegistrySim(config).start()
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (OSError, sqlite3.Error) as exc:  # its database: missing directory, not SQLite
+        raise RegistryError(f"base du registre {db_path} inutilisable : {exc}") from exc
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -241,26 +237,21 @@ def dispense(prescription_id: str, db_path: Path, line: int | None, partial: boo
              substitute_label: str | None, substitution_type: str, reason: str | None,
              objection: bool, pharmacy: str | None, as_json: bool) -> None:
     """Record a dispensation as the pharmacy would: full, partial, substitution, quantity."""
-    from sync.registry_sim.db import BadRequest, Conflict, NotFound, RegistryDB, Substitute
+    from sync.registry_sim.db import BadRequest, Conflict, NotFound, Substitute
     from sync.registry_sim.server import dispensation_json
 
-    try:
-        pid = validate_prescription_id(prescription_id)
-    except OrdoError as exc:
-        raise click.ClickException(str(exc)) from exc
+    pid = validate_prescription_id(prescription_id)
     substitute = None
     if substitute_code:
         substitute = Substitute(code=substitute_code, label=substitute_label or substitute_code,
                                 type=substitution_type, reason=reason)
-    db = RegistryDB(db_path).open()
-    try:
-        done = db.dispense(pid, line=line, complete=not partial, quantity=quantity, unit=unit,
-                           substitute=substitute, objection=objection, pharmacy=pharmacy,
-                           now=datetime.now(UTC))
-    except (BadRequest, Conflict, NotFound) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        db.close()
+    with _registry_db(db_path) as db:
+        try:
+            done = db.dispense(pid, line=line, complete=not partial, quantity=quantity,
+                               unit=unit, substitute=substitute, objection=objection,
+                               pharmacy=pharmacy, now=datetime.now(UTC))
+        except (BadRequest, Conflict, NotFound) as exc:
+            raise RegistryError(f"le registre refuse la délivrance : {exc}") from exc
     if as_json:
         click.echo(json.dumps([dispensation_json(d) for d in done], ensure_ascii=False))
         return
@@ -276,13 +267,8 @@ def dispense(prescription_id: str, db_path: Path, line: int | None, partial: boo
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 def list_cmd(db_path: Path, as_json: bool) -> None:
     """What the registry holds: one prescription per line."""
-    from sync.registry_sim.db import RegistryDB
-
-    db = RegistryDB(db_path).open()
-    try:
+    with _registry_db(db_path) as db:
         rows = db.list_prescriptions()
-    finally:
-        db.close()
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return

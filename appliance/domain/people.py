@@ -88,6 +88,10 @@ class Role(StrEnum):
     STAFF = "staff"  # CPE card holder: can look up and reprint, never sign
 
 
+ROLE_LABELS_FR: dict[Role, str] = {Role.PRESCRIBER: "médecin", Role.NURSE: "infirmier",
+                                   Role.STAFF: "personnel d'établissement"}
+
+
 @dataclass(frozen=True)
 class Practitioner:
     """A health professional identified by the idNat_PS (``8`` + RPPS)."""

@@ -11,24 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
 
 from appliance.domain.drug_facts import Allergy
 from appliance.errors import StoreError, ValidationError
-from appliance.services.checks import DrugFacts
-from appliance.store import allergies as allergy_store
-from appliance.store import audit, repositories
-from appliance.store.db import Store
+from appliance.ports.clock import utc_now
+from appliance.ports.drugs import DrugFacts, SubstanceLookup
+from appliance.ports.uow import UnitOfWork
 
 MAX_SOURCE = 200
-
-
-class SubstanceLookup(Protocol):
-    """Substances of the drug referential by name or code (``ReferentialFacts``)."""
-
-    def substances(self, text: str) -> list[tuple[str, str]]:
-        """(code, name) of the substances ``text`` names, best first."""
-
 
 @dataclass(frozen=True)
 class Added:
@@ -56,33 +46,34 @@ def _source(source: str) -> str:
     return text
 
 
-def _record(store: Store, ins: str, substances: list[tuple[str, str]], *, source: str,
+def _record(uow: UnitOfWork, ins: str, substances: list[tuple[str, str]], *, source: str,
             actor: str, recorded_on: date | None) -> list[Added]:
     source = _source(source)
-    when = recorded_on or date.today()
-    if repositories.get_resident(store, ins) is None:
-        raise StoreError(f"unknown resident (INS {ins[:3]}…)")
+    when = recorded_on or utc_now().date()
     out = []
-    with store.write() as db:
+    with uow:
+        if uow.residents.get(ins) is None:
+            raise StoreError("résident inconnu")
         for code, name in substances:
             allergy = Allergy(substance_code=code, substance=name, recorded_on=when,
                               source=source)
-            record = allergy_store.add(db, ins=ins, allergy=allergy, recorded_by=actor)
+            record = uow.allergies.add(ins, allergy, recorded_by=actor)
             if record is not None:
-                audit.append(db, actor=actor, action="allergy.recorded",
-                             details={"allergy": record})
+                uow.audit.append(actor=actor, action="allergy.recorded",
+                                 details={"allergy": record})
             out.append(Added(code, name, record))
+        uow.commit()
     return out
 
 
-def add_by_name(store: Store, lookup: SubstanceLookup, *, ins: str, text: str, source: str,
-                actor: str, recorded_on: date | None = None) -> Added:
+def add_by_name(uow: UnitOfWork, lookup: SubstanceLookup, *, ins: str, text: str,
+                source: str, actor: str, recorded_on: date | None = None) -> Added:
     """Record an allergy to the substance ``text`` names (name or BDPM code)."""
-    return _record(store, ins, [resolve(lookup, text)], source=source, actor=actor,
+    return _record(uow, ins, [resolve(lookup, text)], source=source, actor=actor,
                    recorded_on=recorded_on)[0]
 
 
-def add_from_drug(store: Store, facts: DrugFacts, *, ins: str, source: str, actor: str,
+def add_from_drug(uow: UnitOfWork, facts: DrugFacts, *, ins: str, source: str, actor: str,
                   cis: str | None = None, cip13: str | None = None,
                   recorded_on: date | None = None) -> list[Added]:
     """Record an allergy to each active substance of a drug (as a physician reads them:
@@ -93,9 +84,9 @@ def add_from_drug(store: Store, facts: DrugFacts, *, ins: str, source: str, acto
     shown = drug.shown_substances()
     substances = list(dict.fromkeys((c.substance_code, c.substance) for c in drug.components
                                     if c.substance in shown))
-    return _record(store, ins, substances, source=source, actor=actor,
+    return _record(uow, ins, substances, source=source, actor=actor,
                    recorded_on=recorded_on)
 
 
-def of_resident(store: Store, ins: str) -> list[Allergy]:
-    return allergy_store.of_resident(store, ins)
+def of_resident(uow: UnitOfWork, ins: str) -> list[Allergy]:
+    return uow.allergies.of_resident(ins)

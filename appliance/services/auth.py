@@ -17,8 +17,14 @@
    session is then a ``Signer`` (``certificate_der`` + ``sign(data) -> bytes``).
 
 Each refusal is an ``AuthRefused`` with a machine ``reason`` and a French message. Every
-security event goes to ``audit`` (login ok, refused, wrong PIN, card blocked, lock).
+security event goes to ``audit`` (login ok, refused, wrong PIN, card blocked, lock):
+``audit_log(new_uow)`` writes each entry in its own unit of work, from any thread.
 ``SessionGuard`` locks the session on card events (removal, service lost, another card).
+
+``login(reader, pin, trust, ...)`` is the whole recipe: open the card (by reader name, by
+slot, or the first reader holding one: ``open_card``), authenticate, and close the card
+when that fails. The composition root (``appliance.bootstrap.App.login``) gives it the card
+reader, the trust store and the audit log it built.
 """
 
 from __future__ import annotations
@@ -41,25 +47,28 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from appliance.domain.ids import validate_id_nat_ps
 from appliance.domain.people import Practitioner, Role
-from appliance.errors import CardError, InvalidIdentifier
-from appliance.ports import (
+from appliance.errors import CardError, CardRemoved, PinBlocked, WrongPin
+from appliance.ports.card import (
     CardEvent,
     CardEventKind,
-    CardRemoved,
+    CardReader,
     CardSession,
-    PinBlocked,
-    WrongPin,
     sha256_digest_info,
 )
-from appliance.services.trust import CertificateRejected, TrustStore, validate_chain
+from appliance.ports.uow import UnitOfWork
+from appliance.services.trust import (
+    CertificateRejected,
+    TrustStore,
+    holder_id_nat_ps,
+    validate_chain,
+)
 
 log = logging.getLogger(__name__)
 
 Audit = Callable[..., object]
-"""``audit(actor=..., action=..., subject=..., details={...})``, e.g. a partial of
-``appliance.store.audit.append``. Never receives a PIN or health data."""
+"""``audit(actor=..., action=..., subject=..., details={...})`` (``audit_log``). Never
+receives a PIN or health data."""
 
 HOST_NONCE_BYTES = 16
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
@@ -135,24 +144,10 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value).strip()
 
 
-CPE_ID_NAT = re.compile(r"3(?:[0-9]{2}|2[AB])[0-9]{7}/[0-9A-Za-z]{1,20}")
-"""idNat of establishment staff (CPE cards): ``3`` + FINESS + ``/`` + local identifier."""
-
-
-def _id_nat(value: str) -> str | None:
-    """The normalised idNat_PS, or None when it is not one."""
-    if value.startswith("3"):
-        return value if CPE_ID_NAT.fullmatch(value) else None
-    try:
-        return validate_id_nat_ps(value)            # 8 + RPPS (Luhn) or 0 + ADELI
-    except InvalidIdentifier:
-        return None
-
-
 def parse_practitioner(cert: x509.Certificate) -> CardHolder:
     """The holder of a card certificate; ``AuthRefused('not_cps')`` if it is not one."""
     subject = cert.subject
-    id_nat = _id_nat(_attribute(subject, NameOID.SERIAL_NUMBER))
+    id_nat = holder_id_nat_ps(cert)
     if id_nat is None:
         log.info("card certificate without a valid idNat_PS")
         raise AuthRefused("not_cps")
@@ -330,7 +325,8 @@ class SessionGuard:
 
 # -- the use case ----------------------------------------------------------------------------
 
-def _load_card_cert(der: bytes) -> x509.Certificate:
+def load_card_certificate(der: bytes) -> x509.Certificate:
+    """A card certificate, parsed whole (``AuthRefused('not_cps')`` if it is unreadable)."""
     try:
         cert = x509.load_der_x509_certificate(der)
         # cryptography parses these on first access: a corrupt one is refused here, not
@@ -349,7 +345,7 @@ def authenticate(card: CardSession, pin: str, trust: TrustStore, *, audit: Audit
     at = now or datetime.now(UTC)
     reader = card.reader
     certs = card.read_certificates()
-    auth_cert = _load_card_cert(certs.authentication)
+    auth_cert = load_card_certificate(certs.authentication)
     try:
         practitioner = parse_practitioner(auth_cert)
     except AuthRefused:
@@ -370,7 +366,7 @@ def authenticate(card: CardSession, pin: str, trust: TrustStore, *, audit: Audit
     try:
         validate_certificate(auth_cert, trust, at, "authentication")
         if certs.signature is not None:
-            sign_cert = _load_card_cert(certs.signature)
+            sign_cert = load_card_certificate(certs.signature)
             if parse_practitioner(sign_cert).id_nat_ps != practitioner.id_nat_ps:
                 raise AuthRefused("holder_mismatch")
             validate_certificate(sign_cert, trust, at, "signature")
@@ -408,3 +404,67 @@ def authenticate(card: CardSession, pin: str, trust: TrustStore, *, audit: Audit
     return PractitionerSession(practitioner=practitioner, role=role, reader=reader, card=card,
                                signature_certificate=sign_cert, audit=audit,
                                idle_timeout_s=idle_timeout_s, clock=clock)
+
+
+# -- the recipe --------------------------------------------------------------------------------
+
+def audit_log(new_uow: Callable[[], UnitOfWork]) -> Audit:
+    """``audit(**entry)`` for ``authenticate`` and the sessions it makes, callable from any
+    thread (the card monitor's locks the session): each entry in its own unit of work."""
+
+    def append(**entry: Any) -> int:
+        uow = new_uow()
+        try:
+            with uow:
+                seq = uow.audit.append(**entry)
+                uow.commit()
+            return seq
+        finally:
+            uow.close()
+
+    return append
+
+
+def open_card(reader: CardReader, name: str | None = None, slot: int | None = None
+              ) -> CardSession:
+    """The card in the reader called ``name``, else in ``slot``, else in the first reader
+    that holds one."""
+    if name is not None:
+        names = reader.readers()
+        if name not in names:
+            raise CardError(f"lecteur introuvable : {name}")
+        return reader.open(names.index(name))
+    if slot is not None:
+        return reader.open(slot)
+    for index in range(len(reader.readers())):
+        try:
+            return reader.open(index)
+        except CardRemoved:
+            continue
+    raise CardError("aucune carte dans les lecteurs : insérez la carte CPS")
+
+
+def card_holder(reader: CardReader, name: str) -> tuple[CardHolder, int | None]:
+    """Who holds the card in the reader ``name``, and the PIN tries left, read without
+    spending a try (the PIN screen shows them before the PIN is typed)."""
+    card = open_card(reader, name)
+    try:
+        tries = card.pin_status().tries_left
+        cert = load_card_certificate(card.read_certificates().authentication)
+    finally:
+        card.close()
+    return parse_practitioner(cert), tries
+
+
+def login(reader: CardReader, pin: str, trust: TrustStore, *, audit: Audit,
+          idle_timeout_s: float, name: str | None = None, slot: int | None = None,
+          now: datetime | None = None) -> PractitionerSession:
+    """Open the card (``open_card``) and authenticate its holder; the card is closed when
+    that fails. Call it on the thread that owns the card."""
+    card = open_card(reader, name, slot)
+    try:
+        return authenticate(card, pin, trust, audit=audit, now=now,
+                            idle_timeout_s=idle_timeout_s)
+    except BaseException:
+        card.close()
+        raise

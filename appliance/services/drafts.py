@@ -25,7 +25,7 @@ gets the whole list at once, not one error per round trip.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -42,7 +42,7 @@ from appliance.domain.prescription import (
     MedicationLine,
     NonSubstitution,
 )
-from appliance.errors import OrdoError, ValidationError
+from appliance.errors import DraftInvalid, DraftProblem, ValidationError
 
 
 class DrugLabel(Protocol):
@@ -61,23 +61,6 @@ class DrugLookup(Protocol):
 
 
 ResidentFinder = Callable[[Mapping[str, Any]], list[Resident]]
-
-
-@dataclass(frozen=True)
-class DraftProblem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class DraftInvalid(OrdoError):
-    """A draft with one or more problems, each with its JSON path."""
-
-    def __init__(self, problems: Sequence[DraftProblem]) -> None:
-        self.problems = list(problems)
-        super().__init__("; ".join(str(p) for p in self.problems))
 
 
 @dataclass

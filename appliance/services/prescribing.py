@@ -20,8 +20,9 @@ signs or cancels; a nurse or staff session only reprints. A locked session does 
 except that the draft it was typing may still be saved by its owner (no typed word is lost
 when the card is pulled).
 
-Prescription IDs come from ``IdAllocator``: ``PrescriptionIdGenerator`` whose ``last_ms``
-is read from and written back to ``meta`` inside the write transaction that stores the
+Every use case takes a unit of work (``appliance.ports.uow``) and writes in one ``with uow:``
+block. Prescription IDs come from ``IdAllocator``: ``PrescriptionIdGenerator`` whose
+``last_ms`` is read from and written back to ``meta`` inside the block that stores the
 draft, so IDs stay monotonic across restarts and across processes sharing the store.
 """
 
@@ -34,40 +35,26 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from appliance.domain.ids import validate_am
-from appliance.domain.people import Practitioner, Resident, Role
+from appliance.domain.people import ROLE_LABELS_FR, Practitioner, Resident, Role
 from appliance.domain.prescription import Line, Prescription, State
 from appliance.domain.prescription_id import PrescriptionIdGenerator
-from appliance.errors import OrdoError, StateError, StoreError, ValidationError
-from appliance.services import printing
+from appliance.errors import AmRequired, Forbidden, StateError, StoreError, ValidationError
+from appliance.ports.clock import utc_now
+from appliance.ports.uow import UnitOfWork
 from appliance.services.drafts import Draft
-from appliance.store import audit, repositories
-from appliance.store.db import Store
-
-if TYPE_CHECKING:
-    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
-ID_META_KEY = repositories.ID_FLOOR_KEY
+ID_META_KEY = "prescription_id.last_ms"
 FORM_META_PREFIX = "kiosk.form."
 MAX_REASON = 500
 REPRINT_ROLES = frozenset({Role.PRESCRIBER, Role.NURSE, Role.STAFF})
+CANCELLED_BEFORE_PRINT = "ordonnance annulée avant impression"
 
-
-class Forbidden(OrdoError):
-    """The session's role or identity does not allow this; the message is French."""
-
-
-class AmRequired(OrdoError):
-    """The prescriber has no N° AM on record: it must be entered once before signing."""
-
-    def __init__(self, id_nat_ps: str) -> None:
-        self.id_nat_ps = id_nat_ps
-        super().__init__("N° AM du prescripteur inconnu : saisissez-le une fois "
-                         f"(ordo practitioners set-am {id_nat_ps} NUMERO)")
+__all__ = ["AmRequired", "Forbidden"]  # raised here, defined in appliance.errors
 
 
 class Holder(Protocol):
@@ -98,44 +85,28 @@ class Operator(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
 def _signing_time(now: datetime | None) -> datetime:
     # Whole seconds: the QR carries the issue time, the store keeps milliseconds.
-    return (now or _now()).astimezone(UTC).replace(microsecond=0)
+    return (now or utc_now()).astimezone(UTC).replace(microsecond=0)
 
 
 # -- IDs -------------------------------------------------------------------------------------
 class IdAllocator:
-    """Prescription IDs, monotonic across restarts: ``new(db)`` runs inside the caller's
-    write transaction and persists the generator's ``last_ms`` in ``meta``."""
+    """Prescription IDs, monotonic across restarts: ``new(uow)`` runs inside the caller's
+    ``with uow:`` block and persists the generator's ``last_ms`` in ``meta``."""
 
     def __init__(self, clock_ms: Callable[[], int] | None = None,
                  random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self.generator = PrescriptionIdGenerator(
             clock_ms or (lambda: time.time_ns() // 1_000_000), random_bytes)
 
-    def new(self, db: sqlite_utils.Database) -> str:
-        if not db.conn.in_transaction:
-            raise StoreError("IdAllocator.new needs a write transaction (store.write())")
-        row = db.execute("SELECT value FROM meta WHERE key = ?", [ID_META_KEY]).fetchone()
-        stored = int(row[0]) if row else 0
+    def new(self, uow: UnitOfWork) -> str:
+        stored = int(uow.meta.get(ID_META_KEY) or 0)
         if stored > self.generator.last_ms:
             self.generator.last_ms = stored
         pid = self.generator.new()
-        _set_meta(db, ID_META_KEY, str(self.generator.last_ms))
+        uow.meta.set(ID_META_KEY, str(self.generator.last_ms))
         return pid
-
-
-def _set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
-    db.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
-               " ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value])
 
 
 # -- sessions and roles ---------------------------------------------------------------------
@@ -147,82 +118,97 @@ def _require(session: Operator, roles: Iterable[Role], what: str) -> None:
     """An open session (not locked, not idle) with one of ``roles``."""
     if session.role not in set(roles):
         elided = "d'" if what[:1] in "aeiouéè" else "de "
-        raise Forbidden(f"Votre profil ({_role_fr(session.role)}) ne permet pas {elided}{what}.")
+        raise Forbidden(f"Votre profil ({ROLE_LABELS_FR[session.role]}) ne permet pas "
+                        f"{elided}{what}.")
     session.touch()  # AuthRefused('locked') when locked or idle
 
 
-def _role_fr(role: Role) -> str:
-    return {Role.PRESCRIBER: "médecin", Role.NURSE: "infirmier",
-            Role.STAFF: "personnel d'établissement"}[role]
+def record_transition(uow: UnitOfWork, prescription: Prescription, *, actor: str) -> None:
+    """Persist a state change (already validated by the domain) and audit it, in the
+    caller's block."""
+    before = uow.prescriptions.save_state(prescription)
+    uow.audit.append(actor=actor, action=f"prescription.{prescription.state.value}",
+                     subject=prescription.id, details={"from": before.value})
 
 
-def register_login(store: Store, session: Operator) -> Practitioner | None:
+def register_login(uow: UnitOfWork, session: Operator) -> Practitioner | None:
     """Record the card holder (physician or nurse) in ``practitioners``, keeping the N° AM
     and FINESS already on record; returns it (None for staff: a CPE identifier is not an
     idNat_PS and is not recorded)."""
     if session.role is Role.STAFF:
         return None
     holder = session.practitioner
-    known = repositories.get_practitioner(store, holder.id_nat_ps)
-    practitioner = holder.as_practitioner(session.role, am=known.am if known else None,
-                                          finess=known.finess if known else None)
-    if known != practitioner:
-        with store.write() as db:
-            repositories.upsert_practitioner(db, practitioner)
+    with uow:
+        known = uow.practitioners.get(holder.id_nat_ps)
+        practitioner = holder.as_practitioner(session.role, am=known.am if known else None,
+                                              finess=known.finess if known else None)
+        if known != practitioner:
+            uow.practitioners.upsert(practitioner)
+            uow.commit()
     return practitioner
 
 
-def needs_am(store: Store, session: Operator) -> bool:
+def needs_am(uow: UnitOfWork, session: Operator) -> bool:
     """A prescriber without a N° AM on record (the kiosk asks for it once)."""
     if session.role is not Role.PRESCRIBER:
         return False
-    known = repositories.get_practitioner(store, _actor(session))
+    known = uow.practitioners.get(_actor(session))
     return known is None or not known.am
 
 
-def set_am(store: Store, id_nat_ps: str, am: str, *, actor: str) -> Practitioner:
+def set_am(uow: UnitOfWork, id_nat_ps: str, am: str, *, actor: str) -> Practitioner:
     """Set the N° AM of a known prescriber; audited."""
     value = validate_am(am, field="am")
-    known = repositories.get_practitioner(store, id_nat_ps)
-    if known is None:
-        raise StoreError(f"praticien inconnu : {id_nat_ps} (connectez-vous une fois avec sa "
-                         "carte, ou ordo practitioners add)")
-    if known.role is not Role.PRESCRIBER:
-        raise Forbidden(f"{id_nat_ps} n'est pas prescripteur : pas de N° AM à enregistrer")
-    updated = replace(known, am=value)
-    with store.write() as db:
-        repositories.upsert_practitioner(db, updated)
-        audit.append(db, actor=actor, action="practitioner.am_set", subject=id_nat_ps)
+    with uow:
+        known = uow.practitioners.get(id_nat_ps)
+        if known is None:
+            raise StoreError(f"praticien inconnu : {id_nat_ps} (connectez-vous une fois avec "
+                             "sa carte, ou ordo practitioners add)")
+        if known.role is not Role.PRESCRIBER:
+            raise Forbidden(f"{id_nat_ps} n'est pas prescripteur : pas de N° AM à enregistrer")
+        updated = replace(known, am=value)
+        uow.practitioners.upsert(updated)
+        uow.audit.append(actor=actor, action="practitioner.am_set", subject=id_nat_ps)
+        uow.commit()
     return updated
 
 
-def add_practitioner(store: Store, practitioner: Practitioner, *, actor: str) -> None:
+def add_practitioner(uow: UnitOfWork, practitioner: Practitioner, *, actor: str) -> None:
     """Record a practitioner before their first login (``ordo practitioners add``)."""
-    with store.write() as db:
-        repositories.upsert_practitioner(db, practitioner)
-        audit.append(db, actor=actor, action="practitioner.added",
-                     subject=practitioner.id_nat_ps, details={"role": practitioner.role.value})
+    with uow:
+        uow.practitioners.upsert(practitioner)
+        uow.audit.append(actor=actor, action="practitioner.added",
+                         subject=practitioner.id_nat_ps,
+                         details={"role": practitioner.role.value})
+        uow.commit()
 
 
-def list_practitioners(store: Store) -> list[Practitioner]:
-    rows = store.query("SELECT id_nat_ps FROM practitioners ORDER BY last_name, first_name")
-    found = (repositories.get_practitioner(store, row["id_nat_ps"]) for row in rows)
-    return [p for p in found if p is not None]
+def list_practitioners(uow: UnitOfWork) -> list[Practitioner]:
+    return uow.practitioners.all()
 
 
-def _prescriber(store: Store, session: Operator) -> Practitioner:
-    known = repositories.get_practitioner(store, _actor(session))
+def _on_record(uow: UnitOfWork, session: Operator) -> Practitioner | None:
+    """The session's prescriber as on record (with the N° AM), or None if not recorded."""
+    known = uow.practitioners.get(_actor(session))
     if known is not None and known.role is Role.PRESCRIBER:
         return session.practitioner.as_practitioner(Role.PRESCRIBER, am=known.am,
                                                     finess=known.finess)
-    registered = register_login(store, session)
-    assert registered is not None
-    return registered
+    return None
+
+
+def _prescriber(uow: UnitOfWork, session: Operator) -> Practitioner:
+    """The session's prescriber as on record, recorded if new: inside the caller's block."""
+    known = _on_record(uow, session)
+    if known is not None:
+        return known
+    practitioner = session.practitioner.as_practitioner(Role.PRESCRIBER)
+    uow.practitioners.upsert(practitioner)
+    return practitioner
 
 
 # -- drafts ----------------------------------------------------------------------------------
-def _resident(store: Store, ins: str) -> Resident:
-    resident = repositories.get_resident(store, ins)
+def _resident(uow: UnitOfWork, ins: str) -> Resident:
+    resident = uow.residents.get(ins)
     if resident is None:
         raise StoreError("résident inconnu")
     if not resident.active:
@@ -230,31 +216,32 @@ def _resident(store: Store, ins: str) -> Resident:
     return resident
 
 
-def _create(db: sqlite_utils.Database, ids: IdAllocator, doctor: Practitioner,
-            resident: Resident,
+def _create(uow: UnitOfWork, ids: IdAllocator, doctor: Practitioner, resident: Resident,
             lines: Iterable[Line], renewals: int, now: datetime, actor: str,
             action: str) -> Prescription:
-    draft = Prescription(id=ids.new(db), prescriber=doctor, resident=resident, created_at=now,
+    draft = Prescription(id=ids.new(uow), prescriber=doctor, resident=resident, created_at=now,
                          lines=tuple(lines), renewals=renewals)
-    repositories.save_draft(db, draft)
-    audit.append(db, actor=actor, action=action, subject=draft.id,
-                 details={"lines": len(draft.lines)})
+    uow.prescriptions.save_draft(draft)
+    uow.audit.append(actor=actor, action=action, subject=draft.id,
+                     details={"lines": len(draft.lines)})
     return draft
 
 
-def new_draft(store: Store, session: Operator, resident_ins: str, *, ids: IdAllocator,
+def new_draft(uow: UnitOfWork, session: Operator, resident_ins: str, *, ids: IdAllocator,
               now: datetime | None = None) -> Prescription:
     """An empty draft for a resident, stored at once (physician only)."""
     _require(session, {Role.PRESCRIBER}, "rédiger une ordonnance")
-    doctor = _prescriber(store, session)
-    resident = _resident(store, resident_ins)
-    with store.write() as db:
-        return _create(db, ids, doctor, resident, (), 0, now or _now(), doctor.id_nat_ps,
-                       "prescription.draft_created")
+    with uow:
+        doctor = _prescriber(uow, session)
+        resident = _resident(uow, resident_ins)
+        draft = _create(uow, ids, doctor, resident, (), 0, now or utc_now(), doctor.id_nat_ps,
+                        "prescription.draft_created")
+        uow.commit()
+    return draft
 
 
-def _own_draft(store: Store, session: Operator, prescription_id: str) -> Prescription:
-    p = repositories.get_prescription(store, prescription_id)
+def _own_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> Prescription:
+    p = uow.prescriptions.get(prescription_id)
     if p is None:
         raise StoreError(f"ordonnance inconnue : {prescription_id}")
     if p.prescriber.id_nat_ps != _actor(session):
@@ -265,56 +252,54 @@ def _own_draft(store: Store, session: Operator, prescription_id: str) -> Prescri
     return p
 
 
-def update_draft(store: Store, session: Operator, draft: Prescription, *,
+def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
                  form: Mapping[str, Any] | None = None) -> Prescription:
     """Save the draft as typed (lines, renewals) and the editor's half-typed line (``form``).
 
     The owner's session may have locked meanwhile: what was typed before is still saved."""
     if session.role is not Role.PRESCRIBER:
         raise Forbidden("Seul un médecin modifie une ordonnance.")
-    stored = _own_draft(store, session, draft.id)
-    updated = replace(stored, lines=tuple(draft.lines), renewals=draft.renewals)
-    with store.write() as db:
-        repositories.save_draft(db, updated)
+    with uow:
+        stored = _own_draft(uow, session, draft.id)
+        updated = replace(stored, lines=tuple(draft.lines), renewals=draft.renewals)
+        uow.prescriptions.save_draft(updated)
         key = FORM_META_PREFIX + draft.id
         if form:
-            _set_meta(db, key, json.dumps(dict(form), ensure_ascii=False))
+            uow.meta.set(key, json.dumps(dict(form), ensure_ascii=False))
         else:
-            db.execute("DELETE FROM meta WHERE key = ?", [key])
+            uow.meta.delete(key)
+        uow.commit()
     return updated
 
 
-def draft_form(store: Store, prescription_id: str) -> dict[str, Any] | None:
+def draft_form(uow: UnitOfWork, prescription_id: str) -> dict[str, Any] | None:
     """The editor's half-typed line saved with a draft, if any."""
-    rows = store.query("SELECT value FROM meta WHERE key = ?",
-                       (FORM_META_PREFIX + prescription_id,))
-    if not rows:
+    raw = uow.meta.get(FORM_META_PREFIX + prescription_id)
+    if raw is None:
         return None
     try:
-        value = json.loads(rows[0]["value"])
+        value = json.loads(raw)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
-def drafts_of(store: Store, id_nat_ps: str) -> list[Prescription]:
+def drafts_of(uow: UnitOfWork, id_nat_ps: str) -> list[Prescription]:
     """A physician's drafts, most recently touched first."""
-    rows = store.query("SELECT body FROM prescriptions WHERE state = 'draft'"
-                       " AND prescriber_id = ? ORDER BY updated_at DESC", (id_nat_ps,))
-    return [Prescription.from_dict(json.loads(row["body"])) for row in rows]
+    return uow.prescriptions.drafts_of(id_nat_ps)
 
 
-def discard_draft(store: Store, session: Operator, prescription_id: str) -> None:
+def discard_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> None:
     """Delete one of the physician's drafts (never a signed prescription); audited."""
     if session.role is not Role.PRESCRIBER:
         raise Forbidden("Seul un médecin supprime un brouillon.")
-    _own_draft(store, session, prescription_id)
-    with store.write() as db:
-        db.execute("DELETE FROM prescriptions WHERE id = ? AND state = 'draft'",
-                   [prescription_id])
-        db.execute("DELETE FROM meta WHERE key = ?", [FORM_META_PREFIX + prescription_id])
-        audit.append(db, actor=_actor(session), action="prescription.draft_discarded",
-                     subject=prescription_id)
+    with uow:
+        _own_draft(uow, session, prescription_id)
+        uow.prescriptions.delete_draft(prescription_id)
+        uow.meta.delete(FORM_META_PREFIX + prescription_id)
+        uow.audit.append(actor=_actor(session), action="prescription.draft_discarded",
+                         subject=prescription_id)
+        uow.commit()
 
 
 # -- signing ---------------------------------------------------------------------------------
@@ -325,15 +310,21 @@ class SignResult:
     qr_payload: str
 
 
-def sign(store: Store, session: Operator, prescription_id: str, *,
+def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
          now: datetime | None = None) -> SignResult:
     """Sign a draft with the session's card and store it with its outbox row, print job,
-    signed bytes and audit entry, in one transaction."""
+    signed bytes and audit entry, in one transaction. The card signs before the write
+    transaction opens (the card is slow; the lock is not held meanwhile); the transaction
+    checks again that the prescription is still this draft."""
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
         raise Forbidden("Cette carte ne porte pas de clé de signature.")
-    draft = _own_draft(store, session, prescription_id)
-    doctor = _prescriber(store, session)
+    draft = _own_draft(uow, session, prescription_id)
+    doctor = _on_record(uow, session)
+    if doctor is None:
+        with uow:
+            doctor = _prescriber(uow, session)
+            uow.commit()
     if not doctor.am:
         raise AmRequired(doctor.id_nat_ps)
     draft = replace(draft, prescriber=doctor)
@@ -343,108 +334,96 @@ def sign(store: Store, session: Operator, prescription_id: str, *,
     from appliance.services.signature import record_signature, sign_prescription
 
     signed = sign_prescription(draft, session, _signing_time(now))
-    with store.write() as db:
-        job = record_signature(db, signed, actor=doctor.id_nat_ps)
-        db.execute("DELETE FROM meta WHERE key = ?", [FORM_META_PREFIX + prescription_id])
+    with uow:
+        _own_draft(uow, session, prescription_id)
+        job = record_signature(uow, signed, actor=doctor.id_nat_ps)
+        uow.meta.delete(FORM_META_PREFIX + prescription_id)
+        uow.commit()
     log.info("prescription signed and queued", extra={"fields": {
         "prescription": prescription_id, "job": job, "lines": len(draft.lines)}})
     return SignResult(signed.prescription, job, signed.payload.encode())
 
 
-def prescribe(store: Store, session: Operator, draft: Draft, *, ids: IdAllocator,
+def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAllocator,
               now: datetime | None = None) -> SignResult:
     """The headless path: a validated draft becomes a signed, queued prescription."""
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
         raise Forbidden("Cette carte ne porte pas de clé de signature.")
-    doctor = _prescriber(store, session)
-    if not doctor.am:
-        raise AmRequired(doctor.id_nat_ps)
-    resident = _resident(store, draft.resident.ins.value)
-    with store.write() as db:
-        created = _create(db, ids, doctor, resident, draft.lines, draft.renewals,
-                          now or _now(), doctor.id_nat_ps, "prescription.draft_created")
-    return sign(store, session, created.id, now=now)
+    with uow:
+        doctor = _prescriber(uow, session)
+        if not doctor.am:
+            raise AmRequired(doctor.id_nat_ps)
+        resident = _resident(uow, draft.resident.ins.value)
+        created = _create(uow, ids, doctor, resident, draft.lines, draft.renewals,
+                          now or utc_now(), doctor.id_nat_ps, "prescription.draft_created")
+        uow.commit()
+    return sign(uow, session, created.id, now=now)
 
 
-def import_drafts(store: Store, drafts: Iterable[tuple[str, Draft]], *, ids: IdAllocator,
+def import_drafts(uow: UnitOfWork, drafts: Iterable[tuple[str, Draft]], *, ids: IdAllocator,
                   actor: str, now: datetime | None = None) -> list[Prescription]:
     """Create drafts from the DUI for their prescribers (``(idNat_PS, draft)``), all or
     none; each physician reviews and signs them in the kiosk."""
     made = []
-    items = list(drafts)
-    doctors = {}
-    for id_nat_ps, _ in items:
-        doctor = repositories.get_practitioner(store, id_nat_ps)
-        if doctor is None:
-            raise ValidationError("prescriber.idNat_PS", id_nat_ps,
-                                  "a prescriber known to this appliance (first login or "
-                                  "ordo practitioners add)")
-        if doctor.role is not Role.PRESCRIBER:
-            raise ValidationError("prescriber.idNat_PS", id_nat_ps, "a prescriber")
-        doctors[id_nat_ps] = doctor
-    with store.write() as db:
-        for id_nat_ps, draft in items:
-            resident = repositories.get_resident(store, draft.resident.ins.value)
+    with uow:
+        for id_nat_ps, draft in list(drafts):
+            doctor = uow.practitioners.get(id_nat_ps)
+            if doctor is None:
+                raise ValidationError("prescriber.idNat_PS", id_nat_ps,
+                                      "a prescriber known to this appliance (first login or "
+                                      "ordo practitioners add)")
+            if doctor.role is not Role.PRESCRIBER:
+                raise ValidationError("prescriber.idNat_PS", id_nat_ps, "a prescriber")
+            resident = uow.residents.get(draft.resident.ins.value)
             if resident is None or not resident.active:
                 raise ValidationError("resident", None, "an active resident")
-            made.append(_create(db, ids, doctors[id_nat_ps], resident, draft.lines,
-                                draft.renewals, now or _now(), actor,
-                                "prescription.draft_imported"))
+            made.append(_create(uow, ids, doctor, resident, draft.lines, draft.renewals,
+                                now or utc_now(), actor, "prescription.draft_imported"))
+        uow.commit()
     return made
 
 
 # -- after signing ---------------------------------------------------------------------------
-def dispensation_count(store: Store, prescription_id: str) -> int:
-    return store.query("SELECT count(*) AS n FROM dispensations WHERE prescription_id = ?",
-                       (prescription_id,))[0]["n"]
-
-
-def cancel(store: Store, session: Operator, prescription_id: str, reason: str, *,
+def cancel(uow: UnitOfWork, session: Operator, prescription_id: str, reason: str, *,
            now: datetime | None = None) -> Prescription:
-    """Cancel a signed prescription before any dispensation (its prescriber only)."""
+    """Cancel a signed prescription before any dispensation (its prescriber only): the
+    state change, an outbox ``cancel`` row and the audit entry in one transaction; print
+    jobs still queued for it are dropped."""
     _require(session, {Role.PRESCRIBER}, "annuler une ordonnance")
     reason = " ".join((reason or "").split())
     if not reason:
         raise ValidationError("motif", reason, "le motif de l'annulation")
     if len(reason) > MAX_REASON:
         raise ValidationError("motif", reason[:40], f"au plus {MAX_REASON} caractères")
-    p = repositories.get_prescription(store, prescription_id)
-    if p is None:
-        raise StoreError(f"ordonnance inconnue : {prescription_id}")
-    if p.prescriber.id_nat_ps != _actor(session):
-        raise Forbidden("Seul le prescripteur de cette ordonnance peut l'annuler.")
-    if p.state is State.DRAFT:
-        raise StateError("un brouillon ne s'annule pas : supprimez-le")
-    if dispensation_count(store, prescription_id) or not p.can_become(State.CANCELLED):
-        raise StateError("ordonnance déjà délivrée (tout ou partie) : elle ne peut plus "
-                         "être annulée")
-    when = now or _now()
-    cancelled = p.transition(State.CANCELLED, when, reason)
-    with store.write() as db:
-        row = db.execute("SELECT state FROM prescriptions WHERE id = ?",
-                         [prescription_id]).fetchone()
-        dispensed = db.execute("SELECT count(*) FROM dispensations WHERE prescription_id = ?",
-                               [prescription_id]).fetchone()[0]
-        if row is None or row[0] != p.state.value or dispensed:
-            raise StateError("l'ordonnance a changé entre-temps (délivrance reçue ?) : "
-                             "rien n'a été annulé")
-        repositories.update_state(db, cancelled, actor=_actor(session))
-        db["outbox"].insert({"prescription_id": prescription_id, "kind": "cancel",
-                             "created_at": _iso(when)})
-        db.execute("UPDATE print_jobs SET status = 'failed', last_error = ?,"
-                   " claimed_by = NULL, claimed_until = NULL"
-                   " WHERE prescription_id = ? AND status = 'queued'",
-                   ["ordonnance annulée avant impression", prescription_id])
+    when = now or utc_now()
+    with uow:
+        p = uow.prescriptions.get(prescription_id)
+        if p is None:
+            raise StoreError(f"ordonnance inconnue : {prescription_id}")
+        if p.prescriber.id_nat_ps != _actor(session):
+            raise Forbidden("Seul le prescripteur de cette ordonnance peut l'annuler.")
+        if p.state is State.DRAFT:
+            raise StateError("un brouillon ne s'annule pas : supprimez-le")
+        if uow.dispensations.count_for(prescription_id) or not p.can_become(State.CANCELLED):
+            raise StateError("ordonnance déjà délivrée (tout ou partie) : elle ne peut plus "
+                             "être annulée")
+        cancelled = p.transition(State.CANCELLED, when, reason)
+        record_transition(uow, cancelled, actor=_actor(session))
+        uow.outbox.add(prescription_id, "cancel", when)
+        uow.print_jobs.drop_queued(prescription_id, CANCELLED_BEFORE_PRINT)
+        uow.commit()
     log.info("prescription cancelled", extra={"fields": {"prescription": prescription_id}})
     return cancelled
 
 
-def reprint(store: Store, session: Operator, prescription_id: str, *,
+def reprint(uow: UnitOfWork, session: Operator, prescription_id: str, *,
             now: datetime | None = None) -> int:
     """Queue a DUPLICATA (physician, nurse or staff with an open session)."""
     _require(session, REPRINT_ROLES, "réimprimer une ordonnance")
-    return printing.request_reprint(store, prescription_id, actor=_actor(session),
+    from appliance.services import printing
+
+    return printing.request_reprint(uow, prescription_id, actor=_actor(session),
                                     role=session.role.value, at=now)
 
 
@@ -462,16 +441,3 @@ class ReferentialDrugs:
     def label_for_cis(self, cis: str) -> str | None:
         found = self.referential.by_cis(cis)
         return found[0].name if found else None
-
-
-def dispensation_alerts(store: Store, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest dispensations that differ from the order (substitution or partial fill),
-    newest first, with the resident's room and names (for the kiosk's alerts screen)."""
-    return store.query(
-        "SELECT d.prescription_id, d.line_no, d.product_label, d.substituted,"
-        " d.substitution_type, d.substitution_reason, d.complete, d.handed_over_at,"
-        " r.room, r.birth_name, r.used_name, r.first_names"
-        " FROM dispensations d LEFT JOIN prescriptions p ON p.id = d.prescription_id"
-        " LEFT JOIN residents r ON r.ins = p.resident_ins"
-        " WHERE d.substituted = 1 OR d.complete = 0"
-        " ORDER BY d.received_at DESC, d.registry_id LIMIT ?", (limit,))

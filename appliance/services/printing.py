@@ -1,8 +1,8 @@
 """The durable print queue: print, retry, reprint (DUPLICATA), and the PDF of an order.
 
 The first print job (``original``) is created with the signed prescription in one
-transaction (``repositories.record_signed``). ``PrintQueue.run_once`` takes queued jobs
-oldest first and sends each through the ``OrderPrinter`` port:
+transaction (``appliance.services.signature.record_signature``). ``PrintQueue.run_once``
+takes queued jobs oldest first and sends each through the ``OrderPrinter`` port:
 
 - a job is ``done`` only when ``print_order`` returned, i.e. the printer acknowledged every
   byte (see ``drivers/printer/escpos.py``); its attempt is audited (``print.printed``, actor
@@ -25,23 +25,23 @@ by reference instead (``appliance.domain.qr``); a warning is logged.
 
 The UI is told through ``on_status(QueueStatus)`` after every attempt, and can read
 ``PrintQueue.status()`` at any time. ``PrintWorker`` runs the queue in a thread; give it its
-own ``Store`` (one SQLite connection per thread).
+own unit of work (one SQLite connection per thread).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from appliance.domain.prescription import Prescription, State
-from appliance.domain.qr import QrPayload, SignedOrder
+from appliance.domain.qr import QrPayload
 from appliance.errors import PrinterError, StateError, StoreError, ValidationError
-from appliance.ports import (
+from appliance.ports.clock import Clock, utc_now
+from appliance.ports.printer import (
     OrderPrinter,
     PrinterState,
     PrinterStatus,
@@ -49,8 +49,7 @@ from appliance.ports import (
     PrintReceipt,
     PrintRequest,
 )
-from appliance.store import audit
-from appliance.store.db import Store
+from appliance.ports.uow import PrintJob, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -58,119 +57,62 @@ LEASE = timedelta(minutes=2)
 RETRY_DELAYS_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 IDLE_S = 5.0
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-@dataclass(frozen=True)
-class PrintJob:
-    id: int
-    prescription_id: str
-    kind: str  # original | duplicate
-    requested_by: str
-    created_at: datetime
-    status: str  # queued | done | failed
-    attempts: int
-    last_error: str | None
-    done_at: datetime | None
-
-    def as_dict(self) -> dict[str, object]:
-        return {"job": self.id, "prescription_id": self.prescription_id, "kind": self.kind,
-                "requested_by": self.requested_by, "created_at": _iso(self.created_at),
-                "status": self.status, "attempts": self.attempts,
-                "last_error": self.last_error,
-                "done_at": _iso(self.done_at) if self.done_at else None}
-
-
-def _job(row: dict) -> PrintJob:
-    created = _parse(row["created_at"])
-    assert created is not None
-    return PrintJob(id=row["id"], prescription_id=row["prescription_id"], kind=row["kind"],
-                    requested_by=row["requested_by"], created_at=created,
-                    status=row["status"], attempts=row["attempts"],
-                    last_error=row["last_error"], done_at=_parse(row["done_at"]))
-
-
-def list_jobs(store: Store, prescription_id: str | None = None,
-              status: str | None = None) -> list[PrintJob]:
-    sql, params = "SELECT * FROM print_jobs WHERE 1 = 1", []
-    if prescription_id is not None:
-        sql += " AND prescription_id = ?"
-        params.append(prescription_id)
-    if status is not None:
-        sql += " AND status = ?"
-        params.append(status)
-    return [_job(row) for row in store.query(sql + " ORDER BY id", tuple(params))]
-
-
-def get_job(store: Store, job_id: int) -> PrintJob | None:
-    rows = store.query("SELECT * FROM print_jobs WHERE id = ?", (job_id,))
-    return _job(rows[0]) if rows else None
+__all__ = ["PrintJob"]  # the queue's record, defined with the port
 
 
 # -- what gets printed ----------------------------------------------------------------------
-def order_payload(store: Store, prescription_id: str,
+def order_payload(uow: UnitOfWork, prescription_id: str,
                   max_chars: int | None = None) -> tuple[Prescription, str]:
     """The stored signed prescription and its QR payload (certificate by reference when
     the embedded form would exceed ``max_chars``)."""
-    rows = store.query("SELECT * FROM prescriptions WHERE id = ?", (prescription_id,))
-    if not rows:
-        raise StoreError(f"unknown prescription {prescription_id}")
-    row = rows[0]
-    if not row.get("signature") or not row.get("signer_cert"):
-        raise StateError(f"prescription {prescription_id} is not signed: nothing to print")
-    prescription = Prescription.from_dict(json.loads(row["body"]))
-    stored = row.get("signed_payload")
-    signed = bytes(stored) if stored else SignedOrder.from_prescription(prescription).to_bytes()
-    signature, cert = bytes(row["signature"]), bytes(row["signer_cert"])
-    payload = QrPayload.build(signed, signature, cert).encode()
+    row = uow.prescriptions.signed_rows([prescription_id]).get(prescription_id)
+    if row is None:
+        raise StoreError(f"ordonnance inconnue : {prescription_id}")
+    signed = row.load()
+    if signed is None:
+        raise StateError(f"l'ordonnance {prescription_id} n'est pas signée : rien à imprimer")
+    proof = signed.proof
+    assert proof.signed_part is not None
+    payload = QrPayload.build(proof.signed_part, proof.signature, proof.signer_cert).encode()
     if max_chars is not None and len(payload) > max_chars:
         log.warning("QR payload too long for the medium: certificate by reference",
                     extra={"fields": {"prescription": prescription_id,
                                       "chars": len(payload), "max": max_chars}})
-        payload = QrPayload.build(signed, signature, cert, embed_certificate=False).encode()
-    return prescription, payload
+        payload = QrPayload.build(proof.signed_part, proof.signature, proof.signer_cert,
+                                  embed_certificate=False).encode()
+    return signed.prescription, payload
 
 
-def request_reprint(store: Store, prescription_id: str, *, actor: str, role: str,
+def request_reprint(uow: UnitOfWork, prescription_id: str, *, actor: str, role: str,
                     at: datetime | None = None) -> int:
     """Queue a DUPLICATA of a signed order for ``actor`` (an idNat_PS with an open nurse,
     physician or staff session: the caller checks the session); audited."""
-    rows = store.query("SELECT state FROM prescriptions WHERE id = ?", (prescription_id,))
-    if not rows:
-        raise StoreError(f"ordonnance inconnue : {prescription_id}")
-    state = State(rows[0]["state"])
-    if state is State.DRAFT:
-        raise StateError(f"l'ordonnance {prescription_id} n'est pas signée : pas de duplicata")
-    if state is State.CANCELLED:
-        raise StateError(f"l'ordonnance {prescription_id} est annulée : pas de duplicata")
-    when = _iso(at or _now())
-    with store.write() as db:
-        job = db["print_jobs"].insert({"prescription_id": prescription_id, "kind": "duplicate",
-                                       "requested_by": actor, "created_at": when})
-        job_id = int(job.last_pk)
-        audit.append(db, actor=actor, action="print.reprint_requested",
-                     subject=prescription_id, details={"job": job_id, "role": role})
+    with uow:
+        state = uow.prescriptions.state_of(prescription_id)
+        if state is None:
+            raise StoreError(f"ordonnance inconnue : {prescription_id}")
+        if state is State.DRAFT:
+            raise StateError(f"l'ordonnance {prescription_id} n'est pas signée : "
+                             "pas de duplicata")
+        if state is State.CANCELLED:
+            raise StateError(f"l'ordonnance {prescription_id} est annulée : pas de duplicata")
+        job_id = uow.print_jobs.add(prescription_id, "duplicate", actor, at or utc_now())
+        uow.audit.append(actor=actor, action="print.reprint_requested",
+                         subject=prescription_id, details={"job": job_id, "role": role})
+        uow.commit()
     log.info("reprint queued", extra={"fields": {"job": job_id, "prescription": prescription_id}})
     return job_id
 
 
-def export_pdf(store: Store, prescription_id: str, render: Callable[[Prescription, str], bytes],
-               *, actor: str) -> bytes:
+def export_pdf(uow: UnitOfWork, prescription_id: str,
+               render: Callable[[Prescription, str], bytes], *, actor: str) -> bytes:
     """The PDF of an order (``render`` is the PDF adapter); audited as ``print.pdf``."""
-    prescription, payload = order_payload(store, prescription_id)
+    prescription, payload = order_payload(uow, prescription_id)
     data = render(prescription, payload)
-    audit.append(store, actor=actor, action="print.pdf", subject=prescription_id,
-                 details={"bytes": len(data)})
+    with uow:
+        uow.audit.append(actor=actor, action="print.pdf", subject=prescription_id,
+                         details={"bytes": len(data)})
+        uow.commit()
     return data
 
 
@@ -201,11 +143,11 @@ class RunReport:
 class PrintQueue:
     """Runs queued jobs through one printer. Not thread-safe: one queue per thread."""
 
-    def __init__(self, store: Store, printer: OrderPrinter, *,
-                 clock: Callable[[], datetime] = _now,
+    def __init__(self, uow: UnitOfWork, printer: OrderPrinter, *,
+                 clock: Clock = utc_now,
                  on_status: Callable[[QueueStatus], None] | None = None,
                  worker_id: str | None = None) -> None:
-        self.store = store
+        self.uow = uow
         self.printer = printer
         self.clock = clock
         self.on_status = on_status
@@ -216,8 +158,7 @@ class PrintQueue:
 
     # -- state for the UI -------------------------------------------------------------------
     def status(self) -> QueueStatus:
-        counts = {row["status"]: row["n"] for row in self.store.query(
-            "SELECT status, count(*) AS n FROM print_jobs GROUP BY status")}
+        counts = self.uow.print_jobs.counts()
         message = self._last_error or self._printer_status.message
         return QueueStatus(printer=self._printer_status.state, message=message,
                            pending=counts.get("queued", 0), failed=counts.get("failed", 0),
@@ -233,46 +174,39 @@ class PrintQueue:
     # -- one run ------------------------------------------------------------------------------
     def _claim(self) -> PrintJob | None:
         now = self.clock()
-        with self.store.write() as db:
-            row = db.execute(
-                "SELECT id FROM print_jobs WHERE status = 'queued'"
-                " AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT 1",
-                [_iso(now)]).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE print_jobs SET claimed_by = ?, claimed_until = ? WHERE id = ?",
-                       [self.worker_id, _iso(now + LEASE), row[0]])
-        return get_job(self.store, row[0])
+        with self.uow:
+            job = self.uow.print_jobs.claim(self.worker_id, now, now + LEASE)
+            self.uow.commit()
+        return job
 
     def _release(self, job: PrintJob, error: str) -> None:
-        with self.store.write() as db:
-            db.execute("UPDATE print_jobs SET attempts = attempts + 1, last_error = ?,"
-                       " claimed_by = NULL, claimed_until = NULL WHERE id = ?", [error, job.id])
+        with self.uow:
+            self.uow.print_jobs.release(job.id, error)
+            self.uow.commit()
 
     def _done(self, job: PrintJob, receipt: PrintReceipt) -> None:
         now = self.clock()
-        with self.store.write() as db:
-            db.execute("UPDATE print_jobs SET status = 'done', attempts = attempts + 1,"
-                       " last_error = NULL, done_at = ?, claimed_by = NULL,"
-                       " claimed_until = NULL WHERE id = ?", [_iso(now), job.id])
-            audit.append(db, actor=job.requested_by, action="print.printed",
-                         subject=job.prescription_id, at=now,
-                         details={"job": job.id, "kind": job.kind, "attempts": job.attempts + 1,
-                                  "bytes": receipt.bytes_sent, "tickets": receipt.tickets,
-                                  "confirmed": receipt.confirmed,
-                                  "printer": self.printer.description})
+        with self.uow:
+            self.uow.print_jobs.done(job.id, now)
+            self.uow.audit.append(
+                actor=job.requested_by, action="print.printed", subject=job.prescription_id,
+                at=now, details={"job": job.id, "kind": job.kind, "attempts": job.attempts + 1,
+                                 "bytes": receipt.bytes_sent, "tickets": receipt.tickets,
+                                 "confirmed": receipt.confirmed,
+                                 "printer": self.printer.description})
+            self.uow.commit()
 
     def _fail(self, job: PrintJob, error: str) -> None:
-        with self.store.write() as db:
-            db.execute("UPDATE print_jobs SET status = 'failed', attempts = attempts + 1,"
-                       " last_error = ?, claimed_by = NULL, claimed_until = NULL WHERE id = ?",
-                       [error, job.id])
-            audit.append(db, actor=job.requested_by, action="print.failed",
-                         subject=job.prescription_id,
-                         details={"job": job.id, "kind": job.kind, "error": error[:200]})
+        with self.uow:
+            self.uow.print_jobs.fail(job.id, error)
+            self.uow.audit.append(actor=job.requested_by, action="print.failed",
+                                  subject=job.prescription_id,
+                                  details={"job": job.id, "kind": job.kind,
+                                           "error": error[:200]})
+            self.uow.commit()
 
     def _request(self, job: PrintJob) -> PrintRequest:
-        prescription, payload = order_payload(self.store, job.prescription_id,
+        prescription, payload = order_payload(self.uow, job.prescription_id,
                                               self.printer.qr_capacity)
         duplicate_at = job.created_at if job.kind == "duplicate" else None
         return PrintRequest(job.id, prescription, payload, duplicate_at)

@@ -1,4 +1,4 @@
-"""Import residents from the EHPAD's CSV export and list them.
+"""Import residents from the EHPAD's CSV export, find them, and a resident's file.
 
 CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Columns ``nir``,
 ``nom``, ``nom_usage`` (optional), ``prenoms``, ``date_naissance`` (``YYYY-MM-DD`` or
@@ -17,17 +17,17 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any
 
 from appliance.domain.drug_facts import Allergy
 from appliance.domain.ids import Ins
 from appliance.domain.people import Resident
+from appliance.domain.prescription import State
 from appliance.errors import ValidationError
-from appliance.store import allergies as allergy_store
-from appliance.store import audit
-from appliance.store.db import Store
-from appliance.store.repositories import upsert_residents
+from appliance.ports.clock import utc_now
+from appliance.ports.drugs import SubstanceLookup
+from appliance.ports.uow import FileEntry, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,6 @@ REQUIRED = ("nir", "nom", "prenoms", "date_naissance", "sexe", "chambre")
 OPTIONAL = ("nom_usage", "opposition", "allergies")
 ALLERGY_SEPARATOR = "|"
 ALLERGY_SOURCE = "import des résidents"
-
-
-class SubstanceLookup(Protocol):
-    """Substances of the drug referential by name or code (``ReferentialFacts``)."""
-
-    def substances(self, text: str) -> list[tuple[str, str]]: ...
 YES, NO = {"oui", "o", "yes", "1", "true"}, {"non", "n", "no", "0", "false", ""}
 
 
@@ -190,22 +184,39 @@ def _column(field_name: str) -> str:
     return {"ins": "nir", "birth_name": "nom", "first_names": "prenoms"}.get(name, name)
 
 
-def import_residents(store: Store, data: bytes, *, actor: str,
+def import_residents(uow: UnitOfWork, data: bytes, *, actor: str,
                      substances: SubstanceLookup | None = None) -> ImportReport:
+    """Upsert the good rows and add their allergies, in one transaction; ``substances``
+    (the drug referential) resolves the ``allergies`` column (without it, a row that has
+    allergies is rejected)."""
     good, errors = read_residents(data, substances)
     report = ImportReport(errors=errors)
-    today = datetime.now(UTC).date()
-    with store.write() as db:
-        report.created, report.updated = upsert_residents(db, (r for _, r, _ in good))
+    today = utc_now().date()
+    with uow:
+        report.created, report.updated = uow.residents.upsert(r for _, r, _ in good)
         for _, resident, allergies in good:
             for code, name in allergies:
-                record = allergy_store.add(
-                    db, ins=resident.ins.value, recorded_by=actor,
-                    allergy=Allergy(code, name, today, ALLERGY_SOURCE))
+                record = uow.allergies.add(resident.ins.value,
+                                           Allergy(code, name, today, ALLERGY_SOURCE),
+                                           recorded_by=actor)
                 report.allergies += record is not None
-        audit.append(db, actor=actor, action="residents.imported",
-                     details={"created": report.created, "updated": report.updated,
-                              "rejected": report.rejected, "allergies": report.allergies})
+        uow.audit.append(actor=actor, action="residents.imported",
+                         details={"created": report.created, "updated": report.updated,
+                                  "rejected": report.rejected, "allergies": report.allergies})
+        uow.commit()
     log.info("residents imported", extra={"fields": {
         "created": report.created, "updated": report.updated, "rejected": report.rejected}})
     return report
+
+
+def search(uow: UnitOfWork, query: str = "", *, active_only: bool = True) -> list[Resident]:
+    """Residents sorted by name; ``query`` matches names or room, accents and case ignored."""
+    return uow.residents.search(query, active_only)
+
+
+def resident_file(uow: UnitOfWork, ins: str, viewer: str | None) -> list[FileEntry]:
+    """A resident's prescriptions as the kiosk lists them, newest first, with the registry's
+    answer, the print jobs and the dispensations of each; another physician's drafts are
+    theirs alone (``viewer`` is the idNat_PS looking)."""
+    return [entry for entry in uow.views.resident_file(ins)
+            if entry.row.state is not State.DRAFT or entry.row.prescriber_id == viewer]

@@ -20,8 +20,8 @@ Verification (``verify_payload``), with nothing but the trust roots:
 5. revocation: a certificate listed in a CRL of ``crls`` that its issuer signed is
    refused, whatever the revocation date (the issue time is the signer's own claim, so a
    compromised key could backdate). CRL freshness is not enforced (offline use);
-6. the certificate's idNat_PS (subject ``serialNumber``, else ``UID``, else the digits
-   before ``/`` in ``CN``) is ``8`` + the RPPS of the payload;
+6. the certificate's holder (``trust.holder_id_nat_ps``: subject ``serialNumber``, else
+   ``UID``, else the part before ``/`` in ``CN``) is ``8`` + the RPPS of the payload;
 7. the certificate is valid at the issue time.
 
 Any failure raises ``InvalidOrder`` whose ``reason`` is printed as ``INVALID: reason``;
@@ -42,24 +42,23 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
-from appliance.domain.ids import validate_id_nat_ps
 from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import QrPayload, SignedOrder
 from appliance.errors import OrdoError, ValidationError
-from appliance.ports import Signer
+from appliance.ports.card import Signer
+from appliance.ports.clock import utc_now
 from appliance.services.trust import (
     CertificateRejected,
     TrustStore,
     Usage,
+    holder_id_nat_ps,
     subject,
     validate_chain,
 )
-from appliance.store import repositories
 
 if TYPE_CHECKING:
-    import sqlite_utils
+    from appliance.ports.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +156,7 @@ def sign_prescription(prescription: Prescription, signer: Signer, at: datetime
 
 
 # -- verification ----------------------------------------------------------------------------
-def certificate_id_nat_ps(cert: x509.Certificate) -> str | None:
-    """The holder's idNat_PS: subject serialNumber (the test PKI and PROTOCOL.md), else UID,
-    else the digits before ``/`` in the CN (older CPS templates)."""
-    candidates = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]
-    candidates += [a.value for a in cert.subject.get_attributes_for_oid(NameOID.USER_ID)]
-    candidates += [str(a.value).split("/", 1)[0]
-                   for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    for value in candidates:
-        try:
-            return validate_id_nat_ps(str(value))
-        except ValidationError:
-            continue
-    return None
+certificate_id_nat_ps = holder_id_nat_ps  # whom the signer's certificate belongs to
 
 
 def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
@@ -210,11 +197,18 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
                          chain=tuple(subject(c) for c in chain))
 
 
-def record_signature(db: sqlite_utils.Database, signed: SignedPrescription, *, actor: str
-                     ) -> int:
+def record_signature(uow: UnitOfWork, signed: SignedPrescription, *, actor: str,
+                     at: datetime | None = None) -> int:
     """Store a signed prescription with the exact bytes the card signed, its outbox row,
-    first print job and audit entry (``repositories.record_signed``), in the caller's
-    transaction. Returns the print job."""
-    return repositories.record_signed(db, signed.prescription, signature=signed.signature,
-                                      signer_cert=signed.certificate_der, actor=actor,
-                                      signed_payload=signed.payload.signed_bytes)
+    its first print job and its audit entry, in the caller's ``with uow:`` block: after a
+    crash either all four exist or none does. Returns the print job."""
+    p = signed.prescription
+    now = at or utc_now()
+    uow.prescriptions.add_signed(p, signature=signed.signature,
+                                 signer_cert=signed.certificate_der,
+                                 signed_payload=signed.payload.signed_bytes)
+    uow.outbox.add(p.id, "create", now)
+    job = uow.print_jobs.add(p.id, "original", actor, now)
+    uow.audit.append(actor=actor, action="prescription.signed", subject=p.id,
+                     details={"lines": len(p.lines), "print_job": job})
+    return job

@@ -10,6 +10,9 @@ path) with their CRLs (``security.crls``). ``validate_chain`` checks, for one mo
 4. no certificate of the path revoked by a CRL its issuer signed (a stale CRL still applies:
    the appliance is offline-first; the log says so).
 
+``holder_id_nat_ps`` reads whom a card certificate belongs to (one rule for the login and
+for the signature checks).
+
 A refusal is a ``CertificateRejected`` with a machine ``reason`` (``no_trust_roots``,
 ``untrusted``, ``expired``, ``not_yet_valid``, ``revoked``, ``key_usage``) and an English
 sentence naming the certificate; callers turn it into their own error.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,8 +33,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
-from appliance.errors import ConfigError, OrdoError
+from appliance.domain.ids import validate_id_nat_ps
+from appliance.errors import ConfigError, InvalidIdentifier, OrdoError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,39 @@ class CertificateRejected(OrdoError):
 
 def subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
+
+
+CPE_ID_NAT = re.compile(r"3(?:[0-9]{2}|2[AB])[0-9]{7}/[0-9A-Za-z]{1,20}")
+"""idNat of establishment staff (CPE cards): ``3`` + FINESS + ``/`` + local identifier."""
+
+
+def id_nat(value: str) -> str | None:
+    """The normalised idNat_PS (``8`` + RPPS with its Luhn key, ``0`` + ADELI, or a CPE
+    idNat), or None when ``value`` is not one."""
+    value = value.strip()
+    if value.startswith("3"):
+        return value if CPE_ID_NAT.fullmatch(value) else None
+    try:
+        return validate_id_nat_ps(value)
+    except InvalidIdentifier:
+        return None
+
+
+def holder_id_nat_ps(cert: x509.Certificate) -> str | None:
+    """Whom a card certificate belongs to: the first valid idNat of the subject's
+    ``serialNumber`` (CPS cards and the test PKI), else ``UID``, else the part of the ``CN``
+    before ``/`` (older CPS templates); None when none is one."""
+    name = cert.subject
+    candidates = [a.value for a in name.get_attributes_for_oid(NameOID.SERIAL_NUMBER)]
+    candidates += [a.value for a in name.get_attributes_for_oid(NameOID.USER_ID)]
+    candidates += [str(a.value).split("/", 1)[0]
+                   for a in name.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    for value in candidates:
+        found = id_nat(value.decode("utf-8", "replace") if isinstance(value, bytes)
+                       else str(value))
+        if found is not None:
+            return found
+    return None
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -101,7 +140,7 @@ def _read(key: str, path: str | Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(key, str(path), f"a readable file ({exc.strerror})") from exc
+        raise ConfigError(key, str(path), f"un fichier lisible ({exc.strerror})") from exc
 
 
 def load_trust_store(root_files: Iterable[str | Path],
@@ -115,7 +154,7 @@ def load_trust_store(root_files: Iterable[str | Path],
                          else [x509.load_der_x509_certificate(data)])
         except ValueError as exc:
             raise ConfigError("security.trust_roots", str(path),
-                              f"PEM or DER certificates ({exc})") from exc
+                              f"des certificats PEM ou DER ({exc})") from exc
     crls: list[x509.CertificateRevocationList] = []
     for path in crl_files:
         data = _read("security.crls", path)
@@ -123,7 +162,7 @@ def load_trust_store(root_files: Iterable[str | Path],
             crls.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
                         else x509.load_der_x509_crl(data))
         except ValueError as exc:
-            raise ConfigError("security.crls", str(path), f"a PEM or DER CRL ({exc})") from exc
+            raise ConfigError("security.crls", str(path), f"une CRL PEM ou DER ({exc})") from exc
     return TrustStore.from_certificates(certs, crls)
 
 

@@ -1,9 +1,11 @@
-"""The audit chain: append-only, each entry sealed with the SHA-256 of the previous one.
+"""Owner of the ``audit`` table: the audit chain, append-only, each entry sealed with the
+SHA-256 of the previous one.
 
 ``hash = SHA-256(prev_hash || RFC 8785 JSON of {seq, at, actor, action, subject, details})``.
 The head (count and last hash) is kept in ``meta`` in the same transaction, so a deleted
 last entry is caught too. Triggers refuse UPDATE and DELETE; ``verify`` catches whoever
-goes around them (one changed, deleted or reordered row is always detected).
+goes around them (one changed, deleted or reordered row is always detected). The retention
+policy removes the oldest entries through ``prune``, which keeps an anchor.
 
 Who, what, when: never a PIN, a patient's name, NIR or birth date in ``details`` — callers
 pass opaque identifiers (prescription ID, idNat_PS, job id).
@@ -14,37 +16,25 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import rfc8785
 
 from appliance.errors import AuditChainBroken, StoreError
+from appliance.ports.uow import AuditEntry
+from appliance.store import meta
 from appliance.store.db import Store
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
+Entry = AuditEntry
 GENESIS = "0" * 64
-_HEAD_COUNT, _HEAD_HASH = "audit.count", "audit.head"
-# Set by the retention policy (appliance.services.ops.retention) in the transaction that
-# deletes the oldest entries: the first kept entry and the hash it follows.
+HEAD_COUNT, HEAD_HASH = "audit.count", "audit.head"
+# Set by the retention policy (``prune``) in the transaction that deletes the oldest
+# entries: the first kept entry and the hash it follows.
 ANCHOR_SEQ, ANCHOR_PREV = "audit.anchor_seq", "audit.anchor_prev"
+NO_DELETE_TRIGGER = "audit_no_delete"
 FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "first_names",
                                    "birth_name", "used_name", "date_naissance", "nom", "prenoms"})
-
-
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    at: str
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
 
 
 def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str,
@@ -54,45 +44,35 @@ def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject:
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
-def _meta(db: sqlite_utils.Database, key: str, default: str) -> str:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-    return row[0] if row else default
-
-
-def append(db: sqlite_utils.Database | Store, *, actor: str, action: str, subject: str = "",
+def append(store: Store, *, actor: str, action: str, subject: str = "",
            details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
-    """Append one entry and return its sequence number.
-
-    Inside ``store.write()`` it joins that transaction; given a ``Store`` it opens its own.
-    """
-    if isinstance(db, Store):
-        with db.write() as inner:
-            return append(inner, actor=actor, action=action, subject=subject,
+    """Append one entry and return its sequence number: in the caller's write transaction,
+    or in one of its own when none is open (maintenance jobs and tests)."""
+    if not store.in_transaction:
+        with store.write():
+            return append(store, actor=actor, action=action, subject=subject,
                           details=details, at=at)
     details = dict(details or {})
     leaked = FORBIDDEN_DETAIL_KEYS.intersection(k.lower() for k in details)
     if leaked:
         raise StoreError(f"audit details must not carry {sorted(leaked)}")
-    if not db.conn.in_transaction:
-        raise StoreError("audit.append needs a write transaction (store.write())")
     when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
-    seq = int(_meta(db, _HEAD_COUNT, "0")) + 1
-    prev = _meta(db, _HEAD_HASH, GENESIS)
+    seq = int(meta.get(store, HEAD_COUNT, "0") or 0) + 1
+    prev = meta.get(store, HEAD_HASH, GENESIS) or GENESIS
     digest = _digest(prev, seq, when, actor, action, subject, details)
-    db.execute(
+    store.execute(
         "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [seq, when, actor, action, subject,
          json.dumps(details, ensure_ascii=False, sort_keys=True), prev, digest],
     )
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
-               [_HEAD_COUNT, str(seq), _HEAD_HASH, digest])
+    meta.put(store, (HEAD_COUNT, str(seq)), (HEAD_HASH, digest))
     return seq
 
 
-def entries(store: Store, since: int = 0) -> list[Entry]:
+def entries(store: Store, since: int = 0) -> list[AuditEntry]:
     rows = store.query("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (since,))
-    return [Entry(**{**row, "details": json.loads(row["details"])}) for row in rows]
+    return [AuditEntry(**{**row, "details": json.loads(row["details"])}) for row in rows]
 
 
 def verify(store: Store) -> int:
@@ -102,9 +82,9 @@ def verify(store: Store) -> int:
     After a retention run the chain starts at the anchor kept in ``meta`` (first kept
     entry, and the hash it follows) instead of entry 1 and the genesis hash.
     """
-    expected_seq = int(_meta(store.db, ANCHOR_SEQ, "1"))
-    expected_prev = _meta(store.db, ANCHOR_PREV, GENESIS)
-    for row in store.conn.execute("SELECT * FROM audit ORDER BY rowid"):
+    expected_seq = int(meta.get(store, ANCHOR_SEQ, "1") or 1)
+    expected_prev = meta.get(store, ANCHOR_PREV, GENESIS) or GENESIS
+    for row in store.execute("SELECT * FROM audit ORDER BY rowid"):
         seq = row["seq"]
         if seq != expected_seq:
             raise AuditChainBroken(expected_seq, f"missing or out of order (found {seq} next)")
@@ -120,9 +100,65 @@ def verify(store: Store) -> int:
             raise AuditChainBroken(seq, "content does not match its hash (modified)")
         expected_prev, expected_seq = row["hash"], seq + 1
     count = expected_seq - 1
-    head_count = int(_meta(store.db, _HEAD_COUNT, "0"))
+    head_count = int(meta.get(store, HEAD_COUNT, "0") or 0)
     if head_count != count:
         raise AuditChainBroken(count + 1, f"{head_count - count} entries missing at the end")
-    if _meta(store.db, _HEAD_HASH, GENESIS) != expected_prev:
+    if meta.get(store, HEAD_HASH, GENESIS) != expected_prev:
         raise AuditChainBroken(count, "the last entry does not match the recorded head")
     return count
+
+
+def prunable(store: Store, before: str) -> tuple[int, int, str]:
+    """What ``prune(before)`` would remove: (entries, first kept entry, the hash it
+    follows); (0, ..) when nothing goes (the anchor already covers it)."""
+    head_seq = int(meta.get(store, HEAD_COUNT, "0") or 0)
+    start = int(meta.get(store, ANCHOR_SEQ, "1") or 1)
+    first_young = store.one("SELECT min(seq) FROM audit WHERE julianday(at) >= julianday(?)",
+                            [before])
+    first_kept = head_seq + 1 if first_young is None else int(first_young)
+    count = store.one("SELECT count(*) FROM audit WHERE seq < ?", [first_kept])
+    if not count or first_kept <= start:
+        return 0, start, ""
+    if first_young is None:
+        prev = meta.get(store, HEAD_HASH, GENESIS) or GENESIS
+    else:
+        prev = store.one("SELECT prev_hash FROM audit WHERE seq = ?", [first_kept])
+    return int(count), first_kept, str(prev)
+
+
+def prune(store: Store, first_kept: int, prev: str) -> None:
+    """Delete the entries before ``first_kept`` (in the caller's write transaction) and
+    anchor the chain there: ``verify`` then starts at ``first_kept`` after ``prev``."""
+    store.require_write("audit.prune")
+    trigger = store.one("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                        [NO_DELETE_TRIGGER])
+    if trigger is not None:
+        store.execute(f"DROP TRIGGER {NO_DELETE_TRIGGER}")
+    store.execute("DELETE FROM audit WHERE seq < ?", [first_kept])
+    if trigger is not None:
+        store.execute(trigger)
+    meta.put(store, (ANCHOR_SEQ, str(first_kept)), (ANCHOR_PREV, prev))
+
+
+def anchor(store: Store) -> tuple[int | None, str | None]:
+    seq = meta.get(store, ANCHOR_SEQ)
+    return (int(seq) if seq else None), meta.get(store, ANCHOR_PREV)
+
+
+class AuditTable:
+    """The ``AuditLog`` repository of a unit of work."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def append(self, *, actor: str, action: str, subject: str = "",
+               details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+        self._store.require_write("audit.append")
+        return append(self._store, actor=actor, action=action, subject=subject,
+                      details=details, at=at)
+
+    def entries(self, since: int = 0) -> list[AuditEntry]:
+        return entries(self._store, since)
+
+    def verify(self) -> int:
+        return verify(self._store)

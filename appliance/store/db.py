@@ -3,6 +3,11 @@
 WAL journal, ``synchronous=FULL``, a busy timeout, and ``BEGIN IMMEDIATE`` for every write
 so that the two processes never deadlock on a lock upgrade. The file is created with mode
 0600 inside a 0700 directory: it holds health data.
+
+``Store`` is one connection. Every SQLite or file-system error of the data directory (missing,
+read-only, corrupt, full) leaves it as a ``StoreError`` naming the file: callers never see
+``sqlite3`` or ``OSError`` exceptions. The tables are written by their owner modules of this
+package, through a unit of work (``appliance.store.uow``).
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import StoreError
 
@@ -26,45 +31,115 @@ BUSY_TIMEOUT_MS = 10_000
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
+Params = Sequence[Any] | dict[str, Any]
+
 
 class Store:
     """A connection to the store, with explicit write transactions.
 
-    ``db`` is the sqlite-utils view of the same connection; its own ``atomic()`` blocks
-    nest as savepoints inside ``write()``. sqlite-utils (and the click, dateutil and pluggy
-    it loads, about 0.1 s) is imported by the first ``Store``, not by importing this module,
-    so that the kiosk draws its lock screen before it needs the store.
+    ``begin`` / ``commit`` / ``rollback`` (or ``write()``) frame a ``BEGIN IMMEDIATE``
+    transaction; a write outside one is refused (``require_write``). ``db`` is the
+    sqlite-utils view of the same connection, made on first use (the migrations use it):
+    sqlite-utils (and the click, dateutil and pluggy it loads, about 0.1 s) is not imported
+    by the owner modules, so that the kiosk draws its lock screen before it needs the store.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
-        import sqlite_utils
-
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+        self._db: sqlite_utils.Database | None = None
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else "la base locale"
+
+    def failed(self, exc: BaseException, doing: str = "") -> StoreError:
+        """The ``StoreError`` for a SQLite or OS error on this store."""
+        what = f" ({doing})" if doing else ""
+        return StoreError(f"base de données {self.where} inutilisable{what} : {exc}")
+
+    # -- transactions -------------------------------------------------------------------
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def begin(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self.failed(exc, "début d'écriture") from exc
+
+    def commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.rollback()
+            raise self.failed(exc, "enregistrement") from exc
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("rollback failed")
+
+    def require_write(self, what: str) -> sqlite3.Connection:
+        """The connection, for a write: only inside a write transaction."""
+        if not self.conn.in_transaction:
+            raise StoreError(f"{what} needs a write transaction (with uow: ... uow.commit())")
+        return self.conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
-        """One write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+        """One write transaction (``BEGIN IMMEDIATE``): all or nothing. Nested, a
+        savepoint. For the migrations and the maintenance jobs; use cases write through a
+        unit of work."""
         if self.conn.in_transaction:
             with self.db.atomic():
                 yield self.db
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.begin()
         try:
             yield self.db
         except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            self.rollback()
             raise
         else:
-            self.conn.execute("COMMIT")
+            self.commit()
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
-        return [dict(row) for row in self.conn.execute(sql, params)]
+    # -- statements ---------------------------------------------------------------------
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self.failed(exc) from exc
+
+    def one(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row (``None`` when there is no row)."""
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def query(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.execute(sql, params)]
 
     def close(self) -> None:
         self.conn.close()
+
+
+def upsert_sql(table: str, columns: Sequence[str], key: str) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` for constant names (never input)."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+    marks = ", ".join("?" * len(columns))
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+            f" ON CONFLICT ({key}) DO UPDATE SET {updates}")
 
 
 def _secure_path(path: Path) -> None:
@@ -100,10 +175,15 @@ def open_store(path: Path | str, migrate: bool = True) -> Store:
             if side.exists():
                 os.chmod(side, FILE_MODE)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        raise StoreError(f"impossible d'ouvrir la base de données {path} : "
+                         f"{getattr(exc, 'strerror', None) or exc}") from exc
     store = Store(conn, path)
     if migrate:
         from appliance.store.migrations import migrate as run_migrations
 
-        run_migrations(store)
+        try:
+            run_migrations(store)
+        except BaseException:
+            store.close()
+            raise
     return store

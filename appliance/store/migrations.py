@@ -7,6 +7,7 @@ Never edit a published migration: add a new one at the end.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -131,7 +132,15 @@ def applied(store: Store) -> list[str]:
 
 
 def migrate(store: Store) -> list[str]:
-    """Apply the pending migrations; returns their names."""
+    """Apply the pending migrations; returns their names. A database that cannot be
+    migrated (read-only, corrupt, not a database) raises ``StoreError``."""
+    try:
+        return _migrate(store)
+    except sqlite3.Error as exc:
+        raise store.failed(exc, "mise à jour du schéma") from exc
+
+
+def _migrate(store: Store) -> list[str]:
     with store.write() as db:
         db.execute(
             "CREATE TABLE IF NOT EXISTS _migrations ("
@@ -222,11 +231,19 @@ def m005_prescription_history(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m006_allergies(db: sqlite_utils.Database) -> None:
-    """Allergies and intolerances of residents, one row per substance (BDPM substance code
-    and the name it was recorded under), with the day it was recorded, its source (who said
-    so: the family, the medical file, the residents' import) and who recorded it. The
-    prescribing checks refuse a drug that contains the substance or another salt of it."""
+def m008_allergies(db: sqlite_utils.Database) -> None:
+    """Allergies and intolerances of residents, and the prescribing checks' alerts.
+
+    ``allergies``: one row per resident and substance (BDPM substance code and the name it
+    was recorded under), with the day it was recorded, its source (who said so: the family,
+    the medical file, the residents' import) and who recorded it. The prescribing checks
+    refuse a drug that contains the substance or another salt of it.
+
+    ``prescription_alerts``: the alerts of the checks on a prescription, in order: those of
+    a draft imported from the EHPAD's software (for the physician's review), then those it
+    was signed with, each with what the physician did (``acknowledged``, ``overridden`` and
+    the typed reason). No foreign key: the retention policy removes them with their
+    prescription (``prescription_id``), and a draft's are removed with it."""
     db.execute(
         "CREATE TABLE allergies ("
         " id INTEGER PRIMARY KEY,"
@@ -238,3 +255,18 @@ def m006_allergies(db: sqlite_utils.Database) -> None:
         " recorded_by TEXT NOT NULL,"
         " created_at TEXT NOT NULL,"
         " UNIQUE (resident_ins, substance_code))")
+    db.execute(
+        "CREATE TABLE prescription_alerts ("
+        " prescription_id TEXT NOT NULL,"
+        " position INTEGER NOT NULL,"
+        " code TEXT NOT NULL,"
+        " severity TEXT NOT NULL CHECK (severity IN ('bloquant', 'important', 'info')),"
+        " message TEXT NOT NULL,"
+        " source TEXT NOT NULL,"
+        " line INTEGER,"
+        " overridable INTEGER NOT NULL CHECK (overridable IN (0, 1)),"
+        " status TEXT NOT NULL"
+        "  CHECK (status IN ('open', 'acknowledged', 'overridden', 'shown')),"
+        " reason TEXT,"
+        " checked_at TEXT NOT NULL,"
+        " PRIMARY KEY (prescription_id, position))")

@@ -27,8 +27,9 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.scrollbar import ScrollBar, ScrollBarRender
+from textual.widget import Widget
 
-from appliance.domain.people import Role
+from appliance.domain.people import ROLE_LABELS_FR, Role
 from appliance.errors import OrdoError
 from appliance.tui.messages import (
     CardChanged,
@@ -40,7 +41,7 @@ from appliance.tui.messages import (
 from appliance.tui.screens.base import LOCK_REASONS_FR
 
 if TYPE_CHECKING:
-    from appliance.ports import CardEvent
+    from appliance.ports.card import CardEvent
     from appliance.services.auth import PractitionerSession, SessionGuard
     from appliance.tui.context import KioskContext
 
@@ -52,8 +53,6 @@ PRINTER_PROBE_EVERY = 6  # status refreshes between two printer probes (network 
 KEY_NAMES_FR = {"escape": "Échap", "enter": "Entrée", "up": "Haut", "down": "Bas",
                 "tab": "Tab", "delete": "Suppr", "backspace": "Retour arr."}
 
-ROLE_FR = {Role.PRESCRIBER: "médecin", Role.NURSE: "infirmier",
-           Role.STAFF: "personnel d'établissement"}
 
 
 class OrdoApp(App[None]):
@@ -183,6 +182,13 @@ class OrdoApp(App[None]):
     def on_run_in_ui(self, message: RunInUi) -> None:
         message.callback(message.value)
 
+    def _start_widget(self, parent: Widget, widget: Widget) -> None:
+        """This app's scroll bars (Textual makes them on demand, through here) draw with
+        ``PlainScrollBarRender``; Textual's own default, shared by every app, is left as is."""
+        if isinstance(widget, ScrollBar):
+            widget.renderer = PlainScrollBarRender  # type: ignore[misc]  # per instance
+        super()._start_widget(parent, widget)
+
     # -- card and session ------------------------------------------------------------------
     def _card_event(self, event: CardEvent) -> None:
         """Card monitor thread: lock first (at once), then tell the UI."""
@@ -192,7 +198,7 @@ class OrdoApp(App[None]):
         self.post_message(CardChanged(event))
 
     def on_card_changed(self, message: CardChanged) -> None:
-        from appliance.ports import CardEventKind
+        from appliance.ports.card import CardEventKind
         from appliance.tui.screens.lock import LockScreen
         from appliance.tui.screens.pin import PinScreen
 
@@ -281,8 +287,8 @@ class OrdoApp(App[None]):
                 if seq < self._saved_seq:
                     return
                 try:
-                    with ctx.store() as store:
-                        prescribing.update_draft(store, session, draft, form=form)
+                    with ctx.uow() as uow:
+                        prescribing.update_draft(uow, session, draft, form=form)
                 except OrdoError as exc:
                     log.warning("draft not saved: %s", exc)
                     return
@@ -303,8 +309,8 @@ class OrdoApp(App[None]):
 
             with self._save_lock:
                 try:
-                    with ctx.store() as store:
-                        prescribing.discard_draft(store, session, prescription_id)
+                    with ctx.uow() as uow:
+                        prescribing.discard_draft(uow, session, prescription_id)
                 except Exception:
                     log.exception("empty draft not discarded")
 
@@ -319,7 +325,7 @@ class OrdoApp(App[None]):
         session = self.session
         if session is None:
             return ""
-        return f"{session.practitioner.display_name} ({ROLE_FR[session.role]})"
+        return f"{session.practitioner.display_name} ({ROLE_LABELS_FR[session.role]})"
 
     # -- status bar ------------------------------------------------------------------------
     def _update_card_status(self) -> None:
@@ -363,11 +369,9 @@ class OrdoApp(App[None]):
         ctx = self.ctx
         parts: dict[str, str] = {}
         try:
-            with ctx.store() as store:
-                if ctx.sync_status is not None:
-                    parts["registry"] = _registry_text(ctx.sync_status(store))
-                pending = store.query("SELECT count(*) AS n FROM print_jobs"
-                                      " WHERE status = 'queued'")[0]["n"]
+            with ctx.uow() as uow:
+                parts["registry"] = _registry_text(uow.views.sync_status(ctx.now()))
+                pending = uow.print_jobs.counts().get("queued", 0)
         except Exception:
             log.exception("status: cannot read the store")
             parts["registry"] = "Base illisible !"
@@ -434,6 +438,4 @@ class PlainScrollBarRender(ScrollBarRender):
 
 def make_app(ctx: KioskContext) -> OrdoApp:
     """The kiosk app around ``ctx`` (see ``appliance.tui.context``)."""
-    ScrollBar.renderer = PlainScrollBarRender
     return OrdoApp(ctx)
-

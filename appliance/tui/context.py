@@ -1,55 +1,43 @@
 """What the kiosk needs from the outside world, given to ``make_app``.
 
-The composition root (``appliance.commands.kiosk``) builds it from the settings with the
-real adapters (pcscd, the ESC/POS printer, the BDPM referential, the sync status); the tests
-build the same object around a temporary data directory, a virtual card and the printer
-emulator. The UI imports no concrete adapter.
+The kiosk's composition root (``appliance.commands.kiosk.build_context``, over
+``appliance.bootstrap.App``) builds it with the real adapters (the card backend, the ESC/POS
+printer, the BDPM referential, the SQLite units of work); the tests build the same object
+around a temporary data directory, a virtual card and the printer emulator. The UI imports
+no adapter and no store module: it calls the services with a unit of work
+(``appliance.ports.uow``) and reads the screens' read models from ``uow.views``.
 
-Threads: the UI thread never touches the database, the card or the printer. Workers call
-``open_store()`` for a connection of their own (SQLite connections are not shared between
-threads), and every card operation goes through ``card_call`` (one thread owns the PC/SC
-context). The card watcher and the print worker run their own threads and report through
-callbacks that post Textual messages.
+Threads: the UI thread never touches the database, the card or the printer. Workers take
+``with ctx.uow() as uow:`` a unit of work on a connection of their own (SQLite connections
+are not shared between threads), and every card operation goes through ``card_call`` (one
+thread owns the card). The card watcher and the print worker run their own threads and
+report through callbacks that post Textual messages.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from appliance.ports.clock import utc_now
+
 if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
-    from appliance.ports import CardEvent, PrinterStatus
+    from appliance.ports.card import CardWatcher
+    from appliance.ports.printer import PrinterStatus
+    from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import PractitionerSession
     from appliance.services.prescribing import IdAllocator
-    from appliance.store.db import Store
 
 T = TypeVar("T")
 
 
-class Watcher(Protocol):
-    """The card monitor (``drivers.card.monitor.ReaderMonitor``)."""
-
-    def subscribe(self, callback: Callable[[CardEvent], None]) -> None: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def cards(self) -> dict[str, bytes]: ...
-
-    def readers(self) -> list[str]: ...
-
-    @property
-    def service_up(self) -> bool: ...
-
-
 class PrintService(Protocol):
-    """The print queue worker of this kiosk (``PrintWorker`` around the order printer)."""
+    """The print queue worker of this kiosk (``appliance.bootstrap.PrintService``)."""
 
     def start(self, on_status: Callable[[Any], None]) -> None: ...
 
@@ -73,19 +61,18 @@ class DispensationView:
 
 @dataclass
 class KioskContext:
-    open_store: Callable[[], Store]
+    new_uow: Callable[[], UnitOfWork]
+    """A unit of work on a connection of its own (see ``uow()``)."""
     login: Callable[[str, str], PractitionerSession]
     """``login(reader, pin)``: open the card in ``reader`` and authenticate (card thread)."""
     card_call: Callable[[Callable[[], Any]], Any] = field(default=lambda fn: fn())
     card_info: Callable[[str], tuple[str, int | None]] | None = None
     """``card_info(reader)``: the holder's name and profession, and the PIN tries left,
     read without spending a try (card thread)."""
-    watcher: Watcher | None = None
+    watcher: CardWatcher | None = None
     referential: Any = None
     preview: Callable[[Prescription], list[str]] | None = None
     printer: PrintService | None = None
-    sync_status: Callable[[Store], Any] | None = None
-    dispensations: Callable[[Store, str], list[DispensationView]] | None = None
     establishment: str = "EHPAD"
     allow_quit: bool = False
     console: bool = False
@@ -99,7 +86,7 @@ class KioskContext:
     on_hangup: Callable[[], None] | None = None
     """Run when the terminal hangs up (SIGHUP), before the process ends at once: the
     terminal cannot be restored, so only what was started is stopped."""
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = utc_now
 
     @cached_property
     def ids(self) -> IdAllocator:
@@ -108,11 +95,7 @@ class KioskContext:
 
         return IdAllocator()
 
-    @contextlib.contextmanager
-    def store(self) -> Iterator[Store]:
-        """A connection for the calling worker thread, closed afterwards."""
-        store = self.open_store()
-        try:
-            yield store
-        finally:
-            store.close()
+    def uow(self) -> contextlib.closing[UnitOfWork]:
+        """``with ctx.uow() as uow:`` a unit of work for the calling worker thread, closed
+        afterwards."""
+        return contextlib.closing(self.new_uow())

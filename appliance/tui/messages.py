@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from appliance.ports import CardEvent
+    from appliance.ports.card import CardEvent
 
 
 class CardChanged(Message):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.errors import CardError
-from appliance.ports import PinBlocked, WrongPin
+from appliance.errors import CardError, PinBlocked, WrongPin
 
 SW_OK = 0x9000
 

@@ -13,7 +13,7 @@ import re
 from typing import Protocol
 
 from appliance.errors import CardError, ValidationError
-from appliance.ports import CardCertificates, PinStatus
+from appliance.ports.card import CardCertificates, PinStatus
 from drivers.card.apdu import Command, Response, StatusWordError, check
 
 log = logging.getLogger(__name__)

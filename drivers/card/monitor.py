@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from smartcard import scard
 
-from appliance.ports import CardEvent, CardEventKind
+from appliance.ports.card import CardEvent, CardEventKind
 from drivers.card.pcsc import PNP_NOTIFICATION, SERVICE_GONE, _code, card_present, error_message
 
 log = logging.getLogger(__name__)

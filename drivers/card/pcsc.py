@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from smartcard import scard
 
-from appliance.errors import CardError
-from appliance.ports import CardRemoved
+from appliance.errors import CardError, CardRemoved
 from drivers.card.cps import CpsCard
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def raise_for(hresult: int, what: str) -> None:
         return
     message = f"{what}: {error_message(hresult)}"
     if code in SERVICE_GONE:
-        raise CardRemoved(f"{message} - is pcscd running?")
+        raise CardRemoved(f"{message} - pcscd tourne-t-il ?")
     if code in CARD_GONE:
         raise CardRemoved(message)
     if code == scard.SCARD_E_SHARING_VIOLATION:
@@ -73,8 +73,8 @@ class PcscContext:
         try:
             hresult, handle = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         except scard.error as exc:
-            raise CardError(f"cannot reach pcscd: {exc}") from exc
-        raise_for(hresult, "cannot reach pcscd (SCardEstablishContext)")
+            raise CardError(f"service de cartes (pcscd) injoignable : {exc}") from exc
+        raise_for(hresult, "service de cartes (pcscd) injoignable (SCardEstablishContext)")
         self.handle = handle
         return self
 
@@ -125,6 +125,30 @@ def card_present(event_state: int) -> bool:
     """A usable card is in the reader (present and answering its ATR)."""
     return bool(event_state & scard.SCARD_STATE_PRESENT) and not (
         event_state & (scard.SCARD_STATE_MUTE | scard.SCARD_STATE_UNAVAILABLE))
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """A reader pcscd knows, and the ATR of the usable card in it (empty: no card)."""
+
+    name: str
+    card_present: bool
+    atr: bytes = b""
+
+
+def reader_states() -> list[ReaderState]:
+    """Every reader of pcscd, in slot order, and whether a usable card is in each; no card
+    is connected to (the kiosk may be using one). ``CardError`` when pcscd cannot be
+    reached."""
+    with PcscContext() as context:
+        names = context.readers()
+        states = context.states(names) if names else {}
+    found = []
+    for name in names:
+        event, atr = states.get(name, (0, b""))
+        present = card_present(event)
+        found.append(ReaderState(name, present, atr if present else b""))
+    return found
 
 
 class PcscConnection:

@@ -23,36 +23,64 @@ VPCD_PREFIX = "Virtual PCD"
 
 
 def pcscd_answers() -> bool:
-    from smartcard import scard
+    from drivers.card.pcsc import PcscContext
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
+    try:
+        PcscContext().establish().release()
+    except CardError:
         return False
-    scard.SCardReleaseContext(context)
     return True
 
 
 def vpcd_readers() -> list[str]:
-    from drivers.card.pcsc import PcscContext
+    from drivers.card.pcsc import reader_states
 
     try:
-        with PcscContext() as context:
-            return [n for n in context.readers() if n.startswith(VPCD_PREFIX)]
+        return [r.name for r in reader_states() if r.name.startswith(VPCD_PREFIX)]
     except CardError:
         return []
 
 
+def running_pid() -> int | None:
+    """The pid of a live pcscd from its pid file (it may not answer yet), else None."""
+    try:       # pcscd writes "<pid>\n\0"
+        pid = int(STALE_FILES[0].read_bytes().replace(b"\0", b"").strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if comm == "pcscd" and state not in {"Z", "X"} else None
+
+
+def can_start() -> bool:
+    """Whether this process could start pcscd (installed, and we are root)."""
+    binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+    return Path(binary).exists() and os.geteuid() == 0
+
+
 class PcscdService:
-    """pcscd used if it answers, else started here and stopped by ``stop``."""
+    """pcscd used if it runs, else started here and stopped by ``stop`` (never a pcscd
+    someone else started)."""
 
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def ours(self) -> bool:
+        return self.process is not None
+
+    def restart(self, readers: int = 1) -> None:
+        """Stop and start again the pcscd this object started (``CardError`` otherwise)."""
+        if not self.ours:
+            raise CardError("pcscd tournait déjà : il n'est pas redémarré ici")
+        self.stop()
+        self.ensure(readers)
+
     def ensure(self, readers: int = 1, timeout_s: float = 10.0) -> bool:
         """Wait until ``readers`` vpcd readers are listed; True if this call started pcscd."""
         started = False
-        if not pcscd_answers():
+        if running_pid() is None and not pcscd_answers():
             binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
             if not Path(binary).exists():
                 raise CardError("pcscd n'est pas installé (apt-get install pcscd "

@@ -39,8 +39,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
-from appliance.errors import CardError
-from appliance.ports import SHA256_DIGEST_INFO_PREFIX, CardRemoved
+from appliance.errors import CardError, CardRemoved
+from appliance.ports.card import SHA256_DIGEST_INFO_PREFIX
 from drivers.card import cps
 from drivers.card.apdu import Command, Response
 

@@ -1,13 +1,15 @@
-"""Printers: order layout (``layout``), ESC/POS printers by URI (``escpos``), the PDF
-(``pdf``) and a TCP ESC/POS printer emulator for tests and demonstrations (``emulator``).
+"""Printers: order layout (``layout``), ESC/POS printers by URI (``escpos``), their
+real-time status bits (``status``), the PDF (``pdf``) and a TCP ESC/POS printer emulator for
+tests and demonstrations (``emulator``).
 
-On import, this package tells python-escpos where to keep its parsed capabilities. Without
-``ESCPOS_CAPABILITIES_PICKLE_DIR``, python-escpos parses its 600 kB ``capabilities.json``
-with PyYAML at every import (about 0.3 s on the appliance) and leaves the result in a new
-``mkdtemp()`` directory each time. The cache goes to systemd's ``$CACHE_DIRECTORY``, else
-``$XDG_CACHE_HOME/ordo``, else ``~/.cache/ordo``: a directory owned by this user and closed
-to others, since python-escpos unpickles what it finds there. If none can be made so, the
-variable stays unset and python-escpos works as it does by default.
+``use_escpos_cache()`` tells python-escpos where to keep its parsed capabilities; the
+composition root calls it before it first imports the driver (nothing happens when this
+package is imported). Without ``ESCPOS_CAPABILITIES_PICKLE_DIR``, python-escpos parses its
+600 kB ``capabilities.json`` with PyYAML at every import (about 0.3 s on the appliance) and
+leaves the result in a new ``mkdtemp()`` directory each time. The cache goes to systemd's
+``$CACHE_DIRECTORY``, else ``$XDG_CACHE_HOME/ordo``, else ``~/.cache/ordo``: a directory owned
+by this user and closed to others, since python-escpos unpickles what it finds there. If
+none can be made so, the variable stays unset and python-escpos works as it does by default.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ def escpos_cache_dir() -> Path | None:
     return target
 
 
-if ESCPOS_CACHE_ENV not in os.environ:
-    _cache = escpos_cache_dir()
-    if _cache is not None:
-        os.environ[ESCPOS_CACHE_ENV] = str(_cache)
+def use_escpos_cache() -> None:
+    """Point python-escpos at ``escpos_cache_dir()`` unless the environment already chose;
+    call it before python-escpos is first imported."""
+    if ESCPOS_CACHE_ENV not in os.environ:
+        cache = escpos_cache_dir()
+        if cache is not None:
+            os.environ[ESCPOS_CACHE_ENV] = str(cache)

@@ -48,13 +48,14 @@ from escpos.exceptions import Error as EscposError
 from PIL import Image
 
 from appliance.errors import PrinterError
-from appliance.ports import (
+from appliance.ports.printer import (
     PrinterState,
     PrinterStatus,
     PrinterUnavailable,
     PrintReceipt,
     PrintRequest,
 )
+from drivers.printer import status
 from drivers.printer.layout import (
     QUIET_MODULES,
     Cut,
@@ -74,12 +75,8 @@ from drivers.printer.layout import (
 
 log = logging.getLogger(__name__)
 
-# Epson ESC/POS Application Programming Guide, "DLE EOT n": real-time status.
-DLE_EOT = b"\x10\x04"
-STATUS_PRINTER = 1  # bit 3: offline
-STATUS_OFFLINE_CAUSE = 2  # bit 2: cover open, bit 5: stopped by paper end, bit 6: error
-STATUS_PAPER = 4  # bits 2-3: near end, bits 5-6: paper end
-STATUS_FIXED_MASK, STATUS_FIXED_BITS = 0x93, 0x12  # bits 1 and 4 set, 0 and 7 clear
+STATUS_PRINTER, STATUS_PAPER = status.PRINTER, status.PAPER
+decode_status = status.decode
 CODE_PAGES = ("CP858", "CP850", "CP1252", "ISO_8859-15")
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_STATUS_TIMEOUT_S = 2.0
@@ -232,20 +229,6 @@ def render_job(tickets: Sequence[Ticket], profile: PrinterProfile,
     return p.output
 
 
-def decode_status(byte: int, kind: int) -> PrinterStatus:
-    if byte & STATUS_FIXED_MASK != STATUS_FIXED_BITS:
-        return PrinterStatus(PrinterState.UNKNOWN, f"réponse inattendue 0x{byte:02x}")
-    if kind == STATUS_PAPER:
-        if byte & 0x60:
-            return PrinterStatus(PrinterState.PAPER_OUT)
-        if byte & 0x0C:
-            return PrinterStatus(PrinterState.PAPER_LOW)
-        return PrinterStatus(PrinterState.READY)
-    if kind == STATUS_PRINTER and byte & 0x08:
-        return PrinterStatus(PrinterState.OFFLINE)
-    return PrinterStatus(PrinterState.READY)
-
-
 class EscPosOrderPrinter:
     """The ``OrderPrinter`` port over python-escpos. No I/O until a method is called."""
 
@@ -313,7 +296,7 @@ class EscPosOrderPrinter:
 
     def _query(self, p: Escpos, kind: int, timeout: float) -> PrinterStatus:
         try:
-            p._raw(DLE_EOT + bytes([kind]))
+            p._raw(status.request(kind))
         except OSError as exc:
             raise PrinterUnavailable(PrinterState.UNREACHABLE,
                                      f"Imprimante injoignable ({_where(self.endpoint)})"

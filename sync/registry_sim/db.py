@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from appliance.ports import Dispensation
+from appliance.ports.registry import Dispensation
 from sync import codes
 from sync.registry_sim.submission import Submission
 

@@ -31,6 +31,7 @@ from appliance.services.printing import order_payload
 from appliance.services.signature import verify_payload
 from appliance.store import audit
 from appliance.store.db import Store
+from appliance.store.uow import SqliteUnitOfWork
 
 # Epson ESC/POS "DLE EOT 4" (real-time paper status): the adapter sends it after the job's
 # last byte and takes its answer as the printer's acknowledgement (drivers/printer/escpos.py).
@@ -119,7 +120,8 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
             stored = Prescription.from_dict(json.loads(row["body"]))
             if not SignedOrder.from_bytes(bytes(row["signed_payload"])).matches(stored):
                 problems.append(f"{pid}: the signed bytes do not match the stored prescription")
-            verified = verify_payload(order_payload(store, pid)[1], roots, crls)
+            uow = SqliteUnitOfWork(store, owns=False)
+            verified = verify_payload(order_payload(uow, pid)[1], roots, crls)
         except (OrdoError, ValueError) as exc:
             problems.append(f"{pid}: does not verify: {exc}")
             continue

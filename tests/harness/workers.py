@@ -1,8 +1,8 @@
 """Entry points of the harnesses' child processes, and the fork server that starts them.
 
-Each entry point opens its own store (one SQLite connection per process, as the kiosk and
-the sync service do), runs the real use cases and never catches SIGKILL: the parent kills
-it wherever it is.
+Each entry point opens its own unit of work (one SQLite connection per process, as the
+kiosk and the sync service do), runs the real use cases and never catches SIGKILL: the
+parent kills it wherever it is.
 
 - ``prescriber``: the headless ``prescribing.prescribe`` with a software signer over the
   test PKI's physician key; an ID is written to the ``shown`` file only after ``prescribe``
@@ -39,13 +39,12 @@ from appliance.services.auth import CardHolder, parse_practitioner
 from appliance.services.drafts import Draft
 from appliance.services.printing import PrintQueue
 from appliance.services.signature import SoftwareSigner, record_signature, sign_prescription
-from appliance.store import open_store, repositories
+from appliance.services.sync import EngineConfig, PushReport, SyncEngine
+from appliance.store.uow import SqliteUnitOfWork
 from drivers.card.pki import PkiPaths
 from drivers.printer.escpos import EscPosOrderPrinter
 from drivers.printer.layout import Letterhead
-from sync import localstore as ls
 from sync.client import RegistryClient
-from sync.engine import EngineConfig, PushReport, SyncEngine
 from sync.service import single_instance
 from tests import factories
 
@@ -116,41 +115,41 @@ def draft_lines() -> list:
 # -- children --------------------------------------------------------------------------------
 def prescriber(setup: Setup, shown_path: str, count: int, pause_s: float = 0.0) -> None:
     """Sign ``count`` prescriptions; report each ID once ``prescribe`` returned it."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     session = physician_session(setup.pki)
-    resident = repositories.get_resident(store, setup.resident_ins)
+    resident = uow.residents.get(setup.resident_ins)
     assert resident is not None
     ids = prescribing.IdAllocator()
     shown = os.open(shown_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     for _ in range(count):
-        result = prescribing.prescribe(store, session, Draft(resident, draft_lines()), ids=ids)
+        result = prescribing.prescribe(uow, session, Draft(resident, draft_lines()), ids=ids)
         os.write(shown, f"{result.prescription.id}\n".encode("ascii"))
         if pause_s:
             time.sleep(pause_s)
     os.close(shown)
-    store.close()
+    uow.close()
 
 
-def _queued(store: Any) -> int:
-    return store.query("SELECT count(*) AS n FROM print_jobs WHERE status = 'queued'")[0]["n"]
+def _queued(uow: Any) -> int:
+    return int(uow.print_jobs.counts().get("queued", 0))
 
 
 def printer(setup: Setup, *, drain: bool = False, clock_shift_s: float = 0.0,
             worker_id: str | None = None) -> None:
     """Print queued jobs as they come (``drain``: until none is left)."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     device = EscPosOrderPrinter(setup.printer_uri, establishment=LETTERHEAD, media=setup.media,
                                 timeout=5.0, status_timeout=2.0)
     shift = timedelta(seconds=clock_shift_s)
-    queue = PrintQueue(store, device, clock=lambda: datetime.now(UTC) + shift,
+    queue = PrintQueue(uow, device, clock=lambda: datetime.now(UTC) + shift,
                        worker_id=worker_id)
     while True:
         report = queue.run_once()
-        if drain and not _queued(store):
+        if drain and not _queued(uow):
             break
         if not report.printed:
             time.sleep(IDLE_S)
-    store.close()
+    uow.close()
 
 
 def _add(total: dict[str, Any], report: PushReport) -> None:
@@ -164,14 +163,14 @@ def _add(total: dict[str, Any], report: PushReport) -> None:
 def syncer(setup: Setup, *, drain: bool = False, report_path: str | None = None) -> None:
     """Push whatever is due, under the sync service's lock (``drain``: until the outbox is
     empty; the summed push reports go to ``report_path`` as JSON)."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     client = RegistryClient(setup.registry_url, timeout_s=5.0)
-    engine = SyncEngine(store, client, EngineConfig(**setup.engine))
+    engine = SyncEngine(uow, client, EngineConfig(**setup.engine))
     total: dict[str, Any] = {}
     started = time.monotonic()
     with single_instance(Path(setup.store).parent):
         while True:
-            if ls.next_due_at(store) is None:
+            if uow.outbox.next_due_at() is None:
                 if drain:
                     break
                 time.sleep(IDLE_S)
@@ -179,7 +178,7 @@ def syncer(setup: Setup, *, drain: bool = False, report_path: str | None = None)
             _add(total, engine.push())
     total["wall_seconds"] = round(time.monotonic() - started, 3)
     client.close()
-    store.close()
+    uow.close()
     if report_path:
         Path(report_path).write_text(json.dumps(total), "utf-8")
 
@@ -188,11 +187,10 @@ def producer(setup: Setup, count: int, chunk: int = 100, lines: int = 4) -> None
     """Sign ``count`` prescriptions of ``lines`` lines (at most 4: medication, ALD
     medication, device, act) with the physician's key and record them as the sign use case
     does (``record_signature``), ``chunk`` per transaction."""
-    store = open_store(setup.store, migrate=False)
+    uow = SqliteUnitOfWork.open(setup.store)
     signer = physician_signer(setup.pki)
-    doctor = repositories.get_practitioner(store, physician_session(setup.pki)
-                                           .practitioner.id_nat_ps)
-    resident = repositories.get_resident(store, setup.resident_ins)
+    doctor = uow.practitioners.get(physician_session(setup.pki).practitioner.id_nat_ps)
+    resident = uow.residents.get(setup.resident_ins)
     assert doctor is not None and resident is not None
     ids = PrescriptionIdGenerator(lambda: time.time_ns() // 1_000_000)
     made = 0
@@ -204,11 +202,12 @@ def producer(setup: Setup, count: int, chunk: int = 100, lines: int = 4) -> None
                                                            lines=draft_lines()[:lines]),
                                     signer, datetime.now(UTC).replace(microsecond=0))
                   for _ in range(size)]
-        with store.write() as db:
+        with uow:
             for one in signed:
-                record_signature(db, one, actor=doctor.id_nat_ps)
+                record_signature(uow, one, actor=doctor.id_nat_ps)
+            uow.commit()
         made += size
-    store.close()
+    uow.close()
 
 
 # -- the fork server -------------------------------------------------------------------------
@@ -232,9 +231,10 @@ def fork_context() -> multiprocessing.context.BaseContext:
 def prepare_store(setup: Setup, pki_dir: str | Path, resident: Any, am: str = "751234567"
                   ) -> None:
     """Create the store with the resident and the physician (with a N° AM) on record."""
-    store = open_store(setup.store)
+    uow = SqliteUnitOfWork.open(setup.store, migrate=True)
     holder = physician_session(pki_dir).practitioner
-    with store.write() as db:
-        repositories.upsert_residents(db, [resident])
-        repositories.upsert_practitioner(db, holder.as_practitioner(Role.PRESCRIBER, am=am))
-    store.close()
+    with uow:
+        uow.residents.upsert([resident])
+        uow.practitioners.upsert(holder.as_practitioner(Role.PRESCRIBER, am=am))
+        uow.commit()
+    uow.close()

@@ -3,140 +3,135 @@
 
 from __future__ import annotations
 
-import functools
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 # ---------------------------------------------------------------------------------------
-# Card: the real pcscd with the vsmartcard vpcd reader, the test PKI, virtual cards
-# (fixtures: pcscd, card_pki, card_trust, card_data_dir, vcards, card_store, card_audit)
+# Shared: one real SQLite store and its unit of work, software signers over the test PKI's
+# card keys, signed prescriptions recorded as the sign use case records them
+# (fixtures: store, uow, signers, orders)
 # ---------------------------------------------------------------------------------------
 
-PCSCD_RUN_DIR = Path("/run/pcscd")
-PCSCD_PID_FILE = PCSCD_RUN_DIR / "pcscd.pid"
-PCSCD_SOCKET = PCSCD_RUN_DIR / "pcscd.comm"
+SIGNER_PROFILES = ("physician", "expired", "revoked", "untrusted", "nurse")
+
+
+@pytest.fixture
+def store(tmp_path):
+    """The appliance's store in ``tmp_path/data`` (the card tests' data directory too)."""
+    from appliance.store import open_store
+
+    store = open_store(tmp_path / "data" / "ordo.sqlite")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def uow(store):
+    """The unit of work over ``store`` (the same connection)."""
+    from appliance.store.uow import SqliteUnitOfWork
+
+    return SqliteUnitOfWork(store, owns=False)
+
+
+@pytest.fixture(scope="session")
+def signers(card_pki):
+    """{profile: SoftwareSigner} over the signature keys of the test PKI's cards (the
+    nurse's card has one too: a non-prescriber's key, for refusals)."""
+    from tests.harness.workers import physician_signer
+
+    return {name: physician_signer(card_pki.directory, name) for name in SIGNER_PROFILES}
+
+
+class SignedOrders:
+    """Signs prescriptions with the test PKI's card keys and records them as the sign use
+    case does (``record_signature``: prescription, outbox row, print job, signed part,
+    audit entry), the resident and the practitioners on record."""
+
+    def __init__(self, uow, signers) -> None:
+        from appliance.domain.prescription_id import PrescriptionIdGenerator
+
+        self.uow, self.store, self.signers = uow, uow.store, signers
+        self.ids = PrescriptionIdGenerator(lambda: 1_764_063_000_000 + len(self.made))
+        self.made: list = []
+
+    def practitioner(self, profile: str = "physician"):
+        from appliance.domain.people import Practitioner, Role
+        from drivers.card.pki import PROFILES
+
+        p = PROFILES[profile]
+        role = Role.PRESCRIBER if p.profession == "Médecin" else Role.NURSE
+        return Practitioner(id_nat_ps=p.id_nat_ps, last_name=p.family_name,
+                            first_name=p.given_name, profession=p.profession, role=role,
+                            am="751234567" if role is Role.PRESCRIBER else None)
+
+    def sign_many(self, n: int = 1, profile: str = "physician", at=None, **fields) -> list:
+        """``n`` signed prescriptions in one transaction; returns the prescriptions (the
+        ``SignedPrescription``s are in ``made``)."""
+        from datetime import UTC, datetime
+
+        from appliance.services.signature import record_signature, sign_prescription
+        from tests.factories import prescription, resident
+
+        fields.setdefault("resident", resident())
+        doctor = self.practitioner(profile)
+        uow, made = self.uow, []
+        with uow:
+            uow.residents.upsert([fields["resident"]])
+            uow.practitioners.upsert(doctor)
+            uow.practitioners.upsert(self.practitioner("nurse"))
+            for _ in range(n):
+                draft = prescription(self.ids.new(), prescriber=doctor, **fields)
+                signed = sign_prescription(draft, self.signers[profile],
+                                           at or datetime.now(UTC).replace(microsecond=0))
+                record_signature(uow, signed, actor=doctor.id_nat_ps)
+                self.made.append(signed)
+                made.append(signed.prescription)
+            uow.commit()
+        return made
+
+    def sign(self, profile: str = "physician", at=None, **fields):
+        """One signed prescription; returns the ``SignedPrescription`` (with its QR)."""
+        self.sign_many(1, profile, at, **fields)
+        return self.made[-1]
+
+    def state(self, prescription_id: str) -> str:
+        return self.store.query("SELECT state FROM prescriptions WHERE id = ?",
+                                (prescription_id,))[0]["state"]
+
+    def outbox(self) -> list[dict]:
+        return self.store.query("SELECT * FROM outbox ORDER BY seq")
+
+
+@pytest.fixture
+def orders(uow, signers):
+    return SignedOrders(uow, signers)
+
+
+# ---------------------------------------------------------------------------------------
+# Card: the real pcscd with the vsmartcard vpcd reader, the test PKI, virtual cards
+# (fixtures: pcscd, card_pki, card_trust, card_data_dir, vcards, card_audit)
+# ---------------------------------------------------------------------------------------
+
 VPCD_READERS = 2
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
-
-
-def _running_pcscd_pid() -> int | None:
-    try:       # pcscd writes "<pid>\n\0"
-        pid = int(PCSCD_PID_FILE.read_bytes().replace(b"\0", b"").strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return None
-    return pid if comm == "pcscd" and _pid_alive(pid) else None
-
-
-def _pcscd_answers() -> bool:
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return False
-    scard.SCardReleaseContext(context)
-    return True
-
-
-def _vpcd_readers() -> list[str]:
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return []
-    try:
-        hresult, names = scard.SCardListReaders(context, [])
-        return [n for n in names if n.startswith("Virtual PCD")] if hresult == 0 else []
-    finally:
-        scard.SCardReleaseContext(context)
-
-
-class Pcscd:
-    """Starts pcscd (foreground child) if none runs; stops only what it started."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.found_running = False
-
-    @property
-    def ours(self) -> bool:
-        return self.process is not None
-
-    def ensure(self) -> None:
-        if _running_pcscd_pid() is not None or _pcscd_answers():
-            self.found_running = True
-        else:
-            self.start()
-        self.wait_for_readers()
-
-    def start(self) -> None:
-        binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
-        if not Path(binary).exists():
-            pytest.skip("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
-        if os.geteuid() != 0:
-            pytest.skip("starting pcscd needs root")
-        for stale in (PCSCD_PID_FILE, PCSCD_SOCKET):      # left by a killed pcscd
-            stale.unlink(missing_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([binary, "--foreground"], stdout=log,
-                                            stderr=subprocess.STDOUT)
-        try:
-            self.wait_for_readers()
-        except BaseException:
-            self.stop()                 # never leave our pcscd behind
-            raise
-
-    def wait_for_readers(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while len(_vpcd_readers()) < VPCD_READERS:
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(f"pcscd exited ({self.process.returncode}); see {self.log_path}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"pcscd does not list the {VPCD_READERS} vpcd readers "
-                            "(is vsmartcard-vpcd installed?)")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-        for stale in (PCSCD_PID_FILE, PCSCD_SOCKET):
-            stale.unlink(missing_ok=True)
-
-    def restart(self) -> None:
-        """Stop and start again; only a pcscd that these tests started."""
-        if not self.ours:
-            pytest.skip("pcscd was running before the tests: not restarting someone else's")
-        self.stop()
-        self.start()
 
 
 @pytest.fixture(scope="session")
 def pcscd(tmp_path_factory):
-    service = Pcscd(tmp_path_factory.mktemp("pcscd") / "pcscd.log")
-    service.ensure()
+    """pcscd (``drivers.card.pcscd.PcscdService``) with the two vpcd readers: the running
+    one, else one started here (as root) and stopped at the end."""
+    from appliance.errors import CardError
+    from drivers.card.pcscd import PcscdService, can_start, pcscd_answers, running_pid
+
+    if running_pid() is None and not pcscd_answers() and not can_start():
+        pytest.skip("pcscd is not running and cannot be started here (apt-get install pcscd "
+                    "vsmartcard-vpcd; root)")
+    service = PcscdService(tmp_path_factory.mktemp("pcscd") / "pcscd.log")
+    try:
+        service.ensure(readers=VPCD_READERS)
+    except CardError as exc:
+        pytest.fail(f"pcscd: {exc}")
     yield service
     service.stop()
 
@@ -158,9 +153,9 @@ def card_trust(card_pki):
 
 @pytest.fixture
 def card_data_dir(tmp_path, card_pki):
-    """A data dir whose ``pki`` is the session's test PKI."""
+    """A data dir whose ``pki`` is the session's test PKI (the ``store`` fixture's too)."""
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     (data / "pki").symlink_to(card_pki.directory)
     return data
 
@@ -198,56 +193,25 @@ def vcards(pcscd, card_data_dir):
 
 
 @pytest.fixture
-def card_store(card_data_dir):
-    from appliance.store import open_store
+def card_audit(store):
+    """The real audit chain as the login recipe writes it (``appliance.services.auth.
+    audit_log``: each entry in its own unit of work on the store's file)."""
+    from appliance.services.auth import audit_log
+    from appliance.store.uow import SqliteUnitOfWork
 
-    store = open_store(card_data_dir / "ordo.sqlite")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def card_audit(card_store):
-    """The real audit chain (``appliance.store.audit.append`` on a real SQLite file)."""
-    from appliance.store import audit
-
-    return functools.partial(audit.append, card_store)
+    return audit_log(lambda: SqliteUnitOfWork.open(store.path))
 
 
 # ---------------------------------------------------------------------------------------
-# Printing (issue 5): the ESC/POS printer emulator on loopback, software signers over the
-# test PKI's card keys, a real store with signed prescriptions
-# (fixtures: print_signers, print_trust, emulators, print_store, orders)
+# Printing: the ESC/POS printer emulator on loopback, the trust roots as a verifier takes
+# them (fixtures: print_trust, emulators)
 # ---------------------------------------------------------------------------------------
 
-PRINT_SIGNER_PROFILES = ("physician", "expired", "revoked", "untrusted", "nurse")
-
 
 @pytest.fixture(scope="session")
-def print_signers(card_pki):
-    """{profile: SoftwareSigner} over the signature keys of the test PKI's cards (the
-    nurse's card has one too: a non-prescriber's key, for refusals)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    from appliance.services.signature import SoftwareSigner
-
-    signers = {}
-    for name in PRINT_SIGNER_PROFILES:
-        folder = card_pki.card_dir(name)
-        key = load_pem_private_key((folder / "sign.key").read_bytes(), None)
-        cert = x509.load_der_x509_certificate((folder / "sign.der").read_bytes())
-        signers[name] = SoftwareSigner(key, cert)
-    return signers
-
-
-@pytest.fixture(scope="session")
-def print_trust(card_pki):
+def print_trust(card_trust):
     """(trust roots + intermediates, CRLs) as ``verify_payload`` takes them."""
-    from appliance.services.trust import load_trust_store
-
-    trust = load_trust_store(card_pki.trust_roots, card_pki.crls)
-    return [*trust.roots, *trust.intermediates], list(trust.crls)
+    return [*card_trust.roots, *card_trust.intermediates], list(card_trust.crls)
 
 
 @pytest.fixture
@@ -269,87 +233,11 @@ def emulators():
         emulator.stop()
 
 
-@pytest.fixture
-def print_store(tmp_path):
-    from appliance.store import open_store
-
-    store = open_store(tmp_path / "print" / "ordo.sqlite")
-    yield store
-    store.close()
-
-
-class SignedOrders:
-    """Signs prescriptions with a test card and records them as the sign use case does."""
-
-    def __init__(self, store, signers) -> None:
-        from appliance.domain.prescription_id import PrescriptionIdGenerator
-
-        self.store, self.signers = store, signers
-        self.ids = PrescriptionIdGenerator(clock_ms=lambda: 1_764_063_000_000 + len(self.made))
-        self.made: list = []
-
-    def practitioner(self, profile: str):
-        from appliance.domain.people import Practitioner, Role
-        from drivers.card.pki import PROFILES
-
-        p = PROFILES[profile]
-        role = Role.PRESCRIBER if p.profession == "Médecin" else Role.NURSE
-        return Practitioner(id_nat_ps=p.id_nat_ps, last_name=p.family_name,
-                            first_name=p.given_name, profession=p.profession, role=role,
-                            am="751234567" if role is Role.PRESCRIBER else None)
-
-    def sign(self, profile: str = "physician", at=None, **fields):
-        from datetime import UTC, datetime
-
-        from appliance.services.signature import record_signature, sign_prescription
-        from appliance.store import repositories
-        from tests.factories import prescription, resident
-
-        doctor = self.practitioner(profile)
-        fields.setdefault("resident", resident())
-        with self.store.write() as db:
-            repositories.upsert_residents(db, [fields["resident"]])
-            repositories.upsert_practitioner(db, doctor)
-            repositories.upsert_practitioner(db, self.practitioner("nurse"))
-        draft = prescription(self.ids.new(), prescriber=doctor, **fields)
-        signed = sign_prescription(draft, self.signers[profile],
-                                   at or datetime.now(UTC).replace(microsecond=0))
-        with self.store.write() as db:
-            record_signature(db, signed, actor=doctor.id_nat_ps)
-        self.made.append(signed)
-        return signed
-
-
-@pytest.fixture
-def orders(print_store, print_signers):
-    return SignedOrders(print_store, print_signers)
-
-
 # ---------------------------------------------------------------------------------------
-# Registry sync (issue 6): the reference registry on loopback (plain HTTP or mutual TLS),
-# signed prescriptions in a real store, sync engines with small backoffs
-# (fixtures: sync_signers, sync_trust, registry_sim, registry_tls, sync_store, rx,
+# Registry sync: the reference registry on loopback (plain HTTP or mutual TLS), sync
+# engines with small backoffs (fixtures: sync_trust, registry_sim, registry_tls,
 #  make_engine)
 # ---------------------------------------------------------------------------------------
-
-SYNC_SIGNER_PROFILES = ("physician", "untrusted", "revoked", "expired")
-
-
-@pytest.fixture(scope="session")
-def sync_signers(card_pki):
-    """{profile: SoftwareSigner} over the test PKI's card signature keys."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    from appliance.services.signature import SoftwareSigner
-
-    signers = {}
-    for name in SYNC_SIGNER_PROFILES:
-        folder = card_pki.card_dir(name)
-        signers[name] = SoftwareSigner(
-            load_pem_private_key((folder / "sign.key").read_bytes(), None),
-            x509.load_der_x509_certificate((folder / "sign.der").read_bytes()))
-    return signers
 
 
 @pytest.fixture(scope="session")
@@ -386,73 +274,11 @@ def registry_tls(tmp_path, card_pki, sync_trust):
 
 
 @pytest.fixture
-def sync_store(tmp_path):
-    from appliance.store import open_store
-
-    store = open_store(tmp_path / "ordo.sqlite")
-    yield store
-    store.close()
-
-
-class SignedRx:
-    """Signs prescriptions with the test PKI's card keys and records them as the kiosk
-    does (``record_signature``: prescription, outbox, print job, signed part, audit)."""
-
-    def __init__(self, store, signers) -> None:
-        import time as _time
-
-        from appliance.domain.prescription_id import PrescriptionIdGenerator
-
-        self.store, self.signers = store, signers
-        self.ids = PrescriptionIdGenerator(lambda: int(_time.time() * 1000))
-
-    def physician(self, profile: str = "physician"):
-        from drivers.card.pki import PROFILES
-        from tests.factories import physician
-
-        p = PROFILES[profile]
-        return physician(id_nat_ps=p.id_nat_ps, last_name=p.family_name,
-                         first_name=p.given_name)
-
-    def sign(self, n: int = 1, profile: str = "physician", **fields):
-        from datetime import UTC, datetime
-
-        from appliance.services.signature import record_signature, sign_prescription
-        from appliance.store import repositories
-        from tests.factories import prescription, resident
-
-        fields.setdefault("resident", resident())
-        doctor = self.physician(profile)
-        made = []
-        with self.store.write() as db:
-            repositories.upsert_residents(db, [fields["resident"]])
-            for _ in range(n):
-                signed = sign_prescription(prescription(self.ids.new(), prescriber=doctor,
-                                                        **fields),
-                                           self.signers[profile], datetime.now(UTC))
-                record_signature(db, signed, actor=doctor.id_nat_ps)
-                made.append(signed.prescription)
-        return made
-
-    def state(self, prescription_id: str) -> str:
-        return self.store.query("SELECT state FROM prescriptions WHERE id = ?",
-                                (prescription_id,))[0]["state"]
-
-    def outbox(self) -> list[dict]:
-        return self.store.query("SELECT * FROM outbox ORDER BY seq")
-
-
-@pytest.fixture
-def rx(sync_store, sync_signers):
-    return SignedRx(sync_store, sync_signers)
-
-
-@pytest.fixture
-def make_engine(sync_store):
-    """``make_engine(url, **engine_config)``: a sync engine on ``sync_store`` with small
+def make_engine(uow):
+    """``make_engine(url, **engine_config)``: a sync engine on ``uow`` with small
     backoffs (base 10 ms, cap 50 ms) unless told otherwise; clients closed at the end."""
+    from appliance.services.sync import EngineConfig, SyncEngine
     from sync.client import RegistryClient
-    from sync.engine import EngineConfig, SyncEngine
 
     clients = []
 
@@ -461,7 +287,7 @@ def make_engine(sync_store):
         clients.append(client)
         values = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "max_wait_s": 5.0,
                   **config}
-        return SyncEngine(sync_store, client, EngineConfig(**values))
+        return SyncEngine(uow, client, EngineConfig(**values))
 
     yield make
     for client in clients:

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from appliance.errors import CardError
-from appliance.ports import sha256_digest_info
+from appliance.ports.card import sha256_digest_info
 from appliance.services.auth import AuthRefused, Role, authenticate
 from appliance.store import audit
 from drivers.card.apdu import StatusWordError
@@ -31,7 +31,7 @@ def _actions(store):
             for e in audit.entries(store)]
 
 
-def test_good_pin_opens_a_prescriber_session(vcards, card_trust, card_audit, card_store,
+def test_good_pin_opens_a_prescriber_session(vcards, card_trust, card_audit, store,
                                             card_pki):
     vcards.insert("physician")
     session = _login(card_trust, card_audit)
@@ -45,10 +45,10 @@ def test_good_pin_opens_a_prescriber_session(vcards, card_trust, card_audit, car
         assert session.card.atr == CPX_ATR
     finally:
         session.logout()
-    entries = audit.entries(card_store)
+    entries = audit.entries(store)
     assert [e.action for e in entries] == ["auth.login", "auth.session_locked"]
     assert entries[0].actor == who.id_nat_ps and entries[0].details["role"] == "prescriber"
-    assert audit.verify(card_store) == 2
+    assert audit.verify(store) == 2
 
 
 def test_certificates_read_through_pcscd_match_the_pki_files(vcards, card_pki):
@@ -64,7 +64,7 @@ def test_certificates_read_through_pcscd_match_the_pki_files(vcards, card_pki):
     assert certs.signature == (files / "sign.der").read_bytes()
 
 
-def test_wrong_pin_three_times_blocks_the_card(vcards, card_trust, card_audit, card_store):
+def test_wrong_pin_three_times_blocks_the_card(vcards, card_trust, card_audit, store):
     vcards.insert("physician")
     refusals = []
     for _ in range(4):      # a new connection each time: the counter lives on the card
@@ -82,11 +82,11 @@ def test_wrong_pin_three_times_blocks_the_card(vcards, card_trust, card_audit, c
         assert card.pin_status().blocked
     finally:
         card.close()
-    assert _actions(card_store) == [
+    assert _actions(store) == [
         ("auth.wrong_pin", None, 2), ("auth.wrong_pin", None, 1), ("auth.wrong_pin", None, 0),
         ("auth.card_blocked", "blocked", None), ("auth.card_blocked", "blocked", None),
         ("auth.card_blocked", "blocked", None)]
-    assert "0000" not in str([e.details for e in audit.entries(card_store)])
+    assert "0000" not in str([e.details for e in audit.entries(store)])
 
 
 @pytest.mark.parametrize(("profile", "reason", "words"), [
@@ -95,14 +95,14 @@ def test_wrong_pin_three_times_blocks_the_card(vcards, card_trust, card_audit, c
     ("untrusted", "untrusted", "autorité non reconnue"),
     ("blocked", "blocked", "bloquée"),
 ])
-def test_refused_cards_with_the_reason(vcards, card_trust, card_audit, card_store, profile,
+def test_refused_cards_with_the_reason(vcards, card_trust, card_audit, store, profile,
                                        reason, words):
     vcards.insert(profile)
     with pytest.raises(AuthRefused) as exc:
         _login(card_trust, card_audit)
     assert exc.value.reason == reason and words in str(exc.value)
     action = "auth.card_blocked" if reason == "blocked" else "auth.refused"
-    assert _actions(card_store) == [(action, reason, None)]
+    assert _actions(store) == [(action, reason, None)]
     card = PcscReader().open(0)
     try:                     # refused before the PIN: no try spent
         assert card.pin_status().tries_left == (0 if profile == "blocked" else 3)

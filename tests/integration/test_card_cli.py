@@ -32,7 +32,7 @@ def test_pki_init_writes_a_test_pki_and_the_settings_to_use(tmp_path):
     assert not (target / "cards/cpe/sign.der").exists()
     assert stat.S_IMODE((target / "cards/physician/auth.key").stat().st_mode) == 0o600
     again = ordo(tmp_path, "pki", "init", str(target))
-    assert again.exit_code == 1 and "already exists" in again.output
+    assert again.exit_code == 3 and "already exists" in again.output
     shown = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "--config",
                                       str(target / "trust.toml"), "config", "show", "--json"])
     security = json.loads(shown.stdout)["security"]
@@ -60,7 +60,7 @@ def test_card_commands_end_to_end(pcscd, tmp_path):
         assert info["rpps"] == info["id_nat_ps"][1:] and info["profession"] == "Médecin"
 
         wrong = ordo(data, "card", "login", "--pin-stdin", "--json", env=env, stdin="0000\n")
-        assert wrong.exit_code == 1
+        assert wrong.exit_code == 3
         assert json.loads(wrong.stdout) | {"message": ""} == {
             "ok": False, "reason": "wrong_pin", "tries_left": 2, "message": ""}
         good = ordo(data, "card", "login", "--pin-stdin", env=env, stdin="1234\n")
@@ -76,7 +76,7 @@ def test_card_commands_end_to_end(pcscd, tmp_path):
             store.close()
 
         busy = ordo(data, "card", "insert", "--profile", "nurse")
-        assert busy.exit_code == 1 and "already holds" in busy.output
+        assert busy.exit_code == 3 and "already holds" in busy.output
 
         removed = ordo(data, "card", "remove")
         assert removed.exit_code == 0 and "retirée" in removed.output
@@ -91,10 +91,11 @@ def test_login_refusals_exit_non_zero_with_the_reason(vcards, card_data_dir, car
     vcards.insert("revoked")
     env = card_pki.environment()
     refused = ordo(card_data_dir, "card", "login", "--pin-stdin", env=env, stdin="1234\n")
-    assert refused.exit_code == 1 and "révoqué" in refused.output
+    assert refused.exit_code == 3 and "Erreur : " in refused.output
+    assert "révoqué" in refused.output
     untrusting = ordo(card_data_dir, "card", "login", "--pin-stdin", stdin="1234\n",
                       env={"ORDO_SECURITY_TRUST_ROOTS": ""})
-    assert untrusting.exit_code == 1
+    assert untrusting.exit_code == 3
     assert "Aucune autorité de confiance configurée" in untrusting.output
     info = ordo(card_data_dir, "card", "info", env=env)
     assert info.exit_code == 0 and "révoqué" in info.output and "Essais PIN  : 3" in info.output

@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 
-from appliance.commands.session import login, store_audit
+from appliance.bootstrap import bootstrap
+from appliance.config import load_settings
 from appliance.errors import OrdoError
 from appliance.services import prescribing
 from appliance.services.auth import AuthRefused, PractitionerSession, SessionGuard
-from appliance.store import audit, open_store, repositories
+from appliance.store import audit
 from tests import factories
 from tests.harness import checks
 
@@ -94,36 +95,37 @@ class Fault:
 
 
 class Desk:
-    """A store, the audit of the kiosk's composition root (its own connection per entry,
-    callable from the monitor thread) and logins on slot 1."""
+    """The composition root of the appliance (its login recipe: the audit gets its own
+    connection per entry, callable from the monitor thread; logins on slot 1) and its
+    store."""
 
     def __init__(self, data_dir: Any, trust: Any, monitor: Any) -> None:
-        self.path = data_dir / "ordo.sqlite"
-        self.store = open_store(self.path)
-        self.audit = store_audit(lambda: open_store(self.path, migrate=False))
-        self.trust = trust
+        self.app = bootstrap(load_settings(data_dir=data_dir, environ={}), trust=trust)
+        self.uow = self.app.uow
+        self.store = self.uow.store
         self.kiosk = Kiosk(monitor)
         self.resident = factories.resident(3)
         self.ids = prescribing.IdAllocator()
-        with self.store.write() as db:
-            repositories.upsert_residents(db, [self.resident])
+        with self.uow:
+            self.uow.residents.upsert([self.resident])
+            self.uow.commit()
 
     def login(self) -> PractitionerSession:
-        return login(self.trust, self.audit, 300.0, PIN, slot=SLOT)
+        return self.app.login(PIN, slot=SLOT)
 
     def session(self) -> PractitionerSession:
         """A logged-in physician (with a N° AM on record) under the kiosk's guard."""
         session = self.kiosk.begin(self.login())
-        prescribing.register_login(self.store, session)
-        if prescribing.needs_am(self.store, session):
-            prescribing.set_am(self.store, session.practitioner.id_nat_ps, AM,
+        prescribing.register_login(self.uow, session)
+        if prescribing.needs_am(self.uow, session):
+            prescribing.set_am(self.uow, session.practitioner.id_nat_ps, AM,
                                actor=session.practitioner.id_nat_ps)
         return session
 
     def draft(self, session: PractitionerSession) -> str:
-        draft = prescribing.new_draft(self.store, session, self.resident.ins.value,
+        draft = prescribing.new_draft(self.uow, session, self.resident.ins.value,
                                       ids=self.ids)
-        prescribing.update_draft(self.store, session, replace(draft, lines=factories.lines()))
+        prescribing.update_draft(self.uow, session, replace(draft, lines=factories.lines()))
         return draft.id
 
     def state(self, prescription_id: str) -> str:
@@ -131,7 +133,7 @@ class Desk:
                                 (prescription_id,))[0]["state"]
 
     def close(self) -> None:
-        self.store.close()
+        self.app.close()
 
 
 @pytest.fixture
@@ -182,7 +184,7 @@ def _signing_trials(desk: Desk, rng: random.Random, trials: int,
     """Sign a draft while ``fault`` strikes at a random moment of the signature."""
     session = desk.session()
     first = desk.draft(session)
-    window = _timed(lambda: prescribing.sign(desk.store, session, first))
+    window = _timed(lambda: prescribing.sign(desk.uow, session, first))
     session.logout()
     outcomes: Counter = Counter()
     drafts = []
@@ -191,7 +193,7 @@ def _signing_trials(desk: Desk, rng: random.Random, trials: int,
         pid = desk.draft(session)
         strike = Fault(fault, rng.uniform(0, 1.5 * window)).start()
         try:
-            prescribing.sign(desk.store, session, pid)
+            prescribing.sign(desk.uow, session, pid)
             signed = True
         except OrdoError as exc:
             signed = False
@@ -217,7 +219,7 @@ def _finish(desk: Desk, drafts: list[str], roots: Any) -> None:
         try:
             for pid in drafts:
                 if desk.state(pid) == "draft":
-                    prescribing.sign(desk.store, session, pid)
+                    prescribing.sign(desk.uow, session, pid)
             break
         except AuthRefused:
             if attempt == 2:
@@ -279,8 +281,12 @@ def test_pcscd_restarted_during_pin_entry_and_signing_locks_and_never_half_signs
             time.sleep(0.01)
 
     slot1_card.insert()
-    pin = _pin_entry_trials(desk, rng, RESTART_TRIALS, pcscd.restart, recover)
-    signing, drafts = _signing_trials(desk, rng, RESTART_TRIALS, pcscd.restart, recover,
+
+    def restart() -> None:
+        pcscd.restart(readers=2)
+
+    pin = _pin_entry_trials(desk, rng, RESTART_TRIALS, restart, recover)
+    signing, drafts = _signing_trials(desk, rng, RESTART_TRIALS, restart, recover,
                                       roots)
     _finish(desk, drafts, roots)
     actions = _logins_all_locked(desk)

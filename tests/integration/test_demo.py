@@ -131,8 +131,8 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env):
         _wait_screen(session, "DOLIPRANE 1000 mg, comprimé")
         deadline = time.monotonic() + 10
         while True:                                          # saved as typed
-            drafts = prescribing.drafts_of(kiosk_env.store, "899700000013")
-            form = prescribing.draft_form(kiosk_env.store, drafts[0].id) if drafts else None
+            drafts = prescribing.drafts_of(kiosk_env.uow, "899700000013")
+            form = prescribing.draft_form(kiosk_env.uow, drafts[0].id) if drafts else None
             if form and form.get("search") == "doli":
                 break
             assert time.monotonic() < deadline, "the half-typed line was not saved"

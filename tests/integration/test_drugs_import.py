@@ -418,6 +418,7 @@ def test_cli_import_info_search_and_devices(tmp_path: Path, small_dir: Path) -> 
     assert json.loads(ordo("devices", "search", "fauteuil", "--json")) == [
         {"code": "1234567", "label": "FAUTEUIL ROULANT"}]
     result = runner.invoke(main, ["--data-dir", str(tmp_path / "empty"), "drugs", "search", "x"])
-    assert result.exit_code == 1 and "ordo drugs import" in result.output
+    assert result.exit_code == 4 and "Erreur : " in result.output
+    assert "ordo drugs import" in result.output
     assert sorted(os.listdir(tmp_path / "data")) == ["referential.sqlite",
                                                      "referential.sqlite.lock"]

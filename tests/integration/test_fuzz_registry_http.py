@@ -21,11 +21,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from appliance.domain.prescription import State
-from appliance.errors import RegistryError
-from appliance.ports import DispensationPage, RegistryReceipt, RegistryUnavailable
+from appliance.errors import RegistryError, RegistryUnavailable
+from appliance.ports.registry import DispensationPage, RegistryReceipt
+from appliance.services.sync import EngineConfig, PullReport, SyncEngine
 from sync import codes, fhir
 from sync.client import RegistryClient
-from sync.engine import EngineConfig, PullReport, SyncEngine
 from tests.unit.test_fuzz_registry import CANCEL_RECEIPT, DISPENSE, PAGE, PID, RECEIPT
 from tests.unit.test_fuzz_strategies import FUZZ, json_values, mutated
 
@@ -212,11 +212,11 @@ def feeds(draw, prescription_id: str) -> Answer:
     return Answer(raw=b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
-def test_the_engine_pulls_any_feed_without_raising(fuzz_server, fuzz_client, rx):
+def test_the_engine_pulls_any_feed_without_raising(fuzz_server, fuzz_client, orders):
     """Pages are applied (or the pull stops with an error recorded); the prescription only
     moves along its state machine."""
-    signed = rx.sign()[0]
-    engine = SyncEngine(rx.store, fuzz_client, EngineConfig(page_size=100))
+    signed = orders.sign_many()[0]
+    engine = SyncEngine(orders.uow, fuzz_client, EngineConfig(page_size=100))
     allowed = {State.SIGNED, State.REGISTERED, State.PARTIALLY_DISPENSED, State.DISPENSED}
 
     @settings(FUZZ, max_examples=60)
@@ -226,9 +226,9 @@ def test_the_engine_pulls_any_feed_without_raising(fuzz_server, fuzz_client, rx)
         report = engine.pull()
         assert isinstance(report, PullReport)
         assert report.error is None or report.error.strip()
-        assert State(rx.state(signed.id)) in allowed
+        assert State(orders.state(signed.id)) in allowed
 
     pull()
     # the valid pages did get through: dispensations stored, the prescription moved on
-    assert rx.store.query("SELECT count(*) AS n FROM dispensations")[0]["n"] > 0
-    assert State(rx.state(signed.id)) in {State.PARTIALLY_DISPENSED, State.DISPENSED}
+    assert orders.store.query("SELECT count(*) AS n FROM dispensations")[0]["n"] > 0
+    assert State(orders.state(signed.id)) in {State.PARTIALLY_DISPENSED, State.DISPENSED}

@@ -17,7 +17,6 @@ import pytest
 from appliance.bootstrap import App, bootstrap
 from appliance.config import load_settings
 from appliance.services.referential import import_bdpm
-from appliance.store import repositories
 from appliance.tui.demo_data import demo_residents, write_bdpm_subset, write_fallback_bdpm
 
 pytestmark = pytest.mark.integration
@@ -45,23 +44,28 @@ class KioskEnv:
     vcards: Any
 
     @property
+    def uow(self):
+        return self.app.uow
+
+    @property
     def store(self):
-        return self.app.store
+        """The SQLite connection under ``uow``, for the tests' own queries."""
+        return self.app.uow.store
 
     def jobs(self) -> list[dict]:
         return self.store.query("SELECT * FROM print_jobs ORDER BY id")
 
 
 def write_settings(data_dir: Path, pki_paths, printer_uri: str) -> Path:
-    toml = data_dir / "ordo.toml"
-    roots = ", ".join(f'"{p}"' for p in pki_paths.trust_roots)
-    crls = ", ".join(f'"{p}"' for p in pki_paths.crls)
-    toml.write_text(
-        '[establishment]\nname = "EHPAD Test"\nfiness = "750000001"\n'
-        f'[printer]\nuri = "{printer_uri}"\n'
-        '[registry]\nurl = "http://127.0.0.1:9/fhir"\n'
-        f"[security]\ntrust_roots = [{roots}]\ncrls = [{crls}]\n", "utf-8")
-    return toml
+    from appliance.config import write_config
+
+    return write_config(data_dir / "ordo.toml", {
+        "establishment": {"name": "EHPAD Test", "finess": "750000001"},
+        "printer": {"uri": printer_uri},
+        "registry": {"url": "http://127.0.0.1:9/fhir"},
+        "security": {"trust_roots": [str(p) for p in pki_paths.trust_roots],
+                     "crls": [str(p) for p in pki_paths.crls]},
+    })
 
 
 @pytest.fixture
@@ -70,8 +74,9 @@ def kiosk_env(card_data_dir, card_pki, vcards, emulators, kiosk_bdpm):
     toml = write_settings(card_data_dir, card_pki, emulator.uri)
     app = bootstrap(load_settings(config_file=toml, data_dir=card_data_dir, environ={}))
     import_bdpm(card_data_dir, kiosk_bdpm, referential_date="2022-06-03")
-    with app.store.write() as db:
-        repositories.upsert_residents(db, demo_residents())
+    with app.uow:
+        app.uow.residents.upsert(demo_residents())
+        app.uow.commit()
     yield KioskEnv(app, emulator, card_data_dir, vcards)
     app.close()
 
@@ -82,7 +87,7 @@ def set_am(env: KioskEnv, profile: str = "physician") -> None:
     from drivers.card.pki import PROFILES
 
     p = PROFILES[profile]
-    prescribing.add_practitioner(env.store, Practitioner(
+    prescribing.add_practitioner(env.uow, Practitioner(
         id_nat_ps=p.id_nat_ps, last_name=p.family_name, first_name=p.given_name,
         profession=p.profession, role=Role.PRESCRIBER, am=AM), actor="test")
 
@@ -177,26 +182,23 @@ def test_lock_screen_then_pin_opens_home(kiosk_env):
         run(scenario())
     finally:
         parts.close()
-    doctor = repositories.get_practitioner(kiosk_env.store, "899700000013")
+    doctor = kiosk_env.uow.practitioners.get("899700000013")
     assert doctor is not None and doctor.am == AM
 
 
 def sign_with_card(env: KioskEnv, trust, lines=None, resident=0, pin: str = "1234"):
     """A prescription signed through the service with the card in slot 0 (as the kiosk
     does), for the tests that start from a signed order."""
-    from appliance.commands.session import login, store_audit
     from appliance.domain.prescription import ActLine
     from appliance.services import prescribing
     from appliance.services.drafts import Draft
-    from appliance.store import open_store
 
-    audit_log = store_audit(lambda: open_store(env.app.settings.db_path, migrate=False))
-    session = login(trust, audit_log, 300.0, pin, slot=0)
+    session = env.app.login(pin, slot=0)
     try:
-        prescribing.register_login(env.store, session)
+        prescribing.register_login(env.uow, session)
         draft = Draft(resident=demo_residents()[resident],
                       lines=list(lines or [ActLine(text="Kinésithérapie : 10 séances")]))
-        return prescribing.prescribe(env.store, session, draft,
+        return prescribing.prescribe(env.uow, session, draft,
                                      ids=prescribing.IdAllocator()).prescription
     finally:
         session.logout()
@@ -286,7 +288,7 @@ def test_card_removal_locks_and_the_draft_comes_back(kiosk_env):
             await until(pilot, lambda: app.screen.results_for == "doli"
                         and len(options(app, "#results")) > 2)
             await pilot.press("down", "down", "enter", "2")      # typed, not yet added
-            await until(pilot, lambda: (prescribing.draft_form(kiosk_env.store, draft_id)
+            await until(pilot, lambda: (prescribing.draft_form(kiosk_env.uow, draft_id)
                                         or {}).get("posology") == "2",
                         what="the half-typed line saved")
             kiosk_env.vcards.remove()
@@ -343,7 +345,6 @@ def test_idle_session_locks_and_enter_asks_for_the_pin_again(kiosk_env):
 
 
 def test_nurse_cannot_write_or_sign_but_reprints_a_duplicate(kiosk_env, card_trust):
-    from appliance.commands.session import login
     from appliance.services import prescribing
     from appliance.services.prescribing import Forbidden
 
@@ -353,15 +354,15 @@ def test_nurse_cannot_write_or_sign_but_reprints_a_duplicate(kiosk_env, card_tru
     kiosk_env.vcards.remove()
     kiosk_env.vcards.insert("nurse")
 
-    nurse = login(card_trust, lambda **_: None, 300.0, "1234", slot=0)   # the service refuses
+    nurse = kiosk_env.app.login("1234", slot=0)   # the service refuses
     try:
         with pytest.raises(Forbidden):
-            prescribing.new_draft(kiosk_env.store, nurse, demo_residents()[0].ins.value,
+            prescribing.new_draft(kiosk_env.uow, nurse, demo_residents()[0].ins.value,
                                   ids=prescribing.IdAllocator())
         with pytest.raises(Forbidden):
-            prescribing.cancel(kiosk_env.store, nurse, signed.id, "erreur")
+            prescribing.cancel(kiosk_env.uow, nurse, signed.id, "erreur")
         with pytest.raises(Forbidden):
-            prescribing.update_draft(kiosk_env.store, nurse, signed)
+            prescribing.update_draft(kiosk_env.uow, nurse, signed)
     finally:
         nurse.logout()
 
@@ -507,7 +508,7 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
         draft_id = run(scenario())
     finally:
         parts.close()
-    draft = repositories.get_prescription(kiosk_env.store, draft_id)
+    draft = kiosk_env.uow.prescriptions.get(draft_id)
     med, device = draft.lines
     assert med.cip13 == "3400935955838" and med.cis == "60234100"      # the scanned box
     assert med.ald and med.non_substitution is NonSubstitution.MTE
@@ -515,5 +516,5 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
     assert str(med.quantity) == "2"
     assert isinstance(device, DeviceLine) and device.label == "Fauteuil roulant"
     assert draft.renewals == 2
-    form = prescribing.draft_form(kiosk_env.store, draft_id)       # left in act mode, empty
+    form = prescribing.draft_form(kiosk_env.uow, draft_id)       # left in act mode, empty
     assert form["mode"] == "act" and not (form["search"] or form["posology"])

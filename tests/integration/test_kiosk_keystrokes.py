@@ -9,7 +9,6 @@ import pytest
 
 from appliance.domain.prescription import ActLine, MedicationLine, State
 from appliance.services.signature import verify_payload
-from appliance.store import repositories
 from tests.integration.test_kiosk import (
     Keys,
     kiosk_bdpm,
@@ -33,18 +32,17 @@ MAX_KEYSTROKES = 40
 def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, registry_sim):
     """...then, end to end: the ticket's QR decodes and verifies, the sync engine sends the
     order to the registry, a pharmacy substitutes a generic, and the physician sees it."""
-    from appliance.store import open_store
+    from appliance.services.sync import EngineConfig, SyncEngine
     from sync.client import RegistryClient
-    from sync.engine import EngineConfig, SyncEngine
     from sync.registry_sim.db import Substitute
 
     set_am(kiosk_env)
     kiosk_env.vcards.insert("physician")
     app, parts = make_kiosk(kiosk_env)
     keys_used = {}
-    sync_store = open_store(kiosk_env.app.settings.db_path, migrate=False)  # its own process
+    uow = kiosk_env.app.new_uow()  # its own connection, as the sync process has
     client = RegistryClient(registry_sim.url)
-    engine = SyncEngine(sync_store, client, EngineConfig(backoff_base_s=0.01, max_wait_s=2))
+    engine = SyncEngine(uow, client, EngineConfig(backoff_base_s=0.01, max_wait_s=2))
 
     def pharmacy_and_sync(pid: str) -> None:
         assert engine.push().acknowledged == 1
@@ -113,14 +111,14 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, reg
     finally:
         parts.close()
         client.close()
-        sync_store.close()
+        uow.close()
 
     count = keys_used["count"]
     print(f"\nkeystrokes from the home screen to the printed order: {count}")
     assert count <= MAX_KEYSTROKES
     rows = kiosk_env.store.query("SELECT id FROM prescriptions WHERE state != 'draft'")
     assert len(rows) == 1
-    signed = repositories.get_prescription(kiosk_env.store, rows[0]["id"])
+    signed = kiosk_env.uow.prescriptions.get(rows[0]["id"])
     assert signed.state is State.PARTIALLY_DISPENSED and signed.resident.used_name == "DUPONT"
     first, second, act = signed.lines
     assert isinstance(first, MedicationLine) and first.cis == "60234100"

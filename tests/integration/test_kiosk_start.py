@@ -57,9 +57,9 @@ def test_build_context_opens_nothing_and_warm_up_migrates_and_loads_trust(
         assert ctx.watcher is None and ctx.referential is None
         ctx.warm_up(ctx)
         assert app.settings.db_path.exists()
-        assert ctx.watcher is not None and ctx.referential is parts.referential
-        with ctx.store() as store:  # migrated: the tables are there
-            assert store.query("SELECT count(*) AS n FROM prescriptions")[0]["n"] == 0
+        assert ctx.watcher is not None and ctx.referential is app.referential
+        with ctx.uow() as uow:  # migrated: the tables are there
+            assert uow.views.drafts() == [] and uow.outbox.pending_count() == 0
     finally:
         parts.close()
         app.close()

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from appliance.cli import main
 from appliance.domain.prescription_id import PrescriptionIdGenerator, id_timestamp_ms
 from appliance.errors import ConfigError, StoreError
-from appliance.services.ops import backup as backups
+from appliance.ops import backup as backups
 from appliance.store import audit, open_store
 from tests.integration.test_ops_helpers import (
     add_prescriptions,
@@ -240,7 +240,7 @@ def test_cli_backup_into_a_directory_with_rotation_then_restore(tmp_path, box):
     newest = target / kept[1]
     assert (newest.stat().st_mode & 0o777) == 0o600
     refused = runner.invoke(main, [*args, "restore", str(target / kept[0])], env=env)
-    assert refused.exit_code == 1 and "not an Ordo backup" in refused.output
+    assert refused.exit_code == 4 and "not an Ordo backup" in refused.output
     ok = runner.invoke(main, [*args, "restore", str(newest)], env=env)
     assert ok.exit_code == 0, ok.output
     assert "restored" in ok.stdout and "systemctl restart" in ok.stdout

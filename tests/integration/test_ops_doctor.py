@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.services.ops.doctor import FAIL, OK, WARN, run_doctor
+from appliance.ops.doctor import FAIL, OK, WARN, run_doctor
 from appliance.store import audit, open_store
 from tests.integration.test_ops_helpers import (
     make_pki,

@@ -27,9 +27,10 @@ from cryptography.x509.oid import NameOID
 from appliance.config import Settings, load_settings
 from appliance.domain.prescription import State
 from appliance.domain.prescription_id import PrescriptionIdGenerator
-from appliance.services.ops.backup import generate_key_text
-from appliance.store import repositories as repo
+from appliance.ops.backup import generate_key_text
+from appliance.services.prescribing import record_transition
 from appliance.store.db import Store
+from appliance.store.uow import SqliteUnitOfWork
 from tests.factories import prescription, resident
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -74,18 +75,25 @@ def add_prescriptions(store: Store, count: int, *, start_ms: int = 1_764_061_200
     certificate = secrets.token_bytes(1400)
     people = [resident(n) for n in range(1, residents + 1)]
     made = []
-    with store.write() as db:
-        repo.upsert_residents(db, people)
+    uow = SqliteUnitOfWork(store, owns=False)
+    actor = "8" + "1" * 11
+    with uow:
+        uow.residents.upsert(people)
         for n in range(count):
             p = prescription(ids.new(), resident=people[n % residents])
             p = p.transition(State.SIGNED, T0)
-            repo.record_signed(db, p, signature=secrets.token_bytes(256),
-                               signer_cert=certificate, actor="8" + "1" * 11)
+            uow.prescriptions.add_signed(p, signature=secrets.token_bytes(256),
+                                         signer_cert=certificate, signed_payload=None)
+            uow.outbox.add(p.id, "create", T0)
+            job = uow.print_jobs.add(p.id, "original", actor, T0)
+            uow.audit.append(actor=actor, action="prescription.signed", subject=p.id,
+                             details={"lines": len(p.lines), "print_job": job})
             if state is not State.SIGNED:
                 for step in _path_to(state):
                     p = p.transition(step, T0, reason="erreur de saisie")
-                    repo.update_state(db, p, actor="sync")
+                    record_transition(uow, p, actor="sync")
             made.append(p.id)
+        uow.commit()
     return made
 
 

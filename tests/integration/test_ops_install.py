@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from appliance.cli import main
 from appliance.config import load_settings
-from appliance.services.ops.backup import load_key
-from appliance.services.ops.install import UNIT_FILES, UNITS_DIR, config_template, install
+from appliance.ops.backup import load_key
+from appliance.ops.install import UNIT_FILES, UNITS_DIR, config_template, install
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from appliance.domain.ids import Ins
 from appliance.domain.prescription import State
 from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.logs import setup_logging
-from appliance.store import open_store
-from appliance.store import repositories as repo
+from appliance.services.prescribing import record_transition
+from appliance.store.uow import SqliteUnitOfWork
 from tests.factories import nir, physician, prescription
 from tests.factories import resident as make_resident
 from tests.integration.test_ops_helpers import ops_env
@@ -81,9 +81,15 @@ def assert_no_identity(lines: list[str]) -> None:
         assert not leaked, f"{leaked} in log line: {line}"
 
 
-def _residents(store):
-    found = store.query("SELECT ins FROM residents ORDER BY ins")
-    return [repo.get_resident(store, row["ins"]) for row in found]
+def _record_signed(uow, p, actor: str) -> None:
+    """A signed prescription with its outbox row, print job and audit entry (realistic
+    signature and certificate sizes), in the caller's block."""
+    uow.prescriptions.add_signed(p, signature=b"\x01" * 256, signer_cert=b"\x02" * 1200,
+                                 signed_payload=None)
+    uow.outbox.add(p.id, "create", datetime.now(UTC))
+    job = uow.print_jobs.add(p.id, "original", actor, datetime.now(UTC))
+    uow.audit.append(actor=actor, action="prescription.signed", subject=p.id,
+                     details={"lines": len(p.lines), "print_job": job})
 
 
 def test_a_full_workflow_at_debug_logs_no_identity(tmp_path):
@@ -108,27 +114,30 @@ def test_a_full_workflow_at_debug_logs_no_identity(tmp_path):
 
     direct = io.StringIO()
     setup_logging("DEBUG", direct)
-    store = open_store(data / "ordo.sqlite")
+    uow = SqliteUnitOfWork.open(data / "ordo.sqlite", migrate=True)
     ids = PrescriptionIdGenerator(clock_ms=lambda: int(datetime.now(UTC).timestamp() * 1000))
     doctor = physician()
-    with store.write() as db:
-        repo.upsert_practitioner(db, doctor)
-    for n, person in enumerate(_residents(store)):
+    with uow:
+        uow.practitioners.upsert(doctor)
+        uow.commit()
+    for n, person in enumerate(uow.residents.search(active_only=False)):
         p = prescription(ids.new(), resident=person, prescriber=doctor)
-        with store.write() as db:
-            repo.save_draft(db, p)
+        with uow:
+            uow.prescriptions.save_draft(p)
+            uow.commit()
         p = p.transition(State.SIGNED, datetime.now(UTC))
-        with store.write() as db:
-            repo.record_signed(db, p, signature=b"\x01" * 256, signer_cert=b"\x02" * 1200,
-                               actor=doctor.id_nat_ps)
+        with uow:
+            _record_signed(uow, p, doctor.id_nat_ps)
+            uow.commit()
         steps = [State.REGISTERED, State.DISPENSED] if n != 1 else [State.CANCELLED]
         for step in steps:
             p = p.transition(step, datetime.now(UTC), reason="doublon")
-            with store.write() as db:
-                repo.update_state(db, p, actor="sync")
+            with uow:
+                record_transition(uow, p, actor="sync")
+                uow.commit()
     logging.getLogger("appliance.test").info("canary %s", nir(PEOPLE[0][0]))
     logging.getLogger("appliance.test").debug("debug canary")
-    store.close()
+    uow.close()
 
     ordo("audit", "verify")
     ordo("audit", "show")
@@ -155,41 +164,41 @@ def test_a_full_workflow_at_debug_logs_no_identity(tmp_path):
 
 
 def test_the_sync_leg_logs_no_identity(tmp_path):
-    pytest.importorskip("sync.engine")
+    pytest.importorskip("appliance.services.sync")
+    from appliance.services.sync import EngineConfig, SyncEngine
     from sync.client import RegistryClient
-    from sync.engine import EngineConfig, SyncEngine
     from sync.registry_sim import RegistrySim, SimConfig
     from sync.registry_sim.verify import TrustStore
 
     stream = io.StringIO()
     setup_logging("DEBUG", stream)
-    store = open_store(tmp_path / "ordo.sqlite")
+    uow = SqliteUnitOfWork.open(tmp_path / "ordo.sqlite", migrate=True)
     ids = PrescriptionIdGenerator(clock_ms=lambda: int(datetime.now(UTC).timestamp() * 1000))
     people = []
     for body, birth, used, first, born in PEOPLE:
         people.append(make_resident(ins=Ins.from_nir(nir(body)), birth_name=birth,
                                     used_name=used or None, first_names=first,
                                     birth_date=born, sex="F" if body[0] == "2" else "M"))
-    with store.write() as db:
-        repo.upsert_residents(db, people)
+    with uow:
+        uow.residents.upsert(people)
         for person in people:
             p = prescription(ids.new(), resident=person).transition(State.SIGNED,
                                                                     datetime.now(UTC))
-            repo.record_signed(db, p, signature=b"\x01" * 256, signer_cert=b"\x02" * 1200,
-                               actor="810001234567")
+            _record_signed(uow, p, "810001234567")
+        uow.commit()
     sim = RegistrySim(SimConfig(db_path=tmp_path / "registry.sqlite", plain_http=True),
                       trust=TrustStore.from_certificates([])).start()
     client = RegistryClient(sim.url)
     try:
-        engine = SyncEngine(store, client, EngineConfig(backoff_base_s=0.01,
+        engine = SyncEngine(uow, client, EngineConfig(backoff_base_s=0.01,
                                                         backoff_cap_s=0.05, max_wait_s=1.0))
         engine.push()
         engine.pull()
     finally:
         client.close()
         sim.stop()
-        store.close()
+        uow.close()
     lines = log_lines(stream.getvalue())
     assert len(lines) >= 3, stream.getvalue()
-    assert any(re.search(r"logger=sync\.", line) for line in lines)
+    assert any(re.search(r"logger=appliance\.services\.sync", line) for line in lines)
     assert_no_identity(lines)

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from appliance.cli import main
 from appliance.config import Retention
 from appliance.domain.prescription import State
-from appliance.services.ops.doctor import OK, run_doctor
-from appliance.services.ops.retention import ACTION, run_retention
+from appliance.ops.doctor import OK, run_doctor
+from appliance.ops.retention import ACTION, run_retention
 from appliance.store import audit, open_store
 from tests.integration.test_ops_helpers import add_prescriptions, ops_env, settings_for
 

@@ -14,7 +14,7 @@ from appliance.cli import main
 from appliance.domain.prescription import MedicationLine, NonSubstitution, State
 from appliance.domain.prescription_id import id_timestamp_ms
 from appliance.services import prescribing
-from appliance.store import audit, repositories
+from appliance.store import audit
 from tests.integration.test_kiosk import (
     AM,
     demo_residents,
@@ -69,7 +69,7 @@ def test_prescribe_a_good_draft_signs_stores_and_queues(kiosk_env):
     assert out["ok"] and out["state"] == "signed" and out["lines"] == 4 and out["printed"]
     pid = out["prescription_id"]
     assert out["formatted_id"].replace(" ", "") == pid
-    p = repositories.get_prescription(kiosk_env.store, pid)
+    p = kiosk_env.uow.prescriptions.get(pid)
     assert p.state is State.SIGNED and p.renewals == 2 and p.prescriber.am == AM
     first = p.lines[0]
     assert isinstance(first, MedicationLine) and first.cis == "60234100"
@@ -173,7 +173,7 @@ def test_drafts_import_all_or_nothing_then_practitioners(kiosk_env):
     assert result.exit_code == 0, result.output
     made = json.loads(result.stdout)["drafts"]
     assert [d["lines"] for d in made] == [4, 4]
-    drafts = prescribing.drafts_of(kiosk_env.store, DOCTOR)
+    drafts = prescribing.drafts_of(kiosk_env.uow, DOCTOR)
     assert {d.resident.birth_name for d in drafts} == {"LEFEBVRE", "MARTIN"}
     assert all(d.state is State.DRAFT for d in drafts)
     listing = json.loads(ordo(kiosk_env, "practitioners", "list", "--json").stdout)
@@ -182,13 +182,15 @@ def test_drafts_import_all_or_nothing_then_practitioners(kiosk_env):
 
 
 def test_ids_stay_monotonic_across_restarts_with_the_clock_set_back(kiosk_env):
-    store = kiosk_env.store
+    uow = kiosk_env.uow
     late = prescribing.IdAllocator(clock_ms=lambda: 1_900_000_000_000)
-    with store.write() as db:
-        first = late.new(db)
+    with uow:
+        first = late.new(uow)
+        uow.commit()
     restarted = prescribing.IdAllocator(clock_ms=lambda: 1_700_000_000_000)  # clock set back
-    with store.write() as db:
-        second = restarted.new(db)
+    with uow:
+        second = restarted.new(uow)
+        uow.commit()
     assert id_timestamp_ms(second) == id_timestamp_ms(first) + 1
     assert second > first
 
@@ -209,29 +211,28 @@ class OtherPhysician:
 
 def test_cancel_is_refused_after_a_dispensation_and_to_another_physician(kiosk_env,
                                                                         card_trust):
-    from appliance.commands.session import login
     from appliance.errors import StateError
 
     set_am(kiosk_env)
     kiosk_env.vcards.insert("physician")
     signed = sign_with_card(kiosk_env, card_trust)
     with pytest.raises(prescribing.Forbidden, match="Seul le prescripteur"):
-        prescribing.cancel(kiosk_env.store, OtherPhysician(), signed.id, "erreur")
+        prescribing.cancel(kiosk_env.uow, OtherPhysician(), signed.id, "erreur")
     with kiosk_env.store.write() as db:
         db.execute(
             "INSERT INTO dispensations (registry_id, prescription_id, line_no, complete,"
             " product_label, handed_over_at, received_at, resource) VALUES"
             " ('MD9', ?, 1, 0, 'x', ?, ?, '{}')",
             [signed.id, datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat()])
-    session = login(card_trust, lambda **_: None, 300.0, "1234", slot=0)
+    session = kiosk_env.app.login("1234", slot=0)
     try:
         with pytest.raises(StateError, match="délivrée"):
-            prescribing.cancel(kiosk_env.store, session, signed.id, "erreur")
+            prescribing.cancel(kiosk_env.uow, session, signed.id, "erreur")
         with pytest.raises(StateError):                  # a signed order is not a draft
-            prescribing.discard_draft(kiosk_env.store, session, signed.id)
+            prescribing.discard_draft(kiosk_env.uow, session, signed.id)
     finally:
         session.logout()
-    assert repositories.get_prescription(kiosk_env.store, signed.id).state is State.SIGNED
+    assert kiosk_env.uow.prescriptions.get(signed.id).state is State.SIGNED
     assert kiosk_env.store.query("SELECT kind FROM outbox") == [{"kind": "create"}]
 
 
@@ -244,7 +245,7 @@ def test_reprint_authenticates_the_card_holder_and_audits_them(kiosk_env):
     kiosk_env.vcards.remove()
     kiosk_env.vcards.insert("nurse")
     wrong = ordo(kiosk_env, "reprint", pid, "--pin-stdin", stdin="0000\n")
-    assert wrong.exit_code == 1 and "2 essai(s) restant(s)" in wrong.output
+    assert wrong.exit_code == 3 and "2 essai(s) restant(s)" in wrong.output
     result = ordo(kiosk_env, "reprint", pid, "--pin-stdin", "--json", stdin="1234\n")
     assert result.exit_code == 0, result.output
     job = json.loads(result.stdout)
@@ -257,4 +258,4 @@ def test_reprint_authenticates_the_card_holder_and_audits_them(kiosk_env):
     assert ("auth.login", nurse) in entries
     kiosk_env.vcards.remove()
     result = ordo(kiosk_env, "reprint", pid, "--pin-stdin", stdin="1234\n")
-    assert result.exit_code == 1 and "carte" in result.output
+    assert result.exit_code == 3 and "carte" in result.output

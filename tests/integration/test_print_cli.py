@@ -24,8 +24,8 @@ def _ordo(data_dir, *args, input=None, env=None):
 
 
 @pytest.fixture
-def data_dir(print_store):
-    return print_store.path.parent
+def data_dir(store):
+    return store.path.parent
 
 
 def test_qr_verify_valid_from_the_argument_and_from_stdin(orders, data_dir, card_pki):
@@ -70,12 +70,12 @@ def test_qr_verify_invalid_exits_1_with_the_reason(orders, data_dir, card_pki):
 
 
 def test_reprint_then_print_pending_through_the_emulator(orders, data_dir, emulators,
-                                                          print_store):
+                                                          store, uow):
     emulator = emulators("58mm")
     signed = orders.sign()
     env = {"ORDO_PRINTER_URI": emulator.uri, "ORDO_PRINTER_MEDIA": "58mm"}
     nurse = orders.practitioner("nurse").id_nat_ps
-    job = {"job": printing.request_reprint(print_store, signed.prescription.id, actor=nurse,
+    job = {"job": printing.request_reprint(uow, signed.prescription.id, actor=nurse,
                                            role="nurse")}
 
     result = _ordo(data_dir, "print", "pending", "--json", env=env)
@@ -84,7 +84,7 @@ def test_reprint_then_print_pending_through_the_emulator(orders, data_dir, emula
     assert report["printed"] == [1, job["job"]] and report["pending"] == 0
     original, duplicate = emulator.wait_for_jobs(2)
     assert "DUPLICATA" in duplicate.text and "DUPLICATA" not in original.text
-    actions = [(e.action, e.actor) for e in audit.entries(print_store)]
+    actions = [(e.action, e.actor) for e in audit.entries(store)]
     assert ("print.reprint_requested", nurse) in actions
     assert ("print.printed", nurse) in actions
 
@@ -137,7 +137,7 @@ def test_the_emulator_command_runs_as_a_process(orders, tmp_path):
         assert "à l'écoute sur tcp://127.0.0.1:" in banner, process.stderr.read()
         uri = banner.split("sur ")[1].split()[0]
         signed = orders.sign()
-        from appliance.ports import PrintRequest
+        from appliance.ports.printer import PrintRequest
 
         printer = EscPosOrderPrinter(uri, establishment=Letterhead("EHPAD"), media="58mm")
         printer.print_order(PrintRequest(1, signed.prescription, signed.payload.encode()))

@@ -12,11 +12,11 @@ import zxingcpp
 from appliance.domain.prescription import State
 from appliance.domain.prescription_id import format_id
 from appliance.domain.qr import content_hash
-from appliance.ports import PrinterState
+from appliance.ports.printer import PrinterState
 from appliance.services import printing
+from appliance.services.prescribing import record_transition
 from appliance.services.signature import verify_payload
 from appliance.store import audit
-from appliance.store import repositories as repo
 from drivers.printer.emulator import render_bytes
 from drivers.printer.escpos import EscPosOrderPrinter
 from drivers.printer.layout import Letterhead, media_for, qr_spec
@@ -47,13 +47,13 @@ def _module_dots(result, version):
 
 
 @pytest.mark.parametrize("media", ["58mm", "80mm", "label62"])
-def test_print_decode_from_the_raster_and_verify(media, emulators, orders, print_store,
-                                                  print_trust):
+def test_print_decode_from_the_raster_and_verify(media, emulators, orders, store,
+                                                  print_trust, uow):
     emulator = emulators(media)
     signed = orders.sign(renewals=2)
     p = signed.prescription
     statuses = []
-    queue = printing.PrintQueue(print_store, _printer(emulator, media), on_status=statuses.append)
+    queue = printing.PrintQueue(uow, _printer(emulator, media), on_status=statuses.append)
     report = queue.run_once()
     assert report.printed == [1] and report.error is None
     (job,) = emulator.wait_for_jobs(1)
@@ -80,9 +80,9 @@ def test_print_decode_from_the_raster_and_verify(media, emulators, orders, print
         assert "N°\u00a0AM\u00a0751234567" in ticket.text and "À renouveler 2 fois" in ticket.text
     assert job.qr_texts == [payload]  # the emulator's own decoding agrees
 
-    row = print_store.query("SELECT status, attempts, done_at FROM print_jobs")[0]
+    row = store.query("SELECT status, attempts, done_at FROM print_jobs")[0]
     assert (row["status"], row["attempts"]) == ("done", 1) and row["done_at"]
-    printed = [e for e in audit.entries(print_store) if e.action == "print.printed"]
+    printed = [e for e in audit.entries(store) if e.action == "print.printed"]
     assert [(e.actor, e.subject, e.details["kind"]) for e in printed] == [
         (p.prescriber.id_nat_ps, p.id, "original")]
     assert statuses[-1].pending == 0 and statuses[-1].last_printed == 1
@@ -90,11 +90,11 @@ def test_print_decode_from_the_raster_and_verify(media, emulators, orders, print
 
 @pytest.mark.parametrize("mode", ["drop", "stall"])
 def test_paper_out_mid_job_then_recovery_gives_exactly_one_good_copy(mode, emulators, orders,
-                                                                      print_store, print_trust):
+                                                                      store, print_trust, uow):
     emulator = emulators("58mm")
     first, second = orders.sign(), orders.sign()
     statuses = []
-    queue = printing.PrintQueue(print_store, _printer(emulator, "58mm", timeout=1.0),
+    queue = printing.PrintQueue(uow, _printer(emulator, "58mm", timeout=1.0),
                                 on_status=statuses.append)
     emulator.paper_after(600, mode)  # the roll ends a few lines into the first ticket
 
@@ -103,13 +103,13 @@ def test_paper_out_mid_job_then_recovery_gives_exactly_one_good_copy(mode, emula
     assert "papier" in report.error or "confirmé" in report.error
     if mode == "drop":
         assert statuses[-1].printer is PrinterState.PAPER_OUT
-    jobs = printing.list_jobs(print_store)
+    jobs = uow.print_jobs.list()
     assert [(j.status, j.attempts) for j in jobs] == [("queued", 1), ("queued", 0)]
     assert jobs[0].last_error == report.error
 
     again = queue.run_once()  # still no paper: nothing is sent at all
     assert again.printed == [] and "papier" in again.error
-    assert [j.attempts for j in printing.list_jobs(print_store)] == [2, 0]
+    assert [j.attempts for j in uow.print_jobs.list()] == [2, 0]
 
     emulator.load_paper()
     assert queue.run_once().printed == [1, 2]
@@ -121,31 +121,31 @@ def test_paper_out_mid_job_then_recovery_gives_exactly_one_good_copy(mode, emula
     ids = [verify_payload(_qr_from_raster(j, "58mm")[0][1].text, roots, crls)
            .fields.prescription_id for j in good]
     assert ids == [first.prescription.id, second.prescription.id]  # one copy each, in order
-    assert [(j.status, j.attempts) for j in printing.list_jobs(print_store)] == [
+    assert [(j.status, j.attempts) for j in uow.print_jobs.list()] == [
         ("done", 3), ("done", 1)]
     assert queue.run_once().printed == []  # nothing printed twice
     assert statuses[-1].pending == 0
 
 
-def test_a_connection_reset_mid_job_leaves_the_job_queued(emulators, orders, print_store):
+def test_a_connection_reset_mid_job_leaves_the_job_queued(emulators, orders, store, uow):
     emulator = emulators("80mm")
     orders.sign()
-    queue = printing.PrintQueue(print_store, _printer(emulator))
+    queue = printing.PrintQueue(uow, _printer(emulator))
     emulator.reset_after(5000)
     report = queue.run_once()
     assert report.error == "Connexion à l'imprimante perdue pendant l'impression"
-    assert printing.list_jobs(print_store)[0].status == "queued"
+    assert uow.print_jobs.list()[0].status == "queued"
     assert queue.run_once().printed == [1]
     cut_short, good = emulator.wait_for_jobs(2)
     assert (cut_short.end, len(cut_short.raw)) == ("reset", 5000)
     assert good.complete and len(good.qr_texts) == 1
 
 
-def test_a_printer_switched_off_is_retried_when_it_comes_back(emulators, orders, print_store):
+def test_a_printer_switched_off_is_retried_when_it_comes_back(emulators, orders, store, uow):
     emulator = emulators("80mm")
     orders.sign()
     printer = _printer(emulator)
-    queue = printing.PrintQueue(print_store, printer)
+    queue = printing.PrintQueue(uow, printer)
     emulator.power(False)
     assert emulator.wait_for_jobs(0) == []
     _wait(lambda: printer.status().state is PrinterState.UNREACHABLE)
@@ -157,11 +157,11 @@ def test_a_printer_switched_off_is_retried_when_it_comes_back(emulators, orders,
     assert queue.run_once().printed == [1]
 
 
-def test_an_offline_printer_gets_nothing(emulators, orders, print_store):
+def test_an_offline_printer_gets_nothing(emulators, orders, store, uow):
     emulator = emulators("80mm")
     orders.sign()
     emulator.set_offline(True)
-    queue = printing.PrintQueue(print_store, _printer(emulator))
+    queue = printing.PrintQueue(uow, _printer(emulator))
     report = queue.run_once()
     assert report.error.startswith("Imprimante hors ligne")
     assert emulator.jobs == [] and emulator.status_connections >= 1
@@ -169,17 +169,17 @@ def test_an_offline_printer_gets_nothing(emulators, orders, print_store):
     assert queue.run_once().printed == [1]
 
 
-def test_reprint_is_marked_duplicata_and_audited(emulators, orders, print_store, print_trust):
+def test_reprint_is_marked_duplicata_and_audited(emulators, orders, store, print_trust, uow):
     emulator = emulators("80mm")
     signed = orders.sign()
     pid = signed.prescription.id
-    queue = printing.PrintQueue(print_store, _printer(emulator))
+    queue = printing.PrintQueue(uow, _printer(emulator))
     assert queue.run_once().printed == [1]
     nurse = orders.practitioner("nurse")
     asked = datetime(2026, 11, 26, 13, 5, tzinfo=UTC)
-    job_id = printing.request_reprint(print_store, pid, actor=nurse.id_nat_ps,
+    job_id = printing.request_reprint(uow, pid, actor=nurse.id_nat_ps,
                                       role=nurse.role.value, at=asked)
-    assert printing.get_job(print_store, job_id).kind == "duplicate"
+    assert uow.print_jobs.get(job_id).kind == "duplicate"
     assert queue.run_once().printed == [job_id]
     original, duplicate = emulator.wait_for_jobs(2)
     assert "DUPLICATA" not in original.text
@@ -189,26 +189,27 @@ def test_reprint_is_marked_duplicata_and_audited(emulators, orders, print_store,
     text = _qr_from_raster(duplicate, "80mm")[0][1].text
     assert verify_payload(text, roots, crls).fields.prescription_id == pid
     trail = [(e.action, e.actor, e.subject, e.details.get("job"))
-             for e in audit.entries(print_store) if e.action.startswith("print.")]
+             for e in audit.entries(store) if e.action.startswith("print.")]
     assert trail == [("print.printed", signed.prescription.prescriber.id_nat_ps, pid, 1),
                      ("print.reprint_requested", nurse.id_nat_ps, pid, job_id),
                      ("print.printed", nurse.id_nat_ps, pid, job_id)]
-    assert audit.verify(print_store) == len(audit.entries(print_store))
+    assert audit.verify(store) == len(audit.entries(store))
 
 
-def test_no_duplicate_of_a_cancelled_order(orders, print_store):
+def test_no_duplicate_of_a_cancelled_order(orders, store, uow):
     signed = orders.sign()
     cancelled = signed.prescription.transition(State.CANCELLED, datetime.now(UTC),
                                                reason="erreur de patient")
-    with print_store.write() as db:
-        repo.update_state(db, cancelled, actor="8100")
+    with uow:
+        record_transition(uow, cancelled, actor="8100")
+        uow.commit()
     with pytest.raises(Exception, match="annulée"):
-        printing.request_reprint(print_store, signed.prescription.id, actor="8100",
+        printing.request_reprint(uow, signed.prescription.id, actor="8100",
                                  role="nurse")
 
 
 def test_a_long_order_prints_on_several_tickets_each_with_a_good_qr(emulators, orders,
-                                                                     print_store):
+                                                                     store, uow):
     from decimal import Decimal
 
     from appliance.domain.posology import Duration, Posology
@@ -222,7 +223,7 @@ def test_a_long_order_prints_on_several_tickets_each_with_a_good_qr(emulators, o
     emulator = emulators("58mm")
     signed = orders.sign(lines=many)
     printer = _printer(emulator, "58mm")
-    assert printing.PrintQueue(print_store, printer).run_once().printed == [1]
+    assert printing.PrintQueue(uow, printer).run_once().printed == [1]
     (job,) = emulator.wait_for_jobs(1)
     found = _qr_from_raster(job, "58mm")
     n = len(job.tickets)
@@ -233,28 +234,27 @@ def test_a_long_order_prints_on_several_tickets_each_with_a_good_qr(emulators, o
 
 
 def test_a_job_for_an_unknown_prescription_fails_without_blocking_the_queue(
-        emulators, orders, print_store):
+        emulators, orders, store, uow):
     emulator = emulators("80mm")
     orders.sign()
-    with print_store.write() as db:  # an unsigned draft somehow queued
-        draft = orders.sign().prescription
-        db.execute("UPDATE prescriptions SET signature = NULL WHERE id = ?", [draft.id])
-    queue = printing.PrintQueue(print_store, _printer(emulator))
+    draft = orders.sign().prescription  # an unsigned draft somehow queued
+    store.execute("UPDATE prescriptions SET signature = NULL WHERE id = ?", [draft.id])
+    queue = printing.PrintQueue(uow, _printer(emulator))
     report = queue.run_once()
     assert (report.printed, report.failed) == ([1], [2])
-    assert printing.get_job(print_store, 2).status == "failed"
-    assert [e.action for e in audit.entries(print_store)][-1] == "print.failed"
+    assert uow.print_jobs.get(2).status == "failed"
+    assert [e.action for e in audit.entries(store)][-1] == "print.failed"
 
 
 def test_the_worker_prints_when_woken_and_retries_after_a_failure(emulators, orders,
-                                                                   print_store, tmp_path):
-    from appliance.store import open_store
+                                                                   store, tmp_path):
+    from appliance.store.uow import SqliteUnitOfWork
 
     emulator = emulators("80mm")
     emulator.paper_out()
     orders.sign()
     seen = []
-    own = open_store(print_store.path)  # the worker's own connection
+    own = SqliteUnitOfWork.open(store.path)  # the worker's own connection
     queue = printing.PrintQueue(own, _printer(emulator), on_status=seen.append)
     worker = printing.PrintWorker(queue, idle_s=30, retry_s=[0.2])
     worker.start()
@@ -304,7 +304,7 @@ def test_the_control_channel_acts_out_trouble(emulators):
 
 
 def test_a_file_uri_gets_the_same_job_without_acknowledgement(orders, tmp_path):
-    from appliance.ports import PrintRequest
+    from appliance.ports.printer import PrintRequest
 
     device = tmp_path / "lp0"
     signed = orders.sign()

@@ -75,10 +75,10 @@ def _images(data: bytes) -> list[Image.Image]:
 
 
 @pytest.fixture
-def signed_in_data_dir(tmp_path, orders, print_store):
+def signed_in_data_dir(tmp_path, orders, store):
     """A data dir whose ordo.sqlite holds one signed order."""
     signed = orders.sign(renewals=1)
-    return print_store.path.parent, signed
+    return store.path.parent, signed
 
 
 @pytest.mark.parametrize("paper", ["A5", "A4"])
@@ -108,14 +108,14 @@ def test_the_pdf_opens_and_holds_the_same_qr(paper, signed_in_data_dir, tmp_path
         assert rendered == [signed.payload.encode()]
 
 
-def test_the_pdf_export_is_audited(signed_in_data_dir, tmp_path, print_store):
+def test_the_pdf_export_is_audited(signed_in_data_dir, tmp_path, store):
     from appliance.store import audit
 
     data_dir, signed = signed_in_data_dir
     CliRunner().invoke(main, ["--data-dir", str(data_dir), "print", "pdf",
                               signed.prescription.id, str(tmp_path / "o.pdf")],
                        catch_exceptions=False)
-    last = audit.entries(print_store)[-1]
+    last = audit.entries(store)[-1]
     assert (last.action, last.subject, last.actor) == ("print.pdf", signed.prescription.id,
                                                        "system")
 

@@ -108,21 +108,21 @@ def test_a_revoked_certificate_is_invalid_when_the_crl_is_known(orders, print_tr
     assert verify_payload(text, roots).fields  # without the CRL, nothing says it is revoked
 
 
-def test_the_certificate_must_belong_to_the_rpps_of_the_payload(orders, print_signers,
+def test_the_certificate_must_belong_to_the_rpps_of_the_payload(orders, signers,
                                                                   print_trust):
     signed = orders.sign()
     nurse_rpps = orders.practitioner("nurse").rpps
     order = SignedOrder.from_prescription(signed.prescription)
     claimed = SignedOrder(**{**order.__dict__, "rpps": nurse_rpps})
     data = claimed.to_bytes()
-    signer = print_signers["physician"]
+    signer = signers["physician"]
     forged = QrPayload.build(data, signer.sign(data), signer.certificate_der)
     with pytest.raises(InvalidOrder, match=f"not to RPPS {nurse_rpps}"):
         _verify(forged.encode(), print_trust)
 
 
-def test_the_issue_time_must_fall_within_the_certificate(orders, print_signers, print_trust):
-    signer = print_signers["physician"]
+def test_the_issue_time_must_fall_within_the_certificate(orders, signers, print_trust):
+    signer = signers["physician"]
     cert = x509.load_der_x509_certificate(signer.certificate_der)
     before = cert.not_valid_before_utc - timedelta(days=2)
     signed = orders.sign(at=before)
@@ -141,16 +141,16 @@ def test_a_certificate_by_reference_needs_the_certificate_from_elsewhere(orders,
         signed.prescription.id
 
 
-def test_signing_refuses_a_card_that_is_not_the_prescribers(orders, print_signers):
+def test_signing_refuses_a_card_that_is_not_the_prescribers(orders, signers):
     doctor = orders.practitioner("physician")
     draft = prescription(orders.ids.new(), prescriber=doctor)
     with pytest.raises(ValidationError, match="the prescriber's certificate"):
-        sign_prescription(draft, print_signers["nurse"], datetime.now(UTC))
+        sign_prescription(draft, signers["nurse"], datetime.now(UTC))
 
 
-def test_signing_refuses_a_signature_that_does_not_verify(orders, print_signers):
+def test_signing_refuses_a_signature_that_does_not_verify(orders, signers):
     class BrokenCard:
-        certificate_der = print_signers["physician"].certificate_der
+        certificate_der = signers["physician"].certificate_der
 
         def sign(self, data: bytes) -> bytes:
             return bytes(256)
@@ -160,14 +160,14 @@ def test_signing_refuses_a_signature_that_does_not_verify(orders, print_signers)
         sign_prescription(draft, BrokenCard(), datetime.now(UTC))
 
 
-def test_the_signed_prescription_is_stored_with_the_signed_bytes(orders, print_store):
+def test_the_signed_prescription_is_stored_with_the_signed_bytes(orders, store):
     signed = orders.sign()
-    row = print_store.query("SELECT state, signature, signer_cert, signed_payload"
+    row = store.query("SELECT state, signature, signer_cert, signed_payload"
                             " FROM prescriptions WHERE id = ?", (signed.prescription.id,))[0]
     assert row["state"] == State.SIGNED.value
     assert bytes(row["signed_payload"]) == signed.payload.signed_bytes
     assert bytes(row["signature"]) == signed.signature
     cert = x509.load_der_x509_certificate(bytes(row["signer_cert"]))
     assert certificate_id_nat_ps(cert) == signed.prescription.prescriber.id_nat_ps
-    jobs = print_store.query("SELECT kind, status FROM print_jobs")
+    jobs = store.query("SELECT kind, status FROM print_jobs")
     assert jobs == [{"kind": "original", "status": "queued"}]

@@ -18,12 +18,12 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.parameters import Parameters
 
 from appliance.cli import main
-from appliance.errors import ConfigError
-from appliance.ports import RegistryUnavailable, SignatureProof
+from appliance.errors import ConfigError, RegistryUnavailable
+from appliance.ports.registry import SignatureProof
+from appliance.services import sync
 from appliance.services.signature import InvalidOrder, sign_prescription, verify_payload
 from appliance.services.trust import load_trust_store
 from sync import fhir
-from sync import localstore as ls
 from sync.client import RegistryClient
 from sync.registry_sim import Faults, RegistrySim, SimConfig
 from sync.registry_sim.faults import FaultPlan
@@ -35,10 +35,10 @@ pytestmark = pytest.mark.integration
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
-def bundle_of(rx, profile="physician", **fields):
-    doctor = rx.physician(profile)
-    signed = sign_prescription(prescription(rx.ids.new(), prescriber=doctor, **fields),
-                               rx.signers[profile], datetime.now(UTC))
+def bundle_of(orders, profile="physician", **fields):
+    doctor = orders.practitioner(profile)
+    signed = sign_prescription(prescription(orders.ids.new(), prescriber=doctor, **fields),
+                               orders.signers[profile], datetime.now(UTC))
     proof = SignatureProof(signed.signature, signed.certificate_der, signed.payload.signed_bytes)
     return signed, fhir.prescription_bundle(signed.prescription, proof)
 
@@ -61,8 +61,8 @@ def tls_client(sim, card_pki, **overrides) -> RegistryClient:
     return RegistryClient(sim.url, **options)
 
 
-def test_mutual_tls_with_the_establishment_certificate(rx, registry_tls, card_pki, make_engine):
-    [p] = rx.sign()
+def test_mutual_tls_with_the_establishment_certificate(orders, registry_tls, card_pki, make_engine):
+    [p] = orders.sign_many()
     est = card_pki.establishment
     engine = make_engine(registry_tls.url, client_options={
         "ca_file": str(est / "ca.pem"), "client_cert": str(est / "client.pem"),
@@ -74,8 +74,8 @@ def test_mutual_tls_with_the_establishment_certificate(rx, registry_tls, card_pk
 
 @pytest.mark.parametrize("who", ["no certificate", "untrusted certificate"])
 def test_mutual_tls_refuses_a_client_without_a_valid_certificate(
-        rx, registry_tls, card_pki, make_engine, sync_store, who):
-    rx.sign(2)
+        orders, registry_tls, card_pki, make_engine, store, who, uow):
+    orders.sign_many(2)
     ca = card_pki.directory / "ca"
     options = {"client_cert": "", "client_key": ""} if who == "no certificate" else {
         "client_cert": str(ca / "untrusted-professionnels.pem"),
@@ -93,7 +93,7 @@ def test_mutual_tls_refuses_a_client_without_a_valid_certificate(
     assert report.unreachable and report.acknowledged == 0 and report.remaining == 2
     assert registry_tls.db.count() == 0
     assert registry_tls.stats()["counts"]["tls_refused"] >= 2
-    assert "TLS" in ls.sync_status(sync_store).last_error
+    assert "TLS" in sync.status(uow).last_error
 
 
 def test_the_client_refuses_a_registry_its_ca_did_not_issue(registry_tls, card_pki):
@@ -117,12 +117,12 @@ def test_plain_http_only_on_loopback_and_only_when_asked(tmp_path, sync_trust):
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "registry-sim", "--db",
                                        str(tmp_path / "r.sqlite"), "--plain-http", "--host",
                                        "0.0.0.0", "--trust-root", __file__])
-    assert result.exit_code == 1 and "loopback" in result.output
+    assert result.exit_code == 4 and "Erreur : " in result.output and "loopback" in result.output
 
 
 # -- create: idempotent, 409, 422, 400 ----------------------------------------------------------
-def test_same_id_and_content_gives_the_original_receipt(rx, registry_sim):
-    _, bundle = bundle_of(rx)
+def test_same_id_and_content_gives_the_original_receipt(orders, registry_sim):
+    _, bundle = bundle_of(orders)
     first, again = post(registry_sim, bundle), post(registry_sim, bundle)
     assert first.status_code == again.status_code == 200
     for answer in (first, again):
@@ -133,12 +133,12 @@ def test_same_id_and_content_gives_the_original_receipt(rx, registry_sim):
     assert registry_sim.db.count() == 1
 
 
-def test_same_id_other_content_is_409(rx, registry_sim):
-    signed, bundle = bundle_of(rx)
+def test_same_id_other_content_is_409(orders, registry_sim):
+    signed, bundle = bundle_of(orders)
     assert post(registry_sim, bundle).status_code == 200
-    other = sign_prescription(prescription(signed.prescription.id, prescriber=rx.physician(),
+    other = sign_prescription(prescription(signed.prescription.id, prescriber=orders.practitioner(),
                                            renewals=2),
-                              rx.signers["physician"], datetime.now(UTC))
+                              orders.signers["physician"], datetime.now(UTC))
     conflict = post(registry_sim, fhir.prescription_bundle(other.prescription, SignatureProof(
         other.signature, other.certificate_der, other.payload.signed_bytes)))
     assert conflict.status_code == 409 and "other content" in reason(conflict)
@@ -175,8 +175,8 @@ def _other_patient(patient):
     ("expired", None, None, "not valid on"),
 ])
 def test_a_bad_signature_or_altered_content_is_422_with_the_reason(
-        rx, registry_sim, profile, kind, change, expected):
-    _, bundle = bundle_of(rx, profile)
+        orders, registry_sim, profile, kind, change, expected):
+    _, bundle = bundle_of(orders, profile)
     if kind:
         _tamper(bundle, kind, change)
     refused = post(registry_sim, bundle)
@@ -184,17 +184,17 @@ def test_a_bad_signature_or_altered_content_is_422_with_the_reason(
     assert registry_sim.db.count() == 0
 
 
-def test_malformed_requests_are_400(registry_sim, rx):
+def test_malformed_requests_are_400(registry_sim, orders):
     assert post(registry_sim, b"{not json").status_code == 400
-    _, bundle = bundle_of(rx)
+    _, bundle = bundle_of(orders)
     bundle["type"] = "batch"
     assert post(registry_sim, bundle).status_code == 400
     assert httpx.post(registry_sim.url, headers=FHIR, timeout=5).status_code in (400, 411)
 
 
 # -- answers are FHIR ---------------------------------------------------------------------------
-def test_cancel_feed_and_metadata_answers_are_valid_fhir(rx, registry_sim, make_engine):
-    [p] = rx.sign(2)[:1]
+def test_cancel_feed_and_metadata_answers_are_valid_fhir(orders, registry_sim, make_engine):
+    [p] = orders.sign_many(2)[:1]
     make_engine(registry_sim.url).push()
     registry_sim.db.dispense(p.id, line=1)
     feed = httpx.get(registry_sim.url + "/MedicationDispense?_count=10", timeout=5).json()
@@ -203,7 +203,7 @@ def test_cancel_feed_and_metadata_answers_are_valid_fhir(rx, registry_sim, make_
     assert [link["relation"] for link in feed["link"]] == ["self", "next"]
     CapabilityStatement.model_validate(httpx.get(registry_sim.url + "/metadata",
                                                  timeout=5).json())
-    other = rx.store.query("SELECT id FROM prescriptions WHERE id != ?", (p.id,))[0]["id"]
+    other = orders.store.query("SELECT id FROM prescriptions WHERE id != ?", (p.id,))[0]["id"]
     cancelled = httpx.post(registry_sim.url + "/MedicationRequest/$cancel", headers=FHIR,
                            content=json.dumps(fhir.cancel_parameters(other, "doublon")),
                            timeout=5)
@@ -215,8 +215,8 @@ def test_cancel_feed_and_metadata_answers_are_valid_fhir(rx, registry_sim, make_
 
 
 # -- pharmacy and auditor CLI ----------------------------------------------------------------------
-def test_cli_dispense_and_list(rx, registry_sim, make_engine, sync_store, tmp_path):
-    [p] = rx.sign()
+def test_cli_dispense_and_list(orders, registry_sim, make_engine, store, tmp_path):
+    [p] = orders.sign_many()
     make_engine(registry_sim.url).push()
     db = str(registry_sim.config.db_path)
     runner = CliRunner()
@@ -232,18 +232,18 @@ def test_cli_dispense_and_list(rx, registry_sim, make_engine, sync_store, tmp_pa
                                  "--reason", "rupture"], catch_exceptions=False)
     assert again.exit_code == 0 and "substituted (G)" in again.output
     refused = runner.invoke(main, [*base, "dispense", p.id, "--db", db])
-    assert refused.exit_code == 1 and "already dispensed" in refused.output
+    assert refused.exit_code == 4 and "already dispensed" in refused.output
     listed = runner.invoke(main, [*base, "list", "--db", db, "--json"], catch_exceptions=False)
     [row] = json.loads(listed.stdout)
     assert (row["id"], row["status"], row["dispensations"]) == (p.id, "active", 3)
     assert make_engine(registry_sim.url).pull().received == 3
-    assert rx.state(p.id) == "dispensed"
+    assert orders.state(p.id) == "dispensed"
 
 
 def test_cli_dispense_unknown_prescription(tmp_path, registry_sim):
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "registry-sim", "dispense",
                                        "0" * 24, "--db", str(registry_sim.config.db_path)])
-    assert result.exit_code == 1 and "unknown prescription" in result.output
+    assert result.exit_code == 4 and "unknown prescription" in result.output
 
 
 # -- faults are reproducible --------------------------------------------------------
@@ -274,8 +274,8 @@ def test_faults_can_be_changed_over_http(registry_sim):
 
 # -- the registry's verifier agrees with the appliance's ----------------------------------------
 @pytest.mark.parametrize("profile", ["physician", "untrusted", "revoked", "expired"])
-def test_the_registry_verifier_agrees_with_verify_payload(rx, card_pki, sync_trust, profile):
-    signed, _ = bundle_of(rx, profile)
+def test_the_registry_verifier_agrees_with_verify_payload(orders, card_pki, sync_trust, profile):
+    signed, _ = bundle_of(orders, profile)
     trust = load_trust_store(card_pki.trust_roots, card_pki.crls)
     try:
         verify_payload(signed.payload.encode(), [*trust.roots, *trust.intermediates],

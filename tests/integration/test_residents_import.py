@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.services.residents import import_residents, parse_residents
+from appliance.services.residents import import_residents, parse_residents, search
 from appliance.store import audit, open_store
-from appliance.store.repositories import get_resident, list_residents
+from appliance.store.uow import SqliteUnitOfWork
 from tests.factories import nir
 
 N1, N2, N3 = nir("2400175123001"), nir("1350399456002"), nir("232022A012345")
@@ -40,22 +40,27 @@ def store(tmp_path):
     s.close()
 
 
+@pytest.fixture
+def uow(store):
+    return SqliteUnitOfWork(store, owns=False)
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
 @pytest.mark.parametrize("sep", [";", ","])
-def test_import_encodings_and_separators(store, encoding, sep):
+def test_import_encodings_and_separators(store, encoding, sep, uow):
     data = _csv(GOOD, sep=sep).encode(encoding)
-    report = import_residents(store, data, actor="cli:test")
+    report = import_residents(uow, data, actor="cli:test")
     assert (report.created, report.updated, report.errors) == (3, 0, [])
-    r = get_resident(store, N2)
+    r = uow.residents.get(N2)
     assert r.birth_name == "LEFÈVRE" and r.first_names == "Étienne"
     assert r.birth_date.isoformat() == "1935-09-03" and r.objection is True
-    corsica = get_resident(store, N3)
+    corsica = uow.residents.get(N3)
     assert corsica.ins.oid == "1.2.250.1.213.1.4.8"
-    assert get_resident(store, N1).display_name == "DUPONT née MARTIN Jeanne Marie"
+    assert uow.residents.get(N1).display_name == "DUPONT née MARTIN Jeanne Marie"
 
 
-def test_bad_rows_are_reported_and_others_imported(store):
-    report = import_residents(store, _csv(GOOD + BAD).encode(), actor="cli:test")
+def test_bad_rows_are_reported_and_others_imported(store, uow):
+    report = import_residents(uow, _csv(GOOD + BAD).encode(), actor="cli:test")
     assert report.created == 3
     by_line = {e.line: e for e in report.errors}
     assert sorted(by_line) == [5, 6, 7, 8, 9]
@@ -64,16 +69,16 @@ def test_bad_rows_are_reported_and_others_imported(store):
     assert by_line[7].column == "sexe" and "'X'" in by_line[7].reason
     assert by_line[8].column == "opposition"
     assert by_line[9].column == "nom"
-    assert len(list_residents(store)) == 3
+    assert len(search(uow)) == 3
 
 
-def test_upsert_by_ins(store):
-    import_residents(store, _csv(GOOD).encode(), actor="cli:test")
+def test_upsert_by_ins(store, uow):
+    import_residents(uow, _csv(GOOD).encode(), actor="cli:test")
     moved = GOOD[0].replace(";101;", ";201;")
-    report = import_residents(store, _csv([moved]).encode(), actor="cli:test")
+    report = import_residents(uow, _csv([moved]).encode(), actor="cli:test")
     assert (report.created, report.updated) == (0, 1)
-    assert get_resident(store, N1).room == "201"
-    assert len(list_residents(store)) == 3
+    assert uow.residents.get(N1).room == "201"
+    assert len(search(uow)) == 3
 
 
 def test_missing_column_and_duplicates():
@@ -83,16 +88,16 @@ def test_missing_column_and_duplicates():
     assert len(good) == 1 and errors[0].line == 3 and "line 2" in errors[0].reason
 
 
-def test_search_ignores_accents_and_case(store):
-    import_residents(store, _csv(GOOD).encode(), actor="cli:test")
-    assert [r.first_names for r in list_residents(store, "lefevre")] == ["Étienne"]
-    assert [r.room for r in list_residents(store, "ETIENNE")] == ["102"]
-    assert [r.room for r in list_residents(store, "103")] == ["103"]
-    assert list_residents(store, "dupont jeanne")[0].room == "101"
+def test_search_ignores_accents_and_case(store, uow):
+    import_residents(uow, _csv(GOOD).encode(), actor="cli:test")
+    assert [r.first_names for r in search(uow, "lefevre")] == ["Étienne"]
+    assert [r.room for r in search(uow, "ETIENNE")] == ["102"]
+    assert [r.room for r in search(uow, "103")] == ["103"]
+    assert search(uow, "dupont jeanne")[0].room == "101"
 
 
-def test_import_is_audited_without_health_data(store):
-    import_residents(store, _csv(GOOD).encode(), actor="cli:test")
+def test_import_is_audited_without_health_data(store, uow):
+    import_residents(uow, _csv(GOOD).encode(), actor="cli:test")
     (entry,) = audit.entries(store)
     assert entry.action == "residents.imported" and entry.details["created"] == 3
     raw = json.dumps(entry.__dict__)

@@ -115,8 +115,8 @@ def test_health_data_and_pin_refused_in_details(store):
 
 
 def test_transaction_rolls_back_everything(store):
-    with pytest.raises(RuntimeError), store.write() as db:
-        audit.append(db, actor="a", action="one")
+    with pytest.raises(RuntimeError), store.write():
+        audit.append(store, actor="a", action="one")
         raise RuntimeError("boom")
     assert audit.entries(store) == []
     assert audit.verify(store) == 0

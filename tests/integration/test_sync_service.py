@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from sync import localstore as ls
+from appliance.services import sync
+from appliance.services.sync import EngineConfig, SyncEngine
 from sync.client import RegistryClient
-from sync.engine import EngineConfig, SyncEngine
 from sync.registry_sim import Faults
 from sync.service import SyncService, single_instance
 
@@ -76,9 +76,9 @@ def notifications():
 
 
 def test_sync_run_speaks_systemd_drains_the_queue_and_stops_on_sigterm(
-        rx, registry_sim, tmp_path, notifications, sync_store):
-    made = rx.sign(3)
-    env = environment(tmp_path, registry_sim.url, NOTIFY_SOCKET=notifications.path,
+        orders, registry_sim, notifications, store, uow):
+    made = orders.sign_many(3)
+    env = environment(store.path.parent, registry_sim.url, NOTIFY_SOCKET=notifications.path,
                       WATCHDOG_USEC="1000000")
     proc = subprocess.Popen([sys.executable, "-c", "from appliance.cli import main; main()",
                              "sync", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -86,7 +86,7 @@ def test_sync_run_speaks_systemd_drains_the_queue_and_stops_on_sigterm(
     try:
         notifications.wait_for("READY=1")
         deadline = time.monotonic() + 20
-        while ls.sync_status(sync_store).acknowledged < 3 and time.monotonic() < deadline:
+        while sync.status(uow).acknowledged < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert {row["id"] for row in registry_sim.db.list_prescriptions()} == {
             p.id for p in made}
@@ -94,8 +94,9 @@ def test_sync_run_speaks_systemd_drains_the_queue_and_stops_on_sigterm(
         assert "0 en attente" in notifications.wait_for("STATUS=file")
         # one sync process per data directory
         refused = CliRunner().invoke(main, ["sync", "once"], env=environment(
-            tmp_path, registry_sim.url))
-        assert refused.exit_code == 1 and "tourne déjà" in refused.output
+            store.path.parent, registry_sim.url))
+        assert refused.exit_code == 4 and "Erreur : " in refused.output
+        assert "tourne déjà" in refused.output
         proc.send_signal(signal.SIGTERM)
         notifications.wait_for("STOPPING=1")
         assert proc.wait(timeout=20) == 0
@@ -103,13 +104,13 @@ def test_sync_run_speaks_systemd_drains_the_queue_and_stops_on_sigterm(
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=5)
-    assert all(rx.state(p.id) == "registered" for p in made)
+    assert all(orders.state(p.id) == "registered" for p in made)
 
 
-def test_sync_once_status_and_release(rx, registry_sim, tmp_path):
-    [bad] = rx.sign(profile="untrusted")
-    rx.sign(2)
-    env = environment(tmp_path, registry_sim.url)
+def test_sync_once_status_and_release(orders, registry_sim, store):
+    [bad] = orders.sign_many(profile="untrusted")
+    orders.sign_many(2)
+    env = environment(store.path.parent, registry_sim.url)
     runner = CliRunner()
     once = runner.invoke(main, ["sync", "once", "--json"], env=env, catch_exceptions=False)
     assert once.exit_code == 0, once.output
@@ -127,19 +128,19 @@ def test_sync_once_status_and_release(rx, registry_sim, tmp_path):
     assert json.loads(runner.invoke(main, ["sync", "status", "--json"],
                                     env=env).stdout)["queue_depth"] == 1
     again = runner.invoke(main, ["sync", "release", str(record["seq"])], env=env)
-    assert again.exit_code == 1
+    assert again.exit_code == 4 and again.output.startswith("Erreur : aucun envoi")
 
 
 def test_the_service_holds_off_while_the_registry_is_unreachable(
-        rx, registry_sim, sync_store):
-    rx.sign(2)
+        orders, registry_sim, store, uow):
+    orders.sign_many(2)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/fhir"
     client = RegistryClient(dead)
-    engine = SyncEngine(sync_store, client, EngineConfig(backoff_base_s=0.01,
+    engine = SyncEngine(uow, client, EngineConfig(backoff_base_s=0.01,
                                                          backoff_cap_s=0.05))
-    service = SyncService(engine, sync_store, tick_s=0.2, backoff_cap_s=0.5, notify=lambda s: True)
+    service = SyncService(engine, uow, tick_s=0.2, backoff_cap_s=0.5, notify=lambda s: True)
     try:
         first = service.cycle()
         assert first.push is not None and first.push.unreachable
@@ -148,14 +149,14 @@ def test_the_service_holds_off_while_the_registry_is_unreachable(
         deadline = time.monotonic() + 5
         while service.cycle().held and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert ls.sync_status(sync_store).acknowledged == 2
+        assert sync.status(uow).acknowledged == 2
     finally:
         client.close()
         engine.registry.close()
 
 
-def test_a_throttling_registry_pauses_the_whole_run(rx, registry_sim, make_engine):
-    rx.sign(3)
+def test_a_throttling_registry_pauses_the_whole_run(orders, registry_sim, make_engine):
+    orders.sign_many(3)
     registry_sim.set_faults(Faults(script=("429",), retry_after_s=30))
     report = make_engine(registry_sim.url, max_wait_s=1.0, concurrency=1).push()
     assert report.throttled == 1 and report.acknowledged == 0 and report.remaining == 3
@@ -170,10 +171,10 @@ def test_the_lock_is_released_when_its_holder_ends(tmp_path):
 
 
 def test_a_stop_ends_a_drain_between_records_and_keeps_what_was_sent(
-        rx, registry_sim, make_engine, sync_store):
+        orders, registry_sim, make_engine, store):
     import threading
 
-    made = rx.sign(40)
+    made = orders.sign_many(40)
     registry_sim.set_faults(Faults(latency_ms=100, seed=1))  # ~50 ms a request
     engine = make_engine(registry_sim.url, concurrency=2, batch_size=10)
     reports = []
@@ -185,7 +186,7 @@ def test_a_stop_ends_a_drain_between_records_and_keeps_what_was_sent(
     assert not runner.is_alive()
     [report] = reports
     assert report.stopped and 0 < report.acknowledged < 40 and report.remaining > 0
-    acknowledged = {r["prescription_id"] for r in rx.outbox() if r["status"] == "acknowledged"}
+    acknowledged = {r["prescription_id"] for r in orders.outbox() if r["status"] == "acknowledged"}
     held = {row["id"] for row in registry_sim.db.list_prescriptions()}
     assert acknowledged <= held  # never an acknowledgement without the registry's record
     assert len(held) < len(made)  # it did stop early

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from appliance.store import audit
-from sync import localstore as ls
 from sync.registry_sim import Faults
 
 pytestmark = pytest.mark.integration
@@ -28,12 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # A drain in its own process, as `ordo sync once` runs it: batches of 10, one request at a time.
 DRAIN = """
 import sys
-from appliance.store import open_store
+from appliance.services.sync import EngineConfig, SyncEngine
+from appliance.store.uow import SqliteUnitOfWork
 from sync.client import RegistryClient
-from sync.engine import EngineConfig, SyncEngine
 
-store = open_store(sys.argv[1], migrate=False)
-SyncEngine(store, RegistryClient(sys.argv[2]),
+SyncEngine(SqliteUnitOfWork.open(sys.argv[1]), RegistryClient(sys.argv[2]),
            EngineConfig(batch_size=10, concurrency=1, backoff_base_s=0.01)).push()
 """
 
@@ -42,57 +40,59 @@ def held_receipts(sim) -> dict[str, str]:
     return {row["id"]: row["receipt_id"] for row in sim.db.list_prescriptions()}
 
 
-def local_receipts(rx) -> dict[str, str]:
-    return {row["prescription_id"]: json.loads(row["receipt"])["id"] for row in rx.outbox()
+def local_receipts(orders) -> dict[str, str]:
+    return {row["prescription_id"]: json.loads(row["receipt"])["id"] for row in orders.outbox()
             if row["status"] == "acknowledged"}
 
 
-def test_signed_rows_loads_a_batch_in_chunks_and_leaves_unknown_ids_out(rx, sync_store,
-                                                                         monkeypatch):
-    made = rx.sign(7)
-    monkeypatch.setattr(ls, "_IN_CHUNK", 3)  # three queries for 8 IDs
+def test_signed_rows_loads_a_batch_in_chunks_and_leaves_unknown_ids_out(orders, store,
+                                                                         monkeypatch, uow):
+    made = orders.sign_many(7)
+    from appliance.store import prescriptions
+
+    monkeypatch.setattr(prescriptions, "_IN_CHUNK", 3)  # three queries for 8 IDs
     ids = [p.id for p in made]
-    rows = ls.signed_rows(sync_store, [*ids, "01UNKNOWN0000000000000000", ids[0]])
+    rows = uow.prescriptions.signed_rows([*ids, "01UNKNOWN0000000000000000", ids[0]])
     assert sorted(rows) == sorted(ids)
     for p in made:
-        signed = ls.parse_signed(rows[p.id])
+        signed = rows[p.id].load()
         assert signed.prescription.id == p.id and signed.proof.signature
-        assert signed == ls.load_signed(sync_store, p.id)
+        assert signed == uow.prescriptions.signed_rows([p.id])[p.id].load()
 
 
 def test_one_at_a_time_sends_in_outbox_order_and_registers_everything(
-        rx, registry_sim, make_engine, sync_store):
-    made = rx.sign(25)
+        orders, registry_sim, make_engine, store):
+    made = orders.sign_many(25)
     report = make_engine(registry_sim.url, concurrency=1, batch_size=10).push()
     assert (report.acknowledged, report.sent, report.batches, report.remaining) == (25, 25, 3, 0)
-    order = [row["prescription_id"] for row in rx.outbox()]
+    order = [row["prescription_id"] for row in orders.outbox()]
     assert order == [p.id for p in made]
     assert list(held_receipts(registry_sim)) == order  # the registry lists by arrival
-    assert local_receipts(rx) == held_receipts(registry_sim)
-    assert {rx.state(p.id) for p in made} == {"registered"}
-    assert audit.verify(sync_store) > 0
+    assert local_receipts(orders) == held_receipts(registry_sim)
+    assert {orders.state(p.id) for p in made} == {"registered"}
+    assert audit.verify(store) > 0
 
 
 def test_a_stored_prescription_that_no_longer_loads_is_quarantined_alone(
-        rx, registry_sim, make_engine, sync_store):
-    bad, *good = rx.sign(3)
-    with sync_store.write() as db:
+        orders, registry_sim, make_engine, store):
+    bad, *good = orders.sign_many(3)
+    with store.write() as db:
         db.execute("UPDATE prescriptions SET body = json_set(body, '$.resident.ins',"
                    " '241017510100128') WHERE id = ?", [bad.id])  # wrong NIR key
     report = make_engine(registry_sim.url, concurrency=1).push()
     assert (report.quarantined, report.acknowledged, report.remaining) == (1, 2, 0)
     assert report.sent == 2  # the broken one never went out
-    rows = {row["prescription_id"]: row for row in rx.outbox()}
+    rows = {row["prescription_id"]: row for row in orders.outbox()}
     assert rows[bad.id]["status"] == "quarantined"
     assert rows[bad.id]["last_error"].startswith("donnée locale invalide")
     assert set(held_receipts(registry_sim)) == {p.id for p in good}
 
 
 def test_a_kill_between_sending_and_the_batch_commit_is_repaired_exactly_once(
-        rx, registry_sim, make_engine, sync_store):
-    made = rx.sign(40)
+        orders, registry_sim, make_engine, store):
+    made = orders.sign_many(40)
     registry_sim.set_faults(Faults(latency_ms=100, seed=3))  # ~50 ms a request
-    child = subprocess.Popen([sys.executable, "-c", DRAIN, str(sync_store.path),
+    child = subprocess.Popen([sys.executable, "-c", DRAIN, str(store.path),
                               registry_sim.url], cwd=ROOT, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -107,22 +107,22 @@ def test_a_kill_between_sending_and_the_batch_commit_is_repaired_exactly_once(
         child.stderr.close()
     time.sleep(0.3)  # a request the registry was working on when the sender died is committed
     held = held_receipts(registry_sim)
-    acknowledged = local_receipts(rx)
+    acknowledged = local_receipts(orders)
     assert 15 <= len(held) < 20, (len(held), len(acknowledged))
     # nothing is acknowledged that the registry does not hold, with its own receipt
     assert acknowledged.items() <= held.items()
     assert len(acknowledged) < len(held)  # some were sent, their acknowledgement lost
-    assert audit.verify(sync_store) > 0
+    assert audit.verify(store) > 0
     registry_sim.set_faults(Faults())
 
     report = make_engine(registry_sim.url, concurrency=1, batch_size=10).push()
     assert report.acknowledged == 40 - len(acknowledged) and report.remaining == 0
     assert report.replayed == len(held) - len(acknowledged)  # resent: original receipts
-    assert local_receipts(rx) == held_receipts(registry_sim)
+    assert local_receipts(orders) == held_receipts(registry_sim)
     assert registry_sim.stats()["counts"]["created"] == 40
-    assert {rx.state(p.id) for p in made} == {"registered"}
-    audit.verify(sync_store)
-    actions = Counter((e.action, e.subject) for e in audit.entries(sync_store))
+    assert {orders.state(p.id) for p in made} == {"registered"}
+    audit.verify(store)
+    actions = Counter((e.action, e.subject) for e in audit.entries(store))
     for p in made:  # one acknowledgement and one state change each, never two
         assert actions["registry.create.acknowledged", p.id] == 1
         assert actions["prescription.registered", p.id] == 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.services.ops.install import UNIT_FILES, UNITS_DIR, install
+from appliance.ops.install import UNIT_FILES, UNITS_DIR, install
 
 pytestmark = [
     pytest.mark.integration,

@@ -2,6 +2,7 @@
 module that does I/O. (import-linter guards the project's own layers; this guards the rest.)"""
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -39,3 +40,32 @@ def test_domain_only_imports_errors_from_the_rest_of_appliance():
         for line in source.splitlines():
             if line.startswith(("from appliance.", "import appliance")):
                 assert line.startswith(("from appliance.domain", "from appliance.errors")), line
+
+
+TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
+                "prescriptions": "prescriptions", "outbox": "outbox",
+                "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
+                "dispensations": "dispensations", "allergies": "allergies",
+                "prescription_alerts": "prescription_alerts", "_migrations": "migrations"}
+WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
+                   r"\s+\"?(\w+)\b")
+
+
+def test_each_table_is_written_by_its_owner_module_only():
+    """The store's tables are written by one module each (``appliance/store/<table>.py``);
+    the others go through its functions (the registry simulator has its own database)."""
+    root = DOMAIN.parents[1]
+    seen = set()
+    for package in ("appliance", "drivers", "sync"):
+        for path in (root / package).rglob("*.py"):
+            if "registry_sim" in path.parts:
+                continue
+            for table in WRITE.findall(path.read_text("utf-8")):
+                owner = TABLE_OWNERS.get(table.lower())
+                if owner is None:
+                    continue
+                seen.add(table.lower())
+                assert path == root / "appliance" / "store" / f"{owner}.py", \
+                    f"{path.relative_to(root)} writes the table {table}"
+    assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations", "allergies",
+                    "prescription_alerts"}

@@ -8,8 +8,13 @@ from email.utils import format_datetime
 
 import pytest
 
-from sync.backoff import MAX_RETRY_AFTER_S, full_jitter, next_delay, parse_retry_after
-from sync.engine import service_backoff
+from appliance.domain.backoff import (
+    MAX_RETRY_AFTER_S,
+    full_jitter,
+    next_delay,
+    parse_retry_after,
+    service_backoff,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.errors import CardError
-from appliance.ports import PinBlocked, WrongPin
+from appliance.errors import CardError, PinBlocked, WrongPin
 from drivers.card.apdu import (
     STATUS_WORDS,
     Command,

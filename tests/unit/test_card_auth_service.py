@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from appliance.ports import CardEvent, CardEventKind
+from appliance.ports.card import CardEvent, CardEventKind
 from appliance.services.auth import (
     AuthRefused,
     Role,

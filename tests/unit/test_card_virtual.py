@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.errors import CardError, ValidationError
-from appliance.ports import CardSession, PinBlocked, WrongPin, sha256_digest_info
+from appliance.errors import CardError, PinBlocked, ValidationError, WrongPin
+from appliance.ports.card import CardSession, sha256_digest_info
 from drivers.card import cps
 from drivers.card.apdu import Command, StatusWordError
 from drivers.card.cps import CpsCard, encode_pin

@@ -62,10 +62,10 @@ def test_unknown_key_and_bad_type_in_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"printer\.url"):
         load_settings(config_file=cfg, data_dir=tmp_path, environ={})
     cfg.write_text("[sync]\nbatch_size = \"10\"\n")
-    with pytest.raises(ConfigError, match="an integer"):
+    with pytest.raises(ConfigError, match="un entier"):
         load_settings(config_file=cfg, data_dir=tmp_path, environ={})
     cfg.write_text("[sync\n")
-    with pytest.raises(ConfigError, match="valid TOML"):
+    with pytest.raises(ConfigError, match="TOML valide"):
         load_settings(config_file=cfg, data_dir=tmp_path, environ={})
 
 
@@ -98,3 +98,17 @@ def test_ordo_alone_prints_the_help_off_the_appliance(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path)])
     assert result.exit_code == 0 and "Usage:" in result.output and "kiosk" in result.output
+
+
+def test_the_configuration_files_ordo_writes_read_back_as_written(tmp_path):
+    from appliance.config import write_config
+
+    path = write_config(tmp_path / "ordo.toml", {
+        "establishment": {"name": 'EHPAD « Les Tilleuls » "2" \\ é', "finess": "750000001"},
+        "security": {"trust_roots": ["/a b/c.pem", "d.pem"], "idle_timeout_s": 60},
+    }, header="a test\nconfiguration")
+    assert path.read_text("utf-8").startswith("# a test\n# configuration\n[establishment]")
+    settings = load_settings(config_file=path, environ={})
+    assert settings.establishment.name == 'EHPAD « Les Tilleuls » "2" \\ é'
+    assert settings.security.trust_roots == ("/a b/c.pem", "d.pem")
+    assert settings.security.idle_timeout_s == 60

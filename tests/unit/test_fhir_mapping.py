@@ -29,7 +29,7 @@ from appliance.domain.prescription import (
     State,
 )
 from appliance.errors import ValidationError
-from appliance.ports import Dispensation, SignatureProof
+from appliance.ports.registry import Dispensation, SignatureProof
 from sync import codes, fhir
 from tests.factories import lines, nir, prescription, resident
 

@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from appliance.errors import CardError
-from appliance.ports import SHA256_DIGEST_INFO_PREFIX, CardCertificates, PinStatus
+from appliance.ports.card import SHA256_DIGEST_INFO_PREFIX, CardCertificates, PinStatus
 from appliance.services.auth import PractitionerSession, authenticate
 from appliance.services.trust import TrustStore
 from drivers.card import cps

@@ -19,11 +19,11 @@ import httpx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from appliance.domain.backoff import MAX_RETRY_AFTER_S, parse_retry_after
 from appliance.errors import RegistryError, ValidationError
-from appliance.ports import Dispensation, DispensationPage, RegistryReceipt
+from appliance.ports.registry import Dispensation, DispensationPage, RegistryReceipt
+from appliance.services.sync import describe_fr
 from sync import codes, fhir
-from sync import localstore as ls
-from sync.backoff import MAX_RETRY_AFTER_S, parse_retry_after
 from sync.client import RegistryClient
 from tests.unit.test_fuzz_strategies import FUZZ, json_values, mutated, odd_text, outcome
 
@@ -59,9 +59,25 @@ PAGE = {
 }
 
 
+_UOW: list[Any] = []
+
+
+def _scratch_uow() -> Any:
+    """One real SQLite unit of work for the whole module (each example rolls back)."""
+    if not _UOW:
+        import tempfile
+        from pathlib import Path
+
+        from appliance.store.uow import SqliteUnitOfWork
+
+        _UOW.append(SqliteUnitOfWork.open(Path(tempfile.mkdtemp()) / "ordo.sqlite",
+                                          migrate=True))
+    return _UOW[0]
+
+
 def _check_storable(d: Dispensation, resource: Any) -> None:
-    """What ``localstore`` does with a dispensation works and stays small (SQLite INTEGER,
-    quantity written out in full)."""
+    """The dispensations table takes it and gives it back (SQLite INTEGER, quantity written
+    out in full), and the kiosk can describe it."""
     assert isinstance(d, Dispensation)
     assert isinstance(d.registry_id, str) and d.registry_id
     assert isinstance(d.line, int) and 1 <= d.line < 2**63
@@ -75,9 +91,12 @@ def _check_storable(d: Dispensation, resource: Any) -> None:
         assert isinstance(exponent, int)
         assert d.quantity.adjusted() < 12 and -exponent <= len(digits) + 12
         assert len(format(d.quantity, "f")) <= 64
-    row = ls._dispensation_row(d, resource, NOW)
-    assert row[2] == d.line
-    assert ls.describe_fr(d)
+    uow = _scratch_uow()
+    with uow:  # left without commit: rolled back
+        assert uow.dispensations.add(d, resource if isinstance(resource, dict) else {}, NOW)
+        [stored] = uow.dispensations.of(d.prescription_id)
+        assert (stored.line, stored.quantity) == (d.line, d.quantity)
+    assert describe_fr(d)
 
 
 def _path_named(exc: ValidationError) -> None:

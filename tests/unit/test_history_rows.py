@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from appliance.domain.prescription import STATE_LABELS_FR, State, local
 from appliance.domain.prescription_id import PrescriptionIdGenerator, format_id
-from appliance.store.repositories import HistoryRow
+from appliance.ports.uow import HistoryRow
 from appliance.tui.context import DispensationView
 from appliance.tui.screens.resident import RxView
 

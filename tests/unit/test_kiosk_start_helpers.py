@@ -1,4 +1,4 @@
-"""What the kiosk defers past its first frame: ``once`` (loaded by the first caller, from any
+"""What the kiosk defers past its first frame: ``Once`` (loaded by the first caller, from any
 thread) and python-escpos's capabilities cache directory."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from appliance.commands.kiosk import once
+from appliance.bootstrap import Once
 from drivers.printer import escpos_cache_dir
 
 
@@ -21,7 +21,7 @@ def test_once_builds_on_the_first_call_only_even_from_many_threads():
         calls.append(1)
         return object()
 
-    get = once(build)
+    get = Once(build)
     results = []
     threads = [threading.Thread(target=lambda: results.append(get())) for _ in range(8)]
     for thread in threads:
@@ -43,7 +43,7 @@ def test_once_does_not_remember_a_failure():
             raise OSError("not yet")
         return "ready"
 
-    get = once(build)
+    get = Once(build)
     with pytest.raises(OSError):
         get()
     assert get() == "ready"
@@ -80,3 +80,17 @@ def test_escpos_cache_unusable_location_is_none(tmp_path, monkeypatch):
     blocker.write_text("not a directory")
     monkeypatch.setenv("CACHE_DIRECTORY", str(blocker))
     assert escpos_cache_dir() is None
+
+
+def test_importing_the_printer_drivers_changes_nothing_until_asked(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path / "home")}
+    code = ("import os, drivers.printer, drivers.printer.status\n"
+            "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR'))\n"
+            "drivers.printer.use_escpos_cache()\n"
+            "print(os.environ.get('ESCPOS_CAPABILITIES_PICKLE_DIR'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
+    assert out == ["None", str(tmp_path / "home" / ".cache" / "ordo" / "escpos")]

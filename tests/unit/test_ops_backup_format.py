@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import StoreError
-from appliance.services.ops import backup as b
-from appliance.services.ops.retention import years_ago
+from appliance.ops import backup as b
+from appliance.ops.retention import years_ago
 
 
 @pytest.fixture

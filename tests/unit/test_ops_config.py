@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.cli import main
 from appliance.config import load_settings
-from appliance.services.ops.configcheck import ERROR, WARNING, check_settings
+from appliance.ops.configcheck import ERROR, WARNING, check_settings
 from tests.integration.test_ops_helpers import make_pki, write_key
 
 

@@ -1,5 +1,6 @@
 """The prescribing use cases' rules that hold before any storage: roles, open sessions,
-reasons; the ID allocator's bookkeeping; the referential as the draft parser sees it."""
+reasons; the ID allocator's bookkeeping; the referential as the draft parser sees it. (The
+use cases on a unit of work: ``test_use_cases.py``.)"""
 
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from appliance.services import prescribing
 from appliance.services.auth import AuthRefused
 from appliance.services.prescribing import Forbidden, IdAllocator, ReferentialDrugs
 from tests.factories import prescription
+from tests.fakes import FakeUnitOfWork
 
 PID = "01KAX5JDE0000G40R40M30EH"
 
@@ -74,32 +76,21 @@ def test_cancelling_needs_a_reason(reason):
     assert refused.value.field == "motif"
 
 
-class FakeDb:
-    """Just enough of sqlite_utils.Database for the allocator: a ``meta`` table."""
-
-    def __init__(self, in_transaction: bool = True) -> None:
-        self.meta: dict[str, str] = {}
-        self.conn = type("Conn", (), {"in_transaction": in_transaction})()
-
-    def execute(self, sql: str, params: list):
-        if sql.startswith("SELECT"):
-            value = self.meta.get(params[0])
-            return type("Cursor", (), {"fetchone": lambda _: (value,) if value else None})()
-        self.meta[params[0]] = params[1]
-        return None
-
-
 def test_the_allocator_persists_its_last_timestamp_and_never_goes_back():
-    db = FakeDb()
-    first = IdAllocator(clock_ms=lambda: 2_000_000_000_000).new(db)
-    assert db.meta[prescribing.ID_META_KEY] == "2000000000000"
+    uow = FakeUnitOfWork()
+    with uow:
+        first = IdAllocator(clock_ms=lambda: 2_000_000_000_000).new(uow)
+        uow.commit()
+    assert uow.meta.get(prescribing.ID_META_KEY) == "2000000000000"
     restarted = IdAllocator(clock_ms=lambda: 1_000_000_000_000)   # clock set back
-    second, third = restarted.new(db), restarted.new(db)
+    with uow:
+        second, third = restarted.new(uow), restarted.new(uow)
+        uow.commit()
     assert [id_timestamp_ms(i) for i in (first, second, third)] == [
         2_000_000_000_000, 2_000_000_000_001, 2_000_000_000_002]
-    assert db.meta[prescribing.ID_META_KEY] == "2000000000002"
+    assert uow.meta.get(prescribing.ID_META_KEY) == "2000000000002"
     with pytest.raises(StoreError, match="write transaction"):
-        IdAllocator().new(FakeDb(in_transaction=False))
+        IdAllocator().new(FakeUnitOfWork())
 
 
 @dataclass

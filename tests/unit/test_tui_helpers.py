@@ -17,6 +17,7 @@ from appliance.domain.prescription import (
 )
 from appliance.domain.prescription_id import format_id
 from appliance.errors import StoreError, ValidationError
+from appliance.ports.uow import DispensationAlert
 from appliance.services.auth import AuthRefused
 from appliance.tui.app import OrdoApp, PlainScrollBarRender
 from appliance.tui.context import KioskContext
@@ -26,6 +27,7 @@ from appliance.tui.screens.home import resident_row
 from appliance.tui.screens.resident import describe_line
 from appliance.tui.screens.sync import render_sync
 from tests.factories import prescription, resident
+from tests.fakes import FakeUnitOfWork
 
 PID = "01KAX5JDE0000G40R40M30EH"
 
@@ -93,10 +95,11 @@ class Status:
 
 
 def test_the_sync_screen_text():
-    alert = {"prescription_id": PID, "line_no": 2, "product_label": "PARACETAMOL 1 g",
-             "substituted": 1, "complete": 1, "handed_over_at": "2026-11-25T10:00:00+00:00",
-             "room": "12", "birth_name": "LEFEBVRE", "used_name": "DUPONT",
-             "first_names": "Marie"}
+    alert = DispensationAlert(
+        prescription_id=PID, line_no=2, product_label="PARACETAMOL 1 g", substituted=True,
+        substitution_type="G", substitution_reason=None, complete=True,
+        handed_over_at="2026-11-25T10:00:00+00:00", room="12", birth_name="LEFEBVRE",
+        used_name="DUPONT", first_names="Marie")
     text = render_sync(Status(), [alert])
     assert "En attente d'envoi : 2 (1 création(s), 1 annulation(s))" in text
     assert "dernier échange réussi : 25/11 10:00" in text      # Paris time
@@ -116,13 +119,28 @@ def test_errors_become_french_messages_never_tracebacks():
 
 
 def test_key_names_in_french_and_in_the_console_font():
-    app = OrdoApp(KioskContext(open_store=lambda: None, login=lambda reader, pin: None))
+    app = OrdoApp(KioskContext(new_uow=FakeUnitOfWork, login=lambda reader, pin: None))
     shown = [app.get_key_display(Binding(key, "x")) for key in
              ("f2", "f10", "escape", "enter", "ctrl+q", "up")]
     assert shown == ["F2", "F10", "Échap", "Entrée", "Ctrl+Q", "Haut"]
     for text in shown:
         text.encode("latin-1")
     assert set(PlainScrollBarRender.VERTICAL_BARS) == {" "}
+
+
+def test_the_kiosk_draws_its_own_scroll_bars_and_leaves_textuals_default():
+    import asyncio
+
+    from textual.scrollbar import ScrollBar, ScrollBarRender
+
+    app = OrdoApp(KioskContext(new_uow=FakeUnitOfWork, login=lambda reader, pin: None))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)):
+            assert app.screen.vertical_scrollbar.renderer is PlainScrollBarRender
+
+    asyncio.run(scenario())
+    assert ScrollBar.renderer is ScrollBarRender  # other apps of the process keep it
 
 
 def test_the_review_is_the_printed_layout_with_a_placeholder_for_the_qr():

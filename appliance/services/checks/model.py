@@ -1,4 +1,4 @@
-"""The alerts of the prescribing-safety checks, their inputs and their ports."""
+"""The alerts of the prescribing-safety checks and their inputs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
 
-from appliance.domain.drug_facts import Allergy, DrugInfo
+from appliance.domain.drug_facts import Allergy
 from appliance.domain.people import Resident
 from appliance.domain.posology import FreeTextPosology, Posology
 from appliance.domain.prescription import Line, MedicationLine
+from appliance.ports.drugs import DrugFacts, Interaction, InteractionLevel, InteractionSource
+
+# The drug database's port (``appliance.ports.drugs``) is re-exported for the checks' callers.
+__all__ = ["Alert", "CurrentMedication", "DraftLike", "DrugFacts", "Interaction",
+           "InteractionLevel", "InteractionSource", "ResidentProfile", "Severity",
+           "sort_alerts"]
 
 
 class Severity(StrEnum):
@@ -114,45 +120,3 @@ class CurrentMedication:
     def from_line(cls, line: MedicationLine, *, until: date | None = None,
                   prescription_id: str | None = None) -> CurrentMedication:
         return cls(line.label, line.cis, line.cip13, line.posology, until, prescription_id)
-
-
-# -- ports -----------------------------------------------------------------------------------
-class DrugFacts(Protocol):
-    """What the checks read from a drug database (``ReferentialFacts`` for the BDPM).
-
-    An adapter may also offer ``prefetch(cis=..., cip13=...)``: the checks then announce
-    every code of the draft and of the current treatment before asking for them one by one,
-    so that they can be read in one round trip.
-    """
-
-    def drug(self, cis: str | None = None, cip13: str | None = None) -> DrugInfo | None:
-        """The specialty of a CIS or of a CIP13's presentation; None when unknown."""
-
-
-class InteractionLevel(StrEnum):
-    """The four levels of the ANSM's thesaurus of drug interactions."""
-
-    CONTRAINDICATION = "contre-indication"
-    NOT_RECOMMENDED = "association déconseillée"
-    PRECAUTION = "précaution d'emploi"
-    TAKE_INTO_ACCOUNT = "à prendre en compte"
-
-
-@dataclass(frozen=True)
-class Interaction:
-    """An interaction between ``drugs[first]`` and ``drugs[second]`` of the list given to
-    ``InteractionSource.interactions``, with the database's own wording and reference."""
-
-    first: int
-    second: int
-    level: InteractionLevel
-    text: str
-    source: str
-
-
-class InteractionSource(Protocol):
-    """A licensed drug-interaction database (Thériaque, BCB, Vidal...) plugs in here. No
-    open machine-readable source exists (the ANSM's thesaurus is a PDF): Ordo ships none."""
-
-    def interactions(self, drugs: Sequence[DrugInfo]) -> Sequence[Interaction]:
-        """The interactions between the drugs of the list, by index."""

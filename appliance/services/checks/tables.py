@@ -32,7 +32,7 @@ from appliance.domain.drug_facts import (
     moiety_key,
 )
 from appliance.domain.people import fold
-from appliance.errors import OrdoError
+from appliance.errors import TableError
 
 DOSES_FILE = "max_daily_doses.csv"
 PIM_FILE = "laroche_2007.csv"
@@ -45,10 +45,6 @@ DOSE_COLUMNS = ("substance", "bdpm_codes", "bdpm_names", "max_daily", "unit",
                 "form_excludes", "reference_cis", "source", "checked", "note")
 PIM_COLUMNS = ("id", "criterion", "substances", "bdpm_codes", "max_daily", "unit", "routes",
                "form_excludes", "reason", "alternative", "source")
-
-
-class TableError(OrdoError):
-    """A clinical table of the checks is malformed (a packaging or editing mistake)."""
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -47,8 +47,8 @@ class AmScreen(KioskModal):
         who = session.practitioner.id_nat_ps
 
         def save() -> str:
-            with ctx.store() as store:
-                prescribing.set_am(store, who, am, actor=who)
+            with ctx.uow() as uow:
+                prescribing.set_am(uow, who, am, actor=who)
             return am
 
         self.background(save, self.dismiss)

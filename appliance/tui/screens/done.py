@@ -10,7 +10,6 @@ from textual.containers import Center, Vertical
 from textual.widgets import Footer, Static
 
 from appliance.domain.prescription_id import format_id
-from appliance.services import printing
 from appliance.services.prescribing import SignResult
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
@@ -48,8 +47,8 @@ class DoneScreen(KioskScreen):
         ctx, job = self.ctx, self.result.print_job
 
         def read() -> Any:
-            with ctx.store() as store:
-                return printing.get_job(store, job)
+            with ctx.uow() as uow:
+                return uow.print_jobs.get(job)
 
         self.background(read, self._show, group="poll", exclusive=True)
 

@@ -14,8 +14,7 @@ from textual.widgets.option_list import Option
 
 from appliance.domain.people import Resident, Role
 from appliance.domain.prescription import Prescription, local
-from appliance.services import prescribing
-from appliance.store import repositories
+from appliance.services import prescribing, residents
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -87,8 +86,8 @@ class HomeScreen(KioskScreen):
         ctx, who = self.ctx, session.practitioner.id_nat_ps
 
         def load() -> list[Prescription]:
-            with ctx.store() as store:
-                return prescribing.drafts_of(store, who)
+            with ctx.uow() as uow:
+                return prescribing.drafts_of(uow, who)
 
         self.background(load, self._show_drafts, group="drafts", exclusive=True)
 
@@ -113,8 +112,8 @@ class HomeScreen(KioskScreen):
         ctx = self.ctx
 
         def load() -> tuple[str, list[Resident]]:
-            with ctx.store() as store:
-                return text, repositories.list_residents(store, text)
+            with ctx.uow() as uow:
+                return text, residents.search(uow, text)
 
         self.background(load, self._show_residents, group="search", exclusive=True)
 
@@ -194,8 +193,8 @@ def open_new_draft(screen: KioskScreen, resident: Resident) -> None:
     ctx = screen.ctx
 
     def create() -> Prescription:
-        with ctx.store() as store:
-            return prescribing.new_draft(store, session, resident.ins.value, ids=ctx.ids,
+        with ctx.uow() as uow:
+            return prescribing.new_draft(uow, session, resident.ins.value, ids=ctx.ids,
                                          now=ctx.now())
 
     screen.background(create, lambda draft: _edit(screen, draft, None))
@@ -206,9 +205,9 @@ def open_draft(screen: KioskScreen, draft: Prescription) -> None:
     ctx = screen.ctx
 
     def load() -> tuple[Prescription, dict | None]:
-        with ctx.store() as store:
-            current = repositories.get_prescription(store, draft.id) or draft
-            return current, prescribing.draft_form(store, draft.id)
+        with ctx.uow() as uow:
+            current = uow.prescriptions.get(draft.id) or draft
+            return current, prescribing.draft_form(uow, draft.id)
 
     screen.background(load, lambda result: _edit(screen, *result))
 

@@ -79,9 +79,9 @@ class PinScreen(KioskScreen):
             try:
                 if self.gone:  # the card left while its PIN was checked
                     raise AuthRefused("locked")
-                with ctx.store() as store:
-                    prescribing.register_login(store, session)
-                    needs_am = prescribing.needs_am(store, session)
+                with ctx.uow() as uow:
+                    prescribing.register_login(uow, session)
+                    needs_am = prescribing.needs_am(uow, session)
             except BaseException:
                 session.lock("card_removed" if self.gone else "logout")
                 raise

@@ -26,8 +26,8 @@ from appliance.domain.prescription import (
     local,
 )
 from appliance.domain.prescription_id import GROUP, format_id
-from appliance.services import prescribing
-from appliance.store import repositories
+from appliance.ports.uow import HistoryRow, UnitOfWork
+from appliance.services import prescribing, residents
 from appliance.tui.context import DispensationView
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
@@ -58,7 +58,7 @@ def describe_line(line: Line) -> str:
 class RxView:
     """One prescription of the file: its history row at once, its body when opened."""
 
-    row_data: repositories.HistoryRow
+    row_data: HistoryRow
     prescription: Prescription | None = None
     registry: str | None = None
     registry_error: str | None = None
@@ -96,25 +96,18 @@ class RxView:
         return out
 
 
-def load_views(store: Any, ctx: Any, resident: Resident, who: str | None) -> list[RxView]:
+def load_views(uow: UnitOfWork, resident: Resident, who: str | None) -> list[RxView]:
     """The file's list: history rows from the index, with registry, print and pharmacy
-    status; bodies are read one at a time when a prescription is looked at."""
-    views = []
-    for h in repositories.history(store, resident.ins.value):
-        if h.state is State.DRAFT and h.prescriber_id != who:
-            continue  # another physician's draft is theirs alone
-        view = RxView(h)
-        rows = store.query("SELECT status, last_error FROM outbox WHERE prescription_id = ?"
-                           " AND kind = 'create'", (h.id,))
-        if rows:
-            view.registry, view.registry_error = rows[0]["status"], rows[0]["last_error"]
-        view.prints = [(r["kind"], r["status"], r["last_error"]) for r in store.query(
-            "SELECT kind, status, last_error FROM print_jobs WHERE prescription_id = ?"
-            " ORDER BY id", (h.id,))]
-        if ctx.dispensations is not None and h.state is not State.DRAFT:
-            view.dispensations = ctx.dispensations(store, h.id)
-        views.append(view)
-    return views
+    status (``residents.resident_file``: a few queries for the whole file); bodies are read
+    one at a time when a prescription is looked at."""
+    from appliance.services.sync import describe_fr
+
+    return [RxView(entry.row, registry=entry.registry, registry_error=entry.registry_error,
+                   prints=entry.prints,
+                   dispensations=[DispensationView(describe_fr(d).replace("\u2014", "-"),
+                                                   d.substituted, d.complete)
+                                  for d in entry.dispensations])
+            for entry in residents.resident_file(uow, resident.ins.value, who)]
 
 
 class ResidentScreen(KioskScreen):
@@ -172,8 +165,8 @@ class ResidentScreen(KioskScreen):
         ctx, resident = self.ctx, self.resident
 
         def load() -> list[RxView]:
-            with ctx.store() as store:
-                return load_views(store, ctx, resident, who)
+            with ctx.uow() as uow:
+                return load_views(uow, resident, who)
 
         self.background(load, self._show, group="load", exclusive=True)
 
@@ -202,8 +195,8 @@ class ResidentScreen(KioskScreen):
         ctx = self.ctx
 
         def load() -> Prescription | None:
-            with ctx.store() as store:
-                return repositories.get_prescription(store, view.id)
+            with ctx.uow() as uow:
+                return uow.prescriptions.get(view.id)
 
         def loaded(p: Prescription | None) -> None:
             if p is not None:
@@ -273,8 +266,8 @@ class ResidentScreen(KioskScreen):
         ctx, pid = self.ctx, view.id
 
         def queue() -> int:
-            with ctx.store() as store:
-                job = prescribing.reprint(store, session, pid, now=ctx.now())
+            with ctx.uow() as uow:
+                job = prescribing.reprint(uow, session, pid, now=ctx.now())
             if ctx.printer is not None:
                 ctx.printer.wake()
             return job
@@ -298,8 +291,8 @@ class ResidentScreen(KioskScreen):
         ctx = self.ctx
 
         def cancel() -> Prescription:
-            with ctx.store() as store:
-                return prescribing.cancel(store, session, pid, reason, now=ctx.now())
+            with ctx.uow() as uow:
+                return prescribing.cancel(uow, session, pid, reason, now=ctx.now())
 
         self.background(cancel, lambda p: (
             self.show_error(f"Ordonnance {format_id(p.id)} annulée ; le registre sera "

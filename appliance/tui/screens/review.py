@@ -65,8 +65,8 @@ class ReviewScreen(KioskScreen):
         ctx, pid = self.ctx, self.draft.id
 
         def on_card() -> SignResult:
-            with ctx.store() as store:
-                return prescribing.sign(store, session, pid, now=ctx.now())
+            with ctx.uow() as uow:
+                return prescribing.sign(uow, session, pid, now=ctx.now())
 
         def sign() -> SignResult:
             result: SignResult = ctx.card_call(on_card)

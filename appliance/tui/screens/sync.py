@@ -13,7 +13,7 @@ from textual.widgets import Footer, Static
 
 from appliance.domain.prescription import local
 from appliance.domain.prescription_id import format_id
-from appliance.services import prescribing
+from appliance.ports.uow import DispensationAlert, SyncStatus
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -29,7 +29,7 @@ def _when(iso: str | None) -> str:
         return iso
 
 
-def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
+def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert]) -> str:
     out = ["Registre national"]
     if status is None:
         out.append(" état inconnu")
@@ -51,11 +51,11 @@ def render_sync(status: Any, alerts: list[dict[str, Any]]) -> str:
     out.append("")
     out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
     for a in alerts:
-        name = " ".join(filter(None, [a["used_name"] or a["birth_name"], a["first_names"]]))
-        what = "substitution" if a["substituted"] else "délivrance partielle"
-        out.append(f" {_when(a['handed_over_at'])} ch. {a['room'] or '?'} {name[:28]} - "
-                   f"{format_id(a['prescription_id'])[:9]} ligne {a['line_no']} : {what} -> "
-                   f"{a['product_label'][:40]}")
+        name = " ".join(filter(None, [a.used_name or a.birth_name, a.first_names]))
+        what = "substitution" if a.substituted else "délivrance partielle"
+        out.append(f" {_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
+                   f"{format_id(a.prescription_id)[:9]} ligne {a.line_no} : {what} -> "
+                   f"{a.product_label[:40]}")
     return "\n".join(out)
 
 
@@ -90,9 +90,9 @@ class SyncScreen(KioskScreen):
         ctx = self.ctx
 
         def load() -> str:
-            with ctx.store() as store:
-                status = ctx.sync_status(store) if ctx.sync_status is not None else None
-                return render_sync(status, prescribing.dispensation_alerts(store))
+            with ctx.uow() as uow:
+                return render_sync(uow.views.sync_status(ctx.now()),
+                                   uow.views.dispensation_alerts())
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
@@ -107,12 +107,11 @@ class SyncScreen(KioskScreen):
         ctx = self.ctx
 
         def dispense() -> str:
-            with ctx.store() as store:
-                rows = store.query("SELECT id FROM prescriptions WHERE state = 'registered'"
-                                   " ORDER BY signed_at DESC LIMIT 1")
-            if not rows:
+            with ctx.uow() as uow:
+                latest = uow.views.latest_registered()
+            if latest is None:
                 return ("Aucune ordonnance enregistrée par le registre à délivrer (attendez "
                         "la synchronisation).")
-            return demo(rows[0]["id"])
+            return demo(latest)
 
         self.background(dispense, self.show_error)

@@ -1,4 +1,8 @@
-"""The sync engine: drains the outbox into the registry, pulls dispensations back.
+"""The sync use case: drains the outbox into the registry, pulls dispensations back.
+
+``SyncEngine(uow, registry, config)`` takes a unit of work (``appliance.ports.uow``) and the
+registry port (``appliance.ports.registry``; ``sync.client.RegistryClient`` implements it
+over FHIR R4). ``sync.service`` runs it on a schedule (``ordo sync run``).
 
 Push (``push()``), exactly once whatever the network does:
 
@@ -58,38 +62,32 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from appliance.config import Sync as SyncSettings
-from appliance.domain.prescription import Prescription
-from appliance.errors import OrdoError
-from appliance.ports import (
+from appliance.domain.backoff import next_delay
+from appliance.domain.prescription import MedicationLine, Prescription, State
+from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
+from appliance.ports.clock import Clock, iso, utc_now
+from appliance.ports.registry import (
+    Dispensation,
+    DispensationPage,
+    EncodingRegistry,
     Registry,
     RegistryReceipt,
-    RegistryRejected,
-    RegistryThrottled,
-    RegistryUnavailable,
-    SignatureProof,
 )
-from appliance.store.db import Store
-from sync import localstore as ls
-from sync.backoff import full_jitter, next_delay
+from appliance.ports.uow import OutboxRecord, SignedRow, SyncKeys, SyncStatus, UnitOfWork
+from appliance.services.prescribing import record_transition
 
 log = logging.getLogger(__name__)
 
 ACTOR = "sync"
-
-
-@runtime_checkable
-class EncodingRegistry(Protocol):
-    """A registry whose create body can be built ahead of sending (``RegistryClient``)."""
-
-    def encode_registration(self, prescription: Prescription, proof: SignatureProof
-                            ) -> bytes: ...
-
-    def register_bundle(self, body: bytes) -> RegistryReceipt: ...
+# sync bookkeeping in ``meta`` (``uow.views.sync_status`` reads them back)
+CURSOR_KEY, LAST_SUCCESS_KEY = SyncKeys.CURSOR, SyncKeys.LAST_SUCCESS
+LAST_ERROR_KEY, LAST_ERROR_AT_KEY = SyncKeys.LAST_ERROR, SyncKeys.LAST_ERROR_AT
+LAST_PUSH_KEY, LAST_PULL_KEY = SyncKeys.LAST_PUSH, SyncKeys.LAST_PULL
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,7 @@ class PullReport:
 
 @dataclass
 class _Outcome:
-    record: ls.OutboxRecord
+    record: OutboxRecord
     receipt: RegistryReceipt | None = None
     retry_at: datetime | None = None
     quarantine: str | None = None
@@ -161,11 +159,11 @@ class _Run:
 
 
 class SyncEngine:
-    def __init__(self, store: Store, registry: Registry, config: EngineConfig | None = None, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    def __init__(self, uow: UnitOfWork, registry: Registry,
+                 config: EngineConfig | None = None, *, clock: Clock = utc_now,
                  rng: random.Random | None = None,
                  heartbeat: Callable[[], None] | None = None) -> None:
-        self.store = store
+        self.uow = uow
         self.registry = registry
         self.config = config or EngineConfig()
         self.clock = clock
@@ -203,8 +201,8 @@ class SyncEngine:
             while not self._stop.is_set():
                 launched = None
                 if not run.halted:
-                    records = ls.due_records(self.store, self.clock(), self.config.batch_size,
-                                             after=after)
+                    records = self.uow.outbox.due(self.clock(), self.config.batch_size,
+                                                  after=after)
                     if records:
                         after = records[-1].seq
                         try:
@@ -228,7 +226,7 @@ class SyncEngine:
                     if pause > self.config.max_wait_s:
                         break
                     self._sleep(pause)
-                due = ls.next_due_at(self.store)
+                due = self.uow.outbox.next_due_at()
                 if due is None:
                     break
                 pause = (due - self.clock()).total_seconds()
@@ -239,10 +237,11 @@ class SyncEngine:
             if inflight is not None:  # stopping: keep what was sent
                 self._write(inflight.result(), report)
         report.stopped = self._stop.is_set()
-        report.remaining = ls.pending_count(self.store)
+        report.remaining = self.uow.outbox.pending_count()
         report.seconds = round(time.monotonic() - started, 3)
-        with self.store.write() as db:
-            ls.set_meta(db, ls.LAST_PUSH_KEY, ls.iso(self.clock()))
+        with self.uow:
+            self.uow.meta.set(LAST_PUSH_KEY, iso(self.clock()))
+            self.uow.commit()
         log.info("push done", extra={"fields": {
             "sent": report.sent, "acknowledged": report.acknowledged,
             "replayed": report.replayed, "retried": report.retried,
@@ -304,11 +303,11 @@ class SyncEngine:
         done.sort(key=lambda o: o.record.seq)
         return done
 
-    def _prepare_batch(self, records: list[ls.OutboxRecord]) -> list[_Outcome]:
+    def _prepare_batch(self, records: list[OutboxRecord]) -> list[_Outcome]:
         """Read what a batch needs from the store (the prescriptions of its creates in one
         query) and build the bodies of its creates, while the previous batch is on the wire."""
-        rows = ls.signed_rows(self.store, [r.prescription_id for r in records
-                                           if r.kind == "create"])
+        rows = self.uow.prescriptions.signed_rows(
+            [r.prescription_id for r in records if r.kind == "create"])
         encoder = self.registry if isinstance(self.registry, EncodingRegistry) else None
         prepared = []
         for record in records:
@@ -316,14 +315,14 @@ class SyncEngine:
             _yield_gil()
         return prepared
 
-    def _prepare(self, record: ls.OutboxRecord, rows: dict[str, Any],
+    def _prepare(self, record: OutboxRecord, rows: dict[str, SignedRow],
                  encoder: EncodingRegistry | None) -> _Outcome:
         """What one record needs; ``call`` sends it (None: settled without sending)."""
         outcome = _Outcome(record)
         try:
             if record.kind == "create":
                 row = rows.get(record.prescription_id)
-                signed = None if row is None else ls.parse_signed(row)
+                signed = None if row is None else row.load()
                 if signed is None:
                     outcome.quarantine = "prescription absente ou non signée dans la base locale"
                     return outcome
@@ -335,13 +334,14 @@ class SyncEngine:
                     outcome.call = partial(self.registry.register, signed.prescription,
                                            signed.proof)
             elif record.kind == "cancel":
-                create = ls.create_status(self.store, record.prescription_id)
+                create = self.uow.outbox.create_status(record.prescription_id)
                 if create != "acknowledged":
                     outcome.quarantine = ("annulation impossible : la création n'a pas été "
                                           f"acceptée par le registre ({create or 'absente'})")
                     return outcome
                 outcome.call = partial(self.registry.cancel, record.prescription_id,
-                                       ls.cancel_reason(self.store, record.prescription_id))
+                                       self.uow.prescriptions.cancel_reason(
+                                           record.prescription_id))
             else:
                 outcome.quarantine = f"type d'envoi inconnu : {record.kind}"
         except OrdoError as exc:  # a stored prescription that no longer loads or maps
@@ -377,25 +377,27 @@ class SyncEngine:
         now = self.clock()
         last_error = None
         any_ok = False
-        with self.store.write() as db:
+        uow = self.uow
+        with uow:
             for o in outcomes:
                 if o.receipt is not None:
                     any_ok = True
-                    if ls.mark_acknowledged(db, o.record, o.receipt, now, ACTOR, known=o.known):
+                    if _acknowledge(uow, o.record, o.receipt, now, known=o.known):
                         report.acknowledged += 1
                         report.replayed += o.receipt.replayed
                 elif o.quarantine is not None:
-                    ls.mark_quarantined(db, o.record, o.quarantine, now, ACTOR, o.status)
+                    _quarantine(uow, o.record, o.quarantine, now, o.status)
                     report.quarantined += 1
                     last_error = f"{o.record.prescription_id}: {o.quarantine}"
                     log.warning("record quarantined", extra={"fields": {
                         "outbox": o.record.seq, "kind": o.record.kind,
                         "prescription": o.record.prescription_id, "status": o.status}})
                 elif o.retry_at is not None:
-                    ls.mark_retry(db, o.record, o.error or "", o.retry_at)
+                    uow.outbox.retry(o.record, o.error or "", o.retry_at)
                     report.retried += 1
                     last_error = o.error
-            ls.record_exchange(db, now, ok=any_ok, error=last_error)
+            _record_exchange(uow, now, ok=any_ok, error=last_error)
+            uow.commit()
         if last_error:
             report.last_error = last_error
 
@@ -404,8 +406,9 @@ class SyncEngine:
         """Fetch and apply every dispensation after the stored cursor."""
         report = PullReport()
         touched: dict[str, None] = {}
+        uow = self.uow
         while not self._stop.is_set():
-            cursor = ls.get_meta(self.store, ls.CURSOR_KEY)
+            cursor = uow.meta.get(CURSOR_KEY)
             try:
                 page = self.registry.dispensations(cursor, self.config.page_size)
             except RegistryUnavailable as exc:
@@ -415,12 +418,13 @@ class SyncEngine:
                 report.error = str(exc)
                 break
             now = self.clock()
-            with self.store.write() as db:
-                applied = ls.apply_dispensations(db, page, now, ACTOR)
+            with uow:
+                applied = apply_dispensations(uow, page, now)
                 if page.cursor is not None:
-                    ls.set_meta(db, ls.CURSOR_KEY, page.cursor)
-                ls.set_meta(db, ls.LAST_PULL_KEY, ls.iso(now))
-                ls.record_exchange(db, now, ok=True)
+                    uow.meta.set(CURSOR_KEY, page.cursor)
+                uow.meta.set(LAST_PULL_KEY, iso(now))
+                _record_exchange(uow, now, ok=True)
+                uow.commit()
             report.pages += 1
             report.received += len(page.items)
             report.applied += len(applied)
@@ -429,8 +433,9 @@ class SyncEngine:
             if not page.more or page.cursor in (None, cursor):
                 break
         if report.error:
-            with self.store.write() as db:
-                ls.record_exchange(db, self.clock(), ok=False, error=report.error)
+            with uow:
+                _record_exchange(uow, self.clock(), ok=False, error=report.error)
+                uow.commit()
         report.prescriptions = list(touched)
         log.info("pull done", extra={"fields": {
             "pages": report.pages, "received": report.received,
@@ -446,6 +451,142 @@ def _yield_gil() -> None:
     time.sleep(0)
 
 
-def service_backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """How long the service waits after ``failures`` unreachable runs in a row."""
-    return max(base_s, full_jitter(failures, base_s, cap_s, rng))
+# -- outcomes, in the caller's block --------------------------------------------------------------
+def _current(uow: UnitOfWork, prescription_id: str,
+             known: Prescription | None = None) -> Prescription | None:
+    """The stored prescription; ``known`` (already loaded) when its state still matches, so
+    that the body is neither read nor parsed again."""
+    if known is not None:
+        state = uow.prescriptions.state_of(prescription_id)
+        if state is None:
+            return None
+        if known.state == state:
+            return known
+    return uow.prescriptions.get(prescription_id)
+
+
+def _acknowledge(uow: UnitOfWork, record: OutboxRecord, receipt: RegistryReceipt,
+                 now: datetime, known: Prescription | None = None) -> bool:
+    """Store the receipt; a create moves the prescription ``signed`` → ``registered``.
+    False when another process acknowledged the record first (nothing written)."""
+    if not uow.outbox.acknowledge(record, receipt, now):
+        return False
+    if record.kind == "create":
+        uow.prescriptions.set_registry_receipt(record.prescription_id, receipt.receipt_id)
+        p = _current(uow, record.prescription_id, known)
+        if p is not None and p.state is State.SIGNED:
+            record_transition(uow, p.transition(State.REGISTERED, now), actor=ACTOR)
+    uow.audit.append(actor=ACTOR, action=f"registry.{record.kind}.acknowledged",
+                     subject=record.prescription_id,
+                     details={"receipt": receipt.receipt_id, "replayed": receipt.replayed,
+                              "outbox": record.seq})
+    return True
+
+
+def _quarantine(uow: UnitOfWork, record: OutboxRecord, reason: str, now: datetime,
+                status: int | None = None) -> None:
+    """Set the record aside for good with its reason; the others keep flowing."""
+    if uow.outbox.quarantine(record, reason):
+        uow.audit.append(actor=ACTOR, action=f"registry.{record.kind}.quarantined",
+                         subject=record.prescription_id,
+                         details={"outbox": record.seq, "status": status,
+                                  "reason": reason[:200]}, at=now)
+
+
+def _record_exchange(uow: UnitOfWork, now: datetime, *, ok: bool,
+                     error: str | None = None) -> None:
+    """Remember the last successful exchange with the registry, or the last error."""
+    if ok:
+        uow.meta.set(LAST_SUCCESS_KEY, iso(now))
+    if error:
+        uow.meta.set(LAST_ERROR_KEY, error[:500])
+        uow.meta.set(LAST_ERROR_AT_KEY, iso(now))
+
+
+def apply_dispensations(uow: UnitOfWork, page: DispensationPage, now: datetime) -> list[str]:
+    """Store a page of dispensations (each once) and move the prescriptions they concern:
+    ``partially_dispensed`` until every medication line had a complete dispensation, then
+    ``dispensed``. Returns the IDs of the prescriptions touched (in the caller's block)."""
+    touched: dict[str, None] = {}
+    raws = page.raw or tuple({} for _ in page.items)
+    for d, resource in zip(page.items, raws, strict=True):
+        if uow.dispensations.add(d, resource, now):
+            touched[d.prescription_id] = None
+            uow.audit.append(actor=ACTOR, action="registry.dispensation",
+                             subject=d.prescription_id,
+                             details={"dispensation": d.registry_id, "line": d.line,
+                                      "complete": d.complete, "substituted": d.substituted})
+    for pid in touched:
+        _advance(uow, pid, now)
+    return list(touched)
+
+
+def _advance(uow: UnitOfWork, prescription_id: str, now: datetime) -> None:
+    p = _current(uow, prescription_id)
+    if p is None:
+        return
+    medication = {n for n, line in enumerate(p.lines, start=1)
+                  if isinstance(line, MedicationLine)}
+    complete = uow.dispensations.complete_lines(prescription_id)
+    target = State.DISPENSED if medication and medication <= complete \
+        else State.PARTIALLY_DISPENSED
+    if p.state is State.SIGNED:  # the registry holds it: our acknowledgement was lost
+        p = p.transition(State.REGISTERED, now)
+        record_transition(uow, p, actor=ACTOR)
+    if p.state is State.CANCELLED:
+        uow.audit.append(actor=ACTOR, action="registry.dispensed_after_cancel",
+                         subject=prescription_id, details={"target": target.value})
+        return
+    if p.can_become(target):
+        record_transition(uow, p.transition(target, now), actor=ACTOR)
+
+
+# -- other use cases of the registry link --------------------------------------------------------
+def release(uow: UnitOfWork, seq: int, *, actor: str) -> bool:
+    """Put a quarantined record back in the queue (after the cause was fixed); audited."""
+    with uow:
+        record = uow.outbox.release(seq)
+        if record is None:
+            return False
+        uow.audit.append(actor=actor, action=f"registry.{record.kind}.released",
+                         subject=record.prescription_id, details={"outbox": seq})
+        uow.commit()
+    return True
+
+
+def status(uow: UnitOfWork, now: datetime | None = None) -> SyncStatus:
+    """What ``ordo sync status`` and the kiosk show."""
+    return uow.views.sync_status(now or utc_now())
+
+
+SUBSTITUTION_LABELS_FR = {"G": "générique", "E": "équivalent", "EC": "équivalent",
+                          "BC": "marque", "TE": "équivalent thérapeutique",
+                          "TB": "marque thérapeutique", "TG": "générique thérapeutique",
+                          "F": "formulaire", "N": "aucune"}
+
+
+def describe_fr(d: Dispensation) -> str:
+    """One line in French for the kiosk: what was handed over, and any substitution."""
+    quantity = ""
+    if d.quantity is not None:
+        quantity = f"{format(d.quantity.normalize(), 'f').replace('.', ',')} {d.unit or ''} "
+    text = f"Ligne {d.line} : {quantity.strip()} {d.product_label}".replace("  ", " ")
+    text += " (délivrance complète)" if d.complete else " (délivrance partielle)"
+    if d.substituted:
+        kind = SUBSTITUTION_LABELS_FR.get(d.substitution_type or "", "substitution")
+        text += f" — substitution ({kind})"
+        if d.substitution_reason:
+            text += f" : {d.substitution_reason}"
+    return text
+
+
+def dispensation_dict(d: Dispensation) -> dict[str, Any]:
+    """A dispensation as JSON (``ordo sync dispensations --json``)."""
+    return {"registry_id": d.registry_id, "prescription_id": d.prescription_id,
+            "line": d.line, "complete": d.complete, "product_label": d.product_label,
+            "product_code": d.product_code, "product_system": d.product_system,
+            "quantity": None if d.quantity is None else format(d.quantity, "f"),
+            "unit": d.unit, "substituted": d.substituted,
+            "substitution_type": d.substitution_type,
+            "substitution_reason": d.substitution_reason, "pharmacy": d.pharmacy,
+            "handed_over_at": d.handed_over_at.isoformat()}

@@ -1,14 +1,13 @@
 """Small probes of the appliance's parts, for ``ordo doctor``.
 
-Each probe uses only a stable, public interface, so that it keeps working whatever the
-card, printer, sync and referential code do inside:
+Each probe asks the part itself and opens nothing the kiosk may hold; what the answers mean
+is decoded by the drivers' own code (one truth for the reader listing and the printer's
+status bits):
 
-- pcscd: the PC/SC API through pyscard's ``smartcard.scard`` (``SCardEstablishContext``,
-  ``SCardListReaders``, ``SCardGetStatusChange`` with a zero timeout). No card is
-  connected to: the kiosk may be using it.
+- pcscd: the card driver's reader listing (``SCardListReaders``, ``SCardGetStatusChange``
+  with a zero timeout). No card is connected to: the kiosk may be using it.
 - printer: a TCP connection to ``printer.uri`` and ESC/POS ``DLE EOT 4`` ("transmit roll
-  paper sensor status", Epson ESC/POS command reference): one status byte, bits 1 and 4
-  set, bits 0 and 7 clear; bits 2-3 set = paper near its end; bits 5-6 set = no paper.
+  paper sensor status"), the answer decoded by the driver's own ``drivers.printer.status``.
   Device files (``file://``, ``serial://``) get the same query when they answer;
   ``usb://VID:PID`` is only looked up in sysfs (claiming the device would disturb the
   kiosk).
@@ -33,12 +32,11 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appliance.errors import CardError, PrinterError, RegistryError
+from appliance.errors import PrinterError, RegistryError
+from appliance.ports.printer import PrinterState
+from drivers.printer import status as printer_status_bits
 
-DLE_EOT_PAPER = b"\x10\x04\x04"  # DLE EOT n=4: roll paper sensor status
-_FIXED_MASK, _FIXED_BITS = 0x93, 0x12
-NEAR_END_BITS = 0x0C
-PAPER_END_BITS = 0x60
+DLE_EOT_PAPER = printer_status_bits.request(printer_status_bits.PAPER)
 REFERENTIAL_FILE = "referential.sqlite"
 SYSFS_USB = Path("/sys/bus/usb/devices")
 
@@ -52,32 +50,13 @@ class Reader:
 
 
 def pcsc_readers() -> list[Reader]:
-    """The PC/SC readers known to pcscd and whether a card is in each.
+    """The PC/SC readers known to pcscd and whether a card is in each (the card driver's own
+    listing, ``drivers.card.pcsc.reader_states``; no card is connected to).
 
     Raises ``CardError`` when pcscd cannot be reached."""
-    from smartcard import scard
+    from drivers.card.pcsc import reader_states
 
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        raise CardError(f"pcscd is not reachable: {scard.SCardGetErrorMessage(hresult)}")
-    try:
-        hresult, names = scard.SCardListReaders(context, [])
-        if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
-            return []
-        if hresult != scard.SCARD_S_SUCCESS:
-            raise CardError(f"cannot list readers: {scard.SCardGetErrorMessage(hresult)}")
-        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
-        hresult, states = scard.SCardGetStatusChange(context, 0, states)
-        if hresult not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
-            raise CardError(f"cannot read the readers' state: "
-                            f"{scard.SCardGetErrorMessage(hresult)}")
-        readers = []
-        for name, event_state, atr in states:
-            present = bool(event_state & scard.SCARD_STATE_PRESENT)
-            readers.append(Reader(name, present, bytes(atr).hex(" ").upper() if present else ""))
-        return readers
-    finally:
-        scard.SCardReleaseContext(context)
+    return [Reader(r.name, r.card_present, r.atr.hex(" ").upper()) for r in reader_states()]
 
 
 # -- printer -----------------------------------------------------------------------------
@@ -89,16 +68,16 @@ class PaperStatus:
     detail: str = ""
 
 
+PAPER_WORDS = {PrinterState.READY: "ok", PrinterState.PAPER_LOW: "near_end",
+               PrinterState.PAPER_OUT: "out"}
+
+
 def paper_from_status(byte: int) -> str:
     """Interpret the answer to ``DLE EOT 4``."""
-    if byte & _FIXED_MASK != _FIXED_BITS:
+    if not printer_status_bits.is_escpos(byte):
         raise PrinterError(f"unexpected answer 0x{byte:02X} to DLE EOT 4: not an ESC/POS "
                            "printer, or another protocol on that port")
-    if byte & PAPER_END_BITS == PAPER_END_BITS:
-        return "out"
-    if byte & NEAR_END_BITS == NEAR_END_BITS:
-        return "near_end"
-    return "ok"
+    return PAPER_WORDS[printer_status_bits.decode(byte, printer_status_bits.PAPER).state]
 
 
 def _tcp_status(host: str, port: int, timeout: float) -> PaperStatus:

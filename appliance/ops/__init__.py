@@ -1,8 +1,10 @@
 """Appliance operations: install, configuration check, doctor, backup/restore, retention.
 
-One module per use case, each a plain function taking the settings (or the store) and
-returning a report; ``appliance.commands.ops`` and ``appliance.commands.config_cmd`` print
-the reports. Nothing here runs at import time.
+Operations on the machine rather than use cases of the care staff: they work on files,
+users, systemd units and the SQLite file itself (online backup, integrity checks), so they
+live beside the services, not among them. One module per operation, each a plain function
+taking the settings (or the store) and returning a report; ``appliance.commands.ops`` and
+``appliance.commands.config_cmd`` print the reports. Nothing here runs at import time.
 
     install.py      ``ordo install``: user, directories, modes, configuration, units
     configcheck.py  ``ordo config check``: files named in the settings, FINESS, URLs

@@ -38,9 +38,9 @@ from pathlib import Path
 
 from appliance.config import SYSTEM_USER
 from appliance.errors import ValidationError
-from appliance.services.ops.backup import generate_key_text
+from appliance.ops.backup import generate_key_text
 
-UNITS_DIR = Path(__file__).resolve().parents[3] / "systemd"
+UNITS_DIR = Path(__file__).resolve().parents[2] / "systemd"
 UNIT_FILES = ("ordo-kiosk.service", "ordo-sync.service", "ordo-backup.service",
               "ordo-backup.timer")
 BIN_PATH = "/usr/local/bin/ordo"

@@ -69,11 +69,11 @@ from appliance import __version__
 from appliance.config import Settings
 from appliance.domain.prescription_id import id_timestamp_ms
 from appliance.errors import AuditChainBroken, ConfigError, InvalidIdentifier, StoreError
-from appliance.services.ops.files import adopt_owner
-from appliance.store import audit
+from appliance.ops.files import adopt_owner
+from appliance.store import audit, meta
 from appliance.store.db import DIR_MODE, FILE_MODE, Store, connect, open_store
+from appliance.store.meta import ID_FLOOR_KEY
 from appliance.store.migrations import migrate
-from appliance.store.repositories import ID_FLOOR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ def _id_ms(prescription_id: str | None) -> int:
 def store_state(conn: sqlite3.Connection) -> StoreState:
     """Read the figures of a store (any schema version, possibly empty)."""
     tables = _tables(conn)
-    meta: dict[str, str] = {}
+    values: dict[str, str] = {}
     if "meta" in tables:
-        meta = {row[0]: row[1] for row in conn.execute("SELECT key, value FROM meta")}
+        values = {row[0]: row[1] for row in conn.execute("SELECT key, value FROM meta")}
     newest_at = newest_id = None
     count = 0
     if "prescriptions" in tables:
@@ -201,12 +201,12 @@ def store_state(conn: sqlite3.Connection) -> StoreState:
     if "_migrations" in tables:
         migrations = tuple(r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY id"))
     try:
-        floor = int(meta.get(LAST_MS_KEY, "0"))
+        floor = int(values.get(LAST_MS_KEY, "0"))
     except ValueError:
         floor = 0
     return StoreState(
-        audit_seq=int(meta.get("audit.count", "0")),
-        audit_head=meta.get("audit.head", ""),
+        audit_seq=int(values.get("audit.count", "0")),
+        audit_head=values.get("audit.head", ""),
         outbox_seq=int(_scalar(conn, "SELECT max(seq) FROM outbox", 0))
         if "outbox" in tables else 0,
         print_job_id=int(_scalar(conn, "SELECT max(id) FROM print_jobs", 0))
@@ -586,10 +586,9 @@ def restore(settings: Settings, source: Path, *, force: bool = False,
     store = open_store(settings.db_path, migrate=False)
     try:
         migrate(store)
-        with store.write() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                       [LAST_MS_KEY, str(max(floor, store_state(store.conn).ids_last_ms))])
-            seq = audit.append(db, actor=actor, action="store.restored", details={
+        with store.write():
+            meta.put(store, (LAST_MS_KEY, str(max(floor, store_state(store.conn).ids_last_ms))))
+            seq = audit.append(store, actor=actor, action="store.restored", details={
                 "backup_created_at": header.get("created_at"),
                 "backup_key_id": header.get("key_id"),
                 "backup_audit_seq": backup_state.audit_seq,

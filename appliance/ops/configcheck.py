@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from appliance.config import SYSTEM_USER, Settings
 from appliance.domain.ids import validate_finess
 from appliance.errors import ConfigError, InvalidIdentifier
-from appliance.services.ops.backup import KEY_EXPECTED, parse_key
-from appliance.services.ops.files import readable_by, service_user
+from appliance.ops.backup import KEY_EXPECTED, parse_key
+from appliance.ops.files import readable_by, service_user
 
 ERROR, WARNING = "error", "warning"
 EXPIRY_WARNING = timedelta(days=30)

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from appliance.config import SYSTEM_USER, Settings
 from appliance.errors import AuditChainBroken, CardError, PrinterError, RegistryError
-from appliance.services.ops import probes
-from appliance.services.ops.backup import BACKUP_SUBDIR, latest_backup
-from appliance.services.ops.configcheck import ERROR, Finding, check_settings
-from appliance.services.ops.files import adopt_owner, service_user
-from appliance.services.ops.retention import ACTION as RETENTION_ACTION
+from appliance.ops import probes
+from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
+from appliance.ops.configcheck import ERROR, Finding, check_settings
+from appliance.ops.files import adopt_owner, service_user
+from appliance.ops.retention import ACTION as RETENTION_ACTION
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS

@@ -1,0 +1,237 @@
+"""Read models: what the screens and the commands show, each in a few queries whatever the
+number of rows (no query per prescription). Nothing here writes.
+
+``history`` reads the covering index of migration m005 alone; ``bench.store_million``
+times ``HISTORY_SQL`` bare as its anchor. ``resident_file`` adds, for the same resident, the
+registry's answers, the print jobs and the dispensations: four queries for the whole file.
+``current_treatment`` reads the resident's signed, not cancelled prescriptions in one query
+and keeps the medication lines still running (``appliance.domain.treatment``);
+``prescription_alerts`` the checks' alerts kept with a prescription.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+
+from appliance.domain.posology import posology_from_dict
+from appliance.domain.prescription import State
+from appliance.domain.treatment import line_span
+from appliance.errors import StoreError, ValidationError
+from appliance.ports.clock import iso
+from appliance.ports.uow import (
+    DispensationAlert,
+    DraftRow,
+    FileEntry,
+    HistoryRow,
+    StoredAlert,
+    SyncKeys,
+    SyncStatus,
+    TreatmentLine,
+)
+from appliance.store import meta
+from appliance.store.db import Store
+from appliance.store.dispensations import dispensation
+
+# The covering index alone (migration m005), newest first.
+HISTORY_SQL = ("SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
+               " INDEXED BY prescriptions_history WHERE resident_ins = ?"
+               " ORDER BY created_at DESC")
+# The rest of a resident's file, each for all of the resident's prescriptions at once.
+FILE_REGISTRY_SQL = (
+    "SELECT prescription_id, status, last_error FROM outbox WHERE kind = 'create'"
+    " AND prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)")
+FILE_PRINTS_SQL = (
+    "SELECT prescription_id, kind, status, last_error FROM print_jobs"
+    " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
+    " ORDER BY id")
+FILE_DISPENSATIONS_SQL = (
+    "SELECT * FROM dispensations"
+    " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
+    " ORDER BY handed_over_at, registry_id")
+
+
+# A resident's prescriptions that may still be running: signed and not cancelled.
+TREATMENT_SQL = (
+    "SELECT id, state, signed_at, body FROM prescriptions WHERE resident_ins = ?"
+    " AND state IN ('signed', 'registered', 'partially_dispensed', 'dispensed')"
+    " AND signed_at IS NOT NULL ORDER BY signed_at DESC, id")
+ALERTS_SQL = ("SELECT code, severity, message, source, line, overridable, status, reason,"
+              " checked_at FROM prescription_alerts WHERE prescription_id = ?"
+              " ORDER BY position")
+
+log = logging.getLogger(__name__)
+_STATES = {s.value: s for s in State}
+
+
+class StoreViews:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads from one snapshot (a read transaction), unless the caller's
+        transaction already gives one."""
+        conn = self._store.conn
+        if conn.in_transaction:
+            yield
+            return
+        self._store.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def history(self, ins: str) -> list[HistoryRow]:
+        """A resident's prescriptions, newest first, without parsing their bodies.
+
+        Plain tuples from SQLite (no ``sqlite3.Row``), states by dictionary rather than
+        through ``State(...)`` (an enum call is about 1.5 µs), the two ISO timestamps parsed
+        at once since the list shows a date on every row.
+        """
+        cursor = self._store.conn.cursor()
+        cursor.row_factory = None
+        parse = datetime.fromisoformat
+        try:
+            rows = cursor.execute(HISTORY_SQL, (ins,)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._store.failed(exc) from exc
+        try:
+            return [HistoryRow(pid, _STATES[state], parse(created),
+                               parse(signed) if signed else None, prescriber)
+                    for pid, state, created, signed, prescriber in rows]
+        except KeyError as exc:
+            raise StoreError(f"a prescription of this resident has an unknown state {exc}") \
+                from exc
+
+    def resident_file(self, ins: str) -> list[FileEntry]:
+        with self._snapshot():
+            entries = {row.id: FileEntry(row) for row in self.history(ins)}
+            if not entries:
+                return []
+            for pid, status, error in self._store.execute(FILE_REGISTRY_SQL, [ins]):
+                entry = entries.get(pid)
+                if entry is not None:
+                    entry.registry, entry.registry_error = status, error
+            for pid, kind, status, error in self._store.execute(FILE_PRINTS_SQL, [ins]):
+                entry = entries.get(pid)
+                if entry is not None:
+                    entry.prints.append((kind, status, error))
+            for row in self._store.execute(FILE_DISPENSATIONS_SQL, [ins]):
+                entry = entries.get(row["prescription_id"])
+                if entry is not None and entry.row.state is not State.DRAFT:
+                    entry.dispensations.append(dispensation(row))
+        return list(entries.values())
+
+    def sync_status(self, now: datetime) -> SyncStatus:
+        with self._snapshot():
+            counts = self._store.query(
+                "SELECT"
+                " sum(status = 'pending') AS pending,"
+                " sum(status = 'pending' AND kind = 'create') AS creates,"
+                " sum(status = 'pending' AND kind = 'cancel') AS cancels,"
+                " sum(status = 'acknowledged') AS acknowledged,"
+                " sum(status = 'quarantined') AS quarantined,"
+                " min(CASE WHEN status = 'pending' THEN created_at END) AS oldest,"
+                " min(CASE WHEN status = 'pending' THEN coalesce(next_attempt_at, '') END)"
+                " AS next FROM outbox")[0]
+            quarantined = self._store.query(
+                "SELECT seq, prescription_id, kind, attempts, created_at, last_error AS reason"
+                " FROM outbox WHERE status = 'quarantined' ORDER BY seq")
+            values = meta.with_prefix(self._store, SyncKeys.PREFIX)
+            dispensed = self._store.one("SELECT count(*) FROM dispensations")
+        oldest = counts["oldest"]
+        age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else None
+        return SyncStatus(
+            queue_depth=counts["pending"] or 0, pending_creates=counts["creates"] or 0,
+            pending_cancels=counts["cancels"] or 0, oldest_pending_at=oldest,
+            oldest_pending_age_s=None if age is None else round(max(age, 0.0), 3),
+            next_attempt_at=counts["next"] or (iso(now) if counts["pending"] else None),
+            acknowledged=counts["acknowledged"] or 0, quarantined=counts["quarantined"] or 0,
+            last_success_at=values.get(SyncKeys.LAST_SUCCESS),
+            last_error=values.get(SyncKeys.LAST_ERROR),
+            last_error_at=values.get(SyncKeys.LAST_ERROR_AT),
+            last_push_at=values.get(SyncKeys.LAST_PUSH),
+            last_pull_at=values.get(SyncKeys.LAST_PULL),
+            dispense_cursor=values.get(SyncKeys.CURSOR),
+            dispensations=int(dispensed), quarantined_records=quarantined)
+
+    def drafts(self, id_nat_ps: str | None = None) -> list[DraftRow]:
+        sql = ("SELECT id, prescriber_id, created_at, updated_at FROM prescriptions"
+               " WHERE state = 'draft'")
+        params: list[str] = []
+        if id_nat_ps:
+            sql, params = sql + " AND prescriber_id = ?", [id_nat_ps]
+        return [DraftRow(*row) for row in self._store.execute(
+            sql + " ORDER BY updated_at DESC", params)]
+
+    def dispensation_alerts(self, limit: int = 20) -> list[DispensationAlert]:
+        rows = self._store.execute(
+            "SELECT d.prescription_id, d.line_no, d.product_label, d.substituted,"
+            " d.substitution_type, d.substitution_reason, d.complete, d.handed_over_at,"
+            " r.room, r.birth_name, r.used_name, r.first_names"
+            " FROM dispensations d LEFT JOIN prescriptions p ON p.id = d.prescription_id"
+            " LEFT JOIN residents r ON r.ins = p.resident_ins"
+            " WHERE d.substituted = 1 OR d.complete = 0"
+            " ORDER BY d.received_at DESC, d.registry_id LIMIT ?", [limit])
+        return [DispensationAlert(pid, line, label, bool(sub), sub_type, reason,
+                                  bool(complete), at, room, birth, used, first)
+                for pid, line, label, sub, sub_type, reason, complete, at, room, birth, used,
+                first in rows]
+
+    def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
+        """The medication lines of the resident's signed, not cancelled prescriptions still
+        running on ``today`` (``appliance.domain.treatment.line_span``), most recently
+        signed first, in line order. A stored body that no longer loads is skipped and
+        logged (with its prescription ID only): the checks then miss its lines, the
+        resident's file still lists it."""
+        found: list[TreatmentLine] = []
+        for pid, state, signed_at, body in self._store.execute(TREATMENT_SQL, [ins]):
+            try:
+                found += _running_lines(pid, _STATES[state], signed_at, json.loads(body),
+                                        today)
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                log.warning("current treatment: a prescription does not load", extra={
+                    "fields": {"prescription": pid, "error": type(exc).__name__}})
+        return found
+
+    def prescription_alerts(self, prescription_id: str) -> list[StoredAlert]:
+        return [StoredAlert(prescription_id, code, severity, message, source, line,
+                            bool(overridable), status, checked_at, reason)
+                for code, severity, message, source, line, overridable, status, reason,
+                checked_at in self._store.execute(ALERTS_SQL, [prescription_id])]
+
+    def latest_registered(self) -> str | None:
+        return self._store.one("SELECT id FROM prescriptions WHERE state = 'registered'"
+                               " ORDER BY signed_at DESC LIMIT 1")
+
+
+def _running_lines(pid: str, state: State, signed_at: str, body: dict, today: date
+                   ) -> list[TreatmentLine]:
+    """The medication lines of one stored prescription that still run on ``today``."""
+    signed_on = datetime.fromisoformat(signed_at).date()
+    if signed_on > today:
+        return []
+    renewals = int(body.get("renewals") or 0)
+    prescriber = body["prescriber"]
+    out = []
+    for index, line in enumerate(body["lines"]):
+        if line.get("kind") != "medication":
+            continue
+        posology = posology_from_dict(line["posology"])
+        span = line_span(posology, signed_on, renewals)
+        if not span.covers(today):
+            continue
+        out.append(TreatmentLine(
+            prescription_id=pid, line=index, label=line["label"], cis=line.get("cis"),
+            cip13=line.get("cip13"), posology=posology, posology_text=posology.describe(),
+            signed_on=signed_on, end=span.end, open_ended=span.open_ended,
+            renewals=renewals, prescriber_id=prescriber["id_nat_ps"],
+            prescriber_name=f"{prescriber['first_name']} {prescriber['last_name']}",
+            state=state))
+    return out

@@ -1,0 +1,303 @@
+"""The use cases on an in-memory unit of work (``tests.fakes.FakeUnitOfWork``): what each
+writes, together or not at all, with a software card, a fake printer and a fake registry.
+The same use cases run on the real SQLite file in the integration tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from appliance.domain.people import Role
+from appliance.domain.prescription import State
+from appliance.errors import (
+    PrinterError,
+    RegistryRejected,
+    RegistryUnavailable,
+    StateError,
+    StoreError,
+)
+from appliance.ports.printer import PrinterState, PrinterUnavailable, PrintReceipt
+from appliance.ports.registry import Dispensation, DispensationPage, RegistryReceipt
+from appliance.services import prescribing, printing, residents, sync
+from appliance.services.drafts import Draft
+from appliance.services.prescribing import IdAllocator
+from appliance.services.signature import SoftwareSigner
+from tests import factories
+from tests.fakes import FakeUnitOfWork
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+DOCTOR = factories.physician()
+
+
+@dataclass
+class Holder:
+    id_nat_ps: str = DOCTOR.id_nat_ps
+    family_name: str = DOCTOR.last_name
+    given_name: str = DOCTOR.first_name
+    profession: str = "Médecin"
+
+    def as_practitioner(self, role, am=None, finess=None):
+        return factories.physician(role=role, am=am, finess=finess)
+
+
+@dataclass
+class CardSession:
+    """A prescriber's open session whose card is a software key."""
+
+    signer: SoftwareSigner
+    role: Role = Role.PRESCRIBER
+    locked: bool = False
+    practitioner: Holder = field(default_factory=Holder)
+    can_sign: bool = True
+    refuse: bool = False
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self.signer.certificate_der
+
+    def touch(self) -> None:
+        """Open."""
+
+    def sign(self, data: bytes) -> bytes:
+        if self.refuse:
+            raise PrinterError("the card is not there")  # any failure before storing
+        return self.signer.sign(data)
+
+
+@pytest.fixture(scope="module")
+def signer():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, DOCTOR.id_nat_ps),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "Paul DURAND")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=9))
+            .sign(key, hashes.SHA256()))
+    return SoftwareSigner(key, cert)
+
+
+@pytest.fixture
+def uow():
+    uow = FakeUnitOfWork()
+    with uow:
+        uow.residents.upsert([factories.resident()])
+        uow.practitioners.upsert(DOCTOR)
+        uow.commit()
+    return uow
+
+
+def _draft(uow, session):
+    draft = prescribing.new_draft(uow, session, factories.resident().ins.value,
+                                  ids=IdAllocator(), now=NOW)
+    return prescribing.update_draft(uow, session, factories.prescription(
+        draft.id, lines=factories.lines()[:2]), form={"line": "dol"})
+
+
+def test_a_draft_is_saved_as_typed_then_signed_with_its_four_records_at_once(uow, signer):
+    session = CardSession(signer)
+    draft = _draft(uow, session)
+    assert prescribing.drafts_of(uow, DOCTOR.id_nat_ps) == [draft]
+    assert prescribing.draft_form(uow, draft.id) == {"line": "dol"}
+    commits = uow.committed
+    result = prescribing.sign(uow, session, draft.id, now=NOW)
+    assert uow.committed == commits + 1        # one transaction
+    assert uow.prescriptions.get(draft.id).state is State.SIGNED
+    assert [(o.prescription_id, o.kind) for o in uow.outbox.due(NOW, 10)] == [
+        (draft.id, "create")]
+    assert [(j.id, j.kind) for j in uow.print_jobs.list(draft.id)] == [(result.print_job,
+                                                                         "original")]
+    signed = uow.audit.entries()[-1]
+    assert (signed.action, signed.subject) == ("prescription.signed", draft.id)
+    assert signed.details == {"lines": 2, "print_job": result.print_job}
+    assert prescribing.draft_form(uow, draft.id) is None
+    assert result.qr_payload.startswith("ORD1:")
+
+
+def test_a_failed_signature_or_a_failed_write_leaves_the_draft_and_nothing_else(uow, signer):
+    session = CardSession(signer)
+    draft = _draft(uow, session)
+    audit_before = len(uow.audit.entries())
+    with pytest.raises(PrinterError):
+        prescribing.sign(uow, CardSession(signer, refuse=True), draft.id, now=NOW)
+
+    def broken(*args, **kwargs):
+        raise StoreError("disk full")
+
+    uow.print_jobs.add = broken  # the third of the four writes fails
+    with pytest.raises(StoreError, match="disk full"):
+        prescribing.sign(uow, session, draft.id, now=NOW)
+    assert uow.prescriptions.get(draft.id).state is State.DRAFT
+    assert uow.outbox.pending_count() == 0 and uow.print_jobs.list() == []
+    assert [e.action for e in uow.audit.entries()[audit_before:]] == []
+    assert prescribing.draft_form(uow, draft.id) == {"line": "dol"}
+
+
+def test_cancel_writes_state_outbox_and_drops_the_queued_print_in_one_block(uow, signer):
+    session = CardSession(signer)
+    pid = prescribing.sign(uow, session, _draft(uow, session).id, now=NOW).prescription.id
+    cancelled = prescribing.cancel(uow, session, pid, "  erreur   de saisie ", now=NOW)
+    assert cancelled.state is State.CANCELLED and cancelled.cancel_reason == "erreur de saisie"
+    assert [o.kind for o in uow.outbox.due(NOW, 10)] == ["create"]  # cancel waits for it
+    assert uow.outbox.pending_count() == 2
+    [job] = uow.print_jobs.list(pid)
+    assert (job.status, job.last_error) == ("failed", prescribing.CANCELLED_BEFORE_PRINT)
+    assert [e.action for e in uow.audit.entries()[-1:]] == ["prescription.cancelled"]
+    with pytest.raises(StateError):
+        prescribing.cancel(uow, session, pid, "encore")
+    with pytest.raises(StateError, match="annulée"):
+        prescribing.reprint(uow, session, pid)
+
+
+def test_a_reprint_is_queued_and_audited_for_a_nurse(uow, signer):
+    session = CardSession(signer)
+    pid = prescribing.sign(uow, session, _draft(uow, session).id, now=NOW).prescription.id
+    nurse = CardSession(signer, role=Role.NURSE)
+    job = prescribing.reprint(uow, nurse, pid, now=NOW)
+    assert uow.print_jobs.get(job).kind == "duplicate"
+    last = uow.audit.entries()[-1]
+    assert (last.action, last.details) == ("print.reprint_requested",
+                                           {"job": job, "role": "nurse"})
+    with pytest.raises(StoreError, match="ordonnance inconnue"):
+        prescribing.reprint(uow, nurse, "01KAX5JDE0000G40R40M30EH")
+
+
+def test_the_headless_path_and_the_resident_file(uow, signer):
+    session = CardSession(signer)
+    resident = factories.resident()
+    result = prescribing.prescribe(uow, session, Draft(resident, list(factories.lines())),
+                                   ids=IdAllocator(), now=NOW)
+    other = prescribing.new_draft(uow, session, resident.ins.value, ids=IdAllocator(), now=NOW)
+    [mine, draft] = residents.resident_file(uow, resident.ins.value, DOCTOR.id_nat_ps)
+    assert {mine.row.id, draft.row.id} == {result.prescription.id, other.id}
+    signed = mine if mine.row.id == result.prescription.id else draft
+    assert (signed.registry, signed.prints) == ("pending", [("original", "queued", None)])
+    assert [e.row.id for e in residents.resident_file(uow, resident.ins.value, "8" * 12)] == [
+        result.prescription.id]                      # another physician's draft is theirs
+
+
+@dataclass
+class Printer:
+    fail: bool = False
+    printed: list = field(default_factory=list)
+    qr_capacity: int = 4000
+    description: str = "fake://printer"
+
+    def status(self):
+        raise AssertionError("not asked")
+
+    def print_order(self, request):
+        if self.fail:
+            raise PrinterUnavailable(PrinterState.PAPER_OUT, "Plus de papier")
+        self.printed.append(request.job_id)
+        return PrintReceipt(bytes_sent=100, tickets=1, seconds=0.01, confirmed=True)
+
+
+def test_the_print_queue_prints_keeps_on_paper_out_and_fails_what_cannot_print(uow, signer):
+    session = CardSession(signer)
+    job = prescribing.sign(uow, session, _draft(uow, session).id, now=NOW).print_job
+    printer = Printer(fail=True)
+    report = printing.PrintQueue(uow, printer, clock=lambda: NOW).run_once()
+    assert (report.printed, report.retry, report.error) == ([], [job], "Plus de papier")
+    assert uow.print_jobs.get(job).status == "queued"
+    printer.fail = False
+    later = lambda: NOW + printing.LEASE  # noqa: E731
+    report = printing.PrintQueue(uow, printer, clock=later).run_once()
+    assert report.printed == [job] and uow.print_jobs.get(job).status == "done"
+    with uow:
+        orphan = uow.print_jobs.add("01KAX5JDE0000G40R40M30EH", "duplicate", "x", NOW)
+        uow.commit()
+    report = printing.PrintQueue(uow, printer, clock=later).run_once()
+    assert report.failed == [orphan]
+    assert "ordonnance inconnue" in uow.print_jobs.get(orphan).last_error
+
+
+@dataclass
+class Registry:
+    answers: list = field(default_factory=list)  # per register call: a receipt or an error
+    pages: list = field(default_factory=list)
+
+    def register(self, prescription, proof):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def cancel(self, prescription_id, reason):
+        return RegistryReceipt("R-cancel", NOW)
+
+    def dispensations(self, cursor, limit):
+        return self.pages.pop(0) if self.pages else DispensationPage((), cursor, False)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_the_sync_use_case_acknowledges_retries_quarantines_and_pulls(uow, signer):
+    session = CardSession(signer)
+    ids = [prescribing.sign(uow, session, _draft(uow, session).id, now=NOW).prescription.id
+           for _ in range(3)]
+    registry = Registry(answers=[RegistryReceipt("R-1", NOW),
+                                 RegistryUnavailable("503", status=503),
+                                 RegistryRejected(422, "INS inconnu")])
+    engine = sync.SyncEngine(uow, registry, sync.EngineConfig(concurrency=1, max_wait_s=0),
+                             clock=lambda: NOW)
+    report = engine.push()
+    assert (report.acknowledged, report.retried, report.quarantined) == (1, 1, 1)
+    assert [uow.prescriptions.get(pid).state for pid in ids] == [
+        State.REGISTERED, State.SIGNED, State.SIGNED]
+    status = sync.status(uow, NOW)
+    assert (status.acknowledged, status.queue_depth, status.quarantined) == (1, 1, 1)
+    assert status.quarantined_records[0]["reason"] == "INS inconnu"
+    assert status.last_error and status.last_success_at
+    actions = [e.action for e in uow.audit.entries()]
+    assert "registry.create.acknowledged" in actions
+    assert "registry.create.quarantined" in actions
+
+    line = Dispensation("D-1", ids[0], 1, True, NOW, "DOLIPRANE", quantity=Decimal(1))
+    registry.pages = [DispensationPage((line,), "c1", False)]
+    pulled = engine.pull()
+    assert pulled.prescriptions == [ids[0]]
+    assert uow.prescriptions.get(ids[0]).state is State.PARTIALLY_DISPENSED  # line 2 open
+    assert uow.meta.get(sync.CURSOR_KEY) == "c1"
+    assert sync.release(uow, status.quarantined_records[0]["seq"], actor="cli")
+    assert sync.status(uow, NOW).queue_depth == 2
+
+
+def test_the_composition_root_takes_fakes_for_every_adapter(tmp_path, signer):
+    """Tests build the same ``App`` as the appliance, with fakes where they want them."""
+    from appliance.bootstrap import CardBackend, bootstrap, card_backend
+    from appliance.config import load_settings
+    from appliance.errors import CardError, CardRemoved
+
+    class EmptyReaders:
+        def readers(self) -> list[str]:
+            return ["Reader 0", "Reader 1"]
+
+        def open(self, slot: int = 0):
+            raise CardRemoved(f"no card in slot {slot}")
+
+    settings = load_settings(data_dir=tmp_path, environ={})
+    uow = FakeUnitOfWork()
+    registry = Registry(answers=[RegistryReceipt("R-1", NOW)])
+    app = bootstrap(settings, new_uow=lambda: uow, registry=registry, clock=lambda: NOW,
+                    card=CardBackend(EmptyReaders(), watcher=lambda: None))
+    with uow:
+        uow.residents.upsert([factories.resident()])
+        uow.practitioners.upsert(DOCTOR)
+        uow.commit()
+    session = CardSession(signer)
+    prescribing.sign(app.uow, session, _draft(app.uow, session).id, now=NOW)
+    assert app.sync_engine(concurrency=1).push().acknowledged == 1
+    assert registry.answers == []
+    with pytest.raises(CardError, match="aucune carte"):  # the login recipe, on the fake
+        app.login("1234")
+    assert not (tmp_path / "ordo.sqlite").exists()     # nothing real was opened
+    assert type(card_backend(settings).reader).__name__ == "PcscReader"
+    app.close()
