@@ -199,6 +199,33 @@ def test_the_elderly_maximum_applies_from_its_age_only() -> None:
     assert run((PRADAXA, P(unit="gélule", moments=("matin", "soir"))), resident=AT_74) == []
 
 
+PLAVIX = drug("60562855", "PLAVIX 300 mg, comprimé pelliculé", "comprimé pelliculé",
+              comp("52920", "CLOPIDOGREL (HYDROGÉNOSULFATE DE)"),
+              comp("54693", "CLOPIDOGREL BASE", 300, nature="FT"))
+ZELITREX = drug("67396382", "ZELITREX 500 mg, comprimé pelliculé", "comprimé pelliculé",
+                comp("92734", "CHLORHYDRATE DE VALACICLOVIR", 556),
+                comp("36192", "VALACICLOVIR", 500, nature="FT"))
+XANAX = drug("69847791", "XANAX 0,25 mg, comprimé sécable", "comprimé sécable",
+             comp("13112", "ALPRAZOLAM", "0.25"))
+RISPERDAL = drug("63605525", "RISPERDAL 1 mg, comprimé pelliculé", "comprimé pelliculé",
+                 comp("37430", "RISPÉRIDONE", 1))
+
+
+def test_the_rows_re_read_against_their_rcp() -> None:
+    """Clopidogrel's loading dose is 600 mg in the current RCP; valaciclovir goes up to 2 g
+    twice a day (cold sores) and more after a transplant, so it has no row; alprazolam's
+    RCP caps it at 4 mg a day; risperidone's RCP titrates the elderly to 1-2 mg twice a day."""
+    assert run((PLAVIX, P(2))) == []  # 600 mg loading dose, at once
+    assert keys(run((PLAVIX, P(3)))) == {"dose.max_daily@1"}
+    assert run((ZELITREX, P(4, moments=("matin", "soir"), duration=(1, "jour"))),
+               resident=AT_60) == []
+    assert keys(run((XANAX, P(4, times_per_day=4)), resident=AT_60)) == set()
+    assert keys(run((XANAX, P(4, times_per_day=5)), resident=AT_60)) == {"dose.max_daily@1"}
+    assert run((RISPERDAL, P(2, moments=("matin", "soir"))), resident=AT_60) == []
+    at_85 = run((RISPERDAL, P(3, moments=("matin", "soir"))))
+    assert keys(at_85) == {"dose.max_daily_elderly@1"} and "4 mg" in at_85[0].message
+
+
 @pytest.mark.parametrize(("posology", "alert"), [
     (P(as_needed=True), False),                                   # no daily figure: unknown
     (P(as_needed=True, max_per_day=4), False),
