@@ -46,8 +46,9 @@ line and an exit code from one table, the kiosk into a French message on screen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class OrdoError(Exception):
@@ -98,12 +99,16 @@ class DraftInvalid(OrdoError):
 class AlertsRefused(OrdoError):
     """The prescribing-safety checks refuse the signature: an ``important`` alert not
     acknowledged, a ``bloquant`` one not overridden, or one that cannot be overridden (a
-    hospital-only drug). ``problems``: one French line per alert in the way."""
+    hospital-only drug). ``obstacles``: one French line per alert in the way; ``alerts``:
+    every alert of the draft, as plain values (code, key, severity, message, source, line,
+    overridable)."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
+    def __init__(self, obstacles: Sequence[str],
+                 alerts: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.obstacles = list(obstacles)
+        self.alerts = [dict(a) for a in alerts]
         super().__init__(f"signature refusée par les contrôles de prescription : "
-                         f"{len(self.problems)} alerte(s) à traiter")
+                         f"{len(self.obstacles)} alerte(s) à traiter")
 
 
 class TableError(OrdoError):

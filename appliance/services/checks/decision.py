@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.errors import ValidationError
+from appliance.errors import AlertsRefused, ValidationError
 from appliance.services.checks.model import Alert, Severity
 
 MAX_REASON = 500
@@ -38,10 +38,34 @@ class Decision:
     overridden: tuple[str, ...] = ()                # keys of the alerts overridden
     reasons: dict[str, str] = field(default_factory=dict)  # key -> reason, for the record
     unknown: tuple[str, ...] = ()                   # given names that match no alert
+    alerts: tuple[Alert, ...] = ()                  # every alert decided on, in order
+
+    def status_of(self, alert: Alert) -> str:
+        """What became of ``alert``: ``shown`` (info), ``acknowledged``, ``overridden``, or
+        what it still needs: ``refused`` (cannot be overridden), ``needs_override``,
+        ``needs_acknowledgement``."""
+        if alert.severity is Severity.INFO:
+            return "shown"
+        if alert.key in self.overridden:
+            return "overridden"
+        if alert.key in self.acknowledged:
+            return "acknowledged"
+        if alert in self.refused:
+            return "refused"
+        return "needs_override" if alert.severity is Severity.BLOQUANT \
+            else "needs_acknowledgement"
+
+    def alert_dicts(self) -> list[dict[str, Any]]:
+        """Every alert as plain values, with its status (``status_of``)."""
+        return [{**a.to_dict(), "status": self.status_of(a)} for a in self.alerts]
 
     def audit_details(self) -> dict[str, Any]:
         """For the audit chain: alert keys only."""
         return {"acknowledged": list(self.acknowledged), "overridden": list(self.overridden)}
+
+    def refusal(self) -> AlertsRefused:
+        """The error that stops the signature (``may_sign`` is false), with the alerts."""
+        return AlertsRefused(self.problems(), self.alert_dicts())
 
     def problems(self) -> list[str]:
         """What stands in the way, in French, one line per alert."""
@@ -59,7 +83,9 @@ def _reason(name: str, reason: object) -> str:
     text = " ".join(reason.split()) if isinstance(reason, str) else ""
     if len(text) < MIN_REASON or len(text) > MAX_REASON:
         raise ValidationError(f"override.{name}", reason,
-                              f"a reason of {MIN_REASON} to {MAX_REASON} characters")
+                              f"a reason of {MIN_REASON} to {MAX_REASON} characters",
+                              message=f"motif de levée invalide pour override.{name} : "
+                                      f"{MIN_REASON} à {MAX_REASON} caractères attendus")
     return text
 
 
@@ -101,4 +127,5 @@ def decide(alerts: Iterable[Alert], acknowledgements: Iterable[str] = (),
         may_sign=not (refused or needs_override or needs_ack),
         refused=tuple(refused), needs_override=tuple(needs_override),
         needs_acknowledgement=tuple(needs_ack), acknowledged=tuple(acknowledged),
-        overridden=tuple(overridden), reasons=reasons, unknown=tuple(unknown))
+        overridden=tuple(overridden), reasons=reasons, unknown=tuple(unknown),
+        alerts=tuple(alerts))
