@@ -37,7 +37,7 @@ from appliance.errors import AlertsRefused, DraftInvalid, DraftProblem, OrdoErro
 from appliance.ports.uow import UnitOfWork
 from appliance.services import prescribing
 from appliance.services.checks import Alert, check_draft, decide
-from appliance.services.drafts import Draft, parse_draft, resident_matcher
+from appliance.services.drafts import Draft, load_draft_json, parse_draft, resident_matcher
 from appliance.services.prescribing import IdAllocator, ReferentialDrugs
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def _message(exc: OrdoError) -> str:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text("utf-8"))
+        return load_draft_json(path.read_text("utf-8"))
     except UnicodeDecodeError as exc:
         raise DraftInvalid([DraftProblem("$", f"not UTF-8 text ({exc.reason})")]) from exc
     except json.JSONDecodeError as exc:

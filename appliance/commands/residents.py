@@ -9,7 +9,6 @@ import click
 
 from appliance.bootstrap import App
 from appliance.cli import operator
-from appliance.errors import ValidationError
 from appliance.services import residents as service
 
 
@@ -27,15 +26,14 @@ def import_cmd(app: App, csv_file: Path) -> None:
     Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition;allergies
     (allergies: substance names or BDPM codes separated by |, read with the drug referential)
     """
-    try:
-        data = csv_file.read_bytes()
-    except OSError as exc:
-        raise ValidationError("FILE.csv", str(csv_file),
-                              f"un fichier lisible ({exc.strerror or exc})") from exc
     substances = app.drug_facts if app.has_referential() else None
-    report = service.import_residents(app.uow, data, actor=operator(), substances=substances)
+    report = service.import_residents(app.uow, csv_file, actor=operator(),
+                                      substances=substances)
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
+    if report.omitted_errors:
+        click.echo(f"{csv_file.name}: ... and {report.omitted_errors} more rejected rows",
+                   err=True)
     click.echo(report.summary())
     if report.errors and not (report.created or report.updated):
         raise SystemExit(1)

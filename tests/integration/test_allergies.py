@@ -126,6 +126,16 @@ def test_the_residents_csv_column_resolves_against_the_referential(uow, facts) -
     assert "2 allergies added" in report.summary()
 
 
+def test_a_nir_given_twice_keeps_the_first_rows_allergies_only(uow, facts, tmp_path) -> None:
+    path = tmp_path / "residents.csv"
+    path.write_text(HEADER + f"{N1};MARTIN;Jeanne;1940-01-15;F;101;amoxicilline\n"
+                    + f"{N1};MARTIN;Jeanne;1940-01-15;F;101;paracétamol\n", "utf-8")
+    report = import_residents(uow, path, actor="cli:test", substances=facts)  # streamed
+    assert (report.created, report.allergies) == (1, 1)
+    assert [str(e) for e in report.errors] == ["line 3, column nir: same NIR as line 2"]
+    assert [a.substance_code for a in allergies.of_resident(uow, N1)] == ["05248"]
+
+
 def test_allergies_need_the_referential(uow) -> None:
     data = (HEADER + f"{N1};MARTIN;Jeanne;1940-01-15;F;101;amoxicilline\n"
             + f"{N2};PETIT;Luc;1935-09-03;M;102;\n").encode()
@@ -152,7 +162,7 @@ def test_cli_import_reads_allergies_with_the_imported_referential(tmp_path) -> N
     runner = CliRunner()
     data_dir = str(tmp_path / "data")
     result = runner.invoke(main, ["--data-dir", data_dir, "drugs", "import", str(FIXTURE_BDPM),
-                                  "--date", "2022-06-03"])
+                                  "--date", "2022-06-03", "--allow-small"])
     assert result.exit_code == 0, result.output
     csv_path = tmp_path / "residents.csv"
     csv_path.write_text(HEADER + f"{N1};MARTIN;Jeanne;1940-01-15;F;101;codéine\n", "utf-8")
