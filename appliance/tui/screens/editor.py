@@ -13,6 +13,11 @@ One entry line at a time, in one of three modes (F2 medication, F3 device, F4 ac
 F6 marks the line being typed as related to the ALD, F7 cycles the non-substitution
 mention, F5 the number of renewals, F8 removes the highlighted line, F10 opens the review.
 
+The prescribing checks run again in the background each time the lines or the renewals
+change: a line with an alert is marked (``!!`` blocking, ``!`` important, ``i`` info) and
+the message line shows the most severe alert of the line just added; the review lists them
+all and asks for their acknowledgement or override.
+
 Everything is saved as typed: each added or removed line at once, the half-typed line
 (``form``) half a second after the last key, and both when the session locks.
 """
@@ -42,6 +47,7 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import ValidationError
+from appliance.services.checks import Alert, Severity
 from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
@@ -55,6 +61,7 @@ RESULTS = 6
 SEARCH_LIMIT = 40
 SAVE_DELAY_S = 0.5
 NS_CYCLE: tuple[NonSubstitution | None, ...] = (None, *NonSubstitution)
+ALERT_MARKS = {Severity.BLOQUANT: "!! ", Severity.IMPORTANT: "! ", Severity.INFO: "i "}
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,8 @@ class EditorScreen(KioskScreen):
         self.ald = False
         self.ns: NonSubstitution | None = None
         self._save_timer: Timer | None = None
+        self.alerts: list[Alert] = []
+        self._announce: int | None = None  # the line just added: say its alert
 
     def compose(self) -> ComposeResult:
         r = self.draft.resident
@@ -153,6 +162,7 @@ class EditorScreen(KioskScreen):
     def on_mount(self) -> None:
         self.owner = self.session
         self._show_lines()
+        self._run_checks()
         if self.form_in:
             self._restore(self.form_in)
         self._show_mode()
@@ -170,9 +180,40 @@ class EditorScreen(KioskScreen):
         if not self.draft.lines:
             listing.add_option(Option("(aucune ligne pour l'instant)", disabled=True))
             return
-        listing.add_options(Option(_clip(f"{n}. {describe_line(line)}", 76))
+        marks: dict[int, str] = {}
+        for alert in self.alerts:  # most severe first: the first mark of a line stays
+            if alert.line is not None:
+                marks.setdefault(alert.line, ALERT_MARKS[alert.severity])
+        listing.add_options(Option(_clip(f"{marks.get(n - 1, '')}{n}. {describe_line(line)}",
+                                         76))
                             for n, line in enumerate(self.draft.lines, start=1))
         listing.highlighted = len(self.draft.lines) - 1
+
+    # -- the prescribing checks --------------------------------------------------------------
+    def _run_checks(self) -> None:
+        checks, ctx, draft = self.ctx.checks, self.ctx, self.draft
+        if checks is None or not draft.lines:
+            self.alerts = []
+            return
+
+        def run() -> tuple[Prescription, list[Alert]]:
+            with ctx.uow() as uow:
+                return draft, list(checks(uow, draft))
+
+        self.background(run, self._checked, failed=lambda exc: None, group="checks",
+                        exclusive=True)
+
+    def _checked(self, result: tuple[Prescription, list[Alert]]) -> None:
+        draft, alerts = result
+        if draft is not self.draft:  # the lines changed meanwhile: another check comes
+            return
+        self.alerts = alerts
+        self._show_lines()
+        announce, self._announce = self._announce, None
+        found = [a for a in alerts if a.line == announce and a.severity is not Severity.INFO]
+        if announce is not None and found:
+            self.show_error(_clip(f"Alerte {found[0].severity.value} : {found[0].message}",
+                                  156))
 
     def _show_flags(self) -> None:
         ns = self.ns.label if self.ns else "substituable"
@@ -352,6 +393,8 @@ class EditorScreen(KioskScreen):
         self._show_lines()
         self.show_error(_clip(f"Ligne ajoutée : {describe_line(line)}", 78))
         self.save_now()
+        self._announce = len(self.draft.lines) - 1
+        self._run_checks()
 
     def _reset_entry(self) -> None:
         self.chosen, self.chosen_query = None, ""
@@ -384,6 +427,7 @@ class EditorScreen(KioskScreen):
         self.draft = replace(self.draft, renewals=(self.draft.renewals + 1) % (MAX_RENEWALS + 1))
         self._show_flags()
         self.save_now()
+        self._run_checks()
 
     def action_ald(self) -> None:
         self.ald = not self.ald
@@ -404,9 +448,11 @@ class EditorScreen(KioskScreen):
         removed = self.draft.lines[index]
         self.draft = replace(self.draft, lines=self.draft.lines[:index]
                              + self.draft.lines[index + 1:])
+        self.alerts = []  # the line numbers moved: no stale mark until the check is back
         self._show_lines()
         self.show_error(_clip(f"Ligne retirée : {describe_line(removed)}", 78))
         self.save_now()
+        self._run_checks()
 
     def _pending(self) -> bool:
         return bool(self.chosen is not None
