@@ -5,8 +5,9 @@ until first used, and each adapter is built once (thread-safe): the units of wor
 SQLite file (migrated once per process), the card reader and watcher of the configured
 backend (``card_backend``), the trust store, the order printer, the secure-paper printer
 (PDF, ``[print]``) and the print queue and worker that use both, the registry client, the
-sync use case, the drug referential, the clock, and MSSanté (the pharmacy's address for
-the signing use case, the order's documents and message, the SMTP and IMAP adapters, the
+sync use case, the drug referential, the drug facts of the prescribing checks and their
+interaction source (none shipped), the clock, and MSSanté (the pharmacy's address for the
+signing use case, the order's documents and message, the SMTP and IMAP adapters, the
 sending and fetching use cases). The login recipe (card reader + trust store + audit log +
 authentication) is ``App.login``.
 
@@ -34,6 +35,7 @@ from appliance.ports.clock import Clock, utc_now
 
 if TYPE_CHECKING:
     from appliance.ports.card import CardReader, CardWatcher
+    from appliance.ports.drugs import InteractionSource
     from appliance.ports.mail import Mailbox, MailTransport, MessageReader, OrderMailer
     from appliance.ports.printer import OrderPrinter, PrinterStatus
     from appliance.ports.registry import Registry
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from appliance.services.printing import PrintQueue, PrintWorker, QueueStatus
     from appliance.services.sync import SyncEngine
     from appliance.services.trust import TrustStore
+    from appliance.store.referential.facts import ReferentialFacts
     from appliance.store.referential.search import Referential
 
 log = logging.getLogger(__name__)
@@ -179,6 +182,8 @@ class App:
                  secure_printer: OrderPrinter | None = None,
                  registry: Registry | None = None,
                  referential: Referential | None = None,
+                 drug_facts: ReferentialFacts | None = None,
+                 interactions: InteractionSource | None = None,
                  clock: Clock | None = None,
                  mail_transport: Callable[[], MailTransport] | None = None,
                  mailbox: Callable[[], Mailbox] | None = None) -> None:
@@ -197,6 +202,8 @@ class App:
         self._order_mailer = Once(self._make_order_mailer)
         self._mail_transport = mail_transport
         self._mailbox = mailbox
+        self._drug_facts = Once(lambda: drug_facts or self._open_drug_facts())
+        self._interactions = Once(lambda: interactions or self._no_interactions())
         self._main_uow: UnitOfWork | None = None
 
     # -- the database -----------------------------------------------------------------------
@@ -429,6 +436,41 @@ class App:
         referential: Referential = self._referential()
         return referential
 
+    def _open_drug_facts(self) -> ReferentialFacts:
+        from appliance.store.referential.build import referential_path
+        from appliance.store.referential.facts import ReferentialFacts
+
+        facts = ReferentialFacts(referential_path(self.settings.data_dir))
+        self._closers.append(facts.close)
+        return facts
+
+    @property
+    def drug_facts(self) -> ReferentialFacts:
+        """What the prescribing checks read about drugs and substances
+        (``appliance.ports.drugs.DrugFacts`` and ``SubstanceLookup``), from the referential
+        file of the data directory (opened on first use; ``StoreError`` if there is none)."""
+        facts: ReferentialFacts = self._drug_facts()
+        return facts
+
+    def has_referential(self) -> bool:
+        """Whether a drug referential was imported (``ordo drugs import``)."""
+        from appliance.store.referential.build import referential_path
+
+        return self._drug_facts.built or referential_path(self.settings.data_dir).exists()
+
+    @staticmethod
+    def _no_interactions() -> InteractionSource:
+        from appliance.store.referential.interactions import NoInteractionData
+
+        return NoInteractionData()
+
+    @property
+    def interactions(self) -> InteractionSource:
+        """The drug-interaction database of the checks: none is shipped (no open source
+        exists); a licensed one is passed here (``bootstrap(settings, interactions=...)``)."""
+        source: InteractionSource = self._interactions()
+        return source
+
     # -- the end -----------------------------------------------------------------------------
     def close(self) -> None:
         while self._closers:
@@ -442,5 +484,6 @@ class App:
 def bootstrap(settings: Settings, **adapters: Any) -> App:
     """The ``App`` of this process; ``adapters`` replace the ones built from the settings
     (tests: ``new_uow``, ``card``, ``trust``, ``printer``, ``secure_printer``, ``registry``,
-    ``referential``, ``clock``, ``mail_transport``, ``mailbox``)."""
+    ``referential``, ``drug_facts``, ``interactions``, ``clock``, ``mail_transport``,
+    ``mailbox``)."""
     return App(settings, **adapters)

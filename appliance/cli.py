@@ -24,9 +24,16 @@ import click
 from appliance import __version__
 from appliance.bootstrap import bootstrap
 from appliance.config import SYSTEM_DATA_DIR, load_settings
-from appliance.errors import CardError, DraftInvalid, Forbidden, OrdoError, ValidationError
+from appliance.errors import (
+    AlertsRefused,
+    CardError,
+    DraftInvalid,
+    Forbidden,
+    OrdoError,
+    ValidationError,
+)
 
-EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR = 1, 3, 4
+EXIT_INVALID, EXIT_REFUSED, EXIT_ERROR, EXIT_ALERTS = 1, 3, 4, 5
 # The exit status of an error by its class (the nearest class of its MRO wins). 0 is
 # success and 2 a usage error (click's own: unknown option, missing argument).
 EXIT_CODES: dict[type[OrdoError], int] = {
@@ -34,6 +41,8 @@ EXIT_CODES: dict[type[OrdoError], int] = {
     DraftInvalid: EXIT_INVALID,         # a JSON draft, every problem with its path
     CardError: EXIT_REFUSED,            # card, reader, PIN, login refused
     Forbidden: EXIT_REFUSED,            # the role or the identity does not allow it
+    AlertsRefused: EXIT_ALERTS,         # prescribing checks: alerts not acknowledged or
+                                        # overridden, or that cannot be overridden
     OrdoError: EXIT_ERROR,              # any other error (store, printer, registry, config)
 }
 
@@ -51,6 +60,8 @@ def error_lines(exc: OrdoError) -> list[str]:
     if isinstance(exc, DraftInvalid):
         return ["Erreur : brouillon invalide",
                 *(f"  {problem.path} : {problem.message}" for problem in exc.problems)]
+    if isinstance(exc, AlertsRefused):
+        return [f"Erreur : {exc}", *(f"  {obstacle}" for obstacle in exc.obstacles)]
     return [f"Erreur : {exc}"]
 
 

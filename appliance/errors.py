@@ -7,6 +7,9 @@
     │   └── ImportRefused          a drug import refused as a whole, nothing written
     │                              (too few rows, too many specialties removed, a bomb)
     ├── DraftInvalid               a JSON draft with every problem and its JSON path
+    ├── AlertsRefused              the prescribing checks refuse the signature: an alert
+    │                              not acknowledged, not overridden, or not overridable
+    ├── TableError                 a clinical table of the checks is malformed (file, line)
     ├── StateError                 an illegal state transition of a prescription
     ├── StoreError                 the local database refused an operation, or cannot be
     │   │                          opened (missing, read-only or corrupt data directory)
@@ -54,8 +57,9 @@ line and an exit code from one table, the kiosk into a French message on screen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class OrdoError(Exception):
@@ -113,6 +117,25 @@ class DraftInvalid(OrdoError):
     def __init__(self, problems: Sequence[DraftProblem]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class AlertsRefused(OrdoError):
+    """The prescribing-safety checks refuse the signature: an ``important`` alert not
+    acknowledged, a ``bloquant`` one not overridden, or one that cannot be overridden (a
+    hospital-only drug). ``obstacles``: one French line per alert in the way; ``alerts``:
+    every alert of the draft, as plain values (code, key, severity, message, source, line,
+    overridable)."""
+
+    def __init__(self, obstacles: Sequence[str],
+                 alerts: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.obstacles = list(obstacles)
+        self.alerts = [dict(a) for a in alerts]
+        super().__init__(f"signature refusée par les contrôles de prescription : "
+                         f"{len(self.obstacles)} alerte(s) à traiter")
+
+
+class TableError(OrdoError):
+    """A clinical table of the checks is malformed (a packaging or editing mistake)."""
 
 
 class StateError(OrdoError):

@@ -200,6 +200,31 @@ def _memory(m: dict) -> list[str]:
     ]
 
 
+def _checks(c: dict) -> list[str]:
+    lat, cuts = c["latency_ms"], ("p50", "p95")
+    rows = [_row(f"prescribing checks, {c['draft_lines']}-line draft against a "
+                 f"{c['current_lines']}-line current treatment, {c['rounds']} rounds",
+                 "`python -m bench.checks`",
+                 f"drugs already read (as the editor re-checks): {_ms(lat['check_warm'], cuts)}; "
+                 f"first check, drugs read from the referential: {_ms(lat['check_cold'], cuts)}",
+                 f"the referential lookups alone (25 specialties): "
+                 f"{_ms(lat['lookups_cold'], cuts)}",
+                 f"first check p95 {c['ratio']['p95']}×", "p95 ≤ 5 ms",
+                 _met(c["goals"]["p95_le_5ms"]))]
+    sets = c.get("sets")
+    if sets:
+        o, d = sets["ordinary"], sets["dangerous"]
+        infos = ", ".join(f"{n} {code}" for code, n in sorted(o["info_by_code"].items()))
+        rows.append(_row("prescribing checks on the test sets (real 2022 extract)",
+                         "`python -m bench.checks`",
+                         f"{o['cases']} ordinary: {o['cases_with_serious_alerts']} with an "
+                         f"important or blocking alert (info: {infos or 'none'}); "
+                         f"{d['cases']} dangerous: {d['caught']} caught", "—", "—",
+                         "0 and all", _met(o["cases_with_serious_alerts"] == 0
+                                          and d["caught"] == d["cases"])))
+    return rows
+
+
 def _residents(r: dict) -> list[str]:
     i = r["import"]
     return [_row(f"`ordo residents import` of {r['rows']:,} rows ({r['file_mb']} MB CSV): "
@@ -213,7 +238,7 @@ ROWS: dict[str, Callable[[dict], list[str]]] = {
     "search": _search, "kiosk_start": _kiosk_start, "sign_print": _sign_print,
     "card_login": _card_login,
     "sync": _sync, "sync_faults": _sync_faults, "store_million": _store, "memory": _memory,
-    "residents_import": _residents}
+    "residents_import": _residents, "checks": _checks}
 
 
 def table(results: dict) -> str:
@@ -249,6 +274,7 @@ def plan(sync_count: int) -> dict[str, tuple[str, ...]]:
         "sync": ("bench.sync", "--count", str(sync_count)),
         "sync_faults": ("bench.sync", "--count", "1000", "--faults"),
         "memory": ("bench.memory",),
+        "checks": ("bench.checks",),
         "residents_import": ("bench.residents_import",),
         "store_million": ("bench.store_million",),
     }

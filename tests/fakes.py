@@ -17,12 +17,15 @@ from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, Self
 
+from appliance.domain.drug_facts import Allergy
 from appliance.domain.people import Practitioner, Resident, fold
-from appliance.domain.prescription import Prescription, State
+from appliance.domain.prescription import MedicationLine, Prescription, State
+from appliance.domain.treatment import line_span
 from appliance.errors import AuditChainBroken, StoreError
 from appliance.ports.clock import iso
 from appliance.ports.registry import Dispensation, RegistryReceipt
 from appliance.ports.uow import (
+    ALERT_STATUSES,
     MATCHED_BY,
     AuditAnchor,
     AuditEntry,
@@ -37,8 +40,10 @@ from appliance.ports.uow import (
     PrintJob,
     ReceivedPrescription,
     SignedRow,
+    StoredAlert,
     SyncKeys,
     SyncStatus,
+    TreatmentLine,
 )
 
 
@@ -115,6 +120,8 @@ class State_:
     dispensations: dict[str, tuple[Dispensation, datetime]] = field(default_factory=dict)
     mails: list[_Mail] = field(default_factory=list)
     received: list[tuple[int, ReceivedPrescription]] = field(default_factory=list)
+    allergies: list[tuple[str, Allergy, str]] = field(default_factory=list)
+    alerts: dict[str, list[StoredAlert]] = field(default_factory=dict)
     missing_guards: list[str] = field(default_factory=list)  # audit triggers a test dropped
 
 
@@ -567,7 +574,61 @@ class FakeExternalPrescriptions(_Part):
                      if ext_id == external_id), None)
 
 
+class FakeAllergies(_Part):
+    def add(self, ins: str, allergy: Allergy, *, recorded_by: str) -> int | None:
+        self._write("allergies")
+        if ins not in self._s.residents:
+            raise StoreError("FOREIGN KEY constraint failed: allergies.resident_ins")
+        if any(i == ins and a.substance_code == allergy.substance_code
+               for i, a, _ in self._s.allergies):
+            return None
+        record = len(self._s.allergies) + 1
+        self._s.allergies.append((ins, replace(allergy, id=record), recorded_by))
+        return record
+
+    def of_resident(self, ins: str) -> list[Allergy]:
+        found = [a for i, a, _ in self._s.allergies if i == ins]
+        return sorted(found, key=lambda a: (a.recorded_on, a.id or 0))
+
+
+class FakePrescriptionAlerts(_Part):
+    def replace(self, prescription_id: str, alerts: Iterable[StoredAlert]) -> None:
+        self._write("prescription_alerts")
+        kept = list(alerts)
+        for a in kept:
+            if a.status not in ALERT_STATUSES or a.prescription_id != prescription_id:
+                raise StoreError(f"alert {a.key}: status {a.status!r}")
+        self._s.alerts[prescription_id] = kept
+
+    def delete(self, prescription_id: str) -> int:
+        self._write("prescription_alerts")
+        return len(self._s.alerts.pop(prescription_id, []))
+
+
 class FakeViews(_Part):
+    def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
+        running = {State.SIGNED, State.REGISTERED, State.PARTIALLY_DISPENSED, State.DISPENSED}
+        found = [p for p in self._uow.prescriptions.of_resident(ins)
+                 if p.state in running and p.signed_at is not None]
+        found.sort(key=lambda p: (p.signed_at, p.id), reverse=True)
+        out = []
+        for p in found:
+            signed_on = p.signed_at.astimezone(UTC).date() if p.signed_at else today
+            for index, line in enumerate(p.lines):
+                if not isinstance(line, MedicationLine) or signed_on > today:
+                    continue
+                span = line_span(line.posology, signed_on, p.renewals)
+                if span.covers(today):
+                    out.append(TreatmentLine(
+                        p.id, index, line.label, line.cis, line.cip13, line.posology,
+                        line.posology.describe(), signed_on, span.end, span.open_ended,
+                        p.renewals, p.prescriber.id_nat_ps, p.prescriber.display_name,
+                        p.state))
+        return out
+
+    def prescription_alerts(self, prescription_id: str) -> list[StoredAlert]:
+        return list(self._s.alerts.get(prescription_id, []))
+
     def history(self, ins: str) -> list[HistoryRow]:
         return [HistoryRow(p.id, p.state, p.created_at, p.signed_at, p.prescriber.id_nat_ps)
                 for p in self._uow.prescriptions.of_resident(ins)]
@@ -689,6 +750,8 @@ class FakeUnitOfWork:
         self.dispensations = FakeDispensations(self)
         self.mail_outbox = FakeMailOutbox(self)
         self.external_prescriptions = FakeExternalPrescriptions(self)
+        self.allergies = FakeAllergies(self)
+        self.prescription_alerts = FakePrescriptionAlerts(self)
         self.views = FakeViews(self)
 
     def now(self) -> datetime:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
     from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import PractitionerSession
+    from appliance.services.checks import Alert
     from appliance.tui.context import KioskContext
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,22 @@ def build_context(app: App, *, watcher: bool = True, printer: bool = True,
         return other_substances(uow, ctx.referential, handed)
 
     ctx.other_substances = other_substances
+
+    def checks(uow: UnitOfWork, draft: Prescription) -> list[Alert]:
+        from appliance.services.checks import check_draft
+
+        if not app.has_referential():
+            return []
+        return check_draft(uow, app.drug_facts, draft, draft.resident,
+                           today=app.clock().date(), interactions=app.interactions)
+
+    def add_allergy(uow: UnitOfWork, ins: str, text: str, source: str, actor: str) -> str:
+        from appliance.services import allergies
+
+        return allergies.add_by_name(uow, app.drug_facts, ins=ins, text=text, source=source,
+                                     actor=actor).substance
+
+    ctx.checks, ctx.add_allergy = checks, add_allergy
     return ctx, parts
 
 

@@ -4,17 +4,25 @@ The EHPAD's software drafts prescriptions as JSON; ``ordo prescribe`` signs one 
 inserted CPS card at once, ``ordo drafts import`` leaves them for the physician to review and
 sign in the kiosk (``appliance.commands.kiosk``).
 
+Both run the prescribing-safety checks (``appliance.services.checks``) on the draft, with
+the resident's recorded allergies and current treatment: ``prescribe`` before the card is
+touched, refusing unless ``--acknowledge`` names every ``important`` alert and
+``--override CODE=REASON`` every ``bloquant`` one that can be overridden; ``drafts import``
+keeps the alerts with each draft for the physician's review in the kiosk.
+
 Exit statuses (``appliance.cli.EXIT_CODES``): 0 done; 1 invalid draft (every problem with
-its JSON path); 3 authentication or role refused (card, PIN); 4 any other error (store,
-referential, printer). With ``--json`` the error is also written on stdout as JSON (``ok``,
-``reason``, ``message``, and ``errors`` for a draft).
+its JSON path) or an override without a valid reason; 3 authentication or role refused
+(card, PIN); 4 any other error (store, referential, printer); 5 refused by the prescribing
+checks. With ``--json`` the error is also written on stdout as JSON (``ok``, ``reason``,
+``message``, ``errors`` for a draft, ``alerts`` and ``obstacles`` for the checks).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,8 +33,10 @@ from appliance.bootstrap import App
 from appliance.cli import exit_code, read_pin
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
-from appliance.errors import DraftInvalid, DraftProblem, OrdoError
+from appliance.errors import AlertsRefused, DraftInvalid, DraftProblem, OrdoError
+from appliance.ports.uow import UnitOfWork
 from appliance.services import prescribing
+from appliance.services.checks import Alert, check_draft, decide
 from appliance.services.drafts import Draft, load_draft_json, parse_draft, resident_matcher
 from appliance.services.prescribing import IdAllocator, ReferentialDrugs
 
@@ -46,10 +56,12 @@ def json_errors(as_json: bool) -> Iterator[None]:
     except OrdoError as exc:
         if not as_json:
             raise
-        problems = getattr(exc, "problems", None)
+        problems = exc.problems if isinstance(exc, DraftInvalid) else None
         echo_json({"ok": False, "reason": _reason(exc), "message": _message(exc),
                    **({"errors": [{"path": p.path, "message": p.message} for p in problems]}
                       if problems is not None else {}),
+                   **({"alerts": exc.alerts, "obstacles": exc.obstacles}
+                      if isinstance(exc, AlertsRefused) else {}),
                    **({"tries_left": exc.tries_left} if hasattr(exc, "tries_left") else {})})
         raise click.exceptions.Exit(exit_code(exc)) from exc
 
@@ -57,6 +69,8 @@ def json_errors(as_json: bool) -> Iterator[None]:
 def _reason(exc: OrdoError) -> str:
     if isinstance(exc, DraftInvalid):
         return "invalid_draft"
+    if isinstance(exc, AlertsRefused):
+        return "alerts_refused"
     if isinstance(exc, prescribing.AmRequired):
         return "am_required"
     if isinstance(exc, prescribing.Forbidden):
@@ -119,6 +133,42 @@ def _parser(app: App) -> Callable[[Any], Draft]:
     return parse
 
 
+def _draft_checker(app: App) -> Callable[[UnitOfWork, Draft], list[Alert]]:
+    """The checks of a draft as of today, with the composition root's drug facts and
+    interaction source, the resident's allergies and treatment read through ``uow``."""
+    def check(uow: UnitOfWork, draft: Draft) -> list[Alert]:
+        return check_draft(uow, app.drug_facts, draft, draft.resident,
+                           today=app.clock().date(), interactions=app.interactions)
+
+    return check
+
+
+_NAME_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def _acknowledgements(values: Sequence[str]) -> list[str]:
+    """``--acknowledge`` values: each a code or key, or several separated by commas."""
+    return [name for value in values for name in _NAME_SEPARATORS.split(value) if name]
+
+
+def _overrides(ctx: click.Context, param: click.Parameter,
+               values: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, reason = value.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r} : attendu CODE=MOTIF "
+                                     "(ex. dose.max_daily@2=\"douleur rebelle\")", ctx, param)
+        out[name.strip()] = reason
+    return out
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    status = {"shown": "", "acknowledged": ", acquittée", "overridden": ", levée"}.get(
+        alert["status"], "")
+    return f"Alerte {alert['severity']} ({alert['key']}{status}) : {alert['message']}"
+
+
 @click.command("prescribe")
 @click.argument("draft_file", metavar="FILE.json",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -128,15 +178,24 @@ def _parser(app: App) -> Callable[[Any], Draft]:
               help="Reader index (default: the first reader holding a card).")
 @click.option("--print-now", is_flag=True,
               help="Print at once here instead of leaving the job to the kiosk's queue.")
+@click.option("--acknowledge", "acknowledge", multiple=True, metavar="CODE",
+              help="Acknowledge an 'important' alert of the checks, by code (every line) or "
+                   "key (code@line); repeat the option or separate with commas.")
+@click.option("--override", "overrides", multiple=True, metavar="CODE=REASON",
+              callback=_overrides,
+              help="Override a 'bloquant' alert with a reason (3 to 500 characters), by code "
+                   "or key; repeat for each. A hospital-only drug cannot be overridden.")
 @click.pass_obj
 def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: int | None,
-               print_now: bool) -> None:
+               print_now: bool, acknowledge: tuple[str, ...],
+               overrides: dict[str, str]) -> None:
     """Sign a prescription drafted by the EHPAD's software (JSON, see the README) with the
-    inserted CPS card: validate, sign, store, queue the print and the registry upload, and
-    print the prescription ID.
+    inserted CPS card: validate, run the prescribing checks, sign, store, queue the print
+    and the registry upload, and print the prescription ID.
 
-    Every problem of an invalid draft is reported with its JSON path (exit status 1)
-    before the card is touched.
+    Every problem of an invalid draft is reported with its JSON path (exit status 1), and a
+    draft the checks refuse is reported with its alerts (exit status 5), before the card is
+    touched. Acknowledgements and overrides go to the audit chain (alert keys only).
     """
     with json_errors(as_json):
         data = _load_json(draft_file)
@@ -147,6 +206,10 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
             raise DraftInvalid(problems + exc.problems) from exc
         if problems:
             raise DraftInvalid(problems)
+        alerts = _draft_checker(app)(app.uow, draft)
+        decision = decide(alerts, _acknowledgements(acknowledge), overrides)
+        if not decision.may_sign:
+            raise decision.refusal()
         session = app.login(read_pin(pin_stdin), slot=slot)
         try:
             if prescriber_id is not None and prescriber_id != session.practitioner.id_nat_ps:
@@ -155,11 +218,12 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
                     f"({session.practitioner.id_nat_ps})")])
             prescribing.register_login(app.uow, session)
             result = prescribing.prescribe(app.uow, session, draft, ids=IdAllocator(),
-                                           mail=app.mail_policy)
+                                           mail=app.mail_policy, decision=decision)
         finally:
             session.logout()
     printed = _print_now(app) if print_now else None
     p = result.prescription
+    found = decision.alert_dicts()
     if as_json:
         echo_json({"ok": True, "prescription_id": p.id, "formatted_id": format_id(p.id),
                     "state": p.state.value, "signed_at": p.signed_at, "lines": len(p.lines),
@@ -167,8 +231,16 @@ def prescribe(app: App, draft_file: Path, pin_stdin: bool, as_json: bool, slot: 
                     "registry": "queued", "secure": result.secure,
                     "orders": [{"prescription_id": r.prescription.id,
                                 "lines": len(r.prescription.lines), "secure": r.secure,
-                                "print_job": r.print_job} for r in result.orders]})
+                                "print_job": r.print_job} for r in result.orders],
+                    "alerts": found, "acknowledged": list(decision.acknowledged),
+                    "overridden": list(decision.overridden),
+                    "unmatched": list(decision.unknown)})
         return
+    for alert in found:
+        click.echo(_alert_line(alert))
+    if decision.unknown:
+        click.echo("Sans alerte correspondante (ignorés) : " + ", ".join(decision.unknown),
+                   err=True)
     for r in result.orders:
         where = ("PDF pour le papier sécurisé" if r.secure else
                  f"impression : {'faite' if printed else 'en file'}")
@@ -203,18 +275,24 @@ def drafts_import(app: App, draft_file: Path, as_json: bool) -> None:
 
     FILE.json holds one draft, a list of drafts, or {"drafts": [...]}; each names its
     prescriber: "prescriber": {"idNat_PS": "8..."}. All or nothing: any problem (with its
-    JSON path) and nothing is created (exit status 1).
+    JSON path) and nothing is created (exit status 1). The prescribing checks' alerts are
+    kept with each draft for its review.
     """
     with json_errors(as_json):
         made = _import_drafts(app, _load_json(draft_file))
+    alerts = {p.id: app.uow.views.prescription_alerts(p.id) for p in made}
     if as_json:
         echo_json({"ok": True, "drafts": [{"prescription_id": p.id,
                                             "prescriber": p.prescriber.id_nat_ps,
-                                            "lines": len(p.lines)} for p in made]})
+                                            "lines": len(p.lines),
+                                            "alerts": [a.as_dict() for a in alerts[p.id]]}
+                                           for p in made]})
         return
     for p in made:
+        found = alerts[p.id]
+        noted = f", {len(found)} alerte(s) à revoir" if found else ""
         click.echo(f"Brouillon {format_id(p.id)} créé pour {p.prescriber.display_name} "
-                   f"({len(p.lines)} ligne(s)) : à vérifier et signer sur le poste.")
+                   f"({len(p.lines)} ligne(s){noted}) : à vérifier et signer sur le poste.")
 
 
 def _import_drafts(app: App, data: Any) -> list[Any]:
@@ -249,7 +327,8 @@ def _import_drafts(app: App, data: Any) -> list[Any]:
                 parsed.append((prescriber_id, draft))
     if problems:
         raise DraftInvalid(problems)
-    return prescribing.import_drafts(app.uow, parsed, ids=IdAllocator(), actor="dui")
+    return prescribing.import_drafts(app.uow, parsed, ids=IdAllocator(), actor="dui",
+                                     checker=_draft_checker(app))
 
 
 @drafts_group.command("list")

@@ -23,9 +23,12 @@ def residents() -> None:
 def import_cmd(app: App, csv_file: Path) -> None:
     """Import or update residents from a CSV export (upsert by INS).
 
-    Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition
+    Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition;allergies
+    (allergies: substance names or BDPM codes separated by |, read with the drug referential)
     """
-    report = service.import_residents(app.uow, csv_file, actor=operator())
+    substances = app.drug_facts if app.has_referential() else None
+    report = service.import_residents(app.uow, csv_file, actor=operator(),
+                                      substances=substances)
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
     if report.omitted_errors:

@@ -8,6 +8,8 @@ per kind of I/O (``typing.Protocol`` classes and the records they exchange):
                  (appliance.store), with the read models of the screens
     mail.py      MSSanté: the order's documents and message, the establishment's mail
                  servers, what a received message carries (sync.mssante)
+    drugs.py     the drug database of the prescribing checks: drug facts, substances,
+                 interactions (appliance.store.referential)
     clock.py     the wall clock, and the house timestamp format
 
 Services depend on these modules only; the composition root (``appliance.bootstrap``) picks
@@ -35,16 +37,19 @@ _EXPORTS: dict[str, str] = {
         "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
-        "AuditAnchor", "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations",
-        "DraftRow", "ExternalPrescription", "ExternalPrescriptions", "FileEntry", "HistoryRow",
-        "MailOutbox", "MailRecord", "MailStatus", "Meta", "Outbox", "OutboxRecord",
-        "Practitioners", "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription",
-        "Residents", "Signed", "SignedRow", "SyncKeys", "SyncStatus", "UnitOfWork",
+        "ALERT_STATUSES", "Allergies", "AuditAnchor", "AuditEntry", "AuditLog",
+        "DispensationAlert", "Dispensations", "DraftRow", "ExternalPrescription",
+        "ExternalPrescriptions", "FileEntry", "HistoryRow", "MailOutbox", "MailRecord",
+        "MailStatus", "Meta", "Outbox", "OutboxRecord", "Practitioners", "PrescriptionAlerts",
+        "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription", "Residents", "Signed",
+        "SignedRow", "StoredAlert", "SyncKeys", "SyncStatus", "TreatmentLine", "UnitOfWork",
         "Views"), "uow"),
     **dict.fromkeys((
         "DocumentRefused", "ExternalLine", "Fetched", "MailError", "MailRejected",
         "MailTransport", "MailUnavailable", "Mailbox", "MessageReader", "OrderDocuments",
         "OrderMailer", "ReceivedDocument", "ReceivedMessage"), "mail"),
+    **dict.fromkeys(("DrugFacts", "Interaction", "InteractionLevel", "InteractionSource",
+                     "SubstanceLookup"), "drugs"),
     **dict.fromkeys(("Clock", "iso", "parse_iso", "utc_now"), "clock"),
 }
 

@@ -29,6 +29,8 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from appliance.domain.drug_facts import Allergy
+from appliance.domain.posology import FreeTextPosology, Posology
 from appliance.domain.prescription import Prescription
 from appliance.domain.qr import SignedOrder
 from appliance.ports.clock import iso
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from appliance.ports.registry import Dispensation, RegistryReceipt
 
 __all__ = [
+    "ALERT_STATUSES",
+    "Allergies",
     "AuditAnchor",
     "AuditEntry",
     "AuditLog",
@@ -58,6 +62,7 @@ __all__ = [
     "Outbox",
     "OutboxRecord",
     "Practitioners",
+    "PrescriptionAlerts",
     "Prescriptions",
     "PrintJob",
     "PrintJobs",
@@ -65,8 +70,10 @@ __all__ = [
     "Residents",
     "Signed",
     "SignedRow",
+    "StoredAlert",
     "SyncKeys",
     "SyncStatus",
+    "TreatmentLine",
     "UnitOfWork",
     "Views",
 ]
@@ -343,6 +350,63 @@ class ExternalPrescription:
                 "issued_at": iso(self.issued_at) if self.issued_at else None,
                 "received_at": iso(self.received_at), "has_cda": self.has_cda,
                 "has_pdf": self.has_pdf, "lines": [asdict(line) for line in self.lines]}
+# What the physician did with an alert: ``open`` (nothing yet: a draft's), ``acknowledged``
+# (important), ``overridden`` (bloquant, with a typed reason), ``shown`` (info).
+ALERT_STATUSES = ("open", "acknowledged", "overridden", "shown")
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An alert of the prescribing checks kept with its prescription (``Alert`` of
+    ``appliance.services.checks`` as stored): what was found when the draft was imported
+    (``open``), or what it was signed with and what the physician did with it. ``line`` is
+    the 0-based index of the draft line (None: the whole draft); ``reason`` the override's
+    typed reason."""
+
+    prescription_id: str
+    code: str
+    severity: str
+    message: str
+    source: str
+    line: int | None
+    overridable: bool
+    status: str
+    checked_at: str
+    reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.code if self.line is None else f"{self.code}@{self.line + 1}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "key": self.key, "severity": self.severity,
+                "message": self.message, "source": self.source, "line": self.line,
+                "overridable": self.overridable, "status": self.status,
+                "reason": self.reason, "checked_at": self.checked_at}
+
+
+@dataclass(frozen=True)
+class TreatmentLine:
+    """A medication line of the resident's current treatment, as the checks read it and a
+    screen shows it: the line (0-based ``line`` of its prescription), its drug, its posology
+    and its wording, the day it was signed, its last day (duration × (renewals + 1); when
+    the line gives no duration, ``open_ended`` and the last day of the year the
+    prescription is valid for) and who prescribed it."""
+
+    prescription_id: str
+    line: int
+    label: str
+    cis: str | None
+    cip13: str | None
+    posology: Posology | FreeTextPosology
+    posology_text: str
+    signed_on: date
+    end: date
+    open_ended: bool
+    renewals: int
+    prescriber_id: str
+    prescriber_name: str
+    state: State
 
 
 # -- repositories ----------------------------------------------------------------------------
@@ -581,8 +645,41 @@ class Dispensations(Protocol):
     def count_for(self, prescription_id: str) -> int: ...
 
 
+class Allergies(Protocol):
+    """Residents' allergies and intolerances, one per resident and substance."""
+
+    def add(self, ins: str, allergy: Allergy, *, recorded_by: str) -> int | None:
+        """Record it; its number, or None when the resident already has this substance
+        recorded (the first record, its day and source, stays)."""
+        ...
+
+    def of_resident(self, ins: str) -> list[Allergy]:
+        """Oldest record first."""
+        ...
+
+
+class PrescriptionAlerts(Protocol):
+    """The checks' alerts kept with a prescription (read back by
+    ``Views.prescription_alerts``)."""
+
+    def replace(self, prescription_id: str, alerts: Iterable[StoredAlert]) -> None:
+        """The prescription's alerts become these (in this order)."""
+        ...
+
+    def delete(self, prescription_id: str) -> int: ...
+
+
 class Views(Protocol):
     """Read models of the screens and commands (a few queries each, never one per row)."""
+
+    def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
+        """The medication lines of the resident's signed, not cancelled prescriptions that
+        have not ended by ``today``, most recently signed first."""
+        ...
+
+    def prescription_alerts(self, prescription_id: str) -> list[StoredAlert]:
+        """The checks' alerts kept with a prescription (a draft's: for its review)."""
+        ...
 
     def history(self, ins: str) -> list[HistoryRow]: ...
 
@@ -622,6 +719,8 @@ class UnitOfWork(Protocol):
     dispensations: Dispensations
     mail_outbox: MailOutbox
     external_prescriptions: ExternalPrescriptions
+    allergies: Allergies
+    prescription_alerts: PrescriptionAlerts
     views: Views
 
     def __enter__(self) -> Self: ...

@@ -19,6 +19,12 @@
 - ``reprint``: a DUPLICATA job for a physician, a nurse or establishment staff.
 - ``prescribe`` (headless) and ``import_drafts`` (``ordo drafts import``) start from a draft
   validated by ``appliance.services.drafts.parse_draft``.
+- The prescribing-safety checks (``appliance.services.checks``): ``sign`` and ``prescribe``
+  take the ``Decision`` on the draft's alerts; one that does not allow signing is refused
+  (``AlertsRefused``) before the card signs, and the alerts the prescription is signed with,
+  what the physician did with each and the audit entry of the acknowledgements and overrides
+  are written in the signing transaction. ``import_drafts`` keeps each draft's alerts for its
+  review in the kiosk; ``discard_draft`` removes them with the draft.
 
 Roles are enforced here, whatever the UI shows: only a prescriber's open session creates,
 signs or cancels; a nurse or staff session only reprints. A locked session does nothing,
@@ -37,7 +43,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,7 +59,11 @@ from appliance.ports.uow import UnitOfWork
 from appliance.services.drafts import Draft
 
 if TYPE_CHECKING:
+    from appliance.services.checks import Alert, Decision
     from appliance.services.mailbox import MailPolicy
+
+# The alerts of a draft as the checks find them, read in the caller's block.
+DraftChecker = Callable[[UnitOfWork, Draft], "Sequence[Alert]"]
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +358,7 @@ def discard_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> N
     with uow:
         _own_draft(uow, session, prescription_id)
         uow.prescriptions.delete_draft(prescription_id)
+        uow.prescription_alerts.delete(prescription_id)
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
         uow.audit.append(actor=_actor(session), action="prescription.draft_discarded",
                          subject=prescription_id)
@@ -390,7 +401,7 @@ def _split_secure(uow: UnitOfWork, draft: Prescription, ids: IdAllocator
 
 def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
          now: datetime | None = None, ids: IdAllocator | None = None,
-         mail: MailPolicy | None = None) -> SignResult:
+         mail: MailPolicy | None = None, decision: Decision | None = None) -> SignResult:
     """Sign a draft with the session's card and store it with its outbox row, print job,
     signed bytes, message to the partner pharmacy (``mail``: the composition root's
     ``App.mail_policy``) and audit entry, in one transaction. The card signs before the write
@@ -401,7 +412,13 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
     signed by the card first, then stored together in that one transaction (with the
     ``prescription.split`` audit entry): after a crash there is either the mixed draft,
     untouched, or both orders with their outbox rows and print jobs, never one without the
-    other. The result carries the secure order in ``also``."""
+    other. The result carries the secure order in ``also``.
+
+    ``decision``: the physician's acknowledgements and overrides of the draft's alerts
+    (``appliance.services.checks.decide``); one that does not allow signing raises
+    ``AlertsRefused`` before anything is signed, and the alerts go with the prescription."""
+    if decision is not None and not decision.may_sign:
+        raise decision.refusal()
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
         raise Forbidden("Cette carte ne porte pas de clé de signature.")
@@ -432,6 +449,11 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
                              subject=prescription_id,
                              details={"secure": secure.id, "lines": len(secure.lines)})
         jobs = [record_signature(uow, one, actor=doctor.id_nat_ps, mail=mail) for one in signed]
+        if decision is not None:
+            from appliance.services.checks import record_review
+
+            record_review(uow, prescription_id, decision, actor=doctor.id_nat_ps,
+                          at=signed[0].prescription.signed_at or at)
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
         uow.commit()
     results = [SignResult(one.prescription, job, one.payload.encode())
@@ -444,8 +466,12 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
 
 
 def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAllocator,
-              now: datetime | None = None, mail: MailPolicy | None = None) -> SignResult:
-    """The headless path: a validated draft becomes a signed, queued prescription."""
+              now: datetime | None = None, mail: MailPolicy | None = None,
+              decision: Decision | None = None) -> SignResult:
+    """The headless path: a validated draft becomes a signed, queued prescription (with
+    ``decision`` on its alerts, as ``sign``)."""
+    if decision is not None and not decision.may_sign:
+        raise decision.refusal()
     _require(session, {Role.PRESCRIBER}, "signer une ordonnance")
     if not session.can_sign:
         raise Forbidden("Cette carte ne porte pas de clé de signature.")
@@ -457,13 +483,16 @@ def prescribe(uow: UnitOfWork, session: Operator, draft: Draft, *, ids: IdAlloca
         created = _create(uow, ids, doctor, resident, draft.lines, now or utc_now(),
                           doctor.id_nat_ps, "prescription.draft_created", draft.weight_kg)
         uow.commit()
-    return sign(uow, session, created.id, now=now, ids=ids, mail=mail)
+    return sign(uow, session, created.id, now=now, ids=ids, mail=mail, decision=decision)
 
 
 def import_drafts(uow: UnitOfWork, drafts: Iterable[tuple[str, Draft]], *, ids: IdAllocator,
-                  actor: str, now: datetime | None = None) -> list[Prescription]:
+                  actor: str, now: datetime | None = None,
+                  checker: DraftChecker | None = None) -> list[Prescription]:
     """Create drafts from the DUI for their prescribers (``(idNat_PS, draft)``), all or
-    none; each physician reviews and signs them in the kiosk."""
+    none; each physician reviews and signs them in the kiosk. ``checker`` gives each
+    draft's alerts, kept with it (``PrescriptionAlerts``, read by
+    ``Views.prescription_alerts``) for the review screen."""
     made = []
     with uow:
         for id_nat_ps, draft in list(drafts):
@@ -477,8 +506,13 @@ def import_drafts(uow: UnitOfWork, drafts: Iterable[tuple[str, Draft]], *, ids: 
             resident = uow.residents.get(draft.resident.ins.value)
             if resident is None or not resident.active:
                 raise ValidationError("resident", None, "an active resident")
-            made.append(_create(uow, ids, doctor, resident, draft.lines, now or utc_now(),
-                                actor, "prescription.draft_imported", draft.weight_kg))
+            created = _create(uow, ids, doctor, resident, draft.lines, now or utc_now(),
+                              actor, "prescription.draft_imported", draft.weight_kg)
+            if checker is not None:
+                from appliance.services.checks import keep_draft_alerts
+
+                keep_draft_alerts(uow, created.id, checker(uow, draft), now or utc_now())
+            made.append(created)
         uow.commit()
     return made
 

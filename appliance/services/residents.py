@@ -2,9 +2,12 @@
 
 CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Columns ``nir``,
 ``nom``, ``nom_usage`` (optional), ``prenoms``, ``date_naissance`` (``YYYY-MM-DD`` or
-``DD/MM/YYYY``), ``sexe`` (``M``/``F``), ``chambre``, ``opposition`` (optional ``oui``/``non``).
+``DD/MM/YYYY``), ``sexe`` (``M``/``F``), ``chambre``, ``opposition`` (optional ``oui``/``non``),
+``allergies`` (optional: substances separated by ``|``, each a name or a BDPM substance code,
+e.g. ``amoxicilline|paracétamol``, resolved against the drug referential).
 Residents are upserted by INS (INS-NIR). A bad row is reported with its line, column and
-reason and the other rows are imported.
+reason and the other rows are imported. Allergies are added to those already recorded,
+never removed.
 
 The file is read as a stream, row by row, in one unit of work (one write transaction for
 the whole file, with its audit entry): memory does not grow with its size (a first pass
@@ -13,7 +16,9 @@ number and length, never read whole; the first ``MAX_ERRORS_KEPT`` bad rows are 
 the others counted; a NIR seen twice is found by the store (``Residents.import_lines``),
 not in a dictionary of every NIR. Names and rooms holding a control or bidirectional
 character, and rooms longer than ``MAX_ROOM``, are refused here, where they come in
-(``check_resident_texts``).
+(``check_resident_texts``). The allergies of the rows are kept until the rows are
+upserted (a list as long as the rows that have allergies), then recorded in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -31,18 +36,23 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from appliance.domain.drug_facts import Allergy
 from appliance.domain.ids import Ins
 from appliance.domain.people import Resident, check_resident_texts
 from appliance.domain.prescription import State
 from appliance.errors import ValidationError
+from appliance.ports.clock import utc_now
+from appliance.ports.drugs import SubstanceLookup
 from appliance.ports.uow import FileEntry, UnitOfWork
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("nir", "nom", "prenoms", "date_naissance", "sexe", "chambre")
-OPTIONAL = ("nom_usage", "opposition")
+OPTIONAL = ("nom_usage", "opposition", "allergies")
+ALLERGY_SEPARATOR = "|"
+ALLERGY_SOURCE = "import des résidents"
 YES, NO = {"oui", "o", "yes", "1", "true"}, {"non", "n", "no", "0", "false", ""}
-# A row is at most 8 columns of at most 100 characters: 16,384 leaves room for quotes
+# A row is at most 9 columns of at most 100 characters: 16,384 leaves room for quotes
 # and spaces, and bounds what one line can cost.
 MAX_LINE_CHARS = 16_384
 MAX_ERRORS_KEPT = 1_000
@@ -64,6 +74,7 @@ class RowError:
 class ImportReport:
     created: int = 0
     updated: int = 0
+    allergies: int = 0  # allergies added (those already recorded are not counted)
     errors: list[RowError] = field(default_factory=list)
     omitted_errors: int = 0  # bad rows beyond the first MAX_ERRORS_KEPT, counted only
 
@@ -79,7 +90,8 @@ class ImportReport:
 
     def summary(self) -> str:
         return (f"{self.created} created, {self.updated} updated, "
-                f"{self.rejected} rejected")
+                f"{self.rejected} rejected"
+                + (f", {self.allergies} allergies added" if self.allergies else ""))
 
 
 def decode(data: bytes) -> str:
@@ -157,23 +169,47 @@ def _objection(text: str) -> bool:
     raise ValidationError("opposition", text, "oui or non")
 
 
-def iter_residents(stream: BinaryIO,
-                   errors: Callable[[RowError], None]) -> Iterator[tuple[int, Resident]]:
+# What a row's allergies become: the callback gets (line, resident, [(code, name)]).
+AllergiesFound = Callable[[int, Resident, list[tuple[str, str]]], None]
+
+
+def _allergies(text: str, substances: SubstanceLookup | None) -> list[tuple[str, str]]:
+    names = [n.strip() for n in text.split(ALLERGY_SEPARATOR) if n.strip()]
+    if names and substances is None:
+        raise ValidationError("allergies", text,
+                              "allergies need the drug referential: run `ordo drugs import`")
+    out = []
+    for name in names:
+        found = substances.substances(name) if substances is not None else []
+        if not found:
+            raise ValidationError("allergies", name, "a substance of the drug referential "
+                                  "(name or BDPM substance code), several separated by |")
+        out.append(found[0])
+    return out
+
+
+def iter_residents(stream: BinaryIO, errors: Callable[[RowError], None], *,
+                   substances: SubstanceLookup | None = None,
+                   allergies: AllergiesFound | None = None
+                   ) -> Iterator[tuple[int, Resident]]:
     """Pure parsing of a seekable binary stream, row by row: yields (line number,
     resident) for good rows and passes every problem to ``errors`` (a NIR given twice is
-    the caller's to find: ``Residents.import_lines``)."""
+    the caller's to find: ``Residents.import_lines``). ``substances`` resolves the
+    ``allergies`` column (without it, a row that has allergies is rejected); a good row's
+    allergies go to ``allergies`` before the row is yielded."""
     start, encoding = _encoding(stream)
     stream.seek(start)
     text = io.TextIOWrapper(stream, encoding=encoding, newline="",
                             errors="replace")  # the file may change after the check
     try:
-        yield from _parse_rows(_bounded_lines(text, errors), errors)
+        yield from _parse_rows(_bounded_lines(text, errors), errors, substances, allergies)
     finally:
         text.detach()  # the caller's stream stays open
 
 
-def _parse_rows(lines: Iterator[str],
-                errors: Callable[[RowError], None]) -> Iterator[tuple[int, Resident]]:
+def _parse_rows(lines: Iterator[str], errors: Callable[[RowError], None],
+                substances: SubstanceLookup | None = None,
+                allergies: AllergiesFound | None = None) -> Iterator[tuple[int, Resident]]:
     first = next(lines, "")
     delimiter = ";" if first.count(";") >= first.count(",") else ","
     reader = csv.DictReader(itertools.chain([first], lines), delimiter=delimiter)
@@ -204,24 +240,39 @@ def _parse_rows(lines: Iterator[str],
                 first_names=values["prenoms"], birth_date=_birth_date(values["date_naissance"]),
                 sex=_sex(values["sexe"]), room=values["chambre"],
                 objection=_objection(values.get("opposition", "")))
+            found = _allergies(values.get("allergies", ""), substances)
         except ValidationError as exc:
             errors(RowError(line, _column(exc.field), f"{exc.value!r}: {exc.expected}"))
             continue
+        if found and allergies is not None:
+            allergies(line, resident, found)
         yield line, resident
 
 
 def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowError]]:
     """Pure parsing of a whole file in memory: (line number, resident) for good rows,
     errors for the others."""
+    good, errors = read_residents(data)
+    return [(line, resident) for line, resident, _ in good], errors
+
+
+def read_residents(data: bytes, substances: SubstanceLookup | None = None
+                   ) -> tuple[list[tuple[int, Resident, list[tuple[str, str]]]], list[RowError]]:
+    """Pure parsing with allergies, in memory: (line, resident, [(substance code, name)])
+    for good rows, errors for the others. ``substances`` resolves the ``allergies``
+    column."""
     seen: dict[str, int] = {}
     errors: list[RowError] = []
+    found: dict[int, list[tuple[str, str]]] = {}
     good = []
-    for line, resident in iter_residents(io.BytesIO(data), errors.append):
+    for line, resident in iter_residents(
+            io.BytesIO(data), errors.append, substances=substances,
+            allergies=lambda line, _, substances: found.__setitem__(line, substances)):
         first = seen.setdefault(resident.ins.value, line)
         if first != line:
             errors.append(RowError(line, "nir", f"same NIR as line {first}"))
         else:
-            good.append((line, resident))
+            good.append((line, resident, found.get(line, [])))
     return good, errors
 
 
@@ -265,22 +316,35 @@ def _opened(source: bytes | Path | BinaryIO) -> Iterator[BinaryIO]:
         yield source
 
 
-def import_residents(uow: UnitOfWork, source: bytes | Path | BinaryIO, *,
-                     actor: str) -> ImportReport:
+def import_residents(uow: UnitOfWork, source: bytes | Path | BinaryIO, *, actor: str,
+                     substances: SubstanceLookup | None = None) -> ImportReport:
     """Import a CSV (its bytes, its path, or a seekable binary stream) in one write
     transaction, streaming its rows: bad rows are reported and the others imported, all
-    together with the audit entry, or nothing if the import fails."""
+    together with their allergies and the audit entry, or nothing if the import fails.
+    ``substances`` (the drug referential) resolves the ``allergies`` column (without it, a
+    row that has allergies is rejected)."""
     report = ImportReport()
+    pending: dict[int, tuple[str, list[tuple[str, str]]]] = {}
 
     def duplicate(line: int, first: int) -> None:
+        pending.pop(line, None)
         report.add_error(RowError(line, "nir", f"same NIR as line {first}"))
 
+    def found(line: int, resident: Resident, substances: list[tuple[str, str]]) -> None:
+        pending[line] = (resident.ins.value, substances)
+
+    today = utc_now().date()
     with _opened(source) as stream, uow:
-        rows = iter_residents(stream, report.add_error)
+        rows = iter_residents(stream, report.add_error, substances=substances, allergies=found)
         report.created, report.updated = uow.residents.import_lines(rows, duplicate)
+        for ins, substances_of_row in pending.values():
+            for code, name in substances_of_row:
+                record = uow.allergies.add(ins, Allergy(code, name, today, ALLERGY_SOURCE),
+                                           recorded_by=actor)
+                report.allergies += record is not None
         uow.audit.append(actor=actor, action="residents.imported",
                          details={"created": report.created, "updated": report.updated,
-                                  "rejected": report.rejected})
+                                  "rejected": report.rejected, "allergies": report.allergies})
         uow.commit()
     log.info("residents imported", extra={"fields": {
         "created": report.created, "updated": report.updated, "rejected": report.rejected}})

@@ -282,3 +282,45 @@ def m007_mssante(db: sqlite_utils.Database) -> None:
         " pdf BLOB)")
     db.execute("CREATE INDEX external_prescriptions_resident"
                " ON external_prescriptions (resident_ins, received_at)")
+
+
+@migration
+def m008_allergies(db: sqlite_utils.Database) -> None:
+    """Allergies and intolerances of residents, and the prescribing checks' alerts.
+
+    ``allergies``: one row per resident and substance (BDPM substance code and the name it
+    was recorded under), with the day it was recorded, its source (who said so: the family,
+    the medical file, the residents' import) and who recorded it. The prescribing checks
+    refuse a drug that contains the substance or another salt of it.
+
+    ``prescription_alerts``: the alerts of the checks on a prescription, in order: those of
+    a draft imported from the EHPAD's software (for the physician's review), then those it
+    was signed with, each with what the physician did (``acknowledged``, ``overridden`` and
+    the typed reason). No foreign key: the retention policy removes them with their
+    prescription (``prescription_id``), and a draft's are removed with it."""
+    db.execute(
+        "CREATE TABLE allergies ("
+        " id INTEGER PRIMARY KEY,"
+        " resident_ins TEXT NOT NULL REFERENCES residents (ins),"
+        " substance_code TEXT NOT NULL,"
+        " substance TEXT NOT NULL,"
+        " recorded_on TEXT NOT NULL,"
+        " source TEXT NOT NULL,"
+        " recorded_by TEXT NOT NULL,"
+        " created_at TEXT NOT NULL,"
+        " UNIQUE (resident_ins, substance_code))")
+    db.execute(
+        "CREATE TABLE prescription_alerts ("
+        " prescription_id TEXT NOT NULL,"
+        " position INTEGER NOT NULL,"
+        " code TEXT NOT NULL,"
+        " severity TEXT NOT NULL CHECK (severity IN ('bloquant', 'important', 'info')),"
+        " message TEXT NOT NULL,"
+        " source TEXT NOT NULL,"
+        " line INTEGER,"
+        " overridable INTEGER NOT NULL CHECK (overridable IN (0, 1)),"
+        " status TEXT NOT NULL"
+        "  CHECK (status IN ('open', 'acknowledged', 'overridden', 'shown')),"
+        " reason TEXT,"
+        " checked_at TEXT NOT NULL,"
+        " PRIMARY KEY (prescription_id, position))")

@@ -8,7 +8,7 @@ their own snapshot. Every SQLite error leaves as a ``StoreError``.
 
 Each repository is the owner module of its table (``residents``, ``practitioners``,
 ``prescriptions``, ``outbox``, ``print_jobs``, ``meta``, ``audit``, ``dispensations``,
-``mail_outbox``, ``external_prescriptions``);
+``mail_outbox``, ``external_prescriptions``, ``allergies``, ``prescription_alerts``);
 ``views`` holds the read models. One unit of work per thread: SQLite connections are not
 shared between threads.
 """
@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 from appliance.errors import StoreError
+from appliance.store.allergies import AllergiesTable
 from appliance.store.audit import AuditTable
 from appliance.store.db import Store, open_store
 from appliance.store.dispensations import DispensationsTable
@@ -28,6 +29,7 @@ from appliance.store.mail_outbox import MailOutboxTable
 from appliance.store.meta import MetaTable
 from appliance.store.outbox import OutboxTable
 from appliance.store.practitioners import PractitionersTable
+from appliance.store.prescription_alerts import PrescriptionAlertsTable
 from appliance.store.prescriptions import PrescriptionsTable
 from appliance.store.print_jobs import PrintJobsTable
 from appliance.store.residents import ResidentsTable
@@ -52,6 +54,8 @@ class SqliteUnitOfWork:
         self.dispensations = DispensationsTable(store)
         self.mail_outbox = MailOutboxTable(store)
         self.external_prescriptions = ExternalPrescriptionsTable(store)
+        self.allergies = AllergiesTable(store)
+        self.prescription_alerts = PrescriptionAlertsTable(store)
         self.views = StoreViews(store)
 
     @classmethod

@@ -6,17 +6,24 @@ times ``HISTORY_SQL`` bare as its anchor. ``resident_file`` adds, for the same r
 registry's answers, the print jobs and the dispensations: four queries for the whole file.
 ``mail_status``, ``external_prescriptions`` and ``unmatched_count`` are what ``ordo sync
 status``, ``ordo mss received`` and the kiosk show of MSSanté.
+``current_treatment`` reads the resident's signed, not cancelled prescriptions in one query
+and keeps the medication lines still running (``appliance.domain.treatment``);
+``prescription_alerts`` the checks' alerts kept with a prescription.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 
+from appliance.domain.posology import posology_from_dict
 from appliance.domain.prescription import State
-from appliance.errors import StoreError
+from appliance.domain.treatment import line_span
+from appliance.errors import StoreError, ValidationError
 from appliance.ports.clock import iso
 from appliance.ports.uow import (
     DispensationAlert,
@@ -25,8 +32,10 @@ from appliance.ports.uow import (
     FileEntry,
     HistoryRow,
     MailStatus,
+    StoredAlert,
     SyncKeys,
     SyncStatus,
+    TreatmentLine,
 )
 from appliance.store import external_prescriptions, meta
 from appliance.store.db import Store
@@ -50,6 +59,16 @@ FILE_DISPENSATIONS_SQL = (
     " ORDER BY handed_over_at, registry_id")
 
 
+# A resident's prescriptions that may still be running: signed and not cancelled.
+TREATMENT_SQL = (
+    "SELECT id, state, signed_at, body FROM prescriptions WHERE resident_ins = ?"
+    " AND state IN ('signed', 'registered', 'partially_dispensed', 'dispensed')"
+    " AND signed_at IS NOT NULL ORDER BY signed_at DESC, id")
+ALERTS_SQL = ("SELECT code, severity, message, source, line, overridable, status, reason,"
+              " checked_at FROM prescription_alerts WHERE prescription_id = ?"
+              " ORDER BY position")
+
+log = logging.getLogger(__name__)
 _STATES = {s.value: s for s in State}
 
 
@@ -169,6 +188,28 @@ class StoreViews:
                 for pid, line, label, sub, sub_type, reason, complete, at, room, birth, used,
                 first, code in rows]
 
+    def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
+        """The medication lines of the resident's signed, not cancelled prescriptions still
+        running on ``today`` (``appliance.domain.treatment.line_span``), most recently
+        signed first, in line order. A stored body that no longer loads is skipped and
+        logged (with its prescription ID only): the checks then miss its lines, the
+        resident's file still lists it."""
+        found: list[TreatmentLine] = []
+        for pid, state, signed_at, body in self._store.execute(TREATMENT_SQL, [ins]):
+            try:
+                found += _running_lines(pid, _STATES[state], signed_at, json.loads(body),
+                                        today)
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                log.warning("current treatment: a prescription does not load", extra={
+                    "fields": {"prescription": pid, "error": type(exc).__name__}})
+        return found
+
+    def prescription_alerts(self, prescription_id: str) -> list[StoredAlert]:
+        return [StoredAlert(prescription_id, code, severity, message, source, line,
+                            bool(overridable), status, checked_at, reason)
+                for code, severity, message, source, line, overridable, status, reason,
+                checked_at in self._store.execute(ALERTS_SQL, [prescription_id])]
+
     def latest_registered(self) -> str | None:
         return self._store.one("SELECT id FROM prescriptions WHERE state = 'registered'"
                                " ORDER BY signed_at DESC LIMIT 1")
@@ -205,3 +246,30 @@ class StoreViews:
     def unmatched_count(self) -> int:
         return int(self._store.one(
             "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))
+
+
+def _running_lines(pid: str, state: State, signed_at: str, body: dict, today: date
+                   ) -> list[TreatmentLine]:
+    """The medication lines of one stored prescription that still run on ``today``."""
+    signed_on = datetime.fromisoformat(signed_at).date()
+    if signed_on > today:
+        return []
+    prescriber = body["prescriber"]
+    out = []
+    for index, line in enumerate(body["lines"]):
+        if line.get("kind") != "medication":
+            continue
+        # renewals are per line; a body of the first content format has one count for all
+        renewals = int(line.get("renewals", body.get("renewals")) or 0)
+        posology = posology_from_dict(line["posology"])
+        span = line_span(posology, signed_on, renewals)
+        if not span.covers(today):
+            continue
+        out.append(TreatmentLine(
+            prescription_id=pid, line=index, label=line["label"], cis=line.get("cis"),
+            cip13=line.get("cip13"), posology=posology, posology_text=posology.describe(),
+            signed_on=signed_on, end=span.end, open_ended=span.open_ended,
+            renewals=renewals, prescriber_id=prescriber["id_nat_ps"],
+            prescriber_name=f"{prescriber['first_name']} {prescriber['last_name']}",
+            state=state))
+    return out

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from appliance.ports.printer import PrinterStatus
     from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import PractitionerSession
+    from appliance.services.checks import Alert
     from appliance.services.mailbox import MailPolicy
     from appliance.services.prescribing import IdAllocator
 
@@ -89,6 +90,14 @@ class KioskContext:
     prescribed ones, ``(prescription ID, line number, CIP13)``, those that hold another
     substance than the prescribed one (``appliance.services.substitution``, over the
     referential; worker threads). ``None``: no such alert."""
+    checks: Callable[[UnitOfWork, Prescription], list[Alert]] | None = None
+    """``checks(uow, draft)``: the prescribing checks' alerts on a draft, most severe
+    first, with the resident's allergies and current treatment (``appliance.services.
+    checks.check_draft``; worker threads). ``None``: no drug referential, no checks."""
+    add_allergy: Callable[[UnitOfWork, str, str, str, str], str] | None = None
+    """``add_allergy(uow, ins, text, source, actor)``: record an allergy of the resident to
+    the substance ``text`` names; the substance's name as recorded
+    (``appliance.services.allergies.add_by_name``; worker threads)."""
     warm_up: Callable[[KioskContext], None] | None = None
     """``warm_up(ctx)``, run on a thread once the lock screen is drawn, before the card
     monitor, the printer and the status line start: what the kiosk makes or loads after its

@@ -46,8 +46,8 @@ TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
                 "prescriptions": "prescriptions", "outbox": "outbox",
                 "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
                 "dispensations": "dispensations", "mail_outbox": "mail_outbox",
-                "external_prescriptions": "external_prescriptions",
-                "_migrations": "migrations"}
+                "external_prescriptions": "external_prescriptions", "allergies": "allergies",
+                "prescription_alerts": "prescription_alerts", "_migrations": "migrations"}
 WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
                    r"\s+\"?(\w+)\b")
 
@@ -69,4 +69,4 @@ def test_each_table_is_written_by_its_owner_module_only():
                 assert path == root / "appliance" / "store" / f"{owner}.py", \
                     f"{path.relative_to(root)} writes the table {table}"
     assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations", "mail_outbox",
-                    "external_prescriptions"}
+                    "external_prescriptions", "allergies", "prescription_alerts"}

@@ -14,7 +14,7 @@ import drivers
 import sync
 from appliance.errors import OrdoError
 
-PORT_MODULES = ("card", "printer", "registry", "uow", "clock", "mail")
+PORT_MODULES = ("card", "printer", "registry", "uow", "clock", "mail", "drugs")
 
 
 def _import_all() -> None:

@@ -14,6 +14,11 @@ F6 marks the line being typed as related to the ALD, F7 cycles the non-substitut
 mention, F5 the number of renewals of the highlighted line (the last one added, unless the
 arrows moved), F8 removes the highlighted line, F10 opens the review.
 
+The prescribing checks run again in the background each time the lines or the renewals
+change: a line with an alert is marked (``!!`` blocking, ``!`` important, ``i`` info) and
+the message line shows the most severe alert of the line just added; the review lists them
+all and asks for their acknowledgement or override.
+
 Everything is saved as typed: each added or removed line at once, the half-typed line
 (``form``) half a second after the last key, and both when the session locks.
 """
@@ -43,6 +48,7 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import OrdoError, ValidationError
+from appliance.services.checks import Alert, Severity
 from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
@@ -56,6 +62,7 @@ RESULTS = 6
 SEARCH_LIMIT = 40
 SAVE_DELAY_S = 0.5
 NS_CYCLE: tuple[NonSubstitution | None, ...] = (None, *NonSubstitution)
+ALERT_MARKS = {Severity.BLOQUANT: "!! ", Severity.IMPORTANT: "! ", Severity.INFO: "i "}
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,8 @@ class EditorScreen(KioskScreen):
         self.ald = False
         self.ns: NonSubstitution | None = None
         self._save_timer: Timer | None = None
+        self.alerts: list[Alert] = []
+        self._announce: int | None = None  # the line just added: say its alert
 
     def compose(self) -> ComposeResult:
         r = self.draft.resident
@@ -154,6 +163,7 @@ class EditorScreen(KioskScreen):
     def on_mount(self) -> None:
         self.owner = self.session
         self._show_lines()
+        self._run_checks()
         if self.form_in:
             self._restore(self.form_in)
         self._show_mode()
@@ -171,7 +181,12 @@ class EditorScreen(KioskScreen):
         if not self.draft.lines:
             listing.add_option(Option("(aucune ligne pour l'instant)", disabled=True))
             return
-        listing.add_options(Option(_clip(f"{n}. {describe_line(line)}", 76))
+        marks: dict[int, str] = {}
+        for alert in self.alerts:  # most severe first: the first mark of a line stays
+            if alert.line is not None:
+                marks.setdefault(alert.line, ALERT_MARKS[alert.severity])
+        listing.add_options(Option(_clip(f"{marks.get(n - 1, '')}{n}. {describe_line(line)}",
+                                         76))
                             for n, line in enumerate(self.draft.lines, start=1))
         listing.highlighted = len(self.draft.lines) - 1 if highlight is None else highlight
 
@@ -183,6 +198,32 @@ class EditorScreen(KioskScreen):
         if index is None or not 0 <= index < len(self.draft.lines):
             index = len(self.draft.lines) - 1
         return index
+
+    # -- the prescribing checks --------------------------------------------------------------
+    def _run_checks(self) -> None:
+        checks, ctx, draft = self.ctx.checks, self.ctx, self.draft
+        if checks is None or not draft.lines:
+            self.alerts = []
+            return
+
+        def run() -> tuple[Prescription, list[Alert]]:
+            with ctx.uow() as uow:
+                return draft, list(checks(uow, draft))
+
+        self.background(run, self._checked, failed=lambda exc: None, group="checks",
+                        exclusive=True)
+
+    def _checked(self, result: tuple[Prescription, list[Alert]]) -> None:
+        draft, alerts = result
+        if draft is not self.draft:  # the lines changed meanwhile: another check comes
+            return
+        self.alerts = alerts
+        self._show_lines()
+        announce, self._announce = self._announce, None
+        found = [a for a in alerts if a.line == announce and a.severity is not Severity.INFO]
+        if announce is not None and found:
+            self.show_error(_clip(f"Alerte {found[0].severity.value} : {found[0].message}",
+                                  156))
 
     def _show_flags(self) -> None:
         ns = self.ns.label if self.ns else "substituable"
@@ -378,6 +419,8 @@ class EditorScreen(KioskScreen):
         self._reset_entry()
         self.show_error(_clip(f"Ligne ajoutée : {describe_line(line)}", 78))
         self.save_now()
+        self._announce = len(self.draft.lines) - 1
+        self._run_checks()
 
     @on(OptionList.OptionHighlighted, "#lines")
     def _line_highlighted(self) -> None:
@@ -423,6 +466,7 @@ class EditorScreen(KioskScreen):
         self._show_lines(highlight=index)
         self._show_flags()
         self.save_now()
+        self._run_checks()
 
     def action_ald(self) -> None:
         self.ald = not self.ald
@@ -443,9 +487,11 @@ class EditorScreen(KioskScreen):
         removed = self.draft.lines[index]
         self.draft = replace(self.draft, lines=self.draft.lines[:index]
                              + self.draft.lines[index + 1:])
+        self.alerts = []  # the line numbers moved: no stale mark until the check is back
         self._show_lines()
         self.show_error(_clip(f"Ligne retirée : {describe_line(removed)}", 78))
         self.save_now()
+        self._run_checks()
 
     def _pending(self) -> bool:
         return bool(self.chosen is not None

@@ -1,5 +1,6 @@
 """A resident's file: current and past prescriptions, their state, what the registry and the
-pharmacy said, alerts; new prescription, open a draft, duplicate, cancel."""
+pharmacy said, alerts, recorded allergies; new prescription, open a draft, duplicate, cancel,
+record an allergy (F6)."""
 
 from __future__ import annotations
 
@@ -144,6 +145,7 @@ class ResidentScreen(KioskScreen):
         Binding("f2", "new", "Nouvelle"),
         Binding("enter", "open", "Ouvrir", show=False),
         Binding("f9", "reprint", "Duplicata"),
+        Binding("f6", "allergy", "Allergie"),
         Binding("f8", "cancel_rx", "Annuler l'ordonnance"),
         Binding("escape", "back", "Retour"),
     ]
@@ -152,6 +154,7 @@ class ResidentScreen(KioskScreen):
         super().__init__()
         self.resident = resident
         self.views: list[RxView] = []
+        self.allergies: list[str] = []
 
     def compose(self) -> ComposeResult:
         r = self.resident
@@ -178,6 +181,8 @@ class ResidentScreen(KioskScreen):
         """Above the list: the resident's objection, and the prescriptions for which the
         pharmacy handed over another substance than the prescribed one."""
         alerts = []
+        if self.allergies:
+            alerts.append("Allergies : " + ", ".join(self.allergies))
         if self.resident.objection:
             alerts.append("Opposition du résident : les délivrances ne sont pas consultables.")
         for view in self.views:
@@ -208,9 +213,10 @@ class ResidentScreen(KioskScreen):
         who = session.practitioner.id_nat_ps if session is not None else None
         ctx, resident = self.ctx, self.resident
 
-        def load() -> list[RxView]:
+        def load() -> tuple[list[RxView], list[str]]:
             with ctx.uow() as uow:
-                return load_views(uow, resident, who, ctx.other_substances)
+                return (load_views(uow, resident, who, ctx.other_substances),
+                        [a.substance for a in uow.allergies.of_resident(resident.ins.value)])
 
         def received() -> list[ExternalPrescription]:
             with ctx.uow() as uow:
@@ -226,7 +232,8 @@ class ResidentScreen(KioskScreen):
         self.query_one("#external", Static).update("\n".join(lines))
         self.query_one("#external-box").display = bool(items)
 
-    def _show(self, views: list[RxView]) -> None:
+    def _show(self, loaded: tuple[list[RxView], list[str]]) -> None:
+        views, self.allergies = loaded
         listing = self.query_one("#rx", OptionList)
         keep = listing.highlighted
         self.views = views
@@ -329,6 +336,37 @@ class ResidentScreen(KioskScreen):
 
         self.background(queue, lambda job: (
             self.show_error(f"Duplicata demandé (travail n° {job})."), self.refresh_data()))
+
+    def action_allergy(self) -> None:
+        if self.session is None or self.ctx.add_allergy is None:
+            self.show_error("Référentiel des médicaments absent : ordo drugs import.")
+            return
+        from appliance.tui.screens.allergy import AllergyScreen
+
+        self.app.push_screen(AllergyScreen(self.resident), self._add_allergy)
+
+    def _add_allergy(self, given: tuple[str, str] | None) -> None:
+        session, add = self.session, self.ctx.add_allergy
+        if given is None or session is None or add is None:
+            return
+        text, source = given
+        ctx, ins, actor = self.ctx, self.resident.ins.value, session.practitioner.id_nat_ps
+
+        def record() -> str:
+            with ctx.uow() as uow:
+                return add(uow, ins, text, source, actor)
+
+        def refused(exc: BaseException) -> None:
+            from appliance.errors import ValidationError
+            from appliance.tui.screens.base import describe_error
+
+            self.show_error(f"Substance inconnue du référentiel des médicaments : {text!r}."
+                            if isinstance(exc, ValidationError) and exc.field == "allergies"
+                            else describe_error(exc))
+
+        self.background(record, lambda name: (
+            self.show_error(f"Allergie enregistrée : {name}."), self.refresh_data()),
+            failed=refused)
 
     def action_cancel_rx(self) -> None:
         view = self._current()

@@ -1,0 +1,78 @@
+"""The clinical tables of the checks: every row sourced, every substance found in the BDPM."""
+
+from __future__ import annotations
+
+import csv
+import io
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from appliance.domain.drug_facts import moiety_key
+from appliance.services.checks import load_tables
+from appliance.services.checks.tables import DOSES_FILE, PIM_FILE
+from appliance.store.referential import bdpm
+
+REAL_BDPM = Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
+LAROCHE = "Laroche ML, Charmes JP, Merle L."
+needs_real = pytest.mark.skipif(not REAL_BDPM.is_dir(),
+                                reason="no BDPM extract in ../shared/data/bdpm")
+
+
+def rows(name: str) -> list[dict[str, str]]:
+    text = resources.files("appliance.services.checks").joinpath("data", name).read_text("utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_every_row_of_every_table_has_a_source() -> None:
+    for name in (DOSES_FILE, PIM_FILE):
+        for row in rows(name):
+            assert row["source"].strip(), (name, row)
+    for row in rows(DOSES_FILE):
+        assert row["source"] == f"{row['source'].split(' (CIS ')[0]} (CIS " \
+            f"{row['reference_cis']}), rubrique 4.2", row
+        assert row["source"].startswith("RCP "), row
+    assert all(row["source"].startswith(LAROCHE) and "2007;63:725-731" in row["source"]
+               for row in rows(PIM_FILE))
+
+
+def test_the_tables_load_and_cover_80_substances_or_more() -> None:
+    tables = load_tables()
+    assert len({d.substance for d in tables.doses}) >= 80
+    assert len(tables.pims) >= 20
+    assert load_tables() is tables  # read once
+
+
+@pytest.fixture(scope="module")
+def compositions() -> list[bdpm.CompositionRow]:
+    parsed = bdpm.parse_compositions((REAL_BDPM / bdpm.COMPOSITIONS).read_bytes())
+    return parsed.records
+
+
+@needs_real
+def test_every_dose_row_maps_to_its_bdpm_substance(compositions) -> None:
+    names_of: dict[str, set[str]] = {}
+    codes_of_cis: dict[str, set[str]] = {}
+    for row in compositions:
+        names_of.setdefault(row.substance_code, set()).add(row.substance)
+        codes_of_cis.setdefault(row.cis, set()).add(row.substance_code)
+    for row in rows(DOSES_FILE):
+        codes = set(row["bdpm_codes"].split("|"))
+        assert codes <= set(names_of), row["substance"]
+        assert set(row["bdpm_names"].split("|")) <= set().union(*(names_of[c] for c in codes)), \
+            row["substance"]
+        # the cited specialty holds the substance, at the strength its name gives
+        assert codes & codes_of_cis[row["reference_cis"]], row["substance"]
+
+
+@needs_real
+def test_every_laroche_code_is_a_bdpm_substance_of_the_criterion(compositions) -> None:
+    moiety_of = {row.substance_code: moiety_key(row.substance) for row in compositions}
+    found = 0
+    for row in rows(PIM_FILE):
+        codes = [c for c in row["bdpm_codes"].split("|") if c]
+        assert all(code in moiety_of for code in codes), row["id"]
+        found += bool(codes)
+    # Phenylbutazone (L02) and meprobamate (L18) were withdrawn before the 2022 extract.
+    assert found == len(rows(PIM_FILE)) - 2
