@@ -482,7 +482,9 @@ def test_prescribe_print_verify_sync_and_reprint_through_pkcs11(
 
     anyone = card_data_dir / "draft-no-prescriber.json"
     anyone.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "prescriber"}), "utf-8")
+    # The same drugs again: their duplicate alerts acknowledged, the card is what refuses.
     refused = _ordo(toml, card_data_dir, "prescribe", str(anyone), "--pin-stdin", "--json",
+                    "--acknowledge", "duplicate.current",
                     stdin="1234\n", env={"ORDO_CARD_TOKEN_LABEL": "nurse"})
     assert refused.exit_code == 3, refused.output        # a nurse's card cannot sign
     assert json.loads(refused.stdout)["reason"] == "forbidden"
