@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
         "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
-        "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations", "DraftRow",
+        "AuditEntry", "AuditLog", "Certificates", "DispensationAlert", "Dispensations", "DraftRow",
         "FileEntry", "HistoryRow", "Meta", "Outbox", "OutboxRecord", "Practitioners",
         "Prescriptions", "PrintJob", "PrintJobs", "Residents", "Signed", "SignedRow",
         "SyncKeys", "SyncStatus", "UnitOfWork", "Views"), "uow"),

@@ -23,7 +23,7 @@ A unit of work is one connection: give each thread its own (``close()`` it after
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditEntry",
     "AuditLog",
+    "Certificates",
     "DispensationAlert",
     "Dispensations",
     "DraftRow",
@@ -297,6 +298,25 @@ class Prescriptions(Protocol):
 
     def set_registry_receipt(self, prescription_id: str, receipt_id: str) -> None: ...
 
+    def record_receipts(self, receipts: Mapping[str, str], at: datetime, *,
+                        promote: tuple[State, State]) -> set[str]:
+        """Store the registry's receipt of each prescription (ID → receipt) and move those
+        still in state ``promote[0]`` to ``promote[1]`` at ``at`` (a transition the caller
+        checked with the domain); returns the IDs moved. A batch in a few statements."""
+        ...
+
+
+class Certificates(Protocol):
+    """Signer certificates, each kept once (prescriptions refer to them)."""
+
+    def intern(self, der: bytes) -> int:
+        """The id of this DER certificate, stored if new."""
+        ...
+
+    def get(self, cert_id: int) -> bytes | None: ...
+
+    def count(self) -> int: ...
+
 
 class Outbox(Protocol):
     """What waits to go to the registry: a ``create`` per signed prescription, a ``cancel``
@@ -321,7 +341,18 @@ class Outbox(Protocol):
         """False when another process acknowledged it first (nothing written)."""
         ...
 
+    def acknowledge_many(self, items: Sequence[tuple[OutboxRecord, RegistryReceipt]],
+                         at: datetime) -> set[int]:
+        """``acknowledge`` for a batch; returns the numbers of the records acknowledged
+        (those another process acknowledged first are left out)."""
+        ...
+
     def retry(self, record: OutboxRecord, error: str, at: datetime) -> None: ...
+
+    def retry_many(self, items: Sequence[tuple[OutboxRecord, str, datetime | None]]) -> None:
+        """Count a failed attempt of each ``(record, error, next time)``; a next time of
+        ``None`` lets the record go as soon as the registry answers again."""
+        ...
 
     def quarantine(self, record: OutboxRecord, reason: str) -> bool: ...
 
@@ -374,6 +405,12 @@ class AuditLog(Protocol):
     def append(self, *, actor: str, action: str, subject: str = "",
                details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int: ...
 
+    def append_many(self, items: Sequence[tuple[str, str, str, Mapping[str, Any] | None]],
+                    at: datetime | None = None) -> list[int]:
+        """Append ``(actor, action, subject, details)`` entries in order, all at ``at``;
+        returns their sequence numbers (the head read and written once)."""
+        ...
+
     def entries(self, since: int = 0) -> list[AuditEntry]: ...
 
     def verify(self) -> int:
@@ -418,6 +455,7 @@ class UnitOfWork(Protocol):
     residents: Residents
     practitioners: Practitioners
     prescriptions: Prescriptions
+    certificates: Certificates
     outbox: Outbox
     print_jobs: PrintJobs
     meta: Meta

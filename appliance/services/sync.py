@@ -68,7 +68,7 @@ from typing import Any
 
 from appliance.config import Sync as SyncSettings
 from appliance.domain.backoff import next_delay
-from appliance.domain.prescription import MedicationLine, Prescription, State
+from appliance.domain.prescription import TRANSITIONS, MedicationLine, Prescription, State
 from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
 from appliance.ports.clock import Clock, iso, utc_now
 from appliance.ports.registry import (
@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "sync"
 # sync bookkeeping in ``meta`` (``uow.views.sync_status`` reads them back)
+# What an acknowledged create does to the prescription (checked with the domain at import).
+REGISTRATION = (State.SIGNED, State.REGISTERED)
+assert REGISTRATION[1] in TRANSITIONS[REGISTRATION[0]]
 CURSOR_KEY, LAST_SUCCESS_KEY = SyncKeys.CURSOR, SyncKeys.LAST_SUCCESS
 LAST_ERROR_KEY, LAST_ERROR_AT_KEY = SyncKeys.LAST_ERROR, SyncKeys.LAST_ERROR_AT
 LAST_PUSH_KEY, LAST_PULL_KEY = SyncKeys.LAST_PUSH, SyncKeys.LAST_PULL
@@ -137,14 +140,14 @@ class PullReport:
 class _Outcome:
     record: OutboxRecord
     receipt: RegistryReceipt | None = None
-    retry_at: datetime | None = None
+    retry: bool = False
+    retry_at: datetime | None = None  # None with ``retry``: when the registry answers again
     quarantine: str | None = None
     status: int | None = None
     error: str | None = None
     sent: bool = False
     connect: bool = False
     throttled: bool = False
-    known: Prescription | None = None
     call: Callable[[], RegistryReceipt] | None = None
 
 
@@ -326,7 +329,6 @@ class SyncEngine:
                 if signed is None:
                     outcome.quarantine = "prescription absente ou non signée dans la base locale"
                     return outcome
-                outcome.known = signed.prescription
                 if encoder is not None:
                     body = encoder.encode_registration(signed.prescription, signed.proof)
                     outcome.call = partial(encoder.register_bundle, body)
@@ -359,44 +361,70 @@ class SyncEngine:
             outcome.quarantine, outcome.status = exc.reason or str(exc), exc.status
             outcome.error = str(exc)
         except RegistryUnavailable as exc:
-            delay = next_delay(outcome.record.attempts + 1, self.config.backoff_base_s,
-                               self.config.backoff_cap_s, self.rng, exc.retry_after)
-            outcome.retry_at = self.clock() + timedelta(seconds=delay)
-            outcome.error, outcome.status = str(exc), exc.status
+            outcome.retry, outcome.error, outcome.status = True, str(exc), exc.status
             outcome.connect = exc.connect
             outcome.throttled = isinstance(exc, RegistryThrottled)
+            if not exc.connect:  # the registry failed on this record: it waits its turn
+                delay = next_delay(outcome.record.attempts + 1, self.config.backoff_base_s,
+                                   self.config.backoff_cap_s, self.rng, exc.retry_after)
+                outcome.retry_at = self.clock() + timedelta(seconds=delay)
         except OrdoError as exc:  # e.g. the mapping refused the stored prescription
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
 
     def _write(self, outcomes: list[_Outcome], report: PushReport) -> None:
+        """The outcomes of a batch in one transaction, a few statements for the whole batch
+        (the receipts, the state changes and the audit entries each written at once)."""
         report.batches += 1
         self.heartbeat()
         if not outcomes:
             return
         now = self.clock()
         last_error = None
-        any_ok = False
         uow = self.uow
         with uow:
+            acks = [o for o in outcomes if o.receipt is not None]
+            done = uow.outbox.acknowledge_many(
+                [(o.record, o.receipt) for o in acks if o.receipt is not None], now)
+            moved = uow.prescriptions.record_receipts(
+                {o.record.prescription_id: o.receipt.receipt_id for o in acks
+                 if o.record.kind == "create" and o.record.seq in done
+                 and o.receipt is not None}, now, promote=REGISTRATION)
+            entries: list[tuple[str, str, str, dict[str, Any]]] = []
+            retries: list[tuple[OutboxRecord, str, datetime | None]] = []
             for o in outcomes:
+                record = o.record
                 if o.receipt is not None:
-                    any_ok = True
-                    if _acknowledge(uow, o.record, o.receipt, now, known=o.known):
-                        report.acknowledged += 1
-                        report.replayed += o.receipt.replayed
+                    if record.seq not in done:
+                        continue  # another process acknowledged it first
+                    if record.kind == "create" and record.prescription_id in moved:
+                        entries.append((ACTOR, f"prescription.{REGISTRATION[1].value}",
+                                        record.prescription_id,
+                                        {"from": REGISTRATION[0].value}))
+                    entries.append((ACTOR, f"registry.{record.kind}.acknowledged",
+                                    record.prescription_id,
+                                    {"receipt": o.receipt.receipt_id,
+                                     "replayed": o.receipt.replayed, "outbox": record.seq}))
+                    report.acknowledged += 1
+                    report.replayed += o.receipt.replayed
                 elif o.quarantine is not None:
-                    _quarantine(uow, o.record, o.quarantine, now, o.status)
+                    if uow.outbox.quarantine(record, o.quarantine):
+                        entries.append((ACTOR, f"registry.{record.kind}.quarantined",
+                                        record.prescription_id,
+                                        {"outbox": record.seq, "status": o.status,
+                                         "reason": o.quarantine[:200]}))
                     report.quarantined += 1
-                    last_error = f"{o.record.prescription_id}: {o.quarantine}"
+                    last_error = f"{record.prescription_id}: {o.quarantine}"
                     log.warning("record quarantined", extra={"fields": {
-                        "outbox": o.record.seq, "kind": o.record.kind,
-                        "prescription": o.record.prescription_id, "status": o.status}})
-                elif o.retry_at is not None:
-                    uow.outbox.retry(o.record, o.error or "", o.retry_at)
+                        "outbox": record.seq, "kind": record.kind,
+                        "prescription": record.prescription_id, "status": o.status}})
+                elif o.retry:
+                    retries.append((record, o.error or "", o.retry_at))
                     report.retried += 1
                     last_error = o.error
-            _record_exchange(uow, now, ok=any_ok, error=last_error)
+            uow.outbox.retry_many(retries)
+            uow.audit.append_many(entries, at=now)
+            _record_exchange(uow, now, ok=bool(acks), error=last_error)
             uow.commit()
         if last_error:
             report.last_error = last_error
@@ -452,45 +480,8 @@ def _yield_gil() -> None:
 
 
 # -- outcomes, in the caller's block --------------------------------------------------------------
-def _current(uow: UnitOfWork, prescription_id: str,
-             known: Prescription | None = None) -> Prescription | None:
-    """The stored prescription; ``known`` (already loaded) when its state still matches, so
-    that the body is neither read nor parsed again."""
-    if known is not None:
-        state = uow.prescriptions.state_of(prescription_id)
-        if state is None:
-            return None
-        if known.state == state:
-            return known
+def _current(uow: UnitOfWork, prescription_id: str) -> Prescription | None:
     return uow.prescriptions.get(prescription_id)
-
-
-def _acknowledge(uow: UnitOfWork, record: OutboxRecord, receipt: RegistryReceipt,
-                 now: datetime, known: Prescription | None = None) -> bool:
-    """Store the receipt; a create moves the prescription ``signed`` → ``registered``.
-    False when another process acknowledged the record first (nothing written)."""
-    if not uow.outbox.acknowledge(record, receipt, now):
-        return False
-    if record.kind == "create":
-        uow.prescriptions.set_registry_receipt(record.prescription_id, receipt.receipt_id)
-        p = _current(uow, record.prescription_id, known)
-        if p is not None and p.state is State.SIGNED:
-            record_transition(uow, p.transition(State.REGISTERED, now), actor=ACTOR)
-    uow.audit.append(actor=ACTOR, action=f"registry.{record.kind}.acknowledged",
-                     subject=record.prescription_id,
-                     details={"receipt": receipt.receipt_id, "replayed": receipt.replayed,
-                              "outbox": record.seq})
-    return True
-
-
-def _quarantine(uow: UnitOfWork, record: OutboxRecord, reason: str, now: datetime,
-                status: int | None = None) -> None:
-    """Set the record aside for good with its reason; the others keep flowing."""
-    if uow.outbox.quarantine(record, reason):
-        uow.audit.append(actor=ACTOR, action=f"registry.{record.kind}.quarantined",
-                         subject=record.prescription_id,
-                         details={"outbox": record.seq, "status": status,
-                                  "reason": reason[:200]}, at=now)
 
 
 def _record_exchange(uow: UnitOfWork, now: datetime, *, ok: bool,

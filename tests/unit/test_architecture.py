@@ -45,7 +45,8 @@ def test_domain_only_imports_errors_from_the_rest_of_appliance():
 TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
                 "prescriptions": "prescriptions", "outbox": "outbox",
                 "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
-                "dispensations": "dispensations", "_migrations": "migrations"}
+                "dispensations": "dispensations", "certificates": "certificates",
+                "audit_anchors": "audit_anchors", "_migrations": "migrations"}
 WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
                    r"\s+\"?(\w+)\b")
 
