@@ -6,18 +6,18 @@ Run from the repository root::
     python -m bench.store_million [--residents 2000] [--per-resident 500] [--keep DIR]
 
 **Build.** ``open_store`` makes the file with the real schema and every migration; the
-residents (valid NIR keys) and four prescribers go in through the unit of work. Then, in
-bulk (``journal_mode=OFF``, ``synchronous=OFF`` while loading; WAL again afterwards, as the
+residents (valid NIR keys) and four prescribers go in through the unit of work. Then, in bulk
+(``journal_mode=OFF``, ``synchronous=OFF`` while loading; WAL again afterwards, as the
 appliance uses it), ``residents × per_resident`` prescriptions shaped like the ones the
 appliance keeps after a normal life: signed, printed, acknowledged by the registry, i.e. per
-prescription the ``prescriptions`` row (JSON body from ``Prescription.to_dict()``, the
-card signature, the signer's certificate (a reference: kept once), the signed bytes, the registry receipt), its
-``outbox`` row (acknowledged, with the receipt), its ``print_jobs`` row (done) and its three
-audit entries (``prescription.signed``, ``print.printed``, ``registry.create.acknowledged``)
-in one valid hash chain. Bodies are made once per resident and line template (six templates
-of one to four lines); IDs are real ones (creation time + random bits + check character)
-spread over ten years, residents interleaved at random, exactly ``per_resident`` each. Not
-generated: dispensations, drafts, cancellations, reprints.
+prescription the ``prescriptions`` row (JSON body from ``Prescription.to_dict()``, the card
+signature, the signer's certificate (a reference: kept once), the signed bytes, the registry
+receipt), its ``outbox`` row (acknowledged, with the receipt), its ``print_jobs`` row (done)
+and its three audit entries (``prescription.signed``, ``print.printed``,
+``registry.create.acknowledged``) in one valid hash chain. Bodies are made once per resident
+and line template (six templates of one to four lines); IDs are real ones (creation time +
+random bits + check character) spread over ten years, residents interleaved at random, exactly
+``per_resident`` each. Not generated: dispensations, drafts, cancellations, reprints.
 
 **Queries**, over random residents (the database file is in the page cache), on one
 connection opened once unless said otherwise:

@@ -13,7 +13,11 @@ Every failure leaves as a ``RegistryError`` (tree in ``appliance.ports``):
 - timeout, connection reset or closed before the answer, 408, 5xx, unreadable answer →
   ``RegistryUnavailable``; 429 (and 503 with ``Retry-After``) → ``RegistryThrottled``
   with ``retry_after`` in seconds;
-- 409 → ``RegistryConflict``; any other 4xx → ``RegistryRejected`` with the registry's reason.
+- 409 → ``RegistryConflict``; any other 4xx with an ``OperationOutcome`` →
+  ``RegistryRejected`` with the registry's reason;
+- a link set up wrong (``sync.link``: a redirection, an answer that is not FHIR, a
+  401/403/404/405 that ``GET [base]/metadata`` confirms, a certificate refused either way)
+  → ``RegistryMisconfigured`` naming the setting to fix.
 """
 
 from __future__ import annotations
@@ -34,13 +38,14 @@ from appliance.domain.prescription import Prescription
 from appliance.errors import (
     ConfigError,
     RegistryConflict,
+    RegistryMisconfigured,
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
     ValidationError,
 )
 from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
-from sync import codes, fhir
+from sync import codes, fhir, link
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ USER_AGENT = "ordo-edge sync"
 # body waits for the ACK of the headers (Nagle, RFC 896, against delayed ACKs).
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
+METADATA = "/metadata"
 # ``json.dumps(..., ensure_ascii=False)``, the same bytes, without the circular-reference
 # check (a fresh tree of dicts and lists: a cycle would be a RecursionError): 15 % cheaper.
 _BODY_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
@@ -123,7 +129,11 @@ class RegistryClient:
 
     def _http(self) -> httpx.Client:
         if self._client is None:
-            verify: ssl.SSLContext | bool = self._ssl_context() if self._tls else True
+            try:
+                verify: ssl.SSLContext | bool = self._ssl_context() if self._tls else True
+            except ConfigError as exc:  # a file of [registry] unreadable: the link's setting
+                raise RegistryMisconfigured(exc.key, f"{exc.value!r} : attendu "
+                                                     f"{exc.expected}") from exc
             transport = self._transport or httpx.HTTPTransport(
                 verify=verify, socket_options=SOCKET_OPTIONS)
             self._client = httpx.Client(
@@ -151,24 +161,30 @@ class RegistryClient:
         except httpx.TransportError as exc:
             tls = _tls_cause(exc)
             if tls is not None:
+                wrong = link.tls_misconfiguration(tls, urlsplit(self.base_url).hostname or "")
+                if wrong is not None:
+                    raise wrong from exc
                 raise RegistryUnavailable(f"TLS refused: {tls}", connect=True) from exc
             if isinstance(exc, httpx.ConnectError):
                 raise RegistryUnavailable(f"cannot connect: {exc}", connect=True) from exc
             raise RegistryUnavailable(f"connection lost: {exc or type(exc).__name__}") from exc
         except httpx.DecodingError as exc:  # e.g. "Content-Encoding: gzip" on a plain body
             raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
-        return self._answer(response)
+        return self._answer(response, path)
 
-    def _answer(self, response: httpx.Response) -> Any:
+    def _answer(self, response: httpx.Response, path: str = "") -> Any:
         status = response.status_code
+        if 300 <= status < 400:
+            raise link.redirected(status, response.headers.get("Location"), self.base_url)
         content = response.content[:MAX_ANSWER_BYTES]
         try:
             body = json.loads(content) if content else None
         except (ValueError, RecursionError):  # not JSON, or nested deeper than json allows
             body = None
         if 200 <= status < 300:
-            if body is None:
-                raise RegistryUnavailable(f"unreadable answer (HTTP {status})", status=status)
+            if not link.is_fhir(body):
+                raise link.not_fhir(status, response.headers.get("Content-Type"),
+                                    self.base_url + path)
             return body
         reason = fhir.outcome_reason(body) or response.reason_phrase or f"HTTP {status}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -178,9 +194,16 @@ class RegistryClient:
         if status == 408 or status >= 500:
             raise RegistryUnavailable(f"registry error ({status}): {reason}", status=status,
                                       retry_after=retry_after)
-        if status == 409:
-            raise RegistryConflict(status, reason)
         if 400 <= status < 500:
+            if not link.is_outcome(body):
+                raise link.not_fhir(status, response.headers.get("Content-Type"),
+                                    self.base_url + path)
+            if path == METADATA:
+                raise link.base_refused(status, reason, self.base_url)
+            if link.needs_confirmation(status):
+                self.check()  # raises RegistryMisconfigured when the base itself is wrong
+            if status == 409:
+                raise RegistryConflict(status, reason)
             raise RegistryRejected(status, reason)
         raise RegistryUnavailable(f"unexpected answer (HTTP {status})", status=status)
 
@@ -222,7 +245,14 @@ class RegistryClient:
 
     def capabilities(self) -> dict[str, Any]:
         """``GET [base]/metadata``: a cheap check that the link and the mTLS work."""
-        answer = self.request("GET", "/metadata")
+        answer = self.request("GET", METADATA)
         if not isinstance(answer, dict) or answer.get("resourceType") != "CapabilityStatement":
-            raise RegistryUnavailable("the registry's metadata is not a CapabilityStatement")
+            raise RegistryMisconfigured(link.URL, f"{self.base_url}{METADATA} ne renvoie pas "
+                                                  "de CapabilityStatement FHIR")
         return answer
+
+    def check(self) -> None:
+        """The probe of the link: ``GET [base]/metadata`` (one small answer). Returns when
+        the registry answers as a FHIR base; raises ``RegistryUnavailable`` (network) or
+        ``RegistryMisconfigured`` (the setting to fix)."""
+        self.capabilities()

@@ -496,7 +496,10 @@ class FakeViews(_Part):
             quarantined_records=[{"seq": o.seq, "prescription_id": o.prescription_id,
                                   "kind": o.kind, "attempts": o.attempts,
                                   "created_at": o.created_at, "reason": o.last_error}
-                                 for o in quarantined])
+                                 for o in quarantined],
+            link=meta.get(SyncKeys.LINK), link_detail=meta.get(SyncKeys.LINK_DETAIL),
+            link_key=meta.get(SyncKeys.LINK_KEY) or None,
+            link_since=meta.get(SyncKeys.LINK_SINCE))
 
     def drafts(self, id_nat_ps: str | None = None) -> list[DraftRow]:
         rows = [r for r in self._s.prescriptions.values() if r.prescription.state is State.DRAFT

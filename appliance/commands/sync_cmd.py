@@ -21,7 +21,7 @@ import click
 
 from appliance.bootstrap import App
 from appliance.domain.prescription_id import validate_prescription_id
-from appliance.errors import RegistryError, StoreError
+from appliance.errors import RegistryError, RegistryMisconfigured, StoreError
 from appliance.services import sync
 from sync import codes
 from sync.service import PULL_FACTOR, TICK_S, SyncService, single_instance
@@ -51,13 +51,23 @@ def once(app: App, as_json: bool) -> None:
     with single_instance(app.settings.data_dir):
         push = engine.push()
         pull = engine.pull()
+    wrong = None
+    if push.misconfigured or pull.misconfigured:  # the queue waits: an error to fix
+        wrong = RegistryMisconfigured(push.misconfigured_key or pull.misconfigured_key or "",
+                                      push.misconfigured or pull.misconfigured or "")
     if as_json:
         click.echo(json.dumps({"push": push.__dict__, "pull": pull.__dict__},
                               ensure_ascii=False, default=str))
+        if wrong is not None:
+            raise wrong
         return
     click.echo(f"Envoi : {push.acknowledged} accusé(s) de réception "
                f"({push.replayed} déjà connus du registre), {push.retried} nouvel(s) essai(s) "
                f"prévu(s), {push.quarantined} mis en quarantaine ; {push.remaining} en attente.")
+    if wrong is not None:
+        click.echo("La file attend (rien n'est mis en quarantaine) : corriger le réglage "
+                   f"{wrong.key}.")
+        raise wrong
     if push.unreachable:
         click.echo("Registre injoignable : la file sera renvoyée plus tard.")
     click.echo(f"Délivrances reçues : {pull.received} ({len(pull.prescriptions)} "
@@ -74,8 +84,7 @@ def run(app: App) -> None:
     settings = app.settings.sync
     with single_instance(app.settings.data_dir):
         service = SyncService(engine, app.uow, tick_s=min(TICK_S, float(settings.interval_s)),
-                              pull_every_s=float(settings.interval_s * PULL_FACTOR),
-                              backoff_cap_s=float(settings.backoff_cap_s))
+                              pull_every_s=float(settings.interval_s * PULL_FACTOR))
         raise SystemExit(service.run())
 
 
@@ -92,6 +101,12 @@ def status(app: App, as_json: bool) -> None:
                f"{s.pending_cancels} annulation(s)) ; la plus ancienne depuis "
                f"{_age(s.oldest_pending_age_s)}")
     click.echo(f"Accusés de réception : {s.acknowledged}")
+    if s.misconfigured:
+        click.echo(f"Registre mal configuré : {s.link_detail} — corriger le réglage "
+                   f"{s.link_key} (depuis {s.link_since}) ; la file attend.")
+    elif s.link == "down":
+        click.echo(f"Registre injoignable depuis {s.link_since} : la file partira dès qu'il "
+                   "répondra.")
     click.echo(f"Dernier échange réussi : {s.last_success_at or 'jamais'}")
     if s.last_error:
         click.echo(f"Dernière erreur ({s.last_error_at}) : {s.last_error}")

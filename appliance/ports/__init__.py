@@ -30,7 +30,8 @@ _EXPORTS: dict[str, str] = {
         "PrinterError", "PrinterState", "PrinterStatus", "PrinterUnavailable"), "printer"),
     **dict.fromkeys((
         "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
-        "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
+        "RegistryConflict", "RegistryError", "RegistryMisconfigured", "RegistryReceipt",
+        "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
         "AuditEntry", "AuditLog", "Certificates", "DispensationAlert", "Dispensations", "DraftRow",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from appliance.errors import (
     RegistryConflict,
     RegistryError,
+    RegistryMisconfigured,
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
 
 __all__ = ["Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
-           "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
+           "RegistryConflict", "RegistryError", "RegistryMisconfigured", "RegistryReceipt",
+           "RegistryRejected",
            "RegistryThrottled", "RegistryUnavailable", "SignatureProof"]
 
 
@@ -102,6 +104,12 @@ class Registry(Protocol):
     def dispensations(self, cursor: str | None, limit: int) -> DispensationPage:
         """Dispensations recorded after ``cursor`` (oldest first), residents who objected
         left out by the registry."""
+        ...
+
+    def check(self) -> None:
+        """A cheap probe of the link (``GET [base]/metadata``): returns when the registry
+        answers; ``RegistryUnavailable`` (network) or ``RegistryMisconfigured`` (the setting
+        to fix) otherwise."""
         ...
 
     def close(self) -> None: ...

@@ -212,6 +212,10 @@ class SyncKeys:
     LAST_ERROR_AT = "sync.last_error_at"
     LAST_PUSH = "sync.last_push_at"
     LAST_PULL = "sync.last_pull_at"
+    LINK = "sync.link"                   # up, down or misconfigured
+    LINK_DETAIL = "sync.link_detail"     # what is wrong (French)
+    LINK_KEY = "sync.link_key"           # the setting to fix, when misconfigured
+    LINK_SINCE = "sync.link_since"
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,14 @@ class SyncStatus:
     dispense_cursor: str | None
     dispensations: int
     quarantined_records: list[dict[str, Any]] = field(default_factory=list)
+    link: str | None = None          # up, down, misconfigured (None: never exchanged)
+    link_detail: str | None = None
+    link_key: str | None = None      # the setting to fix when misconfigured
+    link_since: str | None = None
+
+    @property
+    def misconfigured(self) -> bool:
+        return self.link == "misconfigured"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -69,7 +69,14 @@ from typing import Any
 from appliance.config import Sync as SyncSettings
 from appliance.domain.backoff import next_delay
 from appliance.domain.prescription import TRANSITIONS, MedicationLine, Prescription, State
-from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
+from appliance.errors import (
+    OrdoError,
+    RegistryError,
+    RegistryMisconfigured,
+    RegistryRejected,
+    RegistryThrottled,
+    RegistryUnavailable,
+)
 from appliance.ports.clock import Clock, iso, utc_now
 from appliance.ports.registry import (
     Dispensation,
@@ -91,6 +98,8 @@ assert REGISTRATION[1] in TRANSITIONS[REGISTRATION[0]]
 CURSOR_KEY, LAST_SUCCESS_KEY = SyncKeys.CURSOR, SyncKeys.LAST_SUCCESS
 LAST_ERROR_KEY, LAST_ERROR_AT_KEY = SyncKeys.LAST_ERROR, SyncKeys.LAST_ERROR_AT
 LAST_PUSH_KEY, LAST_PULL_KEY = SyncKeys.LAST_PUSH, SyncKeys.LAST_PULL
+# What the link to the registry is, as the last exchange or probe found it.
+LINK_UP, LINK_DOWN, LINK_MISCONFIGURED = "up", "down", "misconfigured"
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class PushReport:
     throttled: int = 0
     batches: int = 0
     unreachable: bool = False
+    misconfigured: str | None = None  # what is set up wrong (French), the queue waits
+    misconfigured_key: str | None = None
     stopped: bool = False
     remaining: int = 0
     last_error: str | None = None
@@ -134,6 +145,8 @@ class PullReport:
     prescriptions: list[str] = field(default_factory=list)
     error: str | None = None
     unreachable: bool = False
+    misconfigured: str | None = None
+    misconfigured_key: str | None = None
 
 
 @dataclass
@@ -148,6 +161,7 @@ class _Outcome:
     sent: bool = False
     connect: bool = False
     throttled: bool = False
+    misconfigured: RegistryMisconfigured | None = None
     call: Callable[[], RegistryReceipt] | None = None
 
 
@@ -221,7 +235,7 @@ class SyncEngine:
                 if inflight is not None:
                     continue
                 # end of a sweep: nothing left to launch, nothing on the wire
-                if report.unreachable:
+                if report.unreachable or report.misconfigured:
                     break
                 now = self.clock()
                 if run.hold_until is not None and now < run.hold_until:
@@ -243,14 +257,36 @@ class SyncEngine:
         report.remaining = self.uow.outbox.pending_count()
         report.seconds = round(time.monotonic() - started, 3)
         with self.uow:
-            self.uow.meta.set(LAST_PUSH_KEY, iso(self.clock()))
+            now = self.clock()
+            self.uow.meta.set(LAST_PUSH_KEY, iso(now))
+            if report.unreachable:
+                record_link(self.uow, LINK_DOWN, now, report.last_error or "")
             self.uow.commit()
         log.info("push done", extra={"fields": {
             "sent": report.sent, "acknowledged": report.acknowledged,
             "replayed": report.replayed, "retried": report.retried,
             "quarantined": report.quarantined, "remaining": report.remaining,
-            "unreachable": report.unreachable, "seconds": report.seconds}})
+            "unreachable": report.unreachable, "misconfigured": report.misconfigured_key,
+            "seconds": report.seconds}})
         return report
+
+    # -- the link -------------------------------------------------------------------------
+    def probe(self) -> str:
+        """Ask the registry whether it answers (``Registry.check``: one small request) and
+        record what it said; returns ``LINK_UP``, ``LINK_DOWN`` or ``LINK_MISCONFIGURED``."""
+        detail, key = "", ""
+        try:
+            self.registry.check()
+            state = LINK_UP
+        except RegistryMisconfigured as exc:
+            state, detail, key = LINK_MISCONFIGURED, exc.detail, exc.key
+        except RegistryError as exc:
+            state, detail = LINK_DOWN, str(exc)
+        if link_changed(self.uow, state, detail, key):  # no write while nothing changes
+            with self.uow:
+                record_link(self.uow, state, self.clock(), detail, key)
+                self.uow.commit()
+        return state
 
     def _exchange(self, prepared: list[_Outcome], run: _Run,
                   senders: ThreadPoolExecutor) -> list[_Outcome]:
@@ -281,6 +317,10 @@ class SyncEngine:
                 if outcome.throttled:
                     run.hold_until, run.halted = outcome.retry_at, True
                     report.throttled += 1
+                if outcome.misconfigured is not None:  # whatever the record: pause
+                    run.halted = True
+                    report.misconfigured = outcome.misconfigured.detail
+                    report.misconfigured_key = outcome.misconfigured.key
                 if run.connect_failures >= self.config.unreachable_after:
                     report.unreachable = run.halted = True
             self.heartbeat()
@@ -368,6 +408,8 @@ class SyncEngine:
                 delay = next_delay(outcome.record.attempts + 1, self.config.backoff_base_s,
                                    self.config.backoff_cap_s, self.rng, exc.retry_after)
                 outcome.retry_at = self.clock() + timedelta(seconds=delay)
+        except RegistryMisconfigured as exc:  # not the record's fault: it stays as it is
+            outcome.misconfigured, outcome.error, outcome.status = exc, str(exc), exc.status
         except OrdoError as exc:  # e.g. the mapping refused the stored prescription
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
@@ -422,9 +464,16 @@ class SyncEngine:
                     retries.append((record, o.error or "", o.retry_at))
                     report.retried += 1
                     last_error = o.error
+                elif o.misconfigured is not None:
+                    last_error = str(o.misconfigured)
             uow.outbox.retry_many(retries)
             uow.audit.append_many(entries, at=now)
             _record_exchange(uow, now, ok=bool(acks), error=last_error)
+            wrong = next((o.misconfigured for o in outcomes if o.misconfigured), None)
+            if wrong is not None:
+                record_link(uow, LINK_MISCONFIGURED, now, wrong.detail, wrong.key)
+            elif any(o.sent and not o.connect for o in outcomes):
+                record_link(uow, LINK_UP, now)  # the registry answered
             uow.commit()
         if last_error:
             report.last_error = last_error
@@ -442,6 +491,10 @@ class SyncEngine:
             except RegistryUnavailable as exc:
                 report.error, report.unreachable = str(exc), exc.connect
                 break
+            except RegistryMisconfigured as exc:
+                report.error = str(exc)
+                report.misconfigured, report.misconfigured_key = exc.detail, exc.key
+                break
             except RegistryRejected as exc:
                 report.error = str(exc)
                 break
@@ -452,6 +505,7 @@ class SyncEngine:
                     uow.meta.set(CURSOR_KEY, page.cursor)
                 uow.meta.set(LAST_PULL_KEY, iso(now))
                 _record_exchange(uow, now, ok=True)
+                record_link(uow, LINK_UP, now)
                 uow.commit()
             report.pages += 1
             report.received += len(page.items)
@@ -462,7 +516,13 @@ class SyncEngine:
                 break
         if report.error:
             with uow:
-                _record_exchange(uow, self.clock(), ok=False, error=report.error)
+                now = self.clock()
+                _record_exchange(uow, now, ok=False, error=report.error)
+                if report.misconfigured is not None:
+                    record_link(uow, LINK_MISCONFIGURED, now, report.misconfigured,
+                                report.misconfigured_key or "")
+                elif report.unreachable:
+                    record_link(uow, LINK_DOWN, now, report.error)
                 uow.commit()
         report.prescriptions = list(touched)
         log.info("pull done", extra={"fields": {
@@ -492,6 +552,28 @@ def _record_exchange(uow: UnitOfWork, now: datetime, *, ok: bool,
     if error:
         uow.meta.set(LAST_ERROR_KEY, error[:500])
         uow.meta.set(LAST_ERROR_AT_KEY, iso(now))
+
+
+def link_changed(uow: UnitOfWork, state: str, detail: str = "", key: str = "") -> bool:
+    """Whether ``record_link`` would write anything."""
+    known = uow.meta.with_prefix(SyncKeys.LINK)
+    return (known.get(SyncKeys.LINK), known.get(SyncKeys.LINK_KEY, "")) != (state, key) or (
+        state == LINK_MISCONFIGURED and known.get(SyncKeys.LINK_DETAIL) != detail[:500])
+
+
+def record_link(uow: UnitOfWork, state: str, now: datetime, detail: str = "",
+                key: str = "") -> None:
+    """Remember what the link to the registry is (``LINK_UP``, ``LINK_DOWN``,
+    ``LINK_MISCONFIGURED`` with the setting to fix), written only when it changes, in the
+    caller's block; ``ordo sync status``, the kiosk and the metrics read it back."""
+    if not link_changed(uow, state, detail, key):
+        return
+    uow.meta.set(SyncKeys.LINK, state)
+    uow.meta.set(SyncKeys.LINK_DETAIL, detail[:500])
+    uow.meta.set(SyncKeys.LINK_KEY, key)
+    uow.meta.set(SyncKeys.LINK_SINCE, iso(now))
+    log_at = log.warning if state != LINK_UP else log.info
+    log_at("registry link", extra={"fields": {"state": state, "key": key or None}})
 
 
 def apply_dispensations(uow: UnitOfWork, page: DispensationPage, now: datetime) -> list[str]:

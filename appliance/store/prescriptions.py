@@ -50,7 +50,7 @@ _ZDICT_V1 = (
     '"unit":"jour"},"as_needed":false},"ald":false,"non_substitution":},{"kind":"device",'
     '"label":"","lpp":"","quantity":""},{"kind":"act","text":""}],"room":"",'
     '"prescriber_role":"prescriber","state":"registered","signed_at":"","updated_at":"",'
-    '"cancel_reason":null}').encode("utf-8")
+    '"cancel_reason":null}').encode()
 
 
 def encode_body(data: Mapping[str, Any]) -> bytes:

@@ -7,9 +7,9 @@ a block is a savepoint, committed or rolled back with it. Reads outside a block 
 their own snapshot. Every SQLite error leaves as a ``StoreError``.
 
 Each repository is the owner module of its table (``residents``, ``practitioners``,
-``prescriptions``, ``certificates``, ``outbox``, ``print_jobs``, ``meta``, ``audit``, ``dispensations``);
-``views`` holds the read models. One unit of work per thread: SQLite connections are not
-shared between threads.
+``prescriptions``, ``certificates``, ``outbox``, ``print_jobs``, ``meta``, ``audit``,
+``dispensations``); ``views`` holds the read models. One unit of work per thread: SQLite
+connections are not shared between threads.
 """
 
 from __future__ import annotations

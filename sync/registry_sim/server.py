@@ -86,7 +86,27 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sim: RegistrySim,
                  context: ssl.SSLContext | None) -> None:
         self.sim, self.context = sim, context
+        self.connections: set[Any] = set()  # open client sockets, cut at ``stop``
+        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Close the kept-alive connections too: a stopped registry answers nothing."""
+        with self._connections_lock:
+            open_now = list(self.connections)
+        for request in open_now:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would resolve the host name (a DNS call): not needed here.
@@ -292,6 +312,7 @@ class RegistrySim:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.cut_connections()
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)
