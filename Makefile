@@ -9,6 +9,7 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 APT_PACKAGES := python3 pcscd pcsc-tools vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv \
+	softhsm2 opensc opensc-pkcs11 \
 	poppler-utils \
 	ca-certificates
 export UV_PYTHON_DOWNLOADS := never

@@ -79,14 +79,31 @@ class CardBackend:
 
 def card_backend(settings: Settings) -> CardBackend:
     """The card adapters of ``[card] backend``. A new backend is one more case here (and
-    its name in ``appliance.config.CARD_BACKENDS``)."""
-    name = settings.card.backend
-    if name == "pcsc":
+    its name in ``appliance.config.CARD_BACKENDS``).
+
+    ``pcsc``: pcscd and Ordo's own APDUs (``drivers.card.pcsc``, ``drivers.card.monitor``).
+    ``pkcs11``: a PKCS#11 module (``drivers.card.pkcs11``; ``[card] pkcs11_module``, OpenSC's
+    when empty, and ``token_label``). Building them opens nothing: pcscd is reached, and the
+    PKCS#11 module loaded into this process, at the first card operation (a login, the
+    watcher's first scan), so only the kiosk and the card commands ever load it."""
+    card = settings.card
+    if card.backend == "pcsc":
         from drivers.card.monitor import ReaderMonitor
         from drivers.card.pcsc import PcscReader
 
         return CardBackend(PcscReader(), ReaderMonitor)
-    raise ConfigError("card.backend", name, " ou ".join(CARD_BACKENDS))
+    if card.backend == "pkcs11":
+        from drivers.card import pkcs11
+
+        path = card.pkcs11_module or pkcs11.default_module()
+        if path is None:
+            raise ConfigError("card.pkcs11_module", card.pkcs11_module,
+                              "le chemin d'un module PKCS#11 (celui d'OpenSC n'est pas "
+                              "installé : apt-get install opensc-pkcs11)")
+        module = pkcs11.module(path)  # not loaded yet
+        return CardBackend(pkcs11.Pkcs11Reader(module, card.token_label),
+                           lambda: pkcs11.Pkcs11Watcher(module, card.token_label))
+    raise ConfigError("card.backend", card.backend, " ou ".join(CARD_BACKENDS))
 
 
 # -- the print worker of an appliance --------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 The settings object is built once (by the CLI) and passed down; nothing reads the
 environment elsewhere. Every value is checked at start: an invalid one raises
-``ConfigError`` naming the key, the value and what is expected.
+``ConfigError`` naming the key, the value and what is expected. Every value is bounded:
+numbers by a range, texts by ``MAX_TEXT`` characters without control or bidirectional
+characters, lists by ``MAX_LIST`` entries, the printer by the devices a printer can be.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from appliance.domain.text import first_forbidden
 from appliance.errors import ConfigError
 
 ENV_PREFIX = "ORDO_"
@@ -34,20 +37,48 @@ def _check(pred: Callable[[Any], bool], expected: str) -> dict[str, Any]:
     return {"check": pred, "expected": expected}
 
 
+def _between(low: float, high: float, unit: str = "") -> dict[str, Any]:
+    """A number from ``low`` to ``high`` (NaN and infinities are outside any range)."""
+    return _check(lambda v: low <= v <= high, f"un nombre de {low:g} à {high:g}{unit}")
+
+
+# Devices a receipt or label printer appears as (Linux usblp, parallel port, serial lines,
+# USB-serial adapters, Bluetooth serial, udev's stable serial links). Anything else, a
+# file (``file:///etc/passwd``) or a disk (``/dev/sda``), is refused: the printer driver
+# writes raw bytes to it.
+_PRINTER_DEVICE = re.compile(
+    r"/dev/(?:usb/lp\d{1,3}|lp\d{1,3}|ttyS\d{1,3}|ttyUSB\d{1,3}|ttyACM\d{1,3}"
+    r"|rfcomm\d{1,3}|serial/by-(?:id|path)/(?!\.\.?$)[A-Za-z0-9._:+@-]{1,200})")
+_SERIAL_DEVICE = re.compile(
+    r"/dev/(?:ttyS\d{1,3}|ttyUSB\d{1,3}|ttyACM\d{1,3}|rfcomm\d{1,3}"
+    r"|serial/by-(?:id|path)/(?!\.\.?$)[A-Za-z0-9._:+@-]{1,200})")
+PRINTER_URIS = ("tcp://hôte:port, usb://VID:PID, serial:///dev/ttyS0 (ttyUSB, ttyACM, rfcomm, "
+                "serial/by-id/...) ou file:///dev/usb/lp0 (/dev/lp0 ou une ligne série)")
+
+
 def _uri_ok(value: str) -> bool:
     parts = urlsplit(value)
     if parts.scheme == "tcp":
-        return bool(parts.hostname) and parts.port is not None
+        return bool(parts.hostname) and parts.port is not None and parts.port > 0
     if parts.scheme == "usb":
         return re.fullmatch(r"usb://[0-9a-fA-F]{4}:[0-9a-fA-F]{4}", value) is not None
-    return parts.scheme in {"serial", "file"} and bool(parts.path)
+    if parts.netloc or parts.fragment:
+        return False
+    if parts.scheme == "serial":
+        return _SERIAL_DEVICE.fullmatch(parts.path) is not None
+    return (parts.scheme == "file" and not parts.query
+            and _PRINTER_DEVICE.fullmatch(parts.path) is not None)
 
 
 def _finess_ok(value: str) -> bool:
     return value == "" or re.fullmatch(r"(\d{2}|2[AB])\d{7}", value) is not None
 
 
-_positive = _check(lambda v: v > 0, "un nombre supérieur à 0")
+# Every text setting (names, addresses, paths, URLs): at most a path's length, and no
+# control or bidirectional character (an ESC in the establishment's name would be a
+# command to the printer). Lists (trust roots, CRLs): at most MAX_LIST entries.
+MAX_TEXT = 4096
+MAX_LIST = 64
 
 
 @dataclass(frozen=True)
@@ -70,8 +101,7 @@ class Pharmacy:
 
 @dataclass(frozen=True)
 class Printer:
-    uri: str = field(metadata=_check(
-        _uri_ok, "tcp://hôte:port, usb://VID:PID, serial:///dev/... ou file:///dev/..."))
+    uri: str = field(metadata=_check(_uri_ok, PRINTER_URIS))
     model: str = "TM-T20II"
     media: str = field(default="80mm", metadata=_check(
         lambda v: v in {"58mm", "80mm", "label62"}, "58mm, 80mm ou label62"))
@@ -89,18 +119,29 @@ class Registry:
     client_cert: str = ""
     client_key: str = ""
     ca_file: str = ""
-    timeout_s: float = field(default=10.0, metadata=_positive)
+    timeout_s: float = field(default=10.0, metadata=_between(1, 120, " secondes"))
 
 
-CARD_BACKENDS = ("pcsc",)  # adapters of appliance.bootstrap.card_backend
+CARD_BACKENDS = ("pcsc", "pkcs11")  # adapters of appliance.bootstrap.card_backend
+
+
+def _module_path_ok(value: str) -> bool:
+    return value == "" or (value.startswith("/") and ".so" in Path(value).name)
 
 
 @dataclass(frozen=True)
 class Card:
-    """The card backend: ``pcsc`` (a reader through pcscd)."""
+    """The card backend: ``pcsc`` (a reader through pcscd, Ordo's own APDUs) or ``pkcs11``
+    (a PKCS#11 module: OpenSC's ``opensc-pkcs11.so`` when ``pkcs11_module`` is empty, or the
+    ANS's CPS middleware); ``token_label`` keeps only the token of that label."""
 
     backend: str = field(default="pcsc", metadata=_check(
         lambda v: v in CARD_BACKENDS, " ou ".join(CARD_BACKENDS)))
+    pkcs11_module: str = field(default="", metadata=_check(
+        _module_path_ok, "un chemin absolu vers un module PKCS#11 (.so), ou vide pour celui "
+                         "d'OpenSC"))
+    token_label: str = field(default="", metadata=_check(
+        lambda v: len(v.encode("utf-8")) <= 32, "une étiquette de jeton de 32 octets au plus"))
 
 
 @dataclass(frozen=True)
@@ -114,10 +155,10 @@ class Security:
 
 @dataclass(frozen=True)
 class Sync:
-    interval_s: int = field(default=30, metadata=_positive)
+    interval_s: int = field(default=30, metadata=_between(1, 3600, " secondes"))
     batch_size: int = field(default=50, metadata=_check(
         lambda v: 1 <= v <= 1000, "entre 1 et 1000"))
-    backoff_cap_s: int = field(default=900, metadata=_positive)
+    backoff_cap_s: int = field(default=900, metadata=_between(1, 86400, " secondes"))
 
 
 @dataclass(frozen=True)
@@ -128,9 +169,8 @@ class Referential:
 
 @dataclass(frozen=True)
 class Retention:
-    prescriptions_years: int = field(default=10, metadata=_check(
-        lambda v: v >= 1, "au moins 1 an"))
-    audit_years: int = field(default=10, metadata=_check(lambda v: v >= 1, "au moins 1 an"))
+    prescriptions_years: int = field(default=10, metadata=_between(1, 100, " ans"))
+    audit_years: int = field(default=10, metadata=_between(1, 100, " ans"))
 
 
 @dataclass(frozen=True)
@@ -259,6 +299,17 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
         name = {bool: "true ou false", int: "un entier", float: "un nombre",
                 str: "une chaîne de caractères"}.get(kind, "une liste de chaînes")
         raise ConfigError(key, value, name)
+    texts = [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else []
+    if len(texts) > MAX_LIST:
+        raise ConfigError(key, f"{len(texts)} entrées", f"au plus {MAX_LIST} entrées")
+    for text in texts:
+        if len(text) > MAX_TEXT:
+            raise ConfigError(key, text[:40] + "…", f"au plus {MAX_TEXT} caractères")
+        found = first_forbidden(text)
+        if found is not None:
+            code, position = found
+            raise ConfigError(key, text, "un texte sans caractère de contrôle ni de direction "
+                                         f"({code} en position {position})")
     return value
 
 

@@ -3,7 +3,9 @@
     OrdoError
     ├── ConfigError                a setting is missing or invalid (key, value, expected)
     ├── ValidationError            bad input: a field, its value, what was expected
-    │   └── InvalidIdentifier      NIR, RPPS, CIP13, prescription ID... with the reason
+    │   ├── InvalidIdentifier      NIR, RPPS, CIP13, prescription ID... with the reason
+    │   └── ImportRefused          a drug import refused as a whole, nothing written
+    │                              (too few rows, too many specialties removed, a bomb)
     ├── DraftInvalid               a JSON draft with every problem and its JSON path
     ├── StateError                 an illegal state transition of a prescription
     ├── StoreError                 the local database refused an operation, or cannot be
@@ -27,6 +29,8 @@
     │   │                          (appliance.ports.printer: it carries a PrinterState)
     │   └── QrTooLarge             the QR payload does not fit the medium
     │                              (drivers.printer.layout)
+    ├── PkiError                   the TEST PKI or its SoftHSM2 tokens cannot be made (one
+    │                              exists already, a tool is missing or failed)
     ├── RegistryError              the national registry (or its link) failed
     │   ├── RegistryUnavailable    transient: network, TLS, timeout, 408, 5xx; retry later
     │   │   └── RegistryThrottled  429 (or 503) with Retry-After: wait ``retry_after`` s
@@ -75,6 +79,18 @@ class InvalidIdentifier(ValidationError):
     """An identifier (NIR, RPPS, CIP13, prescription ID...) fails its format or key."""
 
 
+class ImportRefused(ValidationError):
+    """A referential import refused as a whole before anything was written; ``french``
+    says why and what to do (the user's message starts with "import refusé");
+    ``removed``/``previous``: the specialties it would have removed, of how many."""
+
+    def __init__(self, field: str, value: object, expected: str, french: str, *,
+                 removed: int = 0, previous: int = 0) -> None:
+        super().__init__(field, value, expected,
+                         message=f"import refusé, référentiel inchangé : {french}")
+        self.french, self.removed, self.previous = french, removed, previous
+
+
 @dataclass(frozen=True)
 class DraftProblem:
     """One problem of a JSON draft, with its JSON path (``$.lines[1].posology``)."""
@@ -115,11 +131,13 @@ class CardError(OrdoError):
 
 
 class WrongPin(CardError):
-    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0."""
+    """The card refused the PIN (ISO 7816-4 SW ``63Cx``); ``tries_left`` may be 0, or None
+    when the card does not tell (a PKCS#11 token says only "final try" and "locked")."""
 
-    def __init__(self, tries_left: int) -> None:
+    def __init__(self, tries_left: int | None) -> None:
         self.tries_left = tries_left
-        super().__init__(f"wrong PIN: {tries_left} tries left")
+        left = "unknown" if tries_left is None else tries_left
+        super().__init__(f"wrong PIN: {left} tries left")
 
 
 class PinBlocked(CardError):
@@ -148,6 +166,12 @@ class AmRequired(Forbidden):
 
 class PrinterError(OrdoError):
     """The printer is unreachable, out of paper, or refused the job."""
+
+
+class PkiError(OrdoError):
+    """The test PKI (``drivers.card.pki``) or its SoftHSM2 tokens (``drivers.card.softhsm``)
+    cannot be made: one exists already, SoftHSM2 is missing, a tool failed. Test material
+    only; the message is French."""
 
 
 class RegistryError(OrdoError):

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from drivers.card.pcscd import PcscdService
 
@@ -258,6 +259,23 @@ def prepare_data_dir(data_dir: Path, *, printer_uri: str, bdpm: Path | None) -> 
         import_bdpm(data_dir, str(bdpm))
         seconds = time.monotonic() - started
     return settings, pki, round(seconds, 2)
+
+
+def pkcs11_settings(settings: Any, pki: Any, work: Path) -> Any:
+    """``settings`` with the PKCS#11 backend (``[card] backend = "pkcs11"``) on the
+    physician's card as a SoftHSM2 token, provisioned in ``work/softhsm``. SoftHSM2 reads
+    ``SOFTHSM2_CONF`` when this process first loads it, at the first card operation: nothing
+    before has."""
+    import dataclasses
+
+    from drivers.card import softhsm
+
+    tokens = softhsm.provision(pki, work / "softhsm", tokens={"physician": "physician"},
+                               force=True)
+    os.environ["SOFTHSM2_CONF"] = str(tokens.conf)
+    card = dataclasses.replace(settings.card, backend="pkcs11", pkcs11_module=tokens.module,
+                               token_label="physician")
+    return dataclasses.replace(settings, card=card)
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -3,14 +3,16 @@ card signature plus a bare TCP send of the same job, same run.
 
 Run from the repository root::
 
-    python -m bench.sign_print [--runs 30] [--keep DIR]
+    python -m bench.sign_print [--runs 30] [--keep DIR] [--backend pcsc|pkcs11]
 
 Real pieces: pcscd with the vsmartcard ``vpcd`` reader (the running pcscd, or one started
 here and stopped at the end), the virtual physician card in **slot 1** (TCP 35964; slot 0
 is left to the tests), the ESC/POS printer emulator over TCP in a process of its own (as a
 network printer is a box of its own), a real store. The physician logs in once with the
 card (PIN, challenge), then ``--runs`` drafts of three lines (two medications, one act) for
-a demo resident are made beforehand (not timed).
+a demo resident are made beforehand (not timed). With ``--backend pkcs11`` the card is the
+physician's SoftHSM2 token instead, reached through the PKCS#11 backend that the composition
+root builds from ``[card]`` (no pcscd).
 
 Alternately, ``--runs`` times each:
 
@@ -45,6 +47,7 @@ from bench.common import (
     ROOT,
     bench_run,
     percentiles_ms,
+    pkcs11_settings,
     prepare_data_dir,
 )
 
@@ -123,7 +126,7 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def measure(work: Path, runs: int) -> dict:
+def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
     from appliance.bootstrap import bootstrap
     from appliance.ports.card import sha256_digest_info
     from appliance.services import prescribing
@@ -137,11 +140,14 @@ def measure(work: Path, runs: int) -> dict:
     inserted = None
     session = worker = app = worker_uow = None
     try:
-        settings, _pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
-        inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
+        settings, pki, _ = prepare_data_dir(data_dir, printer_uri=emulator.uri, bdpm=None)
+        if backend == "pkcs11":
+            settings = pkcs11_settings(settings, pki, work)
+        else:
+            inserted = virtual.insert(data_dir, "physician", BENCH_SLOT, PIN)
         app = bootstrap(settings)  # the kiosk's adapters: login recipe, units of work, printer
         store = app.uow.store  # type: ignore[attr-defined]
-        session = app.login(PIN, reader=inserted.reader)
+        session = app.login(PIN, reader=inserted.reader if inserted else None)
         doctor = PROFILES["physician"].id_nat_ps
         drafts = prescribing.import_drafts(app.uow, [(doctor, demo_draft())] * (runs + 1),
                                            ids=prescribing.IdAllocator(), actor=doctor)
@@ -202,7 +208,8 @@ def measure(work: Path, runs: int) -> dict:
             },
             "jobs_done": printed[0]["n"],
             "jobs_expected": runs + 1,
-            "reader": inserted.reader,
+            "reader": session.reader,
+            "backend": backend,
             "goals": {"p95_max_ms": GOAL_P95_MS, "met": ordo_ms["p95"] <= GOAL_P95_MS},
         }
     finally:
@@ -223,13 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="measured runs of each (30)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--backend", choices=("pcsc", "pkcs11"), default="pcsc",
+                        help="the card: the virtual card in pcscd (pcsc), or the physician's "
+                             "SoftHSM2 token through the PKCS#11 backend (pkcs11)")
     parser.add_argument("--emulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.emulator:
         emulator_child()
         return 0
-    with bench_run(args.keep, "ordo-bench-sign-", pcscd=True) as (work, result):
-        result.update(measure(work, args.runs))
+    with bench_run(args.keep, "ordo-bench-sign-", pcscd=args.backend == "pcsc") as (work, result):
+        result.update(measure(work, args.runs, args.backend))
     return 0
 
 

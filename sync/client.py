@@ -18,6 +18,11 @@ Every failure leaves as a ``RegistryError`` (tree in ``appliance.ports``):
 - a link set up wrong (``sync.link``: a redirection, an answer that is not FHIR, a
   401/403/404/405 that ``GET [base]/metadata`` confirms, a certificate refused either way)
   → ``RegistryMisconfigured`` naming the setting to fix.
+
+Every request is bounded (``appliance.http_limits``): ``timeout_s`` is the deadline of the
+whole request (connection, TLS, headers and body together), not of each read; the answer is
+read as a stream and refused past ``MAX_ANSWER_BYTES`` (a ``Content-Length`` over it before
+a byte of the body is read), asked uncompressed; redirects are never followed.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ from appliance.errors import (
     RegistryUnavailable,
     ValidationError,
 )
+from appliance.http_limits import (
+    IDENTITY,
+    AnswerTooLarge,
+    BoundedTransport,
+    CompressedAnswer,
+    deadline,
+    read_capped,
+)
 from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
 from sync import codes, fhir, link
 
@@ -53,7 +66,7 @@ USER_AGENT = "ordo-edge sync"
 # httpcore writes the headers and the body of a request separately: without TCP_NODELAY the
 # body waits for the ACK of the headers (Nagle, RFC 896, against delayed ACKs).
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-MAX_ANSWER_BYTES = 8 * 1024 * 1024
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a page of 1,000 dispensations is about 2 MB
 METADATA = "/metadata"
 # ``json.dumps(..., ensure_ascii=False)``, the same bytes, without the circular-reference
 # check (a fresh tree of dicts and lists: a cycle would be a RecursionError): 15 % cheaper.
@@ -103,6 +116,7 @@ class RegistryClient:
         self._tls = parts.scheme == "https"
         self._ca_file, self._cert, self._key = ca_file, client_cert, client_key
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        self._deadline_s = timeout_s
         self._transport = transport
         self._client: httpx.Client | None = None
 
@@ -134,11 +148,11 @@ class RegistryClient:
             except ConfigError as exc:  # a file of [registry] unreadable: the link's setting
                 raise RegistryMisconfigured(exc.key, f"{exc.value!r} : attendu "
                                                      f"{exc.expected}") from exc
-            transport = self._transport or httpx.HTTPTransport(
+            transport = self._transport or BoundedTransport(
                 verify=verify, socket_options=SOCKET_OPTIONS)
             self._client = httpx.Client(
                 verify=verify, timeout=self._timeout, transport=transport,
-                headers={"Accept": codes.FHIR_JSON, "User-Agent": USER_AGENT},
+                headers={"Accept": codes.FHIR_JSON, "User-Agent": USER_AGENT, **IDENTITY},
                 follow_redirects=False)
         return self._client
 
@@ -152,11 +166,23 @@ class RegistryClient:
         """Send one request; return the decoded JSON answer or raise a ``RegistryError``."""
         url = self.base_url + path
         headers = {"Content-Type": codes.FHIR_JSON} if body is not None else None
+        client = self._http()
         try:
-            response = self._http().request(method, url, content=body, headers=headers)
+            with deadline(self._deadline_s):
+                response = client.send(client.build_request(method, url, content=body,
+                                                            headers=headers), stream=True)
+                try:
+                    content = read_capped(response, MAX_ANSWER_BYTES)
+                finally:
+                    response.close()
+        except AnswerTooLarge as exc:
+            raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
+        except CompressedAnswer as exc:
+            raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
         except httpx.TimeoutException as exc:
             connect = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            raise RegistryUnavailable(f"timeout ({type(exc).__name__})",
+            said = f": {exc}" if "deadline" in str(exc) else ""
+            raise RegistryUnavailable(f"timeout ({type(exc).__name__}{said})",
                                       connect=connect) from exc
         except httpx.TransportError as exc:
             tls = _tls_cause(exc)
@@ -168,15 +194,14 @@ class RegistryClient:
             if isinstance(exc, httpx.ConnectError):
                 raise RegistryUnavailable(f"cannot connect: {exc}", connect=True) from exc
             raise RegistryUnavailable(f"connection lost: {exc or type(exc).__name__}") from exc
-        except httpx.DecodingError as exc:  # e.g. "Content-Encoding: gzip" on a plain body
+        except httpx.DecodingError as exc:
             raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
-        return self._answer(response, path)
+        return self._answer(response, content, path)
 
-    def _answer(self, response: httpx.Response, path: str = "") -> Any:
+    def _answer(self, response: httpx.Response, content: bytes, path: str = "") -> Any:
         status = response.status_code
         if 300 <= status < 400:
             raise link.redirected(status, response.headers.get("Location"), self.base_url)
-        content = response.content[:MAX_ANSWER_BYTES]
         try:
             body = json.loads(content) if content else None
         except (ValueError, RecursionError):  # not JSON, or nested deeper than json allows

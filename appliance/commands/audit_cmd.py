@@ -1,4 +1,4 @@
-"""``ordo audit verify`` and ``ordo audit show``."""
+"""``ordo audit verify``, ``ordo audit show`` and ``ordo audit restore-guards``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import click
 
 from appliance.bootstrap import App
+from appliance.cli import operator
 from appliance.errors import AuditChainBroken
 
 
@@ -18,13 +19,56 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @click.pass_obj
 def verify(app: App) -> None:
-    """Verify the whole chain; names the first broken entry."""
+    """Verify the whole chain and its guards; names the first broken entry.
+
+    Also checks the append-only triggers and says where the chain starts when the
+    retention policy cut its oldest entries (and which entry, when, recorded that cut).
+    Exit code 1 when anything is wrong.
+    """
+    log = app.uow.audit
     try:
-        count = app.uow.audit.verify()
+        count = log.verify()
     except AuditChainBroken as exc:
         click.echo(f"BROKEN at entry {exc.seq}: {exc.reason}")
         raise SystemExit(1) from exc
-    click.echo(f"OK: {count} entries")
+    cut = log.anchor()
+    if cut is not None and not cut.recorded:
+        click.echo(f"BROKEN: the chain starts at entry {cut.seq} but no retention run "
+                   "recorded that cut (its oldest entries were deleted)")
+        raise SystemExit(1)
+    problems = log.guard_problems()
+    click.echo(f"OK: {count} entries" + ("" if problems else
+                                         ", append-only triggers intact"))
+    if cut is not None:
+        click.echo(f"  starts at entry {cut.seq}: entries 1 to {cut.seq - 1} were removed "
+                   f"by the retention run of {(cut.recorded_at or '')[:10]} (entry "
+                   f"{cut.recorded_by}, entries older than {(cut.cutoff or '?')[:10]}); "
+                   "only the chain head kept off the box can confirm it")
+    if problems:
+        for problem in problems:
+            click.echo(f"GUARD BROKEN: {problem}")
+        click.echo("Find out who changed them, then put them back with "
+                   "`ordo audit restore-guards` (recorded in the chain).")
+        raise SystemExit(1)
+
+
+@audit_group.command("restore-guards")
+@click.pass_obj
+def restore_guards(app: App) -> None:
+    """Recreate the append-only triggers of the audit table, recording it in the chain.
+
+    Never done on its own: a missing or altered trigger is reported by `ordo audit
+    verify` and `ordo doctor` until this command is run.
+    """
+    with app.uow as uow:
+        done = uow.audit.restore_guards(actor=operator())
+        uow.commit()
+    if not done:
+        click.echo("Append-only triggers intact: nothing to restore.")
+        return
+    click.echo("Append-only triggers restored: created "
+               + (", ".join(done["created"]) or "none") + "; removed "
+               + (", ".join(done["removed"]) or "none") + " (recorded in the audit chain).")
 
 
 @audit_group.command("show")

@@ -19,6 +19,7 @@ from appliance.cli import read_pin
 from appliance.errors import OrdoError, StoreError
 from appliance.services.auth import (
     AuthRefused,
+    open_card,
     parse_practitioner,
     role_for,
     validate_certificate,
@@ -118,14 +119,15 @@ def status(app: App, as_json: bool) -> None:
 
 
 @card.command("info")
-@click.option("--slot", type=int, default=0, show_default=True, help="Reader index.")
+@click.option("--slot", type=int, default=None,
+              help="Reader index (default: the first reader holding a card).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
-def info(app: App, slot: int, as_json: bool) -> None:
+def info(app: App, slot: int | None, as_json: bool) -> None:
     """ATR, holder, RPPS, profession, validity and tries left (no PIN try spent)."""
     from appliance.services.auth import load_card_certificate
 
-    session = app.card_reader.open(slot)
+    session = open_card(app.card_reader, slot=slot)
     try:
         pin = session.pin_status()
         certs = session.read_certificates()
@@ -160,15 +162,22 @@ def info(app: App, slot: int, as_json: bool) -> None:
                f"Validité    : du {cert.not_valid_before_utc:%d/%m/%Y} "
                f"au {cert.not_valid_after_utc:%d/%m/%Y} ({message})\n"
                f"Signature   : {'oui' if certs.signature else 'non'}\n"
-               f"Essais PIN  : {'carte bloquée' if pin.blocked else pin.tries_left}")
+               f"Essais PIN  : {_tries_text(pin)}")
+
+
+def _tries_text(pin: Any) -> str:
+    if pin.blocked:
+        return "carte bloquée"
+    return "non indiqués par la carte" if pin.tries_left is None else str(pin.tries_left)
 
 
 @card.command("login")
-@click.option("--slot", type=int, default=0, show_default=True, help="Reader index.")
+@click.option("--slot", type=int, default=None,
+              help="Reader index (default: the first reader holding a card).")
 @click.option("--pin-stdin", is_flag=True, help="Read the PIN from the first line of stdin.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
-def login(app: App, slot: int, pin_stdin: bool, as_json: bool) -> None:
+def login(app: App, slot: int | None, pin_stdin: bool, as_json: bool) -> None:
     """Authenticate with the card and the PIN; print the practitioner and role.
 
     Exits with status 3 and the reason when refused.
@@ -212,14 +221,33 @@ def _print_settings(paths: pki.PkiPaths) -> None:
 @pki_group.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an existing test PKI.")
-def pki_init(directory: Path, force: bool) -> None:
+@click.option("--softhsm", is_flag=True,
+              help="Also make a SoftHSM2 token per card profile in DIRECTORY/softhsm (its own "
+                   "SOFTHSM2_CONF and token directory), for the PKCS#11 backend.")
+def pki_init(directory: Path, force: bool, softhsm: bool) -> None:
     """Create a TEST PKI in DIRECTORY: CAs, card certificates, CRL, establishment
-    certificates, and trust.toml. Never use it in production."""
+    certificates, and trust.toml. Never use it in production.
+
+    With --softhsm, the test cards also become SoftHSM2 tokens (PKCS#11), labelled with
+    the profile's name, user PIN 1234 (the blocked one reports its PIN locked). An
+    existing PKI is kept (and its tokens made again) unless --force."""
     with _data_dir(directory):
-        paths = pki.init_pki(directory, force=force)
-    click.echo(f"PKI de test créée dans {paths.directory} "
-               f"(profils : {', '.join(sorted(pki.PROFILES))}).")
-    _print_settings(paths)
+        if softhsm and pki.pki_exists(directory) and not force:
+            paths = pki.PkiPaths(directory.resolve())
+        else:
+            paths = pki.init_pki(directory, force=force)
+            click.echo(f"PKI de test créée dans {paths.directory} "
+                       f"(profils : {', '.join(sorted(pki.PROFILES))}).")
+            _print_settings(paths)
+        if softhsm:
+            from drivers.card import softhsm as soft
+
+            tokens = soft.provision(paths, paths.directory / "softhsm", force=True)
+            click.echo(f"Jetons SoftHSM2 créés dans {tokens.tokens} "
+                       f"(un par profil, code PIN {soft.TEST_PIN}).")
+            click.echo("Pour les utiliser (backend PKCS#11) :")
+            for key, value in tokens.environment().items():
+                click.echo(f"  export {key}={value}")
 
 
 COMMANDS = [card, pki_group]

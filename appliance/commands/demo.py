@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,12 +22,17 @@ from appliance.commands.kiosk import build_context, exit_on_signals, log_to_file
 from appliance.commands.prescribe import echo_json
 from appliance.config import load_settings, write_config
 from appliance.domain.people import Practitioner, Role
+from appliance.domain.prescription import MedicationLine, Prescription
 from appliance.domain.prescription_id import format_id
 from appliance.errors import StoreError
 from appliance.services import prescribing
 from appliance.services.prescribing import IdAllocator
 from appliance.tui.demo_data import demo_draft
 from drivers.card.pcscd import PcscdService
+
+if TYPE_CHECKING:
+    from appliance.ports.card import CardEvent, CardWatcher
+    from appliance.store.referential.search import Presentation, Referential
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +50,32 @@ def default_bdpm() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
 
 
-def _cip13(cip7: str) -> str:
-    from stdnum import ean
+def generic_substitute(referential: Referential, prescription: Prescription
+                       ) -> tuple[int, MedicationLine, Presentation] | None:
+    """What a pharmacy may hand over in place of a prescribed specialty: for the first
+    medication line whose specialty has a generic in its BDPM generic group (not marked
+    non-substitutable), that generic's first marketed box (generics before "substitutable"
+    specialties, then in the group's order). None when no line has one."""
+    for n, line in enumerate(prescription.lines, start=1):
+        if not isinstance(line, MedicationLine) or line.non_substitution is not None:
+            continue
+        cis = line.cis
+        if cis is None and line.cip13:
+            box = referential.by_cip13(line.cip13)
+            cis = box.cis if box is not None else None
+        if cis is None:
+            continue
+        others = sorted((m for m in referential.generic_group(cis)
+                         if m.cis != cis and m.kind != PRINCEPS),
+                        key=lambda m: (m.kind != GENERIC, m.group_id, m.sort))
+        for member in others:
+            boxes = [p for p in referential.by_cis(member.cis) if p.marketed]
+            if boxes:
+                return n, line, boxes[0]
+    return None
 
-    body = "34009" + cip7
-    return body + ean.calc_check_digit(body)
 
-
-DEMO_SUBSTITUTE_LABEL = "PARACETAMOL BIOGARAN 1 g, comprimé"
-DEMO_SUBSTITUTE_CIP7 = "3638186"
+PRINCEPS, GENERIC = 0, 1
 
 
 def _demo_toml(directory: Path, pki_paths: Any, printer_uri: str, registry_url: str) -> Path:
@@ -87,6 +109,7 @@ class Demo:
     sim: Any = None
     service: Any = None
     engine: Any = None
+    reader: str = ""
     referential_source: str = ""
 
     def __enter__(self) -> Demo:
@@ -102,7 +125,7 @@ class Demo:
 
     def start(self) -> None:
         from appliance.services.referential import import_bdpm
-        from appliance.tui.demo_data import demo_residents, write_fallback_bdpm
+        from appliance.tui.demo_data import FALLBACK_BDPM, demo_residents, write_fallback_bdpm
         from drivers.card import pki, virtual
         from drivers.printer.emulator import PrinterEmulator
         from sync.registry_sim import RegistrySim, SimConfig
@@ -154,7 +177,8 @@ class Demo:
         source = self.bdpm if self.bdpm is not None and self.bdpm.is_dir() else None
         if source is None:
             source = write_fallback_bdpm(d / "bdpm-extrait")
-            self.echo("BDPM complète introuvable : extrait de démonstration (11 spécialités)")
+            self.echo("BDPM complète introuvable : extrait de démonstration "
+                      f"({len(FALLBACK_BDPM['CIS_bdpm.txt'])} spécialités)")
         else:
             self.echo(f"Import de la BDPM depuis {source} (une fois ; ~15 s)...")
         report = import_bdpm(d, source)
@@ -164,6 +188,7 @@ class Demo:
 
         virtual.remove(d, 0)  # a card left behind by a demo that was killed
         inserted = virtual.insert(d, self.profile, 0, self.pin, pki_dir)
+        self.reader = inserted.reader
         self.started.append(lambda: virtual.remove(d, 0))
         self.echo(f"Carte virtuelle insérée : {profile.given_name} {profile.family_name} "
                   f"({profile.profession}) dans « {inserted.reader} », code PIN {self.pin}")
@@ -196,26 +221,75 @@ class Demo:
                 log.exception("demo: a clean-up step failed")
 
     def dispense(self, prescription_id: str) -> str:
-        """The pharmacy dispenses line 1 with a generic in place of the prescribed drug."""
+        """The pharmacy hands over a generic of the same generic group in place of the
+        first prescribed specialty that has one (``generic_substitute``); without one, it
+        dispenses the first medication line as prescribed. Called from any thread."""
         from sync.registry_sim.db import Substitute
 
+        assert self.app is not None
+        with contextlib.closing(self.app.new_uow()) as uow:
+            prescription = uow.prescriptions.get(prescription_id)
+        if prescription is None:
+            return f"Ordonnance inconnue : {prescription_id}"
+        medication = [n for n, line in enumerate(prescription.lines, start=1)
+                      if isinstance(line, MedicationLine)]
+        if not medication:
+            return "Aucun médicament à délivrer sur cette ordonnance."
+        found = generic_substitute(self.app.referential, prescription)
+        line_no, substitute = medication[0], None
+        if found is not None:
+            line_no, _, box = found
+            substitute = Substitute(code=box.cip13, label=box.name, type="G",
+                                    reason="générique disponible")
         try:
-            done = self.sim.db.dispense(prescription_id, line=1, substitute=Substitute(
-                code=_cip13(DEMO_SUBSTITUTE_CIP7), label=DEMO_SUBSTITUTE_LABEL, type="G",
-                reason="générique disponible"), pharmacy="Pharmacie du Centre (démo)",
-                now=datetime.now(UTC))
+            done = self.sim.db.dispense(prescription_id, line=line_no, substitute=substitute,
+                                        pharmacy="Pharmacie du Centre (démo)",
+                                        now=datetime.now(UTC))
         except Exception as exc:
             return f"La pharmacie n'a pas pu délivrer : {exc}"
-        return (f"Pharmacie : ligne 1 délivrée avec {done[0].product_label} (substitution),"
-                " visible après la prochaine synchronisation.")
+        if substitute is None:
+            return (f"Pharmacie : ligne {line_no} délivrée telle que prescrite (aucun générique"
+                    " au répertoire), visible après la prochaine synchronisation.")
+        return (f"Pharmacie : ligne {line_no} délivrée avec le générique "
+                f"{done[0].product_label}, visible après la prochaine synchronisation.")
 
     def banner(self) -> str:
         assert self.app is not None
         d = self.directory
         return (f"DÉMONSTRATION - code PIN {self.pin} - tickets : {d / 'tickets'}\n"
+                f"Lecteur de la démonstration : {self.reader}\n"
                 "Retirer ou insérer une carte, depuis un autre terminal :\n"
                 f"ordo --data-dir {d} card remove   (puis card insert --profile nurse)\n"
                 "Accueil, F6 puis F5 : délivrance simulée en pharmacie - Ctrl+Q : quitter")
+
+
+class OneReader:
+    """A card watcher seen through one reader: the demo's kiosk reacts to, and its status
+    line shows, only the reader its virtual card is in (the machine's other readers may hold
+    cards of tests or benchmarks). Events of no reader (pcscd lost or back) pass."""
+
+    def __init__(self, monitor: CardWatcher, reader: str) -> None:
+        self.monitor, self.reader = monitor, reader
+
+    def subscribe(self, callback: Callable[[CardEvent], None]) -> None:
+        self.monitor.subscribe(
+            lambda event: callback(event) if event.reader in ("", self.reader) else None)
+
+    def start(self) -> None:
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+
+    def cards(self) -> dict[str, bytes]:
+        return {name: atr for name, atr in self.monitor.cards().items() if name == self.reader}
+
+    def readers(self) -> list[str]:
+        return [name for name in self.monitor.readers() if name == self.reader]
+
+    @property
+    def service_up(self) -> bool:
+        return bool(self.monitor.service_up)
 
 
 def run_headless(demo: Demo) -> dict[str, Any]:
@@ -226,7 +300,7 @@ def run_headless(demo: Demo) -> dict[str, Any]:
     assert demo.app is not None and demo.engine is not None
     app, echo = demo.app, demo.echo
     trust, uow = app.trust, app.uow
-    session = app.login(demo.pin, slot=0)
+    session = app.login(demo.pin, reader=demo.reader)
     can_sign = "peut signer" if session.can_sign else "ne peut pas signer"
     echo(f"1. Carte authentifiée : {session.practitioner.display_name} "
          f"({session.practitioner.profession}, {can_sign})")
@@ -260,12 +334,15 @@ def run_headless(demo: Demo) -> dict[str, Any]:
         echo(f"   {describe_fr(d)}")
     return {"prescription_id": pid, "printed": report.printed, "qr_valid": True,
             "acknowledged": push.acknowledged, "dispensations": len(back),
-            "substituted": any(d.substituted for d in back), "state": final.state.value}
+            "substituted": any(d.substituted for d in back),
+            "substitutes": [d.product_label for d in back if d.substituted],
+            "state": final.state.value}
 
 
 @click.command("demo")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Demo data directory (default: <tmp>/ordo-demo; kept).")
+              default=None, help="Demo data directory (default: a new temporary directory, "
+                                 "kept afterwards).")
 @click.option("--bdpm", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Full BDPM extract to import (default: ../shared/data/bdpm, or "
                    "ORDO_DEMO_BDPM; a small built-in extract otherwise).")
@@ -276,12 +353,13 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
     """One command for a visitor: test PKI, virtual card reader and physician card (PIN
     1234), printer emulator (PNG tickets), reference registry over mutual TLS, sync service,
     demo residents, the BDPM; then the kiosk. Everything it starts stops when it exits."""
-    directory = directory or Path(tempfile.gettempdir()) / "ordo-demo"
     echo = (lambda text: click.echo(text, err=True)) if as_json else click.echo
     try:
+        if directory is None:  # never a fixed path that another demo or user may hold
+            directory = Path(tempfile.mkdtemp(prefix="ordo-demo-"))
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise StoreError(f"répertoire de démonstration inutilisable : {directory} "
+        raise StoreError(f"répertoire de démonstration inutilisable : {directory or '?'} "
                          f"({exc.strerror or exc})") from exc
     log_to_file_at(directory / "ordo.log")
     exit_on_signals()
@@ -302,8 +380,9 @@ def demo(directory: Path | None, bdpm: Path | None, headless: bool, as_json: boo
             return
         from appliance.tui.app import make_app
 
-        ctx, parts = build_context(stack.app, allow_quit=True, banner=stack.banner(),
-                                   demo_dispense=stack.dispense)
+        ctx, parts = build_context(stack.app, watcher=False, allow_quit=True,
+                                   banner=stack.banner(), demo_dispense=stack.dispense)
+        ctx.watcher = OneReader(stack.app.card_watcher(), stack.reader)
         ctx.on_hangup = lambda: (parts.close(), stack.stop())
         try:
             make_app(ctx).run()

@@ -18,6 +18,7 @@ import click
 
 from appliance.bootstrap import App
 from appliance.services import referential as service
+from appliance.services.drug_lines import reimbursement_text
 from appliance.store.referential import ImportReport, Presentation
 
 MAX_ERRORS_SHOWN = 50
@@ -60,14 +61,15 @@ def _print_report(report: ImportReport, as_json: bool, what: str) -> None:
 
 
 def _presentation_line(p: Presentation) -> str:
-    rates = " ; ".join(f"{rate} %" for rate in p.reimbursement_rates) or "non remboursé"
-    details = " · ".join(part for part in (p.dosage, rates, _euros(p.price_cents)) if part)
+    details = " · ".join(part for part in (p.box, p.dosage, reimbursement_text(p),
+                                           _euros(p.price_cents)) if part)
     flag = "" if p.marketed else "  [non commercialisé]"
     return f"{p.cip13}  {p.label}  ({details}){flag}"
 
 
 def _search_command(group: click.Group, run: Callable[[App, str, int], list],
-                    line: Callable[[Any], str], help_text: str) -> None:
+                    line: Callable[[Any], str], help_text: str,
+                    empty: Callable[[App, str], str] | None = None) -> None:
     @group.command("search", help=help_text)
     @click.argument("text", nargs=-1, required=True)
     @click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
@@ -79,7 +81,7 @@ def _search_command(group: click.Group, run: Callable[[App, str, int], list],
         if as_json:
             _echo_json([dataclasses.asdict(r) for r in results])
         elif not results:
-            click.echo("Aucun résultat.")
+            click.echo((empty(app, " ".join(text)) if empty else "") or "Aucun résultat.")
         else:
             for result in results:
                 click.echo(line(result))
@@ -97,18 +99,27 @@ def drugs() -> None:
 @click.argument("source", required=False)
 @click.option("--date", "referential_date", metavar="AAAA-MM-JJ",
               help="Date du référentiel (défaut : date des fichiers de la source).")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accepter un import qui retire plus de 5 % des spécialités.")
+@click.option("--allow-small", is_flag=True,
+              help="Accepter un extrait plus petit qu'une BDPM complète (test, démonstration).")
 @click.option("--json", "as_json", is_flag=True, help="Rapport JSON.")
 @click.pass_obj
 def import_drugs(app: App, source: str | None, referential_date: str | None,
-                 as_json: bool) -> None:
+                 allow_shrink: bool, allow_small: bool, as_json: bool) -> None:
     """Importer la BDPM depuis SOURCE : un dossier, un .zip ou une URL http(s).
 
     Sans SOURCE : l'URL du réglage referential.bdpm_url. Un import identique au
-    précédent ne change rien ; un import interrompu laisse l'ancien référentiel.
+    précédent ne change rien ; un import interrompu laisse l'ancien référentiel. Un
+    import qui retirerait plus de 5 % des spécialités, ou dont un fichier a moins de
+    lignes qu'une BDPM complète, est refusé sans rien changer (code de sortie 1).
     """
+    from appliance.store.referential.guards import FLOOR, RELEASE_MINIMUMS
+
     report = service.import_bdpm(app.settings.data_dir,
                                  source or app.settings.referential.bdpm_url,
-                                 referential_date=referential_date)
+                                 referential_date=referential_date, allow_shrink=allow_shrink,
+                                 minimums=FLOOR if allow_small else RELEASE_MINIMUMS)
     _print_report(report, as_json, "BDPM")
 
 
@@ -117,8 +128,10 @@ _search_command(
     lambda app, text, limit: app.referential.search(
         text, limit),
     _presentation_line,
-    "Chercher des présentations : nom, substance (DCI), CIP13, CIP7, CIS ou code "
-    "scanné (GS1 DataMatrix).",
+    "Chercher des présentations : nom, substance (DCI), dosage (« 1g », « 25µg »), forme "
+    "(« cp », « gél », « sachet »), CIP13, CIP7, CIS ou code scanné (GS1 DataMatrix). "
+    "Une faute de frappe par mot est tolérée.",
+    lambda app, text: app.referential.hint(text),
 )
 
 

@@ -27,7 +27,7 @@ from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import DraftInvalid, DraftProblem, OrdoError
 from appliance.services import prescribing
-from appliance.services.drafts import Draft, parse_draft, resident_matcher
+from appliance.services.drafts import Draft, load_draft_json, parse_draft, resident_matcher
 from appliance.services.prescribing import IdAllocator, ReferentialDrugs
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _message(exc: OrdoError) -> str:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text("utf-8"))
+        return load_draft_json(path.read_text("utf-8"))
     except UnicodeDecodeError as exc:
         raise DraftInvalid([DraftProblem("$", f"not UTF-8 text ({exc.reason})")]) from exc
     except json.JSONDecodeError as exc:

@@ -25,6 +25,11 @@ from appliance.services import printing
 from appliance.services.signature import InvalidOrder, verify_payload
 from appliance.services.trust import load_trust_store
 
+# A QR code holds at most 4,296 alphanumeric characters (version 40-L, ISO/IEC 18004
+# table 7): ``qr verify`` reads at most this many bytes of its input (room for spaces and
+# line ends around a scanned payload) and refuses anything longer unread.
+MAX_QR_INPUT = 8 * 1024
+
 # The drivers (python-escpos, fpdf2, Pillow) are imported inside the commands: they take
 # seconds to import and python-escpos writes a cache file when first imported.
 
@@ -64,6 +69,18 @@ def _print_fields(fields: Any) -> None:
     click.echo(f"Empreinte (H)  : {fields.content_hash.hex()}")
 
 
+def _bounded_payload(payload: str | None) -> str | None:
+    """The payload given, or at most ``MAX_QR_INPUT`` bytes of stdin; ``None`` if longer."""
+    if payload is None:
+        raw = sys.stdin.buffer.read(MAX_QR_INPUT + 1)
+        payload = raw.decode("utf-8", errors="replace")
+        if len(raw) > MAX_QR_INPUT:
+            return None
+    elif len(payload) > MAX_QR_INPUT:
+        return None
+    return payload.strip()
+
+
 @qr_group.command("verify")
 @click.argument("payload", required=False)
 @click.option("--trust-root", "trust_roots", multiple=True, type=click.Path(dir_okay=False),
@@ -85,12 +102,15 @@ def verify(app: App, payload: str | None, trust_roots: tuple[str, ...], crls: tu
 
     Example: ordo qr verify "ORD1:..." --trust-root cps-trust.pem
     """
-    text = (payload if payload is not None else sys.stdin.read()).strip()
+    text = _bounded_payload(payload)
     security = app.settings.security
     trust = load_trust_store(trust_roots or security.trust_roots, crls or security.crls)
     known = load_trust_store(certificates) if certificates else None
     signers = [*known.roots, *known.intermediates] if known else []
     try:
+        if text is None:
+            raise InvalidOrder(f"input longer than {MAX_QR_INPUT} bytes: a QR code holds "
+                               "at most 4296 characters")
         result = verify_payload(text, [*trust.roots, *trust.intermediates], trust.crls,
                                 certificates=signers)
     except InvalidOrder as exc:

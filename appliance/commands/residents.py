@@ -9,7 +9,6 @@ import click
 
 from appliance.bootstrap import App
 from appliance.cli import operator
-from appliance.errors import ValidationError
 from appliance.services import residents as service
 
 
@@ -26,14 +25,12 @@ def import_cmd(app: App, csv_file: Path) -> None:
 
     Columns: nir;nom;nom_usage;prenoms;date_naissance;sexe;chambre;opposition
     """
-    try:
-        data = csv_file.read_bytes()
-    except OSError as exc:
-        raise ValidationError("FILE.csv", str(csv_file),
-                              f"un fichier lisible ({exc.strerror or exc})") from exc
-    report = service.import_residents(app.uow, data, actor=operator())
+    report = service.import_residents(app.uow, csv_file, actor=operator())
     for error in report.errors:
         click.echo(f"{csv_file.name}: {error}", err=True)
+    if report.omitted_errors:
+        click.echo(f"{csv_file.name}: ... and {report.omitted_errors} more rejected rows",
+                   err=True)
     click.echo(report.summary())
     if report.errors and not (report.created or report.updated):
         raise SystemExit(1)

@@ -1,8 +1,15 @@
-"""Residents (patients) and practitioners, validated on construction."""
+"""Residents (patients) and practitioners, validated on construction.
+
+The constructors check what any stored row also satisfies (identifiers, non-empty names,
+dates); what only new input must pass (control and bidirectional characters, the room's
+length) is checked where it comes in: ``check_resident_texts`` for the residents CSV,
+``Practitioner.check_input`` for a card holder or ``ordo practitioners add``.
+"""
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -14,6 +21,7 @@ from appliance.domain.ids import (
     validate_finess,
     validate_id_nat_ps,
 )
+from appliance.domain.text import check_characters
 from appliance.errors import ValidationError
 
 
@@ -23,15 +31,34 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+MAX_NAME = 100
+MAX_ROOM = 30
+# A resident's texts, by the CSV column (and the field of a ``ValidationError``) naming them.
+RESIDENT_TEXTS = {"nom": "a name", "nom_usage": "a name", "prenoms": "a name",
+                  "chambre": "a room"}
+
+
 def _name(field: str, value: str, required: bool = True) -> str:
     value = " ".join((value or "").split())
     if required and not value:
         raise ValidationError(field, value, "a non-empty name")
-    if len(value) > 100:
-        raise ValidationError(field, value, "at most 100 characters")
+    if len(value) > MAX_NAME:
+        raise ValidationError(field, value, f"at most {MAX_NAME} characters")
     if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
         raise ValidationError(field, value, "a name without lone surrogates")
     return value
+
+
+def check_resident_texts(values: Mapping[str, str | None]) -> None:
+    """The rules a resident's texts must pass where they come in (the residents CSV), on
+    the values as given, by column: no control or bidirectional character (a tab is
+    refused, not made a space; ``appliance.domain.text``) and a room of at most
+    ``MAX_ROOM`` characters. A stored resident is never checked again when loaded."""
+    for column, what in RESIDENT_TEXTS.items():
+        check_characters(column, values.get(column) or "", what)
+    room = " ".join((values.get("chambre") or "").split())
+    if len(room) > MAX_ROOM:
+        raise ValidationError("chambre", room, f"a room of at most {MAX_ROOM} characters")
 
 
 class Sex(StrEnum):
@@ -113,6 +140,12 @@ class Practitioner:
             object.__setattr__(self, "am", validate_am(self.am))
         if self.finess:
             object.__setattr__(self, "finess", validate_finess(self.finess))
+
+    def check_input(self) -> None:
+        """The names as new input (a card's holder, ``ordo practitioners add``): no control
+        or bidirectional character."""
+        check_characters("last_name", self.last_name, "a name")
+        check_characters("first_name", self.first_name, "a name")
 
     @property
     def rpps(self) -> str | None:

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from appliance.domain.text import forbidden_character
 from appliance.errors import ValidationError
 
 __all__ = [
@@ -429,7 +430,8 @@ class FreeTextPosology:
     """A posology the structured model cannot express, typed by the physician (<= 500 chars).
 
     The text is stored NFC-normalised and stripped; ``describe()`` returns it as typed. Control
-    characters other than a line feed are refused.
+    characters other than a line feed are refused; bidirectional overrides are refused as new
+    input (``check_input``, ``appliance.domain.text``), and a stored text loads as it is.
     """
 
     text: str
@@ -440,10 +442,20 @@ class FreeTextPosology:
             raise _fail("text", self.text, expected)
         text = _clean_text(self.text)
         # Cs: a lone surrogate (JSON "\ud800") that no UTF-8 document can carry
-        bad = any(unicodedata.category(c) in ("Cc", "Cs") and c != "\n" for c in text)
-        if not text or len(text) > _MAX_TEXT or bad:
+        if not text or len(text) > _MAX_TEXT:
             raise _fail("text", self.text, expected)
+        bad = next((i for i, c in enumerate(text)
+                    if unicodedata.category(c) in ("Cc", "Cs") and c != "\n"), None)
+        if bad is not None:
+            raise _fail("text", self.text,
+                        f"{expected} (U+{ord(text[bad]):04X} at position {bad + 1})")
         object.__setattr__(self, "text", text)
+
+    def check_input(self) -> None:
+        found = forbidden_character(self.text, line_feed=True)
+        if found is not None:
+            raise _fail("text", self.text, "a text without control characters other than a "
+                                           f"line feed, or bidirectional overrides ({found})")
 
     def describe(self) -> str:
         return self.text

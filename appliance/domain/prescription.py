@@ -34,11 +34,17 @@ from appliance.domain.ids import (
 from appliance.domain.people import Practitioner, Resident, Role, Sex
 from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription_id import validate_prescription_id
+from appliance.domain.text import forbidden_character
 from appliance.errors import StateError, ValidationError
 
 PARIS = ZoneInfo("Europe/Paris")
 CANONICAL_VERSION = 1
 MAX_RENEWALS = 12
+# Lines of one prescription. The registry refuses a larger one (the reference registry
+# enforces the same number), so a prescription is refused here before it is signed, never
+# after. 50 covers the longest EHPAD treatments; at the longest texts each line allows,
+# such a prescription's FHIR Bundle stays far under the registry's 4 MiB request limit.
+MAX_LINES = 50
 
 
 def local(moment: datetime) -> datetime:
@@ -72,6 +78,18 @@ def _text(field_name: str, value: str, limit: int, required: bool = True) -> str
     if len(value) > limit:
         raise ValidationError(field_name, value[:40] + "…", f"at most {limit} characters")
     return value
+
+
+def check_text(field_name: str, value: str | None, *, line_feed: bool = False) -> None:
+    """A text as new input: no control or bidirectional character (``line_feed``: a free
+    text, which may hold line feeds); ``ValidationError`` naming the field and the
+    character, the value cut to 40 characters."""
+    found = forbidden_character(value or "", line_feed=line_feed)
+    if found is not None:
+        text = value or ""
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise ValidationError(field_name, shown, "a text without control or bidirectional "
+                                                 f"characters ({found})")
 
 
 class State(StrEnum):
@@ -144,6 +162,13 @@ class MedicationLine:
         object.__setattr__(self, "instructions",
                            _text("medication.instructions", self.instructions, 500, False))
 
+    def check_input(self) -> None:
+        """The line as new input (``check_text``): label, instructions, free posology."""
+        check_text("medication.label", self.label)
+        check_text("medication.instructions", self.instructions, line_feed=True)
+        if isinstance(self.posology, FreeTextPosology):
+            self.posology.check_input()
+
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({
             "kind": self.kind, "label": self.label, "cis": self.cis, "cip13": self.cip13,
@@ -170,6 +195,10 @@ class DeviceLine:
             object.__setattr__(self, "lpp", validate_lpp(self.lpp, field="device.lpp"))
         object.__setattr__(self, "quantity", _quantity("device.quantity", self.quantity))
 
+    def check_input(self) -> None:
+        """The line as new input (``check_text``)."""
+        check_text("device.label", self.label)
+
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({"kind": self.kind, "label": self.label, "lpp": self.lpp,
                            "quantity": str(self.quantity), "ald": self.ald})
@@ -185,6 +214,10 @@ class ActLine:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", _text("act.text", self.text, 1000))
+
+    def check_input(self) -> None:
+        """The line as new input (``check_text``; a line feed is allowed)."""
+        check_text("act.text", self.text, line_feed=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "text": self.text, "ald": self.ald}
@@ -246,13 +279,17 @@ class Prescription:
         if new is State.SIGNED:
             self.check_signable()
             changes["signed_at"] = at
-        if new is State.CANCELLED:
+        if new is State.CANCELLED:  # the reason is new input, checked here
             changes["cancel_reason"] = _text("cancel_reason", reason or "", 500)
+            check_text("cancel_reason", changes["cancel_reason"], line_feed=True)
         return replace(self, **changes)
 
     def check_signable(self) -> None:
         if not self.lines:
             raise ValidationError("lines", [], "at least one line")
+        if len(self.lines) > MAX_LINES:
+            raise ValidationError("lines", f"{len(self.lines)} lines",
+                                  f"at most {MAX_LINES} lines per prescription")
         if not self.prescriber.am:
             raise ValidationError("prescriber.am", None, "the prescriber's N° AM")
 

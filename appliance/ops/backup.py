@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import json
 import logging
@@ -90,6 +91,9 @@ SUFFIX = ".ordobak"
 BACKUP_SUBDIR = "backups"
 NAME_PREFIX = "ordo-"
 PRE_RESTORE_PREFIX = "pre-restore-"
+# Backups stamped with the same second in one directory: the first keeps the plain name,
+# the next ones get ``_02`` ... ``_99`` (names still sort in the order they were made).
+MAX_SAME_SECOND = 99
 LAST_MS_KEY = ID_FLOOR_KEY  # meta key: floor of the prescription-ID generator's last_ms
 _MAX_HEADER = 1 << 20
 _NONCE_COUNTER_BYTES = 11
@@ -407,6 +411,33 @@ def _target_path(dest: Path, now: datetime, prefix: str = NAME_PREFIX) -> tuple[
     return dest / f"{prefix}{_utc_stamp(now)}{SUFFIX}", True
 
 
+def _candidates(target: Path, in_directory: bool) -> Iterator[Path]:
+    """The names a backup may take: a file named by the user is that name only."""
+    yield target
+    if in_directory:
+        stem = target.name[:-len(SUFFIX)]
+        for n in range(2, MAX_SAME_SECOND + 1):
+            yield target.with_name(f"{stem}_{n:02d}{SUFFIX}")
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """Give the finished ``partial`` the name ``target``, never replacing a file: a hard
+    link fails if the name exists (``FileExistsError``). A file system without hard links
+    (FAT or exFAT on a USB disk) gets the name reserved with ``O_EXCL`` first, then the
+    finished file renamed over that empty reservation."""
+    try:
+        os.link(partial, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+        os.replace(partial, target)
+        return
+    partial.unlink()
+
+
 def _rotate(directory: Path, keep: int) -> tuple[Path, ...]:
     """Delete the oldest ``ordo-*.ordobak`` files beyond the newest ``keep``."""
     found = sorted(p for p in directory.glob(f"{NAME_PREFIX}*{SUFFIX}") if p.is_file())
@@ -420,7 +451,9 @@ def backup(settings: Settings, dest: Path, *, keep: int | None = None,
            now: datetime | None = None, prefix: str = NAME_PREFIX) -> BackupResult:
     """Write an encrypted backup of the store to ``dest``: a file if its name ends in
     ``.ordobak``, else a directory where ``ordo-<UTC time>.ordobak`` is created (``keep``
-    then deletes the oldest ones beyond that number)."""
+    then deletes the oldest ones beyond that number). An existing file is never
+    replaced: a named file that exists is refused, and in a directory a second backup
+    of the same second is named ``ordo-<UTC time>_02.ordobak``."""
     started = time.monotonic()
     key = load_key(settings.security.backup_key)
     now = now or datetime.now(UTC)
@@ -464,7 +497,17 @@ def backup(settings: Settings, dest: Path, *, keep: int | None = None,
             encrypt_file(plain, out, key, header)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(partial, target)
+        for candidate in _candidates(target, in_directory):
+            try:
+                _publish(partial, candidate)
+            except FileExistsError:
+                continue
+            target = candidate
+            break
+        else:
+            raise StoreError(f"{target} already exists: a backup never replaces a file"
+                             + (f" ({MAX_SAME_SECOND} backups in that second)"
+                                if in_directory else "; choose another name"))
         _fsync_dir(target.parent)
     except OSError as exc:
         raise StoreError(f"cannot write the backup {target}: {exc}") from exc

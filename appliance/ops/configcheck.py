@@ -4,7 +4,8 @@ Loading already checks types and formats. This checks the settings against the m
 and the appliance's needs: the establishment's FINESS (with its check digit) and address,
 the registry over TLS, and every file the settings name (client certificate and key, CA
 file, CPS trust roots, CRLs, backup key): absolute path, present, readable by the
-appliance's user, of the right kind, not expired, not readable by everyone when secret.
+appliance's user, of the right kind, not expired, not readable by everyone when secret;
+and with the PKCS#11 card backend, a module that exists and loads.
 Each finding is a ``ConfigError`` (key, value, expected) with a level: ``error`` makes
 ``ordo config check`` and the doctor fail, ``warning`` does not.
 """
@@ -127,7 +128,7 @@ class _Checker:
 def check_settings(settings: Settings, now: datetime | None = None) -> list[Finding]:
     """Every problem found in ``settings``, errors first."""
     checker = _Checker(settings, now or datetime.now(UTC))
-    for step in (_establishment, _pharmacy, _registry, _security, _data_dir):
+    for step in (_establishment, _pharmacy, _registry, _security, _card, _data_dir):
         for level, key, value, expected in step(checker):
             checker.add(level, key, value, expected)
     return sorted(checker.findings, key=lambda f: f.level != ERROR)
@@ -230,6 +231,29 @@ def _security(c: _Checker) -> Iterator[Problem]:
     else:
         c.file("security.backup_key", s.backup_key, KEY_EXPECTED, secret=True,
                parse=lambda data: parse_key(data.decode("ascii", "replace")))
+
+
+def _card(c: _Checker) -> Iterator[Problem]:
+    """With the PKCS#11 backend, the module must exist and load (in a child process)."""
+    from appliance.errors import CardError
+    from appliance.ops import probes
+
+    card = c.settings.card
+    if card.backend != "pkcs11":
+        return
+    path = card.pkcs11_module or probes.default_pkcs11_module()
+    if not path:
+        yield ERROR, "card.pkcs11_module", card.pkcs11_module, (
+            "the path of a PKCS#11 module: OpenSC's is not installed (apt-get install "
+            "opensc-pkcs11), or give the ANS middleware's (libcps3_pkcs11_lux.so)")
+        return
+    if not Path(path).is_file():
+        yield ERROR, "card.pkcs11_module", path, "an existing PKCS#11 module file"
+        return
+    try:
+        probes.pkcs11_module(path, card.token_label)
+    except CardError as exc:
+        yield ERROR, "card.pkcs11_module", path, f"a PKCS#11 module that loads ({exc})"
 
 
 def _data_dir(c: _Checker) -> Iterator[Problem]:

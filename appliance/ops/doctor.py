@@ -5,13 +5,17 @@ not ok, a hint for the installer. The doctor only reads: it never connects to a 
 never prints, never writes the database (it opens it like any reader), so it can run
 while the kiosk and the sync service work.
 
-Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC),
+Checks, in order: ``config`` (``configcheck``), ``pcscd`` and ``card`` (PC/SC), or with
+``[card] backend = "pkcs11"`` ``pkcs11`` (the module: path, manufacturer, library version,
+loaded in a child process) and ``card`` (the token and its flags),
 ``printer`` (paper sensor), ``registry`` (TLS with the client certificate), ``clock``
 (not before this release, not before the newest audit entry, close to the registry's
 ``Date``), ``database`` (``PRAGMA integrity_check``, migrations, modes), ``audit`` (the
-hash chain and its retention anchor), ``disk`` (free space in the data directory),
-``referential`` (drug data age), ``backup`` (age of the newest nightly backup) and, on a
-machine run by systemd, ``services`` (the kiosk, the sync service, the backup timer).
+hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
+the data directory), ``referential`` (drug data age, counts against the minimums of a
+whole BDPM; a file an older Ordo built), ``backup`` (age of the newest nightly backup)
+and, on a machine run by systemd, ``services`` (the kiosk, the sync service, the backup
+timer).
 """
 
 from __future__ import annotations
@@ -33,10 +37,10 @@ from appliance.ops import probes
 from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
 from appliance.ops.configcheck import ERROR, Finding, check_settings
 from appliance.ops.files import adopt_owner, service_user
-from appliance.ops.retention import ACTION as RETENTION_ACTION
 from appliance.store import audit
 from appliance.store.db import Store, connect
 from appliance.store.migrations import MIGRATIONS
+from appliance.store.referential.build import SCHEMA_VERSION, UPGRADABLE_SCHEMAS
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +106,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
     ctx = _Context(settings, now or datetime.now(UTC))
     report = DoctorReport()
     steps: list[Callable[[_Context], list[Check]]] = [
-        _config, _pcsc, _printer, _registry, _database, _clock, _disk, _referential,
+        _config, _card, _printer, _registry, _database, _clock, _disk, _referential,
         _backup, _services]
     for step in steps:
         try:
@@ -112,8 +116,8 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
             report.checks.append(Check(step.__name__.strip("_"), FAIL,
                                        f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this to the Ordo maintainers"))
-    order = ["config", "pcscd", "card", "printer", "registry", "clock", "database", "audit",
-             "disk", "referential", "backup", "services"]
+    order = ["config", "pcscd", "pkcs11", "card", "printer", "registry", "clock", "database",
+             "audit", "disk", "referential", "backup", "services"]
     report.checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     log.info("doctor finished", extra={"fields": {
         "ok": report.ok, **{c.name: c.status for c in report.checks}}})
@@ -138,6 +142,50 @@ def _config(ctx: _Context) -> list[Check]:
         return [Check("config", WARN, f"{text(findings[0])} ({len(findings)} warning(s))",
                       f"{edit}; `ordo config check` lists every problem")]
     return [Check("config", OK, f"configuration complete ({source or 'embedded defaults'})")]
+
+
+def _card(ctx: _Context) -> list[Check]:
+    """The card backend of ``[card] backend``: pcscd and its readers, or the PKCS#11
+    module and its tokens."""
+    if ctx.settings.card.backend == "pkcs11":
+        return _pkcs11(ctx)
+    return _pcsc(ctx)
+
+
+def _pkcs11(ctx: _Context) -> list[Check]:
+    card = ctx.settings.card
+    path = card.pkcs11_module or probes.default_pkcs11_module()
+    if not path:
+        return [Check("pkcs11", FAIL, "backend pkcs11, but no module configured and OpenSC's "
+                                      "is not installed",
+                      "apt-get install opensc-pkcs11 (or the ANS's CPS middleware) and set "
+                      "card.pkcs11_module"),
+                Check("card", FAIL, "no PKCS#11 module, so no card", "fix the module first")]
+    try:
+        probe = probes.pkcs11_module(path, card.token_label)
+    except CardError as exc:
+        return [Check("pkcs11", FAIL, f"backend pkcs11: {exc}",
+                      "check card.pkcs11_module (`ordo config check`); a module from another "
+                      "architecture or with missing libraries does not load"),
+                Check("card", FAIL, "the PKCS#11 module does not load, so no card",
+                      "fix the module first")]
+    checks = [Check("pkcs11", OK, f"backend pkcs11: {path} ({probe.manufacturer}, "
+                                  f"{probe.description}, library version "
+                                  f"{probe.library_version}), {len(probe.slots)} slot(s)")]
+    tokens = probe.tokens
+    wanted = f" labelled {card.token_label!r}" if card.token_label else ""
+    if not tokens:
+        hint = ("insert a CPS card; with OpenSC or the ANS middleware the reader goes through "
+                "pcscd (systemctl status pcscd; pcsc_scan shows the card)")
+        return [*checks, Check("card", WARN, f"no token{wanted} in the module's slots", hint)]
+    token = tokens[0]
+    flags = ", ".join(token["flags"]) or "no flag"
+    detail = (f"token {token['label']!r} (serial {token['serial']}, {token['manufacturer']} "
+              f"{token['model']}) in {token['slot']}: {flags}")
+    if "CKF_USER_PIN_LOCKED" in token["flags"]:
+        return [*checks, Check("card", FAIL, detail, "the card's PIN is blocked: have it "
+                                                     "unblocked (PUK) before use")]
+    return [*checks, Check("card", OK, detail)]
 
 
 def _pcsc(ctx: _Context) -> list[Check]:
@@ -326,21 +374,19 @@ def _audit(ctx: _Context, store: Store, tables: set[str]) -> Check:
     newest = store.query("SELECT at FROM audit ORDER BY seq DESC LIMIT 1")
     if newest:
         ctx.newest_audit_at = datetime.fromisoformat(newest[0]["at"])
-    anchor = store.query("SELECT key, value FROM meta WHERE key IN (?, ?)",
-                         (audit.ANCHOR_SEQ, audit.ANCHOR_PREV))
-    anchor_map = {row["key"]: row["value"] for row in anchor}
-    if anchor_map:
-        recorded = store.query("SELECT details FROM audit WHERE action = ? ORDER BY seq DESC"
-                               " LIMIT 1", (RETENTION_ACTION,))
-        details = json.loads(recorded[0]["details"]) if recorded else {}
-        if (str(details.get("anchor_seq")) != anchor_map.get(audit.ANCHOR_SEQ)
-                or details.get("anchor_prev") != anchor_map.get(audit.ANCHOR_PREV)):
-            return Check("audit", FAIL, f"the chain starts at entry "
-                                        f"{anchor_map.get(audit.ANCHOR_SEQ)} but no retention "
-                                        "run recorded that cut", hint_broken)
-        return Check("audit", OK, f"{count} entries verified (kept from entry "
-                                  f"{anchor_map.get(audit.ANCHOR_SEQ)} by the retention policy)")
-    return Check("audit", OK, f"{count} entries verified")
+    cut = audit.anchor_status(store)
+    if cut is not None and not cut.recorded:
+        return Check("audit", FAIL, f"the chain starts at entry {cut.seq} but no retention "
+                                    "run recorded that cut", hint_broken)
+    problems = audit.guard_problems(store)
+    if problems:
+        return Check("audit", FAIL, f"{count} entries verified, but " + "; ".join(problems),
+                     "find out who changed the audit table (keep a copy of the file), then "
+                     "ordo audit restore-guards (recorded in the chain)")
+    if cut is not None:
+        return Check("audit", OK, f"{count} entries verified (kept from entry {cut.seq} by "
+                                  f"the retention run of {(cut.recorded_at or '')[:10]})")
+    return Check("audit", OK, f"{count} entries verified, append-only triggers intact")
 
 
 def _disk(ctx: _Context) -> list[Check]:
@@ -358,13 +404,36 @@ def _disk(ctx: _Context) -> list[Check]:
 
 
 def _referential(ctx: _Context) -> list[Check]:
+    from appliance.store.referential.guards import TABLE_MINIMUMS
+
     path = ctx.settings.data_dir / probes.REFERENTIAL_FILE
     found = probes.referential_date(path)
     hint = "import the current BDPM: ordo drugs import"
     if found is None:
         return [Check("referential", FAIL, f"no drug referential at {path}", hint)]
+    counts = probes.referential_counts(path, tuple(TABLE_MINIMUMS))
     age = (ctx.now.date() - found.day).days
-    detail = f"drug data of {found.day} ({age} days old, from {found.source})"
+    detail = (f"drug data of {found.day} ({age} days old, from {found.source}): "
+              f"{counts.get('specialty', 0)} specialties, "
+              f"{counts.get('presentation', 0)} presentations")
+    if found.schema is not None and found.schema != SCHEMA_VERSION:
+        if found.schema in UPGRADABLE_SCHEMAS:  # the first search upgrades it
+            return [Check("referential", WARN, (
+                f"{detail}; built by an older Ordo (schema {found.schema}): the kiosk's "
+                "start or the first search rebuilds its search tables (typos, strengths and "
+                "forms are not forgiven until then)"), "re-import to do it now: ordo drugs "
+                "import")]
+        return [Check("referential", FAIL, (
+            f"{detail}; schema {found.schema}, this Ordo reads {SCHEMA_VERSION}: the drug "
+            "search refuses it"), hint)]
+    if not all(counts.get(table) for table in TABLE_MINIMUMS):
+        return [Check("referential", FAIL, detail, f"nothing can be prescribed: {hint}")]
+    small = [table for table, least in TABLE_MINIMUMS.items() if counts[table] < least]
+    if small:
+        plural = {"specialty": "specialties", "presentation": "presentations"}
+        least = ", ".join(f"{TABLE_MINIMUMS[t]} {plural.get(t, t)}" for t in small)
+        return [Check("referential", WARN, f"{detail}, fewer than a whole BDPM ({least})",
+                      f"a demo or test extract, or a truncated import: {hint}")]
     if age > REFERENTIAL_WARN_DAYS:
         return [Check("referential", WARN, detail, hint)]
     return [Check("referential", OK, detail)]

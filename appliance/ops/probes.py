@@ -15,7 +15,8 @@ status bits):
   server with ``registry.ca_file`` (never disabled) and presenting the client
   certificate; the ``Date`` header is kept for the clock check.
 - referential: the date stored in ``referential.sqlite``'s ``meta`` table (keys
-  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time.
+  ``bdpm_date``, else ``bdpm_imported_at``), else the file's modification time; and the
+  schema of the Ordo that built it (``schema_version``); and the rows of its main tables.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appliance.errors import PrinterError, RegistryError
+from appliance.errors import CardError, PrinterError, RegistryError
 from appliance.ports.printer import PrinterState
 from drivers.printer import status as printer_status_bits
 
@@ -177,12 +178,16 @@ def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
     """``GET <url>/metadata``; raises ``RegistryError`` when the registry cannot be reached."""
     import httpx
 
+    from appliance.http_limits import BoundedTransport, deadline
+
     target = url.rstrip("/") + "/metadata"
     verify = tls_context(ca_file, client_cert, client_key) if target.startswith("https:") \
         else True
     started = time.monotonic()
-    try:
-        with (httpx.Client(verify=verify, timeout=timeout, follow_redirects=False) as client,
+    try:  # the headers only (the body is never read), within ``timeout`` in all
+        with (deadline(timeout),
+              httpx.Client(verify=verify, timeout=timeout, follow_redirects=False,
+                           transport=BoundedTransport(verify=verify)) as client,
               client.stream("GET", target, headers={"Accept": "application/fhir+json"})
               as response):
             local = datetime.now(UTC)
@@ -243,6 +248,7 @@ def _tls_reason(exc: Exception) -> str | None:
 class ReferentialDate:
     day: date
     source: str  # which information gave the date
+    schema: str | None = None  # the file's schema_version, if it has one
 
 
 def referential_date(path: Path) -> ReferentialDate | None:
@@ -253,8 +259,8 @@ def referential_date(path: Path) -> ReferentialDate | None:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             rows = dict(conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('bdpm_date', 'bdpm_imported_at')"
-            ).fetchall())
+                "SELECT key, value FROM meta WHERE key IN "
+                "('bdpm_date', 'bdpm_imported_at', 'schema_version')").fetchall())
         finally:
             conn.close()
     except sqlite3.Error:
@@ -263,8 +269,103 @@ def referential_date(path: Path) -> ReferentialDate | None:
         value = rows.get(key)
         if value:
             try:
-                return ReferentialDate(datetime.fromisoformat(value).date(), key)
+                return ReferentialDate(datetime.fromisoformat(value).date(), key,
+                                       rows.get("schema_version"))
             except ValueError:
                 continue
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
-    return ReferentialDate(mtime, "file modification time")
+    return ReferentialDate(mtime, "file modification time", rows.get("schema_version"))
+
+
+# -- PKCS#11 ---------------------------------------------------------------------------------
+PKCS11_PROBE_TIMEOUT_S = 20.0
+_PKCS11_CHILD = r"""
+import json, sys
+import pkcs11
+from pkcs11 import SlotFlag, TokenFlag
+path, label = sys.argv[1], sys.argv[2]
+lib = pkcs11.lib(path)
+out = {"manufacturer": lib.manufacturer_id, "description": lib.library_description,
+       "library_version": ".".join(map(str, lib.library_version)), "slots": []}
+names = ("USER_PIN_COUNT_LOW", "USER_PIN_FINAL_TRY", "USER_PIN_LOCKED",
+         "USER_PIN_TO_BE_CHANGED", "TOKEN_INITIALIZED", "USER_PIN_INITIALIZED",
+         "LOGIN_REQUIRED", "PROTECTED_AUTHENTICATION_PATH")
+for slot in lib.get_slots():
+    entry = {"slot": slot.slot_description.strip(), "token": None}
+    if slot.flags & SlotFlag.TOKEN_PRESENT:
+        try:
+            token = slot.get_token()
+        except pkcs11.exceptions.PKCS11Error as exc:
+            entry["error"] = type(exc).__name__
+        else:
+            if token.flags & TokenFlag.TOKEN_INITIALIZED and (not label or token.label == label):
+                entry["token"] = {"label": token.label, "serial": token.serial.decode(
+                    "ascii", "replace"), "manufacturer": token.manufacturer_id,
+                    "model": token.model,
+                    "flags": ["CKF_" + n for n in names if token.flags & TokenFlag[n]]}
+    out["slots"].append(entry)
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class Pkcs11Probe:
+    path: str
+    manufacturer: str
+    description: str
+    library_version: str
+    slots: list[dict]
+
+    @property
+    def tokens(self) -> list[dict]:
+        return [dict(s["token"], slot=s["slot"]) for s in self.slots if s.get("token")]
+
+
+def pkcs11_module(path: str, token_label: str = "",
+                  timeout_s: float = PKCS11_PROBE_TIMEOUT_S) -> Pkcs11Probe:
+    """Load a PKCS#11 module in a child process (only the kiosk and the card commands load
+    it into themselves) and list its slots and tokens. ``CardError`` if it does not load."""
+    import json
+    import subprocess
+    import sys
+
+    if not Path(path).is_file():
+        raise CardError(f"{path} does not exist")
+    try:
+        done = subprocess.run([sys.executable, "-c", _PKCS11_CHILD, path, token_label],  # noqa: S603
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise CardError(f"{path} did not answer within {timeout_s:.0f} s") from None
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CardError(f"{path} does not load as a PKCS#11 module: {last}")
+    data = json.loads(done.stdout)
+    return Pkcs11Probe(path, data["manufacturer"], data["description"],
+                       data["library_version"], data["slots"])
+
+
+def default_pkcs11_module() -> str | None:
+    """OpenSC's module on this machine (what an empty ``card.pkcs11_module`` means)."""
+    from drivers.card.pkcs11 import default_module
+
+    return default_module()
+
+
+def referential_counts(path: Path, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows of each of ``tables`` in the referential (0 for a missing table or file)."""
+    counts = dict.fromkeys(tables, 0)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            present = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table in tables:
+                if table in present:
+                    # Names from the caller's constant tuple, checked against sqlite_master.
+                    sql = f'SELECT count(*) FROM "{table}"'  # noqa: S608
+                    counts[table] = conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+    return counts

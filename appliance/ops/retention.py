@@ -35,7 +35,7 @@ from appliance.store.db import Store
 log = logging.getLogger(__name__)
 
 PRUNABLE_STATES = (State.DISPENSED, State.CANCELLED, State.REGISTERED)
-ACTION = "retention.applied"
+ACTION = audit.RETENTION_ACTION
 
 
 @dataclass

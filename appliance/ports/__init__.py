@@ -34,7 +34,8 @@ _EXPORTS: dict[str, str] = {
         "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
-        "AuditEntry", "AuditLog", "Certificates", "DispensationAlert", "Dispensations", "DraftRow",
+        "AuditAnchor", "AuditEntry", "AuditLog", "Certificates", "DispensationAlert",
+        "Dispensations", "DraftRow",
         "FileEntry", "HistoryRow", "Meta", "Outbox", "OutboxRecord", "Practitioners",
         "Prescriptions", "PrintJob", "PrintJobs", "Residents", "Signed", "SignedRow",
         "SyncKeys", "SyncStatus", "UnitOfWork", "Views"), "uow"),

@@ -1,6 +1,6 @@
 """The card port: a CPS/CPE smart card in a reader, its readers' events, and the card as a
-signer. ``drivers.card`` implements it over PC/SC (the PKCS#11 backend plugs in beside it,
-chosen by ``appliance.bootstrap.card_backend``)."""
+signer. ``drivers.card`` implements it over PC/SC (``pcsc``, ``cps``, ``monitor``) and over a
+PKCS#11 module (``pkcs11``), chosen by ``appliance.bootstrap.card_backend``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def sha256_digest_info(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class PinStatus:
-    """The PIN state read without spending a try (an empty VERIFY)."""
+    """The PIN state read without spending a try (an empty VERIFY, or the PKCS#11 token
+    flags). ``tries_left`` is None when the card does not tell."""
 
     tries_left: int | None
     verified: bool = False
@@ -92,11 +93,13 @@ class CardSession(Protocol):
     def get_challenge(self, length: int = 8) -> bytes: ...
 
     def authenticate(self, digest_info: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 with the authentication key over a DER DigestInfo."""
+        """RSA PKCS#1 v1.5 with the authentication key over a DER DigestInfo (an EC key
+        signs the digest inside it with ECDSA and returns a DER ``ECDSA-Sig-Value``)."""
         ...
 
     def sign(self, digest_info: bytes) -> bytes:
-        """RSA PKCS#1 v1.5 with the signature key over a DER DigestInfo."""
+        """RSA PKCS#1 v1.5 with the signature key over a DER DigestInfo (EC: as
+        ``authenticate``)."""
         ...
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ A unit of work is one connection: give each thread its own (``close()`` it after
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from appliance.ports.registry import Dispensation, RegistryReceipt
 
 __all__ = [
+    "AuditAnchor",
     "AuditEntry",
     "AuditLog",
     "Certificates",
@@ -172,6 +173,24 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class AuditAnchor:
+    """Where the audit chain starts after the retention policy cut its oldest entries, and
+    who says so: ``recorded_by``/``recorded_at``/``cutoff`` come from the newest
+    ``retention.applied`` entry if it records this very anchor (``None`` otherwise:
+    nothing on the box explains the cut, which is a broken chain)."""
+
+    seq: int
+    prev_hash: str
+    recorded_by: int | None = None
+    recorded_at: str | None = None
+    cutoff: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        return self.recorded_by is not None
+
+
+@dataclass(frozen=True)
 class DraftRow:
     id: str
     prescriber_id: str
@@ -185,7 +204,8 @@ class DraftRow:
 @dataclass(frozen=True)
 class DispensationAlert:
     """A dispensation that differs from the order (substitution or partial fill), with the
-    resident's room and names, for the kiosk's alerts screen."""
+    resident's room and names, for the kiosk's alerts screen; ``product_code``: the CIP13
+    handed over, when the pharmacy gave one."""
 
     prescription_id: str
     line_no: int
@@ -199,6 +219,7 @@ class DispensationAlert:
     birth_name: str | None
     used_name: str | None
     first_names: str | None
+    product_code: str | None = None
 
 
 class SyncKeys:
@@ -260,7 +281,16 @@ class Residents(Protocol):
         ...
 
     def upsert(self, residents: Iterable[Resident]) -> tuple[int, int]:
-        """Insert or update by INS; returns (created, updated)."""
+        """Insert or update by INS, ``residents`` consumed as a stream; returns (created,
+        updated)."""
+        ...
+
+    def import_lines(self, rows: Iterable[tuple[int, Resident]],
+                     duplicate: Callable[[int, int], None]) -> tuple[int, int]:
+        """Upsert the (line number, resident) rows of one file as a stream; a row whose INS
+        an earlier row of the same file had is not written: ``duplicate(line, first_line)``
+        is called instead. Returns (created, updated). The INS already seen are kept by
+        the store, not in memory: an import of a million rows holds one at a time."""
         ...
 
 
@@ -427,6 +457,20 @@ class AuditLog(Protocol):
 
     def verify(self) -> int:
         """The number of entries, or ``AuditChainBroken`` naming the first bad one."""
+        ...
+
+    def guard_problems(self) -> list[str]:
+        """What is wrong with the append-only guards (missing, altered or added triggers);
+        ``[]`` when they are as created. Nothing restores them on its own."""
+        ...
+
+    def restore_guards(self, *, actor: str) -> dict[str, list[str]]:
+        """Put the guards back as created, inside ``with uow:``, and record it in the chain:
+        ``{"created": [...], "removed": [...]}``, or ``{}`` (no entry) when intact."""
+        ...
+
+    def anchor(self) -> AuditAnchor | None:
+        """Where the chain starts after a retention cut; ``None`` if it starts at entry 1."""
         ...
 
 

@@ -85,6 +85,7 @@ REASONS: dict[str, str] = {
     "not_cps": "Carte non reconnue : ce n'est pas une carte CPS ou CPE lisible.",
     "blocked": "Carte bloquée : code PIN épuisé. Faites-la débloquer avant de l'utiliser.",
     "wrong_pin": "Code PIN incorrect : {tries_left} essai(s) restant(s).",
+    "wrong_pin_untold": "Code PIN incorrect.",
     "pin_format": "Le code PIN comporte de 4 à 8 chiffres.",
     "expired": "Certificat de la carte expiré depuis le {date}.",
     "not_yet_valid": "Certificat de la carte pas encore valide (à partir du {date}).",
@@ -108,7 +109,10 @@ class AuthRefused(CardError):
         self.reason = reason
         self.info = info
         self.tries_left: int | None = info.get("tries_left")
-        super().__init__(REASONS[reason].format(**info))
+        text = REASONS[reason]
+        if reason == "wrong_pin" and self.tries_left is None:   # the card does not tell
+            text = REASONS["wrong_pin_untold"]
+        super().__init__(text.format(**info))
 
 
 @dataclass(frozen=True)

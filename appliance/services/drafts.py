@@ -20,12 +20,16 @@ Schema (version 1)::
     }
 
 Every error is collected with its JSON path (``$.lines[1].posology.times_per_day``) so the DUI
-gets the whole list at once, not one error per round trip.
+gets the whole list at once, not one error per round trip. A key named twice in one object is
+refused (``load_draft_json``: Python's json would keep the last one silently), a draft has
+at most ``MAX_LINES`` lines (the registry refuses a larger prescription), and its texts
+hold no control or bidirectional character (a line feed in free texts only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -35,6 +39,7 @@ from appliance.domain.ids import INS_OIDS, validate_cip13, validate_cis, validat
 from appliance.domain.people import Resident, fold
 from appliance.domain.posology import posology_from_dict
 from appliance.domain.prescription import (
+    MAX_LINES,
     MAX_RENEWALS,
     ActLine,
     DeviceLine,
@@ -101,7 +106,21 @@ KNOWN_LINE_KEYS = {
 
 
 def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
+    """The line at ``$.lines[i]``, checked as new input (no control or bidirectional
+    character in its texts: ``check_input``), or ``None`` with its problems in ``out``."""
     path = f"$.lines[{i}]"
+    line = _build_line(path, raw, drugs, out)
+    if line is None:
+        return None
+    try:
+        line.check_input()
+    except ValidationError as exc:
+        out.validation(f"{path}.posology" if exc.field.startswith("posology.") else path, exc)
+        return None
+    return line
+
+
+def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
     if not isinstance(raw, Mapping):
         out.add(path, "expected an object")
         return None
@@ -223,6 +242,44 @@ def _resident(raw: Any, find: ResidentFinder, out: _Collector) -> Resident | Non
     return found[0]
 
 
+TWICE = "key named twice in the same object (the last one would win)"
+
+
+class _Pairs(dict):
+    """A JSON object that remembers the keys it was given more than once."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = _Pairs(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        obj.twice = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+def _twice(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key in getattr(value, "twice", ()):
+            yield f"{path}.{key}"
+        for key, item in value.items():
+            yield from _twice(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _twice(item, f"{path}[{i}]")
+
+
+def load_draft_json(text: str) -> Any:
+    """Parse a JSON draft document; ``DraftInvalid`` naming every key given twice in one
+    object, with its path. Other JSON errors are the caller's (``json.JSONDecodeError``)."""
+    data = json.loads(text, object_pairs_hook=_pairs)
+    twice = sorted(_twice(data, "$"))
+    if twice:
+        raise DraftInvalid([DraftProblem(path, TWICE) for path in twice])
+    return data
+
+
 def parse_draft(data: Any, *, find_resident: ResidentFinder, drugs: DrugLookup) -> Draft:
     """Validate a JSON draft; raise ``DraftInvalid`` with every problem found."""
     out = _Collector()
@@ -239,6 +296,8 @@ def parse_draft(data: Any, *, find_resident: ResidentFinder, drugs: DrugLookup) 
     lines: list[Line] = []
     if not isinstance(raw_lines, list) or not raw_lines:
         out.add("$.lines", "expected a non-empty list of lines")
+    elif len(raw_lines) > MAX_LINES:
+        out.add("$.lines", f"{len(raw_lines)} lines: a prescription has at most {MAX_LINES}")
     else:
         for i, raw in enumerate(raw_lines):
             line = _line(i, raw, drugs, out)

@@ -143,6 +143,7 @@ def register_login(uow: UnitOfWork, session: Operator) -> Practitioner | None:
         practitioner = holder.as_practitioner(session.role, am=known.am if known else None,
                                               finess=known.finess if known else None)
         if known != practitioner:
+            practitioner.check_input()  # the card's holder name, new input
             uow.practitioners.upsert(practitioner)
             uow.commit()
     return practitioner
@@ -175,6 +176,7 @@ def set_am(uow: UnitOfWork, id_nat_ps: str, am: str, *, actor: str) -> Practitio
 
 def add_practitioner(uow: UnitOfWork, practitioner: Practitioner, *, actor: str) -> None:
     """Record a practitioner before their first login (``ordo practitioners add``)."""
+    practitioner.check_input()
     with uow:
         uow.practitioners.upsert(practitioner)
         uow.audit.append(actor=actor, action="practitioner.added",
@@ -202,11 +204,19 @@ def _prescriber(uow: UnitOfWork, session: Operator) -> Practitioner:
     if known is not None:
         return known
     practitioner = session.practitioner.as_practitioner(Role.PRESCRIBER)
+    practitioner.check_input()
     uow.practitioners.upsert(practitioner)
     return practitioner
 
 
 # -- drafts ----------------------------------------------------------------------------------
+def check_new_lines(lines: Iterable[Line]) -> None:
+    """Lines as they enter a draft (kiosk, JSON draft, import): no control or bidirectional
+    character in their texts. Lines already stored are not checked again."""
+    for line in lines:
+        line.check_input()
+
+
 def _resident(uow: UnitOfWork, ins: str) -> Resident:
     resident = uow.residents.get(ins)
     if resident is None:
@@ -219,6 +229,8 @@ def _resident(uow: UnitOfWork, ins: str) -> Resident:
 def _create(uow: UnitOfWork, ids: IdAllocator, doctor: Practitioner, resident: Resident,
             lines: Iterable[Line], renewals: int, now: datetime, actor: str,
             action: str) -> Prescription:
+    lines = tuple(lines)
+    check_new_lines(lines)
     draft = Prescription(id=ids.new(uow), prescriber=doctor, resident=resident, created_at=now,
                          lines=tuple(lines), renewals=renewals)
     uow.prescriptions.save_draft(draft)
@@ -261,6 +273,7 @@ def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
         raise Forbidden("Seul un médecin modifie une ordonnance.")
     with uow:
         stored = _own_draft(uow, session, draft.id)
+        check_new_lines(line for line in draft.lines if line not in stored.lines)
         updated = replace(stored, lines=tuple(draft.lines), renewals=draft.renewals)
         uow.prescriptions.save_draft(updated)
         key = FORM_META_PREFIX + draft.id

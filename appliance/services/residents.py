@@ -5,20 +5,34 @@ CSV: a header row; ``;`` or ``,``; UTF-8 (with or without BOM) or cp1252. Column
 ``DD/MM/YYYY``), ``sexe`` (``M``/``F``), ``chambre``, ``opposition`` (optional ``oui``/``non``).
 Residents are upserted by INS (INS-NIR). A bad row is reported with its line, column and
 reason and the other rows are imported.
+
+The file is read as a stream, row by row, in one unit of work (one write transaction for
+the whole file, with its audit entry): memory does not grow with its size (a first pass
+only checks whether it is UTF-8). A line longer than ``MAX_LINE_CHARS`` is reported by its
+number and length, never read whole; the first ``MAX_ERRORS_KEPT`` bad rows are listed,
+the others counted; a NIR seen twice is found by the store (``Residents.import_lines``),
+not in a dictionary of every NIR. Names and rooms holding a control or bidirectional
+character, and rooms longer than ``MAX_ROOM``, are refused here, where they come in
+(``check_resident_texts``).
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import io
+import itertools
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date
+from pathlib import Path
+from typing import IO, Any, BinaryIO
 
 from appliance.domain.ids import Ins
-from appliance.domain.people import Resident
+from appliance.domain.people import Resident, check_resident_texts
 from appliance.domain.prescription import State
 from appliance.errors import ValidationError
 from appliance.ports.uow import FileEntry, UnitOfWork
@@ -28,6 +42,12 @@ log = logging.getLogger(__name__)
 REQUIRED = ("nir", "nom", "prenoms", "date_naissance", "sexe", "chambre")
 OPTIONAL = ("nom_usage", "opposition")
 YES, NO = {"oui", "o", "yes", "1", "true"}, {"non", "n", "no", "0", "false", ""}
+# A row is at most 8 columns of at most 100 characters: 16,384 leaves room for quotes
+# and spaces, and bounds what one line can cost.
+MAX_LINE_CHARS = 16_384
+MAX_ERRORS_KEPT = 1_000
+BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -45,10 +65,17 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
+    omitted_errors: int = 0  # bad rows beyond the first MAX_ERRORS_KEPT, counted only
 
     @property
     def rejected(self) -> int:
-        return len({e.line for e in self.errors})
+        return len({e.line for e in self.errors}) + self.omitted_errors
+
+    def add_error(self, error: RowError) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(error)
+        else:
+            self.omitted_errors += 1
 
     def summary(self) -> str:
         return (f"{self.created} created, {self.updated} updated, "
@@ -57,7 +84,7 @@ class ImportReport:
 
 def decode(data: bytes) -> str:
     """UTF-8 (BOM or not), else cp1252 (the EHPAD software's Windows exports)."""
-    if data.startswith(b"\xef\xbb\xbf"):
+    if data.startswith(BOM):
         data = data[3:]  # a BOM then bytes that are not UTF-8: read them as cp1252 too
     try:
         return data.decode("utf-8")
@@ -65,12 +92,59 @@ def decode(data: bytes) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def _birth_date(text: str) -> date:
-    for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
-        try:
-            return datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
+def _encoding(stream: BinaryIO) -> tuple[int, str]:
+    """(offset of the text, encoding) of a seekable stream, read once in chunks: UTF-8
+    if it all decodes as such, else cp1252; a BOM is skipped either way."""
+    stream.seek(0)
+    start = len(BOM) if stream.read(len(BOM)) == BOM else 0
+    stream.seek(start)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return start, "cp1252"
+    return start, "utf-8"
+
+
+def _bounded_lines(text: IO[str], errors: Callable[[RowError], None]) -> Iterator[str]:
+    """The lines of ``text``, each read with a bound: a longer one is reported by its
+    number and length, skipped in chunks and given to the CSV reader as an empty line
+    (so that line numbers stay right)."""
+    for number in itertools.count(1):
+        line = text.readline(MAX_LINE_CHARS + 2)  # room for a CR LF after the longest row
+        if not line:
+            return
+        if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+            length = len(line)
+            while line and not line.endswith(("\n", "\r")):
+                line = text.readline(_CHUNK)
+                length += len(line)
+            length -= len(line) - len(line.rstrip("\r\n"))
+            errors(RowError(number, "*", f"a line of {length} characters, more than the "
+                                         f"{MAX_LINE_CHARS} a row may have (not read)"))
+            yield "\n"
             continue
+        yield line
+
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})", re.ASCII)
+_FRENCH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})", re.ASCII)
+
+
+def _birth_date(text: str) -> date:
+    """``YYYY-MM-DD`` or ``DD/MM/YYYY`` (a regular expression: ``strptime`` cost a third
+    of a million-row import)."""
+    value = text.strip()
+    iso, french = _ISO_DATE.fullmatch(value), _FRENCH_DATE.fullmatch(value)
+    try:
+        if iso:
+            return date(int(iso[1]), int(iso[2]), int(iso[3]))
+        if french:
+            return date(int(french[3]), int(french[2]), int(french[1]))
+    except ValueError:
+        pass
     raise ValidationError("date_naissance", text, "a date YYYY-MM-DD or DD/MM/YYYY")
 
 
@@ -83,33 +157,47 @@ def _objection(text: str) -> bool:
     raise ValidationError("opposition", text, "oui or non")
 
 
-def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowError]]:
-    """Pure parsing: (line number, resident) for good rows, errors for the others."""
-    text = decode(data)
-    first = text.splitlines()[0] if text else ""
+def iter_residents(stream: BinaryIO,
+                   errors: Callable[[RowError], None]) -> Iterator[tuple[int, Resident]]:
+    """Pure parsing of a seekable binary stream, row by row: yields (line number,
+    resident) for good rows and passes every problem to ``errors`` (a NIR given twice is
+    the caller's to find: ``Residents.import_lines``)."""
+    start, encoding = _encoding(stream)
+    stream.seek(start)
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="",
+                            errors="replace")  # the file may change after the check
+    try:
+        yield from _parse_rows(_bounded_lines(text, errors), errors)
+    finally:
+        text.detach()  # the caller's stream stays open
+
+
+def _parse_rows(lines: Iterator[str],
+                errors: Callable[[RowError], None]) -> Iterator[tuple[int, Resident]]:
+    first = next(lines, "")
     delimiter = ";" if first.count(";") >= first.count(",") else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.DictReader(itertools.chain([first], lines), delimiter=delimiter)
     try:
         fieldnames = reader.fieldnames
     except csv.Error as exc:  # e.g. a field over csv's size limit
-        return [], [RowError(1, "*", f"unreadable header row ({exc})")]
+        errors(RowError(1, "*", f"unreadable header row ({exc})"))
+        return
     header = [h.strip().lower() for h in (fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        return [], [RowError(1, ",".join(missing), "missing from the header row")]
+        errors(RowError(1, ",".join(missing), "missing from the header row"))
+        return
     reader.fieldnames = header
-    good: list[tuple[int, Resident]] = []
-    errors: list[RowError] = []
-    seen: dict[str, int] = {}
     for row in _rows(reader, errors):
         line = reader.line_num
         if None in row:
-            errors.append(RowError(line, "*", "more fields than the header"))
+            errors(RowError(line, "*", "more fields than the header"))
             continue
         values = {k: (v or "").strip() for k, v in row.items()}
         if not any(values.values()):
             continue
         try:
+            check_resident_texts(values)  # as given: a tab is refused, not made a space
             resident = Resident(
                 ins=Ins.from_nir(values["nir"]),
                 birth_name=values["nom"], used_name=values.get("nom_usage") or None,
@@ -117,24 +205,35 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
                 sex=_sex(values["sexe"]), room=values["chambre"],
                 objection=_objection(values.get("opposition", "")))
         except ValidationError as exc:
-            errors.append(RowError(line, _column(exc.field), f"{exc.value!r}: {exc.expected}"))
+            errors(RowError(line, _column(exc.field), f"{exc.value!r}: {exc.expected}"))
             continue
-        if resident.ins.value in seen:
-            errors.append(RowError(line, "nir", f"same NIR as line {seen[resident.ins.value]}"))
-            continue
-        seen[resident.ins.value] = line
-        good.append((line, resident))
+        yield line, resident
+
+
+def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowError]]:
+    """Pure parsing of a whole file in memory: (line number, resident) for good rows,
+    errors for the others."""
+    seen: dict[str, int] = {}
+    errors: list[RowError] = []
+    good = []
+    for line, resident in iter_residents(io.BytesIO(data), errors.append):
+        first = seen.setdefault(resident.ins.value, line)
+        if first != line:
+            errors.append(RowError(line, "nir", f"same NIR as line {first}"))
+        else:
+            good.append((line, resident))
     return good, errors
 
 
-def _rows(reader: csv.DictReader, errors: list[RowError]) -> Iterator[dict[str, Any]]:
+def _rows(reader: csv.DictReader,
+          errors: Callable[[RowError], None]) -> Iterator[dict[str, Any]]:
     """The reader's rows until one cannot be read (a stray quote that runs past csv's field
     size limit), which is reported and ends the file."""
     try:
         yield from reader
     except csv.Error as exc:
-        errors.append(RowError(reader.line_num + 1, "*",  # the line it could not finish
-                               f"unreadable from this line on ({exc})"))
+        errors(RowError(reader.line_num + 1, "*",  # the line it could not finish
+                        f"unreadable from this line on ({exc})"))
 
 
 def _sex(text: str) -> str:
@@ -150,11 +249,35 @@ def _column(field_name: str) -> str:
     return {"ins": "nir", "birth_name": "nom", "first_names": "prenoms"}.get(name, name)
 
 
-def import_residents(uow: UnitOfWork, data: bytes, *, actor: str) -> ImportReport:
-    good, errors = parse_residents(data)
-    report = ImportReport(errors=errors)
-    with uow:
-        report.created, report.updated = uow.residents.upsert(r for _, r in good)
+@contextlib.contextmanager
+def _opened(source: bytes | Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, bytes):
+        yield io.BytesIO(source)
+    elif isinstance(source, Path):
+        try:
+            handle = source.open("rb")
+        except OSError as exc:
+            raise ValidationError("FILE.csv", str(source),
+                                  f"un fichier lisible ({exc.strerror or exc})") from exc
+        with handle:
+            yield handle
+    else:
+        yield source
+
+
+def import_residents(uow: UnitOfWork, source: bytes | Path | BinaryIO, *,
+                     actor: str) -> ImportReport:
+    """Import a CSV (its bytes, its path, or a seekable binary stream) in one write
+    transaction, streaming its rows: bad rows are reported and the others imported, all
+    together with the audit entry, or nothing if the import fails."""
+    report = ImportReport()
+
+    def duplicate(line: int, first: int) -> None:
+        report.add_error(RowError(line, "nir", f"same NIR as line {first}"))
+
+    with _opened(source) as stream, uow:
+        rows = iter_residents(stream, report.add_error)
+        report.created, report.updated = uow.residents.import_lines(rows, duplicate)
         uow.audit.append(actor=actor, action="residents.imported",
                          details={"created": report.created, "updated": report.updated,
                                   "rejected": report.rejected})

@@ -7,6 +7,20 @@ last entry is caught too. Triggers refuse UPDATE and DELETE; ``verify`` catches 
 goes around them (one changed, deleted or reordered row is always detected). The retention
 policy removes the oldest entries through ``prune``, which keeps an anchor.
 
+The guards themselves are checked, not trusted:
+
+- ``guard_problems`` compares the triggers on the audit table with ``TRIGGERS`` (their SQL,
+  spaces aside): one missing, altered or added is reported by ``ordo audit verify`` and
+  ``ordo doctor``. Nothing recreates them silently (not the migrations, not opening the
+  store): they come back only through ``restore_guards`` (``ordo audit restore-guards``),
+  which records an ``audit.guards_restored`` entry naming what it created and removed.
+- ``anchor_status`` says where the chain starts after the retention policy cut its oldest
+  entries (``audit.anchor_seq`` / ``audit.anchor_prev`` in ``meta``), and which
+  ``retention.applied`` entry, of which date, recorded that cut; a cut no entry records is
+  a broken chain.
+  Whoever can write the file can also forge that entry (the hashes have no secret): the
+  answer is the chain head kept off the box, not anything stored on it.
+
 Who, what, when: never a PIN, a patient's name, NIR or birth date in ``details`` — callers
 pass opaque identifiers (prescription ID, idNat_PS, job id).
 """
@@ -23,7 +37,7 @@ from typing import Any
 import rfc8785
 
 from appliance.errors import AuditChainBroken, StoreError
-from appliance.ports.uow import AuditEntry
+from appliance.ports.uow import AuditAnchor, AuditEntry
 from appliance.store import meta
 from appliance.store.db import Store
 
@@ -34,6 +48,16 @@ HEAD_COUNT, HEAD_HASH = "audit.count", "audit.head"
 # entries: the first kept entry and the hash it follows.
 ANCHOR_SEQ, ANCHOR_PREV = "audit.anchor_seq", "audit.anchor_prev"
 NO_DELETE_TRIGGER = "audit_no_delete"
+RETENTION_ACTION = "retention.applied"
+GUARDS_RESTORED = "audit.guards_restored"
+# The append-only guards, as migration m001 created them (compared spaces aside).
+_APPEND_ONLY = "BEGIN SELECT RAISE(ABORT, 'the audit chain is append-only'); END"
+TRIGGERS = {
+    "audit_no_update": f"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit\n{_APPEND_ONLY}",
+    NO_DELETE_TRIGGER: f"CREATE TRIGGER {NO_DELETE_TRIGGER} BEFORE DELETE ON audit\n"
+                       f"{_APPEND_ONLY}",
+}
+_GUARDED = {"audit_no_update": "changed", NO_DELETE_TRIGGER: "deleted"}
 FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "first_names",
                                    "birth_name", "used_name", "date_naissance", "nom", "prenoms"})
 
@@ -182,7 +206,10 @@ def prunable(store: Store, before: str) -> tuple[int, int, str]:
 
 def prune(store: Store, first_kept: int, prev: str) -> None:
     """Delete the entries before ``first_kept`` (in the caller's write transaction) and
-    anchor the chain there: ``verify`` then starts at ``first_kept`` after ``prev``."""
+    anchor the chain there: ``verify`` then starts at ``first_kept`` after ``prev``.
+
+    The append-only trigger is dropped and recreated from its own stored SQL: a missing or
+    altered one stays as it was, for ``guard_problems`` to report."""
     store.require_write("audit.prune")
     trigger = store.one("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
                         [NO_DELETE_TRIGGER])
@@ -195,8 +222,79 @@ def prune(store: Store, first_kept: int, prev: str) -> None:
 
 
 def anchor(store: Store) -> tuple[int | None, str | None]:
+    """The raw anchor in ``meta``: (first kept entry, the hash it follows), or Nones."""
     seq = meta.get(store, ANCHOR_SEQ)
     return (int(seq) if seq else None), meta.get(store, ANCHOR_PREV)
+
+
+# -- the guards ---------------------------------------------------------------------------
+def _normal(sql: str | None) -> str:
+    return " ".join((sql or "").split())
+
+
+def _audit_triggers(store: Store) -> dict[str, str]:
+    rows = store.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                         " AND lower(tbl_name) = 'audit' ORDER BY name")
+    return {row[0]: row[1] for row in rows}
+
+
+def guard_problems(store: Store) -> list[str]:
+    """What is wrong with the append-only triggers: ``[]`` when they are as created."""
+    found = _audit_triggers(store)
+    problems = []
+    for name, sql in TRIGGERS.items():
+        if name not in found:
+            problems.append(f"trigger {name} is missing: entries can be {_GUARDED[name]}")
+        elif _normal(found[name]) != _normal(sql):
+            problems.append(f"trigger {name} was altered: entries can be {_GUARDED[name]}")
+    problems += [f"unexpected trigger {name} on the audit table"
+                 for name in found if name not in TRIGGERS]
+    return problems
+
+
+def restore_guards(store: Store, *, actor: str) -> dict[str, list[str]]:
+    """Put the append-only triggers back as created (``created``: the missing and the
+    altered ones), drop any other trigger on the audit table (``removed``), and record it
+    in the chain, in the caller's write transaction; ``{}`` (and no entry) if they were
+    intact."""
+    store.require_write("audit.restore_guards")
+    found = _audit_triggers(store)
+    altered = [name for name in TRIGGERS
+               if name in found and _normal(found[name]) != _normal(TRIGGERS[name])]
+    removed = [name for name in found if name not in TRIGGERS]
+    created = [name for name in TRIGGERS if name not in found or name in altered]
+    if not created and not removed:
+        return {}
+    for name in altered + removed:
+        # Names come from sqlite_master, quoted as identifiers.
+        store.execute(f'DROP TRIGGER "{name.replace(chr(34), chr(34) * 2)}"')
+    for name in created:
+        store.execute(TRIGGERS[name])
+    append(store, actor=actor, action=GUARDS_RESTORED,
+           details={"created": created, "removed": removed})
+    return {"created": created, "removed": removed}
+
+
+def anchor_status(store: Store) -> AuditAnchor | None:
+    """The retention anchor, with the entry that recorded it; ``None`` if the chain
+    still starts at entry 1."""
+    seq = meta.get(store, ANCHOR_SEQ)
+    if not seq:
+        return None
+    prev = meta.get(store, ANCHOR_PREV, GENESIS) or GENESIS
+    found = AuditAnchor(int(seq), prev)
+    row = store.execute("SELECT seq, at, details FROM audit WHERE action = ?"
+                        " ORDER BY seq DESC LIMIT 1", (RETENTION_ACTION,)).fetchone()
+    if row is None:
+        return found
+    try:
+        details = json.loads(row[2])
+    except ValueError:
+        return found
+    if str(details.get("anchor_seq")) != seq or details.get("anchor_prev") != prev:
+        return found
+    return AuditAnchor(int(seq), prev, recorded_by=row[0], recorded_at=row[1],
+                       cutoff=details.get("audit_before"))
 
 
 class AuditTable:
@@ -220,3 +318,12 @@ class AuditTable:
 
     def verify(self) -> int:
         return verify(self._store)
+
+    def guard_problems(self) -> list[str]:
+        return guard_problems(self._store)
+
+    def restore_guards(self, *, actor: str) -> dict[str, list[str]]:
+        return restore_guards(self._store, actor=actor)
+
+    def anchor(self) -> AuditAnchor | None:
+        return anchor_status(self._store)

@@ -1,8 +1,16 @@
-"""Owner of the ``residents`` table (upsert by INS; search by name or room)."""
+"""Owner of the ``residents`` table (upsert by INS; search by name or room).
+
+An upsert is one ``INSERT … ON CONFLICT`` statement run over a stream of rows
+(``executemany``): an import of a million residents holds one row at a time, and the count
+of rows before and after (under the unit of work's write lock) tells the created from the
+updated. ``import_lines`` also finds an INS given twice in one file through a temporary
+table, not a dictionary of every INS.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -14,6 +22,7 @@ from appliance.store.db import Store, upsert_sql
 _COLUMNS = ("ins", "ins_oid", "birth_name", "used_name", "first_names", "birth_date", "sex",
             "room", "objection", "active", "search_key", "updated_at")
 _UPSERT = upsert_sql("residents", _COLUMNS, "ins")
+_COUNT = "SELECT count(*) FROM residents"
 
 
 def _row(r: Resident, now: str) -> list[Any]:
@@ -50,14 +59,43 @@ class ResidentsTable:
 
     def upsert(self, residents: Iterable[Resident]) -> tuple[int, int]:
         store = self._store
-        store.require_write("residents")
-        created = updated = 0
+        conn = store.require_write("residents")
         now = iso(utc_now())
-        for resident in residents:
-            exists = store.one("SELECT 1 FROM residents WHERE ins = ?", [resident.ins.value])
-            store.execute(_UPSERT, _row(resident, now))
-            if exists:
-                updated += 1
-            else:
-                created += 1
-        return created, updated
+        rows = 0
+
+        def values() -> Iterator[list[Any]]:
+            nonlocal rows
+            for resident in residents:
+                rows += 1
+                yield _row(resident, now)
+
+        before = store.one(_COUNT)
+        try:
+            conn.executemany(_UPSERT, values())
+        except sqlite3.Error as exc:
+            raise store.failed(exc, "residents") from exc
+        created = store.one(_COUNT) - before
+        return created, rows - created
+
+    def import_lines(self, rows: Iterable[tuple[int, Resident]],
+                     duplicate: Callable[[int, int], None]) -> tuple[int, int]:
+        store = self._store
+        store.require_write("residents")
+        store.execute("CREATE TEMP TABLE IF NOT EXISTS _residents_import"
+                      " (ins TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+        store.execute("DELETE FROM temp._residents_import")
+
+        def first_seen() -> Iterator[Resident]:
+            for line, resident in rows:
+                cursor = store.execute("INSERT OR IGNORE INTO temp._residents_import"
+                                       " VALUES (?, ?)", [resident.ins.value, line])
+                if cursor.rowcount:
+                    yield resident
+                else:
+                    duplicate(line, store.one("SELECT line FROM temp._residents_import"
+                                              " WHERE ins = ?", [resident.ins.value]))
+
+        try:
+            return self.upsert(first_seen())
+        finally:
+            store.execute("DROP TABLE IF EXISTS temp._residents_import")

@@ -158,15 +158,15 @@ class StoreViews:
         rows = self._store.execute(
             "SELECT d.prescription_id, d.line_no, d.product_label, d.substituted,"
             " d.substitution_type, d.substitution_reason, d.complete, d.handed_over_at,"
-            " r.room, r.birth_name, r.used_name, r.first_names"
+            " r.room, r.birth_name, r.used_name, r.first_names, d.product_code"
             " FROM dispensations d LEFT JOIN prescriptions p ON p.id = d.prescription_id"
             " LEFT JOIN residents r ON r.ins = p.resident_ins"
             " WHERE d.substituted = 1 OR d.complete = 0"
             " ORDER BY d.received_at DESC, d.registry_id LIMIT ?", [limit])
         return [DispensationAlert(pid, line, label, bool(sub), sub_type, reason,
-                                  bool(complete), at, room, birth, used, first)
+                                  bool(complete), at, room, birth, used, first, code)
                 for pid, line, label, sub, sub_type, reason, complete, at, room, birth, used,
-                first in rows]
+                first, code in rows]
 
     def latest_registered(self) -> str | None:
         return self._store.one("SELECT id FROM prescriptions WHERE state = 'registered'"

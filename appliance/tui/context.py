@@ -17,7 +17,7 @@ report through callbacks that post Textual messages.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import PractitionerSession
     from appliance.services.prescribing import IdAllocator
+
+    OtherSubstances = Callable[[UnitOfWork, Iterable[tuple[str, int, str | None]]],
+                               set[tuple[str, int, str]]]
 
 T = TypeVar("T")
 
@@ -52,11 +55,13 @@ class PrintService(Protocol):
 
 @dataclass(frozen=True)
 class DispensationView:
-    """One dispensation as the kiosk shows it (French text)."""
+    """One dispensation as the kiosk shows it (French text); ``other_substance``: the
+    product handed over does not hold the prescribed substances."""
 
     text: str
     substituted: bool
     complete: bool
+    other_substance: bool = False
 
 
 @dataclass
@@ -78,6 +83,11 @@ class KioskContext:
     console: bool = False
     banner: str = ""
     demo_dispense: Callable[[str], str] | None = None
+    other_substances: OtherSubstances | None = None
+    """``other_substances(uow, handed)``: of the products handed over in place of the
+    prescribed ones, ``(prescription ID, line number, CIP13)``, those that hold another
+    substance than the prescribed one (``appliance.services.substitution``, over the
+    referential; worker threads). ``None``: no such alert."""
     warm_up: Callable[[KioskContext], None] | None = None
     """``warm_up(ctx)``, run on a thread once the lock screen is drawn, before the card
     monitor, the printer and the status line start: what the kiosk makes or loads after its

@@ -2,7 +2,8 @@
 
 ``demo_residents()`` are fictitious residents with valid NIR keys. ``FALLBACK_BDPM`` holds
 real rows of the ANSM BDPM (2022 extract, the five files ``ordo drugs import`` reads) for a
-dozen specialties common in nursing homes: the demo imports it when the full extract is not
+dozen specialties common in nursing homes, and one generic of LASILIX in its generic group
+(for the demo's pharmacy substitution): the demo imports it when the full extract is not
 available. ``write_bdpm_subset`` copies the rows of chosen specialties out of a full extract,
 so that tests search real data in a referential that imports in a fraction of a second.
 """
@@ -43,8 +44,9 @@ def demo_residents() -> list[Resident]:
 
 
 def demo_draft() -> Draft:
-    """Two medications and one act for the first demo resident (the headless demo scenario
-    and the sign-to-print benchmark)."""
+    """Three medications and one act for the first demo resident (the headless demo
+    scenario and the sign-to-print benchmark). LASILIX has generics: the demo's pharmacy
+    hands one over in its place."""
     lines = [
         MedicationLine(label="DOLIPRANE 1000 mg, comprimé", cis="60234100",
                        posology=Posology(dose=Decimal(1), unit="comprimé",
@@ -54,6 +56,9 @@ def demo_draft() -> Draft:
                        cis="64755969", posology=Posology(dose=Decimal(1), unit="sachet",
                                                          moments=("midi",)),
                        quantity=Decimal(3)),
+        MedicationLine(label="LASILIX 40 mg, comprimé sécable", cis="65606743",
+                       posology=Posology(dose=Decimal(1), unit="comprimé", moments=("matin",),
+                                         duration=Duration(30, "jour"))),
         ActLine(text="NFS, CRP"),
     ]
     return Draft(resident=demo_residents()[0], lines=lines)
@@ -124,6 +129,9 @@ FALLBACK_BDPM: dict[str, tuple[str, ...]] = {
         "Commercialisée\t22/12/1995\t\t\t NORGINE HEALTHCARE (PAYS-BAS)\tNon",
         "68269975\tSERESTA 10 mg, comprimé\tcomprimé\torale\tAutorisation active\t"
         "Procédure nationale\tCommercialisée\t22/10/1986\t\t\t NEURAXPHARM FRANCE\tNon",
+        "60192594\tFUROSEMIDE ARROW 40 mg, comprimé sécable\tcomprimé sécable\torale\t"
+        "Autorisation active\tProcédure nationale\tCommercialisée\t30/07/2004\t\t\t"
+        " ARROW GENERIQUES\tNon",
     ),
     'CIS_CIP_bdpm.txt': (
         "60234100\t3595583\t"
@@ -227,6 +235,12 @@ FALLBACK_BDPM: dict[str, tuple[str, ...]] = {
         "60 plaquette(s) thermoformée(s) aluminium PVC PVDC de 1 comprimé(s)\t"
         "Présentation active\tDéclaration de commercialisation\t06/07/2012\t"
         "3400941945731\toui\t\t\t\t\t",
+        "60192594\t3647676\tplaquette(s) thermoformée(s) PVC-Aluminium de 30 comprimé(s)\t"
+        "Présentation active\tDéclaration de commercialisation\t08/12/2004\t"
+        "3400936476769\toui\t65%\t1,85\t2,87\t1,02\t",
+        "60192594\t3739438\tplaquette(s) thermoformée(s) PVC-Aluminium de 90 comprimé(s)\t"
+        "Présentation active\tDéclaration de commercialisation\t30/10/2017\t"
+        "3400937394383\toui\t\t\t\t\t",
     ),
     'CIS_COMPO_bdpm.txt': (
         "60234100\tcomprimé\t02202\tPARACÉTAMOL\t1000 mg\tun comprimé\tSA\t1\t",
@@ -254,9 +268,11 @@ FALLBACK_BDPM: dict[str, tuple[str, ...]] = {
         "68269975\tcomprimé\t02533\tOXAZÉPAM\t10 mg\tun comprimé\tSA\t1\t",
         "69309629\tgélule\t02202\tPARACÉTAMOL\t1000 mg\tune gélule\tSA\t1\t",
         "69340279\tcomprimé\t61321\tAPIXABAN\t2,5 mg\tun comprimé\tSA\t1\t",
+        "60192594\tcomprimé\t01958\tFUROSÉMIDE\t40 mg\tun comprimé\tSA\t1\t",
     ),
     'CIS_GENER_bdpm.txt': (
         "56\tFUROSEMIDE 40 mg - LASILIX 40 mg, comprimé sécable\t65606743\t0\t1\t",
+        "56\tFUROSEMIDE 40 mg - LASILIX 40 mg, comprimé sécable\t60192594\t1\t2\t",
         "793\t"
         "LEVOTHYROXINE SODIQUE 50 microgrammes - LEVOTHYROX 50 microgrammes, co"
         "mprimé sécable.\t65143010\t0\t1\t",
@@ -274,5 +290,6 @@ FALLBACK_BDPM: dict[str, tuple[str, ...]] = {
         "64578892\tliste II",
         "65143010\tliste II",
         "65606743\tliste II",
+        "60192594\tliste II",
     ),
 }

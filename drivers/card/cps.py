@@ -3,7 +3,8 @@
 ``CpsCard`` implements the ``appliance.ports.CardSession`` port on top of any
 ``Transport`` (a PC/SC connection, or an in-memory virtual card in the unit tests).
 The subset, the file layout and the PIN format are described in ``PROTOCOL.md``; a
-real-card adapter (e.g. OpenSC's PKCS#11 module) can replace this class behind the port.
+PKCS#11 adapter (``drivers.card.pkcs11``: OpenSC, the ANS middleware) implements the same port
+for real cards.
 """
 
 from __future__ import annotations

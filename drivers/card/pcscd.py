@@ -2,9 +2,10 @@
 
 The appliance itself relies on Debian's socket-activated pcscd; this is for a machine where
 it is not running (a fresh demo box, a benchmark run). ``ensure`` uses the running pcscd if it
-answers, else starts ``pcscd --foreground`` (root) after removing the pid and socket files a
-killed pcscd leaves behind, and waits until the vpcd readers are listed. ``stop`` only ever
-stops the pcscd this object started.
+answers, or waits for it if its process is alive (busy, or starting); only when no pcscd runs
+does it start ``pcscd --foreground`` (root), after removing the pid and socket files a killed
+pcscd leaves behind, and wait until the vpcd readers are listed. ``stop`` only ever stops the
+pcscd this object started, and leaves another pcscd's files alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from appliance.errors import CardError
 
 RUN_DIR = Path("/run/pcscd")
-STALE_FILES = (RUN_DIR / "pcscd.pid", RUN_DIR / "pcscd.comm")
+PID_FILE = RUN_DIR / "pcscd.pid"
+STALE_FILES = (PID_FILE, RUN_DIR / "pcscd.comm")
 VPCD_PREFIX = "Virtual PCD"
 
 
@@ -44,7 +46,7 @@ def vpcd_readers() -> list[str]:
 def running_pid() -> int | None:
     """The pid of a live pcscd from its pid file (it may not answer yet), else None."""
     try:       # pcscd writes "<pid>\n\0"
-        pid = int(STALE_FILES[0].read_bytes().replace(b"\0", b"").strip())
+        pid = int(PID_FILE.read_bytes().replace(b"\0", b"").strip())
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except (OSError, ValueError, IndexError):
@@ -114,5 +116,6 @@ class PcscdService:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        for stale in STALE_FILES:
-            stale.unlink(missing_ok=True)
+        if running_pid() is None:  # not the files of a pcscd started since
+            for stale in STALE_FILES:
+                stale.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from stdnum import luhn
 
-from appliance.errors import CardError
+from appliance.errors import PkiError
 
 KEY_SIZE = 2048
 PUBLIC_EXPONENT = 65537
@@ -386,5 +386,6 @@ def init_pki(directory: Path, *, force: bool = False, now: datetime | None = Non
     """Create the test PKI in ``directory``; refuse to overwrite one unless ``force``."""
     directory = Path(directory)
     if pki_exists(directory) and not force:
-        raise CardError(f"a test PKI already exists in {directory} (use --force to replace it)")
+        raise PkiError(f"une PKI de test existe déjà dans {directory} "
+                       "(--force pour la remplacer)")
     return write_pki(build_pki(now), directory)

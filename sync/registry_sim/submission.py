@@ -3,7 +3,9 @@
 The signed canonical bytes (a contained ``Binary`` of the Provenance) are the truth: every
 request resource must match one line of that content (same position, kind and code), the
 Patient its INS and the Practitioner its idNat_PS. Structural problems answer 400; a Bundle
-that contradicts its own signed content answers 422.
+that contradicts its own signed content answers 422, and so does one of more than
+``MAX_LINES`` lines: the registry's limit, the very number the appliance refuses to sign
+beyond (``appliance.domain.prescription.MAX_LINES``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.domain.prescription import MAX_LINES
 from sync import codes
 
 REQUEST_KINDS = {"MedicationRequest": "medication", "DeviceRequest": "device",
@@ -86,8 +89,11 @@ def _identifier_value(resource: Mapping[str, Any], system: str) -> str | None:
 
 
 def content_lines(content: Mapping[str, Any]) -> list[Line]:
+    raw_lines = _list(content.get("lines"), "canonical.lines")
+    if len(raw_lines) > MAX_LINES:
+        raise Invalid(422, f"{len(raw_lines)} lines: a prescription has at most {MAX_LINES}")
     lines = []
-    for n, raw in enumerate(_list(content.get("lines"), "canonical.lines"), start=1):
+    for n, raw in enumerate(raw_lines, start=1):
         line = _obj(raw, f"canonical.lines[{n}]")
         kind = line.get("kind")
         if kind == "medication":

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -200,6 +203,82 @@ def card_audit(store):
     from appliance.store.uow import SqliteUnitOfWork
 
     return audit_log(lambda: SqliteUnitOfWork.open(store.path))
+
+
+# ---------------------------------------------------------------------------------------
+# Card through PKCS#11: SoftHSM2 tokens holding the test PKI's cards
+# (fixtures: softhsm, p11_module)
+# ---------------------------------------------------------------------------------------
+
+# Spare physician tokens: a token taken away cannot come back in a process that loaded
+# SoftHSM2, so each test that pulls one has its own.
+P11_SPARE_TOKENS = ("pull-watch", "pull-sign", "pull-kiosk", "pin-tries", "kiosk", "cli")
+
+
+@pytest.fixture(scope="session")
+def softhsm(card_pki, tmp_path_factory):
+    """SoftHSM2 tokens for every card profile (label = profile, PIN 1234), the spares above
+    and an EC token ``ec``; ``SOFTHSM2_CONF`` points at them for the whole session (a
+    PKCS#11 module reads its configuration once per process)."""
+    from drivers.card import softhsm as soft
+
+    if shutil.which("softhsm2-util") is None or soft.softhsm_module() is None:
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2)")
+    tokens = {name: name for name in soft.PROFILES}
+    tokens.update({spare: "physician" for spare in P11_SPARE_TOKENS})
+    paths = soft.provision(card_pki, tmp_path_factory.mktemp("softhsm"), tokens=tokens)
+    _provision_ec_token(paths, paths.directory / "ec")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(paths.conf)
+    yield paths
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+def _provision_ec_token(paths, folder: Path) -> None:
+    """A token ``ec`` with a P-256 signature key and its self-signed certificate
+    (``folder/sign.der``)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from drivers.card import softhsm as soft
+
+    folder.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EC TEST")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.KeyUsage(
+                digital_signature=False, content_commitment=True, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    (folder / "sign.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    (folder / "sign.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "ec", "--pin",
+                    soft.TEST_PIN, "--so-pin", soft.SO_PIN], check=True, capture_output=True,
+                   env={**os.environ, "SOFTHSM2_CONF": str(paths.conf)})
+    soft.import_objects(paths, [{"label": "ec", "objects": [
+        {"id": "02", "label": "signature", "cert": str(folder / "sign.der"),
+         "key": str(folder / "sign.key")}]}])
+
+
+@pytest.fixture(scope="session")
+def p11_module(softhsm):
+    """The process's SoftHSM2 module (``drivers.card.pkcs11.Pkcs11Module``)."""
+    from drivers.card import pkcs11
+
+    return pkcs11.module(softhsm.module)
 
 
 # ---------------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ def test_pki_init_writes_a_test_pki_and_the_settings_to_use(tmp_path):
     assert not (target / "cards/cpe/sign.der").exists()
     assert stat.S_IMODE((target / "cards/physician/auth.key").stat().st_mode) == 0o600
     again = ordo(tmp_path, "pki", "init", str(target))
-    assert again.exit_code == 3 and "already exists" in again.output
+    assert again.exit_code == 4          # not a card problem: the PKI's own error
+    assert again.stderr.splitlines()[-1] == (
+        f"Erreur : une PKI de test existe déjà dans {target} (--force pour la remplacer)")
+    assert (target / "ca/root.pem").is_file()           # left as it was
     shown = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "--config",
                                       str(target / "trust.toml"), "config", "show", "--json"])
     security = json.loads(shown.stdout)["security"]

@@ -40,26 +40,72 @@ def _port_closed(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_demo_headless_runs_one_prescription_end_to_end(pcscd, tmp_path):
-    directory = tmp_path / "demo"
-    result = CliRunner().invoke(main, ["demo", "--dir", str(directory), "--bdpm",
-                                       str(tmp_path / "absent"), "--headless", "--json"],
-                                catch_exceptions=False)
+def test_demo_headless_runs_one_prescription_end_to_end(pcscd, tmp_path, monkeypatch):
+    """...in a fresh temporary directory (no --dir), with a generic of the prescribed
+    substance from its BDPM generic group; the pcscd that was running keeps running."""
+    import tempfile
+
+    from drivers.card.pcscd import running_pid
+
+    before = running_pid()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = CliRunner().invoke(main, ["demo", "--bdpm", str(tmp_path / "absent"),
+                                       "--headless", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["qr_valid"] and summary["printed"] == [1]
     assert summary["acknowledged"] == 1 and summary["substituted"]
+    assert summary["substitutes"] == ["FUROSEMIDE ARROW 40 mg, comprimé sécable"]  # LASILIX
     assert summary["state"] == "partially_dispensed"
     steps = result.stderr
     assert "code PIN 1234" in steps and "VALID" in steps and "substitution (générique)" in steps
+    assert "ligne 3 délivrée avec le générique FUROSEMIDE ARROW 40 mg" in steps
+    [directory] = tmp_path.glob("ordo-demo-*")                # made for this run
+    assert f"PNG dans {directory / 'tickets'}" in steps
     assert sorted(p.name for p in (directory / "tickets").iterdir())[:2] == [
         "job-0001-1.png", "job-0001.bin"]
     assert _reader_empty()                                   # the virtual card is gone
     assert not list((directory / "vcard").glob("slot*.pid"))
+    assert before is not None and running_pid() == before   # the demo did not start it
+
+
+def test_the_demo_kiosk_sees_only_its_own_reader(slot1_card, card_watch):
+    """A card in another reader (a test's, a benchmark's) neither opens the demo's PIN
+    screen nor shows as present on its status line."""
+    from appliance.commands.demo import OneReader
+    from appliance.ports import CardEventKind
+    from drivers.card.virtual import vpcd_reader
+
+    own = OneReader(card_watch, vpcd_reader(0))
+    seen = []
+    own.subscribe(seen.append)
+    slot1_card.insert()
+    assert slot1_card.reader in card_watch.cards()
+    assert own.cards() == {} and own.readers() == [vpcd_reader(0)] and own.service_up
+    slot1_card.pull()
+    slot1_card.wait_gone()
+    assert not [e for e in seen if e.kind in (CardEventKind.INSERTED, CardEventKind.REMOVED)]
+
+
+TMUX = ["tmux"]
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    """A tmux server of this test alone (other test runs on the machine have theirs), kept
+    up by a session of its own: a server that exits with its last session races the next
+    start. Its socket is in the test's directory."""
+    socket = tmp_path / "tmux.sock"
+    TMUX[:] = ["tmux", "-S", str(socket)]
+    subprocess.run([*TMUX, "new-session", "-d", "-s", "keeper", "sleep 900"], check=True)
+    yield
+    subprocess.run([*TMUX, "kill-server"], check=False)
+    socket.unlink(missing_ok=True)
+    TMUX[:] = ["tmux"]
 
 
 def _tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True,
+    return subprocess.run([*TMUX, *args], check=True, capture_output=True,
                           text=True).stdout
 
 
@@ -86,7 +132,7 @@ def _keys(session: str, *keys: str) -> None:
 
 
 @needs_tmux
-def test_demo_in_tmux_logs_in_and_quits_cleanly(pcscd, tmp_path):
+def test_demo_in_tmux_logs_in_and_quits_cleanly(pcscd, tmp_path, tmux):
     session = f"ordo-demo-{os.getpid()}"
     directory = tmp_path / "demo"
     command = (f"{ORDO} demo --dir {directory} --bdpm {tmp_path / 'absent'}; "
@@ -105,12 +151,12 @@ def test_demo_in_tmux_logs_in_and_quits_cleanly(pcscd, tmp_path):
         screen = _wait_screen(session, "EXIT=0", timeout=30)
         assert "Démonstration terminée" in screen
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], check=False)
     assert _reader_empty()
 
 
 @needs_tmux
-def test_a_killed_kiosk_gives_the_draft_back(kiosk_env):
+def test_a_killed_kiosk_gives_the_draft_back(kiosk_env, tmux):
     set_am(kiosk_env)
     kiosk_env.vcards.insert("physician")
     data = kiosk_env.data_dir
@@ -139,7 +185,7 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env):
             time.sleep(0.1)
         pid = int(_tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip())
         os.kill(pid, signal.SIGKILL)                          # a crash, no clean-up at all
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], check=False)
 
         start()
         screen = _wait_screen(session, "Brouillons à reprendre (1)")
@@ -148,4 +194,4 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env):
         screen = _wait_screen(session, "1. Acte : ECG")
         assert "Médicament : doli" in screen
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        subprocess.run([*TMUX, "kill-session", "-t", session], check=False)

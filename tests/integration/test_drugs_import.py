@@ -38,6 +38,7 @@ from appliance.store.referential import bdpm, referential_path
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_BDPM = REPO.parent / "shared" / "data" / "bdpm"
+NO_REAL_BDPM = "../shared/data/bdpm absent (the full 2022 BDPM extract)"
 MARKETED = "Commercialisée"
 PRES_MARKETED = "Déclaration de commercialisation"
 PRES_STOPPED = "Déclaration d'arrêt de commercialisation"
@@ -229,13 +230,13 @@ def test_malformed_rows_are_reported_and_skipped(tmp_path: Path) -> None:
     assert report.counts["presentation"] == len(PRES)
 
 
-@pytest.mark.skipif(not REAL_BDPM.is_dir(), reason="no BDPM extract beside the repository")
+@pytest.mark.skipif(not REAL_BDPM.is_dir(), reason=NO_REAL_BDPM)
 def test_old_referential_survives_a_killed_import(tmp_path: Path, small_dir: Path) -> None:
     import_bdpm(tmp_path, small_dir)
     db = referential_path(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from appliance.cli import main; main()",
-         "--data-dir", str(tmp_path), "drugs", "import", str(REAL_BDPM)],
+         "--data-dir", str(tmp_path), "drugs", "import", str(REAL_BDPM), "--allow-shrink"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -399,7 +400,7 @@ def test_cli_import_info_search_and_devices(tmp_path: Path, small_dir: Path) -> 
         assert result.exit_code == 0, result.output
         return result.output
 
-    out = ordo("drugs", "import", str(small_dir), "--date", "2022-06-03")
+    out = ordo("drugs", "import", str(small_dir), "--date", "2022-06-03", "--allow-small")
     assert "référentiel du 2022-06-03" in out and "présentations : 8 (+8" in out
     assert "identiques" in ordo("drugs", "import", str(small_dir))
     info = json.loads(ordo("drugs", "info", "--json"))

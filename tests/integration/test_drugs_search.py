@@ -4,6 +4,7 @@ barcode-scanner input)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,15 @@ from appliance.errors import InvalidIdentifier
 from appliance.services.referential import import_bdpm, open_referential
 from appliance.store.referential import ImportReport, Referential, bdpm
 from appliance.store.referential.text import search_key
+from tests import drug_queries
 
 REAL_BDPM = Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
+NO_REAL_BDPM = "../shared/data/bdpm absent (the full 2022 BDPM extract)"
 DOLIPRANE_8 = "3400935955838"  # DOLIPRANE 1000 mg, comprimé, box of 8 (CIP7 3595583)
 KNOWN_MALFORMED = {(bdpm.COMPOSITIONS, 26838), (bdpm.COMPOSITIONS, 26839),
                    (bdpm.COMPOSITIONS, 26840), (bdpm.GENERICS, 10004), (bdpm.GENERICS, 10005)}
 
-pytestmark = pytest.mark.skipif(not REAL_BDPM.is_dir(), reason="no BDPM extract")
+pytestmark = pytest.mark.skipif(not REAL_BDPM.is_dir(), reason=NO_REAL_BDPM)
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +84,17 @@ def test_ranking_name_prefix_then_dci_and_marketed_first(real) -> None:
     assert prefix == sorted(prefix, reverse=True)
     assert {p.name.split()[0] for p in dolipranes if not p.name.startswith("DOLIPRANE")} == {
         "CODOLIPRANE"}  # substrings come last
-    keys = [(not p.marketed, search_key(p.name)) for p, first in zip(dolipranes, prefix,
-                                                                      strict=True) if first]
-    assert keys == sorted(keys)
+    named = [p for p, first in zip(dolipranes, prefix, strict=True) if first]
+    marketed = [p.marketed for p in named]
+    assert marketed == sorted(marketed, reverse=True)
+    # Adult tablets first; the paediatric strengths (100 to 300 mg sachets and
+    # suppositories, below the 500 mg tablets) after every adult DOLIPRANE.
+    assert named[0].name == "DOLIPRANE 1000 mg, comprimé" and named[0].box == "8 comprimés"
+    names = [p.name for p in named if p.marketed]
+    paediatric = [i for i, name in enumerate(names)
+                  if re.match(r"DOLIPRANE [123]00 mg, (poudre|suppositoire)", name)]
+    adult = [i for i, name in enumerate(names) if re.match(r"DOLIPRANE (500|1000) mg", name)]
+    assert paediatric and adult and max(adult) < min(paediatric)
 
 
 def test_one_and_two_letter_queries(real) -> None:
@@ -137,3 +148,12 @@ def test_multi_word_and_substring(real) -> None:
     assert any(search_key(p.name).startswith("clamoxyl")
                for p in ref.search("amoxicilline", limit=500))
     assert any(search_key(p.name).startswith("doliprane") for p in ref.search("oliprane"))
+
+
+def test_real_world_queries_get_the_intended_drug_first(real) -> None:
+    """Typos, glued units, abbreviated forms, missing accents (tests/data/drug_queries.csv,
+    or the file ORDO_DRUG_QUERIES names): at least 90 % get the intended drug first."""
+    _, ref = real
+    queries = drug_queries.load()
+    right, wrong = drug_queries.score(ref.search, queries)
+    assert right / len(queries) >= 0.9, wrong

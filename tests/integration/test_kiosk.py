@@ -17,23 +17,19 @@ import pytest
 from appliance.bootstrap import App, bootstrap
 from appliance.config import load_settings
 from appliance.services.referential import import_bdpm
-from appliance.tui.demo_data import demo_residents, write_bdpm_subset, write_fallback_bdpm
+from appliance.tui.demo_data import demo_residents
 
 pytestmark = pytest.mark.integration
 
-REAL_BDPM = Path(__file__).resolve().parents[3] / "shared" / "data" / "bdpm"
-# Every specialty whose name starts with these: the searches below rank as in the full BDPM.
-BRANDS = ("DOLIPRANE", "KARDEGIC", "LEVOTHYROX", "SERESTA", "LASILIX", "INEXIUM", "MOVICOL",
-          "ELIQUIS", "AMOXICILLINE")
+# Real BDPM rows carried in the repository (tests/data/README.md): every specialty of a few
+# brands, so that the searches below rank as in the full BDPM, whatever lies beside the clone.
+TEST_BDPM = Path(__file__).resolve().parents[1] / "data" / "bdpm"
 AM = "751234567"
 
 
 @pytest.fixture(scope="session")
-def kiosk_bdpm(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("kiosk-bdpm") / "bdpm"
-    if REAL_BDPM.is_dir():
-        return write_bdpm_subset(REAL_BDPM, folder, BRANDS)
-    return write_fallback_bdpm(folder)
+def kiosk_bdpm():
+    return TEST_BDPM
 
 
 @dataclass
@@ -287,7 +283,7 @@ def test_card_removal_locks_and_the_draft_comes_back(kiosk_env):
             # later one replaces (and resets the highlight) while the keys below are pressed
             await until(pilot, lambda: app.screen.results_for == "doli"
                         and len(options(app, "#results")) > 2)
-            await pilot.press("down", "down", "enter", "2")      # typed, not yet added
+            await pilot.press("enter", "2")                      # typed, not yet added
             await until(pilot, lambda: (prescribing.draft_form(kiosk_env.uow, draft_id)
                                         or {}).get("posology") == "2",
                         what="the half-typed line saved")
@@ -481,6 +477,10 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await pilot.press("f2")
             await until(pilot, lambda: screen_name(app) == "EditorScreen")
             editor = app.screen
+            await pilot.press(*"kardegic cp")                    # no such form: a hint
+            await until(pilot, lambda: any("« kardegic » existe en poudre" in option
+                                           for option in options(app, "#results")))
+            editor.query_one("#search").value = ""
             await pilot.press(*scan, "enter")                    # Enter before any result
             await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
             await pilot.press("f6", "f7")                        # ALD, non substituable (MTE)
@@ -494,6 +494,13 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await pilot.press("f4", *"Bilan", "enter", "f5", "f5")
             await until(pilot, lambda: len(editor.draft.lines) == 3)
             assert "Renouvellements : 2" in text_of(app, "#flags")
+            search = editor.query_one("#search")
+            search.value = "Kiné\x1b[2J 10 séances"                # pasted, with an ESC
+            await pilot.press("enter")
+            await until(pilot, lambda: "Saisie refusée (act.text)" in text_of(app, "#message")
+                        and "U+001B" in text_of(app, "#message"))
+            assert len(editor.draft.lines) == 3
+            search.value = ""
             await pilot.press("f8")                              # removes the last line
             await until(pilot, lambda: len(editor.draft.lines) == 2)
             await until(pilot, lambda: len(kiosk_env.store.query(

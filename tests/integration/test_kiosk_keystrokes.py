@@ -63,8 +63,9 @@ def test_three_line_prescription_within_40_keystrokes(kiosk_env, card_trust, reg
             await keys.type("doli")
             await until(pilot, lambda: app.screen.results_for == "doli"
                         and len(options(app, "#results")) == 6)
-            assert options(app, "#results")[2] == "DOLIPRANE 1000 mg, comprimé"
-            await keys("down", "down", "enter")
+            # adult tablets first, with the box size and the reimbursement
+            assert options(app, "#results")[0].startswith("DOLIPRANE 1000 mg, comprimé · ")
+            await keys("enter")
             await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
             await keys.type("3 5j")
             await keys("enter")

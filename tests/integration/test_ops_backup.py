@@ -286,3 +286,34 @@ def measure(count: int) -> None:
 
 if __name__ == "__main__":
     measure(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+
+
+def test_two_backups_in_the_same_second_get_two_names_and_both_stay(tmp_path, box):
+    """Two runs stamped with the same second (a manual backup during the nightly one)."""
+    settings, _ = box
+    target = tmp_path / "nightly"
+    moment = backups.datetime(2026, 12, 1, 2, 30, tzinfo=backups.UTC)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: backups.backup(settings, target, now=moment), range(2)))
+    third = backups.backup(settings, target, now=moment)
+    paths = {r.path for r in results} | {third.path}
+    assert len(paths) == 3
+    assert sorted(p.name for p in target.iterdir()) == [
+        "ordo-20261201T023000Z.ordobak", "ordo-20261201T023000Z_02.ordobak",
+        "ordo-20261201T023000Z_03.ordobak"]
+    assert backups.latest_backup(target).name == "ordo-20261201T023000Z_03.ordobak"
+    for path in paths:  # each one whole, none overwritten by the other
+        with path.open("rb") as handle:
+            assert backups.read_header(handle)[0]["source"]["prescriptions"] == 20
+
+
+def test_a_backup_never_overwrites_an_existing_file(tmp_path, box):
+    settings, _ = box
+    existing = tmp_path / "monday.ordobak"
+    existing.write_bytes(b"an older backup that must stay")
+    with pytest.raises(StoreError, match="already exists"):
+        backups.backup(settings, existing)
+    assert existing.read_bytes() == b"an older backup that must stay"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith("partial")) == []

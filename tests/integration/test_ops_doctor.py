@@ -213,11 +213,16 @@ def test_clock_before_the_release_or_the_newest_audit_entry(tmp_path):
 
 
 def _referential(path: Path, bdpm_date: str | None) -> None:
+    """A referential file with its date and as many rows as a whole BDPM."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     if bdpm_date:
         conn.execute("INSERT INTO meta VALUES ('bdpm_date', ?)", [bdpm_date])
+    for table in ("specialty", "presentation"):
+        conn.execute(f"CREATE TABLE {table} (n INTEGER)")
+        conn.execute(f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c"
+                     f" WHERE n < 20000) INSERT INTO {table} SELECT n FROM c")
     conn.commit()
     conn.close()
 
@@ -241,3 +246,20 @@ def test_pcscd_check_talks_to_the_real_daemon_when_it_runs(tmp_path):
     check = run_doctor(settings_for(tmp_path)).get("pcscd")
     assert "not reachable" not in check.detail, check
     assert check.status == OK or "no card reader" in check.detail, check
+
+
+def test_a_dropped_audit_trigger_fails_the_audit_check_until_restored(tmp_path):
+    settings = settings_for(tmp_path)
+    store = _store_with_entries(settings)
+    assert "append-only triggers intact" in run_doctor(settings).get("audit").detail
+    store.conn.execute("DROP TRIGGER audit_no_delete")
+    store.close()
+    check = run_doctor(settings).get("audit")
+    assert check.status == FAIL and "audit_no_delete is missing" in check.detail
+    assert "ordo audit restore-guards" in check.hint
+    store = open_store(settings.db_path)  # opening the store (migrations) does not hide it
+    assert run_doctor(settings).get("audit").status == FAIL
+    with store.write():
+        audit.restore_guards(store, actor="cli:test")
+    store.close()
+    assert run_doctor(settings).get("audit").status == OK

@@ -164,3 +164,40 @@ def test_qr_verify_a_certificate_by_reference_with_the_certificate_given(orders,
     cert = str(card_pki.card_dir("physician") / "sign.der")
     result = _ordo(data_dir, "qr", "verify", ref, "--trust-root", root, "--certificate", cert)
     assert result.exit_code == 0 and result.output.splitlines()[-1] == "VALID"
+
+
+def test_a_prescription_stored_with_a_tab_still_loads_prints_and_reprints(
+        orders, data_dir, emulators, uow, card_pki):
+    """Control characters are refused where text comes in, never when a stored row is read
+    back: a prescription signed while a tab was still accepted in its free texts loads,
+    prints, reprints and its QR verifies, as it was signed."""
+    from decimal import Decimal
+
+    from appliance.domain.posology import FreeTextPosology
+    from appliance.domain.prescription import ActLine, MedicationLine
+
+    lines = (MedicationLine(label="AMOXICILLINE 500 mg", cis="60234100",
+                            posology=FreeTextPosology("selon schéma"), quantity=Decimal(2),
+                            instructions="à jeun\tavec un grand verre d'eau"),
+             ActLine(text="Kinésithérapie :\t10 séances"))
+    signed = orders.sign(lines=lines)
+    pid = signed.prescription.id
+    loaded = uow.prescriptions.get(pid)
+    assert loaded.lines == lines and loaded.canonical_bytes() == \
+        signed.prescription.canonical_bytes()
+
+    emulator = emulators("80mm")
+    env = {"ORDO_PRINTER_URI": emulator.uri}
+    nurse = orders.practitioner("nurse").id_nat_ps
+    printing.request_reprint(uow, pid, actor=nurse, role="nurse")
+    result = _ordo(data_dir, "print", "pending", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["pending"] == 0
+    original, duplicate = emulator.wait_for_jobs(2)
+    assert any("Kinésithérapie" in line for line in original.text)
+    assert "DUPLICATA" in duplicate.text
+    for job in (original, duplicate):
+        (payload,) = job.qr_texts
+        verified = _ordo(data_dir, "qr", "verify", payload, "--trust-root",
+                         str(card_pki.trust_roots[0]))
+        assert verified.output.splitlines()[-1] == "VALID", verified.output

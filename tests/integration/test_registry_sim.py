@@ -296,3 +296,43 @@ def test_the_registry_verifier_agrees_with_verify_payload(orders, card_pki, sync
     except SignatureRejected:
         registry_ok = False
     assert appliance_ok == registry_ok == (profile == "physician")
+
+
+# -- the largest prescription ---------------------------------------------------------------------
+def _largest_lines():
+    """MAX_LINES lines, every text at its longest, in 4-byte UTF-8 characters."""
+    from decimal import Decimal
+
+    from appliance.domain.posology import FreeTextPosology
+    from appliance.domain.prescription import MAX_LINES, MedicationLine
+
+    pill = "\U0001f48a"
+    return tuple(MedicationLine(label=pill * 200, cis="60234100",
+                                posology=FreeTextPosology(pill * 500),
+                                instructions=pill * 500, quantity=Decimal(1000), ald=n % 2 == 0)
+                 for n in range(MAX_LINES))
+
+
+def test_the_largest_prescription_the_appliance_signs_is_accepted(orders, registry_sim):
+    from appliance.domain.prescription import MAX_LINES
+    from sync.registry_sim.server import MAX_BODY
+
+    _, bundle = bundle_of(orders, lines=_largest_lines())
+    body = json.dumps(bundle, ensure_ascii=False).encode()
+    assert len(body) < MAX_BODY / 4, len(body)  # far from the registry's request limit
+    answer = post(registry_sim, body)
+    assert answer.status_code == 200, answer.text
+    assert [e["response"]["status"] for e in answer.json()["entry"]] == ["201 Created"] * (
+        MAX_LINES + 3)
+    # One line more is what the appliance refuses to sign; the registry refuses it too.
+    from sync import codes
+
+    provenance = next(e["resource"] for e in bundle["entry"]
+                      if e["resource"]["resourceType"] == "Provenance")
+    canonical = next(b for b in provenance["contained"] if b["id"] == codes.CANONICAL_BINARY_ID)
+    content = json.loads(base64.b64decode(canonical["data"]))
+    content["lines"].append(content["lines"][0])
+    canonical["data"] = base64.b64encode(json.dumps(content).encode()).decode()
+    refused = post(registry_sim, bundle)
+    assert refused.status_code == 422
+    assert reason(refused) == f"{MAX_LINES + 1} lines: a prescription has at most {MAX_LINES}"

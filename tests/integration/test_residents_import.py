@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
+from appliance.errors import StoreError
 from appliance.services.residents import import_residents, parse_residents, search
 from appliance.store import audit, open_store
 from appliance.store.uow import SqliteUnitOfWork
@@ -118,3 +119,68 @@ def test_cli_import_and_list(tmp_path):
     assert {r["chambre"] for r in rows} == {"101", "102", "103"}
     result = runner.invoke(main, ["--data-dir", data_dir, "audit", "verify"])
     assert result.exit_code == 0 and "OK: 1 entries" in result.output
+
+
+def test_a_million_character_line_is_reported_by_number_and_length(uow):
+    long_row = f"{N2};{'x' * 1_000_000};;Paul;1935-09-03;M;102;non"
+    data = _csv([GOOD[0], long_row + "\n", GOOD[2]]).encode()
+    report = import_residents(uow, data, actor="cli:test")
+    assert (report.created, report.rejected) == (2, 1)
+    (error,) = report.errors
+    assert error.line == 3 and f"a line of {len(long_row)} characters" in error.reason
+    assert "more than the 16384" in error.reason and "xxx" not in str(error)
+
+
+def test_a_nir_twice_in_one_import_is_refused_the_second_time(uow):
+    report = import_residents(uow, _csv([GOOD[0], GOOD[1], GOOD[0]]).encode(),
+                              actor="cli:test")
+    assert (report.created, report.rejected) == (2, 1)
+    assert str(report.errors[0]) == "line 4, column nir: same NIR as line 2"
+
+
+def test_the_errors_listed_are_bounded_the_others_counted(uow, tmp_path):
+    rows = [f"bad{i};X;;Y;1940-01-15;F;1;non\n" for i in range(1500)]
+    path = tmp_path / "bad.csv"
+    path.write_text(_csv(GOOD + rows), "utf-8")
+    report = import_residents(uow, path, actor="cli:test")
+    assert report.created == 3 and report.rejected == 1500
+    assert len(report.errors) == 1000 and report.omitted_errors == 500
+
+
+@pytest.mark.parametrize("column,value", [("nom", "MAR\x1b[2JTIN"), ("prenoms", "Jeanne\x07"),
+                                          ("chambre", "10\u202e2"), ("nom_usage", "DU\x00PONT"),
+                                          ("nom", "MAR\tTIN"), ("chambre", "1" * 31)])
+def test_control_and_bidi_characters_are_refused_naming_the_column(uow, column, value):
+    row = dict(zip(HEADER.strip().split(";"), GOOD[1].strip().split(";"), strict=True))
+    row[column] = value
+    report = import_residents(uow, _csv([GOOD[0], ";".join(row.values()) + "\n"]).encode(),
+                              actor="cli:test")
+    assert (report.created, report.rejected) == (1, 1)
+    (error,) = report.errors
+    assert (error.line, error.column) == (3, column)
+    assert ("control or bidirectional" in error.reason and "U+" in error.reason) \
+        or "at most 30 characters" in error.reason
+    assert uow.residents.get(N2) is None
+
+
+def test_a_stored_resident_holding_a_tab_still_loads(uow, store):
+    """The refusal is at the door: a row stored before it (here written as an older
+    version would have) loads, is found, and is listed."""
+    import_residents(uow, _csv(GOOD).encode(), actor="cli:test")
+    store.execute("UPDATE residents SET room = ?, first_names = ? WHERE ins = ?",
+                  ["Aile\tB " + "2" * 40, "Jeanne\x1bMarie", N1])
+    loaded = uow.residents.get(N1)
+    assert loaded is not None and loaded.first_names == "Jeanne\x1bMarie"
+    assert [r.ins.value for r in search(uow, "MARTIN")] == [N1]
+
+
+def test_an_import_that_fails_midway_leaves_nothing(uow, store):
+    """One unit of work for the file: the rows and the audit entry land together or not
+    at all (a trigger fails the third row as a full disk would: nothing is half-imported)."""
+    before = uow.audit.verify()
+    store.execute("CREATE TRIGGER no_third BEFORE INSERT ON residents"
+                  f" WHEN NEW.ins = '{N3}' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(StoreError, match="disk full"):
+        import_residents(uow, _csv(GOOD).encode(), actor="cli:test")
+    assert uow.residents.search(active_only=False) == []
+    assert uow.audit.verify() == before

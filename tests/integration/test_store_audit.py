@@ -120,3 +120,110 @@ def test_transaction_rolls_back_everything(store):
         raise RuntimeError("boom")
     assert audit.entries(store) == []
     assert audit.verify(store) == 0
+
+
+# -- the guards: append-only triggers, and the retention anchor -------------------------
+def _ordo(store, *args):
+    from click.testing import CliRunner
+
+    from appliance.cli import main
+
+    return CliRunner().invoke(main, ["--data-dir", str(store.path.parent), "audit", *args])
+
+
+def test_intact_guards_and_no_anchor(store):
+    _fill(store)
+    assert audit.guard_problems(store) == []
+    assert audit.anchor_status(store) is None
+    result = _ordo(store, "verify")
+    assert result.exit_code == 0 and "OK: 5 entries" in result.output
+    assert "append-only triggers intact" in result.output
+
+
+def test_a_dropped_trigger_is_reported_and_not_recreated_by_opening_the_store(store, tmp_path):
+    _fill(store)
+    store.conn.execute("DROP TRIGGER audit_no_delete")
+    again = open_store(tmp_path / "data" / "ordo.sqlite")  # migrations run again
+    assert audit.guard_problems(again) == [
+        "trigger audit_no_delete is missing: entries can be deleted"]
+    again.close()
+    result = _ordo(store, "verify")
+    assert result.exit_code == 1
+    assert "trigger audit_no_delete is missing" in result.output
+    assert "ordo audit restore-guards" in result.output
+
+
+def test_a_trigger_emptied_under_its_own_name_or_an_extra_one_is_reported(store):
+    _fill(store, 2)
+    store.conn.execute("DROP TRIGGER audit_no_update")
+    store.conn.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+                       "BEGIN SELECT 1; END")
+    store.conn.execute("CREATE TRIGGER audit_quiet BEFORE INSERT ON audit "
+                       "BEGIN SELECT RAISE(IGNORE); END")
+    problems = audit.guard_problems(store)
+    assert problems == ["trigger audit_no_update was altered: entries can be changed",
+                        "unexpected trigger audit_quiet on the audit table"]
+    store.conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 1")  # what it lets through
+
+
+def test_restore_guards_puts_them_back_and_says_so_in_the_chain(store):
+    _fill(store, 2)
+    store.conn.execute("DROP TRIGGER audit_no_delete")
+    store.conn.execute("DROP TRIGGER audit_no_update")
+    store.conn.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+                       "BEGIN SELECT 1; END")
+    store.conn.execute("CREATE TRIGGER audit_quiet BEFORE INSERT ON audit "
+                       "BEGIN SELECT RAISE(IGNORE); END")
+    result = _ordo(store, "restore-guards")
+    assert result.exit_code == 0, result.output
+    assert audit.guard_problems(store) == []
+    last = audit.entries(store)[-1]
+    assert last.action == "audit.guards_restored"
+    assert last.details == {"created": ["audit_no_update", "audit_no_delete"],
+                            "removed": ["audit_quiet"]}
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 1")
+    assert audit.verify(store) == 3
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.conn.execute("DELETE FROM audit WHERE seq = 1")
+    assert "nothing to restore" in _ordo(store, "restore-guards").output
+
+
+def _behead(store, first_kept: int, *, record: bool) -> None:
+    """What an intruder with the file can do: cut the oldest entries, move the anchor
+    and, to look like retention, append a retention entry recording the cut."""
+    prev = store.query("SELECT prev_hash FROM audit WHERE seq = ?", (first_kept,))[0]
+    store.conn.execute("DROP TRIGGER audit_no_delete")
+    store.conn.execute("DELETE FROM audit WHERE seq < ?", (first_kept,))
+    store.conn.execute(audit.TRIGGERS["audit_no_delete"])
+    store.conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit.anchor_seq', ?), "
+                       "('audit.anchor_prev', ?)", (str(first_kept), prev["prev_hash"]))
+    if record:
+        audit.append(store, actor="system:retention", action=audit.RETENTION_ACTION,
+                     details={"anchor_seq": first_kept, "anchor_prev": prev["prev_hash"],
+                              "audit_entries": first_kept - 1,
+                              "audit_before": "2016-01-01T00:00:00+00:00"})
+
+
+def test_a_cut_that_no_retention_run_recorded_is_broken(store):
+    _fill(store)
+    _behead(store, 4, record=False)
+    assert audit.verify(store) == 5  # the hashes alone still hold from the anchor
+    result = _ordo(store, "verify")
+    assert result.exit_code == 1
+    assert "starts at entry 4 but no retention run recorded that cut" in result.output
+
+
+def test_a_beheading_disguised_as_retention_is_shown_with_its_date(store):
+    """The box alone cannot tell a forged retention entry from a real one: verify shows
+    where the chain starts and which entry, when, says it was cut there, so a cut of
+    recent entries is plain to see; the chain head kept off the box is the real answer."""
+    _fill(store)
+    _behead(store, 4, record=True)
+    result = _ordo(store, "verify")
+    assert result.exit_code == 0, result.output
+    found = audit.anchor_status(store)
+    assert (found.seq, found.recorded_by) == (4, 6)
+    assert "entries 1 to 3 were removed" in result.output
+    assert f"by the retention run of {found.recorded_at[:10]} (entry 6" in result.output
+    assert "older than 2016-01-01" in result.output

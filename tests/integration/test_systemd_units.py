@@ -114,3 +114,18 @@ def test_security_exposure_stays_low(root, unit):
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0, result.stdout
+
+
+# The kiosk peaks at about 75 MB and the sync service at about 50 MB (``python -m
+# bench.memory``); a backup holds one 1 MiB chunk at a time. A runaway (an answer read
+# whole, a thread per request) is killed by the kernel and restarted by systemd instead of
+# taking the appliance down with it.
+LIMITS = {"ordo-kiosk.service": ("384M", "64"), "ordo-sync.service": ("256M", "32"),
+          "ordo-backup.service": ("512M", "16")}
+
+
+@pytest.mark.parametrize("unit", sorted(LIMITS))
+def test_memory_and_tasks_are_capped(unit):
+    d = _directives(unit)
+    assert (d.get("MemoryMax"), d.get("TasksMax")) == ([LIMITS[unit][0]], [LIMITS[unit][1]])
+    assert d.get("MemorySwapMax") == ["0"]  # the cap is not escaped through swap

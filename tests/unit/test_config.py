@@ -100,6 +100,57 @@ def test_ordo_alone_prints_the_help_off_the_appliance(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "Usage:" in result.output and "kiosk" in result.output
 
 
+# -- every setting bounded ------------------------------------------------------------------------
+@pytest.mark.parametrize("uri", [
+    "file:///etc/passwd", "file:///dev/../etc/passwd", "file:///dev/sda", "file:///dev/usb/..",
+    "file://host/dev/usb/lp0", "serial:///etc/shadow?baudrate=9600", "serial:///dev/usb/lp0",
+    "file:///dev/usb/lp0/../../sda", "tcp://printer:0", "file:///tmp/out.bin",
+])
+def test_the_printer_can_only_be_a_printer(tmp_path: Path, uri: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(data_dir=tmp_path, environ={"ORDO_PRINTER_URI": uri})
+    assert err.value.key == "ORDO_PRINTER_URI" or err.value.key == "printer.uri"
+    assert "/dev/usb/lp" in err.value.expected
+
+
+@pytest.mark.parametrize("uri", [
+    "file:///dev/usb/lp0", "file:///dev/lp1", "file:///dev/ttyUSB0",
+    "serial:///dev/ttyS0?baudrate=19200", "serial:///dev/ttyACM1",
+    "serial:///dev/serial/by-id/usb-EPSON_TM-T20II-if00", "tcp://10.0.0.5:9100",
+    "usb://04b8:0e15",
+])
+def test_printer_devices_and_addresses(tmp_path: Path, uri: str) -> None:
+    assert load_settings(data_dir=tmp_path, environ={"ORDO_PRINTER_URI": uri}).printer.uri == uri
+
+
+@pytest.mark.parametrize("text,key", [
+    ("[sync]\ninterval_s = 100000000000000000000000\n", "sync.interval_s"),
+    ("[sync]\ninterval_s = 0\n", "sync.interval_s"),
+    ("[sync]\nbackoff_cap_s = 9999999999\n", "sync.backoff_cap_s"),
+    ("[registry]\ntimeout_s = inf\n", "registry.timeout_s"),
+    ("[registry]\ntimeout_s = 1e23\n", "registry.timeout_s"),
+    ("[registry]\ntimeout_s = 0.01\n", "registry.timeout_s"),
+    ("[retention]\naudit_years = 5000\n", "retention.audit_years"),
+    ("[retention]\nprescriptions_years = 1000\n", "retention.prescriptions_years"),
+    ('[establishment]\nname = "EHPAD \\u001b[2J"\n', "establishment.name"),
+    ('[establishment]\naddress = "1 rue \\u202e"\n', "establishment.address"),
+    (f'[registry]\nclient_cert = "/{"x" * 5000}"\n', "registry.client_cert"),
+    ('[security]\ntrust_roots = ["/ok.pem", "/bad\\u0000.pem"]\n', "security.trust_roots"),
+])
+def test_every_value_is_bounded(tmp_path: Path, text: str, key: str) -> None:
+    cfg = tmp_path / "ordo.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=cfg, data_dir=tmp_path, environ={})
+    assert err.value.key == key
+
+
+def test_the_environment_is_bounded_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(data_dir=tmp_path, environ={"ORDO_SYNC_INTERVAL_S": "86400000"})
+    assert err.value.key == "sync.interval_s" and "3600" in err.value.expected
+
+
 def test_the_configuration_files_ordo_writes_read_back_as_written(tmp_path):
     from appliance.config import write_config
 

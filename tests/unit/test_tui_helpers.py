@@ -1,7 +1,7 @@
 """Pure parts of the kiosk: search results, line wording, the sync screen's text, error
 messages, key names the console can draw, and the review's text from the printer layout."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -107,6 +107,12 @@ def test_the_sync_screen_text():
     assert f"! {format_id(PID)} (création) : registry refused (422): bad INS" in text
     assert "ch. 12 DUPONT Marie" in text and "ligne 2 : substitution -> PARACETAMOL" in text
     assert "état inconnu" in render_sync(None, [])
+    flagged = render_sync(Status(), [alert], {(PID, 2, "3400936381865")})
+    assert "ligne 2 : substitution" in flagged                # not this product
+    alert = replace(alert, product_code="3400936381865")
+    flagged = render_sync(Status(), [alert], {(PID, 2, "3400936381865")})
+    assert " ! 25/11 11:00 ch. 12 DUPONT Marie" in flagged
+    assert "ligne 2 : AUTRE SUBSTANCE que la prescrite -> PARACETAMOL 1 g" in flagged
 
 
 def test_errors_become_french_messages_never_tracebacks():

@@ -23,6 +23,7 @@ I/O: the caller passes the file's bytes.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,18 @@ _DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
 # a dot or a space ("1,234,56" in the 2022 extract).
 _PRICE = re.compile(r"(\d{1,3}(?:[,. \u00a0\u202f]\d{3})+|\d+)(?:[,.](\d{2}))?")
 _RATE = re.compile(r"(\d{1,3})\s*%")
+# The longest line of the 2022 release has 1,752 bytes (CIS_CIP_bdpm.txt); a longer one is
+# refused unread, and a field quoted in a message is cut to SHOWN_CHARS.
+MAX_LINE_BYTES = 16_384
+SHOWN_CHARS = 40
+# A file that has given this many malformed lines, and more malformed lines than good
+# rows, is junk: it is read no further (and the import refused, ``guards.check_rows``).
+MAX_MALFORMED = 1_000
+
+
+def _q(value: str) -> str:
+    """``value`` quoted for a message, cut to ``SHOWN_CHARS`` characters."""
+    return repr(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +177,7 @@ class ParsedFile(Generic[T]):
     errors: list[RowError] = field(default_factory=list)
     lines: int = 0
     header: int = 0
+    abandoned_at: int | None = None  # the line where reading stopped: more junk than rows
 
     @property
     def rows(self) -> int:
@@ -196,7 +210,7 @@ def _code(validate: Callable[[str], str], value: str, what: str) -> str:
     try:
         return validate(value)
     except InvalidIdentifier as exc:
-        raise RowRefused(f"bad {what} {value!r}: {exc.expected}") from None
+        raise RowRefused(f"bad {what} {_q(value)}: {exc.expected}") from None
 
 
 def parse_date(value: str, what: str = "date") -> date | None:
@@ -205,12 +219,12 @@ def parse_date(value: str, what: str = "date") -> date | None:
         return None
     match = _DATE.fullmatch(value)
     if match is None:
-        raise RowRefused(f"bad {what} {value!r}: expected DD/MM/YYYY")
+        raise RowRefused(f"bad {what} {_q(value)}: expected DD/MM/YYYY")
     day, month, year = (int(part) for part in match.groups())
     try:
         return date(year, month, day)
     except ValueError:
-        raise RowRefused(f"bad {what} {value!r}: no such day") from None
+        raise RowRefused(f"bad {what} {_q(value)}: no such day") from None
 
 
 def parse_price(value: str, what: str = "price") -> int | None:
@@ -219,10 +233,10 @@ def parse_price(value: str, what: str = "price") -> int | None:
         return None
     match = _PRICE.fullmatch(value)
     if match is None:
-        raise RowRefused(f"bad {what} {value!r}: expected euros with a decimal comma")
+        raise RowRefused(f"bad {what} {_q(value)}: expected euros with a decimal comma")
     units = re.sub(r"\D", "", match.group(1))
     if len(units) > 9:  # int() refuses 4300 digits, SQLite's INTEGER far fewer
-        raise RowRefused(f"bad {what} {value[:20]!r}: more than 9 digits of euros")
+        raise RowRefused(f"bad {what} {_q(value[:20])}: more than 9 digits of euros")
     return int(units) * 100 + int(match.group(2) or 0)
 
 
@@ -235,7 +249,7 @@ def parse_rates(value: str) -> tuple[int, ...]:
             continue
         match = _RATE.fullmatch(part)
         if match is None or int(match.group(1)) > 100:
-            raise RowRefused(f"bad reimbursement rate {part!r}: expected a percentage")
+            raise RowRefused(f"bad reimbursement rate {_q(part)}: expected a percentage")
         rates.append(int(match.group(1)))
     return tuple(rates)
 
@@ -243,7 +257,7 @@ def parse_rates(value: str) -> tuple[int, ...]:
 def _int(value: str, what: str) -> int:
     # ASCII digits only ("²" passes isdigit but not int), few enough for SQLite's INTEGER
     if not (value.isascii() and value.isdigit()) or len(value) > 9:
-        raise RowRefused(f"bad {what} {value!r}: expected a number of at most 9 digits")
+        raise RowRefused(f"bad {what} {_q(value)}: expected a number of at most 9 digits")
     return int(value)
 
 
@@ -280,7 +294,7 @@ def _presentation(f: list[str]) -> PresentationRow:
 
 def _composition(f: list[str]) -> CompositionRow:
     if f[6] not in COMPONENT_NATURES:
-        raise RowRefused(f"bad component nature {f[6]!r}: expected SA or FT")
+        raise RowRefused(f"bad component nature {_q(f[6])}: expected SA or FT")
     return CompositionRow(
         cis=_code(validate_cis, f[0], "CIS"), element=f[1], substance_code=f[2],
         substance=_required(f[3], "substance name"), dosage=f[4], dosage_reference=f[5],
@@ -310,28 +324,47 @@ def _required(value: str, what: str) -> str:
 
 
 def _decoder(data: bytes) -> tuple[bytes, str]:
-    """The encoding of a whole file: UTF-8 if it decodes as such, else cp1252."""
+    """The encoding of a whole file: UTF-8 if it decodes as such, else cp1252 (checked a
+    megabyte at a time, without a decoded copy of the whole file)."""
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:], "utf-8"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        data.decode("utf-8")
+        for start in range(0, len(data), 1 << 20):
+            decoder.decode(view[start:start + (1 << 20)])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return data, "cp1252"
     return data, "utf-8"
 
 
+def _raw_lines(data: bytes) -> Iterator[bytes]:
+    """The lines of ``data`` one at a time (``bytes.split`` would build a list of every
+    line at once: millions of objects for a file of short junk lines)."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", start)
+        if end == -1:
+            end = size
+        yield data[start:end]
+        start = end + 1
+
+
 def split_lines(name: str, data: bytes) -> Iterator[tuple[int, str | RowError]]:
-    """Yield ``(line number, text)`` or ``(line number, RowError)`` for undecodable lines.
+    """Yield ``(line number, text)`` or ``(line number, RowError)`` for undecodable lines
+    and lines longer than ``MAX_LINE_BYTES`` (reported by their length, never decoded).
 
     Lines end with LF or CRLF; a final line without its newline is kept.
     """
     data, encoding = _decoder(data)
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-    for number, raw in enumerate(raw_lines, start=1):
+    for number, raw in enumerate(_raw_lines(data), start=1):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        if len(raw) > MAX_LINE_BYTES:
+            yield number, RowError(name, number, f"a line of {len(raw)} bytes, more than the "
+                                                 f"{MAX_LINE_BYTES} a BDPM row may have")
+            continue
         try:
             yield number, raw.decode(encoding)
         except UnicodeDecodeError as exc:
@@ -351,12 +384,17 @@ def parse_file(
 ) -> ParsedFile[T]:
     """Parse tab-separated ``data``: ``columns`` fields per line, trailing empties ignored.
 
-    ``optional_last``: the last column may be absent. ``key``: records must be unique by
+    Stops at ``abandoned_at`` once ``MAX_MALFORMED`` malformed lines outnumber the good
+    rows. ``optional_last``: the last column may be absent. ``key``: records must be unique by
     it; a repeated key is refused, naming the line that had it first.
     """
     parsed: ParsedFile[T] = ParsedFile(name)
     seen: dict[str, int] = {}
     for number, line in split_lines(name, data):
+        if (len(parsed.errors) >= MAX_MALFORMED
+                and len(parsed.errors) > len(parsed.records)):
+            parsed.abandoned_at = number  # junk, not a BDPM file: read no further
+            break
         parsed.lines = number
         if isinstance(line, RowError):
             parsed.errors.append(line)

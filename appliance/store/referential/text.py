@@ -12,9 +12,21 @@ import re
 
 from appliance.domain.people import fold
 
-# Ligatures that Unicode decomposition keeps as single letters.
-_LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae"})
+# The ligatures that Unicode decomposition keeps as single letters, and the accented
+# letters of French text already folded (``fold`` decomposes every character: slower).
+_ACCENTED = "àâäáãåçéèêëíìîïñóòôöõúùûüýÿÀÂÄÁÃÅÇÉÈÊËÍÌÎÏÑÓÒÔÖÕÚÙÛÜÝ"
+_FRENCH = str.maketrans({**{c: fold(c) for c in _ACCENTED}, "œ": "oe", "Œ": "oe",
+                         "æ": "ae", "Æ": "ae"})
 _NON_WORD = re.compile(r"[\W_]+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def fold_french(text: str) -> str:
+    """``people.fold`` of ``text`` with the ligatures spelt out: lower case, no accents.
+
+    Cached: an import folds each name twice (its search key, its strengths and forms)."""
+    folded = text.translate(_FRENCH)
+    return folded.lower() if folded.isascii() else fold(folded)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -23,7 +35,7 @@ def search_key(text: str) -> str:
 
     Cached: an import folds the same form, substance and laboratory names many times,
     and as-you-type queries repeat."""
-    return " ".join(_NON_WORD.sub(" ", fold(text.translate(_LIGATURES))).split())
+    return " ".join(_NON_WORD.sub(" ", fold_french(text)).split())
 
 
 def prefix_upper_bound(prefix: str) -> str:

@@ -32,6 +32,7 @@ from textual.widgets import Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from appliance.domain.prescription import (
+    MAX_LINES,
     MAX_RENEWALS,
     ActLine,
     DeviceLine,
@@ -41,6 +42,7 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import ValidationError
+from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
 from appliance.tui.shorthand import parse_posology, parse_quantity, pattern_hint, unit_for
@@ -200,16 +202,17 @@ class EditorScreen(KioskScreen):
             text = _clip(f"> {chosen.label}{unit}", 78)
         self.query_one("#chosen", Static).update(text)
 
-    def _show_results(self, results: list[Any]) -> None:
+    def _show_results(self, results: list[Any], hint: str = "") -> None:
         self.results = results
         listing = self.query_one("#results", OptionList)
         listing.clear_options()
-        for item in results:
-            if self.mode == "medication":
-                label = item.name + ("" if item.marketed else " (non commercialisé)")
-            else:
-                label = f"{item.label} (LPP {item.code})"
-            listing.add_option(Option(_clip(label)))
+        if self.mode == "medication":  # name, box size, reimbursement; never cut alike
+            labels = result_lines(results, 74)
+        else:
+            labels = [_clip(f"{item.label} (LPP {item.code})") for item in results]
+        listing.add_options(Option(label) for label in labels)
+        if hint:  # "Aucun résultat" and what to type instead
+            listing.add_option(Option(_clip(hint), disabled=True))
         if results:
             listing.highlighted = 0
 
@@ -229,22 +232,23 @@ class EditorScreen(KioskScreen):
             self.show_error("Référentiel des médicaments absent : ordo drugs import.")
             return
 
-        def search() -> tuple[str, str, list[Any]]:
+        def search() -> tuple[str, str, list[Any], str]:
             if len(text.strip()) < 2:
-                return text, mode, []
+                return text, mode, [], ""
             if mode == "medication":
-                return text, mode, distinct_specialties(referential.search(text, SEARCH_LIMIT))
-            return text, mode, referential.search_devices(text, RESULTS)
+                found = distinct_specialties(referential.search(text, SEARCH_LIMIT))
+                return text, mode, found, "" if found else referential.hint(text)
+            return text, mode, referential.search_devices(text, RESULTS), ""
 
         self.background(search, lambda result: self._searched(result, pick), group="search",
                         exclusive=True)
 
-    def _searched(self, result: tuple[str, str, list[Any]], pick: bool) -> None:
-        text, mode, results = result
+    def _searched(self, result: tuple[str, str, list[Any], str], pick: bool) -> None:
+        text, mode, results, hint = result
         if mode != self.mode or text != self.query_one("#search", Input).value:
             return
         self.results_for = text
-        self._show_results(results)
+        self._show_results(results, hint)
         if pick:
             self._pick()
 
@@ -262,7 +266,12 @@ class EditorScreen(KioskScreen):
         text = event.value.strip()
         if self.mode == "act":
             if text:
-                self._add(ActLine(text=text, ald=self.ald))
+                try:
+                    line = ActLine(text=text, ald=self.ald)
+                except ValidationError as exc:
+                    self.show_error(describe_error(exc))
+                    return
+                self._add(line)
             return
         if self.results_for != event.value:
             self._run_search(event.value, pick=True)
@@ -329,6 +338,15 @@ class EditorScreen(KioskScreen):
         self._add(line)
 
     def _add(self, line: Line) -> None:
+        try:
+            line.check_input()  # what was typed or pasted: no control or bidi character
+        except ValidationError as exc:
+            self.show_error(describe_error(exc))
+            return
+        if len(self.draft.lines) >= MAX_LINES:
+            self.show_error(f"Une ordonnance a au plus {MAX_LINES} lignes : signez celle-ci, "
+                            "puis commencez-en une autre.")
+            return
         self.draft = replace(self.draft, lines=(*self.draft.lines, line))
         self._reset_entry()
         self._show_lines()

@@ -98,6 +98,6 @@ class PinScreen(KioskScreen):
         self.busy = False
         self.query_one("#pin", Input).value = ""
         if getattr(exc, "reason", None) == "wrong_pin":  # AuthRefused
-            self.show_error(f"Code PIN incorrect : {exc.tries_left} essai(s) restant(s).")
+            self.show_error(str(exc))  # with the tries left when the card tells them
         else:
             self.show_error(describe_error(exc))

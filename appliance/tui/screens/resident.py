@@ -4,7 +4,7 @@ pharmacy said, alerts; new prescription, open a draft, duplicate, cancel."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -32,9 +32,13 @@ from appliance.tui.context import DispensationView
 from appliance.tui.screens.base import KioskScreen
 from appliance.tui.widgets.status_bar import StatusBar
 
+if TYPE_CHECKING:
+    from appliance.tui.context import OtherSubstances
+
 REGISTRY_FR = {"pending": "envoi au registre en attente", "acknowledged": "reçue par le registre",
                "quarantined": "REFUSÉE par le registre"}
 PRINT_FR = {"queued": "impression en attente", "done": "imprimée", "failed": "non imprimée"}
+OTHER_SUBSTANCE = "Autre substance que la prescrite"
 
 
 def describe_line(line: Line) -> str:
@@ -84,6 +88,8 @@ class RxView:
         extra = ""
         if self.registry == "quarantined":
             extra = " ! registre"
+        elif any(d.other_substance for d in self.dispensations):
+            extra = " ! autre substance"
         elif any(d.substituted for d in self.dispensations):
             extra = " ! substitution"
         return f"{when}  {short}  {self.state_text:<22}{extra}"
@@ -92,22 +98,30 @@ class RxView:
         out = []
         if self.registry == "quarantined":
             out.append(f"Refusée par le registre : {self.registry_error or '?'}")
-        out += [f"Substitution : {d.text}" for d in self.dispensations if d.substituted]
+        out += [f"{OTHER_SUBSTANCE if d.other_substance else 'Substitution'} : {d.text}"
+                for d in self.dispensations if d.substituted]
         return out
 
 
-def load_views(uow: UnitOfWork, resident: Resident, who: str | None) -> list[RxView]:
+def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
+               other_substances: OtherSubstances | None = None) -> list[RxView]:
     """The file's list: history rows from the index, with registry, print and pharmacy
-    status (``residents.resident_file``: a few queries for the whole file); bodies are read
-    one at a time when a prescription is looked at."""
+    status (``residents.resident_file``: a few queries for the whole file), the
+    substitutions by another substance marked (``other_substances``, see ``KioskContext``);
+    bodies are read one at a time when a prescription is looked at."""
     from appliance.services.sync import describe_fr
 
+    entries = residents.resident_file(uow, resident.ins.value, who)
+    other = other_substances(uow, ((d.prescription_id, d.line, d.product_code)
+                                   for entry in entries for d in entry.dispensations
+                                   if d.substituted)) if other_substances else set()
     return [RxView(entry.row, registry=entry.registry, registry_error=entry.registry_error,
                    prints=entry.prints,
-                   dispensations=[DispensationView(describe_fr(d).replace("\u2014", "-"),
-                                                   d.substituted, d.complete)
-                                  for d in entry.dispensations])
-            for entry in residents.resident_file(uow, resident.ins.value, who)]
+                   dispensations=[DispensationView(
+                       describe_fr(d).replace("\u2014", "-"), d.substituted, d.complete,
+                       (d.prescription_id, d.line, d.product_code) in other)
+                       for d in entry.dispensations])
+            for entry in entries]
 
 
 class ResidentScreen(KioskScreen):
@@ -139,12 +153,24 @@ class ResidentScreen(KioskScreen):
 
     def on_mount(self) -> None:
         self.query_one("#rx", OptionList).focus()
+        self._show_alerts()
+        self.refresh_data()
+
+    def _show_alerts(self) -> None:
+        """Above the list: the resident's objection, and the prescriptions for which the
+        pharmacy handed over another substance than the prescribed one."""
         alerts = []
         if self.resident.objection:
             alerts.append("Opposition du résident : les délivrances ne sont pas consultables.")
-        self.query_one("#alerts", Static).update("\n".join(alerts))
-        self.query_one("#alerts", Static).display = bool(alerts)
-        self.refresh_data()
+        for view in self.views:
+            lines = [d.text.split(" : ", 1)[0] for d in view.dispensations if d.other_substance]
+            if lines:
+                w = local(view.row_data.signed_at or view.row_data.created_at)
+                alerts.append(f"! {OTHER_SUBSTANCE} : ordonnance du {w:%d/%m/%y}, "
+                              f"{', '.join(lines).lower()}")
+        widget = self.query_one("#alerts", Static)
+        widget.update("\n".join(alerts))
+        widget.display = bool(alerts)
 
     def on_screen_resume(self) -> None:
         if self.focused is None:
@@ -166,7 +192,7 @@ class ResidentScreen(KioskScreen):
 
         def load() -> list[RxView]:
             with ctx.uow() as uow:
-                return load_views(uow, resident, who)
+                return load_views(uow, resident, who, ctx.other_substances)
 
         self.background(load, self._show, group="load", exclusive=True)
 
@@ -174,6 +200,7 @@ class ResidentScreen(KioskScreen):
         listing = self.query_one("#rx", OptionList)
         keep = listing.highlighted
         self.views = views
+        self._show_alerts()
         listing.clear_options()
         listing.add_options(Option(v.row()) for v in views)
         if views:

@@ -3,6 +3,7 @@ dispensations that differ from the order (substitution, partial fill)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -29,7 +30,11 @@ def _when(iso: str | None) -> str:
         return iso
 
 
-def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert]) -> str:
+def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
+                other_substance: Collection[tuple[str, int, str | None]] = ()) -> str:
+    """The screen's text. An alert whose ``(prescription ID, line, CIP13)`` is in
+    ``other_substance`` handed over another substance than the prescribed one: it is
+    marked so."""
     out = ["Registre national"]
     if status is None:
         out.append(" état inconnu")
@@ -53,7 +58,10 @@ def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert]) -> s
     for a in alerts:
         name = " ".join(filter(None, [a.used_name or a.birth_name, a.first_names]))
         what = "substitution" if a.substituted else "délivrance partielle"
-        out.append(f" {_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
+        mark = " "
+        if (a.prescription_id, a.line_no, a.product_code) in other_substance:
+            what, mark = "AUTRE SUBSTANCE que la prescrite", " ! "
+        out.append(f"{mark}{_when(a.handed_over_at)} ch. {a.room or '?'} {name[:28]} - "
                    f"{format_id(a.prescription_id)[:9]} ligne {a.line_no} : {what} -> "
                    f"{a.product_label[:40]}")
     return "\n".join(out)
@@ -91,8 +99,11 @@ class SyncScreen(KioskScreen):
 
         def load() -> str:
             with ctx.uow() as uow:
-                return render_sync(uow.views.sync_status(ctx.now()),
-                                   uow.views.dispensation_alerts())
+                alerts = uow.views.dispensation_alerts()
+                other = (ctx.other_substances(uow, (
+                    (a.prescription_id, a.line_no, a.product_code) for a in alerts
+                    if a.substituted)) if ctx.other_substances is not None else set())
+                return render_sync(uow.views.sync_status(ctx.now()), alerts, other)
 
         self.background(load, self.query_one("#sync", Static).update, group="load",
                         exclusive=True)
