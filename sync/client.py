@@ -32,6 +32,7 @@ import json
 import logging
 import socket
 import ssl
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -57,7 +58,12 @@ from appliance.http_limits import (
     deadline,
     read_capped,
 )
-from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
+from appliance.ports.registry import (
+    AuditHead,
+    DispensationPage,
+    RegistryReceipt,
+    SignatureProof,
+)
 from sync import codes, fhir, link
 
 log = logging.getLogger(__name__)
@@ -267,6 +273,32 @@ class RegistryClient:
             return fhir.dispensation_page(answer)
         except ValidationError as exc:
             raise RegistryUnavailable(f"unreadable dispensation page: {exc}") from exc
+
+    def anchor_audit(self, finess: str, seq: int, digest: str) -> AuditHead:
+        """POST the audit chain's head as an AuditEvent (``sync.codes``)."""
+        body = json.dumps(fhir.audit_anchor(finess, seq, digest, datetime.now(UTC)),
+                          ensure_ascii=False).encode("utf-8")
+        answer = self.request("POST", f"/{codes.AUDIT_ANCHOR_RESOURCE}", body)
+        try:
+            head = fhir.audit_head(answer)
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable anchor receipt: {exc}") from exc
+        if (head.seq, head.digest) != (seq, digest) or not head.receipt_id:
+            raise RegistryUnavailable("the anchor receipt does not match the head sent")
+        return head
+
+    def audit_anchors(self, finess: str) -> list[AuditHead]:
+        """Every anchor the registry holds for ``finess`` (a searchset), oldest first."""
+        query = urlencode({"source-identifier": f"{codes.FINESS_SYSTEM}|{finess}"})
+        answer = self.request("GET", f"/{codes.AUDIT_ANCHOR_RESOURCE}?{query}")
+        if not isinstance(answer, dict) or answer.get("resourceType") != "Bundle":
+            raise RegistryUnavailable("the registry's anchors are not a Bundle")
+        try:
+            heads = [fhir.audit_head(entry.get("resource"))
+                     for entry in answer.get("entry") or [] if isinstance(entry, dict)]
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable anchor: {exc}") from exc
+        return sorted(heads, key=lambda h: (h.seq, h.received_at))
 
     def capabilities(self) -> dict[str, Any]:
         """``GET [base]/metadata``: a cheap check that the link and the mTLS work."""

@@ -14,6 +14,9 @@ one. Each tick does what is due:
   keep theirs). A misconfigured link (``RegistryMisconfigured``: the URL, a certificate)
   pauses the queue the same way, probed every ``misconfigured_probe_s`` (30 s), until the
   setting is fixed;
+- **anchor** the audit chain's head at the registry whenever it moved (``Engine.anchor_audit``:
+  after a push, or at a tick with nothing to push; one small request, none while it has
+  not moved);
 - **pull** the dispensations every ``pull_every_s`` (ten times ``[sync] interval_s``:
   five minutes by default);
 - **housekeeping** every hour: a passive WAL checkpoint and ``PRAGMA optimize``.
@@ -103,6 +106,10 @@ class Engine(Protocol):
         """Ask the registry whether it answers: ``up``, ``down`` or ``misconfigured``."""
         ...
 
+    def anchor_audit(self) -> int | None:
+        """Send the audit chain's head to the registry if it moved since the last anchor."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -112,6 +119,7 @@ class CycleReport:
     pull: Any = None   # the engine's PullReport
     held: bool = False
     probed: bool = False
+    anchored: int | None = None  # the audit entry anchored at the registry by this tick
     housekeeping: bool = False
 
 
@@ -207,6 +215,9 @@ class SyncService:
                 self._lost(DOWN, self.monotonic())
             else:
                 self._next_pull = self.monotonic() + self.pull_every_s
+        if self._link == UP and not self.engine.stopping and report.push is None:
+            # logins, prints, dispensations move the head too: anchored even with no queue
+            report.anchored = self.engine.anchor_audit()
         if not force and now >= self._next_housekeeping and not self.engine.stopping:
             self.housekeeping()
             report.housekeeping = True

@@ -437,6 +437,13 @@ class FakeAudit(_Part):
         return [self.append(actor=actor, action=action, subject=subject, details=details,
                             at=at) for actor, action, subject, details in items]
 
+    def head(self) -> tuple[int, str]:
+        last = self._s.audit[-1] if self._s.audit else None
+        return (last.seq, last.hash) if last else (0, "0" * 64)
+
+    def hash_at(self, seq: int) -> str | None:
+        return next((e.hash for e in self._s.audit if e.seq == seq), None)
+
     def entries(self, since: int = 0) -> list[AuditEntry]:
         return [e for e in self._s.audit if e.seq > since]
 

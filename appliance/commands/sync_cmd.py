@@ -22,6 +22,7 @@ import click
 from appliance.bootstrap import App
 from appliance.domain.prescription_id import validate_prescription_id
 from appliance.errors import RegistryError, RegistryMisconfigured, StoreError
+from appliance.ports.uow import SyncKeys
 from appliance.services import sync
 from sync import codes
 from sync.service import PULL_FACTOR, TICK_S, SyncService, single_instance
@@ -101,6 +102,10 @@ def status(app: App, as_json: bool) -> None:
                f"{s.pending_cancels} annulation(s)) ; la plus ancienne depuis "
                f"{_age(s.oldest_pending_age_s)}")
     click.echo(f"Accusés de réception : {s.acknowledged}")
+    anchored = app.uow.meta.get(SyncKeys.ANCHOR_SEQ)
+    click.echo("Chaîne d'audit ancrée au registre : " + (
+        f"entrée {anchored}, le {(app.uow.meta.get(SyncKeys.ANCHOR_AT) or '')[:19]} (reçu "
+        f"{app.uow.meta.get(SyncKeys.ANCHOR_RECEIPT)})" if anchored else "jamais"))
     if s.misconfigured:
         click.echo(f"Registre mal configuré : {s.link_detail} — corriger le réglage "
                    f"{s.link_key} (depuis {s.link_since}) ; la file attend.")

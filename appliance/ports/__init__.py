@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
         "PRINTER_STATE_LABELS_FR", "OrderPrinter", "PrintReceipt", "PrintRequest",
         "PrinterError", "PrinterState", "PrinterStatus", "PrinterUnavailable"), "printer"),
     **dict.fromkeys((
-        "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
+        "AuditHead", "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
         "RegistryConflict", "RegistryError", "RegistryMisconfigured", "RegistryReceipt",
         "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),

@@ -22,7 +22,7 @@ from appliance.errors import (
 if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
 
-__all__ = ["Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
+__all__ = ["AuditHead", "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
            "RegistryConflict", "RegistryError", "RegistryMisconfigured", "RegistryReceipt",
            "RegistryRejected",
            "RegistryThrottled", "RegistryUnavailable", "SignatureProof"]
@@ -50,6 +50,17 @@ class RegistryReceipt:
     receipt_id: str
     received_at: datetime
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """The audit chain's head as the registry holds it: entry ``seq`` had hash ``digest``;
+    ``receipt_id`` and ``received_at`` are the registry's receipt of that anchor."""
+
+    seq: int
+    digest: str
+    receipt_id: str = ""
+    received_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,15 @@ class Registry(Protocol):
     def dispensations(self, cursor: str | None, limit: int) -> DispensationPage:
         """Dispensations recorded after ``cursor`` (oldest first), residents who objected
         left out by the registry."""
+        ...
+
+    def anchor_audit(self, finess: str, seq: int, digest: str) -> AuditHead:
+        """Send the audit chain's head (entry ``seq``, its hash) for the establishment
+        ``finess``; returns it with the registry's receipt."""
+        ...
+
+    def audit_anchors(self, finess: str) -> list[AuditHead]:
+        """Every head the registry holds for ``finess``, oldest first."""
         ...
 
     def check(self) -> None:

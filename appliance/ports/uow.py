@@ -237,6 +237,10 @@ class SyncKeys:
     LINK_DETAIL = "sync.link_detail"     # what is wrong (French)
     LINK_KEY = "sync.link_key"           # the setting to fix, when misconfigured
     LINK_SINCE = "sync.link_since"
+    ANCHOR_SEQ = "sync.audit_anchor_seq"         # the audit entry the registry holds
+    ANCHOR_HASH = "sync.audit_anchor_hash"
+    ANCHOR_RECEIPT = "sync.audit_anchor_receipt"  # the registry's receipt of that anchor
+    ANCHOR_AT = "sync.audit_anchor_at"
 
 
 @dataclass(frozen=True)
@@ -471,6 +475,14 @@ class AuditLog(Protocol):
 
     def anchor(self) -> AuditAnchor | None:
         """Where the chain starts after a retention cut; ``None`` if it starts at entry 1."""
+        ...
+
+    def head(self) -> tuple[int, str]:
+        """The recorded head: (number of the last entry, its hash); (0, genesis) if none."""
+        ...
+
+    def hash_at(self, seq: int) -> str | None:
+        """The hash stored with entry ``seq``; ``None`` when there is no such entry."""
         ...
 
 

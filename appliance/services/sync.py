@@ -79,6 +79,7 @@ from appliance.errors import (
 )
 from appliance.ports.clock import Clock, iso, utc_now
 from appliance.ports.registry import (
+    AuditHead,
     Dispensation,
     DispensationPage,
     EncodingRegistry,
@@ -111,6 +112,7 @@ class EngineConfig:
     unreachable_after: int = 3
     page_size: int = 100
     concurrency: int = 4
+    finess: str = ""  # the establishment's: its audit chain head is anchored at the registry
 
     @classmethod
     def from_settings(cls, settings: SyncSettings, **overrides: float) -> EngineConfig:
@@ -132,6 +134,7 @@ class PushReport:
     misconfigured: str | None = None  # what is set up wrong (French), the queue waits
     misconfigured_key: str | None = None
     stopped: bool = False
+    anchored: int | None = None  # the audit entry whose head the registry now holds
     remaining: int = 0
     last_error: str | None = None
     seconds: float = 0.0
@@ -268,7 +271,37 @@ class SyncEngine:
             "quarantined": report.quarantined, "remaining": report.remaining,
             "unreachable": report.unreachable, "misconfigured": report.misconfigured_key,
             "seconds": report.seconds}})
+        if not (report.unreachable or report.misconfigured or report.stopped):
+            report.anchored = self.anchor_audit()
         return report
+
+    # -- the audit chain's head, kept off the box ------------------------------------------
+    def anchor_audit(self) -> int | None:
+        """Send the audit chain's head (entry number, hash, the FINESS) to the registry when
+        it moved since the last anchor, and keep the registry's receipt in ``meta``
+        (``SyncKeys.ANCHOR_*``: backups carry it). Returns the entry anchored, or None. A
+        failure is logged and retried at the next push: it never holds the queue. Nothing
+        without ``config.finess`` (the anchors are filed by establishment)."""
+        if not self.config.finess:
+            return None
+        seq, digest = self.uow.audit.head()
+        if seq == 0 or str(seq) == (self.uow.meta.get(SyncKeys.ANCHOR_SEQ) or ""):
+            return None
+        try:
+            head = self.registry.anchor_audit(self.config.finess, seq, digest)
+        except RegistryError as exc:
+            log.warning("audit anchor not sent", extra={"fields": {"reason": str(exc)[:200]}})
+            return None
+        with self.uow:
+            for key, value in ((SyncKeys.ANCHOR_SEQ, str(head.seq)),
+                               (SyncKeys.ANCHOR_HASH, head.digest),
+                               (SyncKeys.ANCHOR_RECEIPT, head.receipt_id),
+                               (SyncKeys.ANCHOR_AT, head.received_at or iso(self.clock()))):
+                self.uow.meta.set(key, value)
+            self.uow.commit()
+        log.info("audit head anchored", extra={"fields": {"seq": head.seq,
+                                                          "receipt": head.receipt_id}})
+        return head.seq
 
     # -- the link -------------------------------------------------------------------------
     def probe(self) -> str:
@@ -663,3 +696,39 @@ def dispensation_dict(d: Dispensation) -> dict[str, Any]:
             "substitution_type": d.substitution_type,
             "substitution_reason": d.substitution_reason, "pharmacy": d.pharmacy,
             "handed_over_at": d.handed_over_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class AnchorCheck:
+    """The local chain against the heads the registry holds (``check_anchors``)."""
+
+    checked: int                      # anchors compared with the local chain
+    skipped: int                      # anchors older than the retention cut
+    problems: list[str]               # French, one per anchor that does not match
+    last: AuditHead | None = None     # the newest anchor the registry holds
+
+
+def check_anchors(uow: UnitOfWork, anchors: list[AuditHead]) -> AnchorCheck:
+    """Compare each anchor the registry holds with the local chain: entry ``seq`` must
+    still exist and carry the same hash. A chain rewritten end to end (rows deleted,
+    changed or inserted, every hash recomputed, the head in ``meta`` updated, triggers
+    dropped) verifies locally but cannot match an anchor taken before the rewrite."""
+    count, _ = uow.audit.head()
+    cut = uow.audit.anchor()
+    problems: list[str] = []
+    checked = skipped = 0
+    for a in anchors:
+        if cut is not None and a.seq < cut.seq:
+            skipped += 1
+            continue
+        checked += 1
+        local = uow.audit.hash_at(a.seq)
+        if local is None:
+            problems.append(f"l'entrée {a.seq} ancrée au registre le {a.received_at[:19]} "
+                            f"(reçu {a.receipt_id}) n'existe plus : la chaîne locale s'arrête "
+                            f"à {count}")
+        elif local != a.digest:
+            problems.append(f"l'entrée {a.seq} ne correspond plus à l'ancrage du registre "
+                            f"du {a.received_at[:19]} (reçu {a.receipt_id}) : la chaîne a "
+                            "été réécrite")
+    return AnchorCheck(checked, skipped, problems, anchors[-1] if anchors else None)

@@ -327,3 +327,11 @@ class AuditTable:
 
     def anchor(self) -> AuditAnchor | None:
         return anchor_status(self._store)
+
+    def head(self) -> tuple[int, str]:
+        return (int(meta.get(self._store, HEAD_COUNT, "0") or 0),
+                meta.get(self._store, HEAD_HASH, GENESIS) or GENESIS)
+
+    def hash_at(self, seq: int) -> str | None:
+        rows = self._store.query("SELECT hash FROM audit WHERE seq = ?", (seq,))
+        return rows[0]["hash"] if rows else None
