@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.config import CARD_BACKENDS, Settings
@@ -331,9 +331,9 @@ class App:
         ``config`` overrides (``EngineConfig`` fields)."""
         from appliance.services.sync import EngineConfig, SyncEngine
 
-        return SyncEngine(uow or self.uow, self.registry,
-                          EngineConfig.from_settings(self.settings.sync, **config),
-                          clock=self.clock)
+        settings = EngineConfig.from_settings(self.settings.sync, **config)
+        settings = replace(settings, finess=self.settings.establishment.finess)
+        return SyncEngine(uow or self.uow, self.registry, settings, clock=self.clock)
 
     # -- MSSanté -------------------------------------------------------------------------------
     @property

@@ -37,6 +37,8 @@
     ├── RegistryError              the national registry (or its link) failed
     │   ├── RegistryUnavailable    transient: network, TLS, timeout, 408, 5xx; retry later
     │   │   └── RegistryThrottled  429 (or 503) with Retry-After: wait ``retry_after`` s
+    │   ├── RegistryMisconfigured  the link is set up wrong (URL, certificates, a server
+    │   │                          that is not the FHIR registry): pause, name the key
     │   └── RegistryRejected       permanent: this record will never be accepted as is
     │       └── RegistryConflict   409: same ID, other content; or cancel after dispensing
     ├── SyncAlreadyRunning         another sync process holds the data directory's lock
@@ -221,6 +223,17 @@ class RegistryUnavailable(RegistryError):
 
 class RegistryThrottled(RegistryUnavailable):
     """The registry asked to slow down (HTTP 429, or 503 with ``Retry-After``)."""
+
+
+class RegistryMisconfigured(RegistryError):
+    """The registry link is set up wrong, whatever the record: a URL that does not lead to
+    the FHIR base (404 there, a redirection, an answer that is not FHIR), a certificate
+    refused (401/403, TLS name mismatch, unknown or expired authority). Nothing is
+    quarantined: the queue waits until the setting ``key`` is fixed. ``detail`` is French."""
+
+    def __init__(self, key: str, detail: str, *, status: int | None = None) -> None:
+        self.key, self.detail, self.status = key, detail, status
+        super().__init__(f"registre mal configuré : {detail} (réglage {key})")
 
 
 class RegistryRejected(RegistryError):

@@ -6,18 +6,18 @@ Run from the repository root::
     python -m bench.store_million [--residents 2000] [--per-resident 500] [--keep DIR]
 
 **Build.** ``open_store`` makes the file with the real schema and every migration; the
-residents (valid NIR keys) and four prescribers go in through the unit of work. Then, in
-bulk (``journal_mode=OFF``, ``synchronous=OFF`` while loading; WAL again afterwards, as the
+residents (valid NIR keys) and four prescribers go in through the unit of work. Then, in bulk
+(``journal_mode=OFF``, ``synchronous=OFF`` while loading; WAL again afterwards, as the
 appliance uses it), ``residents × per_resident`` prescriptions shaped like the ones the
 appliance keeps after a normal life: signed, printed, acknowledged by the registry, i.e. per
-prescription the ``prescriptions`` row (JSON body from ``Prescription.to_dict()``, the
-card signature, the signer's certificate, the signed bytes, the registry receipt), its
-``outbox`` row (acknowledged, with the receipt), its ``print_jobs`` row (done) and its three
-audit entries (``prescription.signed``, ``print.printed``, ``registry.create.acknowledged``)
-in one valid hash chain. Bodies are made once per resident and line template (six templates
-of one to four lines); IDs are real ones (creation time + random bits + check character)
-spread over ten years, residents interleaved at random, exactly ``per_resident`` each. Not
-generated: dispensations, drafts, cancellations, reprints.
+prescription the ``prescriptions`` row (JSON body from ``Prescription.to_dict()``, the card
+signature, the signer's certificate (a reference: kept once), the signed bytes, the registry
+receipt), its ``outbox`` row (acknowledged, with the receipt), its ``print_jobs`` row (done)
+and its three audit entries (``prescription.signed``, ``print.printed``,
+``registry.create.acknowledged``) in one valid hash chain. Bodies are made once per resident
+and line template (six templates of one to four lines); IDs are real ones (creation time +
+random bits + check character) spread over ten years, residents interleaved at random, exactly
+``per_resident`` each. Not generated: dispensations, drafts, cancellations, reprints.
 
 **Queries**, over random residents (the database file is in the page cache), on one
 connection opened once unless said otherwise:
@@ -176,6 +176,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
     from appliance.domain.prescription_id import PrescriptionIdGenerator
     from appliance.store.audit import GENESIS, _digest
     from appliance.store.meta import ID_FLOOR_KEY
+    from appliance.store.prescriptions import encode_body
     from appliance.store.uow import SqliteUnitOfWork
     from drivers.card.pki import init_pki
 
@@ -190,6 +191,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
         uow.residents.upsert(people)
         for doctor in doctors:
             uow.practitioners.upsert(doctor)
+        cert_id = uow.certificates.intern(cert)  # kept once (migration m009)
         uow.commit()
     uow.close()
 
@@ -241,7 +243,8 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
             job_id = n + 1
             actor = doctors[r_index % len(doctors)].id_nat_ps
             rx.append((pid, "registered", people[r_index].ins.value, actor, c_iso, s_iso,
-                       a_iso, body, signature, cert, receipt_id, None, signed_payload))
+                       a_iso, encode_body(json.loads(body)), signature, cert_id, receipt_id,
+                       None, signed_payload))
             outbox.append((pid, "create", s_iso, "acknowledged", 1, json.dumps(
                 {"id": receipt_id, "at": a_iso, "replayed": False}), a_iso))
             jobs.append((job_id, pid, "original", actor, s_iso, "done", 1, s_iso))
@@ -269,7 +272,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
                 prev_hash = digest
         conn.executemany(
             "INSERT INTO prescriptions (id, state, resident_ins, prescriber_id, created_at,"
-            " signed_at, updated_at, body, signature, signer_cert, registry_receipt,"
+            " signed_at, updated_at, body, signature, signer_cert_id, registry_receipt,"
             " cancel_reason, signed_payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rx)
         conn.executemany(
             "INSERT INTO outbox (prescription_id, kind, created_at, status, attempts, receipt,"

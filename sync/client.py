@@ -13,7 +13,11 @@ Every failure leaves as a ``RegistryError`` (tree in ``appliance.ports``):
 - timeout, connection reset or closed before the answer, 408, 5xx, unreadable answer →
   ``RegistryUnavailable``; 429 (and 503 with ``Retry-After``) → ``RegistryThrottled``
   with ``retry_after`` in seconds;
-- 409 → ``RegistryConflict``; any other 4xx → ``RegistryRejected`` with the registry's reason.
+- 409 → ``RegistryConflict``; any other 4xx with an ``OperationOutcome`` →
+  ``RegistryRejected`` with the registry's reason;
+- a link set up wrong (``sync.link``: a redirection, an answer that is not FHIR, a
+  401/403/404/405 that ``GET [base]/metadata`` confirms, a certificate refused either way)
+  → ``RegistryMisconfigured`` naming the setting to fix.
 
 Every request is bounded (``appliance.http_limits``): ``timeout_s`` is the deadline of the
 whole request (connection, TLS, headers and body together), not of each read; the answer is
@@ -28,6 +32,7 @@ import json
 import logging
 import socket
 import ssl
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -39,6 +44,7 @@ from appliance.domain.prescription import Prescription
 from appliance.errors import (
     ConfigError,
     RegistryConflict,
+    RegistryMisconfigured,
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
@@ -52,8 +58,13 @@ from appliance.http_limits import (
     deadline,
     read_capped,
 )
-from appliance.ports.registry import DispensationPage, RegistryReceipt, SignatureProof
-from sync import codes, fhir
+from appliance.ports.registry import (
+    AuditHead,
+    DispensationPage,
+    RegistryReceipt,
+    SignatureProof,
+)
+from sync import codes, fhir, link
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,7 @@ USER_AGENT = "ordo-edge sync"
 # body waits for the ACK of the headers (Nagle, RFC 896, against delayed ACKs).
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a page of 1,000 dispensations is about 2 MB
+METADATA = "/metadata"
 # ``json.dumps(..., ensure_ascii=False)``, the same bytes, without the circular-reference
 # check (a fresh tree of dicts and lists: a cycle would be a RecursionError): 15 % cheaper.
 _BODY_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
@@ -137,7 +149,11 @@ class RegistryClient:
 
     def _http(self) -> httpx.Client:
         if self._client is None:
-            verify: ssl.SSLContext | bool = self._ssl_context() if self._tls else True
+            try:
+                verify: ssl.SSLContext | bool = self._ssl_context() if self._tls else True
+            except ConfigError as exc:  # a file of [registry] unreadable: the link's setting
+                raise RegistryMisconfigured(exc.key, f"{exc.value!r} : attendu "
+                                                     f"{exc.expected}") from exc
             transport = self._transport or BoundedTransport(
                 verify=verify, socket_options=SOCKET_OPTIONS)
             self._client = httpx.Client(
@@ -177,23 +193,29 @@ class RegistryClient:
         except httpx.TransportError as exc:
             tls = _tls_cause(exc)
             if tls is not None:
+                wrong = link.tls_misconfiguration(tls, urlsplit(self.base_url).hostname or "")
+                if wrong is not None:
+                    raise wrong from exc
                 raise RegistryUnavailable(f"TLS refused: {tls}", connect=True) from exc
             if isinstance(exc, httpx.ConnectError):
                 raise RegistryUnavailable(f"cannot connect: {exc}", connect=True) from exc
             raise RegistryUnavailable(f"connection lost: {exc or type(exc).__name__}") from exc
         except httpx.DecodingError as exc:
             raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
-        return self._answer(response, content)
+        return self._answer(response, content, path)
 
-    def _answer(self, response: httpx.Response, content: bytes) -> Any:
+    def _answer(self, response: httpx.Response, content: bytes, path: str = "") -> Any:
         status = response.status_code
+        if 300 <= status < 400:
+            raise link.redirected(status, response.headers.get("Location"), self.base_url)
         try:
             body = json.loads(content) if content else None
         except (ValueError, RecursionError):  # not JSON, or nested deeper than json allows
             body = None
         if 200 <= status < 300:
-            if body is None:
-                raise RegistryUnavailable(f"unreadable answer (HTTP {status})", status=status)
+            if not link.is_fhir(body):
+                raise link.not_fhir(status, response.headers.get("Content-Type"),
+                                    self.base_url + path)
             return body
         reason = fhir.outcome_reason(body) or response.reason_phrase or f"HTTP {status}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -203,9 +225,16 @@ class RegistryClient:
         if status == 408 or status >= 500:
             raise RegistryUnavailable(f"registry error ({status}): {reason}", status=status,
                                       retry_after=retry_after)
-        if status == 409:
-            raise RegistryConflict(status, reason)
         if 400 <= status < 500:
+            if not link.is_outcome(body):
+                raise link.not_fhir(status, response.headers.get("Content-Type"),
+                                    self.base_url + path)
+            if path == METADATA:
+                raise link.base_refused(status, reason, self.base_url)
+            if link.needs_confirmation(status):
+                self.check()  # raises RegistryMisconfigured when the base itself is wrong
+            if status == 409:
+                raise RegistryConflict(status, reason)
             raise RegistryRejected(status, reason)
         raise RegistryUnavailable(f"unexpected answer (HTTP {status})", status=status)
 
@@ -245,9 +274,42 @@ class RegistryClient:
         except ValidationError as exc:
             raise RegistryUnavailable(f"unreadable dispensation page: {exc}") from exc
 
+    def anchor_audit(self, finess: str, seq: int, digest: str) -> AuditHead:
+        """POST the audit chain's head as an AuditEvent (``sync.codes``)."""
+        body = json.dumps(fhir.audit_anchor(finess, seq, digest, datetime.now(UTC)),
+                          ensure_ascii=False).encode("utf-8")
+        answer = self.request("POST", f"/{codes.AUDIT_ANCHOR_RESOURCE}", body)
+        try:
+            head = fhir.audit_head(answer)
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable anchor receipt: {exc}") from exc
+        if (head.seq, head.digest) != (seq, digest) or not head.receipt_id:
+            raise RegistryUnavailable("the anchor receipt does not match the head sent")
+        return head
+
+    def audit_anchors(self, finess: str) -> list[AuditHead]:
+        """Every anchor the registry holds for ``finess`` (a searchset), oldest first."""
+        query = urlencode({"source-identifier": f"{codes.FINESS_SYSTEM}|{finess}"})
+        answer = self.request("GET", f"/{codes.AUDIT_ANCHOR_RESOURCE}?{query}")
+        if not isinstance(answer, dict) or answer.get("resourceType") != "Bundle":
+            raise RegistryUnavailable("the registry's anchors are not a Bundle")
+        try:
+            heads = [fhir.audit_head(entry.get("resource"))
+                     for entry in answer.get("entry") or [] if isinstance(entry, dict)]
+        except ValidationError as exc:
+            raise RegistryUnavailable(f"unreadable anchor: {exc}") from exc
+        return sorted(heads, key=lambda h: (h.seq, h.received_at))
+
     def capabilities(self) -> dict[str, Any]:
         """``GET [base]/metadata``: a cheap check that the link and the mTLS work."""
-        answer = self.request("GET", "/metadata")
+        answer = self.request("GET", METADATA)
         if not isinstance(answer, dict) or answer.get("resourceType") != "CapabilityStatement":
-            raise RegistryUnavailable("the registry's metadata is not a CapabilityStatement")
+            raise RegistryMisconfigured(link.URL, f"{self.base_url}{METADATA} ne renvoie pas "
+                                                  "de CapabilityStatement FHIR")
         return answer
+
+    def check(self) -> None:
+        """The probe of the link: ``GET [base]/metadata`` (one small answer). Returns when
+        the registry answers as a FHIR base; raises ``RegistryUnavailable`` (network) or
+        ``RegistryMisconfigured`` (the setting to fix)."""
+        self.capabilities()

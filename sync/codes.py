@@ -101,6 +101,17 @@ SIGNER_CERT_BINARY_ID = "signer-cert"
 OBJECTION_EXTENSION = "https://ordo.invalid/fhir/StructureDefinition/dispensation-objection"
 
 # --- Operations and OperationOutcome -------------------------------------------------------------
+# The audit chain's head kept off the box: one FHIR R4 AuditEvent per anchor, POSTed to
+# [base]/AuditEvent (the reference registry stores it and answers with its id and
+# meta.lastUpdated, the receipt); GET [base]/AuditEvent?source-identifier=FINESS_SYSTEM|finess
+# lists the anchors it holds for the establishment, oldest first. The head is an entity
+# whose identifier is the sequence number (AUDIT_HEAD_SYSTEM) and whose detail "sha256"
+# carries the entry's hash (hex).
+AUDIT_ANCHOR_RESOURCE = "AuditEvent"
+AUDIT_HEAD_SYSTEM = "https://ordo.invalid/fhir/sid/audit-chain-seq"
+AUDIT_EVENT_TYPE_SYSTEM = "https://ordo.invalid/fhir/CodeSystem/audit-event-type"
+AUDIT_EVENT_TYPE_ANCHOR = "audit-chain-head"
+AUDIT_HEAD_DETAIL = "sha256"
 CANCEL_OPERATION = "$cancel"  # POST [base]/MedicationRequest/$cancel, a Parameters resource
 
 # --- CDA R2: the eP-MED-DM document (ANS CI-SIS, volet "ePrescription de médicaments et/ou de

@@ -43,6 +43,7 @@ from appliance.domain.prescription import (
 )
 from appliance.errors import ValidationError
 from appliance.ports.registry import (
+    AuditHead,
     Dispensation,
     DispensationPage,
     RegistryReceipt,
@@ -626,3 +627,36 @@ def _cursor_of(url: str) -> str:
     if not values or not values[0].isdigit() or len(values[0]) > 18:
         raise ValidationError("Bundle.link.url", url, "a next link with a _cursor")
     return values[0]
+
+
+# -- the audit chain's head (sync/codes.py) --------------------------------------------------
+def audit_anchor(finess: str, seq: int, digest: str, at: datetime) -> dict[str, Any]:
+    """The AuditEvent that anchors entry ``seq`` of the audit chain (hash ``digest``)."""
+    who = _identifier(codes.FINESS_SYSTEM, finess)
+    return {"resourceType": codes.AUDIT_ANCHOR_RESOURCE,
+            "type": {"system": codes.AUDIT_EVENT_TYPE_SYSTEM,
+                     "code": codes.AUDIT_EVENT_TYPE_ANCHOR},
+            "recorded": instant(at),
+            "agent": [{"requestor": True, "who": {"identifier": who}}],
+            "source": {"observer": {"identifier": who}},
+            "entity": [{"what": {"identifier": _identifier(codes.AUDIT_HEAD_SYSTEM, str(seq))},
+                        "detail": [{"type": codes.AUDIT_HEAD_DETAIL,
+                                    "valueString": digest}]}]}
+
+
+def audit_head(resource: Any) -> AuditHead:
+    """The head an anchoring AuditEvent carries, with the registry's id and time."""
+    body = _obj(resource)
+    try:
+        [entity] = [e for e in _items(body.get("entity"))
+                    if _obj(_obj(_obj(e).get("what")).get("identifier")).get("system")
+                    == codes.AUDIT_HEAD_SYSTEM]
+        seq = int(_obj(entity)["what"]["identifier"]["value"])
+        [digest] = [d.get("valueString") for d in _items(_obj(entity).get("detail"))
+                    if _obj(d).get("type") == codes.AUDIT_HEAD_DETAIL]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValidationError("AuditEvent.entity", "?", "the audit chain's head") from exc
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ValidationError("AuditEvent.entity.detail", digest, "a SHA-256 in hex")
+    return AuditHead(seq, digest, str(body.get("id") or ""),
+                     str(_obj(body.get("meta")).get("lastUpdated") or ""))

@@ -6,8 +6,17 @@ one. Each tick does what is due:
 
 - **push** whenever the outbox is not empty: the engine drains it (the sync use case,
   ``appliance.services.sync``, given by the composition root);
-  when the registry cannot be reached the service holds off for a full-jitter backoff
-  (``tick_s`` doubling up to ``[sync] backoff_cap_s``) before trying again;
+- while the registry cannot be reached, nothing is sent: the service **probes** it
+  (``Engine.probe``, ``GET [base]/metadata``) at every tick, ``probe_every_s`` (5 s), and
+  at once when the kernel reports a network change (``sync.netwatch``: a link up, an
+  address or a route added); as soon as it answers the queue drains, whatever the
+  backoff of records that only met the outage (the records the registry itself failed on
+  keep theirs). A misconfigured link (``RegistryMisconfigured``: the URL, a certificate)
+  pauses the queue the same way, probed every ``misconfigured_probe_s`` (30 s), until the
+  setting is fixed;
+- **anchor** the audit chain's head at the registry whenever it moved (``Engine.anchor_audit``:
+  after a push, or at a tick with nothing to push; one small request, none while it has
+  not moved);
 - **pull** the dispensations every ``pull_every_s`` (ten times ``[sync] interval_s``:
   five minutes by default);
 - **housekeeping** every hour: a passive WAL checkpoint and ``PRAGMA optimize``;
@@ -41,14 +50,17 @@ from typing import IO, Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from appliance.domain.backoff import service_backoff
+from appliance.domain.backoff import full_jitter
 from appliance.errors import StoreError, SyncAlreadyRunning
 from appliance.ports.uow import UnitOfWork
-from sync import sdnotify
+from sync import netwatch, sdnotify
 
 log = logging.getLogger(__name__)
 
 TICK_S = 5.0
+PROBE_S = 5.0                 # while the registry does not answer
+MISCONFIGURED_PROBE_S = 30.0  # while the link is set up wrong
+UP, DOWN, MISCONFIGURED = "up", "down", "misconfigured"  # as the sync use case says
 PULL_FACTOR = 10
 HOUSEKEEPING_S = 3600.0
 LOCK_NAME = "sync.lock"
@@ -82,6 +94,7 @@ def single_instance(data_dir: Path) -> Iterator[IO[str]]:
 
 class Report(Protocol):
     unreachable: bool
+    misconfigured: str | None
 
 
 class MailSender(Protocol):
@@ -102,6 +115,14 @@ class Engine(Protocol):
 
     def pull(self) -> Report: ...
 
+    def probe(self) -> str:
+        """Ask the registry whether it answers: ``up``, ``down`` or ``misconfigured``."""
+        ...
+
+    def anchor_audit(self) -> int | None:
+        """Send the audit chain's head to the registry if it moved since the last anchor."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -110,76 +131,132 @@ class CycleReport:
     push: Any = None   # the engine's PushReport
     pull: Any = None   # the engine's PullReport
     held: bool = False
+    probed: bool = False
+    anchored: int | None = None  # the audit entry anchored at the registry by this tick
     housekeeping: bool = False
 
 
 class SyncService:
     def __init__(self, engine: Engine, uow: UnitOfWork, *, tick_s: float = TICK_S,
                  pull_every_s: float = 300.0, housekeeping_every_s: float = HOUSEKEEPING_S,
-                 backoff_cap_s: float = 900.0,
+                 probe_every_s: float = PROBE_S,
+                 misconfigured_probe_s: float = MISCONFIGURED_PROBE_S,
                  environ: Mapping[str, str] | None = None,
                  notify: Callable[[str], bool] | None = None,
+                 backoff_cap_s: float = 900.0,
                  rng: random.Random | None = None,
                  mail_sender: MailSender | None = None,
                  mail_fetch: Callable[[], object] | None = None,
-                 mail_fetch_every_s: float = 180.0) -> None:
+                 mail_fetch_every_s: float = 180.0,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_cycle: Callable[[CycleReport], None] | None = None) -> None:
         self.engine, self.uow = engine, uow
         self.mail_sender, self.mail_fetch = mail_sender, mail_fetch
         self.mail_fetch_every_s = mail_fetch_every_s
+        self.backoff_cap_s = backoff_cap_s  # the mail server's hold-off, not the registry's
+        self.rng = rng or random.Random()  # noqa: S311 (retry jitter, not a secret)
         self._mail_failures = 0
         self._mail_hold_until = 0.0
         self._next_fetch = 0.0
         self.tick_s, self.pull_every_s = tick_s, pull_every_s
-        self.housekeeping_every_s, self.backoff_cap_s = housekeeping_every_s, backoff_cap_s
+        self.housekeeping_every_s = housekeeping_every_s
+        self.probe_every_s, self.misconfigured_probe_s = probe_every_s, misconfigured_probe_s
         self.environ = os.environ if environ is None else environ
         self.notify = notify or (lambda state: sdnotify.notify(state, self.environ))
-        self.rng = rng or random.Random()  # noqa: S311 (retry jitter, not a secret)
+        self.monotonic = monotonic
+        self.on_cycle = on_cycle
         self._stop = threading.Event()
-        self._failures = 0
-        self._hold_until = 0.0
+        self._link = UP  # what the last exchange or probe found
+        self._next_probe = 0.0
         self._next_pull = 0.0
-        self._next_housekeeping = time.monotonic() + housekeeping_every_s
-        self._beat = time.monotonic()
+        self._next_housekeeping = monotonic() + housekeeping_every_s
+        self._beat = monotonic()
+        self._scheduler: BackgroundScheduler | None = None
         engine.heartbeat = self.beat
 
     def beat(self) -> None:
-        self._beat = time.monotonic()
+        self._beat = self.monotonic()
+
+    @property
+    def link(self) -> str:
+        return self._link
+
+    # -- the link ---------------------------------------------------------------------------
+    def _lost(self, state: str, now: float) -> None:
+        """The registry stopped answering (or answers as something else): probe it."""
+        if self._link != state:
+            log.warning("registry link lost, probing", extra={"fields": {
+                "state": state, "every_s": self._probe_every(state)}})
+        self._link = state
+        self._next_probe = now + self._probe_every(state)
+
+    def _probe_every(self, state: str) -> float:
+        return self.misconfigured_probe_s if state == MISCONFIGURED else self.probe_every_s
+
+    def wake(self) -> None:
+        """The network changed (a link came up, an address or a route was added): probe the
+        registry now rather than at the next tick."""
+        self._next_probe = 0.0
+        scheduler = self._scheduler
+        if scheduler is not None and self._link != UP:
+            try:
+                scheduler.modify_job("sync", next_run_time=datetime.now(UTC))
+            except Exception:  # stopping: the job is gone
+                log.debug("wake: no sync job")
 
     # -- one tick ---------------------------------------------------------------------------
-    def _unreachable(self, now: float) -> None:
-        self._failures += 1
-        wait = service_backoff(self._failures, self.tick_s, self.backoff_cap_s, self.rng)
-        self._hold_until = now + wait
-        log.warning("registry unreachable, holding off", extra={"fields": {
-            "failures": self._failures, "seconds": round(wait, 1)}})
-
     def cycle(self, *, force: bool = False) -> CycleReport:
-        """Push if anything waits, pull if due (``force``: both, now, whatever the holds)."""
+        """Push if anything waits, pull if due (``force``: both, now, whatever the link);
+        while the registry does not answer, only probe it when due."""
         report = CycleReport()
-        now = time.monotonic()
+        now = self.monotonic()
         self.beat()
         self.mail_cycle(now, force=force)
-        if not force and now < self._hold_until:
-            report.held = True
-            return report
+        if self._link != UP and not force:
+            # a tick may come a little before the probe is due: a probe per tick at most
+            if now + min(self.tick_s, self.probe_every_s) / 2 < self._next_probe:
+                report.held = True
+                return self._done(report)
+            report.probed = True
+            state = self.engine.probe()
+            if state != UP:
+                self._lost(state, self.monotonic())
+                report.held = True
+                return self._done(report)
+            log.info("registry answers again: draining")
+            self._link = UP
         if force or self.uow.outbox.pending_count():
             report.push = self.engine.push()
+            if report.push.misconfigured:
+                self._lost(MISCONFIGURED, self.monotonic())
+                return self._done(report)
             if report.push.unreachable:
-                self._unreachable(time.monotonic())
-                return report
-            self._failures = 0
+                self._lost(DOWN, self.monotonic())
+                return self._done(report)
         if not self.engine.stopping and (force or now >= self._next_pull):
             report.pull = self.engine.pull()
-            if report.pull.unreachable:
-                self._unreachable(time.monotonic())
+            if report.pull.misconfigured:
+                self._lost(MISCONFIGURED, self.monotonic())
+            elif report.pull.unreachable:
+                self._lost(DOWN, self.monotonic())
             else:
-                self._failures = 0
-                self._next_pull = time.monotonic() + self.pull_every_s
+                self._next_pull = self.monotonic() + self.pull_every_s
+        if self._link == UP and not self.engine.stopping and report.push is None:
+            # logins, prints, dispensations move the head too: anchored even with no queue
+            report.anchored = self.engine.anchor_audit()
         if not force and now >= self._next_housekeeping and not self.engine.stopping:
             self.housekeeping()
             report.housekeeping = True
-            self._next_housekeeping = time.monotonic() + self.housekeeping_every_s
+            self._next_housekeeping = self.monotonic() + self.housekeeping_every_s
         self.beat()
+        return self._done(report)
+
+    def _done(self, report: CycleReport) -> CycleReport:
+        if self.on_cycle is not None:
+            try:
+                self.on_cycle(report)
+            except Exception:
+                log.exception("after-cycle hook failed")
         return report
 
     def mail_cycle(self, now: float, *, force: bool = False) -> None:
@@ -194,15 +271,15 @@ class SyncService:
             else:
                 if sent.unreachable:
                     self._mail_failures += 1
-                    wait = service_backoff(self._mail_failures, self.tick_s,
-                                           self.backoff_cap_s, self.rng)
-                    self._mail_hold_until = time.monotonic() + wait
+                    wait = max(self.tick_s, full_jitter(self._mail_failures, self.tick_s,
+                                                        self.backoff_cap_s, self.rng))
+                    self._mail_hold_until = self.monotonic() + wait
                     log.warning("mail server unreachable, holding off", extra={"fields": {
                         "failures": self._mail_failures, "seconds": round(wait, 1)}})
                 else:
                     self._mail_failures = 0
         if self.mail_fetch is not None and (force or now >= self._next_fetch):
-            self._next_fetch = time.monotonic() + self.mail_fetch_every_s
+            self._next_fetch = self.monotonic() + self.mail_fetch_every_s
             try:
                 self.mail_fetch()
             except Exception as exc:  # unreachable mailbox, refused login: next time
@@ -218,11 +295,16 @@ class SyncService:
         except Exception:  # the scheduler must keep ticking; the next tick retries
             log.exception("sync tick failed")
         status = self.uow.views.sync_status(datetime.now(UTC))
-        self.notify(f"STATUS=file : {status.queue_depth} en attente, "
-                    f"{status.quarantined} en quarantaine")
+        text = (f"STATUS=file : {status.queue_depth} en attente, "
+                f"{status.quarantined} en quarantaine")
+        if status.misconfigured:
+            text += f" ; registre mal configuré ({status.link_key})"
+        elif self._link == DOWN:
+            text += " ; registre injoignable"
+        self.notify(text)
 
     def watchdog(self, stale_after_s: float) -> None:
-        if time.monotonic() - self._beat < stale_after_s:
+        if self.monotonic() - self._beat < stale_after_s:
             self.notify("WATCHDOG=1")
         else:
             log.error("sync job shows no sign of life: watchdog not fed")
@@ -239,6 +321,7 @@ class SyncService:
             "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
         scheduler.add_job(self.tick, "interval", seconds=self.tick_s, id="sync",
                           next_run_time=datetime.now(UTC))
+        self._scheduler = scheduler
         interval = sdnotify.watchdog_interval(self.environ)
         if interval is not None:
             stale = max(4 * interval, 3 * self.tick_s + 60)
@@ -248,14 +331,18 @@ class SyncService:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         scheduler.start()
+        watcher = netwatch.NetworkWatcher(self.wake)
+        watching = watcher.start()
         self.notify("READY=1\nSTATUS=synchronisation démarrée")
         log.info("sync service started", extra={"fields": {
             "tick_s": self.tick_s, "pull_every_s": self.pull_every_s,
-            "watchdog_s": interval}})
+            "watchdog_s": interval, "network_events": watching}})
         while not self._stop.wait(1.0):
             pass
         self.notify("STOPPING=1")
         log.info("sync service stopping")
+        watcher.stop()
         scheduler.shutdown(wait=True)
+        self._scheduler = None
         log.info("sync service stopped")
         return 0

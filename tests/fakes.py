@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from types import TracebackType
@@ -114,6 +114,7 @@ class State_:
     practitioners: dict[str, Practitioner] = field(default_factory=dict)
     prescriptions: dict[str, _Row] = field(default_factory=dict)
     outbox: list[_Outbox] = field(default_factory=list)
+    certificates: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     jobs: list[_Job] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
@@ -264,6 +265,34 @@ class FakePrescriptions(_Part):
         self._write("prescriptions")
         self._s.prescriptions[prescription_id].receipt = receipt_id
 
+    def record_receipts(self, receipts: Mapping[str, str], at: datetime, *,
+                        promote: tuple[State, State]) -> set[str]:
+        self._write("prescriptions")
+        moved = set()
+        for pid, receipt in receipts.items():
+            row = self._s.prescriptions.get(pid)
+            if row is None:
+                continue
+            row.receipt = receipt
+            if row.prescription.state is promote[0]:
+                row.prescription = row.prescription.transition(promote[1], at)
+                row.updated_at = self._uow.tick()
+                moved.add(pid)
+        return moved
+
+
+class FakeCertificates(_Part):
+    def intern(self, der: bytes) -> int:
+        self._write("certificates")
+        known = self._s.certificates
+        return known.setdefault(hashlib.sha256(der).hexdigest(), (len(known) + 1, der))[0]
+
+    def get(self, cert_id: int) -> bytes | None:
+        return next((der for i, der in self._s.certificates.values() if i == cert_id), None)
+
+    def count(self) -> int:
+        return len(self._s.certificates)
+
 
 class FakeOutbox(_Part):
     def add(self, prescription_id: str, kind: str, at: datetime) -> int:
@@ -313,11 +342,21 @@ class FakeOutbox(_Part):
         o.last_error = o.next_attempt_at = None
         return True
 
-    def retry(self, record: OutboxRecord, error: str, at: datetime) -> None:
+    def acknowledge_many(self, items: Sequence[tuple[OutboxRecord, RegistryReceipt]],
+                         at: datetime) -> set[int]:
+        return {record.seq for record, receipt in items
+                if self.acknowledge(record, receipt, at)}
+
+    def retry(self, record: OutboxRecord, error: str, at: datetime | None) -> None:
         self._write("outbox")
         o = self._pending(record.seq)
         if o is not None:
-            o.attempts, o.last_error, o.next_attempt_at = o.attempts + 1, error[:500], iso(at)
+            o.attempts, o.last_error = o.attempts + 1, error[:500]
+            o.next_attempt_at = None if at is None else iso(at)
+
+    def retry_many(self, items: Sequence[tuple[OutboxRecord, str, datetime | None]]) -> None:
+        for record, error, at in items:
+            self.retry(record, error, at)
 
     def quarantine(self, record: OutboxRecord, reason: str) -> bool:
         self._write("outbox")
@@ -428,6 +467,18 @@ class FakeAudit(_Part):
         self._s.audit.append(AuditEntry(seq, when, actor, action, subject,
                                         dict(details or {}), prev, digest))
         return seq
+
+    def append_many(self, items: Sequence[tuple[str, str, str, Mapping[str, Any] | None]],
+                    at: datetime | None = None) -> list[int]:
+        return [self.append(actor=actor, action=action, subject=subject, details=details,
+                            at=at) for actor, action, subject, details in items]
+
+    def head(self) -> tuple[int, str]:
+        last = self._s.audit[-1] if self._s.audit else None
+        return (last.seq, last.hash) if last else (0, "0" * 64)
+
+    def hash_at(self, seq: int) -> str | None:
+        return next((e.hash for e in self._s.audit if e.seq == seq), None)
 
     def entries(self, since: int = 0) -> list[AuditEntry]:
         return [e for e in self._s.audit if e.seq > since]
@@ -670,7 +721,10 @@ class FakeViews(_Part):
             quarantined_records=[{"seq": o.seq, "prescription_id": o.prescription_id,
                                   "kind": o.kind, "attempts": o.attempts,
                                   "created_at": o.created_at, "reason": o.last_error}
-                                 for o in quarantined])
+                                 for o in quarantined],
+            link=meta.get(SyncKeys.LINK), link_detail=meta.get(SyncKeys.LINK_DETAIL),
+            link_key=meta.get(SyncKeys.LINK_KEY) or None,
+            link_since=meta.get(SyncKeys.LINK_SINCE))
 
     def drafts(self, id_nat_ps: str | None = None) -> list[DraftRow]:
         rows = [r for r in self._s.prescriptions.values() if r.prescription.state is State.DRAFT
@@ -743,6 +797,7 @@ class FakeUnitOfWork:
         self.residents = FakeResidents(self)
         self.practitioners = FakePractitioners(self)
         self.prescriptions = FakePrescriptions(self)
+        self.certificates = FakeCertificates(self)
         self.outbox = FakeOutbox(self)
         self.print_jobs = FakePrintJobs(self)
         self.meta = FakeMeta(self)

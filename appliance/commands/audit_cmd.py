@@ -8,7 +8,8 @@ import click
 
 from appliance.bootstrap import App
 from appliance.cli import operator
-from appliance.errors import AuditChainBroken
+from appliance.errors import AuditChainBroken, ConfigError
+from appliance.services import sync
 
 
 @click.group("audit")
@@ -17,12 +18,17 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option("--against-registry", is_flag=True,
+              help="Also compare the chain with the heads anchored at the registry.")
 @click.pass_obj
-def verify(app: App) -> None:
+def verify(app: App, against_registry: bool) -> None:
     """Verify the whole chain and its guards; names the first broken entry.
 
     Also checks the append-only triggers and says where the chain starts when the
     retention policy cut its oldest entries (and which entry, when, recorded that cut).
+    With --against-registry, fetches the chain heads the sync service anchored at the
+    registry and checks that each still matches: a chain rewritten end to end after an
+    anchor fails here even when every local hash verifies.
     Exit code 1 when anything is wrong.
     """
     log = app.uow.audit
@@ -49,7 +55,34 @@ def verify(app: App) -> None:
             click.echo(f"GUARD BROKEN: {problem}")
         click.echo("Find out who changed them, then put them back with "
                    "`ordo audit restore-guards` (recorded in the chain).")
+    if against_registry:
+        _against_registry(app)
+    if problems:
         raise SystemExit(1)
+
+
+def _against_registry(app: App) -> None:
+    finess = app.settings.establishment.finess
+    if not finess:
+        raise ConfigError("establishment.finess", finess,
+                          "le FINESS de l'établissement (les ancrages sont rangés par FINESS)")
+    found = sync.check_anchors(app.uow, app.registry.audit_anchors(finess))
+    if found.problems:
+        for problem in found.problems:
+            click.echo(f"ANCRAGE ROMPU : {problem}")
+        click.echo("La chaîne d'audit de ce fichier a été réécrite après un ancrage : "
+                   "la traiter comme un incident de sécurité.")
+        raise SystemExit(1)
+    if found.last is None:
+        click.echo("Registre : aucun ancrage pour ce FINESS (la synchronisation l'envoie à "
+                   "chaque cycle) : rien à comparer.")
+        return
+    count, _ = app.uow.audit.head()
+    click.echo(f"Registre : {found.checked} ancrage(s) conforme(s), le dernier à l'entrée "
+               f"{found.last.seq} reçu le {found.last.received_at[:19]} (reçu "
+               f"{found.last.receipt_id})" + (f", {found.skipped} avant la coupe de rétention"
+                                              if found.skipped else "")
+               + f" ; {count - found.last.seq} entrée(s) depuis, pas encore ancrée(s).")
 
 
 @audit_group.command("restore-guards")

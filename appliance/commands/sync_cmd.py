@@ -21,7 +21,8 @@ import click
 
 from appliance.bootstrap import App
 from appliance.domain.prescription_id import validate_prescription_id
-from appliance.errors import RegistryError, StoreError
+from appliance.errors import RegistryError, RegistryMisconfigured, StoreError
+from appliance.ports.uow import SyncKeys
 from appliance.services import sync
 from sync import codes
 from sync.service import PULL_FACTOR, TICK_S, SyncService, single_instance
@@ -53,13 +54,23 @@ def once(app: App, as_json: bool) -> None:
     with single_instance(app.settings.data_dir):
         push = engine.push()
         pull = engine.pull()
+    wrong = None
+    if push.misconfigured or pull.misconfigured:  # the queue waits: an error to fix
+        wrong = RegistryMisconfigured(push.misconfigured_key or pull.misconfigured_key or "",
+                                      push.misconfigured or pull.misconfigured or "")
     if as_json:
         click.echo(json.dumps({"push": push.__dict__, "pull": pull.__dict__},
                               ensure_ascii=False, default=str))
+        if wrong is not None:
+            raise wrong
         return
     click.echo(f"Envoi : {push.acknowledged} accusé(s) de réception "
                f"({push.replayed} déjà connus du registre), {push.retried} nouvel(s) essai(s) "
                f"prévu(s), {push.quarantined} mis en quarantaine ; {push.remaining} en attente.")
+    if wrong is not None:
+        click.echo("La file attend (rien n'est mis en quarantaine) : corriger le réglage "
+                   f"{wrong.key}.")
+        raise wrong
     if push.unreachable:
         click.echo("Registre injoignable : la file sera renvoyée plus tard.")
     click.echo(f"Délivrances reçues : {pull.received} ({len(pull.prescriptions)} "
@@ -100,6 +111,16 @@ def status(app: App, as_json: bool) -> None:
                f"{s.pending_cancels} annulation(s)) ; la plus ancienne depuis "
                f"{_age(s.oldest_pending_age_s)}")
     click.echo(f"Accusés de réception : {s.acknowledged}")
+    anchored = app.uow.meta.get(SyncKeys.ANCHOR_SEQ)
+    click.echo("Chaîne d'audit ancrée au registre : " + (
+        f"entrée {anchored}, le {(app.uow.meta.get(SyncKeys.ANCHOR_AT) or '')[:19]} (reçu "
+        f"{app.uow.meta.get(SyncKeys.ANCHOR_RECEIPT)})" if anchored else "jamais"))
+    if s.misconfigured:
+        click.echo(f"Registre mal configuré : {s.link_detail} — corriger le réglage "
+                   f"{s.link_key} (depuis {s.link_since}) ; la file attend.")
+    elif s.link == "down":
+        click.echo(f"Registre injoignable depuis {s.link_since} : la file partira dès qu'il "
+                   "répondra.")
     click.echo(f"Dernier échange réussi : {s.last_success_at or 'jamais'}")
     if s.last_error:
         click.echo(f"Dernière erreur ({s.last_error_at}) : {s.last_error}")

@@ -1,5 +1,7 @@
 """Retry timing: exponential backoff with full jitter, and the ``Retry-After`` header.
-Pure arithmetic, shared by the sync use case, its scheduler and the registry client.
+Pure arithmetic, shared by the sync use case and the registry client. (A registry that does
+not answer at all is not waited for this way: the sync service probes it every few seconds
+and drains as soon as it answers.)
 
 Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015): the n-th retry
 waits a uniformly random time in ``[0, min(cap, base · 2^(n-1))]``. It spreads the retries of
@@ -58,7 +60,3 @@ def next_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random,
         delay = max(delay, retry_after)
     return delay
 
-
-def service_backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """How long the sync service waits after ``failures`` unreachable runs in a row."""
-    return max(base_s, full_jitter(failures, base_s, cap_s, rng))

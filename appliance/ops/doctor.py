@@ -235,13 +235,19 @@ def _printer(ctx: _Context) -> list[Check]:
 
 
 def _registry(ctx: _Context) -> list[Check]:
+    """Reach ``GET [registry.url]/metadata`` with the client certificate. Anything but a
+    FHIR CapabilityStatement there is a failure that names the setting to fix (the sync
+    service pauses its queue on the same misconfigurations, ``sync.link``)."""
     r = ctx.settings.registry
     try:
         probe = probes.registry_probe(r.url, ca_file=r.ca_file, client_cert=r.client_cert,
                                       client_key=r.client_key, timeout=min(r.timeout_s, 10.0))
     except RegistryError as exc:
         text = str(exc)
-        if "not trusted" in text:
+        if "not valid for this host name" in text:
+            hint = ("registry.url must use the host name the registry's certificate is "
+                    "issued for")
+        elif "not trusted" in text:
             hint = ("registry.ca_file must hold the authority that signed the registry's "
                     "certificate; a wrong clock also breaks certificate checks")
         elif "TLS" in text or "TLS files" in text:
@@ -253,13 +259,22 @@ def _registry(ctx: _Context) -> list[Check]:
         return [Check("registry", FAIL, f"{r.url}: {text}", hint)]
     ctx.registry = probe
     tls = f"{probe.tls_version}, client certificate" if probe.tls_version else "plain HTTP"
+    if 300 <= probe.status_code < 400:
+        return [Check("registry", FAIL, f"{r.url}: misconfigured: redirected "
+                                        f"({probe.status_code}) to {probe.location or '?'}",
+                      "registry.url must be the registry's FHIR base itself; the sync "
+                      "queue waits meanwhile")]
     if probe.status_code in (401, 403):
         return [Check("registry", FAIL, f"{r.url}: refused ({probe.status_code}) over {tls}",
                       "the registry does not accept this client certificate: check "
                       "registry.client_cert, or have the certificate enrolled")]
-    if probe.status_code >= 400:
-        return [Check("registry", WARN, f"{probe.url}: HTTP {probe.status_code} over {tls}",
-                      "reachable, but the registry answered with an error: check registry.url")]
+    if probe.status_code >= 400 or probe.resource_type != "CapabilityStatement":
+        what = (f"HTTP {probe.status_code}" if probe.status_code >= 400 else
+                f"HTTP {probe.status_code} but {probe.resource_type or probe.content_type or 'no'}"
+                " content instead of a FHIR CapabilityStatement")
+        return [Check("registry", FAIL, f"{probe.url}: misconfigured: {what} over {tls}",
+                      "registry.url must be the registry's FHIR base (…/fhir): the sync queue "
+                      "waits, nothing is quarantined, until it is fixed")]
     status = OK if probe.tls_version else WARN
     hint = "" if probe.tls_version else "use the https URL of the registry"
     return [Check("registry", status, f"{r.url}: HTTP {probe.status_code} over {tls} in "

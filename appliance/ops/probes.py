@@ -21,6 +21,7 @@ status bits):
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -39,6 +40,8 @@ from drivers.printer import status as printer_status_bits
 
 DLE_EOT_PAPER = printer_status_bits.request(printer_status_bits.PAPER)
 REFERENTIAL_FILE = "referential.sqlite"
+MAX_PROBE_BODY = 256 * 1024
+NAME_MISMATCH = {62, 64}  # OpenSSL X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
 SYSFS_USB = Path("/sys/bus/usb/devices")
 
 
@@ -153,6 +156,9 @@ class RegistryProbe:
     tls_version: str | None
     elapsed_s: float
     local_time: datetime
+    resource_type: str | None = None  # of the answer's body, when it is FHIR JSON
+    content_type: str | None = None
+    location: str | None = None       # where a redirection leads
 
 
 def tls_context(ca_file: str, client_cert: str, client_key: str) -> ssl.SSLContext:
@@ -189,6 +195,11 @@ def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
             ssl_object = stream.get_extra_info("ssl_object") if stream else None
             tls_version = ssl_object.version() if ssl_object else None
             status, date_header = response.status_code, response.headers.get("date")
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_PROBE_BODY:
+                    break
     except httpx.ConnectError as exc:
         raise RegistryError(_tls_reason(exc) or f"cannot connect ({exc})") from exc
     except httpx.TimeoutException as exc:
@@ -202,13 +213,26 @@ def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
         except (TypeError, ValueError):
             server_date = None
     return RegistryProbe(target, status, server_date, tls_version,
-                         time.monotonic() - started, local)
+                         time.monotonic() - started, local, _resource_type(body),
+                         response.headers.get("content-type"), response.headers.get("location"))
+
+
+def _resource_type(body: bytes) -> str | None:
+    try:
+        document = json.loads(body[:MAX_PROBE_BODY])
+    except (ValueError, RecursionError):
+        return None
+    kind = document.get("resourceType") if isinstance(document, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def _tls_reason(exc: Exception) -> str | None:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
+            if cause.verify_code in NAME_MISMATCH:
+                return f"the registry's certificate is not valid for this host name: " \
+                       f"{cause.verify_message}"
             return f"the registry's certificate is not trusted: {cause.verify_message}"
         if isinstance(cause, ssl.SSLError):
             return f"TLS handshake failed: {cause.reason or cause}"

@@ -33,12 +33,13 @@ _EXPORTS: dict[str, str] = {
         "PRINTER_STATE_LABELS_FR", "OrderPrinter", "PrintReceipt", "PrintRequest",
         "PrinterError", "PrinterState", "PrinterStatus", "PrinterUnavailable"), "printer"),
     **dict.fromkeys((
-        "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
-        "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
+        "AuditHead", "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
+        "RegistryConflict", "RegistryError", "RegistryMisconfigured", "RegistryReceipt",
+        "RegistryRejected",
         "RegistryThrottled", "RegistryUnavailable", "SignatureProof"), "registry"),
     **dict.fromkeys((
         "ALERT_STATUSES", "Allergies", "AuditAnchor", "AuditEntry", "AuditLog",
-        "DispensationAlert", "Dispensations", "DraftRow", "ExternalPrescription",
+        "Certificates", "DispensationAlert", "Dispensations", "DraftRow", "ExternalPrescription",
         "ExternalPrescriptions", "FileEntry", "HistoryRow", "MailOutbox", "MailRecord",
         "MailStatus", "Meta", "Outbox", "OutboxRecord", "Practitioners", "PrescriptionAlerts",
         "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription", "Residents", "Signed",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from appliance.errors import (
     RegistryConflict,
     RegistryError,
+    RegistryMisconfigured,
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
@@ -21,8 +22,9 @@ from appliance.errors import (
 if TYPE_CHECKING:
     from appliance.domain.prescription import Prescription
 
-__all__ = ["Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
-           "RegistryConflict", "RegistryError", "RegistryReceipt", "RegistryRejected",
+__all__ = ["AuditHead", "Dispensation", "DispensationPage", "EncodingRegistry", "Registry",
+           "RegistryConflict", "RegistryError", "RegistryMisconfigured", "RegistryReceipt",
+           "RegistryRejected",
            "RegistryThrottled", "RegistryUnavailable", "SignatureProof"]
 
 
@@ -48,6 +50,17 @@ class RegistryReceipt:
     receipt_id: str
     received_at: datetime
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """The audit chain's head as the registry holds it: entry ``seq`` had hash ``digest``;
+    ``receipt_id`` and ``received_at`` are the registry's receipt of that anchor."""
+
+    seq: int
+    digest: str
+    receipt_id: str = ""
+    received_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,21 @@ class Registry(Protocol):
     def dispensations(self, cursor: str | None, limit: int) -> DispensationPage:
         """Dispensations recorded after ``cursor`` (oldest first), residents who objected
         left out by the registry."""
+        ...
+
+    def anchor_audit(self, finess: str, seq: int, digest: str) -> AuditHead:
+        """Send the audit chain's head (entry ``seq``, its hash) for the establishment
+        ``finess``; returns it with the registry's receipt."""
+        ...
+
+    def audit_anchors(self, finess: str) -> list[AuditHead]:
+        """Every head the registry holds for ``finess``, oldest first."""
+        ...
+
+    def check(self) -> None:
+        """A cheap probe of the link (``GET [base]/metadata``): returns when the registry
+        answers; ``RegistryUnavailable`` (network) or ``RegistryMisconfigured`` (the setting
+        to fix) otherwise."""
         ...
 
     def close(self) -> None: ...

@@ -23,7 +23,7 @@ A unit of work is one connection: give each thread its own (``close()`` it after
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from types import TracebackType
@@ -48,6 +48,7 @@ __all__ = [
     "AuditAnchor",
     "AuditEntry",
     "AuditLog",
+    "Certificates",
     "DispensationAlert",
     "Dispensations",
     "DraftRow",
@@ -246,6 +247,14 @@ class SyncKeys:
     LAST_ERROR_AT = "sync.last_error_at"
     LAST_PUSH = "sync.last_push_at"
     LAST_PULL = "sync.last_pull_at"
+    LINK = "sync.link"                   # up, down or misconfigured
+    LINK_DETAIL = "sync.link_detail"     # what is wrong (French)
+    LINK_KEY = "sync.link_key"           # the setting to fix, when misconfigured
+    LINK_SINCE = "sync.link_since"
+    ANCHOR_SEQ = "sync.audit_anchor_seq"         # the audit entry the registry holds
+    ANCHOR_HASH = "sync.audit_anchor_hash"
+    ANCHOR_RECEIPT = "sync.audit_anchor_receipt"  # the registry's receipt of that anchor
+    ANCHOR_AT = "sync.audit_anchor_at"
 
 
 @dataclass(frozen=True)
@@ -268,6 +277,14 @@ class SyncStatus:
     dispense_cursor: str | None
     dispensations: int
     quarantined_records: list[dict[str, Any]] = field(default_factory=list)
+    link: str | None = None          # up, down, misconfigured (None: never exchanged)
+    link_detail: str | None = None
+    link_key: str | None = None      # the setting to fix when misconfigured
+    link_since: str | None = None
+
+    @property
+    def misconfigured(self) -> bool:
+        return self.link == "misconfigured"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -481,6 +498,25 @@ class Prescriptions(Protocol):
 
     def set_registry_receipt(self, prescription_id: str, receipt_id: str) -> None: ...
 
+    def record_receipts(self, receipts: Mapping[str, str], at: datetime, *,
+                        promote: tuple[State, State]) -> set[str]:
+        """Store the registry's receipt of each prescription (ID → receipt) and move those
+        still in state ``promote[0]`` to ``promote[1]`` at ``at`` (a transition the caller
+        checked with the domain); returns the IDs moved. A batch in a few statements."""
+        ...
+
+
+class Certificates(Protocol):
+    """Signer certificates, each kept once (prescriptions refer to them)."""
+
+    def intern(self, der: bytes) -> int:
+        """The id of this DER certificate, stored if new."""
+        ...
+
+    def get(self, cert_id: int) -> bytes | None: ...
+
+    def count(self) -> int: ...
+
 
 class Outbox(Protocol):
     """What waits to go to the registry: a ``create`` per signed prescription, a ``cancel``
@@ -505,7 +541,18 @@ class Outbox(Protocol):
         """False when another process acknowledged it first (nothing written)."""
         ...
 
+    def acknowledge_many(self, items: Sequence[tuple[OutboxRecord, RegistryReceipt]],
+                         at: datetime) -> set[int]:
+        """``acknowledge`` for a batch; returns the numbers of the records acknowledged
+        (those another process acknowledged first are left out)."""
+        ...
+
     def retry(self, record: OutboxRecord, error: str, at: datetime) -> None: ...
+
+    def retry_many(self, items: Sequence[tuple[OutboxRecord, str, datetime | None]]) -> None:
+        """Count a failed attempt of each ``(record, error, next time)``; a next time of
+        ``None`` lets the record go as soon as the registry answers again."""
+        ...
 
     def quarantine(self, record: OutboxRecord, reason: str) -> bool: ...
 
@@ -609,6 +656,12 @@ class AuditLog(Protocol):
     def append(self, *, actor: str, action: str, subject: str = "",
                details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int: ...
 
+    def append_many(self, items: Sequence[tuple[str, str, str, Mapping[str, Any] | None]],
+                    at: datetime | None = None) -> list[int]:
+        """Append ``(actor, action, subject, details)`` entries in order, all at ``at``;
+        returns their sequence numbers (the head read and written once)."""
+        ...
+
     def entries(self, since: int = 0) -> list[AuditEntry]: ...
 
     def verify(self) -> int:
@@ -627,6 +680,14 @@ class AuditLog(Protocol):
 
     def anchor(self) -> AuditAnchor | None:
         """Where the chain starts after a retention cut; ``None`` if it starts at entry 1."""
+        ...
+
+    def head(self) -> tuple[int, str]:
+        """The recorded head: (number of the last entry, its hash); (0, genesis) if none."""
+        ...
+
+    def hash_at(self, seq: int) -> str | None:
+        """The hash stored with entry ``seq``; ``None`` when there is no such entry."""
         ...
 
 
@@ -712,6 +773,7 @@ class UnitOfWork(Protocol):
     residents: Residents
     practitioners: Practitioners
     prescriptions: Prescriptions
+    certificates: Certificates
     outbox: Outbox
     print_jobs: PrintJobs
     meta: Meta

@@ -68,10 +68,18 @@ from typing import Any
 
 from appliance.config import Sync as SyncSettings
 from appliance.domain.backoff import next_delay
-from appliance.domain.prescription import MedicationLine, Prescription, State
-from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
+from appliance.domain.prescription import TRANSITIONS, MedicationLine, Prescription, State
+from appliance.errors import (
+    OrdoError,
+    RegistryError,
+    RegistryMisconfigured,
+    RegistryRejected,
+    RegistryThrottled,
+    RegistryUnavailable,
+)
 from appliance.ports.clock import Clock, iso, utc_now
 from appliance.ports.registry import (
+    AuditHead,
     Dispensation,
     DispensationPage,
     EncodingRegistry,
@@ -85,9 +93,14 @@ log = logging.getLogger(__name__)
 
 ACTOR = "sync"
 # sync bookkeeping in ``meta`` (``uow.views.sync_status`` reads them back)
+# What an acknowledged create does to the prescription (checked with the domain at import).
+REGISTRATION = (State.SIGNED, State.REGISTERED)
+assert REGISTRATION[1] in TRANSITIONS[REGISTRATION[0]]
 CURSOR_KEY, LAST_SUCCESS_KEY = SyncKeys.CURSOR, SyncKeys.LAST_SUCCESS
 LAST_ERROR_KEY, LAST_ERROR_AT_KEY = SyncKeys.LAST_ERROR, SyncKeys.LAST_ERROR_AT
 LAST_PUSH_KEY, LAST_PULL_KEY = SyncKeys.LAST_PUSH, SyncKeys.LAST_PULL
+# What the link to the registry is, as the last exchange or probe found it.
+LINK_UP, LINK_DOWN, LINK_MISCONFIGURED = "up", "down", "misconfigured"
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class EngineConfig:
     unreachable_after: int = 3
     page_size: int = 100
     concurrency: int = 4
+    finess: str = ""  # the establishment's: its audit chain head is anchored at the registry
 
     @classmethod
     def from_settings(cls, settings: SyncSettings, **overrides: float) -> EngineConfig:
@@ -117,7 +131,10 @@ class PushReport:
     throttled: int = 0
     batches: int = 0
     unreachable: bool = False
+    misconfigured: str | None = None  # what is set up wrong (French), the queue waits
+    misconfigured_key: str | None = None
     stopped: bool = False
+    anchored: int | None = None  # the audit entry whose head the registry now holds
     remaining: int = 0
     last_error: str | None = None
     seconds: float = 0.0
@@ -131,20 +148,23 @@ class PullReport:
     prescriptions: list[str] = field(default_factory=list)
     error: str | None = None
     unreachable: bool = False
+    misconfigured: str | None = None
+    misconfigured_key: str | None = None
 
 
 @dataclass
 class _Outcome:
     record: OutboxRecord
     receipt: RegistryReceipt | None = None
-    retry_at: datetime | None = None
+    retry: bool = False
+    retry_at: datetime | None = None  # None with ``retry``: when the registry answers again
     quarantine: str | None = None
     status: int | None = None
     error: str | None = None
     sent: bool = False
     connect: bool = False
     throttled: bool = False
-    known: Prescription | None = None
+    misconfigured: RegistryMisconfigured | None = None
     call: Callable[[], RegistryReceipt] | None = None
 
 
@@ -218,7 +238,7 @@ class SyncEngine:
                 if inflight is not None:
                     continue
                 # end of a sweep: nothing left to launch, nothing on the wire
-                if report.unreachable:
+                if report.unreachable or report.misconfigured:
                     break
                 now = self.clock()
                 if run.hold_until is not None and now < run.hold_until:
@@ -240,14 +260,66 @@ class SyncEngine:
         report.remaining = self.uow.outbox.pending_count()
         report.seconds = round(time.monotonic() - started, 3)
         with self.uow:
-            self.uow.meta.set(LAST_PUSH_KEY, iso(self.clock()))
+            now = self.clock()
+            self.uow.meta.set(LAST_PUSH_KEY, iso(now))
+            if report.unreachable:
+                record_link(self.uow, LINK_DOWN, now, report.last_error or "")
             self.uow.commit()
         log.info("push done", extra={"fields": {
             "sent": report.sent, "acknowledged": report.acknowledged,
             "replayed": report.replayed, "retried": report.retried,
             "quarantined": report.quarantined, "remaining": report.remaining,
-            "unreachable": report.unreachable, "seconds": report.seconds}})
+            "unreachable": report.unreachable, "misconfigured": report.misconfigured_key,
+            "seconds": report.seconds}})
+        if not (report.unreachable or report.misconfigured or report.stopped):
+            report.anchored = self.anchor_audit()
         return report
+
+    # -- the audit chain's head, kept off the box ------------------------------------------
+    def anchor_audit(self) -> int | None:
+        """Send the audit chain's head (entry number, hash, the FINESS) to the registry when
+        it moved since the last anchor, and keep the registry's receipt in ``meta``
+        (``SyncKeys.ANCHOR_*``: backups carry it). Returns the entry anchored, or None. A
+        failure is logged and retried at the next push: it never holds the queue. Nothing
+        without ``config.finess`` (the anchors are filed by establishment)."""
+        if not self.config.finess:
+            return None
+        seq, digest = self.uow.audit.head()
+        if seq == 0 or str(seq) == (self.uow.meta.get(SyncKeys.ANCHOR_SEQ) or ""):
+            return None
+        try:
+            head = self.registry.anchor_audit(self.config.finess, seq, digest)
+        except RegistryError as exc:
+            log.warning("audit anchor not sent", extra={"fields": {"reason": str(exc)[:200]}})
+            return None
+        with self.uow:
+            for key, value in ((SyncKeys.ANCHOR_SEQ, str(head.seq)),
+                               (SyncKeys.ANCHOR_HASH, head.digest),
+                               (SyncKeys.ANCHOR_RECEIPT, head.receipt_id),
+                               (SyncKeys.ANCHOR_AT, head.received_at or iso(self.clock()))):
+                self.uow.meta.set(key, value)
+            self.uow.commit()
+        log.info("audit head anchored", extra={"fields": {"seq": head.seq,
+                                                          "receipt": head.receipt_id}})
+        return head.seq
+
+    # -- the link -------------------------------------------------------------------------
+    def probe(self) -> str:
+        """Ask the registry whether it answers (``Registry.check``: one small request) and
+        record what it said; returns ``LINK_UP``, ``LINK_DOWN`` or ``LINK_MISCONFIGURED``."""
+        detail, key = "", ""
+        try:
+            self.registry.check()
+            state = LINK_UP
+        except RegistryMisconfigured as exc:
+            state, detail, key = LINK_MISCONFIGURED, exc.detail, exc.key
+        except RegistryError as exc:
+            state, detail = LINK_DOWN, str(exc)
+        if link_changed(self.uow, state, detail, key):  # no write while nothing changes
+            with self.uow:
+                record_link(self.uow, state, self.clock(), detail, key)
+                self.uow.commit()
+        return state
 
     def _exchange(self, prepared: list[_Outcome], run: _Run,
                   senders: ThreadPoolExecutor) -> list[_Outcome]:
@@ -278,6 +350,10 @@ class SyncEngine:
                 if outcome.throttled:
                     run.hold_until, run.halted = outcome.retry_at, True
                     report.throttled += 1
+                if outcome.misconfigured is not None:  # whatever the record: pause
+                    run.halted = True
+                    report.misconfigured = outcome.misconfigured.detail
+                    report.misconfigured_key = outcome.misconfigured.key
                 if run.connect_failures >= self.config.unreachable_after:
                     report.unreachable = run.halted = True
             self.heartbeat()
@@ -326,7 +402,6 @@ class SyncEngine:
                 if signed is None:
                     outcome.quarantine = "prescription absente ou non signée dans la base locale"
                     return outcome
-                outcome.known = signed.prescription
                 if encoder is not None:
                     body = encoder.encode_registration(signed.prescription, signed.proof)
                     outcome.call = partial(encoder.register_bundle, body)
@@ -359,44 +434,79 @@ class SyncEngine:
             outcome.quarantine, outcome.status = exc.reason or str(exc), exc.status
             outcome.error = str(exc)
         except RegistryUnavailable as exc:
-            delay = next_delay(outcome.record.attempts + 1, self.config.backoff_base_s,
-                               self.config.backoff_cap_s, self.rng, exc.retry_after)
-            outcome.retry_at = self.clock() + timedelta(seconds=delay)
-            outcome.error, outcome.status = str(exc), exc.status
+            outcome.retry, outcome.error, outcome.status = True, str(exc), exc.status
             outcome.connect = exc.connect
             outcome.throttled = isinstance(exc, RegistryThrottled)
+            if not exc.connect:  # the registry failed on this record: it waits its turn
+                delay = next_delay(outcome.record.attempts + 1, self.config.backoff_base_s,
+                                   self.config.backoff_cap_s, self.rng, exc.retry_after)
+                outcome.retry_at = self.clock() + timedelta(seconds=delay)
+        except RegistryMisconfigured as exc:  # not the record's fault: it stays as it is
+            outcome.misconfigured, outcome.error, outcome.status = exc, str(exc), exc.status
         except OrdoError as exc:  # e.g. the mapping refused the stored prescription
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
 
     def _write(self, outcomes: list[_Outcome], report: PushReport) -> None:
+        """The outcomes of a batch in one transaction, a few statements for the whole batch
+        (the receipts, the state changes and the audit entries each written at once)."""
         report.batches += 1
         self.heartbeat()
         if not outcomes:
             return
         now = self.clock()
         last_error = None
-        any_ok = False
         uow = self.uow
         with uow:
+            acks = [o for o in outcomes if o.receipt is not None]
+            done = uow.outbox.acknowledge_many(
+                [(o.record, o.receipt) for o in acks if o.receipt is not None], now)
+            moved = uow.prescriptions.record_receipts(
+                {o.record.prescription_id: o.receipt.receipt_id for o in acks
+                 if o.record.kind == "create" and o.record.seq in done
+                 and o.receipt is not None}, now, promote=REGISTRATION)
+            entries: list[tuple[str, str, str, dict[str, Any]]] = []
+            retries: list[tuple[OutboxRecord, str, datetime | None]] = []
             for o in outcomes:
+                record = o.record
                 if o.receipt is not None:
-                    any_ok = True
-                    if _acknowledge(uow, o.record, o.receipt, now, known=o.known):
-                        report.acknowledged += 1
-                        report.replayed += o.receipt.replayed
+                    if record.seq not in done:
+                        continue  # another process acknowledged it first
+                    if record.kind == "create" and record.prescription_id in moved:
+                        entries.append((ACTOR, f"prescription.{REGISTRATION[1].value}",
+                                        record.prescription_id,
+                                        {"from": REGISTRATION[0].value}))
+                    entries.append((ACTOR, f"registry.{record.kind}.acknowledged",
+                                    record.prescription_id,
+                                    {"receipt": o.receipt.receipt_id,
+                                     "replayed": o.receipt.replayed, "outbox": record.seq}))
+                    report.acknowledged += 1
+                    report.replayed += o.receipt.replayed
                 elif o.quarantine is not None:
-                    _quarantine(uow, o.record, o.quarantine, now, o.status)
+                    if uow.outbox.quarantine(record, o.quarantine):
+                        entries.append((ACTOR, f"registry.{record.kind}.quarantined",
+                                        record.prescription_id,
+                                        {"outbox": record.seq, "status": o.status,
+                                         "reason": o.quarantine[:200]}))
                     report.quarantined += 1
-                    last_error = f"{o.record.prescription_id}: {o.quarantine}"
+                    last_error = f"{record.prescription_id}: {o.quarantine}"
                     log.warning("record quarantined", extra={"fields": {
-                        "outbox": o.record.seq, "kind": o.record.kind,
-                        "prescription": o.record.prescription_id, "status": o.status}})
-                elif o.retry_at is not None:
-                    uow.outbox.retry(o.record, o.error or "", o.retry_at)
+                        "outbox": record.seq, "kind": record.kind,
+                        "prescription": record.prescription_id, "status": o.status}})
+                elif o.retry:
+                    retries.append((record, o.error or "", o.retry_at))
                     report.retried += 1
                     last_error = o.error
-            _record_exchange(uow, now, ok=any_ok, error=last_error)
+                elif o.misconfigured is not None:
+                    last_error = str(o.misconfigured)
+            uow.outbox.retry_many(retries)
+            uow.audit.append_many(entries, at=now)
+            _record_exchange(uow, now, ok=bool(acks), error=last_error)
+            wrong = next((o.misconfigured for o in outcomes if o.misconfigured), None)
+            if wrong is not None:
+                record_link(uow, LINK_MISCONFIGURED, now, wrong.detail, wrong.key)
+            elif any(o.sent and not o.connect for o in outcomes):
+                record_link(uow, LINK_UP, now)  # the registry answered
             uow.commit()
         if last_error:
             report.last_error = last_error
@@ -414,6 +524,10 @@ class SyncEngine:
             except RegistryUnavailable as exc:
                 report.error, report.unreachable = str(exc), exc.connect
                 break
+            except RegistryMisconfigured as exc:
+                report.error = str(exc)
+                report.misconfigured, report.misconfigured_key = exc.detail, exc.key
+                break
             except RegistryRejected as exc:
                 report.error = str(exc)
                 break
@@ -424,6 +538,7 @@ class SyncEngine:
                     uow.meta.set(CURSOR_KEY, page.cursor)
                 uow.meta.set(LAST_PULL_KEY, iso(now))
                 _record_exchange(uow, now, ok=True)
+                record_link(uow, LINK_UP, now)
                 uow.commit()
             report.pages += 1
             report.received += len(page.items)
@@ -434,7 +549,13 @@ class SyncEngine:
                 break
         if report.error:
             with uow:
-                _record_exchange(uow, self.clock(), ok=False, error=report.error)
+                now = self.clock()
+                _record_exchange(uow, now, ok=False, error=report.error)
+                if report.misconfigured is not None:
+                    record_link(uow, LINK_MISCONFIGURED, now, report.misconfigured,
+                                report.misconfigured_key or "")
+                elif report.unreachable:
+                    record_link(uow, LINK_DOWN, now, report.error)
                 uow.commit()
         report.prescriptions = list(touched)
         log.info("pull done", extra={"fields": {
@@ -452,45 +573,8 @@ def _yield_gil() -> None:
 
 
 # -- outcomes, in the caller's block --------------------------------------------------------------
-def _current(uow: UnitOfWork, prescription_id: str,
-             known: Prescription | None = None) -> Prescription | None:
-    """The stored prescription; ``known`` (already loaded) when its state still matches, so
-    that the body is neither read nor parsed again."""
-    if known is not None:
-        state = uow.prescriptions.state_of(prescription_id)
-        if state is None:
-            return None
-        if known.state == state:
-            return known
+def _current(uow: UnitOfWork, prescription_id: str) -> Prescription | None:
     return uow.prescriptions.get(prescription_id)
-
-
-def _acknowledge(uow: UnitOfWork, record: OutboxRecord, receipt: RegistryReceipt,
-                 now: datetime, known: Prescription | None = None) -> bool:
-    """Store the receipt; a create moves the prescription ``signed`` → ``registered``.
-    False when another process acknowledged the record first (nothing written)."""
-    if not uow.outbox.acknowledge(record, receipt, now):
-        return False
-    if record.kind == "create":
-        uow.prescriptions.set_registry_receipt(record.prescription_id, receipt.receipt_id)
-        p = _current(uow, record.prescription_id, known)
-        if p is not None and p.state is State.SIGNED:
-            record_transition(uow, p.transition(State.REGISTERED, now), actor=ACTOR)
-    uow.audit.append(actor=ACTOR, action=f"registry.{record.kind}.acknowledged",
-                     subject=record.prescription_id,
-                     details={"receipt": receipt.receipt_id, "replayed": receipt.replayed,
-                              "outbox": record.seq})
-    return True
-
-
-def _quarantine(uow: UnitOfWork, record: OutboxRecord, reason: str, now: datetime,
-                status: int | None = None) -> None:
-    """Set the record aside for good with its reason; the others keep flowing."""
-    if uow.outbox.quarantine(record, reason):
-        uow.audit.append(actor=ACTOR, action=f"registry.{record.kind}.quarantined",
-                         subject=record.prescription_id,
-                         details={"outbox": record.seq, "status": status,
-                                  "reason": reason[:200]}, at=now)
 
 
 def _record_exchange(uow: UnitOfWork, now: datetime, *, ok: bool,
@@ -501,6 +585,28 @@ def _record_exchange(uow: UnitOfWork, now: datetime, *, ok: bool,
     if error:
         uow.meta.set(LAST_ERROR_KEY, error[:500])
         uow.meta.set(LAST_ERROR_AT_KEY, iso(now))
+
+
+def link_changed(uow: UnitOfWork, state: str, detail: str = "", key: str = "") -> bool:
+    """Whether ``record_link`` would write anything."""
+    known = uow.meta.with_prefix(SyncKeys.LINK)
+    return (known.get(SyncKeys.LINK), known.get(SyncKeys.LINK_KEY, "")) != (state, key) or (
+        state == LINK_MISCONFIGURED and known.get(SyncKeys.LINK_DETAIL) != detail[:500])
+
+
+def record_link(uow: UnitOfWork, state: str, now: datetime, detail: str = "",
+                key: str = "") -> None:
+    """Remember what the link to the registry is (``LINK_UP``, ``LINK_DOWN``,
+    ``LINK_MISCONFIGURED`` with the setting to fix), written only when it changes, in the
+    caller's block; ``ordo sync status``, the kiosk and the metrics read it back."""
+    if not link_changed(uow, state, detail, key):
+        return
+    uow.meta.set(SyncKeys.LINK, state)
+    uow.meta.set(SyncKeys.LINK_DETAIL, detail[:500])
+    uow.meta.set(SyncKeys.LINK_KEY, key)
+    uow.meta.set(SyncKeys.LINK_SINCE, iso(now))
+    log_at = log.warning if state != LINK_UP else log.info
+    log_at("registry link", extra={"fields": {"state": state, "key": key or None}})
 
 
 def apply_dispensations(uow: UnitOfWork, page: DispensationPage, now: datetime) -> list[str]:
@@ -590,3 +696,39 @@ def dispensation_dict(d: Dispensation) -> dict[str, Any]:
             "substitution_type": d.substitution_type,
             "substitution_reason": d.substitution_reason, "pharmacy": d.pharmacy,
             "handed_over_at": d.handed_over_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class AnchorCheck:
+    """The local chain against the heads the registry holds (``check_anchors``)."""
+
+    checked: int                      # anchors compared with the local chain
+    skipped: int                      # anchors older than the retention cut
+    problems: list[str]               # French, one per anchor that does not match
+    last: AuditHead | None = None     # the newest anchor the registry holds
+
+
+def check_anchors(uow: UnitOfWork, anchors: list[AuditHead]) -> AnchorCheck:
+    """Compare each anchor the registry holds with the local chain: entry ``seq`` must
+    still exist and carry the same hash. A chain rewritten end to end (rows deleted,
+    changed or inserted, every hash recomputed, the head in ``meta`` updated, triggers
+    dropped) verifies locally but cannot match an anchor taken before the rewrite."""
+    count, _ = uow.audit.head()
+    cut = uow.audit.anchor()
+    problems: list[str] = []
+    checked = skipped = 0
+    for a in anchors:
+        if cut is not None and a.seq < cut.seq:
+            skipped += 1
+            continue
+        checked += 1
+        local = uow.audit.hash_at(a.seq)
+        if local is None:
+            problems.append(f"l'entrée {a.seq} ancrée au registre le {a.received_at[:19]} "
+                            f"(reçu {a.receipt_id}) n'existe plus : la chaîne locale s'arrête "
+                            f"à {count}")
+        elif local != a.digest:
+            problems.append(f"l'entrée {a.seq} ne correspond plus à l'ancrage du registre "
+                            f"du {a.received_at[:19]} (reçu {a.receipt_id}) : la chaîne a "
+                            "été réécrite")
+    return AnchorCheck(checked, skipped, problems, anchors[-1] if anchors else None)

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,35 +64,88 @@ FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "f
 
 def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str,
             details: Mapping[str, Any]) -> str:
-    body = rfc8785.dumps({"seq": seq, "at": at, "actor": actor, "action": action,
-                          "subject": subject, "details": dict(details)})
+    body = canonical_json({"seq": seq, "at": at, "actor": actor, "action": action,
+                           "subject": subject, "details": dict(details)})
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+_SAFE_INT = 2 ** 53 - 1  # RFC 8785 numbers are IEEE 754 doubles: larger integers go through it
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` holds only what sorted compact JSON writes exactly as RFC 8785
+    does: ASCII keys, strings without lone surrogates, booleans, None, integers of at most
+    53 bits, lists and dicts of these (no floats: their shortest form differs)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or not any("\ud800" <= c <= "\udfff" for c in value)
+    if kind is bool or value is None:
+        return True
+    if kind is int:
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if kind is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JSON Canonicalization Scheme) bytes of ``value``. For the content of an
+    audit entry (ASCII keys, strings, small integers, booleans) JCS is ``json.dumps`` with
+    sorted keys, no spaces and raw UTF-8: the same escapes and the same order, about five
+    times cheaper than the reference implementation, which takes everything else."""
+    if _plain(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    return rfc8785.dumps(value)
 
 
 def append(store: Store, *, actor: str, action: str, subject: str = "",
            details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
     """Append one entry and return its sequence number: in the caller's write transaction,
     or in one of its own when none is open (maintenance jobs and tests)."""
+    return append_many(store, [(actor, action, subject, details)], at=at)[0]
+
+
+NewEntry = tuple[str, str, str, "Mapping[str, Any] | None"]  # actor, action, subject, details
+
+
+def append_many(store: Store, items: Sequence[NewEntry],
+                at: datetime | None = None) -> list[int]:
+    """Append entries in order, all at time ``at``, and return their sequence numbers: the
+    head is read once, the rows inserted by one statement and the head written once (a
+    batch of the sync drain costs three statements, not four per entry)."""
     if not store.in_transaction:
         with store.write():
-            return append(store, actor=actor, action=action, subject=subject,
-                          details=details, at=at)
-    details = dict(details or {})
-    leaked = FORBIDDEN_DETAIL_KEYS.intersection(k.lower() for k in details)
-    if leaked:
-        raise StoreError(f"audit details must not carry {sorted(leaked)}")
+            return append_many(store, items, at=at)
+    if not items:
+        return []
     when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
-    seq = int(meta.get(store, HEAD_COUNT, "0") or 0) + 1
-    prev = meta.get(store, HEAD_HASH, GENESIS) or GENESIS
-    digest = _digest(prev, seq, when, actor, action, subject, details)
-    store.execute(
-        "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [seq, when, actor, action, subject,
-         json.dumps(details, ensure_ascii=False, sort_keys=True), prev, digest],
-    )
-    meta.put(store, (HEAD_COUNT, str(seq)), (HEAD_HASH, digest))
-    return seq
+    head = dict(store.execute("SELECT key, value FROM meta WHERE key IN (?, ?)",
+                              (HEAD_COUNT, HEAD_HASH)).fetchall())
+    seq = int(head.get(HEAD_COUNT) or 0)
+    prev = head.get(HEAD_HASH) or GENESIS
+    rows, seqs = [], []
+    for actor, action, subject, details in items:
+        details = dict(details or {})
+        leaked = FORBIDDEN_DETAIL_KEYS.intersection(k.lower() for k in details)
+        if leaked:
+            raise StoreError(f"audit details must not carry {sorted(leaked)}")
+        seq += 1
+        digest = _digest(prev, seq, when, actor, action, subject, details)
+        rows.append((seq, when, actor, action, subject,
+                     json.dumps(details, ensure_ascii=False, sort_keys=True), prev, digest))
+        seqs.append(seq)
+        prev = digest
+    try:
+        store.conn.executemany(
+            "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    except sqlite3.Error as exc:
+        raise store.failed(exc) from exc
+    meta.put(store, (HEAD_COUNT, str(seq)), (HEAD_HASH, prev))
+    return seqs
 
 
 def entries(store: Store, since: int = 0) -> list[AuditEntry]:
@@ -255,6 +309,10 @@ class AuditTable:
         return append(self._store, actor=actor, action=action, subject=subject,
                       details=details, at=at)
 
+    def append_many(self, items: Sequence[NewEntry], at: datetime | None = None) -> list[int]:
+        self._store.require_write("audit.append")
+        return append_many(self._store, items, at=at)
+
     def entries(self, since: int = 0) -> list[AuditEntry]:
         return entries(self._store, since)
 
@@ -269,3 +327,11 @@ class AuditTable:
 
     def anchor(self) -> AuditAnchor | None:
         return anchor_status(self._store)
+
+    def head(self) -> tuple[int, str]:
+        return (int(meta.get(self._store, HEAD_COUNT, "0") or 0),
+                meta.get(self._store, HEAD_HASH, GENESIS) or GENESIS)
+
+    def hash_at(self, seq: int) -> str | None:
+        rows = self._store.query("SELECT hash FROM audit WHERE seq = ?", (seq,))
+        return rows[0]["hash"] if rows else None

@@ -324,3 +324,44 @@ def m008_allergies(db: sqlite_utils.Database) -> None:
         " reason TEXT,"
         " checked_at TEXT NOT NULL,"
         " PRIMARY KEY (prescription_id, position))")
+
+
+@migration
+def m009_signer_certificates(db: sqlite_utils.Database) -> None:
+    """Each signer certificate once (``certificates``, keyed by its SHA-256): every row of
+    ``prescriptions`` carried its signer's ~1 KB certificate, the same for all of a
+    physician's prescriptions (a fifth of the file at 1,000,000 prescriptions,
+    ``bench/store_million.py``). The copies move to ``certificates``, the prescriptions
+    refer to them by ``signer_cert_id`` and the old column is dropped; the index
+    ``prescriptions_resident`` goes too (m005's covering index starts with the same two
+    columns). Signed bodies written from now on are compressed
+    (``appliance.store.prescriptions.encode_body``); older ones are read as they are. Also
+    the external
+    anchors of the audit chain (``audit_anchors``): the head of the chain as the registry
+    received it, with the registry's receipt (``appliance.store.audit_anchors``)."""
+    db.execute("CREATE TABLE IF NOT EXISTS certificates ("
+               " id INTEGER PRIMARY KEY,"
+               " sha256 BLOB NOT NULL UNIQUE,"
+               " der BLOB NOT NULL)")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(prescriptions)")}
+    if "signer_cert_id" not in columns:
+        db.execute("ALTER TABLE prescriptions ADD COLUMN signer_cert_id INTEGER"
+                   " REFERENCES certificates (id)")
+    if "signer_cert" in columns:
+        from appliance.store.prescriptions import move_certificates
+
+        move_certificates(Store(db.conn))
+        db.execute("ALTER TABLE prescriptions DROP COLUMN signer_cert")
+    # (resident_ins, created_at) is the prefix of m005's covering index: a second copy
+    db.execute("DROP INDEX IF EXISTS prescriptions_resident")
+    db.execute("CREATE TABLE IF NOT EXISTS audit_anchors ("
+               " id INTEGER PRIMARY KEY,"
+               " chain TEXT NOT NULL,"
+               " seq INTEGER NOT NULL,"
+               " hash TEXT NOT NULL,"
+               " entry_at TEXT NOT NULL,"
+               " finess TEXT NOT NULL,"
+               " sent_at TEXT NOT NULL,"
+               " registry_id TEXT NOT NULL,"
+               " receipt TEXT NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS audit_anchors_seq ON audit_anchors (chain, seq)")

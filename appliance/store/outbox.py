@@ -9,6 +9,8 @@ prescription is no longer pending. Every outcome write is guarded (``status =
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from appliance.ports.clock import iso, parse_iso
@@ -16,6 +18,7 @@ from appliance.ports.registry import RegistryReceipt
 from appliance.ports.uow import OutboxRecord
 from appliance.store.db import Store
 
+_IN_CHUNK = 500  # bound parameters per query
 # A cancel is eligible only once the create of the same prescription is no longer pending.
 _DUE_SQL = (
     "SELECT o.seq, o.prescription_id, o.kind, o.attempts, o.created_at FROM outbox o"
@@ -74,6 +77,45 @@ class OutboxTable:
             " acknowledged_at = ?, last_error = NULL, next_attempt_at = NULL"
             " WHERE seq = ? AND status = 'pending'",
             [_receipt_json(receipt), iso(at), record.seq]).rowcount > 0
+
+    def acknowledge_many(self, items: Sequence[tuple[OutboxRecord, RegistryReceipt]],
+                         at: datetime) -> set[int]:
+        """Acknowledge several records in two statements; returns the numbers of those
+        that were still pending (the others were acknowledged by another process)."""
+        self._store.require_write("outbox")
+        if not items:
+            return set()
+        pending: set[int] = set()
+        seqs = [record.seq for record, _ in items]
+        for start in range(0, len(seqs), _IN_CHUNK):
+            chunk = seqs[start:start + _IN_CHUNK]
+            pending.update(row[0] for row in self._store.execute(
+                "SELECT seq FROM outbox WHERE status = 'pending' AND seq IN"  # noqa: S608
+                f" ({','.join('?' * len(chunk))})", chunk))
+        when = iso(at)
+        rows = [(_receipt_json(receipt), when, record.seq) for record, receipt in items
+                if record.seq in pending]
+        try:
+            self._store.conn.executemany(
+                "UPDATE outbox SET status = 'acknowledged', attempts = attempts + 1,"
+                " receipt = ?, acknowledged_at = ?, last_error = NULL, next_attempt_at = NULL"
+                " WHERE seq = ? AND status = 'pending'", rows)
+        except sqlite3.Error as exc:
+            raise self._store.failed(exc) from exc
+        return pending
+
+    def retry_many(self, items: Sequence[tuple[OutboxRecord, str, datetime | None]]) -> None:
+        """Count a failed attempt of each record, with its error and when it may go again
+        (``None``: as soon as the registry answers)."""
+        self._store.require_write("outbox")
+        rows = [(error[:500], None if at is None else iso(at), record.seq)
+                for record, error, at in items]
+        try:
+            self._store.conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+                " WHERE seq = ? AND status = 'pending'", rows)
+        except sqlite3.Error as exc:
+            raise self._store.failed(exc) from exc
 
     def retry(self, record: OutboxRecord, error: str, at: datetime) -> None:
         self._store.require_write("outbox")

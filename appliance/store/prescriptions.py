@@ -11,37 +11,89 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from appliance.domain.prescription import Prescription, State
 from appliance.errors import StoreError
 from appliance.ports.clock import iso, utc_now
 from appliance.ports.uow import SignedRow
+from appliance.store import certificates
 from appliance.store.db import Store, upsert_sql
 
 _IN_CHUNK = 500  # bound parameters per query (SQLite allows 32,766 since 3.32)
-_SIGNED_SQL = ("SELECT id, body, signature, signer_cert, signed_payload FROM prescriptions"
-               " WHERE id IN ({})")
+# The signer's certificate is kept once in ``certificates`` (migration m009).
+_SIGNED_SQL = ("SELECT p.id, p.body, p.signature, c.der, p.signed_payload FROM prescriptions p"
+               " LEFT JOIN certificates c ON c.id = p.signer_cert_id WHERE p.id IN ({})")
 _COLUMNS = ("id", "state", "resident_ins", "prescriber_id", "created_at", "signed_at",
-            "updated_at", "body", "cancel_reason", "signature", "signer_cert", "signed_payload")
+            "updated_at", "body", "cancel_reason", "signature", "signer_cert_id",
+            "signed_payload")
 _UPSERT = upsert_sql("prescriptions", _COLUMNS, "id")
 
 
-def _row(p: Prescription, *, signature: bytes | None = None, signer_cert: bytes | None = None,
+# -- the stored body -------------------------------------------------------------------------
+# A draft's body is ``to_dict()`` as JSON text, written again at every keystroke. A signed
+# prescription's body is written once and changes only with its state: it is kept
+# compressed (``BODY_V1`` then raw DEFLATE, RFC 1951, with the preset dictionary below),
+# about 300 bytes instead of 1,060 (a row then shares its page with three others). The
+# dictionary is part of the format: never change it, add a version.
+BODY_V1 = b"\x01"
+_ZDICT_V1 = (
+    '{"v":1,"id":"","created_at":"","prescriber":{"id_nat_ps":"","last_name":"",'
+    '"first_name":"","profession":"Médecin","am":"","finess":""},"resident":{"ins":"",'
+    '"ins_oid":"1.2.250.1.213.1.4.8","birth_name":"","used_name":"","first_names":"",'
+    '"birth_date":"","sex":"F","objection":false},"renewals":0,"lines":[{"kind":"medication",'
+    '"label":"","cis":"","cip13":"34009","posology":{"kind":"structured","dose":"1",'
+    '"unit":"comprimé","moments":["matin","midi","soir","coucher"],"duration":{"value":,'
+    '"unit":"jour"},"as_needed":false},"ald":false,"non_substitution":},{"kind":"device",'
+    '"label":"","lpp":"","quantity":""},{"kind":"act","text":""}],"room":"",'
+    '"prescriber_role":"prescriber","state":"registered","signed_at":"","updated_at":"",'
+    '"cancel_reason":null}').encode()
+
+
+def encode_body(data: Mapping[str, Any]) -> bytes:
+    """A signed prescription's ``to_dict()`` as stored (see above)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return BODY_V1 + deflate.compress(text) + deflate.flush()
+
+
+def decode_body(raw: str | bytes) -> str:
+    """The JSON text of a stored body, whichever form it has."""
+    if isinstance(raw, str):
+        return raw
+    raw = bytes(raw)
+    if raw[:1] != BODY_V1:
+        raise StoreError(f"unknown prescription body format {raw[:1]!r}")
+    try:
+        inflate = zlib.decompressobj(-15, _ZDICT_V1)
+        return (inflate.decompress(raw[1:]) + inflate.flush()).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError) as exc:
+        raise StoreError(f"a stored prescription body is damaged ({exc})") from exc
+
+
+def _body(p: Prescription) -> str | bytes:
+    data = p.to_dict()
+    if p.state is State.DRAFT:
+        return json.dumps(data, ensure_ascii=False)
+    return encode_body(data)
+
+
+def _row(p: Prescription, *, signature: bytes | None = None, signer_cert_id: int | None = None,
          signed_payload: bytes | None = None) -> list[Any]:
-    body = p.to_dict()
     return [p.id, p.state.value, p.resident.ins.value, p.prescriber.id_nat_ps,
-            body["created_at"], body["signed_at"], iso(utc_now()),
-            json.dumps(body, ensure_ascii=False), p.cancel_reason, signature, signer_cert,
+            _iso_ms(p.created_at), None if p.signed_at is None else _iso_ms(p.signed_at),
+            iso(utc_now()), _body(p), p.cancel_reason, signature, signer_cert_id,
             signed_payload]
 
 
 _STATES = {s.value: s for s in State}  # a dictionary is cheaper than the enum's call
 
 
-def _load(body: str) -> Prescription:
-    return Prescription.from_dict(json.loads(body))
+def _load(body: str | bytes) -> Prescription:
+    return Prescription.from_dict(json.loads(decode_body(body)))
 
 
 class PrescriptionsTable:
@@ -81,8 +133,8 @@ class PrescriptionsTable:
             except sqlite3.Error as exc:
                 raise self._store.failed(exc) from exc
             for pid, body, signature, cert, payload in found:
-                rows[pid] = SignedRow(pid, body, _bytes(signature), _bytes(cert),
-                                      _bytes(payload))
+                rows[pid] = SignedRow(pid, decode_body(body), _bytes(signature),
+                                      _bytes(cert), _bytes(payload))
         return rows
 
     def cancel_reason(self, prescription_id: str) -> str:
@@ -115,7 +167,8 @@ class PrescriptionsTable:
                              f"{prescription.state.value}, not signed")
         self._refuse_unless_draft(prescription)
         self._store.execute(_UPSERT, _row(prescription, signature=signature,
-                                          signer_cert=signer_cert,
+                                          signer_cert_id=certificates.intern(self._store,
+                                                                             signer_cert),
                                           signed_payload=signed_payload))
 
     def save_state(self, prescription: Prescription) -> State:
@@ -125,15 +178,85 @@ class PrescriptionsTable:
             raise StoreError(f"unknown prescription {prescription.id}")
         self._store.execute(
             "UPDATE prescriptions SET state = ?, body = ?, updated_at = ?, cancel_reason = ?"
-            " WHERE id = ?", [prescription.state.value,
-                              json.dumps(prescription.to_dict(), ensure_ascii=False),
+            " WHERE id = ?", [prescription.state.value, _body(prescription),
                               iso(utc_now()), prescription.cancel_reason, prescription.id])
         return before
+
+    def record_receipts(self, receipts: Mapping[str, str], at: datetime, *,
+                        promote: tuple[State, State]) -> set[str]:
+        """Store the registry's receipt of each prescription (ID → receipt) and move those
+        still in state ``promote[0]`` to ``promote[1]`` (a transition the caller checked
+        with the domain) at ``at``, in two statements; returns the IDs moved."""
+        self._store.require_write("prescriptions")
+        if not receipts:
+            return set()
+        before, after = promote
+        ids = list(receipts)
+        moved: set[str] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start:start + _IN_CHUNK]
+            moved.update(row[0] for row in self._store.execute(
+                "SELECT id FROM prescriptions WHERE state = ? AND id IN"  # noqa: S608
+                f" ({','.join('?' * len(chunk))})", [before.value, *chunk]))
+        stamp, column = _iso_ms(at), iso(utc_now())
+        changed = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = [pid for pid in ids[start:start + _IN_CHUNK] if pid in moved]
+            if not chunk:
+                continue
+            for pid, raw in self._store.execute(
+                    "SELECT id, body FROM prescriptions WHERE id IN"  # noqa: S608
+                    f" ({','.join('?' * len(chunk))})", chunk):
+                data = json.loads(decode_body(raw))
+                data["state"], data["updated_at"] = after.value, stamp
+                changed.append((receipts[pid], after.value, column, encode_body(data), pid,
+                                before.value))
+        try:
+            self._store.conn.executemany(
+                "UPDATE prescriptions SET registry_receipt = ? WHERE id = ?",
+                [(receipts[pid], pid) for pid in ids if pid not in moved])
+            self._store.conn.executemany(
+                "UPDATE prescriptions SET registry_receipt = ?, state = ?, updated_at = ?,"
+                " body = ? WHERE id = ? AND state = ?", changed)
+        except sqlite3.Error as exc:
+            raise self._store.failed(exc) from exc
+        return moved
 
     def set_registry_receipt(self, prescription_id: str, receipt_id: str) -> None:
         self._store.require_write("prescriptions")
         self._store.execute("UPDATE prescriptions SET registry_receipt = ? WHERE id = ?",
                             [receipt_id, prescription_id])
+
+
+def move_certificates(store: Store) -> int:
+    """Migration m009: refer each prescription's signer certificate (the old
+    ``signer_cert`` column) by its id in ``certificates``, 5,000 rows at a time; returns
+    the number of rows moved. The caller drops the old column."""
+    store.require_write("prescriptions")
+    ids: dict[bytes, int] = {}
+    last = moved = 0
+    while True:
+        rows = store.execute("SELECT rowid, signer_cert FROM prescriptions WHERE rowid > ?"
+                             " AND signer_cert IS NOT NULL ORDER BY rowid LIMIT 5000",
+                             [last]).fetchall()
+        if not rows:
+            return moved
+        updates = []
+        for rowid, der in rows:
+            der = bytes(der)
+            cert_id = ids.get(der)
+            if cert_id is None:
+                cert_id = ids[der] = certificates.intern(store, der)
+            updates.append((cert_id, rowid))
+        store.conn.executemany("UPDATE prescriptions SET signer_cert_id = ? WHERE rowid = ?",
+                               updates)
+        moved += len(updates)
+        last = rows[-1][0]
+
+
+def _iso_ms(moment: datetime) -> str:
+    """A lifecycle time as ``Prescription.to_dict()`` writes it in the body."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -194,9 +317,14 @@ def purge(store: Store, states: Iterable[State], before: str, *, dry_run: bool =
             else:
                 n = store.execute(f'DELETE FROM "{table}" WHERE {where}').rowcount  # noqa: S608
             related[table] = related.get(table, 0) + int(n)
-        if not dry_run:
+        if dry_run:
+            freed = certificates.count_freed(store, "temp._ordo_retention")
+        else:
             store.execute("DELETE FROM prescriptions"
                           " WHERE id IN (SELECT id FROM temp._ordo_retention)")
+            freed = certificates.purge_unused(store)
+        if freed:
+            related["certificates"] = freed
         return count, related
     finally:
         store.execute("DROP TABLE IF EXISTS temp._ordo_retention")

@@ -7,10 +7,10 @@ a block is a savepoint, committed or rolled back with it. Reads outside a block 
 their own snapshot. Every SQLite error leaves as a ``StoreError``.
 
 Each repository is the owner module of its table (``residents``, ``practitioners``,
-``prescriptions``, ``outbox``, ``print_jobs``, ``meta``, ``audit``, ``dispensations``,
-``mail_outbox``, ``external_prescriptions``, ``allergies``, ``prescription_alerts``);
-``views`` holds the read models. One unit of work per thread: SQLite connections are not
-shared between threads.
+``prescriptions``, ``certificates``, ``outbox``, ``print_jobs``, ``meta``, ``audit``,
+``dispensations``, ``mail_outbox``, ``external_prescriptions``, ``allergies``,
+``prescription_alerts``); ``views`` holds the read models. One unit of work per thread:
+SQLite connections are not shared between threads.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Self
 from appliance.errors import StoreError
 from appliance.store.allergies import AllergiesTable
 from appliance.store.audit import AuditTable
+from appliance.store.certificates import CertificatesTable
 from appliance.store.db import Store, open_store
 from appliance.store.dispensations import DispensationsTable
 from appliance.store.external_prescriptions import ExternalPrescriptionsTable
@@ -47,6 +48,7 @@ class SqliteUnitOfWork:
         self.residents = ResidentsTable(store)
         self.practitioners = PractitionersTable(store)
         self.prescriptions = PrescriptionsTable(store)
+        self.certificates = CertificatesTable(store)
         self.outbox = OutboxTable(store)
         self.print_jobs = PrintJobsTable(store)
         self.meta = MetaTable(store)

@@ -163,7 +163,10 @@ class StoreViews:
             last_push_at=values.get(SyncKeys.LAST_PUSH),
             last_pull_at=values.get(SyncKeys.LAST_PULL),
             dispense_cursor=values.get(SyncKeys.CURSOR),
-            dispensations=int(dispensed), quarantined_records=quarantined)
+            dispensations=int(dispensed), quarantined_records=quarantined,
+            link=values.get(SyncKeys.LINK), link_detail=values.get(SyncKeys.LINK_DETAIL),
+            link_key=values.get(SyncKeys.LINK_KEY) or None,
+            link_since=values.get(SyncKeys.LINK_SINCE))
 
     def drafts(self, id_nat_ps: str | None = None) -> list[DraftRow]:
         sql = ("SELECT id, prescriber_id, created_at, updated_at FROM prescriptions"

@@ -409,9 +409,13 @@ def _short_date(iso: str) -> str:
 
 
 def _registry_text(status: Any) -> str:
+    if status.link == "misconfigured":  # nothing leaves until a setting is fixed
+        return f"Registre mal configuré : {status.link_key}"
     if status.quarantined:
         return f"Registre : {status.quarantined} rejet(s) !"
     if status.queue_depth:
+        if status.link == "down":
+            return f"Registre injoignable : {status.queue_depth} à envoyer"
         return f"Registre : {status.queue_depth} à envoyer"
     if status.last_success_at:
         return f"Registre à jour {_short_time(status.last_success_at)}"

@@ -82,6 +82,17 @@ CREATE TABLE IF NOT EXISTS dispensations (
     handed_over_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dispensations_prescription ON dispensations (prescription_id);
+CREATE TABLE IF NOT EXISTS audit_anchors (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    finess TEXT NOT NULL,
+    chain_seq INTEGER NOT NULL,
+    chain_hash TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    submitter TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_anchors_finess ON audit_anchors (finess, seq);
 """
 
 
@@ -330,6 +341,25 @@ class RegistryDB:
             return out
 
     # -- inspection -----------------------------------------------------------------------------
+    # -- audit anchors (append-only: the registry never changes or deletes one) ----------
+    def add_anchor(self, finess: str, chain_seq: int, chain_hash: str,
+                   resource: dict[str, Any], submitter: str, now: datetime) -> dict[str, Any]:
+        stored = {**resource, "id": new_id("AE"),
+                  "meta": {"lastUpdated": _iso(now)}}
+        with self._tx() as conn:
+            conn.execute("INSERT INTO audit_anchors (id, finess, chain_seq, chain_hash, "
+                         "resource, received_at, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (stored["id"], finess, chain_seq, chain_hash, json.dumps(stored),
+                          _iso(now), submitter))
+        return stored
+
+    def anchors(self, finess: str, submitter: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.conn.execute("SELECT resource FROM audit_anchors WHERE finess = ? "
+                                     "AND submitter = ? ORDER BY seq",
+                                     (finess, submitter)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def list_prescriptions(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self.conn.execute(

@@ -11,6 +11,11 @@ Endpoints (``[base]`` = ``/fhir``)::
                                           searchset of dispensations after N for the caller,
                                           residents who objected left out; ``next`` link
     GET  [base]/metadata                  CapabilityStatement
+    POST [base]/AuditEvent                an appliance's audit chain head (201, with the
+                                          anchor's id and meta.lastUpdated: the receipt)
+    GET  [base]/AuditEvent?source-identifier=urn:oid:1.2.250.1.71.4.2.2|FINESS
+                                          the heads the caller sent for that FINESS, oldest
+                                          first (kept for good: never changed or deleted)
     POST /pharmacy/dispense               JSON: the pharmacy side records a dispensation
     GET  /_sim/stats, PUT /_sim/faults    counters; fault settings (JSON of ``Faults``)
 
@@ -38,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, ValidationError
 from sync import codes, fhir
 from sync.client import is_loopback
 from sync.registry_sim.db import (
@@ -86,7 +91,27 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sim: RegistrySim,
                  context: ssl.SSLContext | None) -> None:
         self.sim, self.context = sim, context
+        self.connections: set[Any] = set()  # open client sockets, cut at ``stop``
+        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Close the kept-alive connections too: a stopped registry answers nothing."""
+        with self._connections_lock:
+            open_now = list(self.connections)
+        for request in open_now:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would resolve the host name (a DNS call): not needed here.
@@ -292,6 +317,7 @@ class RegistrySim:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.cut_connections()
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -346,6 +372,9 @@ class RegistrySim:
             return self._feed(query, submitter)
         if method == "GET" and route == "/metadata":
             return 200, capability_statement(now)
+        if route == f"/{codes.AUDIT_ANCHOR_RESOURCE}" and method in ("GET", "POST"):
+            return (self._anchor(body, submitter, now) if method == "POST"
+                    else self._anchors(query, submitter))
         return 404, fhir.operation_outcome("not-supported", f"{method} {BASE}{route}")
 
     def _create(self, body: bytes, submitter: str, now: datetime) -> tuple[int, Any]:
@@ -374,6 +403,34 @@ class RegistrySim:
             return 409, fhir.operation_outcome("conflict", str(exc))
         self.count("replayed" if again else "created")
         return 200, response
+
+    def _anchor(self, body: bytes, submitter: str, now: datetime) -> tuple[int, Any]:
+        """Store an audit chain head (an AuditEvent, ``sync.codes``); 201 with its id."""
+        try:
+            resource = json.loads(body)
+            head = fhir.audit_head(resource)
+            who = resource["source"]["observer"]["identifier"]
+            if who.get("system") != codes.FINESS_SYSTEM or not who.get("value"):
+                raise KeyError("source")
+        except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
+            return 400, fhir.operation_outcome("structure", f"expected an AuditEvent with "
+                                               f"the chain's head and a FINESS ({exc})")
+        stored = self.db.add_anchor(str(who["value"]), head.seq, head.digest, resource,
+                                    submitter, now)
+        self.count("anchors")
+        return 201, stored
+
+    def _anchors(self, query: str, submitter: str) -> tuple[int, Any]:
+        wanted = parse_qs(query).get("source-identifier", [""])[0]
+        system, _, finess = wanted.partition("|")
+        if system != codes.FINESS_SYSTEM or not finess:
+            return 400, fhir.operation_outcome("invalid", "source-identifier="
+                                               f"{codes.FINESS_SYSTEM}|FINESS expected")
+        entries = [{"fullUrl": f"{self.url}/{codes.AUDIT_ANCHOR_RESOURCE}/{r['id']}",
+                    "resource": r, "search": {"mode": "match"}}
+                   for r in self.db.anchors(finess, submitter)]
+        return 200, {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
+                     "entry": entries}
 
     def _cancel(self, body: bytes, submitter: str, now: datetime) -> tuple[int, Any]:
         try:

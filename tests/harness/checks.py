@@ -37,6 +37,7 @@ from appliance.services.printing import order_payload
 from appliance.services.signature import verify_payload
 from appliance.store import audit
 from appliance.store.db import Store
+from appliance.store.prescriptions import decode_body
 from appliance.store.uow import SqliteUnitOfWork
 
 # Epson ESC/POS "DLE EOT 4" (real-time paper status): the adapter sends it after the job's
@@ -124,7 +125,7 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
             problems.append(f"{pid}: shown as signed, stored as {row['state']}")
             continue
         try:
-            stored = Prescription.from_dict(json.loads(row["body"]))
+            stored = Prescription.from_dict(json.loads(decode_body(row["body"])))
             if not SignedOrder.from_bytes(bytes(row["signed_payload"])).matches(stored):
                 problems.append(f"{pid}: the signed bytes do not match the stored prescription")
             signer = x509.load_der_x509_certificate(bytes(row["signer_cert"]))

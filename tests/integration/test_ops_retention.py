@@ -88,8 +88,11 @@ def test_only_old_prescriptions_in_final_states_go_with_their_rows(box):
     _settings, store, g = box
     report = run_retention(store, POLICY, actor="cli:test")
     assert report.prescriptions == 7
+    # each group was signed with its own certificate: those of the three groups that went
+    # entirely (dispensed, cancelled, registered) are no longer referred to
     assert report.related_rows == {"dispensations": 3, "mail_outbox": 0, "outbox": 7,
-                                  "print_jobs": 7, "prescription_alerts": 3}
+                                  "print_jobs": 7, "prescription_alerts": 3,
+                                  "certificates": 3}
     left = {row["id"] for row in store.query("SELECT id FROM prescriptions")}
     assert left == set(g["signed"] + g["cancel_pending"] + g["print_queued"] + g["recent"])
     assert _count(store, "dispensations") == 2
@@ -140,8 +143,11 @@ def test_dry_run_counts_and_changes_nothing(box):
     head = audit.verify(store)
     report = run_retention(store, POLICY, dry_run=True)
     assert (report.prescriptions, report.audit_entries) == (7, 5)
+    # each group was signed with its own certificate: those of the three groups that went
+    # entirely (dispensed, cancelled, registered) are no longer referred to
     assert report.related_rows == {"dispensations": 3, "mail_outbox": 0, "outbox": 7,
-                                  "print_jobs": 7, "prescription_alerts": 3}
+                                  "print_jobs": 7, "prescription_alerts": 3,
+                                  "certificates": 3}
     assert "would delete" in report.summary()
     after = [_count(store, t) for t in ("prescriptions", "outbox", "audit", "dispensations")]
     assert after == before and audit.verify(store) == head

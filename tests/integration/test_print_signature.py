@@ -176,8 +176,9 @@ def test_signing_refuses_a_signature_that_does_not_verify(orders, signers):
 
 def test_the_signed_prescription_is_stored_with_the_signed_bytes(orders, store):
     signed = orders.sign()
-    row = store.query("SELECT state, signature, signer_cert, signed_payload"
-                            " FROM prescriptions WHERE id = ?", (signed.prescription.id,))[0]
+    row = store.query("SELECT state, signature, c.der AS signer_cert, signed_payload"
+                      " FROM prescriptions p JOIN certificates c ON c.id = p.signer_cert_id"
+                      " WHERE p.id = ?", (signed.prescription.id,))[0]
     assert row["state"] == State.SIGNED.value
     assert bytes(row["signed_payload"]) == signed.payload.signed_bytes
     assert bytes(row["signature"]) == signed.signature
@@ -185,3 +186,6 @@ def test_the_signed_prescription_is_stored_with_the_signed_bytes(orders, store):
     assert certificate_id_nat_ps(cert) == signed.prescription.prescriber.id_nat_ps
     jobs = store.query("SELECT kind, status FROM print_jobs")
     assert jobs == [{"kind": "original", "status": "queued"}]
+    # the certificate is kept once, however many prescriptions it signed
+    orders.sign_many(3)
+    assert store.query("SELECT count(*) AS n FROM certificates")[0]["n"] == 1

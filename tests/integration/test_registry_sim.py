@@ -19,7 +19,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.parameters import Parameters
 
 from appliance.cli import main
-from appliance.errors import ConfigError, RegistryUnavailable
+from appliance.errors import ConfigError, RegistryMisconfigured
 from appliance.ports.registry import SignatureProof
 from appliance.services import sync
 from appliance.services.signature import InvalidOrder, sign_prescription, verify_payload
@@ -82,27 +82,31 @@ def test_mutual_tls_refuses_a_client_without_a_valid_certificate(
         "client_cert": str(ca / "untrusted-professionnels.pem"),
         "client_key": str(ca / "untrusted-professionnels.key")}
     client = tls_client(registry_tls, card_pki, **options)
-    try:
-        with pytest.raises(RegistryUnavailable, match="TLS") as refused:
+    try:  # the establishment's certificate is a setting to fix, not an outage
+        with pytest.raises(RegistryMisconfigured, match="certificat") as refused:
             client.capabilities()
-        assert refused.value.connect
+        assert refused.value.key == "registry.client_cert"
     finally:
         client.close()
     est = card_pki.establishment
     report = make_engine(registry_tls.url, unreachable_after=2, client_options={
         "ca_file": str(est / "ca.pem"), **options}).push()
-    assert report.unreachable and report.acknowledged == 0 and report.remaining == 2
+    assert report.misconfigured_key == "registry.client_cert" and not report.unreachable
+    assert report.acknowledged == report.quarantined == 0 and report.remaining == 2
     assert registry_tls.db.count() == 0
     assert registry_tls.stats()["counts"]["tls_refused"] >= 2
-    assert "TLS" in sync.status(uow).last_error
+    status = sync.status(uow)
+    assert status.misconfigured and status.link_key == "registry.client_cert"
+    assert "TLS" in status.last_error
 
 
 def test_the_client_refuses_a_registry_its_ca_did_not_issue(registry_tls, card_pki):
     client = tls_client(registry_tls, card_pki,
                         ca_file=str(card_pki.directory / "ca" / "untrusted-root.pem"))
     try:
-        with pytest.raises(RegistryUnavailable, match="TLS refused.*CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(RegistryMisconfigured, match="n'est pas reconnu") as wrong:
             client.capabilities()
+        assert wrong.value.key == "registry.ca_file"
     finally:
         client.close()
 

@@ -140,7 +140,7 @@ def test_the_service_holds_off_while_the_registry_is_unreachable(
     client = RegistryClient(dead)
     engine = SyncEngine(uow, client, EngineConfig(backoff_base_s=0.01,
                                                          backoff_cap_s=0.05))
-    service = SyncService(engine, uow, tick_s=0.2, backoff_cap_s=0.5, notify=lambda s: True)
+    service = SyncService(engine, uow, tick_s=0.2, probe_every_s=0.5, notify=lambda s: True)
     try:
         first = service.cycle()
         assert first.push is not None and first.push.unreachable

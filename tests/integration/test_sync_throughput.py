@@ -76,9 +76,13 @@ def test_one_at_a_time_sends_in_outbox_order_and_registers_everything(
 def test_a_stored_prescription_that_no_longer_loads_is_quarantined_alone(
         orders, registry_sim, make_engine, store):
     bad, *good = orders.sign_many(3)
+    from appliance.store.prescriptions import decode_body, encode_body
+
+    [raw] = store.query("SELECT body FROM prescriptions WHERE id = ?", [bad.id])
+    body = json.loads(decode_body(raw["body"]))
+    body["resident"]["ins"] = "241017510100128"  # wrong NIR key
     with store.write() as db:
-        db.execute("UPDATE prescriptions SET body = json_set(body, '$.resident.ins',"
-                   " '241017510100128') WHERE id = ?", [bad.id])  # wrong NIR key
+        db.execute("UPDATE prescriptions SET body = ? WHERE id = ?", [encode_body(body), bad.id])
     report = make_engine(registry_sim.url, concurrency=1).push()
     assert (report.quarantined, report.acknowledged, report.remaining) == (1, 2, 0)
     assert report.sent == 2  # the broken one never went out

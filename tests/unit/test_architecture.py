@@ -47,7 +47,8 @@ TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
                 "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
                 "dispensations": "dispensations", "mail_outbox": "mail_outbox",
                 "external_prescriptions": "external_prescriptions", "allergies": "allergies",
-                "prescription_alerts": "prescription_alerts", "_migrations": "migrations"}
+                "prescription_alerts": "prescription_alerts", "certificates": "certificates",
+                "audit_anchors": "audit_anchors", "_migrations": "migrations"}
 WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
                    r"\s+\"?(\w+)\b")
 

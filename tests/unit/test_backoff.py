@@ -13,7 +13,6 @@ from appliance.domain.backoff import (
     full_jitter,
     next_delay,
     parse_retry_after,
-    service_backoff,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -66,9 +65,3 @@ def test_retry_after_is_a_floor_never_a_ceiling():
     waits = [next_delay(6, 1.0, 60.0, rng, retry_after=2.0) for _ in range(500)]
     assert min(waits) == 2.0 and max(waits) > 20.0
 
-
-def test_the_service_backs_off_at_least_one_tick_and_at_most_the_cap():
-    rng = random.Random(9)
-    waits = [service_backoff(n, 5.0, 900.0, rng) for n in range(1, 40)]
-    assert all(5.0 <= w <= 900.0 for w in waits)
-    assert max(waits[8:]) > 100.0  # it does grow once failures pile up
