@@ -96,7 +96,14 @@ def names_the_box(query: str, presentation: Any) -> bool:
 
 
 def _clip(text: str, width: int = 74) -> str:
-    return text if len(text) <= width else text[:width - 1] + "."
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def editor_title(r: Any, width: int = 78) -> str:
+    """Whose prescription this is: name (cut with "…" if it must be), birth date and room,
+    which are never cut."""
+    tail = f" - {r.birth_date:%d/%m/%Y} - ch. {r.room or '?'}"
+    return _clip(f"Ordonnance : {r.display_name}", width - len(tail)) + tail
 
 
 class EditorScreen(KioskScreen):
@@ -129,9 +136,7 @@ class EditorScreen(KioskScreen):
         self._save_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        r = self.draft.resident
-        yield Static(_clip(f"Ordonnance - {r.display_name}, ch. {r.room or '?'}", 78),
-                     id="title", classes="title")
+        yield Static(editor_title(self.draft.resident), id="title", classes="title")
         yield OptionList(id="lines", compact=True)
         yield Static("", id="flags")
         with Horizontal(classes="field"):
