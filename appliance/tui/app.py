@@ -76,6 +76,7 @@ class OrdoApp(App[None]):
         self._save_lock = threading.Lock()
         self._save_seq = 0
         self._saved_seq = 0
+        self.discarded: set[str] = set()  # drafts discarded (or being discarded): never listed
 
     # -- screens ---------------------------------------------------------------------------
     def get_default_screen(self) -> Any:
@@ -232,6 +233,7 @@ class OrdoApp(App[None]):
                             exit_on_error=False)
             return
         self.lock_message = ""
+        self._update_card_status()
         while len(self.screen_stack) > 1:
             self.pop_screen()
         self.push_screen(HomeScreen())
@@ -301,8 +303,10 @@ class OrdoApp(App[None]):
         self.run_worker(save, thread=True, exit_on_error=False, group="save")
 
     def discard_draft(self, session: PractitionerSession, prescription_id: str) -> None:
-        """Drop an empty draft once its last save is written."""
+        """Drop a draft once its last save is written. From now on no list shows it (the
+        screens leave out ``discarded``), and they refresh once it is gone."""
         ctx = self.ctx
+        self.discarded.add(prescription_id)
 
         def discard() -> None:
             from appliance.services import prescribing
@@ -312,9 +316,16 @@ class OrdoApp(App[None]):
                     with ctx.uow() as uow:
                         prescribing.discard_draft(uow, session, prescription_id)
                 except Exception:
-                    log.exception("empty draft not discarded")
+                    log.exception("draft not discarded")
+            self.post_message(DataChanged())
 
         self.run_worker(discard, thread=True, exit_on_error=False, group="save")
+
+    def screen_info(self, text: str) -> None:
+        """Say ``text`` (something done) on the screen now shown."""
+        show = getattr(self.screen, "show_info", None)
+        if show is not None:
+            show(text)
 
     @property
     def role(self) -> Role | None:
@@ -336,11 +347,25 @@ class OrdoApp(App[None]):
             text = "Service carte arrêté"
         elif not watcher.readers():
             text = "Pas de lecteur"
-        elif watcher.cards():
+        elif self._reader_in_use() in watcher.cards():
             text = "Carte présente"
         else:
             text = "Carte absente"
         self._set_part("card", text)
+
+    def _reader_in_use(self) -> str | None:
+        """The reader of the session, or of the PIN being typed; with neither, the one
+        holding a card (the lock screen waits for any)."""
+        from appliance.tui.screens.pin import PinScreen
+
+        if self.session is not None:
+            return self.session.reader
+        screen = self.screen_stack[-1] if self.screen_stack else None
+        if isinstance(screen, PinScreen):
+            return screen.reader
+        watcher = self.ctx.watcher
+        cards = sorted(watcher.cards()) if watcher is not None else []
+        return cards[0] if cards else None
 
     def _set_part(self, key: str, text: str) -> None:
         self._parts[key] = text

@@ -7,7 +7,7 @@ left from an earlier search: pressed before the answer arrives, they wait for it
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -28,6 +28,9 @@ def resident_row(r: Resident) -> str:
     if len(name) > 44:
         name = name[:43] + "…"
     return f"{name:<44} ch. {r.room:<5} {r.birth_date:%d/%m/%Y}"
+
+
+NO_MATCH = "Aucun résident ne correspond."
 
 
 def _cut(text: str, width: int) -> str:
@@ -83,9 +86,6 @@ class HomeScreen(KioskScreen):
             search.focus()
             search.insert_text_at_cursor(event.character)
 
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "new":
             return self.kiosk.role is Role.PRESCRIBER
@@ -109,6 +109,7 @@ class HomeScreen(KioskScreen):
         self.background(load, self._show_drafts, group="drafts", exclusive=True)
 
     def _show_drafts(self, drafts: list[Prescription]) -> None:
+        drafts = [d for d in drafts if d.id not in self.kiosk.discarded]
         self.drafts = drafts
         listing = self.query_one("#drafts", OptionList)
         listing.clear_options()
@@ -144,7 +145,10 @@ class HomeScreen(KioskScreen):
         listing.add_options(Option(resident_row(r)) for r in residents)
         if residents:
             listing.highlighted = 0
-        self.show_error("" if residents else "Aucun résident ne correspond.")
+        if not residents:
+            self.show_error(NO_MATCH)
+        elif str(self.query_one("#message", Static).render()).startswith(NO_MATCH[:14]):
+            self.show_error("")
         waiting, self._waiting = self._waiting, None
         if waiting == "new":
             self.action_new()
@@ -196,7 +200,7 @@ class HomeScreen(KioskScreen):
             return
         resident = self._highlighted()
         if resident is None:
-            self.show_error("Aucun résident ne correspond : tapez son nom ou sa chambre."
+            self.show_error(f"{NO_MATCH[:-1]} : tapez son nom ou sa chambre."
                             if not self.residents else "Choisissez d'abord un résident.")
             return
         open_new_draft(self, resident)
@@ -240,12 +244,22 @@ def open_draft(screen: KioskScreen, draft: Prescription) -> None:
     """Open the editor on a saved draft, with the line that was being typed."""
     ctx = screen.ctx
 
-    def load() -> tuple[Prescription, dict | None]:
+    def load() -> tuple[Prescription | None, dict | None]:
         with ctx.uow() as uow:
-            current = uow.prescriptions.get(draft.id) or draft
+            current = uow.prescriptions.get(draft.id)
             return current, prescribing.draft_form(uow, draft.id)
 
-    screen.background(load, lambda result: _edit(screen, *result))
+    def loaded(result: tuple[Prescription | None, dict | None]) -> None:
+        current, form = result
+        if current is None or current.id in screen.kiosk.discarded:
+            screen.show_error("Ce brouillon n'existe plus.")
+            refresh = getattr(screen, "refresh_data", None)
+            if refresh is not None:
+                refresh()
+            return
+        _edit(screen, current, form)
+
+    screen.background(load, loaded)
 
 
 def _edit(screen: KioskScreen, draft: Prescription, form: dict | None) -> None:

@@ -3,7 +3,7 @@ module renders it), then sign with the card and print at once."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -49,9 +49,6 @@ class ReviewScreen(KioskScreen):
 
         self.background(render, self.query_one("#preview", Static).update)
 
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
-
     def action_back(self) -> None:
         if not self.busy:
             self.app.pop_screen()
@@ -61,7 +58,7 @@ class ReviewScreen(KioskScreen):
         if self.busy or session is None:
             return
         self.busy = True
-        self.show_error("Signature avec la carte CPS...")
+        self.show_info("Signature avec la carte CPS…")
         ctx, pid = self.ctx, self.draft.id
 
         def on_card() -> SignResult:
