@@ -286,10 +286,13 @@ class OrdoApp(App[None]):
             from appliance.services import prescribing
 
             with self._save_lock:
-                if seq < self._saved_seq:
+                if seq < self._saved_seq or draft.id in self.discarded:
                     return
                 try:
                     with ctx.uow() as uow:
+                        if uow.prescriptions.get(draft.id) is None:
+                            self._draft_again(uow, session, draft, form)
+                            return
                         prescribing.update_draft(uow, session, draft, form=form)
                 except OrdoError as exc:
                     log.warning("draft not saved: %s", exc)
@@ -301,6 +304,33 @@ class OrdoApp(App[None]):
                 self._saved_seq = seq
 
         self.run_worker(save, thread=True, exit_on_error=False, group="save")
+
+    def _draft_again(self, uow: Any, session: PractitionerSession, draft: Any,
+                     form: dict[str, Any] | None) -> None:
+        """The draft being typed is gone from the store (not discarded here): what was
+        typed goes into a new draft for the same resident, which the editor takes on."""
+        from dataclasses import replace
+
+        from appliance.services import prescribing
+
+        if not draft.lines and not form:
+            return
+        ctx = self.ctx
+        fresh = prescribing.new_draft(uow, session, draft.resident.ins.value, ids=ctx.ids,
+                                      now=ctx.now())
+        saved = prescribing.update_draft(uow, session, replace(
+            fresh, lines=draft.lines, renewals=draft.renewals), form=form)
+        log.warning("draft gone from the store: its lines saved again",
+                    extra={"fields": {"prescription": draft.id, "now": saved.id}})
+        self.post_message(RunInUi(self._redrafted, (draft.id, saved)))
+
+    def _redrafted(self, ids: tuple[str, Any]) -> None:
+        from appliance.tui.screens.editor import EditorScreen
+
+        old, saved = ids
+        for screen in self.screen_stack:
+            if isinstance(screen, EditorScreen) and screen.draft.id == old:
+                screen.take_over(saved)
 
     def discard_draft(self, session: PractitionerSession, prescription_id: str) -> None:
         """Drop a draft once its last save is written. From now on no list shows it (the

@@ -245,7 +245,7 @@ def test_a_restored_draft_resumes_where_the_typing_stopped(kiosk_env):
             await until(pilot, lambda: screen_name(app) == "EditorScreen")
             editor = app.screen
             assert editor.focused is editor.query_one("#posology")
-            await pilot.press(*" 5j", "enter")                      # typing goes on
+            await pilot.press("space", *"5j", "enter")              # typing goes on
             await until(pilot, lambda: len(editor.draft.lines) == 1)
             assert editor.draft.lines[0].posology.describe() == (
                 "1 comprimé matin et soir pendant 5 jours")
@@ -313,6 +313,38 @@ def test_the_pin_screen_agrees_on_the_tries_left_and_warns_before_the_last(kiosk
             assert "1 essai(s) de code PIN (dernier)" in text_of(app, "#pin-holder")
             await pilot.press(*"1234", "enter")                     # the counter resets
             await until(pilot, lambda: screen_name(app) == "HomeScreen")
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+
+
+def test_lines_typed_into_a_draft_that_vanished_are_saved_in_a_new_one(kiosk_env):
+    """Whatever removed the draft from the store behind the editor's back, the next line
+    typed is not lost: it lands, with the earlier ones, in a new draft of the resident."""
+    app, parts = physician_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await home(pilot, app)
+            await pilot.press("f2")
+            await until(pilot, lambda: screen_name(app) == "EditorScreen")
+            editor = app.screen
+            await pilot.press("f4", *"ECG", "enter")
+            await until(pilot, lambda: len(editor.draft.lines) == 1)
+            gone = editor.draft.id
+            await until(pilot, lambda: kiosk_env.store.query(
+                "SELECT body FROM prescriptions WHERE id = ? AND body LIKE '%ECG%'",
+                [gone]), what="the first line saved")
+            with kiosk_env.store.write() as db:
+                db.execute("DELETE FROM prescriptions WHERE id = ?", [gone])
+            await pilot.press(*"NFS", "enter")
+            await until(pilot, lambda: editor.draft.id != gone, what="a new draft")
+            assert "nouveau brouillon" in text_of(app, "#message")
+            await until(pilot, lambda: kiosk_env.store.query(
+                "SELECT id FROM prescriptions WHERE state = 'draft' AND body LIKE '%ECG%'"
+                " AND body LIKE '%NFS%'"), what="both lines saved")
 
     try:
         run(scenario())

@@ -189,15 +189,17 @@ class EditorScreen(KioskScreen):
         yield Static("", id="flags")
         with Horizontal(classes="field"):
             yield Label(MODE_LABELS["medication"], id="mode-label")
-            yield Input(id="search", compact=True,
+            yield Input(id="search", compact=True, select_on_focus=False,
                         placeholder=MODE_PLACEHOLDERS["medication"])
         yield OptionList(id="results", compact=True)
         yield Static("", id="chosen")
         with Horizontal(classes="field", id="posology-row"):
             yield Label("Posologie : ", id="posology-label")
-            yield Input(id="posology", compact=True, placeholder="1 à 9, 1-0-1, 3/j ou texte")
+            yield Input(id="posology", compact=True, select_on_focus=False,
+                        placeholder="1 à 9, 1-0-1, 3/j ou texte")
             yield Label(" Boîtes : ", id="quantity-label")
-            yield Input(id="quantity", compact=True, restrict=r"[0-9,.]*", max_length=6)
+            yield Input(id="quantity", compact=True, restrict=r"[0-9,.]*", max_length=6,
+                        select_on_focus=False)
         yield Static("", id="hint", classes="hint")
         yield Static("", id="message", classes="message")
         yield StatusBar()
@@ -616,7 +618,9 @@ class EditorScreen(KioskScreen):
         self.editing = (editing if isinstance(editing, int)
                         and 0 <= editing < len(self.draft.lines) else None)
         for selector in ("search", "posology", "quantity"):
-            self.query_one(f"#{selector}", Input).value = str(form.get(selector) or "")
+            field = self.query_one(f"#{selector}", Input)
+            field.value = str(form.get(selector) or "")
+            field.cursor_position = len(field.value)  # typing goes on after what is there
 
     def _schedule_save(self) -> None:
         if self._save_timer is not None:
@@ -629,6 +633,13 @@ class EditorScreen(KioskScreen):
             self._save_timer = None
         if self.owner is not None and self.is_mounted:
             self.kiosk.save_draft(self.owner, self.draft, self.form())
+
+    def take_over(self, saved: Prescription) -> None:
+        """The draft vanished from the store; ``saved`` holds what was typed: go on in it."""
+        self.draft = replace(saved, lines=self.draft.lines, renewals=self.draft.renewals)
+        self.show_error("Le brouillon avait disparu : ce qui était saisi est enregistré dans "
+                        "un nouveau brouillon.")
+        self.save_now()
 
     def flush_draft(self) -> None:
         """The session is locking: write what was typed, now."""
