@@ -350,3 +350,28 @@ def test_lines_typed_into_a_draft_that_vanished_are_saved_in_a_new_one(kiosk_env
         run(scenario())
     finally:
         parts.close()
+
+
+def test_a_refresh_keeps_the_resident_highlighted(kiosk_env):
+    """The list refreshes on its own (printer, sync, another screen's change): the
+    resident the physician moved to stays highlighted, and F2 opens that one."""
+    from appliance.tui.messages import DataChanged
+
+    app, parts = physician_kiosk(kiosk_env)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await home(pilot, app)
+            await pilot.press("down")                               # LAMBERT
+            searched = app.screen.residents
+            app.post_message(DataChanged())
+            await until(pilot, lambda: app.screen.residents is not searched,
+                        what="the list refreshed")
+            await pilot.press("f2")
+            await until(pilot, lambda: screen_name(app) == "EditorScreen")
+            assert app.screen.draft.resident.birth_name == "LAMBERT"
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()

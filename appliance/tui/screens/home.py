@@ -139,12 +139,15 @@ class HomeScreen(KioskScreen):
         text, residents = result
         if text != self.query_one("#search", Input).value:
             return
+        # a refresh of the same search keeps the resident highlighted (not the row number)
+        kept = self._highlighted() if text == self.shown_for else None
         self.residents, self.shown_for = residents, text
         listing = self.query_one("#residents", OptionList)
         listing.clear_options()
         listing.add_options(Option(resident_row(r)) for r in residents)
         if residents:
-            listing.highlighted = 0
+            same = [i for i, r in enumerate(residents) if kept is not None and r.ins == kept.ins]
+            listing.highlighted = same[0] if same else 0
         if not residents:
             self.show_error(NO_MATCH)
         elif str(self.query_one("#message", Static).render()).startswith(NO_MATCH[:14]):
