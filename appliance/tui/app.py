@@ -76,6 +76,7 @@ class OrdoApp(App[None]):
         self._save_lock = threading.Lock()
         self._save_seq = 0
         self._saved_seq = 0
+        self.discarded: set[str] = set()  # drafts discarded (or being discarded): never listed
 
     # -- screens ---------------------------------------------------------------------------
     def get_default_screen(self) -> Any:
@@ -232,6 +233,7 @@ class OrdoApp(App[None]):
                             exit_on_error=False)
             return
         self.lock_message = ""
+        self._update_card_status()
         while len(self.screen_stack) > 1:
             self.pop_screen()
         self.push_screen(HomeScreen())
@@ -284,10 +286,13 @@ class OrdoApp(App[None]):
             from appliance.services import prescribing
 
             with self._save_lock:
-                if seq < self._saved_seq:
+                if seq < self._saved_seq or draft.id in self.discarded:
                     return
                 try:
                     with ctx.uow() as uow:
+                        if uow.prescriptions.get(draft.id) is None:
+                            self._draft_again(uow, session, draft, form)
+                            return
                         prescribing.update_draft(uow, session, draft, form=form)
                 except OrdoError as exc:
                     log.warning("draft not saved: %s", exc)
@@ -300,9 +305,38 @@ class OrdoApp(App[None]):
 
         self.run_worker(save, thread=True, exit_on_error=False, group="save")
 
-    def discard_draft(self, session: PractitionerSession, prescription_id: str) -> None:
-        """Drop an empty draft once its last save is written."""
+    def _draft_again(self, uow: Any, session: PractitionerSession, draft: Any,
+                     form: dict[str, Any] | None) -> None:
+        """The draft being typed is gone from the store (not discarded here): what was
+        typed goes into a new draft for the same resident, which the editor takes on."""
+        from dataclasses import replace
+
+        from appliance.services import prescribing
+
+        if not draft.lines and not form:
+            return
         ctx = self.ctx
+        fresh = prescribing.new_draft(uow, session, draft.resident.ins.value, ids=ctx.ids,
+                                      now=ctx.now())
+        saved = prescribing.update_draft(uow, session, replace(
+            fresh, lines=draft.lines, renewals=draft.renewals), form=form)
+        log.warning("draft gone from the store: its lines saved again",
+                    extra={"fields": {"prescription": draft.id, "now": saved.id}})
+        self.post_message(RunInUi(self._redrafted, (draft.id, saved)))
+
+    def _redrafted(self, ids: tuple[str, Any]) -> None:
+        from appliance.tui.screens.editor import EditorScreen
+
+        old, saved = ids
+        for screen in self.screen_stack:
+            if isinstance(screen, EditorScreen) and screen.draft.id == old:
+                screen.take_over(saved)
+
+    def discard_draft(self, session: PractitionerSession, prescription_id: str) -> None:
+        """Drop a draft once its last save is written. From now on no list shows it (the
+        screens leave out ``discarded``), and they refresh once it is gone."""
+        ctx = self.ctx
+        self.discarded.add(prescription_id)
 
         def discard() -> None:
             from appliance.services import prescribing
@@ -312,9 +346,16 @@ class OrdoApp(App[None]):
                     with ctx.uow() as uow:
                         prescribing.discard_draft(uow, session, prescription_id)
                 except Exception:
-                    log.exception("empty draft not discarded")
+                    log.exception("draft not discarded")
+            self.post_message(DataChanged())
 
         self.run_worker(discard, thread=True, exit_on_error=False, group="save")
+
+    def screen_info(self, text: str) -> None:
+        """Say ``text`` (something done) on the screen now shown."""
+        show = getattr(self.screen, "show_info", None)
+        if show is not None:
+            show(text)
 
     @property
     def role(self) -> Role | None:
@@ -336,11 +377,25 @@ class OrdoApp(App[None]):
             text = "Service carte arrêté"
         elif not watcher.readers():
             text = "Pas de lecteur"
-        elif watcher.cards():
+        elif self._reader_in_use() in watcher.cards():
             text = "Carte présente"
         else:
             text = "Carte absente"
         self._set_part("card", text)
+
+    def _reader_in_use(self) -> str | None:
+        """The reader of the session, or of the PIN being typed; with neither, the one
+        holding a card (the lock screen waits for any)."""
+        from appliance.tui.screens.pin import PinScreen
+
+        if self.session is not None:
+            return self.session.reader
+        screen = self.screen_stack[-1] if self.screen_stack else None
+        if isinstance(screen, PinScreen):
+            return screen.reader
+        watcher = self.ctx.watcher
+        cards = sorted(watcher.cards()) if watcher is not None else []
+        return cards[0] if cards else None
 
     def _set_part(self, key: str, text: str) -> None:
         self._parts[key] = text

@@ -26,8 +26,8 @@ from decimal import Decimal, InvalidOperation
 from appliance.domain.posology import Duration, FreeTextPosology, Posology
 from appliance.errors import ValidationError
 
-__all__ = ["PATTERNS", "Pattern", "parse_duration", "parse_posology", "parse_quantity",
-           "pattern_hint", "unit_for"]
+__all__ = ["PATTERNS", "Pattern", "format_posology", "format_quantity", "parse_duration",
+           "parse_posology", "parse_quantity", "pattern_hint", "unit_for"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,17 @@ def _amount(text: str, field: str) -> Decimal:
         raise ValidationError(field, text, "un nombre (1, 0,5 ou 1/2)") from None
     if not value.is_finite() or value < 0:
         raise ValidationError(field, text, "un nombre positif")
-    return value.quantize(Decimal("0.001")).normalize()
+    return _plain(value.quantize(Decimal("0.001")).normalize())
+
+
+def _plain(value: Decimal) -> Decimal:
+    """``value`` without an exponent (``normalize`` turns 10 into ``1E+1``)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+
+
+def format_quantity(value: Decimal) -> str:
+    """A number as the physician types and reads it: ``10``, ``1,5``."""
+    return format(_plain(value.normalize()), "f").replace(".", ",")
 
 
 def _split_duration(text: str) -> tuple[str, Duration | None]:
@@ -181,3 +191,31 @@ def unit_for(name: str, form: str = "") -> str:
             if re.search(rf"\b{word}", words):
                 return unit
     return "dose"
+
+
+_DURATION_SHORT = {"jour": "j", "semaine": "s", "mois": "m"}
+
+
+def format_posology(posology: Posology | FreeTextPosology) -> str | None:
+    """What to type in the posology field to get ``posology`` back (a pattern number,
+    ``1-0-1``, ``3/j``, free text; then the duration), or None when the shorthand cannot
+    say it (the line keeps it as long as the field is not changed)."""
+    if isinstance(posology, FreeTextPosology):
+        return posology.text
+    p = posology
+    tail = f" {p.duration.value}{_DURATION_SHORT[p.duration.unit]}" if p.duration else ""
+    heads = list(PATTERNS)
+    if p.moments:
+        doses = dict(zip(p.moments, p.moment_doses or (p.dose,) * len(p.moments),
+                         strict=False))
+        order = _MOMENT_ORDER if "coucher" in doses else _MOMENT_ORDER[:3]
+        heads.append("-".join(format_quantity(doses.get(m, Decimal(0))) for m in order))
+    if p.times_per_day:
+        heads.append(f"{p.times_per_day}/j")
+    for head in heads:
+        try:
+            if parse_posology(head + tail, p.unit) == p:
+                return head + tail
+        except ValidationError:
+            continue
+    return None

@@ -172,7 +172,7 @@ def test_a_killed_kiosk_gives_the_draft_back(kiosk_env, tmux):
     start()
     try:
         _keys(session, "F2")
-        _wait_screen(session, "Ordonnance - DUPONT")
+        _wait_screen(session, "Ordonnance : DUPONT")
         _keys(session, "F4", "E", "C", "G", "Enter", "F2", "d", "o", "l", "i")
         _wait_screen(session, "DOLIPRANE 1000 mg, comprimé")
         deadline = time.monotonic() + 10

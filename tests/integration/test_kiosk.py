@@ -484,7 +484,7 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             await pilot.press(*scan, "enter")                    # Enter before any result
             await until(pilot, lambda: "DOLIPRANE 1000 mg, comprimé" in text_of(app, "#chosen"))
             await pilot.press("f6", "f7")                        # ALD, non substituable (MTE)
-            assert "ALD, non substituable (MTE)" in text_of(app, "#flags")
+            assert "F6 ALD, F7 non substituable (MTE)" in text_of(app, "#flags")
             await pilot.press("f10")                             # a line is half typed
             await until(pilot, lambda: "Une ligne est en cours" in text_of(app, "#message"))
             await pilot.press(*"1-0-1 1m", "tab", "2", "enter")  # 2 boxes
@@ -498,7 +498,7 @@ def test_editor_scan_device_flags_renewals_and_delete(kiosk_env):
             search = editor.query_one("#search")
             search.value = "Kiné\x1b[2J 10 séances"                # pasted, with an ESC
             await pilot.press("enter")
-            await until(pilot, lambda: "Saisie refusée (act.text)" in text_of(app, "#message")
+            await until(pilot, lambda: "Saisie refusée - Acte" in text_of(app, "#message")
                         and "U+001B" in text_of(app, "#message"))
             assert len(editor.draft.lines) == 3
             search.value = ""

@@ -604,19 +604,6 @@ def highlight_stands_out(app, selector: str) -> bool:
     return all(looks(i) != looks(highlighted) for i in others)
 
 
-CONSOLE_HIGHLIGHT_MISSING = ("the 16-colour console shows no difference on the highlighted "
-                             "row: Entrée acts on a row the physician cannot see")
-
-
-class HighlightInvisible(AssertionError):
-    """The highlighted row looks like the others (what the xfail tests expect today)."""
-
-
-def invisible_today():
-    return pytest.mark.xfail(strict=True, raises=HighlightInvisible,
-                             reason=CONSOLE_HIGHLIGHT_MISSING)
-
-
 async def editor_lines(pilot) -> None:
     await to_editor(pilot)
     await pilot.press("enter", *"3", "space", *"5j", "enter")  # a second line
@@ -643,12 +630,7 @@ async def _home_second(pilot) -> None:
 
 
 @pytest.mark.parametrize("which", [
-    pytest.param("residents", marks=invisible_today()),
-    "drafts",
-    "prescriptions",
-    pytest.param("drug results", marks=invisible_today()),
-    pytest.param("prescription lines", marks=invisible_today()),
-])
+    "residents", "drafts", "prescriptions", "drug results", "prescription lines"])
 def test_the_highlighted_row_is_visible_on_the_linux_console(kiosk, which):
     import asyncio
 
@@ -661,5 +643,4 @@ def test_the_highlighted_row_is_visible_on_the_linux_console(kiosk, which):
             await settle(pilot)
             return highlight_stands_out(app, selector)
 
-    if not asyncio.run(scenario()):
-        raise HighlightInvisible(f"{which}: the highlighted row looks like the others")
+    assert asyncio.run(scenario()), f"{which}: the highlighted row looks like the others"

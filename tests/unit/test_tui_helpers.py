@@ -104,7 +104,7 @@ def test_the_sync_screen_text():
     assert "En attente d'envoi : 2 (1 création(s), 1 annulation(s))" in text
     assert "dernier échange réussi : 25/11 10:00" in text      # Paris time
     assert "registre injoignable" in text
-    assert f"! {format_id(PID)} (création) : registry refused (422): bad INS" in text
+    assert f"! {format_id(PID)} (création) : refus du registre (code 422) : bad INS" in text
     assert "ch. 12 DUPONT Marie" in text and "ligne 2 : substitution -> PARACETAMOL" in text
     assert "état inconnu" in render_sync(None, [])
     flagged = render_sync(Status(), [alert], {(PID, 2, "3400936381865")})
@@ -119,7 +119,7 @@ def test_errors_become_french_messages_never_tracebacks():
     assert describe_error(AuthRefused("wrong_pin", tries_left=2)) == \
         "Code PIN incorrect : 2 essai(s) restant(s)."
     assert describe_error(ValidationError("posologie", "", "une posologie")) == \
-        "Saisie refusée (posologie) : une posologie"
+        "Saisie refusée - Posologie : une posologie."
     assert describe_error(StoreError("résident inconnu")) == "résident inconnu"
     assert describe_error(ZeroDivisionError()).startswith("Erreur interne")
 

@@ -3,7 +3,7 @@ every order and the card does not carry it)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -31,9 +31,6 @@ class AmScreen(KioskModal):
 
     def on_mount(self) -> None:
         self.query_one("#am", Input).focus()
-
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
 
     def action_later(self) -> None:
         self.dismiss(None)

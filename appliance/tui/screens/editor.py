@@ -12,7 +12,14 @@ One entry line at a time, in one of three modes (F2 medication, F3 device, F4 ac
 
 F6 marks the line being typed as related to the ALD, F7 cycles the non-substitution
 mention, F5 the number of renewals of the highlighted line (the last one added, unless the
-arrows moved), F8 removes the highlighted line, F10 opens the review.
+arrows moved). With the search empty, the arrows move along the lines already written: F9
+takes the highlighted one back into the fields (Entrée puts it back in its place), F8
+removes it. F11 discards the whole draft (after a confirmation), F10 opens the review.
+
+Entrée in the drug search picks a drug only when the text reads as a drug query: not a
+posology typed there by mistake ("1 matin"), and with a result whose name or substance
+starts as the text does ("matin" never picks imatinib), unless the physician moved to the
+result with the arrows.
 
 The prescribing checks run again in the background each time the lines or the renewals
 change: a line with an alert is marked (``!!`` blocking, ``!`` important, ``i`` info) and
@@ -20,11 +27,14 @@ the message line shows the most severe alert of the line just added; the review 
 all and asks for their acknowledgement or override.
 
 Everything is saved as typed: each added or removed line at once, the half-typed line
-(``form``) half a second after the last key, and both when the session locks.
+(``form``, with the field the cursor was in) half a second after the last key, and both
+when the session locks. A draft reopened puts the cursor back where the typing stopped.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -52,7 +62,14 @@ from appliance.services.checks import Alert, Severity
 from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
-from appliance.tui.shorthand import parse_posology, parse_quantity, pattern_hint, unit_for
+from appliance.tui.shorthand import (
+    format_posology,
+    format_quantity,
+    parse_posology,
+    parse_quantity,
+    pattern_hint,
+    unit_for,
+)
 from appliance.tui.widgets.status_bar import StatusBar
 
 MODE_LABELS = {"medication": "Médicament : ", "device": "Dispositif : ", "act": "Acte : "}
@@ -103,8 +120,39 @@ def names_the_box(query: str, presentation: Any) -> bool:
                                  or digits == presentation.cip7)
 
 
+def _fold(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text.casefold())
+                   if not unicodedata.combining(c))
+
+
+def meant_query(query: str, presentation: Any) -> bool:
+    """Whether ``query`` reads as a search for ``presentation``: its box's code or scan,
+    or a name, not a posology typed in the wrong field ("1 matin"), and some word of the
+    name or of a substance starts with the query's first three letters ("matin" is not
+    imatinib)."""
+    text = query.strip()
+    if text.startswith("]") or names_the_box(text, presentation):
+        return True
+    compact = "".join(text.split())
+    if compact.isdigit() and compact == presentation.cis:
+        return True
+    if not text or not text[0].isalpha():
+        return False
+    start = _fold(re.split(r"[^\w]+", text)[0])[:3]
+    words = re.split(r"[^\w]+", _fold(" ".join((presentation.name,
+                                                *getattr(presentation, "substances", ())))))
+    return any(word.startswith(start) for word in words)
+
+
 def _clip(text: str, width: int = 74) -> str:
-    return text if len(text) <= width else text[:width - 1] + "."
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def editor_title(r: Any, width: int = 78) -> str:
+    """Whose prescription this is: name (cut with "…" if it must be), birth date and room,
+    which are never cut."""
+    tail = f" - {r.birth_date:%d/%m/%Y} - ch. {r.room or '?'}"
+    return _clip(f"Ordonnance : {r.display_name}", width - len(tail)) + tail
 
 
 class EditorScreen(KioskScreen):
@@ -112,11 +160,14 @@ class EditorScreen(KioskScreen):
         Binding("f2", "mode('medication')", "Médicament", show=False),
         Binding("f3", "mode('device')", "Dispo"),
         Binding("f4", "mode('act')", "Acte"),
-        Binding("f5", "renewals", "Renouv"),
-        Binding("f6", "ald", "ALD"),
-        Binding("f7", "ns", "NS"),
+        # shown on the flags line, which says what they change
+        Binding("f5", "renewals", "Renouv", show=False),
+        Binding("f6", "ald", "ALD", show=False),
+        Binding("f7", "ns", "NS", show=False),
         Binding("f8", "delete_line", "Suppr"),
+        Binding("f9", "edit_line", "Modifier"),
         Binding("f10", "review", "Vérifier"),
+        Binding("f11", "discard", "Jeter"),
         Binding("escape", "leave", "Retour"),
         Binding("up", "move(-1)", show=False),
         Binding("down", "move(1)", show=False),
@@ -134,27 +185,30 @@ class EditorScreen(KioskScreen):
         self.chosen_query = ""
         self.ald = False
         self.ns: NonSubstitution | None = None
+        self.editing: int | None = None  # the line taken back into the fields (F9)
+        self.edited_posology: tuple[str, Any] | None = None  # its text, its posology
+        self.moved = False  # the arrows moved in the results since they were shown
         self._save_timer: Timer | None = None
         self.alerts: list[Alert] = []
         self._announce: int | None = None  # the line just added: say its alert
 
     def compose(self) -> ComposeResult:
-        r = self.draft.resident
-        yield Static(_clip(f"Ordonnance - {r.display_name}, ch. {r.room or '?'}", 78),
-                     id="title", classes="title")
+        yield Static(editor_title(self.draft.resident), id="title", classes="title")
         yield OptionList(id="lines", compact=True)
         yield Static("", id="flags")
         with Horizontal(classes="field"):
             yield Label(MODE_LABELS["medication"], id="mode-label")
-            yield Input(id="search", compact=True,
+            yield Input(id="search", compact=True, select_on_focus=False,
                         placeholder=MODE_PLACEHOLDERS["medication"])
         yield OptionList(id="results", compact=True)
         yield Static("", id="chosen")
         with Horizontal(classes="field", id="posology-row"):
             yield Label("Posologie : ", id="posology-label")
-            yield Input(id="posology", compact=True, placeholder="1 à 9, 1-0-1, 3/j ou texte")
+            yield Input(id="posology", compact=True, select_on_focus=False,
+                        placeholder="1 à 9, 1-0-1, 3/j ou texte")
             yield Label(" Boîtes : ", id="quantity-label")
-            yield Input(id="quantity", compact=True, restrict=r"[0-9,.]*", max_length=6)
+            yield Input(id="quantity", compact=True, restrict=r"[0-9,.]*", max_length=6,
+                        select_on_focus=False)
         yield Static("", id="hint", classes="hint")
         yield Static("", id="message", classes="message")
         yield StatusBar()
@@ -169,10 +223,20 @@ class EditorScreen(KioskScreen):
         self._show_mode()
         self._show_flags()
         self._show_chosen()
-        self.query_one("#search", Input).focus()
+        self.query_one(f"#{self._resume_field(self.form_in)}", Input).focus()
+        if self.editing is not None:
+            self.show_info(f"Modification de la ligne {self.editing + 1} : corrigez, puis "
+                           "Entrée.")
 
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
+    def _resume_field(self, form: dict[str, Any] | None) -> str:
+        """Where the typing stopped: the field saved with the form, else the one after
+        what is filled."""
+        field = (form or {}).get("focus")
+        if field in ("search", "posology", "quantity") and self.query_one(f"#{field}").display:
+            return str(field)
+        if self.chosen is not None:
+            return "posology" if self.chosen.kind == "drug" else "quantity"
+        return "search"
 
     # -- display -----------------------------------------------------------------------------
     def _show_lines(self, highlight: int | None = None) -> None:
@@ -185,9 +249,14 @@ class EditorScreen(KioskScreen):
         for alert in self.alerts:  # most severe first: the first mark of a line stays
             if alert.line is not None:
                 marks.setdefault(alert.line, ALERT_MARKS[alert.severity])
-        listing.add_options(Option(_clip(f"{marks.get(n - 1, '')}{n}. {describe_line(line)}",
-                                         76))
-                            for n, line in enumerate(self.draft.lines, start=1))
+        rows = []
+        for n, line in enumerate(self.draft.lines, start=1):
+            mark = marks.get(n - 1, "")
+            rows.append(Option(mark + line_row(n, line, 76 - len(mark))))
+        listing.add_options(rows)
+        if highlight is None and self.editing is not None \
+                and self.editing < len(self.draft.lines):
+            highlight = self.editing
         listing.highlighted = len(self.draft.lines) - 1 if highlight is None else highlight
 
     def _current(self) -> int | None:
@@ -229,9 +298,9 @@ class EditorScreen(KioskScreen):
         ns = self.ns.label if self.ns else "substituable"
         index = self._current()
         renewals = "" if index is None else (
-            f"Renouvellements (ligne {index + 1}) : {self.draft.lines[index].renewals}    ")
+            f"F5 Renouvellements (ligne {index + 1}) : {self.draft.lines[index].renewals}   ")
         self.query_one("#flags", Static).update(
-            f"{renewals}Ligne en cours : {'ALD' if self.ald else 'hors ALD'}, {ns}")
+            f"{renewals}Ligne : F6 {'ALD' if self.ald else 'hors ALD'}, F7 {ns}")
 
     def _show_mode(self) -> None:
         self.query_one("#mode-label", Label).update(MODE_LABELS[self.mode])
@@ -266,6 +335,7 @@ class EditorScreen(KioskScreen):
         listing.add_options(Option(label) for label in labels)
         if hint:  # "Aucun résultat" and what to type instead
             listing.add_option(Option(_clip(hint), disabled=True))
+        self.moved = False
         if results:
             listing.highlighted = 0
 
@@ -306,13 +376,19 @@ class EditorScreen(KioskScreen):
             self._pick()
 
     def action_move(self, step: int) -> None:
+        """The arrows move in the results; with none shown, along the lines written."""
         focused = self.focused
         if isinstance(focused, OptionList):
             return
-        listing = self.query_one("#results", OptionList)
         if self.results:
+            listing = self.query_one("#results", OptionList)
             current = listing.highlighted or 0
             listing.highlighted = max(0, min(len(self.results) - 1, current + step))
+            self.moved = True
+        elif self.draft.lines and not self.query_one("#search", Input).value.strip():
+            lines = self.query_one("#lines", OptionList)
+            current = lines.highlighted if lines.highlighted is not None else 0
+            lines.highlighted = max(0, min(len(self.draft.lines) - 1, current + step))
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, event: Input.Submitted) -> None:
@@ -333,17 +409,27 @@ class EditorScreen(KioskScreen):
 
     @on(OptionList.OptionSelected, "#results")
     def _result_selected(self) -> None:
-        self._pick()
+        self._pick(chosen_in_list=True)
 
-    def _pick(self) -> None:
+    def _pick(self, chosen_in_list: bool = False) -> None:
         search = self.query_one("#search", Input)
         index = self.query_one("#results", OptionList).highlighted or 0
         if self.mode == "medication":
+            text = search.value.strip()
+            if text[:1].isdigit() and not (self.results and meant_query(text,
+                                                                        self.results[0])):
+                self.show_error(f"« {_clip(text, 20)} » ressemble à une posologie : "
+                                "choisissez d'abord le médicament (son nom), puis Entrée.")
+                return
             if not self.results:
                 self.show_error("Aucun médicament trouvé : vérifiez le nom ou scannez la "
                                 "boîte.")
                 return
-            p = self.results[index]
+            p = self.results[min(index, len(self.results) - 1)]
+            if not (chosen_in_list or self.moved or meant_query(text, p)):
+                self.show_error(f"Aucun résultat ne commence par « {_clip(text, 20)} » : "
+                                "choisissez-le avec les flèches ou précisez le nom.")
+                return
             self.chosen = Chosen("drug", p.name, cis=p.cis,
                                  cip13=p.cip13 if names_the_box(self.results_for or "", p)
                                  else None, unit=unit_for(p.name, p.form))
@@ -364,6 +450,14 @@ class EditorScreen(KioskScreen):
         self.query_one(target, Input).focus()
 
     # -- adding lines ----------------------------------------------------------------------------
+    def _posology(self, text: str, unit: str) -> Any:
+        """The posology typed; the line's own when it was taken back (F9) and its text,
+        which the shorthand may not say exactly, is unchanged."""
+        edited = self.edited_posology
+        if edited is not None and text == edited[0]:
+            return edited[1]
+        return parse_posology(text, unit)
+
     @on(Input.Submitted, "#posology")
     @on(Input.Submitted, "#quantity")
     def _line_submitted(self) -> None:
@@ -377,7 +471,7 @@ class EditorScreen(KioskScreen):
             quantity = parse_quantity(self.query_one("#quantity", Input).value)
             line: Line
             if chosen.kind == "drug":
-                posology = parse_posology(self.query_one("#posology", Input).value,
+                posology = self._posology(self.query_one("#posology", Input).value,
                                           chosen.unit)
                 common, conditions = self._facts(chosen.cis)
                 line = MedicationLine(label=chosen.label, cis=chosen.cis, cip13=chosen.cip13,
@@ -410,16 +504,25 @@ class EditorScreen(KioskScreen):
         except ValidationError as exc:
             self.show_error(describe_error(exc))
             return
-        if len(self.draft.lines) >= MAX_LINES:
+        editing = self.editing
+        if editing is not None and editing < len(self.draft.lines):
+            lines = list(self.draft.lines)
+            line = replace(line, renewals=lines[editing].renewals)  # F5 set them, not the fields
+            lines[editing] = line
+            self.draft = replace(self.draft, lines=tuple(lines))
+            said = f"Ligne {editing + 1} modifiée : "
+        elif len(self.draft.lines) >= MAX_LINES:
             self.show_error(f"Une ordonnance a au plus {MAX_LINES} lignes : signez celle-ci, "
                             "puis commencez-en une autre.")
             return
-        self.draft = replace(self.draft, lines=(*self.draft.lines, line))
+        else:
+            self.draft = replace(self.draft, lines=(*self.draft.lines, line))
+            said = "Ligne ajoutée : "
         self._show_lines()
         self._reset_entry()
-        self.show_error(_clip(f"Ligne ajoutée : {describe_line(line)}", 78))
+        self.show_info(said + line_row(0, line, 78 - len(said))[3:])
         self.save_now()
-        self._announce = len(self.draft.lines) - 1
+        self._announce = len(self.draft.lines) - 1 if editing is None else editing
         self._run_checks()
 
     @on(OptionList.OptionHighlighted, "#lines")
@@ -429,6 +532,7 @@ class EditorScreen(KioskScreen):
     def _reset_entry(self) -> None:
         self.chosen, self.chosen_query = None, ""
         self.ald, self.ns = False, None
+        self.editing, self.edited_posology = None, None
         self.results, self.results_for = [], None
         for selector in ("#search", "#posology", "#quantity"):
             self.query_one(selector, Input).value = ""
@@ -488,10 +592,69 @@ class EditorScreen(KioskScreen):
         self.draft = replace(self.draft, lines=self.draft.lines[:index]
                              + self.draft.lines[index + 1:])
         self.alerts = []  # the line numbers moved: no stale mark until the check is back
+        if self.editing is not None:  # the line taken back is no longer where it was
+            self.editing, self.edited_posology = None, None
         self._show_lines()
-        self.show_error(_clip(f"Ligne retirée : {describe_line(removed)}", 78))
+        self.show_info("Ligne retirée : " + line_row(0, removed, 62)[3:])
         self.save_now()
         self._run_checks()
+
+    def action_edit_line(self) -> None:
+        """Take the highlighted line back into the fields; Entrée puts it back in place."""
+        if not self.draft.lines:
+            return
+        if self._pending():
+            self.show_error("Une ligne est en cours : validez-la (Entrée) ou effacez-la.")
+            return
+        index = self.query_one("#lines", OptionList).highlighted
+        if index is None or not 0 <= index < len(self.draft.lines):
+            index = len(self.draft.lines) - 1
+        line = self.draft.lines[index]
+        form: dict[str, Any] = {"ald": line.ald, "editing": index}
+        if isinstance(line, MedicationLine):
+            unit = getattr(line.posology, "unit", None) or unit_for(line.label)
+            text = format_posology(line.posology) or line.posology.describe()
+            self.edited_posology = (text, line.posology)
+            form.update(mode="medication", posology=text, focus="posology",
+                        chosen=asdict(Chosen("drug", line.label, cis=line.cis,
+                                             cip13=line.cip13, unit=unit)),
+                        ns=line.non_substitution.value if line.non_substitution else None,
+                        quantity=format_quantity(line.quantity) if line.quantity else "")
+        elif isinstance(line, DeviceLine):
+            form.update(mode="device", focus="quantity", quantity=format_quantity(
+                line.quantity), chosen=asdict(Chosen("device", line.label, lpp=line.lpp)))
+        else:
+            form.update(mode="act", search=line.text, focus="search")
+        self._restore(form)
+        self._show_mode()
+        self._show_flags()
+        self._show_chosen()
+        self._show_results([])
+        self.query_one(f"#{form['focus']}", Input).focus()
+        self.show_info(f"Modification de la ligne {index + 1} : corrigez, puis Entrée.")
+        self._schedule_save()
+
+    def action_discard(self) -> None:
+        """Throw the whole draft away, once the physician has said yes."""
+        from appliance.tui.screens.confirm import ConfirmScreen
+
+        count = len(self.draft.lines)
+        what = f"{count} ligne{'s' if count > 1 else ''}" if count else "aucune ligne"
+        self.app.push_screen(ConfirmScreen(
+            "Jeter ce brouillon ?",
+            f"Ordonnance de {self.draft.resident.display_name} ({what}). Elle sera "
+            "supprimée, sans signature ni impression.", "jeter le brouillon"),
+            self._discard_answered)
+
+    def _discard_answered(self, yes: bool | None) -> None:
+        if not yes or self.owner is None:
+            return
+        if self._save_timer is not None:
+            self._save_timer.stop()
+            self._save_timer = None
+        self.kiosk.discard_draft(self.owner, self.draft.id)
+        self.app.pop_screen()
+        self.kiosk.screen_info("Brouillon jeté.")
 
     def _pending(self) -> bool:
         return bool(self.chosen is not None
@@ -524,9 +687,12 @@ class EditorScreen(KioskScreen):
         if (not any(v.strip() for v in values.values()) and self.chosen is None
                 and not self.ald and self.ns is None and self.mode == "medication"):
             return None
+        focused = self.focused
         return {"mode": self.mode, **values, "chosen_query": self.chosen_query,
                 "chosen": asdict(self.chosen) if self.chosen else None,
-                "ald": self.ald, "ns": self.ns.value if self.ns else None}
+                "ald": self.ald, "ns": self.ns.value if self.ns else None,
+                "editing": self.editing,
+                "focus": focused.id if isinstance(focused, Input) else None}
 
     def _restore(self, form: dict[str, Any]) -> None:
         self.mode = form.get("mode") if form.get("mode") in MODE_LABELS else "medication"
@@ -536,8 +702,13 @@ class EditorScreen(KioskScreen):
         self.ald = bool(form.get("ald"))
         ns = form.get("ns")
         self.ns = NonSubstitution(ns) if ns in NonSubstitution.__members__ else None
+        editing = form.get("editing")
+        self.editing = (editing if isinstance(editing, int)
+                        and 0 <= editing < len(self.draft.lines) else None)
         for selector in ("search", "posology", "quantity"):
-            self.query_one(f"#{selector}", Input).value = str(form.get(selector) or "")
+            field = self.query_one(f"#{selector}", Input)
+            field.value = str(form.get(selector) or "")
+            field.cursor_position = len(field.value)  # typing goes on after what is there
 
     def _schedule_save(self) -> None:
         if self._save_timer is not None:
@@ -551,7 +722,37 @@ class EditorScreen(KioskScreen):
         if self.owner is not None and self.is_mounted:
             self.kiosk.save_draft(self.owner, self.draft, self.form())
 
+    def take_over(self, saved: Prescription) -> None:
+        """The draft vanished from the store; ``saved`` holds what was typed: go on in it."""
+        self.draft = replace(saved, lines=self.draft.lines, renewals=self.draft.renewals)
+        self.show_error("Le brouillon avait disparu : ce qui était saisi est enregistré dans "
+                        "un nouveau brouillon.")
+        self.save_now()
+
     def flush_draft(self) -> None:
         """The session is locking: write what was typed, now."""
         self.save_now()
 
+
+
+def line_row(n: int, line: Line, width: int) -> str:
+    """``n. line`` in ``width`` characters: what must not be lost (the posology with its
+    duration, the quantity, the flags) is kept whole and the name is cut with "…"; a
+    posology too long itself is cut in its middle so that its duration still shows."""
+    number = f"{n}. "
+    text = describe_line(line)
+    if len(number) + len(text) <= width:
+        return number + text
+    if isinstance(line, MedicationLine):
+        tail = text[len(line.label):]  # " : posology, qté N [flags]"
+        room = width - len(number) - len(tail)
+        if room >= 12:
+            return number + _clip(line.label, room) + tail
+        head = _clip(line.label, 20)
+        room = width - len(number) - len(head)
+        duration = getattr(line.posology, "duration", None)
+        said = f" pendant {duration.describe()}" if duration is not None else ""
+        # its end: the duration, the quantity and the flags (or a free text's last words)
+        keep = tail[tail.rindex(said):] if said and said in tail else tail[-20:]
+        return number + head + tail[:room - len(keep) - 1].rstrip() + "…" + keep
+    return _clip(number + text, width)

@@ -1,11 +1,15 @@
 """Home: the residents (search by name or room, accents and case ignored) and, for a
-physician, the drafts to take up again (after a lock or a crash)."""
+physician, the drafts to take up again (after a lock or a crash).
+
+Whatever has the focus, a typed character goes to the search. F2 and Entrée act on the
+highlighted resident of the list that answers the text in the search box, never on a row
+left from an earlier search: pressed before the answer arrives, they wait for it."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -22,8 +26,15 @@ from appliance.tui.widgets.status_bar import StatusBar
 def resident_row(r: Resident) -> str:
     name = r.display_name
     if len(name) > 44:
-        name = name[:43] + "."
+        name = name[:43] + "…"
     return f"{name:<44} ch. {r.room:<5} {r.birth_date:%d/%m/%Y}"
+
+
+NO_MATCH = "Aucun résident ne correspond."
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 class HomeScreen(KioskScreen):
@@ -41,6 +52,7 @@ class HomeScreen(KioskScreen):
         self.residents: list[Resident] = []
         self.shown_for: str | None = None  # the search text the list answers
         self.drafts: list[Prescription] = []
+        self._waiting: str | None = None  # "new" or "open": once the list answers the search
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title", classes="title")
@@ -64,12 +76,17 @@ class HomeScreen(KioskScreen):
         self.refresh_data()
 
     def on_screen_resume(self) -> None:
-        if self.focused is None:
-            self.query_one("#search", Input).focus()
+        self.query_one("#search", Input).focus()
         self.refresh_data()
 
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
+    def on_key(self, event: events.Key) -> None:
+        """A character typed while a list has the focus goes to the search."""
+        search = self.query_one("#search", Input)
+        if event.is_printable and event.character and self.focused is not search:
+            event.stop()
+            event.prevent_default()
+            search.focus()
+            search.insert_text_at_cursor(event.character)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "new":
@@ -107,11 +124,12 @@ class HomeScreen(KioskScreen):
         alert.display = count > 0
 
     def _show_drafts(self, drafts: list[Prescription]) -> None:
+        drafts = [d for d in drafts if d.id not in self.kiosk.discarded]
         self.drafts = drafts
         listing = self.query_one("#drafts", OptionList)
         listing.clear_options()
         listing.add_options(Option(
-            f"{local(d.created_at):%d/%m %H:%M}  {d.resident.display_name[:40]:<40} "
+            f"{local(d.created_at):%d/%m %H:%M}  {_cut(d.resident.display_name, 40):<40} "
             f"{len(d.lines)} ligne(s)") for d in drafts)
         listing.display = bool(drafts)
         title = self.query_one("#drafts-title", Static)
@@ -136,16 +154,33 @@ class HomeScreen(KioskScreen):
         text, residents = result
         if text != self.query_one("#search", Input).value:
             return
+        # a refresh of the same search keeps the resident highlighted (not the row number)
+        kept = self._highlighted() if text == self.shown_for else None
         self.residents, self.shown_for = residents, text
         listing = self.query_one("#residents", OptionList)
         listing.clear_options()
         listing.add_options(Option(resident_row(r)) for r in residents)
         if residents:
-            listing.highlighted = 0
-        self.show_error("" if residents else "Aucun résident ne correspond.")
+            same = [i for i, r in enumerate(residents) if kept is not None and r.ins == kept.ins]
+            listing.highlighted = same[0] if same else 0
+        if not residents:
+            self.show_error(NO_MATCH)
+        elif str(self.query_one("#message", Static).render()).startswith(NO_MATCH[:14]):
+            self.show_error("")
+        waiting, self._waiting = self._waiting, None
+        if waiting == "new":
+            self.action_new()
+        elif waiting == "open":
+            self._open_highlighted()
 
     # -- actions -----------------------------------------------------------------------------
+    def _answers_search(self) -> bool:
+        """The list shown answers the text in the search box (not an earlier text)."""
+        return self.shown_for == self.query_one("#search", Input).value
+
     def _highlighted(self) -> Resident | None:
+        if not self._answers_search():
+            return None
         index = self.query_one("#residents", OptionList).highlighted
         if index is None or not 0 <= index < len(self.residents):
             return None
@@ -160,13 +195,17 @@ class HomeScreen(KioskScreen):
 
     @on(Input.Submitted, "#search")
     def _open_highlighted(self) -> None:
+        if not self._answers_search():
+            self._waiting = "open"
+            return
         resident = self._highlighted()
         if resident is not None:
             self._open(resident)
 
     @on(OptionList.OptionSelected, "#residents")
     def _selected(self, event: OptionList.OptionSelected) -> None:
-        self._open(self.residents[event.option_index])
+        if self._answers_search() and 0 <= event.option_index < len(self.residents):
+            self._open(self.residents[event.option_index])
 
     def _open(self, resident: Resident) -> None:
         from appliance.tui.screens.resident import ResidentScreen
@@ -174,9 +213,13 @@ class HomeScreen(KioskScreen):
         self.app.push_screen(ResidentScreen(resident))
 
     def action_new(self) -> None:
+        if not self._answers_search():
+            self._waiting = "new"
+            return
         resident = self._highlighted()
         if resident is None:
-            self.show_error("Choisissez d'abord un résident.")
+            self.show_error(f"{NO_MATCH[:-1]} : tapez son nom ou sa chambre."
+                            if not self.residents else "Choisissez d'abord un résident.")
             return
         open_new_draft(self, resident)
 
@@ -219,12 +262,22 @@ def open_draft(screen: KioskScreen, draft: Prescription) -> None:
     """Open the editor on a saved draft, with the line that was being typed."""
     ctx = screen.ctx
 
-    def load() -> tuple[Prescription, dict | None]:
+    def load() -> tuple[Prescription | None, dict | None]:
         with ctx.uow() as uow:
-            current = uow.prescriptions.get(draft.id) or draft
+            current = uow.prescriptions.get(draft.id)
             return current, prescribing.draft_form(uow, draft.id)
 
-    screen.background(load, lambda result: _edit(screen, *result))
+    def loaded(result: tuple[Prescription | None, dict | None]) -> None:
+        current, form = result
+        if current is None or current.id in screen.kiosk.discarded:
+            screen.show_error("Ce brouillon n'existe plus.")
+            refresh = getattr(screen, "refresh_data", None)
+            if refresh is not None:
+                refresh()
+            return
+        _edit(screen, current, form)
+
+    screen.background(load, loaded)
 
 
 def _edit(screen: KioskScreen, draft: Prescription, form: dict | None) -> None:

@@ -1,4 +1,5 @@
-"""PIN entry: masked, digits only; the card's tries left are shown before and after a try."""
+"""PIN entry: masked, digits only; the card's tries left are shown before and after a try,
+the same in the header and in the message, with a warning before the last one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from textual.widgets import Footer, Input, Label, Static
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.widgets.status_bar import StatusBar
 
+LAST_TRY = "Attention : dernier essai, un code faux de plus bloque la carte."
+
 
 class PinScreen(KioskScreen):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Annuler")]
@@ -22,6 +25,7 @@ class PinScreen(KioskScreen):
         self.reader = reader
         self.busy = False
         self.gone = False
+        self.holder = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-box"):
@@ -42,14 +46,18 @@ class PinScreen(KioskScreen):
             self.background(lambda: info(reader), self._show_holder, failed=lambda _: None)
 
     def _show_holder(self, result: tuple[str, int | None]) -> None:
-        holder, tries = result
-        text = holder
+        self.holder, tries = result
+        self._show_tries(tries)
+        if tries == 1:
+            self.show_error(LAST_TRY)
+
+    def _show_tries(self, tries: int | None) -> None:
+        text = self.holder
         if tries is not None:
             text += f" - {tries} essai(s) de code PIN" if tries else " - carte bloquée"
+            if tries == 1:
+                text += " (dernier)"
         self.query_one("#pin-holder", Static).update(text)
-
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
 
     def on_unmount(self) -> None:
         self.gone = True
@@ -66,7 +74,7 @@ class PinScreen(KioskScreen):
         if not pin:
             return
         self.busy = True
-        self.show_error("Vérification du code PIN…")
+        self.show_info("Vérification du code PIN…")
         ctx, reader = self.ctx, self.reader
 
         def login() -> tuple[Any, bool]:
@@ -98,6 +106,10 @@ class PinScreen(KioskScreen):
         self.busy = False
         self.query_one("#pin", Input).value = ""
         if getattr(exc, "reason", None) == "wrong_pin":  # AuthRefused
-            self.show_error(str(exc))  # with the tries left when the card tells them
+            tries = getattr(exc, "tries_left", None)
+            if tries is not None and self.holder:
+                self._show_tries(tries)
+            # with the tries left when the card tells them
+            self.show_error(f"{exc} {LAST_TRY}" if tries == 1 else str(exc))
         else:
             self.show_error(describe_error(exc))

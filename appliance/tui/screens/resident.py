@@ -30,7 +30,8 @@ from appliance.domain.prescription_id import GROUP, format_id
 from appliance.ports.uow import ExternalPrescription, HistoryRow, UnitOfWork
 from appliance.services import prescribing, residents
 from appliance.tui.context import DispensationView
-from appliance.tui.screens.base import KioskScreen
+from appliance.tui.screens.base import KioskScreen, registry_text_fr
+from appliance.tui.shorthand import format_quantity
 from appliance.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 REGISTRY_FR = {"pending": "envoi au registre en attente", "acknowledged": "reçue par le registre",
                "quarantined": "REFUSÉE par le registre"}
-PRINT_FR = {"queued": "impression en attente", "done": "imprimée", "failed": "non imprimée"}
+PRINT_FR = {"queued": "impression en attente", "done": "imprimé", "failed": "non imprimé"}
 OTHER_SUBSTANCE = "Autre substance que la prescrite"
 
 
@@ -52,11 +53,11 @@ def describe_line(line: Line) -> str:
     if isinstance(line, MedicationLine):
         if line.non_substitution is not None:
             flags += f" [{line.non_substitution.label}]"
-        quantity = f", qté {line.quantity}" if line.quantity is not None else ""
+        quantity = f", qté {format_quantity(line.quantity)}" if line.quantity is not None else ""
         return f"{line.label} : {line.posology.describe()}{quantity}{flags}"
     if isinstance(line, DeviceLine):
         code = f" (LPP {line.lpp})" if line.lpp else ""
-        return f"Dispositif : {line.label}{code}, qté {line.quantity}{flags}"
+        return f"Dispositif : {line.label}{code}, qté {format_quantity(line.quantity)}{flags}"
     assert isinstance(line, ActLine)
     return f"Acte : {line.text}{flags}"
 
@@ -100,7 +101,7 @@ class RxView:
     def alerts(self) -> list[str]:
         out = []
         if self.registry == "quarantined":
-            out.append(f"Refusée par le registre : {self.registry_error or '?'}")
+            out.append(f"Refusée par le registre : {registry_text_fr(self.registry_error)}")
         out += [f"{OTHER_SUBSTANCE if d.other_substance else 'Substitution'} : {d.text}"
                 for d in self.dispensations if d.substituted]
         return out
@@ -200,9 +201,6 @@ class ResidentScreen(KioskScreen):
             self.query_one("#rx", OptionList).focus()
         self.refresh_data()
 
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("new", "cancel_rx"):
             return self.kiosk.role is Role.PRESCRIBER
@@ -236,6 +234,8 @@ class ResidentScreen(KioskScreen):
         views, self.allergies = loaded
         listing = self.query_one("#rx", OptionList)
         keep = listing.highlighted
+        views = [v for v in views if not (v.row_data.state is State.DRAFT
+                                          and v.id in self.kiosk.discarded)]
         self.views = views
         self._show_alerts()
         listing.clear_options()
@@ -335,7 +335,7 @@ class ResidentScreen(KioskScreen):
             return job
 
         self.background(queue, lambda job: (
-            self.show_error(f"Duplicata demandé (travail n° {job})."), self.refresh_data()))
+            self.show_info(f"Duplicata demandé (travail n° {job})."), self.refresh_data()))
 
     def action_allergy(self) -> None:
         if self.session is None or self.ctx.add_allergy is None:
@@ -388,5 +388,5 @@ class ResidentScreen(KioskScreen):
                 return prescribing.cancel(uow, session, pid, reason, now=ctx.now())
 
         self.background(cancel, lambda p: (
-            self.show_error(f"Ordonnance {format_id(p.id)} annulée ; le registre sera "
+            self.show_info(f"Ordonnance {format_id(p.id)} annulée ; le registre sera "
                             "prévenu."), self.refresh_data()))

@@ -12,7 +12,7 @@ audit chain (alert keys only)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -172,9 +172,6 @@ class ReviewScreen(KioskScreen):
             self.query_one("#preview-box").focus()
 
     # -- signing --------------------------------------------------------------------------------
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
-
     def action_back(self) -> None:
         if not self.busy:
             self.app.pop_screen()
@@ -191,7 +188,7 @@ class ReviewScreen(KioskScreen):
             self._show_what_is_needed(decision)
             return
         self.busy = True
-        self.show_error("Signature avec la carte CPS...")
+        self.show_info("Signature avec la carte CPS…")
         ctx, pid = self.ctx, self.draft.id
 
         def on_card() -> SignResult:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from appliance.domain.prescription import local
 from appliance.domain.prescription_id import format_id
 from appliance.ports.uow import DispensationAlert, ExternalPrescription, MailStatus, SyncStatus
-from appliance.tui.screens.base import KioskScreen
+from appliance.tui.screens.base import KioskScreen, registry_text_fr
 from appliance.tui.widgets.status_bar import StatusBar
 
 REFRESH_S = 3.0
@@ -68,14 +68,14 @@ def render_sync(status: SyncStatus | None, alerts: list[DispensationAlert],
                    f"{_when(status.last_success_at)}")
         if status.last_error:
             out.append(f" Dernière erreur ({_when(status.last_error_at)}) : "
-                       f"{status.last_error[:120]}")
+                       f"{registry_text_fr(status.last_error)[:120]}")
         out.append("")
         out.append(f"Refusées par le registre (quarantaine) : {status.quarantined}")
         for record in status.quarantined_records:
             kind = {"create": "création", "cancel": "annulation"}.get(record["kind"],
                                                                        record["kind"])
             out.append(f" ! {format_id(record['prescription_id'])} ({kind}) : "
-                       f"{(record['reason'] or '?')[:100]}")
+                       f"{registry_text_fr(record['reason'])[:100]}")
     out += mail or []
     out.append("")
     out.append(f"Délivrances modifiées par la pharmacie : {len(alerts)}")
@@ -109,9 +109,6 @@ class SyncScreen(KioskScreen):
         self.query_one("#sync-box").focus()
         self.refresh_data()
         self.set_interval(REFRESH_S, self.refresh_data)
-
-    def show_error(self, message: Any) -> None:
-        self.query_one("#message", Static).update(str(message))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "demo_dispense":
