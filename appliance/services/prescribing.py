@@ -12,6 +12,8 @@
   change, an outbox ``cancel`` row and the audit entry in one transaction; print jobs still
   queued for it are dropped.
 - ``reprint``: a DUPLICATA job for a physician, a nurse or establishment staff.
+- renewing a treatment and stopping a line: ``appliance.services.treatment`` (signing a
+  renewal there takes the lines it renewed out of the current treatment).
 - ``prescribe`` (headless) and ``import_drafts`` (``ordo drafts import``) start from a draft
   validated by ``appliance.services.drafts.parse_draft``.
 
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 ID_META_KEY = "prescription_id.last_ms"
 FORM_META_PREFIX = "kiosk.form."
+RENEWAL_META_PREFIX = "renewal."  # the lines a draft renews (appliance.services.treatment)
 MAX_REASON = 500
 REPRINT_ROLES = frozenset({Role.PRESCRIBER, Role.NURSE, Role.STAFF})
 CANCELLED_BEFORE_PRINT = "ordonnance annulée avant impression"
@@ -297,6 +300,7 @@ def discard_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> N
         _own_draft(uow, session, prescription_id)
         uow.prescriptions.delete_draft(prescription_id)
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
+        uow.meta.delete(RENEWAL_META_PREFIX + prescription_id)
         uow.audit.append(actor=_actor(session), action="prescription.draft_discarded",
                          subject=prescription_id)
         uow.commit()
@@ -332,12 +336,15 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
     # Imported here: cryptography is loaded by the card login before any signing, and the
     # kiosk's lock screen, which imports this module, does not wait for it.
     from appliance.services.signature import record_signature, sign_prescription
+    from appliance.services.treatment import record_renewal
 
     signed = sign_prescription(draft, session, _signing_time(now))
     with uow:
         _own_draft(uow, session, prescription_id)
         job = record_signature(uow, signed, actor=doctor.id_nat_ps)
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
+        record_renewal(uow, signed.prescription, actor=doctor.id_nat_ps,
+                       at=signed.prescription.signed_at or _signing_time(now))
         uow.commit()
     log.info("prescription signed and queued", extra={"fields": {
         "prescription": prescription_id, "job": job, "lines": len(draft.lines)}})

@@ -8,7 +8,7 @@ their own snapshot. Every SQLite error leaves as a ``StoreError``.
 
 Each repository is the owner module of its table (``residents``, ``practitioners``,
 ``prescriptions``, ``outbox``, ``print_jobs``, ``meta``, ``audit``, ``dispensations``,
-``allergies``, ``prescription_alerts``);
+``allergies``, ``prescription_alerts``, ``stopped_lines``);
 ``views`` holds the read models. One unit of work per thread: SQLite connections are not
 shared between threads.
 """
@@ -31,6 +31,7 @@ from appliance.store.prescription_alerts import PrescriptionAlertsTable
 from appliance.store.prescriptions import PrescriptionsTable
 from appliance.store.print_jobs import PrintJobsTable
 from appliance.store.residents import ResidentsTable
+from appliance.store.stopped_lines import StoppedLinesTable
 from appliance.store.views import StoreViews
 
 
@@ -52,6 +53,7 @@ class SqliteUnitOfWork:
         self.dispensations = DispensationsTable(store)
         self.allergies = AllergiesTable(store)
         self.prescription_alerts = PrescriptionAlertsTable(store)
+        self.stopped_lines = StoppedLinesTable(store)
         self.views = StoreViews(store)
 
     @classmethod

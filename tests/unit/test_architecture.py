@@ -46,7 +46,8 @@ TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
                 "prescriptions": "prescriptions", "outbox": "outbox",
                 "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
                 "dispensations": "dispensations", "allergies": "allergies",
-                "prescription_alerts": "prescription_alerts", "_migrations": "migrations"}
+                "prescription_alerts": "prescription_alerts", "stopped_lines": "stopped_lines",
+                "_migrations": "migrations"}
 WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
                    r"\s+\"?(\w+)\b")
 
@@ -68,4 +69,4 @@ def test_each_table_is_written_by_its_owner_module_only():
                 assert path == root / "appliance" / "store" / f"{owner}.py", \
                     f"{path.relative_to(root)} writes the table {table}"
     assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations", "allergies",
-                    "prescription_alerts"}
+                    "prescription_alerts", "stopped_lines"}
