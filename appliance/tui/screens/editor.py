@@ -13,6 +13,10 @@ One entry line at a time, in one of three modes (F2 medication, F3 device, F4 ac
 F6 marks the line being typed as related to the ALD, F7 cycles the non-substitution
 mention, F5 the number of renewals, F8 removes the highlighted line, F10 opens the review.
 
+A draft made by renewing the current treatment marks the lines it renews: ``R`` as signed
+before, ``R*`` the same drug with a changed posology or quantity
+(``appliance.services.treatment.renewal_marks``); each stays editable like any other.
+
 Everything is saved as typed: each added or removed line at once, the half-typed line
 (``form``) half a second after the last key, and both when the session locks.
 """
@@ -41,6 +45,7 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import ValidationError
+from appliance.services import treatment
 from appliance.tui.screens.base import KioskScreen, describe_error
 from appliance.tui.screens.resident import describe_line
 from appliance.tui.shorthand import parse_posology, parse_quantity, pattern_hint, unit_for
@@ -112,10 +117,12 @@ class EditorScreen(KioskScreen):
         Binding("down", "move(1)", show=False),
     ]
 
-    def __init__(self, draft: Prescription, form: dict[str, Any] | None = None) -> None:
+    def __init__(self, draft: Prescription, form: dict[str, Any] | None = None, *,
+                 renewal: list[treatment.RenewalSource] | None = None) -> None:
         super().__init__()
         self.draft = draft
         self.form_in = form
+        self.renewal = renewal  # the signed lines this draft renews (None: not read yet)
         self.owner: Any = None
         self.mode = "medication"
         self.results: list[Any] = []
@@ -151,6 +158,11 @@ class EditorScreen(KioskScreen):
     def on_mount(self) -> None:
         self.owner = self.session
         self._show_lines()
+        if self.renewal is None:
+            self._load_renewal()
+        elif self.renewal:
+            self.show_error(f"Renouvellement : {len(self.renewal)} ligne(s) reprise(s) (R), "
+                            "modifiables. F10 : vérifier et signer.")
         if self.form_in:
             self._restore(self.form_in)
         self._show_mode()
@@ -161,6 +173,20 @@ class EditorScreen(KioskScreen):
     def show_error(self, message: Any) -> None:
         self.query_one("#message", Static).update(str(message))
 
+    def _load_renewal(self) -> None:
+        ctx, pid = self.ctx, self.draft.id
+
+        def load() -> list[treatment.RenewalSource]:
+            with ctx.uow() as uow:
+                return treatment.renewal_sources(uow, pid)
+
+        def loaded(sources: list[treatment.RenewalSource]) -> None:
+            self.renewal = sources
+            if sources:
+                self._show_lines()
+
+        self.background(load, loaded, group="renewal")
+
     # -- display -----------------------------------------------------------------------------
     def _show_lines(self) -> None:
         listing = self.query_one("#lines", OptionList)
@@ -168,8 +194,11 @@ class EditorScreen(KioskScreen):
         if not self.draft.lines:
             listing.add_option(Option("(aucune ligne pour l'instant)", disabled=True))
             return
-        listing.add_options(Option(_clip(f"{n}. {describe_line(line)}", 76))
-                            for n, line in enumerate(self.draft.lines, start=1))
+        marks = treatment.renewal_marks(self.draft.lines, self.renewal or [])
+        listing.add_options(Option(_clip(f"{n}. {(mark or '').ljust(3) if self.renewal else ''}"
+                                         f"{describe_line(line)}", 76))
+                            for n, (line, mark) in enumerate(zip(self.draft.lines, marks,
+                                                                 strict=True), start=1))
         listing.highlighted = len(self.draft.lines) - 1
 
     def _show_flags(self) -> None:
