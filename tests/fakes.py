@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -40,9 +40,11 @@ from appliance.ports.uow import (
     PrintJob,
     ReceivedPrescription,
     SignedRow,
+    StoppedLine,
     StoredAlert,
     SyncKeys,
     SyncStatus,
+    Treatment,
     TreatmentLine,
 )
 
@@ -124,6 +126,7 @@ class State_:
     allergies: list[tuple[str, Allergy, str]] = field(default_factory=list)
     alerts: dict[str, list[StoredAlert]] = field(default_factory=dict)
     missing_guards: list[str] = field(default_factory=list)  # audit triggers a test dropped
+    stopped: dict[tuple[str, int], StoppedLine] = field(default_factory=dict)
 
 
 class _Part:
@@ -656,26 +659,63 @@ class FakePrescriptionAlerts(_Part):
         return len(self._s.alerts.pop(prescription_id, []))
 
 
+class FakeStoppedLines(_Part):
+    def add(self, stopped: StoppedLine) -> bool:
+        self._write("stopped_lines")
+        if stopped.prescription_id not in self._s.prescriptions:
+            raise StoreError("FOREIGN KEY constraint failed: stopped_lines.prescription_id")
+        key = (stopped.prescription_id, stopped.line)
+        if key in self._s.stopped:
+            return False
+        self._s.stopped[key] = stopped
+        return True
+
+    def of(self, prescription_id: str) -> list[StoppedLine]:
+        return sorted((s for (pid, _), s in self._s.stopped.items() if pid == prescription_id),
+                      key=lambda s: s.line)
+
+
 class FakeViews(_Part):
-    def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
+    def _signed_lines(self, ins: str) -> list[TreatmentLine]:
         running = {State.SIGNED, State.REGISTERED, State.PARTIALLY_DISPENSED, State.DISPENSED}
         found = [p for p in self._uow.prescriptions.of_resident(ins)
                  if p.state in running and p.signed_at is not None]
         found.sort(key=lambda p: (p.signed_at, p.id), reverse=True)
         out = []
         for p in found:
-            signed_on = p.signed_at.astimezone(UTC).date() if p.signed_at else today
+            signed_on = p.signed_at.astimezone(UTC).date() if p.signed_at else date.min
             for index, line in enumerate(p.lines):
-                if not isinstance(line, MedicationLine) or signed_on > today:
+                if not isinstance(line, MedicationLine):
                     continue
-                span = line_span(line.posology, signed_on, p.renewals)
-                if span.covers(today):
-                    out.append(TreatmentLine(
-                        p.id, index, line.label, line.cis, line.cip13, line.posology,
-                        line.posology.describe(), signed_on, span.end, span.open_ended,
-                        p.renewals, p.prescriber.id_nat_ps, p.prescriber.display_name,
-                        p.state))
+                renewals = getattr(line, "renewals", None)
+                renewals = p.renewals if renewals is None else renewals
+                span = line_span(line.posology, signed_on, renewals)
+                out.append(TreatmentLine(
+                    p.id, index, line.label, line.cis, line.cip13, line.posology,
+                    line.posology.describe(), signed_on, span.end, span.open_ended,
+                    renewals, p.prescriber.id_nat_ps, p.prescriber.display_name, p.state))
         return out
+
+    def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
+        return [t for t in self._signed_lines(ins) if t.signed_on <= today <= t.end
+                and (t.prescription_id, t.line) not in self._s.stopped]
+
+    def treatment(self, ins: str, today: date, ended_days: int = 90) -> Treatment:
+        since = today - timedelta(days=ended_days)
+        current, taken_out, ended = [], [], []
+        for t in self._signed_lines(ins):
+            if t.signed_on > today or t.end < since:
+                continue
+            record = self._s.stopped.get((t.prescription_id, t.line))
+            if record is not None:
+                taken_out.append((t, record))
+            elif t.end >= today:
+                current.append(t)
+            else:
+                ended.append(t)
+        taken_out.sort(key=lambda pair: pair[1].stopped_at, reverse=True)
+        ended.sort(key=lambda t: t.end, reverse=True)
+        return Treatment(current, taken_out, ended)
 
     def prescription_alerts(self, prescription_id: str) -> list[StoredAlert]:
         return list(self._s.alerts.get(prescription_id, []))
@@ -807,6 +847,7 @@ class FakeUnitOfWork:
         self.external_prescriptions = FakeExternalPrescriptions(self)
         self.allergies = FakeAllergies(self)
         self.prescription_alerts = FakePrescriptionAlerts(self)
+        self.stopped_lines = FakeStoppedLines(self)
         self.views = FakeViews(self)
 
     def now(self) -> datetime:

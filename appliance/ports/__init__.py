@@ -43,7 +43,8 @@ _EXPORTS: dict[str, str] = {
         "ExternalPrescriptions", "FileEntry", "HistoryRow", "MailOutbox", "MailRecord",
         "MailStatus", "Meta", "Outbox", "OutboxRecord", "Practitioners", "PrescriptionAlerts",
         "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription", "Residents", "Signed",
-        "SignedRow", "StoredAlert", "SyncKeys", "SyncStatus", "TreatmentLine", "UnitOfWork",
+        "SignedRow", "StoppedLine", "StoppedLines", "StoredAlert", "SyncKeys", "SyncStatus",
+        "Treatment", "TreatmentLine", "UnitOfWork",
         "Views"), "uow"),
     **dict.fromkeys((
         "DocumentRefused", "ExternalLine", "Fetched", "MailError", "MailRejected",

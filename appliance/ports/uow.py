@@ -71,9 +71,12 @@ __all__ = [
     "Residents",
     "Signed",
     "SignedRow",
+    "StoppedLine",
+    "StoppedLines",
     "StoredAlert",
     "SyncKeys",
     "SyncStatus",
+    "Treatment",
     "TreatmentLine",
     "UnitOfWork",
     "Views",
@@ -426,6 +429,33 @@ class TreatmentLine:
     state: State
 
 
+@dataclass(frozen=True)
+class StoppedLine:
+    """A signed line taken out of the resident's treatment before its end: stopped by a
+    physician (with the reason typed), or replaced by a signed renewal (``replaced_by``:
+    the renewal's ID). ``line`` is the 0-based index of the line in its prescription."""
+
+    prescription_id: str
+    line: int
+    reason: str
+    stopped_at: datetime
+    stopped_by: str
+    replaced_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """A resident's treatment as the resident's file shows it: the lines running on the
+    day (what ``Views.current_treatment`` answers); the lines taken out before their end
+    (each with its ``StoppedLine``: stopped by a physician, or replaced by a renewal), most
+    recently stopped first; and the lines that ended by themselves. Stopped and ended lines
+    are those whose last day is at most ``ended_days`` before the day."""
+
+    current: list[TreatmentLine]
+    stopped: list[tuple[TreatmentLine, StoppedLine]]
+    ended: list[TreatmentLine]
+
+
 # -- repositories ----------------------------------------------------------------------------
 class Residents(Protocol):
     def get(self, ins: str) -> Resident | None: ...
@@ -730,12 +760,29 @@ class PrescriptionAlerts(Protocol):
     def delete(self, prescription_id: str) -> int: ...
 
 
+class StoppedLines(Protocol):
+    """Signed lines taken out of the treatment before their end (read back by
+    ``Views.current_treatment``, which leaves them out, and ``Views.treatment``)."""
+
+    def add(self, stopped: StoppedLine) -> bool:
+        """Record it; False when the line was already stopped (the first record stays)."""
+        ...
+
+    def of(self, prescription_id: str) -> list[StoppedLine]:
+        """In line order."""
+        ...
+
+
 class Views(Protocol):
     """Read models of the screens and commands (a few queries each, never one per row)."""
 
     def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
         """The medication lines of the resident's signed, not cancelled prescriptions that
-        have not ended by ``today``, most recently signed first."""
+        have not ended by ``today`` and were not stopped, most recently signed first."""
+        ...
+
+    def treatment(self, ins: str, today: date, ended_days: int = 90) -> Treatment:
+        """The resident's current treatment with the stopped and recently ended lines."""
         ...
 
     def prescription_alerts(self, prescription_id: str) -> list[StoredAlert]:
@@ -783,6 +830,7 @@ class UnitOfWork(Protocol):
     external_prescriptions: ExternalPrescriptions
     allergies: Allergies
     prescription_alerts: PrescriptionAlerts
+    stopped_lines: StoppedLines
     views: Views
 
     def __enter__(self) -> Self: ...

@@ -17,6 +17,8 @@
   change, an outbox ``cancel`` row and the audit entry in one transaction; print jobs still
   queued for it are dropped.
 - ``reprint``: a DUPLICATA job for a physician, a nurse or establishment staff.
+- renewing a treatment and stopping a line: ``appliance.services.treatment`` (signing a
+  renewal there takes the lines it renewed out of the current treatment).
 - ``prescribe`` (headless) and ``import_drafts`` (``ordo drafts import``) start from a draft
   validated by ``appliance.services.drafts.parse_draft``.
 - The prescribing-safety checks (``appliance.services.checks``): ``sign`` and ``prescribe``
@@ -69,6 +71,7 @@ log = logging.getLogger(__name__)
 
 ID_META_KEY = "prescription_id.last_ms"
 FORM_META_PREFIX = "kiosk.form."
+RENEWAL_META_PREFIX = "renewal."  # the lines a draft renews (appliance.services.treatment)
 MAX_REASON = 500
 REPRINT_ROLES = frozenset({Role.PRESCRIBER, Role.NURSE, Role.STAFF})
 CANCELLED_BEFORE_PRINT = "ordonnance annulée avant impression"
@@ -360,6 +363,7 @@ def discard_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> N
         uow.prescriptions.delete_draft(prescription_id)
         uow.prescription_alerts.delete(prescription_id)
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
+        uow.meta.delete(RENEWAL_META_PREFIX + prescription_id)
         uow.audit.append(actor=_actor(session), action="prescription.draft_discarded",
                          subject=prescription_id)
         uow.commit()
@@ -438,6 +442,7 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
     # Imported here: cryptography is loaded by the card login before any signing, and the
     # kiosk's lock screen, which imports this module, does not wait for it.
     from appliance.services.signature import record_signature, sign_prescription
+    from appliance.services.treatment import record_renewal
 
     at = _signing_time(now)
     signed = [sign_prescription(part, session, at) for part in parts]
@@ -455,6 +460,8 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
             record_review(uow, prescription_id, decision, actor=doctor.id_nat_ps,
                           at=signed[0].prescription.signed_at or at)
         uow.meta.delete(FORM_META_PREFIX + prescription_id)
+        record_renewal(uow, prescription_id, [one.prescription for one in signed],
+                       actor=doctor.id_nat_ps, at=signed[0].prescription.signed_at or at)
         uow.commit()
     results = [SignResult(one.prescription, job, one.payload.encode())
                for one, job in zip(signed, jobs, strict=True)]

@@ -2,7 +2,8 @@
 
 The prescription-ID generator's floor (``prescription_id.last_ms``), the audit chain's head
 and anchor (``audit.*``, written by ``appliance.store.audit`` through these functions), the
-sync bookkeeping (``sync.*``) and the editor's half-typed lines (``kiosk.form.<id>``).
+sync bookkeeping (``sync.*``), the editor's half-typed lines (``kiosk.form.<id>``) and the
+lines a draft renews (``renewal.<id>``).
 """
 
 from __future__ import annotations

@@ -365,3 +365,20 @@ def m009_signer_certificates(db: sqlite_utils.Database) -> None:
                " registry_id TEXT NOT NULL,"
                " receipt TEXT NOT NULL)")
     db.execute("CREATE INDEX IF NOT EXISTS audit_anchors_seq ON audit_anchors (chain, seq)")
+
+
+@migration
+def m010_stopped_lines(db: sqlite_utils.Database) -> None:
+    """Signed lines taken out of a resident's treatment before their end: stopped by a
+    physician with a reason, or replaced by a signed renewal (``replaced_by``, the
+    renewal's ID). One row per line (``line``: 0-based index in its prescription); the
+    retention policy removes the rows with their prescription (``prescription_id``)."""
+    db.execute(
+        "CREATE TABLE stopped_lines ("
+        " prescription_id TEXT NOT NULL REFERENCES prescriptions (id),"
+        " line INTEGER NOT NULL CHECK (line >= 0),"
+        " reason TEXT NOT NULL,"
+        " stopped_at TEXT NOT NULL,"
+        " stopped_by TEXT NOT NULL,"
+        " replaced_by TEXT,"
+        " PRIMARY KEY (prescription_id, line))")

@@ -9,8 +9,8 @@ their own snapshot. Every SQLite error leaves as a ``StoreError``.
 Each repository is the owner module of its table (``residents``, ``practitioners``,
 ``prescriptions``, ``certificates``, ``outbox``, ``print_jobs``, ``meta``, ``audit``,
 ``dispensations``, ``mail_outbox``, ``external_prescriptions``, ``allergies``,
-``prescription_alerts``); ``views`` holds the read models. One unit of work per thread:
-SQLite connections are not shared between threads.
+``prescription_alerts``, ``stopped_lines``); ``views`` holds the read models. One unit of
+work per thread: SQLite connections are not shared between threads.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from appliance.store.prescription_alerts import PrescriptionAlertsTable
 from appliance.store.prescriptions import PrescriptionsTable
 from appliance.store.print_jobs import PrintJobsTable
 from appliance.store.residents import ResidentsTable
+from appliance.store.stopped_lines import StoppedLinesTable
 from appliance.store.views import StoreViews
 
 
@@ -58,6 +59,7 @@ class SqliteUnitOfWork:
         self.external_prescriptions = ExternalPrescriptionsTable(store)
         self.allergies = AllergiesTable(store)
         self.prescription_alerts = PrescriptionAlertsTable(store)
+        self.stopped_lines = StoppedLinesTable(store)
         self.views = StoreViews(store)
 
     @classmethod

@@ -7,7 +7,9 @@ registry's answers, the print jobs and the dispensations: four queries for the w
 ``mail_status``, ``external_prescriptions`` and ``unmatched_count`` are what ``ordo sync
 status``, ``ordo mss received`` and the kiosk show of MSSanté.
 ``current_treatment`` reads the resident's signed, not cancelled prescriptions in one query
-and keeps the medication lines still running (``appliance.domain.treatment``);
+and keeps the medication lines still running (``appliance.domain.treatment``) that no
+physician stopped (``stopped_lines``, one more query); ``treatment`` sorts the same lines
+into running, stopped and ended for the resident's file;
 ``prescription_alerts`` the checks' alerts kept with a prescription.
 """
 
@@ -18,7 +20,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from appliance.domain.posology import posology_from_dict
 from appliance.domain.prescription import State
@@ -32,14 +34,17 @@ from appliance.ports.uow import (
     FileEntry,
     HistoryRow,
     MailStatus,
+    StoppedLine,
     StoredAlert,
     SyncKeys,
     SyncStatus,
+    Treatment,
     TreatmentLine,
 )
 from appliance.store import external_prescriptions, meta
 from appliance.store.db import Store
 from appliance.store.dispensations import dispensation
+from appliance.store.stopped_lines import stopped_line
 
 # The covering index alone (migration m005), newest first.
 HISTORY_SQL = ("SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
@@ -64,6 +69,10 @@ TREATMENT_SQL = (
     "SELECT id, state, signed_at, body FROM prescriptions WHERE resident_ins = ?"
     " AND state IN ('signed', 'registered', 'partially_dispensed', 'dispensed')"
     " AND signed_at IS NOT NULL ORDER BY signed_at DESC, id")
+# The stopped lines of a resident's prescriptions.
+STOPPED_SQL = ("SELECT prescription_id, line, reason, stopped_at, stopped_by, replaced_by"
+               " FROM stopped_lines WHERE prescription_id IN"
+               " (SELECT id FROM prescriptions WHERE resident_ins = ?)")
 ALERTS_SQL = ("SELECT code, severity, message, source, line, overridable, status, reason,"
               " checked_at FROM prescription_alerts WHERE prescription_id = ?"
               " ORDER BY position")
@@ -193,15 +202,44 @@ class StoreViews:
 
     def current_treatment(self, ins: str, today: date) -> list[TreatmentLine]:
         """The medication lines of the resident's signed, not cancelled prescriptions still
-        running on ``today`` (``appliance.domain.treatment.line_span``), most recently
-        signed first, in line order. A stored body that no longer loads is skipped and
-        logged (with its prescription ID only): the checks then miss its lines, the
-        resident's file still lists it."""
+        running on ``today`` (``appliance.domain.treatment.line_span``) and not stopped,
+        most recently signed first, in line order. A stored body that no longer loads is
+        skipped and logged (with its prescription ID only): the checks then miss its lines,
+        the resident's file still lists it."""
+        with self._snapshot():
+            stopped = self._stopped(ins)
+            return [t for t in self._signed_lines(ins) if t.signed_on <= today <= t.end
+                    and (t.prescription_id, t.line) not in stopped]
+
+    def treatment(self, ins: str, today: date, ended_days: int = 90) -> Treatment:
+        with self._snapshot():
+            stopped = self._stopped(ins)
+            lines = self._signed_lines(ins)
+        since = today - timedelta(days=ended_days)
+        current, taken_out, ended = [], [], []
+        for t in lines:
+            if t.signed_on > today or t.end < since:
+                continue
+            record = stopped.get((t.prescription_id, t.line))
+            if record is not None:
+                taken_out.append((t, record))
+            elif t.end >= today:
+                current.append(t)
+            else:
+                ended.append(t)
+        taken_out.sort(key=lambda pair: pair[1].stopped_at, reverse=True)
+        ended.sort(key=lambda t: t.end, reverse=True)
+        return Treatment(current, taken_out, ended)
+
+    def _stopped(self, ins: str) -> dict[tuple[str, int], StoppedLine]:
+        rows = self._store.execute(STOPPED_SQL, [ins]).fetchall()
+        return {(r[0], int(r[1])): stopped_line(tuple(r)) for r in rows}
+
+    def _signed_lines(self, ins: str) -> list[TreatmentLine]:
         found: list[TreatmentLine] = []
         for pid, state, signed_at, body in self._store.execute(TREATMENT_SQL, [ins]):
             try:
-                found += _running_lines(pid, _STATES[state], signed_at, json.loads(body),
-                                        today)
+                found += treatment_lines(pid, _STATES[state], signed_at, json.loads(body))
             except (ValueError, KeyError, TypeError, ValidationError) as exc:
                 log.warning("current treatment: a prescription does not load", extra={
                     "fields": {"prescription": pid, "error": type(exc).__name__}})
@@ -251,12 +289,11 @@ class StoreViews:
             "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))
 
 
-def _running_lines(pid: str, state: State, signed_at: str, body: dict, today: date
-                   ) -> list[TreatmentLine]:
-    """The medication lines of one stored prescription that still run on ``today``."""
+def treatment_lines(pid: str, state: State, signed_at: str, body: dict
+                    ) -> list[TreatmentLine]:
+    """The medication lines of one stored prescription, each with its last day. A line's
+    renewals are its own when it carries them, else its prescription's."""
     signed_on = datetime.fromisoformat(signed_at).date()
-    if signed_on > today:
-        return []
     prescriber = body["prescriber"]
     out = []
     for index, line in enumerate(body["lines"]):
@@ -266,8 +303,6 @@ def _running_lines(pid: str, state: State, signed_at: str, body: dict, today: da
         renewals = int(line.get("renewals", body.get("renewals")) or 0)
         posology = posology_from_dict(line["posology"])
         span = line_span(posology, signed_on, renewals)
-        if not span.covers(today):
-            continue
         out.append(TreatmentLine(
             prescription_id=pid, line=index, label=line["label"], cis=line.get("cis"),
             cip13=line.get("cip13"), posology=posology, posology_text=posology.describe(),

@@ -23,6 +23,7 @@ OLD_AUDIT = datetime(2014, 6, 1, tzinfo=UTC)
 POLICY = Retention(prescriptions_years=10, audit_years=10)
 SECRET_REASON = "motif-unique-7Q3XK"
 OVERRIDE_REASON = "levee-unique-9W2PD"  # an override's typed reason: health data too
+STOP_REASON = "arret-unique-4H8ZM"  # why a physician stopped a line: health data too
 
 
 def _set(store, ids, **columns):
@@ -76,6 +77,9 @@ def box(tmp_path):
                 " message, source, line, overridable, status, reason, checked_at)"
                 " VALUES (?, 0, 'dose.max_daily', 'bloquant', 'Ligne 1', 'RCP', 0, 1,"
                 " 'overridden', ?, ?)", [pid, OVERRIDE_REASON, OLD])
+            store.conn.execute(
+                "INSERT INTO stopped_lines (prescription_id, line, reason, stopped_at,"
+                " stopped_by) VALUES (?, 0, ?, ?, 'test')", [pid, STOP_REASON, OLD])
     yield settings, store, g
     store.close()
 
@@ -91,12 +95,13 @@ def test_only_old_prescriptions_in_final_states_go_with_their_rows(box):
     # each group was signed with its own certificate: those of the three groups that went
     # entirely (dispensed, cancelled, registered) are no longer referred to
     assert report.related_rows == {"dispensations": 3, "mail_outbox": 0, "outbox": 7,
-                                  "print_jobs": 7, "prescription_alerts": 3,
+                                  "print_jobs": 7, "prescription_alerts": 3, "stopped_lines": 3,
                                   "certificates": 3}
     left = {row["id"] for row in store.query("SELECT id FROM prescriptions")}
     assert left == set(g["signed"] + g["cancel_pending"] + g["print_queued"] + g["recent"])
     assert _count(store, "dispensations") == 2
     assert _count(store, "prescription_alerts") == 2  # the recent ones stay
+    assert _count(store, "stopped_lines") == 2
     orphans = store.query("SELECT count(*) AS n FROM outbox WHERE prescription_id NOT IN "
                           "(SELECT id FROM prescriptions)")
     assert orphans[0]["n"] == 0
@@ -125,14 +130,14 @@ def test_the_audit_chain_still_verifies_after_its_oldest_entries_are_cut(box):
 def test_deleted_health_data_does_not_stay_in_the_file(box):
     settings, store, g = box
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    for secret in (SECRET_REASON, OVERRIDE_REASON):
+    for secret in (SECRET_REASON, OVERRIDE_REASON, STOP_REASON):
         assert secret.encode() in settings.db_path.read_bytes()
-    store.conn.execute("DELETE FROM prescription_alerts WHERE prescription_id IN (?, ?)",
-                       g["recent"])  # the recent prescriptions stay with their alerts
+    for table in ("prescription_alerts", "stopped_lines"):  # the recent ones stay with theirs
+        store.conn.execute(f"DELETE FROM {table} WHERE prescription_id IN (?, ?)", g["recent"])
     run_retention(store, POLICY)
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     wal = settings.db_path.with_name("ordo.sqlite-wal")
-    for secret in (SECRET_REASON, OVERRIDE_REASON):
+    for secret in (SECRET_REASON, OVERRIDE_REASON, STOP_REASON):
         assert secret.encode() not in settings.db_path.read_bytes()
         assert not wal.exists() or secret.encode() not in wal.read_bytes()
 
@@ -146,7 +151,7 @@ def test_dry_run_counts_and_changes_nothing(box):
     # each group was signed with its own certificate: those of the three groups that went
     # entirely (dispensed, cancelled, registered) are no longer referred to
     assert report.related_rows == {"dispensations": 3, "mail_outbox": 0, "outbox": 7,
-                                  "print_jobs": 7, "prescription_alerts": 3,
+                                  "print_jobs": 7, "prescription_alerts": 3, "stopped_lines": 3,
                                   "certificates": 3}
     assert "would delete" in report.summary()
     after = [_count(store, t) for t in ("prescriptions", "outbox", "audit", "dispensations")]

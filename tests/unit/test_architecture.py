@@ -47,7 +47,8 @@ TABLE_OWNERS = {"residents": "residents", "practitioners": "practitioners",
                 "print_jobs": "print_jobs", "meta": "meta", "audit": "audit",
                 "dispensations": "dispensations", "mail_outbox": "mail_outbox",
                 "external_prescriptions": "external_prescriptions", "allergies": "allergies",
-                "prescription_alerts": "prescription_alerts", "certificates": "certificates",
+                "prescription_alerts": "prescription_alerts", "stopped_lines": "stopped_lines",
+                "certificates": "certificates",
                 "audit_anchors": "audit_anchors", "_migrations": "migrations"}
 WRITE = re.compile(r"(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"
                    r"\s+\"?(\w+)\b")
@@ -70,4 +71,4 @@ def test_each_table_is_written_by_its_owner_module_only():
                 assert path == root / "appliance" / "store" / f"{owner}.py", \
                     f"{path.relative_to(root)} writes the table {table}"
     assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations", "mail_outbox",
-                    "external_prescriptions", "allergies", "prescription_alerts"}
+                    "external_prescriptions", "allergies", "prescription_alerts", "stopped_lines"}

@@ -26,6 +26,10 @@ change: a line with an alert is marked (``!!`` blocking, ``!`` important, ``i`` 
 the message line shows the most severe alert of the line just added; the review lists them
 all and asks for their acknowledgement or override.
 
+A draft made by renewing the current treatment marks the lines it renews: ``R`` as signed
+before, ``R*`` the same drug with a changed posology or quantity
+(``appliance.services.treatment.renewal_marks``); each stays editable like any other.
+
 Everything is saved as typed: each added or removed line at once, the half-typed line
 (``form``, with the field the cursor was in) half a second after the last key, and both
 when the session locks. A draft reopened puts the cursor back where the typing stopped.
@@ -58,6 +62,7 @@ from appliance.domain.prescription import (
     Prescription,
 )
 from appliance.errors import OrdoError, ValidationError
+from appliance.services import treatment
 from appliance.services.checks import Alert, Severity
 from appliance.services.drug_lines import result_lines
 from appliance.tui.screens.base import KioskScreen, describe_error
@@ -173,10 +178,12 @@ class EditorScreen(KioskScreen):
         Binding("down", "move(1)", show=False),
     ]
 
-    def __init__(self, draft: Prescription, form: dict[str, Any] | None = None) -> None:
+    def __init__(self, draft: Prescription, form: dict[str, Any] | None = None, *,
+                 renewal: list[treatment.RenewalSource] | None = None) -> None:
         super().__init__()
         self.draft = draft
         self.form_in = form
+        self.renewal = renewal  # the signed lines this draft renews (None: not read yet)
         self.owner: Any = None
         self.mode = "medication"
         self.results: list[Any] = []
@@ -218,6 +225,11 @@ class EditorScreen(KioskScreen):
         self.owner = self.session
         self._show_lines()
         self._run_checks()
+        if self.renewal is None:
+            self._load_renewal()
+        elif self.renewal:
+            self.show_info(f"Renouvellement : {len(self.renewal)} ligne(s) reprise(s) (R), "
+                            "modifiables. F10 : vérifier et signer.")
         if self.form_in:
             self._restore(self.form_in)
         self._show_mode()
@@ -238,6 +250,20 @@ class EditorScreen(KioskScreen):
             return "posology" if self.chosen.kind == "drug" else "quantity"
         return "search"
 
+    def _load_renewal(self) -> None:
+        ctx, pid = self.ctx, self.draft.id
+
+        def load() -> list[treatment.RenewalSource]:
+            with ctx.uow() as uow:
+                return treatment.renewal_sources(uow, pid)
+
+        def loaded(sources: list[treatment.RenewalSource]) -> None:
+            self.renewal = sources
+            if sources:
+                self._show_lines()
+
+        self.background(load, loaded, group="renewal")
+
     # -- display -----------------------------------------------------------------------------
     def _show_lines(self, highlight: int | None = None) -> None:
         listing = self.query_one("#lines", OptionList)
@@ -249,9 +275,11 @@ class EditorScreen(KioskScreen):
         for alert in self.alerts:  # most severe first: the first mark of a line stays
             if alert.line is not None:
                 marks.setdefault(alert.line, ALERT_MARKS[alert.severity])
+        # a renewal marks the lines it renews: R as signed before, R* changed
+        renewed = treatment.renewal_marks(self.draft.lines, self.renewal or [])
         rows = []
-        for n, line in enumerate(self.draft.lines, start=1):
-            mark = marks.get(n - 1, "")
+        for n, (line, again) in enumerate(zip(self.draft.lines, renewed, strict=True), start=1):
+            mark = marks.get(n - 1, "") + ((again or "").ljust(3) if self.renewal else "")
             rows.append(Option(mark + line_row(n, line, 76 - len(mark))))
         listing.add_options(rows)
         if highlight is None and self.editing is not None \

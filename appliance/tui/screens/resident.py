@@ -1,10 +1,13 @@
-"""A resident's file: current and past prescriptions, their state, what the registry and the
-pharmacy said, alerts, recorded allergies; new prescription, open a draft, duplicate, cancel,
-record an allergy (F6)."""
+"""A resident's file: the current treatment (each running line with its posology, last day
+and prescriber; the stopped, replaced and ended lines apart), the prescriptions received by
+MSSanté, current and past prescriptions, their state, what the registry and the pharmacy
+said, alerts, recorded allergies; new prescription, renew the treatment (all lines or the
+ones ticked), stop a line, open a draft, duplicate, cancel, record an allergy (F6)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
@@ -27,8 +30,15 @@ from appliance.domain.prescription import (
     local,
 )
 from appliance.domain.prescription_id import GROUP, format_id
-from appliance.ports.uow import ExternalPrescription, HistoryRow, UnitOfWork
-from appliance.services import prescribing, residents
+from appliance.ports.uow import (
+    ExternalPrescription,
+    HistoryRow,
+    StoppedLine,
+    Treatment,
+    TreatmentLine,
+    UnitOfWork,
+)
+from appliance.services import prescribing, residents, treatment
 from appliance.tui.context import DispensationView
 from appliance.tui.screens.base import KioskScreen, registry_text_fr
 from appliance.tui.shorthand import format_quantity
@@ -41,6 +51,59 @@ REGISTRY_FR = {"pending": "envoi au registre en attente", "acknowledged": "reçu
                "quarantined": "REFUSÉE par le registre"}
 PRINT_FR = {"queued": "impression en attente", "done": "imprimé", "failed": "non imprimé"}
 OTHER_SUBSTANCE = "Autre substance que la prescrite"
+ROW_WIDTH = 76  # an option's text at 80 columns (the list's padding and scroll bar aside)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` in ``width`` columns, cut with "…" when longer."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def short_label(label: str) -> str:
+    """The drug's name and strength, without the form ("DOLIPRANE 1000 mg")."""
+    return label.split(",")[0].strip() or label
+
+
+def _day(day: date) -> str:
+    return f"{day.day:02d}/{day.month:02d}/{day.year % 100:02d}"
+
+
+def treatment_row(t: TreatmentLine, ticked: bool) -> str:
+    """A running line on one row: tick box, drug, posology, last day, prescriber. The
+    posology's duration gives way to the last day shown beside it; the drug's name is cut
+    before the posology is."""
+    doctor = t.prescriber_name.split()[-1] if t.prescriber_name.split() else "?"
+    tail = f" {'valable' if t.open_ended else 'fin'} {_day(t.end)} Dr {doctor[:12]}"
+    room = ROW_WIDTH - len(tail) - 4
+    posology = t.posology_text if t.open_ended else t.posology_text.split(" pendant ")[0]
+    label = clip(short_label(t.label), max(14, room - 3 - len(posology)))
+    head = clip(f"{label} : {posology}", room)
+    return f"{'[x]' if ticked else '[ ]'} {head.ljust(room)}{tail}"
+
+
+def stopped_row(t: TreatmentLine, stopped: StoppedLine) -> str:
+    when = _day(local(stopped.stopped_at).date())
+    if stopped.replaced_by is not None:
+        what = f"renouvelée le {when}"
+    else:
+        what = f"ARRÊTÉE le {when} : {stopped.reason}"
+    return clip(f"    {short_label(t.label)} - {what}", ROW_WIDTH)
+
+
+def ended_row(t: TreatmentLine) -> str:
+    return clip(f"    {short_label(t.label)} - terminée le {_day(t.end)}", ROW_WIDTH)
+
+
+def treatment_detail(t: TreatmentLine, ticked: bool) -> str:
+    renewals = f", à renouveler {t.renewals} fois" if t.renewals else ""
+    end = (f"Sans durée : valable jusqu'au {t.end:%d/%m/%Y}" if t.open_ended
+           else f"Jusqu'au {t.end:%d/%m/%Y} inclus")
+    return "\n".join([
+        t.label, f"Posologie : {t.posology_text}", f"{end}{renewals}",
+        f"Dr {t.prescriber_name}, ordonnance {format_id(t.prescription_id)} du "
+        f"{t.signed_on:%d/%m/%Y}",
+        "Cochée pour le renouvellement (Espace : décocher)" if ticked
+        else "Espace : cocher pour ne renouveler que les lignes cochées ; F7 : arrêter"])
 
 
 def describe_line(line: Line) -> str:
@@ -144,6 +207,9 @@ def describe_external(x: ExternalPrescription) -> list[str]:
 class ResidentScreen(KioskScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "new", "Nouvelle"),
+        Binding("f5", "renew", "Renouveler"),
+        Binding("space", "tick", "Cocher", show=False),
+        Binding("f7", "stop_line", "Arrêter", show=False),
         Binding("enter", "open", "Ouvrir", show=False),
         Binding("f9", "reprint", "Duplicata"),
         Binding("f6", "allergy", "Allergie"),
@@ -156,6 +222,8 @@ class ResidentScreen(KioskScreen):
         self.resident = resident
         self.views: list[RxView] = []
         self.allergies: list[str] = []
+        self.treatment = Treatment([], [], [])
+        self.ticked: set[tuple[str, int]] = set()
 
     def compose(self) -> ComposeResult:
         r = self.resident
@@ -165,6 +233,9 @@ class ResidentScreen(KioskScreen):
         yield Static("", id="alerts", classes="alerts")
         with VerticalScroll(id="external-box"):
             yield Static("", id="external")
+        yield Static("Traitement en cours", id="treatment-title", classes="section")
+        yield OptionList(id="treatment", compact=True)
+        yield Static("Ordonnances", classes="section")
         yield OptionList(id="rx", compact=True)
         with VerticalScroll(id="detail-box"):
             yield Static("", id="detail")
@@ -202,7 +273,7 @@ class ResidentScreen(KioskScreen):
         self.refresh_data()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("new", "cancel_rx"):
+        if action in ("new", "cancel_rx", "renew", "stop_line"):
             return self.kiosk.role is Role.PRESCRIBER
         return True
 
@@ -211,17 +282,47 @@ class ResidentScreen(KioskScreen):
         who = session.practitioner.id_nat_ps if session is not None else None
         ctx, resident = self.ctx, self.resident
 
-        def load() -> tuple[list[RxView], list[str]]:
+        def load() -> tuple[list[RxView], list[str], Treatment]:
             with ctx.uow() as uow:
                 return (load_views(uow, resident, who, ctx.other_substances),
-                        [a.substance for a in uow.allergies.of_resident(resident.ins.value)])
+                        [a.substance for a in uow.allergies.of_resident(resident.ins.value)],
+                        treatment.resident_treatment(
+                            uow, resident.ins.value, today=treatment.today_of(ctx.now())))
 
         def received() -> list[ExternalPrescription]:
             with ctx.uow() as uow:
                 return uow.views.external_prescriptions(resident.ins.value)
 
-        self.background(load, self._show, group="load", exclusive=True)
+        self.background(load, self._loaded, group="load", exclusive=True)
         self.background(received, self._show_external, group="external", exclusive=True)
+
+    def _loaded(self, loaded: tuple[list[RxView], list[str], Treatment]) -> None:
+        views, allergies, current = loaded
+        self._show_treatment(current)
+        self._show((views, allergies))
+
+    def _show_treatment(self, current: Treatment) -> None:
+        self.treatment = current
+        running = {(t.prescription_id, t.line) for t in current.current}
+        self.ticked &= running
+        listing = self.query_one("#treatment", OptionList)
+        keep = listing.highlighted
+        listing.clear_options()
+        listing.add_options(Option(treatment_row(t, (t.prescription_id, t.line) in self.ticked))
+                            for t in current.current)
+        if not current.current:
+            listing.add_option(Option("(aucun traitement en cours)", disabled=True))
+        apart = ([stopped_row(t, s) for t, s in current.stopped]
+                 + [ended_row(t) for t in current.ended])
+        if apart:
+            listing.add_option(Option("Arrêtés, renouvelés ou terminés :", disabled=True))
+            listing.add_options(Option(row, disabled=True) for row in apart)
+        if current.current:
+            listing.highlighted = min(keep or 0, len(current.current) - 1)
+        ticked = f", {len(self.ticked)} cochée(s)" if self.ticked else ""
+        self.query_one("#treatment-title", Static).update(
+            f"Traitement en cours : {len(current.current)} ligne(s){ticked}"
+            + ("   F5 : renouveler" if current.current else ""))
 
     def _show_external(self, items: list[ExternalPrescription]) -> None:
         lines = [f"Ordonnances d'autres prescripteurs ({len(items)}) :"]
@@ -244,6 +345,30 @@ class ResidentScreen(KioskScreen):
             listing.highlighted = min(keep or 0, len(views) - 1)
         else:
             self.query_one("#detail", Static).update("Aucune ordonnance pour ce résident.")
+
+    def _treatment_line(self) -> TreatmentLine | None:
+        index = self.query_one("#treatment", OptionList).highlighted
+        if index is None or not 0 <= index < len(self.treatment.current):
+            return None
+        return self.treatment.current[index]
+
+    @on(OptionList.OptionHighlighted, "#treatment")
+    def _treatment_highlighted(self) -> None:
+        self._show_treatment_detail()
+
+    def _show_treatment_detail(self) -> None:
+        line = self._treatment_line()
+        if line is not None and self.focused is self.query_one("#treatment", OptionList):
+            key = (line.prescription_id, line.line)
+            self.query_one("#detail", Static).update(treatment_detail(line, key in self.ticked))
+
+    def on_descendant_focus(self) -> None:
+        if self.focused is self.query_one("#treatment", OptionList):
+            self._show_treatment_detail()
+        elif self.focused is self.query_one("#rx", OptionList):
+            view = self._current()
+            if view is not None:
+                self.with_prescription(view, self._show_detail)
 
     @on(OptionList.OptionHighlighted, "#rx")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -309,6 +434,71 @@ class ResidentScreen(KioskScreen):
         from appliance.tui.screens.home import open_new_draft
 
         open_new_draft(self, self.resident)
+
+    def action_renew(self) -> None:
+        """A new draft from the current treatment: the ticked lines, or all of them."""
+        session = self.session
+        if session is None:
+            return
+        if not self.treatment.current:
+            self.show_error("Aucun traitement en cours à renouveler.")
+            return
+        ctx, ins = self.ctx, self.resident.ins.value
+        only = set(self.ticked) or None
+
+        def make() -> tuple[Prescription, list[treatment.RenewalSource]]:
+            with ctx.uow() as uow:
+                return treatment.renew(uow, session, ins, ids=ctx.ids, only=only,
+                                       now=ctx.now())
+
+        def made(result: tuple[Prescription, list[treatment.RenewalSource]]) -> None:
+            from appliance.tui.screens.editor import EditorScreen
+
+            self.ticked.clear()
+            draft, sources = result
+            self.app.push_screen(EditorScreen(draft, None, renewal=sources))
+
+        self.background(make, made)
+
+    def action_tick(self) -> None:
+        listing = self.query_one("#treatment", OptionList)
+        line = self._treatment_line()
+        if self.focused is not listing or line is None:
+            return
+        key = (line.prescription_id, line.line)
+        self.ticked ^= {key}
+        self._show_treatment(self.treatment)
+        self._show_treatment_detail()
+
+    @on(OptionList.OptionSelected, "#treatment")
+    def _treatment_selected(self) -> None:
+        self.action_tick()
+
+    def action_stop_line(self) -> None:
+        from appliance.tui.screens.stop import StopLineScreen
+
+        line = self._treatment_line()
+        if self.focused is not self.query_one("#treatment", OptionList) or line is None:
+            self.show_error("Choisissez d'abord la ligne dans le traitement en cours "
+                            "(Maj+Tab), puis F7.")
+            return
+        self.app.push_screen(StopLineScreen(line.label),
+                             lambda reason: self._stop(line, reason))
+
+    def _stop(self, line: TreatmentLine, reason: str | None) -> None:
+        session = self.session
+        if not reason or session is None:
+            return
+        ctx = self.ctx
+
+        def stop() -> StoppedLine:
+            with ctx.uow() as uow:
+                return treatment.stop_line(uow, session, line.prescription_id, line.line,
+                                           reason, now=ctx.now())
+
+        self.background(stop, lambda _: (
+            self.show_error(clip(f"Ligne arrêtée : {short_label(line.label)}.", ROW_WIDTH)),
+            self.refresh_data()))
 
     def action_open(self) -> None:
         view = self._current()
