@@ -444,8 +444,10 @@ class EditorScreen(KioskScreen):
         index = self.query_one("#results", OptionList).highlighted or 0
         if self.mode == "medication":
             text = search.value.strip()
-            if text[:1].isdigit() and not (self.results and meant_query(text,
-                                                                        self.results[0])):
+            compact = "".join(text.split())
+            code = compact.isdigit() and len(compact) >= 7  # a CIS, CIP or barcode typed
+            if text[:1].isdigit() and not code and not (
+                    self.results and meant_query(text, self.results[0])):
                 self.show_error(f"« {_clip(text, 20)} » ressemble à une posologie : "
                                 "choisissez d'abord le médicament (son nom), puis Entrée.")
                 return
