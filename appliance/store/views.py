@@ -166,5 +166,7 @@ class StoreViews:
                 first, code in rows]
 
     def latest_registered(self) -> str | None:
-        return self._store.one("SELECT id FROM prescriptions WHERE state = 'registered'"
-                               " ORDER BY signed_at DESC LIMIT 1")
+        found: str | None = self._store.one("SELECT id FROM prescriptions"
+                                            " WHERE state = 'registered'"
+                                            " ORDER BY signed_at DESC LIMIT 1")
+        return found
