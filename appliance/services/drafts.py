@@ -245,17 +245,22 @@ def _resident(raw: Any, find: ResidentFinder, out: _Collector) -> Resident | Non
 TWICE = "key named twice in the same object (the last one would win)"
 
 
-class _Pairs(dict):
+class _Pairs(dict[str, object]):
     """A JSON object that remembers the keys it was given more than once."""
 
     twice: tuple[str, ...] = ()
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     obj = _Pairs(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        obj.twice = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+        repeated = []
+        for key, _ in pairs:
+            if key in seen:
+                repeated.append(key)
+            seen.add(key)
+        obj.twice = tuple(dict.fromkeys(repeated))
     return obj
 
 

@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 from appliance.domain.ids import Ins
-from appliance.domain.people import Resident, check_resident_texts
+from appliance.domain.people import Resident, Sex, check_resident_texts
 from appliance.domain.prescription import State
 from appliance.errors import ValidationError
 from appliance.ports.uow import FileEntry, UnitOfWork
@@ -225,8 +225,8 @@ def parse_residents(data: bytes) -> tuple[list[tuple[int, Resident]], list[RowEr
     return good, errors
 
 
-def _rows(reader: csv.DictReader,
-          errors: Callable[[RowError], None]) -> Iterator[dict[str, Any]]:
+def _rows(reader: csv.DictReader[str],
+          errors: Callable[[RowError], None]) -> Iterator[dict[str, str | None]]:
     """The reader's rows until one cannot be read (a stray quote that runs past csv's field
     size limit), which is reported and ends the file."""
     try:
@@ -236,11 +236,11 @@ def _rows(reader: csv.DictReader,
                         f"unreadable from this line on ({exc})"))
 
 
-def _sex(text: str) -> str:
+def _sex(text: str) -> Sex:
     value = text.strip().upper()
     if value not in {"M", "F"}:
         raise ValidationError("sexe", text, "M or F")
-    return value
+    return Sex(value)
 
 
 def _column(field_name: str) -> str:

@@ -170,6 +170,7 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
         raise InvalidOrder(f"malformed payload: {exc}") from None
     fields = decoded.order
     try:
+        leaf: x509.Certificate | None
         if decoded.certificate is not None:
             leaf = _load_certificate(decoded.certificate)
         else:
