@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from appliance.domain import JsonObject
 from appliance.domain.text import forbidden_character
 from appliance.errors import ValidationError
 
@@ -268,7 +269,7 @@ class Duration:
         word = self.unit if self.value == 1 else _DURATION_PLURAL[self.unit]
         return f"{self.value} {word}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"value": self.value, "unit": self.unit}
 
 
@@ -404,9 +405,9 @@ class Posology:
             text += f" pendant {self.duration.describe()}"
         return text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON-safe: decimals as strings ("0.5"), tuples as lists, None and () omitted."""
-        out: dict[str, Any] = {"kind": "structured", "dose": _decimal_str(self.dose)}
+        out: JsonObject = {"kind": "structured", "dose": _decimal_str(self.dose)}
         out["unit"] = self.unit
         if self.moments:
             out["moments"] = list(self.moments)
@@ -460,7 +461,7 @@ class FreeTextPosology:
     def describe(self) -> str:
         return self.text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"kind": "text", "text": self.text}
 
 
@@ -479,7 +480,7 @@ def _read_decimal(field: str, value: object) -> Decimal:
     raise _fail(field, value, 'a decimal number written as a string with a dot, e.g. "0.5"')
 
 
-def _read_list(field: str, value: object) -> list[Any]:
+def _read_list(field: str, value: object) -> list[object]:
     if not isinstance(value, list):
         raise _fail(field, value, "a list")
     return value
