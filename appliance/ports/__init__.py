@@ -17,7 +17,6 @@ CardSession``); the names are also reachable from this package, loaded on first 
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 # name -> module of this package (kept in step with each module's ``__all__`` by a test)
 _EXPORTS: dict[str, str] = {
@@ -35,13 +34,13 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys((
         "AuditAnchor", "AuditEntry", "AuditLog", "DispensationAlert", "Dispensations", "DraftRow",
         "FileEntry", "HistoryRow", "Meta", "Outbox", "OutboxRecord", "Practitioners",
-        "Prescriptions", "PrintJob", "PrintJobs", "Residents", "Signed", "SignedRow",
-        "SyncKeys", "SyncStatus", "UnitOfWork", "Views"), "uow"),
+        "Prescriptions", "PrintJob", "PrintJobs", "QuarantinedRecord", "Residents", "Signed",
+        "SignedRow", "SyncKeys", "SyncStatus", "UnitOfWork", "Views"), "uow"),
     **dict.fromkeys(("Clock", "iso", "parse_iso", "utc_now"), "clock"),
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self, TypedDict
 
+from appliance.domain import Json, JsonObject
 from appliance.domain.prescription import Prescription
 from appliance.domain.qr import SignedOrder
 from appliance.ports.clock import iso
@@ -55,6 +56,7 @@ __all__ = [
     "Prescriptions",
     "PrintJob",
     "PrintJobs",
+    "QuarantinedRecord",
     "Residents",
     "Signed",
     "SignedRow",
@@ -166,7 +168,7 @@ class AuditEntry:
     actor: str
     action: str
     subject: str
-    details: dict[str, Any]
+    details: JsonObject
     prev_hash: str
     hash: str
 
@@ -234,6 +236,17 @@ class SyncKeys:
     LAST_PULL = "sync.last_pull_at"
 
 
+class QuarantinedRecord(TypedDict):
+    """An outbox record the registry refused for good, as the sync screens list it."""
+
+    seq: int
+    prescription_id: str
+    kind: str
+    attempts: int
+    created_at: str
+    reason: str | None
+
+
 @dataclass(frozen=True)
 class SyncStatus:
     """Queue depth, oldest pending age, last success, last error, quarantined records."""
@@ -253,9 +266,9 @@ class SyncStatus:
     last_pull_at: str | None
     dispense_cursor: str | None
     dispensations: int
-    quarantined_records: list[dict[str, Any]] = field(default_factory=list)
+    quarantined_records: list[QuarantinedRecord] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -402,7 +415,7 @@ class AuditLog(Protocol):
     identity."""
 
     def append(self, *, actor: str, action: str, subject: str = "",
-               details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int: ...
+               details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int: ...
 
     def entries(self, since: int = 0) -> list[AuditEntry]: ...
 
@@ -426,7 +439,7 @@ class AuditLog(Protocol):
 
 
 class Dispensations(Protocol):
-    def add(self, dispensation: Dispensation, resource: Mapping[str, Any],
+    def add(self, dispensation: Dispensation, resource: Mapping[str, Json],
             received_at: datetime) -> bool:
         """Store it once (by the registry's ID); False when it was already there."""
         ...

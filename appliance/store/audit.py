@@ -31,10 +31,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import rfc8785
 
+from appliance.domain import Json
 from appliance.errors import AuditChainBroken, StoreError
 from appliance.ports.uow import AuditAnchor, AuditEntry
 from appliance.store import meta
@@ -62,14 +62,14 @@ FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "f
 
 
 def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str,
-            details: Mapping[str, Any]) -> str:
+            details: Mapping[str, Json]) -> str:
     body = rfc8785.dumps({"seq": seq, "at": at, "actor": actor, "action": action,
                           "subject": subject, "details": dict(details)})
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
 def append(store: Store, *, actor: str, action: str, subject: str = "",
-           details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+           details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int:
     """Append one entry and return its sequence number: in the caller's write transaction,
     or in one of its own when none is open (maintenance jobs and tests)."""
     if not store.in_transaction:
@@ -250,7 +250,7 @@ class AuditTable:
         self._store = store
 
     def append(self, *, actor: str, action: str, subject: str = "",
-               details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+               details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int:
         self._store.require_write("audit.append")
         return append(self._store, actor=actor, action=action, subject=subject,
                       details=details, at=at)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import cast
 
 from appliance.domain.prescription import Prescription, State
 from appliance.errors import StoreError
 from appliance.ports.clock import iso, utc_now
 from appliance.ports.uow import SignedRow
-from appliance.store.db import Store, upsert_sql
+from appliance.store.db import SqlValue, Store, upsert_sql
 
 _IN_CHUNK = 500  # bound parameters per query (SQLite allows 32,766 since 3.32)
 _SIGNED_SQL = ("SELECT id, body, signature, signer_cert, signed_payload FROM prescriptions"
@@ -29,10 +29,10 @@ _UPSERT = upsert_sql("prescriptions", _COLUMNS, "id")
 
 
 def _row(p: Prescription, *, signature: bytes | None = None, signer_cert: bytes | None = None,
-         signed_payload: bytes | None = None) -> list[Any]:
+         signed_payload: bytes | None = None) -> list[SqlValue]:
     body = p.to_dict()
     return [p.id, p.state.value, p.resident.ins.value, p.prescriber.id_nat_ps,
-            body["created_at"], body["signed_at"], iso(utc_now()),
+            cast("str", body["created_at"]), cast("str | None", body["signed_at"]), iso(utc_now()),
             json.dumps(body, ensure_ascii=False), p.cancel_reason, signature, signer_cert,
             signed_payload]
 
@@ -136,7 +136,7 @@ class PrescriptionsTable:
                             [receipt_id, prescription_id])
 
 
-def _bytes(value: Any) -> bytes | None:
+def _bytes(value: bytes | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 

@@ -21,6 +21,7 @@ from appliance.ports.uow import (
     DraftRow,
     FileEntry,
     HistoryRow,
+    QuarantinedRecord,
     SyncKeys,
     SyncStatus,
 )
@@ -121,9 +122,13 @@ class StoreViews:
                 " min(CASE WHEN status = 'pending' THEN created_at END) AS oldest,"
                 " min(CASE WHEN status = 'pending' THEN coalesce(next_attempt_at, '') END)"
                 " AS next FROM outbox")[0]
-            quarantined = self._store.query(
-                "SELECT seq, prescription_id, kind, attempts, created_at, last_error AS reason"
-                " FROM outbox WHERE status = 'quarantined' ORDER BY seq")
+            quarantined = [QuarantinedRecord(
+                seq=r["seq"], prescription_id=r["prescription_id"], kind=r["kind"],
+                attempts=r["attempts"], created_at=r["created_at"], reason=r["reason"])
+                for r in self._store.query(
+                    "SELECT seq, prescription_id, kind, attempts, created_at,"
+                    " last_error AS reason FROM outbox WHERE status = 'quarantined'"
+                    " ORDER BY seq")]
             values = meta.with_prefix(self._store, SyncKeys.PREFIX)
             dispensed = self._store.one("SELECT count(*) FROM dispensations")
         oldest = counts["oldest"]
