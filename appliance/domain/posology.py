@@ -492,7 +492,7 @@ _STRUCTURED_KEYS = frozenset(
 )
 
 
-def posology_from_dict(d: Mapping[str, Any]) -> Posology | FreeTextPosology:
+def posology_from_dict(d: object) -> Posology | FreeTextPosology:
     """Rebuild a posology from ``to_dict()`` output (or equivalent JSON from other software).
 
     Strict: unknown keys, missing required keys and wrong types raise ``ValidationError`` naming

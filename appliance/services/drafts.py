@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from appliance.domain.ids import INS_OIDS, validate_cip13, validate_cis, validate_lpp
 from appliance.domain.people import Resident, fold
@@ -65,7 +65,9 @@ class DrugLookup(Protocol):
         """Specialty name, or None when unknown."""
 
 
-ResidentFinder = Callable[[Mapping[str, Any]], list[Resident]]
+T = TypeVar("T")
+
+ResidentFinder = Callable[[Mapping[str, object]], list[Resident]]
 
 
 @dataclass
@@ -88,7 +90,7 @@ class _Collector:
         self.add(path, f"{exc.value!r} is invalid: {exc.expected}")
 
 
-def _decimal(value: Any) -> Decimal:
+def _decimal(value: object) -> Decimal:
     if isinstance(value, bool | float):
         raise ValidationError("quantity", value, 'a string like "2" or an integer')
     try:
@@ -105,7 +107,7 @@ KNOWN_LINE_KEYS = {
 }
 
 
-def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
+def _line(i: int, raw: object, drugs: DrugLookup, out: _Collector) -> Line | None:
     """The line at ``$.lines[i]``, checked as new input (no control or bidirectional
     character in its texts: ``check_input``), or ``None`` with its problems in ``out``."""
     path = f"$.lines[{i}]"
@@ -120,7 +122,7 @@ def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
     return line
 
 
-def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line | None:
+def _build_line(path: str, raw: object, drugs: DrugLookup, out: _Collector) -> Line | None:
     if not isinstance(raw, Mapping):
         out.add(path, "expected an object")
         return None
@@ -144,7 +146,7 @@ def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line
                 lpp = _guard(out, f"{path}.lpp", lambda: validate_lpp(str(lpp)))
             quantity = _guard(out, f"{path}.quantity",
                               lambda: _decimal(raw.get("quantity", "1")))
-            if len(out.problems) > before:
+            if len(out.problems) > before or quantity is None:  # None: a problem was added
                 return None
             return DeviceLine(label=raw.get("label", ""), lpp=lpp, quantity=quantity, ald=ald)
         return _medication(path, raw, ald, drugs, out, before)
@@ -153,7 +155,7 @@ def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector) -> Line
         return None
 
 
-def _guard(out: _Collector, path: str, func: Callable[[], Any]) -> Any:
+def _guard(out: _Collector, path: str, func: Callable[[], T]) -> T | None:
     try:
         return func()
     except ValidationError as exc:
@@ -207,7 +209,7 @@ def _medication(path: str, raw: Mapping[str, Any], ald: bool, drugs: DrugLookup,
                           instructions=instructions)
 
 
-def _resident(raw: Any, find: ResidentFinder, out: _Collector) -> Resident | None:
+def _resident(raw: object, find: ResidentFinder, out: _Collector) -> Resident | None:
     if not isinstance(raw, Mapping):
         out.add("$.resident", "expected an object with nir, ins or the full identity")
         return None
@@ -264,7 +266,7 @@ def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return obj
 
 
-def _twice(value: Any, path: str) -> Iterator[str]:
+def _twice(value: object, path: str) -> Iterator[str]:
     if isinstance(value, dict):
         for key in getattr(value, "twice", ()):
             yield f"{path}.{key}"
@@ -275,7 +277,7 @@ def _twice(value: Any, path: str) -> Iterator[str]:
             yield from _twice(item, f"{path}[{i}]")
 
 
-def load_draft_json(text: str) -> Any:
+def load_draft_json(text: str) -> object:
     """Parse a JSON draft document; ``DraftInvalid`` naming every key given twice in one
     object, with its path. Other JSON errors are the caller's (``json.JSONDecodeError``)."""
     data = json.loads(text, object_pairs_hook=_pairs)
@@ -285,7 +287,7 @@ def load_draft_json(text: str) -> Any:
     return data
 
 
-def parse_draft(data: Any, *, find_resident: ResidentFinder, drugs: DrugLookup) -> Draft:
+def parse_draft(data: object, *, find_resident: ResidentFinder, drugs: DrugLookup) -> Draft:
     """Validate a JSON draft; raise ``DraftInvalid`` with every problem found."""
     out = _Collector()
     if not isinstance(data, Mapping):
@@ -317,7 +319,7 @@ def resident_matcher(residents: Callable[[], list[Resident]]) -> ResidentFinder:
     """A finder over a list of residents: by NIR/INS, or by the full identity."""
     from appliance.domain.ids import validate_nir
 
-    def find(query: Mapping[str, Any]) -> list[Resident]:
+    def find(query: Mapping[str, object]) -> list[Resident]:
         everyone = [r for r in residents() if r.active]
         if "nir" in query:
             nir = validate_nir(str(query["nir"]), field="resident.nir")

@@ -32,11 +32,12 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
+from appliance.domain import Json, JsonObject
 from appliance.domain.ids import validate_am
 from appliance.domain.people import ROLE_LABELS_FR, Practitioner, Resident, Role
 from appliance.domain.prescription import Line, Prescription, State
@@ -265,7 +266,7 @@ def _own_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> Pres
 
 
 def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
-                 form: Mapping[str, Any] | None = None) -> Prescription:
+                 form: Mapping[str, Json] | None = None) -> Prescription:
     """Save the draft as typed (lines, renewals) and the editor's half-typed line (``form``).
 
     The owner's session may have locked meanwhile: what was typed before is still saved."""
@@ -285,7 +286,7 @@ def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
     return updated
 
 
-def draft_form(uow: UnitOfWork, prescription_id: str) -> dict[str, Any] | None:
+def draft_form(uow: UnitOfWork, prescription_id: str) -> JsonObject | None:
     """The editor's half-typed line saved with a draft, if any."""
     raw = uow.meta.get(FORM_META_PREFIX + prescription_id)
     if raw is None:
@@ -441,10 +442,26 @@ def reprint(uow: UnitOfWork, session: Operator, prescription_id: str, *,
 
 
 # -- the drug referential as the draft parser sees it -----------------------------------------
+class _Drug(Protocol):
+    @property
+    def cis(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+class DrugReferential(Protocol):
+    """What the draft parser reads of the referential (``Referential``)."""
+
+    def by_cip13(self, code: str) -> _Drug | None: ...
+
+    def by_cis(self, code: str) -> Sequence[_Drug]: ...
+
+
 class ReferentialDrugs:
     """``DrugLookup`` (``appliance.services.drafts``) over the BDPM referential."""
 
-    def __init__(self, referential: Any) -> None:
+    def __init__(self, referential: DrugReferential) -> None:
         self.referential = referential
 
     def label_for_cip13(self, cip13: str) -> tuple[str, str] | None:

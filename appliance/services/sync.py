@@ -64,9 +64,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from appliance.config import Sync as SyncSettings
+from appliance.domain import JsonObject
 from appliance.domain.backoff import next_delay
 from appliance.domain.prescription import MedicationLine, Prescription, State
 from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
@@ -580,7 +580,7 @@ def describe_fr(d: Dispensation) -> str:
     return text
 
 
-def dispensation_dict(d: Dispensation) -> dict[str, Any]:
+def dispensation_dict(d: Dispensation) -> JsonObject:
     """A dispensation as JSON (``ordo sync dispensations --json``)."""
     return {"registry_id": d.registry_id, "prescription_id": d.prescription_id,
             "line": d.line, "complete": d.complete, "product_label": d.product_label,

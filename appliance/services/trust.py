@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import TypeVar, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -52,7 +52,7 @@ class Usage(StrEnum):
 
 
 class CertificateRejected(OrdoError):
-    def __init__(self, reason: str, message: str, **facts: Any) -> None:
+    def __init__(self, reason: str, message: str, **facts: datetime) -> None:
         self.reason, self.facts = reason, facts
         super().__init__(message)
 
