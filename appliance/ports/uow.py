@@ -472,15 +472,25 @@ class Views(Protocol):
 
 
 class UnitOfWork(Protocol):
-    residents: Residents
-    practitioners: Practitioners
-    prescriptions: Prescriptions
-    outbox: Outbox
-    print_jobs: PrintJobs
-    meta: Meta
-    audit: AuditLog
-    dispensations: Dispensations
-    views: Views
+    # Read-only: an adapter's repository is its own class, which implements the port's.
+    @property
+    def residents(self) -> Residents: ...
+    @property
+    def practitioners(self) -> Practitioners: ...
+    @property
+    def prescriptions(self) -> Prescriptions: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def print_jobs(self) -> PrintJobs: ...
+    @property
+    def meta(self) -> Meta: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def dispensations(self) -> Dispensations: ...
+    @property
+    def views(self) -> Views: ...
 
     def __enter__(self) -> Self: ...
 

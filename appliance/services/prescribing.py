@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from appliance.domain import Json, JsonObject
 from appliance.domain.ids import validate_am
@@ -59,10 +59,15 @@ __all__ = ["AmRequired", "Forbidden"]  # raised here, defined in appliance.error
 
 
 class Holder(Protocol):
-    id_nat_ps: str
-    family_name: str
-    given_name: str
-    profession: str
+    # Read-only: the card's holder (``CardHolder``) is a frozen record.
+    @property
+    def id_nat_ps(self) -> str: ...
+    @property
+    def family_name(self) -> str: ...
+    @property
+    def given_name(self) -> str: ...
+    @property
+    def profession(self) -> str: ...
 
     def as_practitioner(self, role: Role, am: str | None = None,
                         finess: str | None = None) -> Practitioner: ...
@@ -71,9 +76,11 @@ class Holder(Protocol):
 class Operator(Protocol):
     """What the use cases need from an authenticated session (``PractitionerSession``)."""
 
-    practitioner: Holder
     role: Role
     locked: bool
+
+    @property
+    def practitioner(self) -> Holder: ...
 
     @property
     def can_sign(self) -> bool: ...
@@ -84,6 +91,12 @@ class Operator(Protocol):
     def touch(self) -> None: ...
 
     def sign(self, data: bytes) -> bytes: ...
+
+
+if TYPE_CHECKING:  # the type checker proves that the card session is an operator
+    from appliance.services.auth import PractitionerSession
+
+    _IMPLEMENTS: type[Operator] = PractitionerSession
 
 
 def _signing_time(now: datetime | None) -> datetime:
