@@ -1,6 +1,6 @@
 # Ordo — one entry point for set-up, tests and benchmarks.
 # `make test` works on a fresh Debian 12 machine as root: system packages, the locked
-# Python environment (uv.lock), then ruff, the import contracts and pytest.
+# Python environment (uv.lock), then ruff, the import contracts, mypy and pytest.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -30,6 +30,7 @@ integration: env
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -57,4 +58,4 @@ demo: env
 	$(VENV)/bin/ordo demo
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache

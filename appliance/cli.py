@@ -165,4 +165,6 @@ def main(ctx: click.Context, data_dir: str | None, config_file: str | None) -> N
         if settings.data_dir != SYSTEM_DATA_DIR:
             click.echo(ctx.get_help())
             ctx.exit(0)
-        ctx.invoke(main.get_command(ctx, "kiosk"))
+        kiosk = main.get_command(ctx, "kiosk")
+        assert kiosk is not None  # registered with the other commands
+        ctx.invoke(kiosk)

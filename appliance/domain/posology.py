@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from appliance.domain import JsonObject
 from appliance.domain.secure import decimal_words, number_words
 from appliance.domain.text import forbidden_character
 from appliance.errors import ValidationError
@@ -308,7 +309,7 @@ class Duration:
         """The duration in days (a week is 7, a month 30)."""
         return self.value * {"jour": 1, "semaine": 7, "mois": 30}[self.unit]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"value": self.value, "unit": self.unit}
 
 
@@ -451,9 +452,9 @@ class Posology:
             text += f" pendant {self.duration.describe(words)}"
         return text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON-safe: decimals as strings ("0.5"), tuples as lists, None and () omitted."""
-        out: dict[str, Any] = {"kind": "structured", "dose": _decimal_str(self.dose)}
+        out: JsonObject = {"kind": "structured", "dose": _decimal_str(self.dose)}
         out["unit"] = self.unit
         if self.moments:
             out["moments"] = list(self.moments)
@@ -507,7 +508,7 @@ class FreeTextPosology:
     def describe(self, words: bool = False) -> str:
         return self.text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"kind": "text", "text": self.text}
 
 
@@ -526,7 +527,7 @@ def _read_decimal(field: str, value: object) -> Decimal:
     raise _fail(field, value, 'a decimal number written as a string with a dot, e.g. "0.5"')
 
 
-def _read_list(field: str, value: object) -> list[Any]:
+def _read_list(field: str, value: object) -> list[object]:
     if not isinstance(value, list):
         raise _fail(field, value, "a list")
     return value
@@ -538,7 +539,7 @@ _STRUCTURED_KEYS = frozenset(
 )
 
 
-def posology_from_dict(d: Mapping[str, Any]) -> Posology | FreeTextPosology:
+def posology_from_dict(d: object) -> Posology | FreeTextPosology:
     """Rebuild a posology from ``to_dict()`` output (or equivalent JSON from other software).
 
     Strict: unknown keys, missing required keys and wrong types raise ``ValidationError`` naming

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 import rfc8785
 
+from appliance.domain import JsonObject
 from appliance.domain.ids import (
     validate_cip13,
     validate_cis,
@@ -216,7 +217,7 @@ class MedicationLine:
         if isinstance(self.posology, FreeTextPosology):
             self.posology.check_input()
 
-    def to_dict(self, version: int = CANONICAL_VERSION) -> dict[str, Any]:
+    def to_dict(self, version: int = CANONICAL_VERSION) -> JsonObject:
         data = _drop_none({
             "kind": self.kind, "label": self.label, "cis": self.cis, "cip13": self.cip13,
             "posology": self.posology.to_dict(),
@@ -256,7 +257,7 @@ class DeviceLine:
         """The line as new input (``check_text``)."""
         check_text("device.label", self.label)
 
-    def to_dict(self, version: int = CANONICAL_VERSION) -> dict[str, Any]:
+    def to_dict(self, version: int = CANONICAL_VERSION) -> JsonObject:
         data = _drop_none({"kind": self.kind, "label": self.label, "lpp": self.lpp,
                            "quantity": str(self.quantity), "ald": self.ald})
         if version >= 2 and self.renewals:
@@ -283,8 +284,8 @@ class ActLine:
         """The line as new input (``check_text``; a line feed is allowed)."""
         check_text("act.text", self.text, line_feed=True)
 
-    def to_dict(self, version: int = CANONICAL_VERSION) -> dict[str, Any]:
-        data: dict[str, Any] = {"kind": self.kind, "text": self.text, "ald": self.ald}
+    def to_dict(self, version: int = CANONICAL_VERSION) -> JsonObject:
+        data: JsonObject = {"kind": self.kind, "text": self.text, "ald": self.ald}
         if version >= 2 and self.renewals:
             data["renewals"] = self.renewals
         return data
@@ -293,13 +294,13 @@ class ActLine:
 Line = MedicationLine | DeviceLine | ActLine
 
 
-def _renewals(field_name: str, value: Any) -> None:
+def _renewals(field_name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) \
             or not 0 <= value <= MAX_RENEWALS:
         raise ValidationError(field_name, value, f"a whole number from 0 to {MAX_RENEWALS}")
 
 
-def _quantity(field_name: str, value: Any) -> Decimal:
+def _quantity(field_name: str, value: object) -> Decimal:
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
@@ -309,8 +310,17 @@ def _quantity(field_name: str, value: Any) -> Decimal:
     return amount
 
 
-def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+def _drop_none(data: JsonObject) -> JsonObject:
     return {k: v for k, v in data.items() if v is not None}
+
+
+class _Changes(TypedDict, total=False):
+    """What a transition changes."""
+
+    state: State
+    updated_at: datetime
+    signed_at: datetime
+    cancel_reason: str
 
 
 @dataclass(frozen=True)
@@ -362,7 +372,7 @@ class Prescription:
             raise StateError(f"prescription {self.id}: {self.state.value} → {new.value} is not "
                              "allowed")
         at = _utc("at", at)
-        changes: dict[str, Any] = {"state": new, "updated_at": at}
+        changes: _Changes = {"state": new, "updated_at": at}
         if new is State.SIGNED:
             self.check_signable()
             changes["signed_at"] = at
@@ -399,10 +409,10 @@ class Prescription:
         return any(line.ald for line in self.lines) and not all(line.ald for line in self.lines)
 
     # -- serialisation ---------------------------------------------------------------
-    def content(self) -> dict[str, Any]:
+    def content(self) -> JsonObject:
         """What the card signs: everything but the lifecycle (state, times after creation)."""
         p, r = self.prescriber, self.resident
-        content: dict[str, Any] = {
+        content: JsonObject = {
             "v": CANONICAL_VERSION,
             "id": self.id,
             "created_at": _iso(self.created_at),
@@ -430,7 +440,7 @@ class Prescription:
         """RFC 8785 (JSON Canonicalization Scheme) bytes of ``content()``."""
         return rfc8785.dumps(self.content())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """Content plus lifecycle and the resident's room, for the local store."""
         return {
             **self.content(),

@@ -21,7 +21,6 @@ CardSession``); the names are also reachable from this package, loaded on first 
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 # name -> module of this package (kept in step with each module's ``__all__`` by a test)
 _EXPORTS: dict[str, str] = {
@@ -42,7 +41,9 @@ _EXPORTS: dict[str, str] = {
         "Certificates", "DispensationAlert", "Dispensations", "DraftRow", "ExternalPrescription",
         "ExternalPrescriptions", "FileEntry", "HistoryRow", "MailOutbox", "MailRecord",
         "MailStatus", "Meta", "Outbox", "OutboxRecord", "Practitioners", "PrescriptionAlerts",
-        "Prescriptions", "PrintJob", "PrintJobs", "ReceivedPrescription", "Residents", "Signed",
+        "Prescriptions", "PrintJob", "PrintJobs", "QuarantinedMail", "QuarantinedRecord",
+        "ReceivedPrescription",
+        "Residents", "Signed",
         "SignedRow", "StoppedLine", "StoppedLines", "StoredAlert", "SyncKeys", "SyncStatus",
         "Treatment", "TreatmentLine", "UnitOfWork",
         "Views"), "uow"),
@@ -56,7 +57,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from appliance.domain import JsonObject
 from appliance.errors import (
     RegistryConflict,
     RegistryError,
@@ -98,7 +99,7 @@ class DispensationPage:
     items: tuple[Dispensation, ...]
     cursor: str | None
     more: bool
-    raw: tuple[dict[str, Any], ...] = ()
+    raw: tuple[JsonObject, ...] = ()
 
 
 class Registry(Protocol):

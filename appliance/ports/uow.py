@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self, TypedDict
 
+from appliance.domain import Json, JsonObject
 from appliance.domain.drug_facts import Allergy
 from appliance.domain.posology import FreeTextPosology, Posology
 from appliance.domain.prescription import Prescription
@@ -67,6 +68,8 @@ __all__ = [
     "Prescriptions",
     "PrintJob",
     "PrintJobs",
+    "QuarantinedMail",
+    "QuarantinedRecord",
     "ReceivedPrescription",
     "Residents",
     "Signed",
@@ -184,7 +187,7 @@ class AuditEntry:
     actor: str
     action: str
     subject: str
-    details: dict[str, Any]
+    details: JsonObject
     prev_hash: str
     hash: str
 
@@ -260,6 +263,17 @@ class SyncKeys:
     ANCHOR_AT = "sync.audit_anchor_at"
 
 
+class QuarantinedRecord(TypedDict):
+    """An outbox record the registry refused for good, as the sync screens list it."""
+
+    seq: int
+    prescription_id: str
+    kind: str
+    attempts: int
+    created_at: str
+    reason: str | None
+
+
 @dataclass(frozen=True)
 class SyncStatus:
     """Queue depth, oldest pending age, last success, last error, quarantined records."""
@@ -279,7 +293,7 @@ class SyncStatus:
     last_pull_at: str | None
     dispense_cursor: str | None
     dispensations: int
-    quarantined_records: list[dict[str, Any]] = field(default_factory=list)
+    quarantined_records: list[QuarantinedRecord] = field(default_factory=list)
     link: str | None = None          # up, down, misconfigured (None: never exchanged)
     link_detail: str | None = None
     link_key: str | None = None      # the setting to fix when misconfigured
@@ -289,7 +303,7 @@ class SyncStatus:
     def misconfigured(self) -> bool:
         return self.link == "misconfigured"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -304,6 +318,16 @@ class MailRecord:
     attempts: int
 
 
+class QuarantinedMail(TypedDict):
+    """A message the mail server refused for good, as the sync screens list it."""
+
+    seq: int
+    prescription_id: str
+    recipient: str
+    attempts: int
+    reason: str | None
+
+
 @dataclass(frozen=True)
 class MailStatus:
     """The MSSanté mail outbox: messages by status, the last transient error, the
@@ -313,9 +337,9 @@ class MailStatus:
     sent: int
     quarantined: int
     last_error: str | None
-    quarantined_records: list[dict[str, Any]] = field(default_factory=list)
+    quarantined_records: list[QuarantinedMail] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
 
@@ -339,7 +363,7 @@ class ReceivedPrescription:
     issued_at: datetime | None
     received_at: datetime
     lines: tuple[ExternalLine, ...]
-    patient: dict[str, Any]  # the identity as the document writes it (to attach by hand)
+    patient: dict[str, str | None]  # the identity as the document writes it (to attach by hand)
     cda: bytes | None = field(default=None, repr=False)
     pdf: bytes | None = field(default=None, repr=False)
 
@@ -362,9 +386,9 @@ class ExternalPrescription:
     lines: tuple[ExternalLine, ...]
     has_cda: bool
     has_pdf: bool
-    patient: dict[str, Any]
+    patient: dict[str, str | None]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {"id": self.id, "resident_ins": self.resident_ins,
                 "matched_by": self.matched_by, "author": self.author, "sender": self.sender,
                 "issued_at": iso(self.issued_at) if self.issued_at else None,
@@ -398,7 +422,7 @@ class StoredAlert:
     def key(self) -> str:
         return self.code if self.line is None else f"{self.code}@{self.line + 1}"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {"code": self.code, "key": self.key, "severity": self.severity,
                 "message": self.message, "source": self.source, "line": self.line,
                 "overridable": self.overridable, "status": self.status,
@@ -684,9 +708,9 @@ class AuditLog(Protocol):
     identity."""
 
     def append(self, *, actor: str, action: str, subject: str = "",
-               details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int: ...
+               details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int: ...
 
-    def append_many(self, items: Sequence[tuple[str, str, str, Mapping[str, Any] | None]],
+    def append_many(self, items: Sequence[tuple[str, str, str, Mapping[str, Json] | None]],
                     at: datetime | None = None) -> list[int]:
         """Append ``(actor, action, subject, details)`` entries in order, all at ``at``;
         returns their sequence numbers (the head read and written once)."""
@@ -722,7 +746,7 @@ class AuditLog(Protocol):
 
 
 class Dispensations(Protocol):
-    def add(self, dispensation: Dispensation, resource: Mapping[str, Any],
+    def add(self, dispensation: Dispensation, resource: Mapping[str, Json],
             received_at: datetime) -> bool:
         """Store it once (by the registry's ID); False when it was already there."""
         ...
@@ -817,21 +841,37 @@ class Views(Protocol):
 
 
 class UnitOfWork(Protocol):
-    residents: Residents
-    practitioners: Practitioners
-    prescriptions: Prescriptions
-    certificates: Certificates
-    outbox: Outbox
-    print_jobs: PrintJobs
-    meta: Meta
-    audit: AuditLog
-    dispensations: Dispensations
-    mail_outbox: MailOutbox
-    external_prescriptions: ExternalPrescriptions
-    allergies: Allergies
-    prescription_alerts: PrescriptionAlerts
-    stopped_lines: StoppedLines
-    views: Views
+    # Read-only: an adapter's repository is its own class, which implements the port's.
+    @property
+    def residents(self) -> Residents: ...
+    @property
+    def practitioners(self) -> Practitioners: ...
+    @property
+    def prescriptions(self) -> Prescriptions: ...
+    @property
+    def certificates(self) -> Certificates: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def print_jobs(self) -> PrintJobs: ...
+    @property
+    def meta(self) -> Meta: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def dispensations(self) -> Dispensations: ...
+    @property
+    def mail_outbox(self) -> MailOutbox: ...
+    @property
+    def external_prescriptions(self) -> ExternalPrescriptions: ...
+    @property
+    def allergies(self) -> Allergies: ...
+    @property
+    def prescription_alerts(self) -> PrescriptionAlerts: ...
+    @property
+    def stopped_lines(self) -> StoppedLines: ...
+    @property
+    def views(self) -> Views: ...
 
     def __enter__(self) -> Self: ...
 

@@ -35,10 +35,9 @@ import secrets
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from appliance.domain import Json
 from appliance.domain.people import Practitioner, Role
 from appliance.errors import CardError, CardRemoved, PinBlocked, WrongPin
 from appliance.ports.card import (
@@ -105,10 +105,11 @@ class AuthRefused(CardError):
     """Authentication (or a session operation) refused; ``reason`` is a key of
     ``REASONS``; the message is French, for the practitioner."""
 
-    def __init__(self, reason: str, **info: Any) -> None:
+    def __init__(self, reason: str, **info: str | int | None) -> None:
         self.reason = reason
         self.info = info
-        self.tries_left: int | None = info.get("tries_left")
+        tries_left = info.get("tries_left")
+        self.tries_left = tries_left if isinstance(tries_left, int) else None
         text = REASONS[reason]
         if reason == "wrong_pin" and self.tries_left is None:   # the card does not tell
             text = REASONS["wrong_pin_untold"]
@@ -358,7 +359,8 @@ def authenticate(card: CardSession, pin: str, trust: TrustStore, *, audit: Audit
         raise
     actor = practitioner.id_nat_ps
 
-    def refuse(reason: str, action: str = "auth.refused", **info: Any) -> AuthRefused:
+    def refuse(reason: str, action: str = "auth.refused", /,
+               **info: str | int | None) -> AuthRefused:
         details = {"reason": reason, "card_type": practitioner.card_type,
                    "serial": f"{auth_cert.serial_number:x}", **info}
         audit(actor=actor, action=action, subject=reader, details=details)
@@ -416,11 +418,13 @@ def audit_log(new_uow: Callable[[], UnitOfWork]) -> Audit:
     """``audit(**entry)`` for ``authenticate`` and the sessions it makes, callable from any
     thread (the card monitor's locks the session): each entry in its own unit of work."""
 
-    def append(**entry: Any) -> int:
+    def append(*, actor: str, action: str, subject: str = "",
+               details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int:
         uow = new_uow()
         try:
             with uow:
-                seq = uow.audit.append(**entry)
+                seq = uow.audit.append(actor=actor, action=action, subject=subject,
+                                       details=details, at=at)
                 uow.commit()
             return seq
         finally:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from appliance.domain.ids import INS_OIDS, validate_cip13, validate_cis, validate_lpp
 from appliance.domain.people import Resident, fold
@@ -77,7 +77,9 @@ class DrugLookup(Protocol):
         """``(common_name, conditions)`` of a specialty (``DrugFacts``); optional."""
 
 
-ResidentFinder = Callable[[Mapping[str, Any]], list[Resident]]
+T = TypeVar("T")
+
+ResidentFinder = Callable[[Mapping[str, object]], list[Resident]]
 
 
 @dataclass
@@ -100,7 +102,7 @@ class _Collector:
         self.add(path, f"{exc.value!r} is invalid: {exc.expected}")
 
 
-def _decimal(value: Any) -> Decimal:
+def _decimal(value: object) -> Decimal:
     if isinstance(value, bool | float):
         raise ValidationError("quantity", value, 'a string like "2" or an integer')
     try:
@@ -117,14 +119,14 @@ KNOWN_LINE_KEYS = {
 }
 
 
-def _renewals(out: _Collector, path: str, value: Any) -> int | None:
+def _renewals(out: _Collector, path: str, value: object) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RENEWALS:
         out.add(path, f"{value!r}: expected an integer from 0 to {MAX_RENEWALS}")
         return None
     return value
 
 
-def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector,
+def _line(i: int, raw: object, drugs: DrugLookup, out: _Collector,
           default_renewals: int = 0) -> Line | None:
     """The line at ``$.lines[i]``, checked as new input (no control or bidirectional
     character in its texts: ``check_input``), or ``None`` with its problems in ``out``."""
@@ -140,7 +142,7 @@ def _line(i: int, raw: Any, drugs: DrugLookup, out: _Collector,
     return line
 
 
-def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector,
+def _build_line(path: str, raw: object, drugs: DrugLookup, out: _Collector,
                 default_renewals: int) -> Line | None:
     if not isinstance(raw, Mapping):
         out.add(path, "expected an object")
@@ -166,7 +168,7 @@ def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector,
                 lpp = _guard(out, f"{path}.lpp", lambda: validate_lpp(str(lpp)))
             quantity = _guard(out, f"{path}.quantity",
                               lambda: _decimal(raw.get("quantity", "1")))
-            if len(out.problems) > before:
+            if len(out.problems) > before or quantity is None:  # None: a problem was added
                 return None
             return DeviceLine(label=raw.get("label", ""), lpp=lpp, quantity=quantity, ald=ald,
                               renewals=renewals or 0)
@@ -176,7 +178,7 @@ def _build_line(path: str, raw: Any, drugs: DrugLookup, out: _Collector,
         return None
 
 
-def _guard(out: _Collector, path: str, func: Callable[[], Any]) -> Any:
+def _guard(out: _Collector, path: str, func: Callable[[], T]) -> T | None:
     try:
         return func()
     except ValidationError as exc:
@@ -250,7 +252,7 @@ def facts_of(drugs: Any, cis: str | None) -> tuple[str | None, tuple[str, ...]]:
     return (found.common_name, tuple(found.conditions)) if found is not None else (None, ())
 
 
-def _resident(raw: Any, find: ResidentFinder, out: _Collector) -> Resident | None:
+def _resident(raw: object, find: ResidentFinder, out: _Collector) -> Resident | None:
     if not isinstance(raw, Mapping):
         out.add("$.resident", "expected an object with nir, ins or the full identity")
         return None
@@ -288,21 +290,26 @@ def _resident(raw: Any, find: ResidentFinder, out: _Collector) -> Resident | Non
 TWICE = "key named twice in the same object (the last one would win)"
 
 
-class _Pairs(dict):
+class _Pairs(dict[str, object]):
     """A JSON object that remembers the keys it was given more than once."""
 
     twice: tuple[str, ...] = ()
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     obj = _Pairs(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        obj.twice = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+        repeated = []
+        for key, _ in pairs:
+            if key in seen:
+                repeated.append(key)
+            seen.add(key)
+        obj.twice = tuple(dict.fromkeys(repeated))
     return obj
 
 
-def _twice(value: Any, path: str) -> Iterator[str]:
+def _twice(value: object, path: str) -> Iterator[str]:
     if isinstance(value, dict):
         for key in getattr(value, "twice", ()):
             yield f"{path}.{key}"
@@ -313,7 +320,7 @@ def _twice(value: Any, path: str) -> Iterator[str]:
             yield from _twice(item, f"{path}[{i}]")
 
 
-def load_draft_json(text: str) -> Any:
+def load_draft_json(text: str) -> object:
     """Parse a JSON draft document; ``DraftInvalid`` naming every key given twice in one
     object, with its path. Other JSON errors are the caller's (``json.JSONDecodeError``)."""
     data = json.loads(text, object_pairs_hook=_pairs)
@@ -323,7 +330,7 @@ def load_draft_json(text: str) -> Any:
     return data
 
 
-def parse_draft(data: Any, *, find_resident: ResidentFinder, drugs: DrugLookup) -> Draft:
+def parse_draft(data: object, *, find_resident: ResidentFinder, drugs: DrugLookup) -> Draft:
     """Validate a JSON draft; raise ``DraftInvalid`` with every problem found."""
     out = _Collector()
     if not isinstance(data, Mapping):
@@ -362,7 +369,7 @@ def resident_matcher(residents: Callable[[], list[Resident]]) -> ResidentFinder:
     """A finder over a list of residents: by NIR/INS, or by the full identity."""
     from appliance.domain.ids import validate_nir
 
-    def find(query: Mapping[str, Any]) -> list[Resident]:
+    def find(query: Mapping[str, object]) -> list[Resident]:
         everyone = [r for r in residents() if r.active]
         if "nir" in query:
             nir = validate_nir(str(query["nir"]), field="resident.nir")

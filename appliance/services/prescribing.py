@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from appliance.domain import Json, JsonObject
 from appliance.domain.ids import validate_am
 from appliance.domain.people import ROLE_LABELS_FR, Practitioner, Resident, Role
 from appliance.domain.prescription import Line, Prescription, State
@@ -80,10 +81,15 @@ __all__ = ["AmRequired", "Forbidden"]  # raised here, defined in appliance.error
 
 
 class Holder(Protocol):
-    id_nat_ps: str
-    family_name: str
-    given_name: str
-    profession: str
+    # Read-only: the card's holder (``CardHolder``) is a frozen record.
+    @property
+    def id_nat_ps(self) -> str: ...
+    @property
+    def family_name(self) -> str: ...
+    @property
+    def given_name(self) -> str: ...
+    @property
+    def profession(self) -> str: ...
 
     def as_practitioner(self, role: Role, am: str | None = None,
                         finess: str | None = None) -> Practitioner: ...
@@ -92,9 +98,11 @@ class Holder(Protocol):
 class Operator(Protocol):
     """What the use cases need from an authenticated session (``PractitionerSession``)."""
 
-    practitioner: Holder
     role: Role
     locked: bool
+
+    @property
+    def practitioner(self) -> Holder: ...
 
     @property
     def can_sign(self) -> bool: ...
@@ -105,6 +113,12 @@ class Operator(Protocol):
     def touch(self) -> None: ...
 
     def sign(self, data: bytes) -> bytes: ...
+
+
+if TYPE_CHECKING:  # the type checker proves that the card session is an operator
+    from appliance.services.auth import PractitionerSession
+
+    _IMPLEMENTS: type[Operator] = PractitionerSession
 
 
 def _signing_time(now: datetime | None) -> datetime:
@@ -317,7 +331,7 @@ def _own_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> Pres
 
 
 def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
-                 form: Mapping[str, Any] | None = None) -> Prescription:
+                 form: Mapping[str, Json] | None = None) -> Prescription:
     """Save the draft as typed (lines, weight) and the editor's half-typed line (``form``).
 
     The owner's session may have locked meanwhile: what was typed before is still saved."""
@@ -337,7 +351,7 @@ def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
     return updated
 
 
-def draft_form(uow: UnitOfWork, prescription_id: str) -> dict[str, Any] | None:
+def draft_form(uow: UnitOfWork, prescription_id: str) -> JsonObject | None:
     """The editor's half-typed line saved with a draft, if any."""
     raw = uow.meta.get(FORM_META_PREFIX + prescription_id)
     if raw is None:
@@ -568,10 +582,26 @@ def reprint(uow: UnitOfWork, session: Operator, prescription_id: str, *,
 
 
 # -- the drug referential as the draft parser sees it -----------------------------------------
+class _Drug(Protocol):
+    @property
+    def cis(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+class DrugReferential(Protocol):
+    """What the draft parser reads of the referential (``Referential``)."""
+
+    def by_cip13(self, code: str) -> _Drug | None: ...
+
+    def by_cis(self, code: str) -> Sequence[_Drug]: ...
+
+
 class ReferentialDrugs:
     """``DrugLookup`` (``appliance.services.drafts``) over the BDPM referential."""
 
-    def __init__(self, referential: Any) -> None:
+    def __init__(self, referential: DrugReferential) -> None:
         self.referential = referential
 
     def label_for_cip13(self, cip13: str) -> tuple[str, str] | None:

@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 from appliance.domain.drug_facts import Allergy
 from appliance.domain.ids import Ins
-from appliance.domain.people import Resident, check_resident_texts
+from appliance.domain.people import Resident, Sex, check_resident_texts
 from appliance.domain.prescription import State
 from appliance.errors import ValidationError
 from appliance.ports.clock import utc_now
@@ -276,8 +276,8 @@ def read_residents(data: bytes, substances: SubstanceLookup | None = None
     return good, errors
 
 
-def _rows(reader: csv.DictReader,
-          errors: Callable[[RowError], None]) -> Iterator[dict[str, Any]]:
+def _rows(reader: csv.DictReader[str],
+          errors: Callable[[RowError], None]) -> Iterator[dict[str, str | None]]:
     """The reader's rows until one cannot be read (a stray quote that runs past csv's field
     size limit), which is reported and ends the file."""
     try:
@@ -287,11 +287,11 @@ def _rows(reader: csv.DictReader,
                         f"unreadable from this line on ({exc})"))
 
 
-def _sex(text: str) -> str:
+def _sex(text: str) -> Sex:
     value = text.strip().upper()
     if value not in {"M", "F"}:
         raise ValidationError("sexe", text, "M or F")
-    return value
+    return Sex(value)
 
 
 def _column(field_name: str) -> str:

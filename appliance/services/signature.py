@@ -197,6 +197,7 @@ def verify_payload(payload: str, trust_roots: Sequence[x509.Certificate],
         raise InvalidOrder("not a signed payload (ORD2: or ORD1:)")
     fields = decoded.order
     try:
+        leaf: x509.Certificate | None
         if isinstance(decoded, SignedPayload):
             ref = decoded.certificate
             leaf = next((c for c in [*certificates, *intermediates, *trust_roots]

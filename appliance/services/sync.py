@@ -64,9 +64,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from appliance.config import Sync as SyncSettings
+from appliance.domain import Json, JsonObject
 from appliance.domain.backoff import next_delay
 from appliance.domain.prescription import TRANSITIONS, MedicationLine, Prescription, State
 from appliance.errors import (
@@ -465,7 +465,7 @@ class SyncEngine:
                 {o.record.prescription_id: o.receipt.receipt_id for o in acks
                  if o.record.kind == "create" and o.record.seq in done
                  and o.receipt is not None}, now, promote=REGISTRATION)
-            entries: list[tuple[str, str, str, dict[str, Any]]] = []
+            entries: list[tuple[str, str, str, dict[str, Json]]] = []
             retries: list[tuple[OutboxRecord, str, datetime | None]] = []
             for o in outcomes:
                 record = o.record
@@ -686,7 +686,7 @@ def describe_fr(d: Dispensation) -> str:
     return text
 
 
-def dispensation_dict(d: Dispensation) -> dict[str, Any]:
+def dispensation_dict(d: Dispensation) -> JsonObject:
     """A dispensation as JSON (``ordo sync dispensations --json``)."""
     return {"registry_id": d.registry_id, "prescription_id": d.prescription_id,
             "line": d.line, "complete": d.complete, "product_label": d.product_label,

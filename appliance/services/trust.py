@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from appliance.domain.ids import validate_id_nat_ps
@@ -51,7 +52,7 @@ class Usage(StrEnum):
 
 
 class CertificateRejected(OrdoError):
-    def __init__(self, reason: str, message: str, **facts: Any) -> None:
+    def __init__(self, reason: str, message: str, **facts: datetime) -> None:
         self.reason, self.facts = reason, facts
         super().__init__(message)
 
@@ -108,7 +109,12 @@ def self_signed(cert: x509.Certificate) -> bool:
     return issued_by(cert, cert)
 
 
-def _extension(cert: x509.Certificate, kind: type) -> Any:
+E = TypeVar("E", bound=x509.ExtensionType)
+# The keys that can sign a certificate or a CRL (not X25519 / X448).
+_ISSUER_KEYS = get_args(CertificateIssuerPublicKeyTypes)
+
+
+def _extension(cert: x509.Certificate, kind: type[E]) -> E | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
@@ -206,7 +212,9 @@ def _ca_problem(ca: x509.Certificate, below: int) -> str | None:
 def _revocation(child: x509.Certificate, issuer: x509.Certificate, trust: TrustStore,
                 at: datetime) -> x509.RevokedCertificate | None:
     for crl in trust.crls:
-        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
+        key = issuer.public_key()  # a chain's issuer signed its child: a key that can sign
+        if (crl.issuer != issuer.subject or not isinstance(key, _ISSUER_KEYS)
+                or not crl.is_signature_valid(key)):
             continue
         if crl.next_update_utc is not None and crl.next_update_utc < at:
             log.warning("the CRL of %s is past its next update; still applied",

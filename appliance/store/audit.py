@@ -32,10 +32,10 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import rfc8785
 
+from appliance.domain import Json
 from appliance.errors import AuditChainBroken, StoreError
 from appliance.ports.uow import AuditAnchor, AuditEntry
 from appliance.store import meta
@@ -63,7 +63,7 @@ FORBIDDEN_DETAIL_KEYS = frozenset({"pin", "nir", "ins", "name", "birth_date", "f
 
 
 def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str,
-            details: Mapping[str, Any]) -> str:
+            details: Mapping[str, Json]) -> str:
     body = canonical_json({"seq": seq, "at": at, "actor": actor, "action": action,
                            "subject": subject, "details": dict(details)})
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
@@ -72,25 +72,25 @@ def _digest(prev_hash: str, seq: int, at: str, actor: str, action: str, subject:
 _SAFE_INT = 2 ** 53 - 1  # RFC 8785 numbers are IEEE 754 doubles: larger integers go through it
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: object) -> bool:
     """True when ``value`` holds only what sorted compact JSON writes exactly as RFC 8785
     does: ASCII keys, strings without lone surrogates, booleans, None, integers of at most
-    53 bits, lists and dicts of these (no floats: their shortest form differs)."""
-    kind = type(value)
-    if kind is str:
+    53 bits, lists and dicts of these (no floats: their shortest form differs). Exact types
+    (a subclass may write itself otherwise), tested inline so that the checker narrows."""
+    if type(value) is str:
         return value.isascii() or not any("\ud800" <= c <= "\udfff" for c in value)
-    if kind is bool or value is None:
+    if type(value) is bool or value is None:
         return True
-    if kind is int:
+    if type(value) is int:
         return -_SAFE_INT <= value <= _SAFE_INT
-    if kind is dict:
+    if type(value) is dict:
         return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
-    if kind is list or kind is tuple:
+    if type(value) is list or type(value) is tuple:
         return all(_plain(v) for v in value)
     return False
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: Json) -> bytes:
     """RFC 8785 (JSON Canonicalization Scheme) bytes of ``value``. For the content of an
     audit entry (ASCII keys, strings, small integers, booleans) JCS is ``json.dumps`` with
     sorted keys, no spaces and raw UTF-8: the same escapes and the same order, about five
@@ -102,13 +102,13 @@ def canonical_json(value: Any) -> bytes:
 
 
 def append(store: Store, *, actor: str, action: str, subject: str = "",
-           details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+           details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int:
     """Append one entry and return its sequence number: in the caller's write transaction,
     or in one of its own when none is open (maintenance jobs and tests)."""
     return append_many(store, [(actor, action, subject, details)], at=at)[0]
 
 
-NewEntry = tuple[str, str, str, "Mapping[str, Any] | None"]  # actor, action, subject, details
+NewEntry = tuple[str, str, str, "Mapping[str, Json] | None"]  # actor, action, subject, details
 
 
 def append_many(store: Store, items: Sequence[NewEntry],
@@ -304,7 +304,7 @@ class AuditTable:
         self._store = store
 
     def append(self, *, actor: str, action: str, subject: str = "",
-               details: Mapping[str, Any] | None = None, at: datetime | None = None) -> int:
+               details: Mapping[str, Json] | None = None, at: datetime | None = None) -> int:
         self._store.require_write("audit.append")
         return append(self._store, actor=actor, action=action, subject=subject,
                       details=details, at=at)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,9 @@ BUSY_TIMEOUT_MS = 10_000
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
-Params = Sequence[Any] | dict[str, Any]
+# What SQLite stores, and so what a statement's parameters may be.
+SqlValue = str | int | float | bytes | None
+Params = Sequence[SqlValue] | Mapping[str, SqlValue]
 
 
 class Store:

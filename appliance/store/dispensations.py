@@ -6,14 +6,15 @@ restoring an old backup) is kept rather than lost."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
+from appliance.domain import Json
 from appliance.ports.clock import iso
 from appliance.ports.registry import Dispensation
-from appliance.store.db import Store
+from appliance.store.db import SqlValue, Store
 
 _INSERT = ("INSERT OR IGNORE INTO dispensations (registry_id, prescription_id, line_no,"
            " complete, product_label, product_system, product_code, quantity, unit,"
@@ -21,7 +22,7 @@ _INSERT = ("INSERT OR IGNORE INTO dispensations (registry_id, prescription_id, l
            " received_at, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def dispensation(r: Any) -> Dispensation:
+def dispensation(r: sqlite3.Row) -> Dispensation:
     """A stored row (``sqlite3.Row``) as the port's record."""
     return Dispensation(
         registry_id=r["registry_id"], prescription_id=r["prescription_id"], line=r["line_no"],
@@ -33,7 +34,7 @@ def dispensation(r: Any) -> Dispensation:
         substitution_reason=r["substitution_reason"], pharmacy=r["pharmacy"])
 
 
-def _text(value: Any) -> Any:
+def _text(value: SqlValue) -> SqlValue:
     """Text as SQLite can store it: the registry's JSON may carry lone surrogates
     (``"\\ud800"``), which are not UTF-8; they become ``?`` rather than losing the row."""
     if isinstance(value, str):
@@ -48,7 +49,7 @@ class DispensationsTable:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def add(self, d: Dispensation, resource: Mapping[str, Any], received_at: datetime) -> bool:
+    def add(self, d: Dispensation, resource: Mapping[str, Json], received_at: datetime) -> bool:
         self._store.require_write("dispensations")
         return self._store.execute(_INSERT, [_text(value) for value in (
             d.registry_id, d.prescription_id, d.line, int(d.complete), d.product_label,

@@ -66,8 +66,9 @@ class OutboxTable:
         return int(self._store.one("SELECT count(*) FROM outbox WHERE status = 'pending'"))
 
     def create_status(self, prescription_id: str) -> str | None:
-        return self._store.one("SELECT status FROM outbox WHERE prescription_id = ?"
-                               " AND kind = 'create'", [prescription_id])
+        status: str | None = self._store.one("SELECT status FROM outbox WHERE prescription_id = ?"
+                                             " AND kind = 'create'", [prescription_id])
+        return status
 
     def acknowledge(self, record: OutboxRecord, receipt: RegistryReceipt,
                     at: datetime) -> bool:

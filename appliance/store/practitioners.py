@@ -4,14 +4,14 @@ migration m006)."""
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
 
 from appliance.domain.people import Practitioner, Role
 from appliance.ports.clock import iso, utc_now
 from appliance.store.db import Store
 
 
-def _practitioner(row: Any) -> Practitioner:
+def _practitioner(row: sqlite3.Row) -> Practitioner:
     return Practitioner(id_nat_ps=row["id_nat_ps"], last_name=row["last_name"],
                         first_name=row["first_name"], profession=row["profession"],
                         role=Role(row["role"]), am=row["am"], finess=row["finess"],

@@ -14,14 +14,14 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 
+from appliance.domain import Json
 from appliance.domain.prescription import Prescription, State
 from appliance.errors import StoreError
 from appliance.ports.clock import iso, utc_now
 from appliance.ports.uow import SignedRow
 from appliance.store import certificates
-from appliance.store.db import Store, upsert_sql
+from appliance.store.db import SqlValue, Store, upsert_sql
 
 _IN_CHUNK = 500  # bound parameters per query (SQLite allows 32,766 since 3.32)
 # The signer's certificate is kept once in ``certificates`` (migration m009).
@@ -53,7 +53,7 @@ _ZDICT_V1 = (
     '"cancel_reason":null}').encode()
 
 
-def encode_body(data: Mapping[str, Any]) -> bytes:
+def encode_body(data: Mapping[str, Json]) -> bytes:
     """A signed prescription's ``to_dict()`` as stored (see above)."""
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -82,7 +82,7 @@ def _body(p: Prescription) -> str | bytes:
 
 
 def _row(p: Prescription, *, signature: bytes | None = None, signer_cert_id: int | None = None,
-         signed_payload: bytes | None = None) -> list[Any]:
+         signed_payload: bytes | None = None) -> list[SqlValue]:
     return [p.id, p.state.value, p.resident.ins.value, p.prescriber.id_nat_ps,
             _iso_ms(p.created_at), None if p.signed_at is None else _iso_ms(p.signed_at),
             iso(utc_now()), _body(p), p.cancel_reason, signature, signer_cert_id,
@@ -259,7 +259,7 @@ def _iso_ms(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def _bytes(value: Any) -> bytes | None:
+def _bytes(value: bytes | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 

@@ -7,8 +7,8 @@ mid-job.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
-from typing import Any
 
 from appliance.ports.clock import iso, parse_iso
 from appliance.ports.uow import PrintJob
@@ -18,7 +18,7 @@ _FIELDS = ("id, prescription_id, kind, requested_by, created_at, status, attempt
            " last_error, done_at")
 
 
-def _job(row: Any) -> PrintJob:
+def _job(row: sqlite3.Row) -> PrintJob:
     created = parse_iso(row[4])
     assert created is not None
     return PrintJob(id=row[0], prescription_id=row[1], kind=row[2], requested_by=row[3],

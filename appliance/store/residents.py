@@ -12,12 +12,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
-from typing import Any
 
 from appliance.domain.ids import Ins
 from appliance.domain.people import Resident, Sex, fold
 from appliance.ports.clock import iso, utc_now
-from appliance.store.db import Store, upsert_sql
+from appliance.store.db import SqlValue, Store, upsert_sql
 
 _COLUMNS = ("ins", "ins_oid", "birth_name", "used_name", "first_names", "birth_date", "sex",
             "room", "objection", "active", "search_key", "updated_at")
@@ -25,13 +24,13 @@ _UPSERT = upsert_sql("residents", _COLUMNS, "ins")
 _COUNT = "SELECT count(*) FROM residents"
 
 
-def _row(r: Resident, now: str) -> list[Any]:
+def _row(r: Resident, now: str) -> list[SqlValue]:
     return [r.ins.value, r.ins.oid, r.birth_name, r.used_name, r.first_names,
             r.birth_date.isoformat(), r.sex.value, r.room, int(r.objection), int(r.active),
             r.search_key, now]
 
 
-def _resident(row: Any) -> Resident:
+def _resident(row: sqlite3.Row) -> Resident:
     return Resident(
         ins=Ins(row["ins"], row["ins_oid"]), birth_name=row["birth_name"],
         used_name=row["used_name"], first_names=row["first_names"],
@@ -49,7 +48,7 @@ class ResidentsTable:
 
     def search(self, query: str = "", active_only: bool = True) -> list[Resident]:
         sql = "SELECT * FROM residents WHERE (? = 0 OR active = 1)"
-        params: list[Any] = [int(active_only)]
+        params: list[SqlValue] = [int(active_only)]
         for word in fold(query).split():
             sql += " AND search_key LIKE ? ESCAPE '\\'"
             params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%")
@@ -68,7 +67,7 @@ class ResidentsTable:
         now = iso(utc_now())
         rows = 0
 
-        def values() -> Iterator[list[Any]]:
+        def values() -> Iterator[list[SqlValue]]:
             nonlocal rows
             for resident in residents:
                 rows += 1

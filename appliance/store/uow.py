@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from appliance.errors import StoreError
 from appliance.store.allergies import AllergiesTable
@@ -117,3 +117,9 @@ class SqliteUnitOfWork:
     def close(self) -> None:
         if self._owns:
             self.store.close()
+
+
+if TYPE_CHECKING:  # the type checker proves that this adapter implements the port
+    from appliance.ports.uow import UnitOfWork
+
+    _IMPLEMENTS: type[UnitOfWork] = SqliteUnitOfWork

@@ -34,6 +34,8 @@ from appliance.ports.uow import (
     FileEntry,
     HistoryRow,
     MailStatus,
+    QuarantinedMail,
+    QuarantinedRecord,
     StoppedLine,
     StoredAlert,
     SyncKeys,
@@ -153,9 +155,13 @@ class StoreViews:
                 " min(CASE WHEN status = 'pending' THEN created_at END) AS oldest,"
                 " min(CASE WHEN status = 'pending' THEN coalesce(next_attempt_at, '') END)"
                 " AS next FROM outbox")[0]
-            quarantined = self._store.query(
-                "SELECT seq, prescription_id, kind, attempts, created_at, last_error AS reason"
-                " FROM outbox WHERE status = 'quarantined' ORDER BY seq")
+            quarantined = [QuarantinedRecord(
+                seq=r["seq"], prescription_id=r["prescription_id"], kind=r["kind"],
+                attempts=r["attempts"], created_at=r["created_at"], reason=r["reason"])
+                for r in self._store.query(
+                    "SELECT seq, prescription_id, kind, attempts, created_at,"
+                    " last_error AS reason FROM outbox WHERE status = 'quarantined'"
+                    " ORDER BY seq")]
             values = meta.with_prefix(self._store, SyncKeys.PREFIX)
             dispensed = self._store.one("SELECT count(*) FROM dispensations")
         oldest = counts["oldest"]
@@ -252,8 +258,10 @@ class StoreViews:
                 checked_at in self._store.execute(ALERTS_SQL, [prescription_id])]
 
     def latest_registered(self) -> str | None:
-        return self._store.one("SELECT id FROM prescriptions WHERE state = 'registered'"
-                               " ORDER BY signed_at DESC LIMIT 1")
+        found: str | None = self._store.one("SELECT id FROM prescriptions"
+                                            " WHERE state = 'registered'"
+                                            " ORDER BY signed_at DESC LIMIT 1")
+        return found
 
     def mail_status(self) -> MailStatus:
         with self._snapshot():
@@ -262,9 +270,12 @@ class StoreViews:
             last = self._store.one(
                 "SELECT last_error FROM mail_outbox WHERE status = 'pending'"
                 " AND last_error IS NOT NULL ORDER BY seq DESC LIMIT 1")
-            quarantined = self._store.query(
-                "SELECT seq, prescription_id, recipient, attempts, last_error AS reason"
-                " FROM mail_outbox WHERE status = 'quarantined' ORDER BY seq")
+            quarantined = [QuarantinedMail(
+                seq=r["seq"], prescription_id=r["prescription_id"], recipient=r["recipient"],
+                attempts=r["attempts"], reason=r["reason"])
+                for r in self._store.query(
+                    "SELECT seq, prescription_id, recipient, attempts, last_error AS reason"
+                    " FROM mail_outbox WHERE status = 'quarantined' ORDER BY seq")]
         return MailStatus(pending=counts.get("pending", 0), sent=counts.get("sent", 0),
                           quarantined=counts.get("quarantined", 0), last_error=last,
                           quarantined_records=quarantined)

@@ -98,18 +98,18 @@ class Command:
         """Parse a short APDU (the four ISO cases); ``ValueError`` on anything else."""
         if len(raw) < 4:
             raise ValueError(f"an APDU has at least 4 bytes, got {len(raw)}")
-        header, body = raw[:4], raw[4:]
+        (cla, ins, p1, p2), body = raw[:4], raw[4:]
         if not body:
-            return cls(*header)
+            return cls(cla, ins, p1, p2)
         if len(body) == 1:
-            return cls(*header, le=body[0] or 256)
+            return cls(cla, ins, p1, p2, le=body[0] or 256)
         lc = body[0]
         if lc == 0:
             raise ValueError("extended APDUs are not supported")
         if len(body) == 1 + lc:
-            return cls(*header, data=bytes(body[1:]))
+            return cls(cla, ins, p1, p2, data=bytes(body[1:]))
         if len(body) == 2 + lc:
-            return cls(*header, data=bytes(body[1:-1]), le=body[-1] or 256)
+            return cls(cla, ins, p1, p2, data=bytes(body[1:-1]), le=body[-1] or 256)
         raise ValueError(f"Lc={lc} does not match a body of {len(body)} bytes")
 
 

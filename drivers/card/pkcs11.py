@@ -655,10 +655,10 @@ class Pkcs11Watcher:
                     self._emit(CardEvent(CardEventKind.REMOVED, name, at=now))
                 self._emit(CardEvent(CardEventKind.READER_REMOVED, name, at=now))
         for name, view in views.items():
-            old = before.get(name)
-            if old is None:
+            known = before.get(name)
+            if known is None:
                 self._emit(CardEvent(CardEventKind.READER_ADDED, name, at=now, initial=initial))
-                old = TokenView(name, view.slot_id)
+            old = known if known is not None else TokenView(name, view.slot_id)
             swapped = (old.present and view.present and
                        ((old.serial, old.label) != (view.serial, view.label)
                         or view.slot_id in changed))
@@ -691,7 +691,7 @@ class Pkcs11Watcher:
 
 def describe(mod: Pkcs11Module, token_label: str = "") -> dict[str, Any]:
     """The module and its tokens, for ``ordo doctor`` and ``ordo card info``."""
-    info = mod.info()
+    info: dict[str, Any] = dict(mod.info())
     info["slots"] = [{"reader": v.reader, "slot_id": v.slot_id, "token": v.label,
                       "serial": v.serial, "manufacturer": v.manufacturer, "model": v.model,
                       "flags": flag_names(v.flags) if v.present else []}

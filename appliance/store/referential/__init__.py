@@ -8,7 +8,7 @@ input; ``text`` folds names and queries alike.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 # Imported on first access (PEP 562): the kiosk only needs ``search``; ``build`` brings the
 # BDPM parsers, which only an import needs.
@@ -26,7 +26,19 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+if TYPE_CHECKING:  # what the names are, for the type checker
+    from appliance.store.referential.build import REFERENTIAL_FILE as REFERENTIAL_FILE
+    from appliance.store.referential.build import FileCount as FileCount
+    from appliance.store.referential.build import ImportReport as ImportReport
+    from appliance.store.referential.build import TableChange as TableChange
+    from appliance.store.referential.build import referential_path as referential_path
+    from appliance.store.referential.search import Device as Device
+    from appliance.store.referential.search import Presentation as Presentation
+    from appliance.store.referential.search import Referential as Referential
+    from appliance.store.referential.search import ReferentialInfo as ReferentialInfo
+
+
+def __getattr__(name: str) -> object:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -184,6 +184,11 @@ class ParsedFile(Generic[T]):
         return self.lines - self.header
 
 
+# One parsed BDPM file, whatever its rows.
+SomeParsedFile = (ParsedFile[SpecialtyRow] | ParsedFile[PresentationRow]
+                  | ParsedFile[CompositionRow] | ParsedFile[GenericRow] | ParsedFile[ConditionRow])
+
+
 @dataclass
 class Bdpm:
     """The five parsed files of one BDPM release."""
@@ -194,7 +199,7 @@ class Bdpm:
     generics: ParsedFile[GenericRow]
     conditions: ParsedFile[ConditionRow]
 
-    def files(self) -> tuple[ParsedFile, ...]:
+    def files(self) -> tuple[SomeParsedFile, ...]:
         return (self.specialties, self.presentations, self.compositions, self.generics,
                 self.conditions)
 

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the kiosk's search reads the file without loading the parse
         CompositionRow,
         ParsedFile,
         RowError,
+        SomeParsedFile,
         SpecialtyRow,
     )
     from appliance.store.referential.devices import DeviceRow
@@ -233,7 +234,7 @@ def _execute(conn: sqlite3.Connection, script: str) -> None:
         conn.execute(statement)
 
 
-def _file_counts(files: Iterable[ParsedFile]) -> list[FileCount]:
+def _file_counts(files: Iterable[SomeParsedFile | ParsedFile[DeviceRow]]) -> list[FileCount]:
     return [FileCount(f.name, f.rows, len(f.records), len(f.errors)) for f in files]
 
 
@@ -346,7 +347,7 @@ def _box_count(box: str) -> int:
     return int(count) if count.isdigit() else _UNKNOWN_BOX
 
 
-def drug_documents(bdpm: Bdpm) -> list[tuple]:
+def drug_documents(bdpm: Bdpm) -> list[tuple[object, ...]]:
     """One search document per presentation, in ranking order, numbered from 1."""
     specialties = {row.cis: row for row in bdpm.specialties.records}
     compositions: dict[str, list[CompositionRow]] = defaultdict(list)
@@ -378,7 +379,7 @@ def drug_documents(bdpm: Bdpm) -> list[tuple]:
     return [(number, *doc) for number, (_, doc) in enumerate(docs, start=1)]
 
 
-def device_documents(rows: Iterable[tuple[str, str]]) -> list[tuple]:
+def device_documents(rows: Iterable[tuple[str, str]]) -> list[tuple[int, str, str, str, str]]:
     """One search document per LPP code, in ranking order, numbered from 1."""
     keyed = sorted((search_key(label), code, label) for code, label in rows)
     return [(number, code, label, key, key)

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from appliance.domain.ids import validate_cip13, validate_cis
 from appliance.errors import StoreError
@@ -62,6 +62,11 @@ from appliance.store.referential.spelling import MIN_TYPO_LENGTH, Vocabulary
 from appliance.store.referential.text import prefix_upper_bound, search_key
 
 log = logging.getLogger(__name__)
+
+# A row of the referential file: its column types are the schema's (``sqlite3`` rows are Any).
+_Row = tuple[Any, ...]
+R = TypeVar("R", bound="Presentation | Device")
+R_co = TypeVar("R_co", bound="Presentation | Device", covariant=True)
 
 DEFAULT_LIMIT = 20
 LABEL_SEPARATOR = " — "
@@ -154,7 +159,7 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(value.split(LIST_SEPARATOR)) if value else ()
 
 
-def _presentation(row: Sequence[Any]) -> Presentation:
+def _presentation(row: _Row) -> Presentation:
     (_, cip13, cip7, cis, name, form, dosage, pack, substances, routes, rates, price,
      marketed, box) = row
     return Presentation(
@@ -163,7 +168,7 @@ def _presentation(row: Sequence[Any]) -> Presentation:
         tuple(int(rate) for rate in _split(rates)), price, bool(marketed), box)
 
 
-def _device(row: Sequence[Any]) -> Device:
+def _device(row: _Row) -> Device:
     return Device(row[1], row[2])
 
 
@@ -179,13 +184,13 @@ class _Term:
 
 
 @dataclass(frozen=True)
-class _Index:
-    """The SQL of one searchable kind (drugs or devices)."""
+class _Index(Generic[R_co]):
+    """The SQL of one searchable kind (drugs or devices), and its result objects."""
 
     doc: str
     columns: str
     ranked: bool  # documents have a ``rank`` (drugs) and facet tokens
-    build: Callable[[Sequence[Any]], Any]
+    build: Callable[[_Row], R_co]
 
     def rows_sql(self, count: int) -> str:
         marks = ",".join("?" * count)
@@ -228,6 +233,7 @@ DRUGS = _Index("drug_doc", "id, cip13, cip7, cis, name, form, dosage, pack, "
                "substances, routes, reimbursement_rates, price_cents, marketed, box", True,
                _presentation)
 DEVICES = _Index("device_doc", "id, code, label", False, _device)
+_SomeIndex = _Index[Presentation | Device]
 CACHE_SIZE = 4096
 STATEMENT_CACHE = 256
 
@@ -326,7 +332,7 @@ class Referential:
         self.cache_size = cache_size
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
-        self._cache: dict[str, dict[int, Any]] = {}
+        self._cache: dict[str, dict[int, Presentation | Device]] = {}
         self._counts: dict[str, _Counts] = {}
         self._tables: frozenset[str] = frozenset()
         self._schema: str | None = None
@@ -386,7 +392,8 @@ class Referential:
             self._upgrade_failed = (identity, message)
             raise StoreError(message) from exc
 
-    def _rows(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
+    def _rows(self, conn: sqlite3.Connection, sql: str,
+              params: Sequence[object]) -> list[_Row]:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -412,8 +419,8 @@ class Referential:
         codes = [("code", compact)] if len(compact) == 7 and compact.isdigit() else []
         return self._search(DEVICES, text, limit, codes)
 
-    def _search(self, index: _Index, text: str, limit: int,
-                codes: list[tuple[str, str]]) -> list[Any]:
+    def _search(self, index: _Index[R], text: str, limit: int,
+                codes: list[tuple[str, str]]) -> list[R]:
         with self._lock:
             conn = self._db()
             if index.doc not in self._tables:  # e.g. no device list imported yet
@@ -435,7 +442,7 @@ class Referential:
         column = {13: "cip13", 7: "cip7", 8: "cis"}.get(len(compact))
         return [(column, compact)] if column else []
 
-    def _ranked(self, conn: sqlite3.Connection, index: _Index, text: str, limit: int,
+    def _ranked(self, conn: sqlite3.Connection, index: _SomeIndex, text: str, limit: int,
                 codes: list[tuple[str, str]], filtered: bool = True) -> list[int]:
         """Ids of the best ``limit`` documents, tier after tier (see the module doc).
 
@@ -448,7 +455,7 @@ class Referential:
             return []
         # Each arm may repeat rows of earlier arms (fewer than ``limit`` were taken).
         arm_limit = 2 * limit
-        arms: list[tuple[str, tuple]] = [(index.code_sql(column), (value,))
+        arms: list[tuple[str, tuple[object, ...]]] = [(index.code_sql(column), (value,))
                                          for column, value in codes]
         plan = self._plan(conn, index, text)
         if plan is not None and (plan.words or filtered):
@@ -470,7 +477,7 @@ class Referential:
             raise StoreError(f"referential query failed ({self.path}): {exc}") from exc
         return list(found)
 
-    def _plan(self, conn: sqlite3.Connection, index: _Index, text: str) -> _Plan | None:
+    def _plan(self, conn: sqlite3.Connection, index: _SomeIndex, text: str) -> _Plan | None:
         """The query's words, filters, and the corrections of the words nothing knows."""
         if index.ranked:
             query = terms.parse_query(text)
@@ -487,15 +494,15 @@ class Referential:
                     corrections[i] = tuple(vocabulary.corrections(word))
         return _Plan(search_key(text), words, filters, tuple(corrections))
 
-    def _arms(self, conn: sqlite3.Connection, index: _Index, plan: _Plan, arm_limit: int,
-              filtered: bool) -> list[tuple[str, tuple]]:
+    def _arms(self, conn: sqlite3.Connection, index: _SomeIndex, plan: _Plan, arm_limit: int,
+              filtered: bool) -> list[tuple[str, tuple[object, ...]]]:
         """The name-prefix, word-prefix, substring and typo arms of a query."""
         counts = self._word_counts(conn, index)
         filters = [self._facet_term(counts, f) for f in plan.filters] if filtered else []
         if not plan.words:
             return [self._match_arm(index, filters, arm_limit)]
         unknown = [c for c in plan.corrections if c is not None]
-        arms: list[tuple[str, tuple]] = []
+        arms: list[tuple[str, tuple[object, ...]]] = []
         if not unknown:
             arms.extend(self._name_arms(index, plan.words, filters, arm_limit, plan.key))
             arms.append(self._match_arm(index, [self._word_term(counts, (w,))
@@ -509,9 +516,9 @@ class Referential:
         arms.extend(self._substring_arms(conn, index, plan.words, filters, arm_limit))
         return arms
 
-    def _substring_arms(self, conn: sqlite3.Connection, index: _Index,
+    def _substring_arms(self, conn: sqlite3.Connection, index: _SomeIndex,
                         words: tuple[str, ...], filters: list[_Term],
-                        arm_limit: int) -> list[tuple[str, tuple]]:
+                        arm_limit: int) -> list[tuple[str, tuple[object, ...]]]:
         """Every word is a substring of a word of the document (tier 3).
 
         A query word has no space, so it is a substring of the text if and only if it is
@@ -547,8 +554,8 @@ class Referential:
                  (_phrase(driver), *(p for t in others for p in t.params), arm_limit))]
 
     @staticmethod
-    def _name_arms(index: _Index, words: tuple[str, ...], filters: list[_Term],
-                   arm_limit: int, typed: str = "") -> list[tuple[str, tuple]]:
+    def _name_arms(index: _SomeIndex, words: tuple[str, ...], filters: list[_Term],
+                   arm_limit: int, typed: str = "") -> list[tuple[str, tuple[object, ...]]]:
         """Names whose stem is the words, then names starting with the text as typed
         (a name typed whole, strength included: needed when numbers come between the
         words), then names starting with the words."""
@@ -564,8 +571,8 @@ class Referential:
         return arms
 
     @staticmethod
-    def _match_arm(index: _Index, conditions: list[_Term],
-                   arm_limit: int) -> tuple[str, tuple]:
+    def _match_arm(index: _SomeIndex, conditions: list[_Term],
+                   arm_limit: int) -> tuple[str, tuple[object, ...]]:
         """One FTS5 word-index query for every condition.
 
         FTS5 gets the conditions that hold fewer than ``MATCH_MAX_DOCS`` documents
@@ -609,7 +616,7 @@ class Referential:
                 docs += counts.facets.get(alternative, 0)
         return _Term(_either("facets", fts), _any(likes), tuple(params), docs)
 
-    def _containing(self, conn: sqlite3.Connection, index: _Index, part: str,
+    def _containing(self, conn: sqlite3.Connection, index: _SomeIndex, part: str,
                     most: int) -> list[str] | None:
         """The words of the vocabulary that contain ``part`` (three characters or more),
         or ``None`` when there are more than ``most``."""
@@ -618,7 +625,7 @@ class Referential:
         found = [word for (word,) in self._rows(conn, sql, (_phrase(part), most + 1))]
         return found if len(found) <= most else None
 
-    def _word_counts(self, conn: sqlite3.Connection, index: _Index) -> _Counts:
+    def _word_counts(self, conn: sqlite3.Connection, index: _SomeIndex) -> _Counts:
         """Estimated document counts of common prefixes, substrings and facets, per file."""
         counts = self._counts.get(index.doc)
         if counts is None:
@@ -643,7 +650,7 @@ class Referential:
                                                        facet_prefixes)
         return counts
 
-    def _vocabulary(self, conn: sqlite3.Connection, index: _Index) -> Vocabulary:
+    def _vocabulary(self, conn: sqlite3.Connection, index: _SomeIndex) -> Vocabulary:
         counts = self._word_counts(conn, index)
         if counts.vocabulary is None:
             sql = f"SELECT word, docs FROM {index.doc}_vocab"  # noqa: S608
@@ -730,9 +737,10 @@ class Referential:
                 return f"Aucun résultat : « {words} » existe en {_listed(forms, SHOWN_FORMS)}"
         return f"Aucun résultat. Essayez « {words} »."
 
-    def _load(self, conn: sqlite3.Connection, index: _Index, ids: list[int]) -> list[Any]:
+    def _load(self, conn: sqlite3.Connection, index: _Index[R], ids: list[int]) -> list[R]:
         """Result objects for ``ids``, in order, from the cache or the database."""
-        cache = self._cache.setdefault(index.doc, {})
+        # the cache of ``index.doc`` holds only what ``index.build`` made
+        cache = cast("dict[int, R]", self._cache.setdefault(index.doc, {}))
         try:
             return [cache[i] for i in ids]
         except KeyError:
@@ -746,7 +754,7 @@ class Referential:
 
     # --- lookups ----------------------------------------------------------------------
 
-    def _by_code(self, index: _Index, column: str, code: str) -> list[Any]:
+    def _by_code(self, index: _Index[R], column: str, code: str) -> list[R]:
         with self._lock:
             conn = self._db()
             if index.doc not in self._tables:
@@ -813,7 +821,7 @@ class Referential:
         """Dates, sources and counts; ``StoreError`` if there is no referential yet."""
         with self._lock:
             conn = self._db(current=False)
-            meta = dict(self._rows(conn, "SELECT key, value FROM meta", ()))
+            meta: dict[str, str] = dict(self._rows(conn, "SELECT key, value FROM meta", ()))
             try:
                 counts = table_counts(conn)
             except sqlite3.Error as exc:

@@ -53,7 +53,7 @@ UNIT_FACTORS: dict[str, tuple[str, Decimal]] = {
 }
 
 # Form words of the query (folded) -> facet tokens; abbreviations as prescriptions use them.
-_FORMS: dict[str, tuple[str, ...]] = {
+_FORMS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("cp", "cpr", "cpe", "cps", "cprs", "comp", "compr", "comprime", "comprimes"): ("fcp",),
     ("gel",): ("fgel", "fgelc"),  # "gél" (gélule) and a gel both fold to "gel"
     ("gelu", "gelul", "gelule", "gelules"): ("fgel",),
