@@ -10,6 +10,7 @@ product does, the resident's allergies and current treatment read through the un
 ``record_review`` keeps the alerts a prescription is signed with and audits the decision.
 """
 
+from appliance.errors import TableError
 from appliance.services.checks.decision import Decision, decide
 from appliance.services.checks.engine import check, form_family
 from appliance.services.checks.model import (
@@ -31,7 +32,7 @@ from appliance.services.checks.review import (
     record_review,
     stored_alerts,
 )
-from appliance.services.checks.tables import TableError, Tables, load_tables
+from appliance.services.checks.tables import Tables, load_tables
 
 __all__ = [
     "Alert",

@@ -327,10 +327,10 @@ def _check_doses(ctx: _Context) -> None:
                         f"{_quantity(limit.elderly_max_daily or amount, limit.unit)} par jour "
                         f"à partir de {limit.elderly_from_age} ans", limit.source, item.index)
     for current in ctx.current:
-        posology = current.medication.posology
-        if current.drug is None or not isinstance(posology, Posology):
+        taken = current.medication.posology
+        if current.drug is None or not isinstance(taken, Posology):
             continue
-        for limit, (amount, _) in _daily_amounts(current.drug, posology, ctx.tables).items():
+        for limit, (amount, _) in _daily_amounts(current.drug, taken, ctx.tables).items():
             if limit in per_limit:
                 per_limit[limit].append(
                     (amount, f"le traitement en cours ({current.name})", None))
@@ -438,7 +438,8 @@ def _shared(a: DrugInfo, b: DrugInfo, sa: _Substances,
 def _check_duplicates(ctx: _Context) -> None:
     known = [item for item in ctx.lines if item.drug is not None]
     current = [c for c in ctx.current if c.drug is not None]
-    subs = {id(x.drug): _substances(x.drug) for x in (*known, *current) if x.drug is not None}
+    both: list[_Line | _Current] = [*known, *current]
+    subs = {id(x.drug): _substances(x.drug) for x in both if x.drug is not None}
     for j, later in enumerate(known):
         assert later.drug is not None
         mine = subs[id(later.drug)]
@@ -641,8 +642,9 @@ def check(draft: DraftLike, resident: ResidentProfile,
     """Every alert on ``draft`` for ``resident``, most severe first."""
     prefetch = getattr(facts, "prefetch", None)
     if prefetch is not None:
-        meds = [*(line for line in draft.lines if isinstance(line, MedicationLine)),
-                *current_treatment]
+        meds: list[MedicationLine | CurrentMedication] = [
+            *(line for line in draft.lines if isinstance(line, MedicationLine)),
+            *current_treatment]
         prefetch(cis=[m.cis for m in meds if m.cis and not m.cip13],
                  cip13=[m.cip13 for m in meds if m.cip13])
     lines = [_Line(i, line, facts.drug(cis=line.cis, cip13=line.cip13))

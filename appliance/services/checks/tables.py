@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
+from typing import TypeVar
 
 from appliance.domain.drug_facts import (
     IU_UNIT,
@@ -122,32 +123,38 @@ class Tables:
         self._doses = _index(doses, by_moiety=False)
         self._pims = _index(pims, by_moiety=True)
         # rows that may concern a substance, by (code, name): the same few hundred come back
-        self._memo: dict[tuple[bool, str, str], list] = {}
-
-    def _rows_for(self, pims: bool, component: Component) -> list:
-        key = (pims, component.substance_code, component.substance)
-        found = self._memo.get(key)
-        if found is None:
-            if len(self._memo) > MEMO_SIZE:
-                self._memo.clear()
-            found = self._memo[key] = _candidates(self._pims if pims else self._doses,
-                                                  component)
-        return found
+        self._dose_memo: dict[tuple[str, str], list[DoseLimit]] = {}
+        self._pim_memo: dict[tuple[str, str], list[PimCriterion]] = {}
 
     def dose_limits(self, drug: DrugInfo, component: Component) -> list[DoseLimit]:
         """The limits that apply to this component of this drug (exact substance)."""
-        return [d for d in self._rows_for(False, component)
+        return [d for d in _memoised(self._dose_memo, self._doses, component)
                 if d.selector.matches(component) and d.selector.applies_to(drug)]
 
     def pim_criteria(self, drug: DrugInfo, component: Component) -> list[PimCriterion]:
         """The Laroche criteria this component of this drug falls under (any salt)."""
-        return [p for p in self._rows_for(True, component)
+        return [p for p in _memoised(self._pim_memo, self._pims, component)
                 if p.selector.matches(component, by_moiety=True)
                 and p.selector.applies_to(drug)]
 
 
-def _index(rows: tuple, by_moiety: bool) -> dict[str, list]:
-    index: dict[str, list] = {}
+# A row of either table: both have a selector and a line number.
+_Row = TypeVar("_Row", DoseLimit, PimCriterion)
+
+
+def _memoised(memo: dict[tuple[str, str], list[_Row]], index: dict[str, list[_Row]],
+              component: Component) -> list[_Row]:
+    key = (component.substance_code, component.substance)
+    found = memo.get(key)
+    if found is None:
+        if len(memo) > MEMO_SIZE:
+            memo.clear()
+        found = memo[key] = _candidates(index, component)
+    return found
+
+
+def _index(rows: tuple[_Row, ...], by_moiety: bool) -> dict[str, list[_Row]]:
+    index: dict[str, list[_Row]] = {}
     for row in rows:
         keys = set(row.selector.codes) | {"n:" + n for n in row.selector.names}
         if by_moiety:
@@ -157,8 +164,8 @@ def _index(rows: tuple, by_moiety: bool) -> dict[str, list]:
     return index
 
 
-def _candidates(index: dict[str, list], component: Component) -> list:
-    found: dict[int, object] = {}
+def _candidates(index: dict[str, list[_Row]], component: Component) -> list[_Row]:
+    found: dict[int, _Row] = {}
     for key in (component.substance_code, "n:" + folded(component.substance),
                 "m:" + component.moiety):
         for row in index.get(key, ()):
@@ -166,7 +173,8 @@ def _candidates(index: dict[str, list], component: Component) -> list:
     return sorted(found.values(), key=lambda r: r.line_no)  # table order
 
 
-def _rows(name: str, text: str, columns: tuple[str, ...]) -> Iterable[tuple[int, dict]]:
+def _rows(name: str, text: str,
+          columns: tuple[str, ...]) -> Iterable[tuple[int, dict[str, str]]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if tuple(reader.fieldnames or ()) != columns:
         raise TableError(f"{name}: header {reader.fieldnames} is not {list(columns)}")
@@ -192,13 +200,13 @@ def _amount(name: str, line: int, column: str, value: str,
     return amount * factor, canonical
 
 
-def _required(name: str, line: int, row: dict, *columns: str) -> None:
+def _required(name: str, line: int, row: dict[str, str], *columns: str) -> None:
     for column in columns:
         if not row[column]:
             raise TableError(f"{name}:{line}: column {column} is empty")
 
 
-def _selector(row: dict, names: tuple[str, ...]) -> _Selector:
+def _selector(row: dict[str, str], names: tuple[str, ...]) -> _Selector:
     return _Selector(
         codes=frozenset(_split(row["bdpm_codes"])),
         names=frozenset(fold(n) for n in names),
