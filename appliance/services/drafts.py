@@ -38,7 +38,7 @@ hold no control or bidirectional character (a line feed in free texts only).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -64,6 +64,16 @@ class DrugLabel(Protocol):
     label: str
 
 
+class SpecialtyFacts(Protocol):
+    """The common name (DC) and the prescription conditions of a specialty."""
+
+    @property
+    def common_name(self) -> str | None: ...
+
+    @property
+    def conditions(self) -> Sequence[str]: ...
+
+
 class DrugLookup(Protocol):
     """What the draft needs from the drug referential."""
 
@@ -73,8 +83,8 @@ class DrugLookup(Protocol):
     def label_for_cis(self, cis: str) -> str | None:
         """Specialty name, or None when unknown."""
 
-    def facts(self, cis: str) -> Any:
-        """``(common_name, conditions)`` of a specialty (``DrugFacts``); optional."""
+    def facts(self, cis: str) -> SpecialtyFacts | None:
+        """The common name and conditions of a specialty; optional (``facts_of``)."""
 
 
 T = TypeVar("T")
@@ -243,9 +253,9 @@ def _medication(path: str, raw: Mapping[str, Any], ald: bool, drugs: DrugLookup,
     return line
 
 
-def facts_of(drugs: Any, cis: str | None) -> tuple[str | None, tuple[str, ...]]:
+def facts_of(drugs: object, cis: str | None) -> tuple[str | None, tuple[str, ...]]:
     """The common name and conditions of a specialty, when the lookup knows them."""
-    lookup = getattr(drugs, "facts", None)
+    lookup: Callable[[str], SpecialtyFacts | None] | None = getattr(drugs, "facts", None)
     if lookup is None or not cis:
         return None, ()
     found = lookup(cis)
@@ -358,7 +368,7 @@ def parse_draft(data: object, *, find_resident: ResidentFinder, drugs: DrugLooku
     return Draft(resident=resident, lines=lines, weight_kg=weight)
 
 
-def _weight(value: Any) -> Decimal:
+def _weight(value: object) -> Decimal:
     amount = _decimal(value)
     if not amount.is_finite() or not 0 < amount <= 500:
         raise ValidationError("weight_kg", value, "a weight in kg greater than 0, up to 500")

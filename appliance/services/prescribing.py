@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from appliance.domain import Json, JsonObject
 from appliance.domain.ids import validate_am
@@ -59,7 +59,7 @@ from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.errors import AmRequired, Forbidden, StateError, StoreError, ValidationError
 from appliance.ports.clock import utc_now
 from appliance.ports.uow import UnitOfWork
-from appliance.services.drafts import Draft
+from appliance.services.drafts import Draft, SpecialtyFacts
 
 if TYPE_CHECKING:
     from appliance.services.checks import Alert, Decision
@@ -194,14 +194,26 @@ def _with_contact(practitioner: Practitioner, known: Practitioner | None) -> Pra
                    email=known.email)
 
 
+class _Contact(TypedDict, total=False):
+    """What ``set_contact`` changes (None clears a field)."""
+
+    qualification: str | None
+    phone: str | None
+    email: str | None
+
+
 def set_contact(uow: UnitOfWork, id_nat_ps: str, *, actor: str,
                 qualification: str | None = None, phone: str | None = None,
                 email: str | None = None) -> Practitioner:
     """Record what a prescriber's orders print beside the card's identity (qualification,
     phone, e-mail; ``""`` clears one); audited."""
-    changes = {name: value or None for name, value in (
-        ("qualification", qualification), ("phone", phone), ("email", email))
-        if value is not None}
+    changes: _Contact = {}
+    if qualification is not None:
+        changes["qualification"] = qualification or None
+    if phone is not None:
+        changes["phone"] = phone or None
+    if email is not None:
+        changes["email"] = email or None
     with uow:
         known = uow.practitioners.get(id_nat_ps)
         if known is None:
@@ -597,6 +609,8 @@ class DrugReferential(Protocol):
 
     def by_cis(self, code: str) -> Sequence[_Drug]: ...
 
+    def facts(self, cis: str) -> SpecialtyFacts: ...
+
 
 class ReferentialDrugs:
     """``DrugLookup`` (``appliance.services.drafts``) over the BDPM referential."""
@@ -612,6 +626,6 @@ class ReferentialDrugs:
         found = self.referential.by_cis(cis)
         return found[0].name if found else None
 
-    def facts(self, cis: str) -> Any:
+    def facts(self, cis: str) -> SpecialtyFacts:
         """Common name and conditions (the referential's ``facts``)."""
         return self.referential.facts(cis)
