@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from appliance.domain import Json
 from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import (
     CertificateRef,
@@ -276,7 +277,7 @@ def record_signature(uow: UnitOfWork, signed: SignedPrescription, *, actor: str,
                                  signed_payload=signed.payload.signed_bytes)
     uow.outbox.add(p.id, "create", now)
     job = uow.print_jobs.add(p.id, "original", actor, now)
-    details: dict[str, object] = {"lines": len(p.lines), "print_job": job}
+    details: dict[str, Json] = {"lines": len(p.lines), "print_job": job}
     if mail is not None and (queued := mail.queue(uow, p.id, now)) is not None:
         details["mail"] = queued
     uow.audit.append(actor=actor, action="prescription.signed", subject=p.id,

@@ -45,10 +45,11 @@ class ExternalPrescriptionsTable:
         self._store = store
 
     def known(self, message_id: str, document_id: str | None = None) -> bool:
-        return self._store.one(
+        count: int = self._store.one(
             "SELECT count(*) FROM external_prescriptions WHERE message_id = ?"
             " OR (? IS NOT NULL AND document_id = ?)",
-            [message_id, document_id, document_id]) > 0
+            [message_id, document_id, document_id])
+        return count > 0
 
     def add(self, received: ReceivedPrescription) -> int | None:
         self._store.require_write("external_prescriptions")

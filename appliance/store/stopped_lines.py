@@ -5,6 +5,7 @@ renewal), read back by ``appliance.store.views.StoreViews``."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from appliance.ports.clock import iso
 from appliance.ports.uow import StoppedLine
@@ -17,7 +18,7 @@ SELECT_SQL = ("SELECT prescription_id, line, reason, stopped_at, stopped_by, rep
               " FROM stopped_lines")
 
 
-def stopped_line(row: tuple) -> StoppedLine:
+def stopped_line(row: tuple[Any, ...]) -> StoppedLine:  # sqlite3 values are Any
     pid, line, reason, at, by, replaced_by = row
     return StoppedLine(pid, int(line), reason, datetime.fromisoformat(at), by, replaced_by)
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from appliance.domain.posology import posology_from_dict
 from appliance.domain.prescription import State
@@ -300,7 +301,7 @@ class StoreViews:
             "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))
 
 
-def treatment_lines(pid: str, state: State, signed_at: str, body: dict
+def treatment_lines(pid: str, state: State, signed_at: str, body: Mapping[str, Any]
                     ) -> list[TreatmentLine]:
     """The medication lines of one stored prescription, each with its last day. A line's
     renewals are its own when it carries them, else its prescription's."""

@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from appliance.domain.drug_facts import IU_UNIT, MASS_UNIT, Component, DrugInfo, moiety_key
 from appliance.domain.ids import validate_cip13, validate_cis
@@ -125,7 +126,11 @@ def parse_reference(text: str) -> tuple[str | None, Decimal | None]:
     return None, None
 
 
-def component(row: Sequence) -> Component:
+# A row of the referential file: its column types are the schema's (``sqlite3`` rows are Any).
+_Row = tuple[Any, ...]
+
+
+def component(row: Sequence[Any]) -> Component:
     """A ``Component`` from a ``composition`` row (element, code, substance, dosage,
     reference, nature, link)."""
     element, code, substance, dosage, reference, nature, link = row
@@ -183,7 +188,7 @@ class ReferentialFacts:
         if time.monotonic() - self._checked_at >= self.recheck_s:
             self._db()
 
-    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    def _rows(self, sql: str, params: Sequence[str] = ()) -> list[_Row]:
         try:
             return self._db().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -207,7 +212,7 @@ class ReferentialFacts:
             if cip13 and cip13 in self._cis_of:
                 cis = self._cis_of[cip13]
                 return self._cached(cis) if cis else None
-            if not cip13 and cis in self._drugs:
+            if not cip13 and cis is not None and cis in self._drugs:
                 return self._cached(cis)
             if cip13:
                 try:
@@ -242,11 +247,12 @@ class ReferentialFacts:
             presentations = sorted({c for c in cip13 if c and c not in self._cis_of
                                     and _valid(validate_cip13, c)})
             for chunk in _chunks(presentations):
-                found = dict(self._rows(_in(_PRESENTATIONS_SQL, len(chunk)), chunk))
+                found: dict[str, str | None] = dict(
+                    self._rows(_in(_PRESENTATIONS_SQL, len(chunk)), chunk))
                 for code in chunk:
                     self._cis_of[code] = found.get(code)
             wanted = {c for c in cis if c and _valid(validate_cis, c)}
-            wanted |= {self._cis_of[c] for c in cip13 if self._cis_of.get(c)}  # type: ignore
+            wanted |= {known for c in cip13 if (known := self._cis_of.get(c))}
             missing = sorted(c for c in wanted if c not in self._drugs)
             for chunk in _chunks(missing):
                 for code, info in self._read_many(chunk).items():
