@@ -61,7 +61,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from appliance.domain import Json
 
 
 class OrdoError(Exception):
@@ -129,7 +132,7 @@ class AlertsRefused(OrdoError):
     overridable)."""
 
     def __init__(self, obstacles: Sequence[str],
-                 alerts: Sequence[Mapping[str, Any]] = ()) -> None:
+                 alerts: Sequence[Mapping[str, Json]] = ()) -> None:
         self.obstacles = list(obstacles)
         self.alerts = [dict(a) for a in alerts]
         super().__init__(f"signature refusée par les contrôles de prescription : "

@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from appliance.domain.people import fold
 
@@ -124,8 +123,8 @@ class DrugInfo:
     components: tuple[Component, ...] = ()
     # Values derived from the fields above by their readers, kept with the record (the drug
     # facts adapter hands the same record out again and again); not part of its identity.
-    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False,
-                                    compare=False, hash=False)
+    derived: dict[str, object] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False, hash=False)
 
     @property
     def substance_codes(self) -> frozenset[str]:

@@ -18,11 +18,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from appliance.domain import JsonObject
 from appliance.domain.people import Role
 from appliance.domain.prescription import Line, MedicationLine, Prescription, local
 from appliance.errors import StateError, StoreError, ValidationError
@@ -53,7 +54,7 @@ class RenewalSource:
     line: int
     cis: str | None
     cip13: str | None
-    body: dict[str, Any]
+    body: JsonObject  # the line's to_dict() as signed
 
     def mark(self, line: Line) -> str | None:
         """``SAME`` when ``line`` is this line unchanged, ``CHANGED`` when it is the same
@@ -66,12 +67,12 @@ class RenewalSource:
             return CHANGED
         return None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {"prescription": self.prescription_id, "line": self.line, "cis": self.cis,
                 "cip13": self.cip13, "body": self.body}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RenewalSource:
+    def from_dict(cls, data: Mapping[str, Any]) -> RenewalSource:  # JSON read back
         return cls(str(data["prescription"]), int(data["line"]), data.get("cis"),
                    data.get("cip13"), dict(data["body"]))
 

@@ -12,9 +12,9 @@ the kiosk and ``ordo mss received`` show are read models (``appliance.store.view
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
 
 from appliance.errors import StoreError
 from appliance.ports.clock import iso, parse_iso
@@ -28,7 +28,7 @@ SELECT_SQL = ("SELECT id, message_id, document_id, resident_ins, matched_by, sen
               " pdf IS NOT NULL AS has_pdf, patient FROM external_prescriptions")
 
 
-def external(row: Any) -> ExternalPrescription:
+def external(row: sqlite3.Row) -> ExternalPrescription:
     """A row selected with ``SELECT_SQL`` as the port's record."""
     return ExternalPrescription(
         id=row["id"], message_id=row["message_id"], document_id=row["document_id"],

@@ -301,8 +301,8 @@ class StoreViews:
             "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))
 
 
-def treatment_lines(pid: str, state: State, signed_at: str, body: Mapping[str, Any]
-                    ) -> list[TreatmentLine]:
+def treatment_lines(pid: str, state: State, signed_at: str,
+                    body: Mapping[str, Any]) -> list[TreatmentLine]:  # json.loads: Any
     """The medication lines of one stored prescription, each with its last day. A line's
     renewals are its own when it carries them, else its prescription's."""
     signed_on = datetime.fromisoformat(signed_at).date()

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from appliance.domain import JsonObject
 from appliance.errors import AlertsRefused, ValidationError
 from appliance.services.checks.model import Alert, Severity
 
@@ -55,11 +55,11 @@ class Decision:
         return "needs_override" if alert.severity is Severity.BLOQUANT \
             else "needs_acknowledgement"
 
-    def alert_dicts(self) -> list[dict[str, Any]]:
+    def alert_dicts(self) -> list[JsonObject]:
         """Every alert as plain values, with its status (``status_of``)."""
         return [{**a.to_dict(), "status": self.status_of(a)} for a in self.alerts]
 
-    def audit_details(self) -> dict[str, Any]:
+    def audit_details(self) -> JsonObject:
         """For the audit chain: alert keys only."""
         return {"acknowledged": list(self.acknowledged), "overridden": list(self.overridden)}
 

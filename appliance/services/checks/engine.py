@@ -401,7 +401,7 @@ class _Substances:
 def _substances(drug: DrugInfo) -> _Substances:
     """Kept with the drug record: the drug facts adapter hands out the same records again."""
     found = drug.derived.get("checks.substances")
-    if found is None:
+    if not isinstance(found, _Substances):  # None: not computed yet
         found = drug.derived["checks.substances"] = _compute_substances(drug)
     return found
 

@@ -6,8 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
+from appliance.domain import JsonObject
 from appliance.domain.drug_facts import Allergy
 from appliance.domain.people import Resident
 from appliance.domain.posology import FreeTextPosology, Posology
@@ -58,7 +59,7 @@ class Alert:
     def key(self) -> str:
         return self.code if self.line is None else f"{self.code}@{self.line + 1}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"code": self.code, "key": self.key, "severity": self.severity.value,
                 "message": self.message, "source": self.source, "line": self.line,
                 "overridable": self.overridable}
