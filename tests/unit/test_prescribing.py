@@ -114,3 +114,20 @@ def test_the_referential_as_the_draft_parser_sees_it():
     assert drugs.label_for_cip13("3400930000000") is None
     assert drugs.label_for_cis("64755969") == "KARDEGIC 75 mg"
     assert drugs.label_for_cis("60000000") is None
+
+
+def test_set_contact_changes_only_the_fields_given_and_audits_their_names():
+    from tests.factories import physician
+    uow = FakeUnitOfWork()
+    doctor = physician(qualification="Médecin généraliste", email="a@example.org")
+    with uow:
+        uow.practitioners.upsert(doctor)
+        uow.commit()
+    updated = prescribing.set_contact(uow, doctor.id_nat_ps, actor="admin",
+                                      qualification="", phone="01 23 45 67 89")
+    assert (updated.qualification, updated.phone, updated.email) == (
+        None, "+33 1 23 45 67 89", "a@example.org")
+    assert uow.practitioners.get(doctor.id_nat_ps) == updated
+    entry = uow.audit.entries()[-1]
+    assert (entry.action, entry.details) == (
+        "practitioner.contact_set", {"fields": ["phone", "qualification"]})
