@@ -118,6 +118,8 @@ class EngineConfig:
     def from_settings(cls, settings: SyncSettings, **overrides: float) -> EngineConfig:
         values = {"batch_size": settings.batch_size,
                   "backoff_cap_s": float(settings.backoff_cap_s), **overrides}
+        # a ** of numbers is not checked field by field (batch_size is an int, finess a str):
+        # the callers override numeric fields by name
         return cls(**values)  # type: ignore[arg-type]
 
 
