@@ -180,3 +180,30 @@ def test_a_line_with_its_own_renewals_runs_for_them():
                                     "2026-03-10T09:00:00+00:00", body)
     assert (first.renewals, first.end) == (1, date(2026, 5, 9))
     assert (second.renewals, second.end) == (3, date(2026, 7, 9))
+
+
+def test_a_renewal_is_not_its_own_duplicate_but_a_new_line_of_the_same_drug_is(uow, signer):
+    from appliance.domain.drug_facts import Component, DrugInfo
+    from appliance.services.checks import check_draft
+
+    paracetamol = Component("02202", "PARACÉTAMOL", "SA", "comprimé", 1, Decimal(1000), "mg",
+                            "comprimé", None, "1000 mg")
+    doliprane = DrugInfo("60234100", "DOLIPRANE 1000 mg, comprimé", "comprimé", ("orale",),
+                         (), (paracetamol,))
+
+    class Facts:
+        def drug(self, cis=None, cip13=None):
+            return doliprane if cis == doliprane.cis else None
+
+    session = CardSession(signer)
+    signed(uow, session, six_lines()[:1])
+    draft, _ = treatment.renew(uow, session, INS, ids=IdAllocator(),
+                               now=NOW + timedelta(days=2))
+    resident = factories.resident()
+    later = TODAY + timedelta(days=2)
+    assert [a.code for a in check_draft(uow, Facts(), draft, resident, today=later)
+            if a.code.startswith("duplicate")] == []
+    # the same line written by hand, not as a renewal, is a duplicate of the running one
+    fresh = Draft(resident=resident, lines=list(draft.lines))
+    assert any(a.code.startswith("duplicate")
+               for a in check_draft(uow, Facts(), fresh, resident, today=later))

@@ -39,24 +39,34 @@ AUDIT_ACTION = "prescription.alerts_reviewed"
 
 
 def current_medications(uow: UnitOfWork, ins: str, today: date,
-                        leave_out: Iterable[str] = ()) -> list[CurrentMedication]:
+                        leave_out: Iterable[str] = (),
+                        renewed: Iterable[tuple[str, int]] = ()) -> list[CurrentMedication]:
     """The resident's current treatment as the checks read it, without the prescriptions
-    ``leave_out`` names (those the draft replaces)."""
-    skipped = set(leave_out)
+    ``leave_out`` names (those the draft replaces) nor the lines ``renewed`` names
+    (``(prescription ID, 0-based line)``: those a renewal draft continues, which would
+    otherwise be its own duplicates)."""
+    skipped, continued = set(leave_out), set(renewed)
     return [CurrentMedication(t.label, t.cis, t.cip13, t.posology, until=t.end,
                               prescription_id=t.prescription_id)
             for t in uow.views.current_treatment(ins, today)
-            if t.prescription_id not in skipped]
+            if t.prescription_id not in skipped
+            and (t.prescription_id, t.line) not in continued]
 
 
 def check_draft(uow: UnitOfWork, facts: DrugFacts, draft: DraftLike, resident: Resident, *,
                 today: date, interactions: InteractionSource | None = None,
                 leave_out: Iterable[str] = ()) -> list[Alert]:
     """Every alert on ``draft`` for ``resident``, most severe first: the resident's recorded
-    allergies and current treatment are read through ``uow`` (one snapshot each)."""
+    allergies and current treatment are read through ``uow`` (one snapshot each). A draft
+    that renews the current treatment is not checked against the lines it renews."""
+    from appliance.services.treatment import renewal_sources
+
     ins = resident.ins.value
     profile = ResidentProfile.of(resident, uow.allergies.of_resident(ins))
-    current = current_medications(uow, ins, today, leave_out)
+    draft_id = getattr(draft, "id", None)  # a stored draft; the DUI's JSON draft has none
+    renewed = [(s.prescription_id, s.line)
+               for s in (renewal_sources(uow, draft_id) if draft_id else ())]
+    current = current_medications(uow, ins, today, leave_out, renewed)
     return check(draft, profile, current, facts, today=today, interactions=interactions)
 
 

@@ -14,6 +14,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.markup import escape
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -193,11 +194,13 @@ def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
 
 def describe_external(x: ExternalPrescription) -> list[str]:
     """A prescription received by MSSanté as the file lists it: date, author, its lines when
-    its CDA is structured, else its PDF."""
+    its CDA is structured, else its PDF. The sender's texts are escaped: a ``[/]`` in them is
+    shown, never read as markup (which would stop the screen)."""
     when = local(x.issued_at or x.received_at)
-    out = [f" {when:%d/%m/%y} {x.author[:40]} - reçue par MSSanté"]
+    out = [f" {when:%d/%m/%y} {escape(x.author[:40])} - reçue par MSSanté"]
     if x.lines:
-        out += [f"   {line.label[:50]}" + (f" : {line.posology[:40]}" if line.posology else "")
+        out += [f"   {escape(line.label[:50])}"
+                + (f" : {escape(line.posology[:40])}" if line.posology else "")
                 for line in x.lines]
     elif x.has_pdf:
         out.append(f"   document PDF (ordo mss received, n° {x.id})")
