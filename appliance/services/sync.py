@@ -69,7 +69,13 @@ from typing import Any
 from appliance.config import Sync as SyncSettings
 from appliance.domain.backoff import next_delay
 from appliance.domain.prescription import MedicationLine, Prescription, State
-from appliance.errors import OrdoError, RegistryRejected, RegistryThrottled, RegistryUnavailable
+from appliance.errors import (
+    OrdoError,
+    RegistryRejected,
+    RegistryThrottled,
+    RegistryUnavailable,
+    TamperedPrescription,
+)
 from appliance.ports.clock import Clock, iso, utc_now
 from appliance.ports.registry import (
     Dispensation,
@@ -80,6 +86,7 @@ from appliance.ports.registry import (
 )
 from appliance.ports.uow import OutboxRecord, SignedRow, SyncKeys, SyncStatus, UnitOfWork
 from appliance.services.prescribing import record_transition
+from appliance.services.signature import record_tampering
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,7 @@ class _Outcome:
     throttled: bool = False
     known: Prescription | None = None
     call: Callable[[], RegistryReceipt] | None = None
+    tampered: bool = False  # altered in the database after signing: never sent
 
 
 @dataclass
@@ -344,6 +352,8 @@ class SyncEngine:
                                            record.prescription_id))
             else:
                 outcome.quarantine = f"type d'envoi inconnu : {record.kind}"
+        except TamperedPrescription as exc:
+            outcome.quarantine, outcome.tampered = str(exc), True
         except OrdoError as exc:  # a stored prescription that no longer loads or maps
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
@@ -386,6 +396,9 @@ class SyncEngine:
                         report.acknowledged += 1
                         report.replayed += o.receipt.replayed
                 elif o.quarantine is not None:
+                    if o.tampered:
+                        record_tampering(uow, o.record.prescription_id, actor=ACTOR,
+                                         during="registry")
                     _quarantine(uow, o.record, o.quarantine, now, o.status)
                     report.quarantined += 1
                     last_error = f"{o.record.prescription_id}: {o.quarantine}"
