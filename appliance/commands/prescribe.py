@@ -30,7 +30,7 @@ from typing import Any
 import click
 
 from appliance.bootstrap import App
-from appliance.cli import exit_code, read_pin
+from appliance.cli import error_kind, exit_code, read_pin
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import AlertsRefused, DraftInvalid, DraftProblem, OrdoError
@@ -75,7 +75,8 @@ def _reason(exc: OrdoError) -> str:
         return "am_required"
     if isinstance(exc, prescribing.Forbidden):
         return "forbidden"
-    return str(getattr(exc, "reason", "card_error" if exit_code(exc) == 3 else "error"))
+    return str(getattr(exc, "reason", "card_error" if exit_code(exc) == 3 else
+                       error_kind(exc)))
 
 
 def _message(exc: OrdoError) -> str:
