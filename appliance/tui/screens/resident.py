@@ -218,7 +218,7 @@ class ResidentScreen(KioskScreen):
         Binding("enter", "open", "Ouvrir", show=False),
         Binding("f9", "reprint", "Duplicata"),
         Binding("f6", "allergy", "Allergie"),
-        Binding("f8", "cancel_rx", "Annuler l'ordonnance"),
+        Binding("f8", "cancel_rx", "Annuler"),
         Binding("escape", "back", "Retour"),
     ]
 
