@@ -21,6 +21,7 @@ from appliance.errors import TamperedPrescription
 from appliance.services import printing
 from appliance.services.signature import TAMPERED_ACTION
 from appliance.store import audit
+from appliance.store.prescriptions import decode_body, encode_body
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +35,16 @@ def tamper(db_path, prescription_id: str, *, signed_part_too: bool = False) -> N
     hash then matches: only the signature can tell)."""
     conn = sqlite3.connect(db_path)
     try:
-        body = json.loads(conn.execute("SELECT body FROM prescriptions WHERE id = ?",
-                                       [prescription_id]).fetchone()[0])
+        body = json.loads(decode_body(conn.execute(
+            "SELECT body FROM prescriptions WHERE id = ?", [prescription_id]).fetchone()[0]))
         first = body["lines"][0]
         if "posology" in first:
             first["posology"]["dose"] = "4"
         else:
             first["text"] = "Kinésithérapie : 40 séances"
-        text = json.dumps(body, ensure_ascii=False)
-        conn.execute("UPDATE prescriptions SET body = ? WHERE id = ?", [text, prescription_id])
+        # written back as the appliance writes a signed body (compressed)
+        conn.execute("UPDATE prescriptions SET body = ? WHERE id = ?",
+                     [encode_body(body), prescription_id])
         if signed_part_too:
             part = SignedOrder.from_prescription(Prescription.from_dict(body)).to_bytes()
             conn.execute("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
@@ -161,5 +163,7 @@ def test_a_body_altered_with_its_signed_part_is_caught_by_the_signature(orders, 
 def test_an_intact_order_still_loads(orders, store, uow):
     [p] = orders.sign_many()
     prescription, payload = printing.order_payload(uow, p.id)
-    assert prescription == p and payload.startswith("ORD1:")
+    assert prescription == p and payload.startswith("EPU1*")
+    prescription, payload = printing.order_payload(uow, p.id, "signed")
+    assert prescription == p and payload.startswith("ORD2:")
     assert tamper_entries(store) == []
