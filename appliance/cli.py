@@ -6,16 +6,19 @@ The settings are loaded and checked once, before any sub-command runs; the compo
 
 Every ``OrdoError`` that reaches the ``ordo`` group, from the settings or from any command,
 becomes one French line ``Erreur : …`` on stderr and the exit status of its class in
-``EXIT_CODES`` (the README lists them); never a traceback. Adapters translate what can be
-expected (a missing, read-only or corrupt data directory, a bad setting, no pcscd) into
-``OrdoError``s. Commands that report a negative result (``doctor``, ``config check``,
-``audit verify``, ``id check``, ``qr verify``…) exit 1 on their own.
+``EXIT_CODES`` (the README lists them); never a traceback. A command run with ``--json``
+also gets the error on stdout as ``{"ok": false, "reason": "store_error", "message": …}``.
+Adapters translate what can be expected (a missing, read-only or corrupt data directory, a
+bad setting, no pcscd) into ``OrdoError``s. Commands that report a negative result
+(``doctor``, ``config check``, ``audit verify``, ``id check``, ``qr verify``…) exit 1 on
+their own.
 """
 
 from __future__ import annotations
 
 import getpass
 import importlib
+import json
 import sys
 from typing import Any, NoReturn
 
@@ -65,11 +68,30 @@ def error_lines(exc: OrdoError) -> list[str]:
     return [f"Erreur : {exc}"]
 
 
-def fail(exc: OrdoError) -> NoReturn:
-    """Report ``exc`` on stderr and end the command with its exit status."""
+def error_kind(exc: OrdoError) -> str:
+    """The error's class in snake case (``StoreError`` → ``store_error``): the ``reason``
+    of a JSON error when nothing more precise is known."""
+    name = type(exc).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+def fail(exc: OrdoError, *, as_json: bool = False) -> NoReturn:
+    """Report ``exc`` on stderr (and, with ``as_json``, as ``{"ok": false, "reason",
+    "message"}`` on stdout) and end the command with its exit status."""
     for line in error_lines(exc):
         click.echo(line, err=True)
+    if as_json:
+        click.echo(json.dumps({"ok": False, "reason": error_kind(exc), "message": str(exc)},
+                              ensure_ascii=False, indent=2))
     raise click.exceptions.Exit(exit_code(exc))
+
+
+def _json_asked(tokens: list[str]) -> bool:
+    """Whether the command line (after the global options) asks for ``--json``."""
+    if "--" in tokens:
+        tokens = tokens[:tokens.index("--")]
+    return "--json" in tokens
 
 
 def setup_logging(level: str) -> None:
@@ -128,10 +150,13 @@ class OrdoGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        # the sub-command's words, before click consumes them: an error of a command run
+        # with --json is also written as JSON on stdout
+        tokens = [*getattr(ctx, "_protected_args", ()), *ctx.args]
         try:
             return super().invoke(ctx)
         except OrdoError as exc:
-            fail(exc)
+            fail(exc, as_json=_json_asked(tokens))
         except click.ClickException as exc:  # click's own: an unknown option, a bad value
             click.echo(f"Erreur : {exc.format_message()}", err=True)
             usage = getattr(exc, "ctx", None)

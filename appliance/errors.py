@@ -13,7 +13,9 @@
     ├── StateError                 an illegal state transition of a prescription
     ├── StoreError                 the local database refused an operation, or cannot be
     │   │                          opened (missing, read-only or corrupt data directory)
-    │   └── AuditChainBroken       the audit chain does not verify (names the entry)
+    │   ├── AuditChainBroken       the audit chain does not verify (names the entry)
+    │   └── TamperedPrescription   a signed prescription whose stored body no longer
+    │                              matches its signature: never printed, shown or sent
     ├── CardError                  the CPS card or the reader (drivers translate pyscard)
     │   ├── WrongPin               the card refused the PIN (tries left)
     │   ├── PinBlocked             the PIN is blocked
@@ -149,6 +151,17 @@ class StateError(OrdoError):
 
 class StoreError(OrdoError):
     """The local store refused an operation, or cannot be opened."""
+
+
+class TamperedPrescription(StoreError):
+    """A signed prescription altered in the database after signing: its stored body no
+    longer matches the signed hash or the signature (``appliance.integrity``)."""
+
+    def __init__(self, prescription_id: str, detail: str) -> None:
+        self.prescription_id, self.detail = prescription_id, detail
+        super().__init__(f"ordonnance {prescription_id} modifiée dans la base après sa "
+                         f"signature ({detail}) : refusée, ni imprimée, ni affichée, ni "
+                         "envoyée ; prévenez le responsable de l'appareil")
 
 
 class AuditChainBroken(StoreError):

@@ -38,6 +38,7 @@ from pathlib import Path
 from appliance.domain.drug_facts import Allergy
 from appliance.domain.posology import Duration, Posology
 from appliance.domain.prescription import MedicationLine
+from appliance.errors import DraftInvalid
 from appliance.services.checks import CurrentMedication, ResidentProfile, check
 from appliance.services.referential import import_bdpm
 from appliance.store.referential.build import referential_path
@@ -103,10 +104,16 @@ def _set_figures(source: Path, work: Path) -> dict:
             severities.update(a.severity.value for a in alerts)
             info_codes.update(a.code for a in alerts if a.severity.value == "info")
             cases_with_serious += bool(safety_sets.serious(alerts))
-        caught = 0
+        caught = refused = 0
         by_danger: Counter[str] = Counter()
         for case in dangerous:
-            keys = {a.key for a in safety_sets.run(env, case, today)}
+            try:
+                keys = {a.key for a in safety_sets.run(env, case, today)}
+            except DraftInvalid:  # refused at the door (a legal limit of the line): caught
+                refused += 1
+                caught += 1
+                by_danger[case["danger"]] += 1
+                continue
             if all(key in keys for key in case["expect"]):
                 caught += 1
                 by_danger[case["danger"]] += 1
@@ -116,6 +123,7 @@ def _set_figures(source: Path, work: Path) -> dict:
                          "alerts_by_severity": dict(severities),
                          "info_by_code": dict(info_codes)},
             "dangerous": {"cases": len(dangerous), "caught": caught,
+                          "refused_as_invalid_input": refused,
                           "caught_by_danger": dict(by_danger)}}
 
 

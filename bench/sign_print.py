@@ -32,8 +32,12 @@ of the same 3-line order's receipt before the mentions and the ePU QR (a 2,000-c
 signed QR then; measured once at commit 91f24f6 with this draft, these settings and the
 same interpreter, as the old layout code no longer exists to run beside the new).
 
-Goals: ordo p95 ≤ 40 ms with the ePU QR; the receipt no longer than before. Prints JSON
-only.
+Then ``integrity_check``: what checking each stored order against its signature costs
+(``appliance.integrity``, run by every print, reprint, PDF and upload): ``order_payload``
+with the check and with it switched off, alternated in the same run, and the check alone.
+
+Goals: ordo p95 ≤ 40 ms with the ePU QR, the check included; the receipt no longer than
+before. Prints JSON only.
 """
 
 from __future__ import annotations
@@ -153,6 +157,45 @@ def bare_send(port: int, raw: bytes, answers: int) -> None:
 
 
 # -- the run ------------------------------------------------------------------------------------
+def integrity_cost(uow: object, prescription_ids: list[str], rounds: int = 20) -> dict:
+    """What checking a stored signed prescription against its signature costs the print
+    path: ``order_payload`` (read the row, load it, build the QR payload) with the check and
+    with it switched off, alternated over the same orders; and the check alone."""
+    from appliance import integrity
+    from appliance.ports import uow as uow_port
+    from appliance.services.printing import order_payload
+
+    def skip(*_: object) -> None:
+        return None
+
+    timed: dict[str, list[float]] = {"with_check": [], "without_check": [], "alone": []}
+    for index in range(rounds):
+        modes = ["with_check", "without_check"]
+        for mode in modes if index % 2 == 0 else modes[::-1]:
+            uow_port.check_signed = integrity.check_signed if mode == "with_check" else skip
+            for pid in prescription_ids:
+                started = time.perf_counter()
+                order_payload(uow, pid)  # type: ignore[arg-type]
+                timed[mode].append(time.perf_counter() - started)
+    uow_port.check_signed = integrity.check_signed
+    rows = uow.prescriptions.signed_rows(prescription_ids)  # type: ignore[attr-defined]
+    for _ in range(rounds):
+        for row in rows.values():
+            signed = row.load()
+            started = time.perf_counter()
+            integrity.check_signed(row.id, signed.prescription, signed.proof.signed_part,
+                                   signed.proof.signature, signed.proof.signer_cert)
+            timed["alone"].append(time.perf_counter() - started)
+    with_ms, without_ms = percentiles_ms(timed["with_check"]), percentiles_ms(
+        timed["without_check"])
+    return {
+        "order_payload_with_check_ms": with_ms,
+        "order_payload_without_check_ms": without_ms,
+        "ratio_p50": round(with_ms["p50"] / without_ms["p50"], 2),
+        "check_alone_us": percentiles_ms([t * 1000 for t in timed["alone"]]),
+    }
+
+
 def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
     from appliance.bootstrap import bootstrap
     from appliance.ports.card import sha256_digest_info
@@ -219,6 +262,7 @@ def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
                 wire[name].append(job["last"] - job["first"])
         worker.stop()                               # lets it mark the last job done
         worker = None
+        integrity = integrity_cost(app.uow, [d.id for d in drafts])
         printed = store.query("SELECT count(*) AS n FROM print_jobs WHERE status = 'done'")
         ordo_ms, bare_ms = percentiles_ms(total["ordo"]), percentiles_ms(total["bare"])
         receipt = receipt_dots(app.uow, drafts[0].id, settings)
@@ -234,6 +278,11 @@ def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
                 "bare_card_signature": percentiles_ms(sign_part["bare"])["p50"],
                 "ordo_first_to_last_byte": percentiles_ms(wire["ordo"])["p50"],
                 "bare_first_to_last_byte": percentiles_ms(wire["bare"])["p50"],
+            },
+            "integrity_check": {
+                **integrity,
+                "share_of_sign_to_last_byte_p50": round(
+                    integrity["check_alone_us"]["p50"] / 1000 / ordo_ms["p50"], 4),
             },
             "jobs_done": printed[0]["n"],
             "jobs_expected": runs + 1,

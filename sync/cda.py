@@ -89,10 +89,8 @@ def no_referential(line: MedicationLine) -> DrugFacts:
 
 
 def line_renewals(p: Prescription, line: Line) -> int:
-    """How many times ``line`` may be renewed (the prescription's count until lines have
-    their own)."""
-    own = getattr(line, "renewals", None)
-    return p.renewals if own is None else int(own)
+    """How many times ``line`` may be renewed ("à renouveler N fois" is per line)."""
+    return int(line.renewals)
 
 
 def document_uuid(prescription_id: str, kind: str = "document") -> str:

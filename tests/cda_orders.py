@@ -52,8 +52,9 @@ def kardegic(**kw) -> MedicationLine:
 
 def signed(pid: str, lines: tuple, *, renewals: int = 0, resident=None, at: datetime = SIGNED_AT
            ) -> Prescription:
+    lines = tuple(replace(line, renewals=renewals) for line in lines)  # renewals are per line
     p = Prescription(id=pid, prescriber=f.physician(), resident=resident or f.resident(),
-                     created_at=at - timedelta(minutes=3), lines=lines, renewals=renewals)
+                     created_at=at - timedelta(minutes=3), lines=lines)
     return p.transition(State.SIGNED, at)
 
 
@@ -125,4 +126,4 @@ def order_pdf(p: Prescription, org: Organisation = ESTABLISHMENT) -> bytes:
 
 
 def with_renewals(p: Prescription, renewals: int) -> Prescription:
-    return replace(p, renewals=renewals)
+    return replace(p, lines=tuple(replace(line, renewals=renewals) for line in p.lines))

@@ -30,7 +30,7 @@ from typing import Any
 import click
 
 from appliance.bootstrap import App
-from appliance.cli import exit_code, read_pin
+from appliance.cli import error_kind, error_lines, exit_code, read_pin
 from appliance.domain.people import Practitioner, Role
 from appliance.domain.prescription_id import format_id
 from appliance.errors import AlertsRefused, DraftInvalid, DraftProblem, OrdoError
@@ -49,13 +49,15 @@ def echo_json(data: Any) -> None:
 
 @contextmanager
 def json_errors(as_json: bool) -> Iterator[None]:
-    """With ``--json``, an error is also written on stdout as JSON (for the DUI); the CLI's
-    boundary gives the exit status either way."""
+    """With ``--json``, an error is also written on stdout as JSON (for the DUI), after its
+    French line(s) on stderr; the exit status is the CLI's either way."""
     try:
         yield
     except OrdoError as exc:
         if not as_json:
             raise
+        for line in error_lines(exc):  # the same French line(s) on stderr as without --json
+            click.echo(line, err=True)
         problems = exc.problems if isinstance(exc, DraftInvalid) else None
         echo_json({"ok": False, "reason": _reason(exc), "message": _message(exc),
                    **({"errors": [{"path": p.path, "message": p.message} for p in problems]}
@@ -75,7 +77,8 @@ def _reason(exc: OrdoError) -> str:
         return "am_required"
     if isinstance(exc, prescribing.Forbidden):
         return "forbidden"
-    return str(getattr(exc, "reason", "card_error" if exit_code(exc) == 3 else "error"))
+    return str(getattr(exc, "reason", "card_error" if exit_code(exc) == 3 else
+                       error_kind(exc)))
 
 
 def _message(exc: OrdoError) -> str:

@@ -255,7 +255,8 @@ def print_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_obj
 def pending(app: App, as_json: bool) -> None:
-    """Print the queued jobs once, oldest first. Exit code 1 if the printer failed."""
+    """Print the queued jobs once, oldest first. Exit code 1 if the printer failed or a
+    job can never print (e.g. an order altered in the database after signing)."""
     queue = app.print_queue()
     report = queue.run_once()
     status = queue.status()
@@ -265,11 +266,11 @@ def pending(app: App, as_json: bool) -> None:
         for job in report.printed:
             click.echo(f"imprimé : travail n° {job}")
         for job in report.failed:
-            click.echo(f"impossible à imprimer : travail n° {job}")
+            click.echo(f"impossible à imprimer : travail n° {job} : {report.reasons[job]}")
         if report.error:
             click.echo(f"imprimante : {report.error}")
         click.echo(f"en attente : {status.pending}")
-    if report.error:
+    if report.error or report.failed:
         raise click.exceptions.Exit(1)
 
 

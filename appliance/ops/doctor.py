@@ -39,7 +39,7 @@ from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
 from appliance.ops.configcheck import ERROR, Finding, check_settings
 from appliance.ops.files import adopt_owner, service_user
 from appliance.store import audit
-from appliance.store.db import Store, connect
+from appliance.store.db import Store, connect, describe_failure
 from appliance.store.migrations import MIGRATIONS
 from appliance.store.referential.build import SCHEMA_VERSION, UPGRADABLE_SCHEMAS
 
@@ -339,6 +339,7 @@ def _database(ctx: _Context) -> list[Check]:
     checks = []
     restore_hint = ("restore the newest backup: ordo restore --force <newest file in "
                     f"{ctx.settings.data_dir / BACKUP_SUBDIR}>")
+    unwritable = _unwritable(path)
     conn = None
     try:
         conn = connect(path)
@@ -347,9 +348,9 @@ def _database(ctx: _Context) -> list[Check]:
         if conn is not None:
             conn.close()
         adopt_owner(path, side_files_only=True)
-        return [Check("database", FAIL, f"{path} is not a usable database: {exc}",
-                      restore_hint),
-                Check("audit", FAIL, "the database cannot be read", restore_hint)]
+        first = unwritable or Check("database", FAIL,
+                                    f"{path} is not a usable database: {exc}", restore_hint)
+        return [first, Check("audit", FAIL, "the database cannot be read", restore_hint)]
     try:
         adopt_owner(path, side_files_only=True)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -361,6 +362,8 @@ def _database(ctx: _Context) -> list[Check]:
         if problems != ["ok"]:
             checks.append(Check("database", FAIL, "integrity check: " + "; ".join(problems[:3]),
                                 restore_hint))
+        elif unwritable is not None:
+            checks.append(unwritable)
         else:
             checks.append(_database_files(path, size, pending))
         checks.append(_audit(ctx, Store(conn, path), tables))
@@ -368,6 +371,35 @@ def _database(ctx: _Context) -> list[Check]:
         conn.close()
         adopt_owner(path, side_files_only=True)
     return checks
+
+
+def _unwritable(path: Path) -> Check | None:
+    """A failed check when this process could not write the database: the file and its WAL
+    side files opened for writing (an immutable or read-only file, a read-only file system),
+    and a file created and removed in its directory (SQLite creates its side files there).
+    Nothing of the database is changed. As root, a file's mode does not stop a write: the
+    services' user is checked by the ownership test."""
+    hint = (f"make the data directory writable again: lsattr -d {path.parent} {path}* "
+            f"(chattr -i removes an immutable flag), the owner and mode (chown "
+            f"{SYSTEM_USER}, chmod 600), free space (df -h {path.parent}), and that the "
+            "file system is mounted read-write")
+    targets = [path] + [side for side in (path.with_name(path.name + "-wal"),
+                                          path.with_name(path.name + "-shm"))
+                        if side.exists()]
+    for target in targets:
+        try:
+            os.close(os.open(target, os.O_RDWR))
+        except OSError as exc:
+            return Check("database", FAIL, f"{target} cannot be written: "
+                                           f"{describe_failure(exc)}", hint)
+    probe = path.with_name(f".{path.name}.doctor-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        return Check("database", FAIL, f"no file can be created in {path.parent}: "
+                                       f"{describe_failure(exc)}", hint)
+    return None
 
 
 def _database_files(path: Path, size: int, pending: list[str]) -> Check:

@@ -34,6 +34,7 @@ from appliance.domain.drug_facts import Allergy
 from appliance.domain.posology import FreeTextPosology, Posology
 from appliance.domain.prescription import Prescription
 from appliance.domain.qr import SignedOrder
+from appliance.integrity import check_signed
 from appliance.ports.clock import iso
 from appliance.ports.mail import ExternalLine
 from appliance.ports.registry import SignatureProof
@@ -109,14 +110,16 @@ class SignedRow:
 
     def load(self) -> Signed | None:
         """The signed prescription, ``None`` when it is not signed; raises the domain's
-        ``ValidationError`` when the body no longer loads. The signed part is the stored
-        one, else the QR signed part rebuilt from the prescription (byte for byte what the
-        card signed)."""
+        ``ValidationError`` when the body no longer loads, ``TamperedPrescription`` when it
+        is not what the signature covers (``appliance.integrity``). The signed part is the
+        stored one, else the QR signed part rebuilt from the prescription (byte for byte
+        what the card signed)."""
         if self.signature is None or self.signer_cert is None:
             return None
         prescription = Prescription.from_dict(json.loads(self.body))
         signed_part = (self.signed_payload if self.signed_payload is not None
                        else SignedOrder.from_prescription(prescription).to_bytes())
+        check_signed(self.id, prescription, signed_part, self.signature, self.signer_cert)
         return Signed(prescription, SignatureProof(signature=self.signature,
                                                    signer_cert=self.signer_cert,
                                                    signed_part=signed_part))

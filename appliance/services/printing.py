@@ -54,6 +54,7 @@ from appliance.ports.printer import (
     PrintRequest,
 )
 from appliance.ports.uow import PrintJob, UnitOfWork
+from appliance.services.signature import load_checked
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,16 @@ __all__ = ["PrintJob"]  # the queue's record, defined with the port
 QR_KINDS = ("epu", "signed")
 
 
-def order_payload(uow: UnitOfWork, prescription_id: str, kind: str = "epu"
-                  ) -> tuple[Prescription, str]:
-    """The stored signed prescription and its QR payload: ``epu`` or ``signed``."""
+def order_payload(uow: UnitOfWork, prescription_id: str, kind: str = "epu", *,
+                  actor: str = "system", during: str = "print") -> tuple[Prescription, str]:
+    """The stored signed prescription and its QR payload: ``epu`` or ``signed``. A body
+    altered after signing raises ``TamperedPrescription``, audited for ``actor``."""
     if kind not in QR_KINDS:
         raise ValidationError("print.qr", kind, "epu or signed")
     row = uow.prescriptions.signed_rows([prescription_id]).get(prescription_id)
     if row is None:
         raise StoreError(f"ordonnance inconnue : {prescription_id}")
-    signed = row.load()
+    signed = load_checked(uow, row, actor=actor, during=during)
     if signed is None:
         raise StateError(f"l'ordonnance {prescription_id} n'est pas signée : rien à imprimer")
     if kind == "epu":
@@ -107,6 +109,8 @@ def request_reprint(uow: UnitOfWork, prescription_id: str, *, actor: str, role: 
                              "pas de duplicata")
         if state is State.CANCELLED:
             raise StateError(f"l'ordonnance {prescription_id} est annulée : pas de duplicata")
+    order_payload(uow, prescription_id, actor=actor, during="reprint")  # altered: refused
+    with uow:
         job_id = uow.print_jobs.add(prescription_id, "duplicate", actor, at or utc_now())
         uow.audit.append(actor=actor, action="print.reprint_requested",
                          subject=prescription_id, details={"job": job_id, "role": role})
@@ -119,7 +123,7 @@ def export_pdf(uow: UnitOfWork, prescription_id: str,
                render: Callable[[Prescription, str], bytes], *, actor: str,
                kind: str = "epu") -> bytes:
     """The PDF of an order (``render`` is the PDF adapter); audited as ``print.pdf``."""
-    prescription, payload = order_payload(uow, prescription_id, kind)
+    prescription, payload = order_payload(uow, prescription_id, kind, actor=actor, during="pdf")
     data = render(prescription, payload)
     with uow:
         uow.audit.append(actor=actor, action="print.pdf", subject=prescription_id,
@@ -146,10 +150,11 @@ class RunReport:
     failed: list[int] = field(default_factory=list)
     error: str | None = None  # why the run stopped early (the printer), French
     retry: list[int] = field(default_factory=list)  # jobs left queued after an error
+    reasons: dict[int, str] = field(default_factory=dict)  # why each failed job failed
 
     def as_dict(self) -> dict[str, object]:
         return {"printed": self.printed, "failed": self.failed, "error": self.error,
-                "retry": self.retry}
+                "retry": self.retry, "reasons": {str(k): v for k, v in self.reasons.items()}}
 
 
 class PrintQueue:
@@ -221,7 +226,9 @@ class PrintQueue:
             self.uow.commit()
 
     def _request(self, job: PrintJob) -> PrintRequest:
-        prescription, payload = order_payload(self.uow, job.prescription_id, self.qr)
+        prescription, payload = order_payload(
+            self.uow, job.prescription_id, self.qr, actor=job.requested_by,
+            during="duplicate" if job.kind == "duplicate" else "print")
         duplicate_at = job.created_at if job.kind == "duplicate" else None
         return PrintRequest(job.id, prescription, payload, duplicate_at)
 
@@ -249,6 +256,7 @@ class PrintQueue:
                     "job": job.id, "error": str(exc)}})
                 self._fail(job, str(exc))
                 report.failed.append(job.id)
+                report.reasons[job.id] = str(exc)
                 self._notify()
                 continue
             try:

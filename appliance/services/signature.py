@@ -57,7 +57,7 @@ from appliance.domain.qr import (
     SignedPayload,
     decode_payload,
 )
-from appliance.errors import OrdoError, ValidationError
+from appliance.errors import OrdoError, TamperedPrescription, ValidationError
 from appliance.ports.card import Signer
 from appliance.ports.clock import utc_now
 from appliance.services.trust import (
@@ -70,7 +70,7 @@ from appliance.services.trust import (
 )
 
 if TYPE_CHECKING:
-    from appliance.ports.uow import UnitOfWork
+    from appliance.ports.uow import Signed, SignedRow, UnitOfWork
     from appliance.services.mailbox import MailPolicy
 
 log = logging.getLogger(__name__)
@@ -283,3 +283,42 @@ def record_signature(uow: UnitOfWork, signed: SignedPrescription, *, actor: str,
     uow.audit.append(actor=actor, action="prescription.signed", subject=p.id,
                      details=details)
     return job
+
+
+# -- a stored signed prescription that no longer matches its signature ---------------------
+TAMPERED_ACTION = "prescription_tampered"
+
+
+def load_checked(uow: UnitOfWork, row: SignedRow, *, actor: str, during: str) -> Signed | None:
+    """``row.load()`` (which checks the body against the signature); when the body was
+    altered after signing, the refusal is audited (``prescription_tampered``, the
+    prescription's ID only) and ``TamperedPrescription`` raised. Call it outside a write
+    block: the audit entry is committed on its own."""
+    try:
+        return row.load()
+    except TamperedPrescription as exc:
+        record_tampering(uow, exc.prescription_id, actor=actor, during=during)
+        raise
+
+
+def checked_prescription(uow: UnitOfWork, prescription_id: str, *, actor: str,
+                         during: str) -> Prescription | None:
+    """A stored prescription to show: a signed one is checked against its signature
+    (``load_checked``: an altered one is audited and refused), a draft is read as is."""
+    row = uow.prescriptions.signed_rows([prescription_id]).get(prescription_id)
+    if row is None:
+        return None
+    signed = load_checked(uow, row, actor=actor, during=during)
+    return signed.prescription if signed is not None else uow.prescriptions.get(prescription_id)
+
+
+def record_tampering(uow: UnitOfWork, prescription_id: str, *, actor: str,
+                     during: str) -> None:
+    """Audit (and log) a refused altered prescription, in its own transaction (or the
+    caller's ``with uow:`` block when one is open)."""
+    log.error("signed prescription altered in the database: refused", extra={"fields": {
+        "prescription": prescription_id, "during": during}})
+    with uow:
+        uow.audit.append(actor=actor, action=TAMPERED_ACTION, subject=prescription_id,
+                         details={"during": during})
+        uow.commit()

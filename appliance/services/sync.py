@@ -32,7 +32,9 @@ Push (``push()``), exactly once whatever the network does:
   refused), the run stops early and reports ``unreachable`` so the service backs off.
 
 Pull (``pull()``): pages of dispensations after the stored cursor, each page applied and the
-cursor moved in one transaction, until the registry has nothing more.
+cursor moved in one transaction, until the registry has nothing more, at most ``max_pages``
+pages a pull (the next push comes first); a cursor already seen in this pull (a feed that
+cycles) ends it with an error; the heartbeat is fed only by a page that stored something.
 
 ``stop()`` (SIGTERM) ends a run between two records.
 
@@ -76,6 +78,7 @@ from appliance.errors import (
     RegistryRejected,
     RegistryThrottled,
     RegistryUnavailable,
+    TamperedPrescription,
 )
 from appliance.ports.clock import Clock, iso, utc_now
 from appliance.ports.registry import (
@@ -88,6 +91,7 @@ from appliance.ports.registry import (
 )
 from appliance.ports.uow import OutboxRecord, SignedRow, SyncKeys, SyncStatus, UnitOfWork
 from appliance.services.prescribing import record_transition
+from appliance.services.signature import record_tampering
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class EngineConfig:
     page_size: int = 100
     concurrency: int = 4
     finess: str = ""  # the establishment's: its audit chain head is anchored at the registry
+    max_pages: int = 20  # pages of dispensations per pull: the push gets its turn after
 
     @classmethod
     def from_settings(cls, settings: SyncSettings, **overrides: float) -> EngineConfig:
@@ -152,6 +157,8 @@ class PullReport:
     unreachable: bool = False
     misconfigured: str | None = None
     misconfigured_key: str | None = None
+    cycle: bool = False  # the registry gave a cursor already seen in this pull
+    capped: bool = False  # stopped at ``max_pages``; the next pull goes on from the cursor
 
 
 @dataclass
@@ -168,6 +175,7 @@ class _Outcome:
     throttled: bool = False
     misconfigured: RegistryMisconfigured | None = None
     call: Callable[[], RegistryReceipt] | None = None
+    tampered: bool = False  # altered in the database after signing: never sent
 
 
 @dataclass
@@ -421,6 +429,8 @@ class SyncEngine:
                                            record.prescription_id))
             else:
                 outcome.quarantine = f"type d'envoi inconnu : {record.kind}"
+        except TamperedPrescription as exc:
+            outcome.quarantine, outcome.tampered = str(exc), True
         except OrdoError as exc:  # a stored prescription that no longer loads or maps
             outcome.quarantine = f"donnée locale invalide : {exc}"
         return outcome
@@ -485,6 +495,9 @@ class SyncEngine:
                     report.acknowledged += 1
                     report.replayed += o.receipt.replayed
                 elif o.quarantine is not None:
+                    if o.tampered:
+                        record_tampering(uow, record.prescription_id, actor=ACTOR,
+                                         during="registry")
                     if uow.outbox.quarantine(record, o.quarantine):
                         entries.append((ACTOR, f"registry.{record.kind}.quarantined",
                                         record.prescription_id,
@@ -515,12 +528,21 @@ class SyncEngine:
 
     # -- pull -----------------------------------------------------------------------------------
     def pull(self) -> PullReport:
-        """Fetch and apply every dispensation after the stored cursor."""
+        """Fetch and apply the dispensations after the stored cursor, at most
+        ``max_pages`` pages (the rest at the next pull, after a push: a registry whose feed
+        never ends cannot starve the uploads). A cursor already seen in this pull (a feed
+        that cycles, 5 → 6 → 5) ends it with an error, the cursor left where it was. The
+        heartbeat is fed only on progress: a page that stored a dispensation not held yet."""
         report = PullReport()
         touched: dict[str, None] = {}
         uow = self.uow
+        seen: set[str | None] = set()
         while not self._stop.is_set():
+            if report.pages >= self.config.max_pages:
+                report.capped = True
+                break
             cursor = uow.meta.get(CURSOR_KEY)
+            seen.add(cursor)
             try:
                 page = self.registry.dispensations(cursor, self.config.page_size)
             except RegistryUnavailable as exc:
@@ -533,10 +555,11 @@ class SyncEngine:
             except RegistryRejected as exc:
                 report.error = str(exc)
                 break
+            cycles = page.cursor is not None and page.cursor in seen and page.cursor != cursor
             now = self.clock()
             with uow:
                 applied = apply_dispensations(uow, page, now)
-                if page.cursor is not None:
+                if page.cursor is not None and not cycles:
                     uow.meta.set(CURSOR_KEY, page.cursor)
                 uow.meta.set(LAST_PULL_KEY, iso(now))
                 _record_exchange(uow, now, ok=True)
@@ -546,7 +569,16 @@ class SyncEngine:
             report.received += len(page.items)
             report.applied += len(applied)
             touched.update(dict.fromkeys(applied))
-            self.heartbeat()
+            if applied:
+                self.heartbeat()
+            if cycles:
+                report.cycle = True
+                report.error = (f"flux des délivrances du registre en boucle : le curseur "
+                                f"{page.cursor} est déjà revenu dans ce relevé ; relevé "
+                                "arrêté, curseur gardé")
+                log.error("dispensation cursor cycles", extra={"fields": {
+                    "cursor": page.cursor, "pages": report.pages}})
+                break
             if not page.more or page.cursor in (None, cursor):
                 break
         if report.error:
@@ -562,7 +594,8 @@ class SyncEngine:
         report.prescriptions = list(touched)
         log.info("pull done", extra={"fields": {
             "pages": report.pages, "received": report.received,
-            "prescriptions": len(report.prescriptions), "error": bool(report.error)}})
+            "prescriptions": len(report.prescriptions), "error": bool(report.error),
+            "capped": report.capped}})
         return report
 
 

@@ -13,6 +13,7 @@ package, through a unit of work (``appliance.store.uow``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -66,7 +67,8 @@ class Store:
     def failed(self, exc: BaseException, doing: str = "") -> StoreError:
         """The ``StoreError`` for a SQLite or OS error on this store."""
         what = f" ({doing})" if doing else ""
-        return StoreError(f"base de données {self.where} inutilisable{what} : {exc}")
+        return StoreError(f"base de données {self.where} inutilisable{what} : "
+                          f"{describe_failure(exc)}")
 
     # -- transactions -------------------------------------------------------------------
     @property
@@ -136,6 +138,51 @@ class Store:
         self.conn.close()
 
 
+# What the user reads for the SQLite result codes (``sqlite_errorname``, by prefix: the
+# extended codes SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED...) and the errno values a data
+# directory fails with; the technical name follows in parentheses, for the journal.
+_SQLITE_FR = (
+    ("SQLITE_FULL", "disque plein"),
+    ("SQLITE_READONLY", "base en lecture seule (fichier, dossier ou disque non inscriptible)"),
+    ("SQLITE_CANTOPEN", "fichier impossible à ouvrir"),
+    ("SQLITE_NOTADB", "le fichier n'est pas une base de données"),
+    ("SQLITE_CORRUPT", "base corrompue"),
+    ("SQLITE_IOERR_SHMSIZE", "disque plein (la mémoire partagée de la base ne peut pas "
+                             "grandir)"),
+    ("SQLITE_IOERR", "erreur de lecture ou d'écriture sur le disque"),
+    ("SQLITE_BUSY", "base occupée par un autre processus"),
+    ("SQLITE_LOCKED", "base verrouillée"),
+    ("SQLITE_PERM", "accès refusé"),
+    ("SQLITE_AUTH", "accès refusé"),
+)
+_ERRNO_FR = {
+    errno.ENOSPC: "disque plein",
+    errno.EDQUOT: "quota disque dépassé",
+    errno.EPERM: "opération non permise (fichier ou dossier immuable ?)",
+    errno.EACCES: "permission refusée",
+    errno.EROFS: "système de fichiers en lecture seule",
+    errno.ENOENT: "fichier ou dossier absent",
+    errno.ENOTDIR: "un chemin n'est pas un dossier",
+    errno.EISDIR: "le chemin est un dossier",
+    errno.EIO: "erreur de lecture ou d'écriture sur le disque",
+}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A SQLite or OS error of the data directory in French, its technical name after."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        for prefix, french in _SQLITE_FR:
+            if name.startswith(prefix):
+                return f"{french} ({name})"
+        if "file is not a database" in str(exc):
+            return f"{dict(_SQLITE_FR)['SQLITE_NOTADB']} (SQLITE_NOTADB)"
+        return f"{exc} ({name})" if name else str(exc)
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_FR:
+        return f"{_ERRNO_FR[exc.errno]} ({errno.errorcode[exc.errno]})"
+    return str(getattr(exc, "strerror", None) or exc)
+
+
 def upsert_sql(table: str, columns: Sequence[str], key: str) -> str:
     """``INSERT ... ON CONFLICT (key) DO UPDATE`` for constant names (never input)."""
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
@@ -178,7 +225,7 @@ def open_store(path: Path | str, migrate: bool = True) -> Store:
                 os.chmod(side, FILE_MODE)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"impossible d'ouvrir la base de données {path} : "
-                         f"{getattr(exc, 'strerror', None) or exc}") from exc
+                         f"{describe_failure(exc)}") from exc
     store = Store(conn, path)
     if migrate:
         from appliance.store.migrations import migrate as run_migrations

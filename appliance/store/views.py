@@ -47,6 +47,7 @@ from appliance.ports.uow import (
 from appliance.store import external_prescriptions, meta
 from appliance.store.db import Store
 from appliance.store.dispensations import dispensation
+from appliance.store.prescriptions import decode_body
 from appliance.store.stopped_lines import stopped_line
 
 # The covering index alone (migration m005), newest first.
@@ -246,8 +247,9 @@ class StoreViews:
         found: list[TreatmentLine] = []
         for pid, state, signed_at, body in self._store.execute(TREATMENT_SQL, [ins]):
             try:
-                found += treatment_lines(pid, _STATES[state], signed_at, json.loads(body))
-            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                found += treatment_lines(pid, _STATES[state], signed_at,
+                                         json.loads(decode_body(body)))
+            except (ValueError, KeyError, TypeError, ValidationError, StoreError) as exc:
                 log.warning("current treatment: a prescription does not load", extra={
                     "fields": {"prescription": pid, "error": type(exc).__name__}})
         return found

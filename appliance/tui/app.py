@@ -319,7 +319,7 @@ class OrdoApp(App[None]):
         fresh = prescribing.new_draft(uow, session, draft.resident.ins.value, ids=ctx.ids,
                                       now=ctx.now())
         saved = prescribing.update_draft(uow, session, replace(
-            fresh, lines=draft.lines, renewals=draft.renewals), form=form)
+            fresh, lines=draft.lines), form=form)
         log.warning("draft gone from the store: its lines saved again",
                     extra={"fields": {"prescription": draft.id, "now": saved.id}})
         self.post_message(RunInUi(self._redrafted, (draft.id, saved)))

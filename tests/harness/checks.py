@@ -114,8 +114,7 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
                      crls: Sequence[Any] = ()) -> list[str]:
     problems = []
     for pid in ids:
-        rows = store.query("SELECT state, body, signed_payload, signer_cert FROM prescriptions"
-                           " WHERE id = ?",
+        rows = store.query("SELECT state, body, signed_payload FROM prescriptions WHERE id = ?",
                            (pid,))
         if not rows:
             problems.append(f"{pid}: shown as signed, not in the store")
@@ -128,8 +127,9 @@ def signed_and_valid(store: Store, ids: Iterable[str], roots: Sequence[Any],
             stored = Prescription.from_dict(json.loads(decode_body(row["body"])))
             if not SignedOrder.from_bytes(bytes(row["signed_payload"])).matches(stored):
                 problems.append(f"{pid}: the signed bytes do not match the stored prescription")
-            signer = x509.load_der_x509_certificate(bytes(row["signer_cert"]))
             uow = SqliteUnitOfWork(store, owns=False)
+            signed_row = uow.prescriptions.signed_rows([pid])[pid]
+            signer = x509.load_der_x509_certificate(bytes(signed_row.signer_cert or b""))
             verified = verify_payload(order_payload(uow, pid, "signed")[1], roots, crls,
                                       certificates=[signer])
         except (OrdoError, ValueError) as exc:
@@ -192,7 +192,7 @@ class PrintedCopies:
 def secure_ids(store: Store) -> set[str]:
     """The stored prescriptions that go to secure paper (``Prescription.secure``)."""
     return {row["id"] for row in store.query("SELECT id, body FROM prescriptions")
-            if Prescription.from_dict(json.loads(row["body"])).secure}
+            if Prescription.from_dict(json.loads(decode_body(row["body"]))).secure}
 
 
 def secure_pdf_problem(secure_dir: Path, pid: str) -> str | None:

@@ -15,6 +15,7 @@ from collections import Counter
 
 import pytest
 
+from appliance.errors import DraftInvalid
 from tests.harness import safety_sets as sets
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,13 @@ def _no_serious_alert(env, cases, today):
 def _missed(env, cases, today):
     missed = {}
     for case in cases:
-        keys = {a.key for a in sets.run(env, case, today)}
+        try:
+            keys = {a.key for a in sets.run(env, case, today)}
+        except DraftInvalid as exc:
+            # refused before any check, naming the line (a legal limit of its drug, such as
+            # a hypnotic's 28 days): stopped at the door, so caught
+            assert all(p.path.startswith("$.lines[") for p in exc.problems), exc.problems
+            continue
         absent = [key for key in case["expect"] if key not in keys]
         if absent:
             missed[case["id"]] = (case["title"], absent, sorted(keys))

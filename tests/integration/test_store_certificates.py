@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography import x509
 
 from appliance.services.printing import order_payload
 from appliance.services.signature import verify_payload
@@ -44,9 +45,10 @@ def test_a_certificate_is_stored_once_and_every_reader_finds_it(orders, store, u
     sizes = store.query("SELECT length(body) AS n, typeof(body) AS t FROM prescriptions")
     assert {row["t"] for row in sizes} == {"blob"} and max(r["n"] for r in sizes) < 600
     for p in made[:4]:
-        prescription, payload = order_payload(uow, p.id)  # what the printer prints
+        # the signed QR (the certificate by reference, found in the store)
+        prescription, payload = order_payload(uow, p.id, "signed")
         assert prescription == p
-        verify_payload(payload, *print_trust)
+        verify_payload(payload, *print_trust, certificates=[_signer(uow, p.id)])
     rows = uow.prescriptions.signed_rows([p.id for p in made])
     certs = {rows[p.id].load().proof.signer_cert for p in made}
     assert certs == {signers["physician"].certificate_der, signers["expired"].certificate_der}
@@ -74,9 +76,9 @@ def test_a_store_made_before_m009_moves_its_certificates_at_start_up(orders, sto
         assert "prescriptions_resident" not in indexes
         moved = SqliteUnitOfWork(again, owns=False)
         for p in made:  # the bodies written before stay readable as they are (JSON text)
-            prescription, payload = order_payload(moved, p.id)
+            prescription, payload = order_payload(moved, p.id, "signed")
             assert prescription == p
-            verify_payload(payload, *print_trust)
+            verify_payload(payload, *print_trust, certificates=[_signer(moved, p.id)])
     finally:
         again.close()
     # the registry checks the signature with the certificate the Provenance carries
@@ -105,3 +107,9 @@ def test_bodies_round_trip_and_a_damaged_one_is_a_clean_error():
         decode_body(raw[:-3] + b"\xff\xff\xff")
     with pytest.raises(StoreError, match="format"):
         decode_body(b"\x09abc")
+
+
+def _signer(uow, prescription_id: str) -> x509.Certificate:
+    """The signer's certificate as the store keeps it (once, in ``certificates``)."""
+    proof = uow.prescriptions.signed_rows([prescription_id])[prescription_id].load().proof
+    return x509.load_der_x509_certificate(proof.signer_cert)

@@ -11,15 +11,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from appliance.domain.prescription import State
 from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.errors import RegistryMisconfigured, RegistryUnavailable
 from appliance.ports.registry import DispensationPage, RegistryReceipt
 from appliance.services import sync
+from appliance.services.signature import sign_prescription
 from appliance.services.sync import EngineConfig, SyncEngine
 from sync.service import SyncService
 from tests import factories
 from tests.fakes import FakeUnitOfWork
+from tests.unit.test_use_cases import signer
+
+SHARED_FIXTURES = (signer,)  # from test_use_cases, for pytest to find it
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 TICK_S = 5.0
@@ -82,7 +85,9 @@ class FakeRegistry:
         """Nothing to close."""
 
 
-def _queue(uow: FakeUnitOfWork, n: int) -> list[str]:
+def _queue(uow: FakeUnitOfWork, n: int, signer) -> list[str]:
+    """``n`` prescriptions signed by a software card (the upload checks each against its
+    signature) and queued."""
     ids = PrescriptionIdGenerator(lambda: 1_772_438_400_000 + len(uow.state.outbox) * 10)
     doctor = factories.physician()
     made = []
@@ -90,10 +95,12 @@ def _queue(uow: FakeUnitOfWork, n: int) -> list[str]:
         uow.residents.upsert([factories.resident()])
         uow.practitioners.upsert(doctor)
         for _ in range(n):
-            p = factories.prescription(ids.new(), prescriber=doctor).transition(
-                State.SIGNED, NOW)
-            uow.prescriptions.add_signed(p, signature=b"\x01" * 256, signer_cert=b"\x02" * 900,
-                                         signed_payload=b"ORD1 signed part")
+            signed = sign_prescription(factories.prescription(ids.new(), prescriber=doctor),
+                                       signer, NOW)
+            p = signed.prescription
+            uow.prescriptions.add_signed(p, signature=signed.signature,
+                                         signer_cert=signed.certificate_der,
+                                         signed_payload=signed.payload.signed_bytes)
             uow.outbox.add(p.id, "create", NOW)
             made.append(p.id)
         uow.commit()
@@ -109,10 +116,10 @@ def _service(uow, registry, clock, **options) -> SyncService:
 
 
 @pytest.mark.parametrize("outage_s", [300, 3600, 86_400])
-def test_the_queue_drains_within_seconds_of_the_registry_return(outage_s):
+def test_the_queue_drains_within_seconds_of_the_registry_return(outage_s, signer):
     clock, uow = SimClock(), FakeUnitOfWork(now=NOW)
     registry = FakeRegistry(clock)
-    failed_on, *others = _queue(uow, 6)
+    failed_on, *others = _queue(uow, 6, signer)
     service = _service(uow, registry, clock)
     # the registry fails on one record (a 503 about it), before and after the outage: that
     # record keeps its own backoff
@@ -144,10 +151,10 @@ def test_the_queue_drains_within_seconds_of_the_registry_return(outage_s):
     assert sync.status(uow, clock.now()).link == "up"
 
 
-def test_an_outage_never_stretches_a_records_own_backoff():
+def test_an_outage_never_stretches_a_records_own_backoff(signer):
     clock, uow = SimClock(), FakeUnitOfWork(now=NOW)
     registry = FakeRegistry(clock)
-    ids = _queue(uow, 3)
+    ids = _queue(uow, 3, signer)
     engine = SyncEngine(uow, registry, EngineConfig(concurrency=1, max_wait_s=0,
                                                     unreachable_after=3), clock=clock.now)
     registry.mode = "down"
@@ -159,10 +166,10 @@ def test_an_outage_never_stretches_a_records_own_backoff():
     assert engine.push().acknowledged == 3 and set(registry.registered) == set(ids)
 
 
-def test_a_misconfigured_registry_pauses_the_queue_and_names_the_setting():
+def test_a_misconfigured_registry_pauses_the_queue_and_names_the_setting(signer):
     clock, uow = SimClock(), FakeUnitOfWork(now=NOW)
     registry = FakeRegistry(clock)
-    ids = _queue(uow, 4)
+    ids = _queue(uow, 4, signer)
     registry.mode = "misconfigured"
     service = _service(uow, registry, clock, misconfigured_probe_s=30.0)
     first = service.cycle()
@@ -186,10 +193,10 @@ def test_a_misconfigured_registry_pauses_the_queue_and_names_the_setting():
     assert not any(e.action.endswith("quarantined") for e in uow.audit.entries())
 
 
-def test_a_network_change_probes_at_once():
+def test_a_network_change_probes_at_once(signer):
     clock, uow = SimClock(), FakeUnitOfWork(now=NOW)
     registry = FakeRegistry(clock)
-    _queue(uow, 2)
+    _queue(uow, 2, signer)
     service = _service(uow, registry, clock, probe_every_s=60.0)
     registry.mode = "down"
     service.cycle()

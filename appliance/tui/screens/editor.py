@@ -279,8 +279,10 @@ class EditorScreen(KioskScreen):
         renewed = treatment.renewal_marks(self.draft.lines, self.renewal or [])
         rows = []
         for n, (line, again) in enumerate(zip(self.draft.lines, renewed, strict=True), start=1):
-            mark = marks.get(n - 1, "") + ((again or "").ljust(3) if self.renewal else "")
-            rows.append(Option(mark + line_row(n, line, 76 - len(mark))))
+            alert = marks.get(n - 1, "")
+            renewal = (again or "").ljust(3) if self.renewal else ""
+            number, text = line_row(n, line, 76 - len(alert) - len(renewal)).split(". ", 1)
+            rows.append(Option(f"{alert}{number}. {renewal}{text}"))
         listing.add_options(rows)
         if highlight is None and self.editing is not None \
                 and self.editing < len(self.draft.lines):
@@ -754,7 +756,7 @@ class EditorScreen(KioskScreen):
 
     def take_over(self, saved: Prescription) -> None:
         """The draft vanished from the store; ``saved`` holds what was typed: go on in it."""
-        self.draft = replace(saved, lines=self.draft.lines, renewals=self.draft.renewals)
+        self.draft = replace(saved, lines=self.draft.lines)
         self.show_error("Le brouillon avait disparu : ce qui était saisi est enregistré dans "
                         "un nouveau brouillon.")
         self.save_now()

@@ -31,6 +31,7 @@ from appliance.domain.prescription import (
     local,
 )
 from appliance.domain.prescription_id import GROUP, format_id
+from appliance.errors import TamperedPrescription
 from appliance.ports.uow import (
     ExternalPrescription,
     HistoryRow,
@@ -40,8 +41,9 @@ from appliance.ports.uow import (
     UnitOfWork,
 )
 from appliance.services import prescribing, residents, treatment
+from appliance.services.signature import checked_prescription
 from appliance.tui.context import DispensationView
-from appliance.tui.screens.base import KioskScreen, registry_text_fr
+from appliance.tui.screens.base import KioskScreen, describe_error, registry_text_fr
 from appliance.tui.shorthand import format_quantity
 from appliance.tui.widgets.status_bar import StatusBar
 
@@ -216,7 +218,7 @@ class ResidentScreen(KioskScreen):
         Binding("enter", "open", "Ouvrir", show=False),
         Binding("f9", "reprint", "Duplicata"),
         Binding("f6", "allergy", "Allergie"),
-        Binding("f8", "cancel_rx", "Annuler l'ordonnance"),
+        Binding("f8", "cancel_rx", "Annuler"),
         Binding("escape", "back", "Retour"),
     ]
 
@@ -384,18 +386,27 @@ class ResidentScreen(KioskScreen):
         if view.prescription is not None:
             then(view)
             return
-        ctx = self.ctx
+        ctx, session = self.ctx, self.session
+        who = session.practitioner.id_nat_ps if session is not None else "kiosk"
 
         def load() -> Prescription | None:
-            with ctx.uow() as uow:
-                return uow.prescriptions.get(view.id)
+            with ctx.uow() as uow:  # a signed one is checked against its signature
+                return checked_prescription(uow, view.id, actor=who, during="kiosk")
 
         def loaded(p: Prescription | None) -> None:
             if p is not None:
                 view.prescription = p
                 then(view)
 
-        self.background(load, loaded, group="detail", exclusive=True)
+        def refused(exc: BaseException) -> None:
+            if isinstance(exc, TamperedPrescription):
+                self.query_one("#detail", Static).update(
+                    f"ALERTE : ordonnance {format_id(view.id)} modifiée dans la base après "
+                    "sa signature. Elle n'est ni affichée, ni imprimée, ni envoyée. "
+                    "Prévenez le responsable de l'appareil.")
+            self.show_error(describe_error(exc))
+
+        self.background(load, loaded, failed=refused, group="detail", exclusive=True)
 
     def _show_detail(self, view: RxView) -> None:
         current = self._current()

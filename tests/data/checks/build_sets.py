@@ -114,7 +114,9 @@ CATALOGUE = {
     "RISPERDAL1": ("63605525", "antipsychotic", [P("0.5", "comprimé", moments=MS)], None, None),
     "KEPPRA500": ("68596770", "antiepileptic", [P(1, "comprimé", moments=MS)], None, None),
     "MODOPAR125": ("65122219", "levodopa", [P(1, "gélule", moments=MMS)], None, None),
-    "LYRICA75": ("63096099", "neuropathic", [P(1, "gélule", moments=MS)], None, 186),
+    # pregabalin is on secure prescription: a structured posology with its duration
+    "LYRICA75": ("63096099", "neuropathic", [P(1, "gélule", moments=MS,
+                                               duration=D(1, "mois"))], None, 186),
     "DOLIPRANE500": ("67119691", "paracetamol", [P(2, "gélule", moments=MMS),
                                                  P(1, "gélule", moments=MMS)], None, None),
     "DOLIPRANE1000": ("60234100", "paracetamol", [P(1, "comprimé", moments=MMS)], None, None),
