@@ -23,6 +23,7 @@ from tests.factories import physician, prescription, resident
 
 SIGNED_AT = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 PID = PrescriptionIdGenerator(clock_ms=lambda: 1_764_000_000_000).new()
+WRONG_KEY = PID[:-1] + ("1" if PID[-1] == "0" else "0")  # the check character, changed
 ALNUM = set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
 
@@ -72,7 +73,7 @@ def test_a_typical_epu_payload_is_under_120_characters():
     ("EPU2*x", "qr.version"),
     ("ORD1:xx", "qr.version"),
     (f"EPU1*{PID}*751234567", "qr.fields"),
-    (f"EPU1*{PID[:-1]}0*751234567*10001234565*MARTIN*JEANNE*19400115", "qr.id"),
+    (f"EPU1*{WRONG_KEY}*751234567*10001234565*MARTIN*JEANNE*19400115", "qr.id"),
     (f"EPU1*{PID.lower()}*751234567*10001234565*MARTIN*JEANNE*19400115", "qr.id"),
     (f"EPU1*{PID}*75123456*10001234565*MARTIN*JEANNE*19400115", "qr.am"),
     (f"EPU1*{PID}*751234567*10001234566*MARTIN*JEANNE*19400115", "qr.rpps"),
