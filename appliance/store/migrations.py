@@ -165,7 +165,7 @@ def _migrate(store: Store) -> list[str]:
 
 @migration
 def m002_sync_registry(db: sqlite_utils.Database) -> None:
-    """Registry sync (issue 6): the exact bytes the card signed, and dispensations pulled back.
+    """Registry sync: the exact bytes the card signed, and dispensations pulled back.
 
     ``signed_payload`` is NULL when the card signed ``canonical_bytes()`` itself.
     Dispensations keep the registry's ``MedicationDispense`` JSON as received; no foreign key
@@ -201,7 +201,7 @@ def m002_sync_registry(db: sqlite_utils.Database) -> None:
 
 @migration
 def m003_print_queue(db: sqlite_utils.Database) -> None:
-    """Print queue (issue 5): a lease so that two workers (the kiosk and ``ordo print
+    """Print queue: a lease so that two workers (the kiosk and ``ordo print
     pending``) never send the same job at once; it expires if a worker dies mid-job."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(print_jobs)")}
     for name in ("claimed_by", "claimed_until"):
@@ -211,7 +211,7 @@ def m003_print_queue(db: sqlite_utils.Database) -> None:
 
 @migration
 def m004_print_jobs_by_prescription(db: sqlite_utils.Database) -> None:
-    """A prescription's print jobs by index (issue 9). The resident's file lists the print
+    """A prescription's print jobs by index. The resident's file lists the print
     jobs of each of the resident's prescriptions, and reprints and ``ordo print jobs`` look
     them up by prescription too; without this index each lookup scanned the whole table: at
     1,000,000 jobs about 0.1 s each, so a file of 500 prescriptions took about a minute to
@@ -222,7 +222,7 @@ def m004_print_jobs_by_prescription(db: sqlite_utils.Database) -> None:
 
 @migration
 def m005_prescription_history(db: sqlite_utils.Database) -> None:
-    """A resident's history from the index alone (issue 9): the resident's file lists ID,
+    """A resident's history from the index alone: the resident's file lists ID,
     state, dates and prescriber of every prescription and reads the body of the one that is
     opened; at 1,000,000 prescriptions this took the listing of 500 from p95 440 ms to about
     12 ms (``bench/store_million.py``)."""
