@@ -29,7 +29,7 @@ the benchmarks, and a kiosk that saw their card in slot 0 would open it to show 
 It then shows "Service carte arrêté" and keeps retrying in its thread, as it does when pcscd
 is down; the card path is measured by ``bench.sign_print`` and ``bench.memory``.
 
-Goal (issue 9): kiosk median ≤ 1.5 × the bare app's median. Prints JSON only.
+Goal: kiosk median ≤ 1.5 × the bare app's median. Prints JSON only.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Peak memory is a process's own high-water mark of resident memory (``VmHWM`` in
   (``ordo registry-sim --plain-http``); ``VmHWM`` once the registry holds them all.
   Baseline: a bare ``python -c "import httpx"``.
 
-Goals (issue 9): kiosk ≤ 150 MB, sync service ≤ 80 MB. Prints JSON only.
+Goals: kiosk ≤ 150 MB, sync service ≤ 80 MB. Prints JSON only.
 """
 
 from __future__ import annotations

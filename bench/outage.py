@@ -32,7 +32,7 @@ The 1-hour and 24-hour outages run on an injectable clock in
 ``tests/unit/test_sync_link.py`` (the same code, the probe's schedule is the same).
 Prints JSON only.
 
-Goal (issue 1): the queue drains ≤ 10 s after the registry is reachable again.
+Goal: the queue drains ≤ 10 s after the registry is reachable again.
 """
 
 from __future__ import annotations

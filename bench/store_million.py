@@ -50,7 +50,7 @@ connection opened once unless said otherwise:
   the table (``NOT INDEXED``): the resident file's per-prescription query before migration
   m004.
 
-Goal (issue 9): history p95 ≤ 10 ms at 1,000,000 (``goals.met``;
+Goal: history p95 ≤ 10 ms at 1,000,000 (``goals.met``;
 ``goals.history_listed_met`` says the same of ``history_listed``). Prints JSON only.
 """
 

@@ -37,7 +37,7 @@ so that figure explains a ratio measured under load; it varies far less than the
 default engine only: the drain time then includes the retries (a bare loop has none).
 Prints JSON only.
 
-Goals (issue 6): ratio ≥ 0.7 and drain ≤ 30 s for 10,000 prescriptions.
+Goals: ratio ≥ 0.7 and drain ≤ 30 s for 10,000 prescriptions.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Card faults (issue 9): the card pulled, or pcscd restarted, at seeded random moments of PIN
+"""Card faults: the card pulled, or pcscd restarted, at seeded random moments of PIN
 entry and of signing, through the real pcscd, the vpcd reader (slot 1) and the virtual CPS
 card in its own process. Whatever the moment:
 

@@ -1,4 +1,4 @@
-"""Registry chaos (issue 9): 5,000 signed prescriptions drained into the reference registry
+"""Registry chaos: 5,000 signed prescriptions drained into the reference registry
 while it answers 500/503, resets connections, loses acknowledgements after committing,
 throttles and lags (``tests.harness.chaos``): exactly 5,000 held, each created once, all
 acknowledged locally with the registry's own receipts. The drain time is printed, never

@@ -1,4 +1,4 @@
-"""What the faster drain must not give up (issue 9): the batch load, the bodies built ahead,
+"""What the faster drain must not give up: the batch load, the bodies built ahead,
 the strictly sequential window and the acknowledgements committed once per batch keep
 exactly once. A sync process killed with SIGKILL after the registry took part of a batch
 and before that batch's acknowledgements were committed never shows as acknowledged what
