@@ -34,8 +34,8 @@ from pathlib import Path
 
 from appliance.config import SYSTEM_USER, Settings
 from appliance.errors import AuditChainBroken, CardError, OrdoError, PrinterError, RegistryError
-from appliance.ops import probes
-from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
+from appliance.ops import health, probes
+from appliance.ops.backup import BACKUP_SUBDIR
 from appliance.ops.configcheck import ERROR, Finding, check_settings
 from appliance.ops.files import adopt_owner, service_user
 from appliance.store import audit
@@ -464,12 +464,12 @@ def _referential(ctx: _Context) -> list[Check]:
     from appliance.store.referential.guards import TABLE_MINIMUMS
 
     path = ctx.settings.data_dir / probes.REFERENTIAL_FILE
-    found = probes.referential_date(path)
+    dated = health.referential_age(ctx.settings.data_dir, ctx.now)
     hint = "import the current BDPM: ordo drugs import"
-    if found is None:
+    if dated is None:
         return [Check("referential", FAIL, f"no drug referential at {path}", hint)]
+    found, age = dated.found, dated.days
     counts = probes.referential_counts(path, tuple(TABLE_MINIMUMS))
-    age = (ctx.now.date() - found.day).days
     detail = (f"drug data of {found.day} ({age} days old, from {found.source}): "
               f"{counts.get('specialty', 0)} specialties, "
               f"{counts.get('presentation', 0)} presentations")
@@ -498,15 +498,13 @@ def _referential(ctx: _Context) -> list[Check]:
 
 def _backup(ctx: _Context) -> list[Check]:
     directory = ctx.settings.data_dir / BACKUP_SUBDIR
-    newest = latest_backup(directory)
-    if newest is None:
+    found = health.backup_age(ctx.settings.data_dir, ctx.now)
+    if found is None:
         return [Check("backup", WARN, f"no backup in {directory}",
                       "enable the nightly backup: systemctl enable --now ordo-backup.timer "
                       "(or run ordo backup now), and copy the backup key off the box")]
-    made = datetime.fromtimestamp(newest.stat().st_mtime, UTC)
-    age = ctx.now - made
-    detail = f"newest {newest.name}, {age.total_seconds() / 3600:.0f} h old"
-    if age > BACKUP_WARN:
+    detail = f"newest {found.newest.name}, {found.age_s / 3600:.0f} h old"
+    if found.age_s > BACKUP_WARN.total_seconds():
         return [Check("backup", WARN, detail,
                       "the nightly backup stopped: journalctl -u ordo-backup.service")]
     return [Check("backup", OK, detail)]
