@@ -19,7 +19,9 @@ Conventions: an age of something that never happened (no backup, no audit anchor
 referential) is ``+Inf``; ``ordo_sync_last_success_timestamp_seconds`` is 0 before the first
 exchange with the registry; ``ordo_registry_up`` is absent until the sync service has
 exchanged with the registry once since the database was created; ``ordo_printer_paper_ok``
-is absent while the printer is down or cannot tell (USB, a write-only device).
+is absent while the printer is down or cannot tell (USB); the printer's gauges are absent
+for a printer on a device file or a serial line (``file://``, ``serial://``), which only the
+kiosk opens.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -127,6 +130,9 @@ class OrdoCollector:
         self.finess = settings.establishment.finess
         uri = settings.printer.uri
         socket_timeout = max(device_timeout_s - 0.5, 0.5)  # the printer's own, within ours
+        # A printer on a device file or a serial line is the kiosk's alone (the sync
+        # service runs without device access, PrivateDevices=): not asked from here.
+        self.asks_printer = printer is not None or urlsplit(uri).scheme in {"tcp", "usb"}
         self.printer = DeviceProbe(
             "printer", printer or (lambda: health.printer_figures(uri, socket_timeout)),
             every_s=device_every_s, timeout_s=device_timeout_s)
@@ -198,6 +204,18 @@ class OrdoCollector:
                             health.NEVER if referential is None else referential.days)]
 
     def _devices(self) -> list[Metric]:
+        out = self._printer() if self.asks_printer else []
+        try:
+            readers = int(self.card_readers.read())
+        except Exception as exc:
+            log.warning("metrics: card reader probe failed", extra={"fields": {
+                "error": str(exc)}})
+            readers = 0
+        out += [self._gauge("ordo_card_reader_present", int(readers > 0)),
+                self._gauge("ordo_card_readers", readers)]
+        return out
+
+    def _printer(self) -> list[Metric]:
         out: list[Metric] = []
         try:
             printer = self.printer.read()
@@ -209,14 +227,6 @@ class OrdoCollector:
             out += [self._gauge("ordo_printer_paper_ok", int(printer.paper != "out")),
                     self._gauge("ordo_printer_paper_near_end",
                                 int(printer.paper in {"near_end", "out"}))]
-        try:
-            readers = int(self.card_readers.read())
-        except Exception as exc:
-            log.warning("metrics: card reader probe failed", extra={"fields": {
-                "error": str(exc)}})
-            readers = 0
-        out += [self._gauge("ordo_card_reader_present", int(readers > 0)),
-                self._gauge("ordo_card_readers", readers)]
         return out
 
 

@@ -120,3 +120,18 @@ def test_collectors_live_in_private_registries(tmp_path):
     assert all('ordo_build_info{finess="2A0000013"' in text for text in texts)
     assert all('ordo_outbox_pending{finess="2A0000013"} 0.0' in text for text in texts)
     assert "ordo_" not in generate_latest(REGISTRY).decode()
+
+
+def test_a_printer_on_a_device_file_is_left_to_the_kiosk(tmp_path):
+    """The sync service has no device access: a file:// or serial:// printer is not asked
+    (its gauges are absent rather than reporting it down)."""
+    for uri, asked in (("file:///dev/usb/lp0", False), ("serial:///dev/ttyUSB0", False),
+                       ("tcp://127.0.0.1:1", True)):
+        settings = load_settings(config_file=_empty(tmp_path), data_dir=tmp_path,
+                                 environ={"ORDO_PRINTER_URI": uri})
+        collector = OrdoCollector(settings, FakeUnitOfWork, device_timeout_s=1.0,
+                                  card_readers=lambda: 1)
+        text = generate_latest(registry(collector)).decode()
+        assert ('ordo_printer_up{finess=""} 0.0' in text) is asked, uri
+        assert ("ordo_printer_" in text) is asked, uri
+        assert 'ordo_card_reader_present{finess=""} 1.0' in text
