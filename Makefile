@@ -8,6 +8,7 @@ PYTHON ?= python3
 TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
+PROMTOOL := $(TOOLS)/bin/promtool
 APT_PACKAGES := python3 pcscd pcsc-tools vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev python3-venv \
 	softhsm2 opensc opensc-pkcs11 \
 	poppler-utils fonts-dejavu-core dovecot-imapd \
@@ -45,9 +46,22 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==0.13.8
 
+# promtool checks and unit-tests the Prometheus alert rules shipped in ops/prometheus. It is
+# taken out of Debian 12's prometheus package (apt-get download, the same version as the
+# distribution's) without installing that package: installing it would also create a
+# prometheus user and install, enable and start a Prometheus server, which neither the
+# appliance nor the tests run. promtool is one static binary (about 48 MB).
+$(PROMTOOL): | $(UV)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	fetch() { (cd "$$tmp" && apt-get -q -o APT::Sandbox::User=root download prometheus >/dev/null); }; \
+	fetch || { apt-get update -qq && fetch; }; \
+	dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -xO ./usr/bin/promtool > "$$tmp/promtool"; \
+	install -m 0755 "$$tmp/promtool" $@; \
+	echo "installed $$($@ --version 2>&1 | head -1) in $@"
+
 # Bytecode is compiled at install time: on the appliance the code is read-only to the ordo
 # user, and without .pyc files every start of the kiosk would compile its sources again.
-env: system-deps $(UV)
+env: system-deps $(UV) $(PROMTOOL)
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
 	$(VENV)/bin/python -m compileall -q appliance drivers sync bench > /dev/null
 

@@ -10,6 +10,7 @@ characters, lists by ``MAX_LIST`` entries, the printer by the devices a printer 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import pwd
@@ -240,6 +241,42 @@ class Sync:
     backoff_cap_s: int = field(default=900, metadata=_between(1, 86400, " secondes"))
 
 
+def listen_address(value: str) -> tuple[str, int] | None:
+    """``[metrics] listen`` as (host, port): ``127.0.0.1:9464``, ``[::1]:9464``,
+    ``localhost:9464``; ``None`` for the empty string (no endpoint). Raises ``ValueError``
+    for anything else: the host is an IP address (or ``localhost``), never a name to look
+    up, and the port is 1–65535."""
+    if value == "":
+        return None
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isascii() or not port_text.isdigit() or len(port_text) > 5:
+        raise ValueError(value)
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(value)
+    if host.startswith("[") and host.endswith("]"):
+        if ipaddress.ip_address(host[1:-1]).version != 6:
+            raise ValueError(value)
+        return host[1:-1], port
+    if host == "localhost":
+        return "127.0.0.1", port
+    if ipaddress.ip_address(host).version != 4:  # an IPv6 address goes in brackets
+        raise ValueError(value)
+    return host, port
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The Prometheus endpoint of the sync service (``appliance.ops.metrics``): an address
+    and port to listen on, or empty for none. It is not authenticated: loopback, or the
+    address of a VPN interface."""
+
+    listen: str = field(default="127.0.0.1:9464", metadata=_check(
+        lambda v: listen_address(v) is not None or v == "",
+        "vide (pas de mesures) ou adresse:port, par exemple 127.0.0.1:9464, [::1]:9464 ou "
+        "l'adresse du VPN ; port de 1 à 65535"))
+
+
 @dataclass(frozen=True)
 class Referential:
     bdpm_url: str = field(metadata=_check(
@@ -277,6 +314,7 @@ class Settings:
     prescriber: Prescriber = field(default_factory=Prescriber)
     print: Print = field(default_factory=Print)
     mssante: Mssante = field(default_factory=Mssante)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def secure_pdf_dir(self) -> Path:

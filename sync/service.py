@@ -103,6 +103,18 @@ class MailSender(Protocol):
     def drain(self) -> Report: ...
 
 
+class Exporter(Protocol):
+    """The metrics endpoint (``appliance.ops.metrics.MetricsServer``), served while the
+    service runs."""
+
+    @property
+    def address(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Engine(Protocol):
     """What the service drives: the sync use case (``appliance.services.sync.SyncEngine``)."""
 
@@ -149,8 +161,10 @@ class SyncService:
                  mail_fetch: Callable[[], object] | None = None,
                  mail_fetch_every_s: float = 180.0,
                  monotonic: Callable[[], float] = time.monotonic,
-                 on_cycle: Callable[[CycleReport], None] | None = None) -> None:
+                 on_cycle: Callable[[CycleReport], None] | None = None,
+                 metrics: Exporter | None = None) -> None:
         self.engine, self.uow = engine, uow
+        self.metrics = metrics
         self.mail_sender, self.mail_fetch = mail_sender, mail_fetch
         self.mail_fetch_every_s = mail_fetch_every_s
         self.backoff_cap_s = backoff_cap_s  # the mail server's hold-off, not the registry's
@@ -310,6 +324,19 @@ class SyncService:
             log.error("sync job shows no sign of life: watchdog not fed")
 
     # -- the process ----------------------------------------------------------------------------
+    def _serve_metrics(self) -> Exporter | None:
+        """Start the metrics endpoint; one that cannot listen (address in use, not on this
+        machine) is logged and the service syncs without it."""
+        if self.metrics is None:
+            return None
+        try:
+            self.metrics.start()
+        except OSError as exc:
+            log.error("metrics endpoint not served", extra={"fields": {
+                "address": self.metrics.address, "error": exc.strerror or str(exc)}})
+            return None
+        return self.metrics
+
     def request_stop(self, *_: Any) -> None:
         self._stop.set()
         self.engine.stop()
@@ -331,17 +358,21 @@ class SyncService:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         scheduler.start()
+        serving = self._serve_metrics()
         watcher = netwatch.NetworkWatcher(self.wake)
         watching = watcher.start()
         self.notify("READY=1\nSTATUS=synchronisation démarrée")
         log.info("sync service started", extra={"fields": {
             "tick_s": self.tick_s, "pull_every_s": self.pull_every_s,
-            "watchdog_s": interval, "network_events": watching}})
+            "watchdog_s": interval, "network_events": watching,
+            "metrics": serving.address if serving is not None else None}})
         while not self._stop.wait(1.0):
             pass
         self.notify("STOPPING=1")
         log.info("sync service stopping")
         watcher.stop()
+        if serving is not None:
+            serving.stop()
         scheduler.shutdown(wait=True)
         self._scheduler = None
         log.info("sync service stopped")

@@ -82,7 +82,10 @@ def once(app: App, as_json: bool) -> None:
 @sync_group.command("run")
 @click.pass_obj
 def run(app: App) -> None:
-    """Run the sync service in the foreground (systemd Type=notify; SIGTERM stops it)."""
+    """Run the sync service in the foreground (systemd Type=notify; SIGTERM stops it); it
+    serves the Prometheus metrics on [metrics] listen."""
+    from appliance.ops.metrics import metrics_server
+
     engine = app.sync_engine()
     settings = app.settings.sync
     with single_instance(app.settings.data_dir):
@@ -91,7 +94,9 @@ def run(app: App) -> None:
                               backoff_cap_s=float(settings.backoff_cap_s),
                               mail_sender=app.mail_sender() if app.sends_mail else None,
                               mail_fetch=app.mail_fetch() if app.reads_mail else None,
-                              mail_fetch_every_s=float(settings.interval_s * MAIL_FETCH_FACTOR))
+                              mail_fetch_every_s=float(settings.interval_s * MAIL_FETCH_FACTOR),
+                              metrics=metrics_server(app.settings, app.new_uow,
+                                                     clock=app.clock))
         raise SystemExit(service.run())
 
 

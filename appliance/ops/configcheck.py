@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from appliance.config import SYSTEM_USER, Settings
+from appliance.config import SYSTEM_USER, Settings, listen_address
 from appliance.domain.ids import validate_finess
 from appliance.errors import ConfigError, InvalidIdentifier
 from appliance.ops.backup import KEY_EXPECTED, parse_key
@@ -129,7 +129,7 @@ def check_settings(settings: Settings, now: datetime | None = None) -> list[Find
     """Every problem found in ``settings``, errors first."""
     checker = _Checker(settings, now or datetime.now(UTC))
     for step in (_establishment, _prescriber, _pharmacy, _registry, _security, _card,
-                 _data_dir):
+                 _metrics, _data_dir):
         for level, key, value, expected in step(checker):
             checker.add(level, key, value, expected)
     return sorted(checker.findings, key=lambda f: f.level != ERROR)
@@ -273,6 +273,17 @@ def _card(c: _Checker) -> Iterator[Problem]:
         probes.pkcs11_module(path, card.token_label)
     except CardError as exc:
         yield ERROR, "card.pkcs11_module", path, f"a PKCS#11 module that loads ({exc})"
+
+
+def _metrics(c: _Checker) -> Iterator[Problem]:
+    """The metrics endpoint is not authenticated: never on every interface at once."""
+    listen = c.settings.metrics.listen
+    address = listen_address(listen)
+    if address is not None and ipaddress.ip_address(address[0]).is_unspecified:
+        yield WARNING, "metrics.listen", listen, (
+            "a loopback address (127.0.0.1:9464) or the address of the VPN the central "
+            "Prometheus comes through: the endpoint is not authenticated, and this address "
+            "serves it on every network interface")
 
 
 def _data_dir(c: _Checker) -> Iterator[Problem]:

@@ -14,13 +14,15 @@ loaded in a child process) and ``card`` (the token and its flags),
 hash chain, its append-only triggers and its retention anchor), ``disk`` (free space in
 the data directory), ``referential`` (drug data age, counts against the minimums of a
 whole BDPM; a file an older Ordo built), ``backup`` (age of the newest nightly backup),
-``mssante`` (when configured: TLS to the SMTP and IMAP servers verified, the
+``metrics`` (the sync service's Prometheus endpoint answers on ``[metrics] listen``, or
+is disabled), ``mssante`` (when configured: TLS to the SMTP and IMAP servers verified, the
 establishment's certificate accepted, SASL EXTERNAL login) and, on a machine run by
 systemd, ``services`` (the kiosk, the sync service, the backup timer).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -32,10 +34,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from appliance.config import SYSTEM_USER, Settings
+from appliance.config import SYSTEM_USER, Settings, listen_address
 from appliance.errors import AuditChainBroken, CardError, OrdoError, PrinterError, RegistryError
-from appliance.ops import probes
-from appliance.ops.backup import BACKUP_SUBDIR, latest_backup
+from appliance.ops import health, probes
+from appliance.ops.backup import BACKUP_SUBDIR
 from appliance.ops.configcheck import ERROR, Finding, check_settings
 from appliance.ops.files import adopt_owner, service_user
 from appliance.store import audit
@@ -54,6 +56,8 @@ DISK_WARN_BYTES = 1 << 30
 DISK_FAIL_BYTES = 256 << 20
 REFERENTIAL_WARN_DAYS = 35
 BACKUP_WARN = timedelta(hours=36)
+METRICS_TIMEOUT_S = 3.0
+MAX_METRICS_BODY = 1 << 20
 UNITS = ("ordo-kiosk.service", "ordo-sync.service", "ordo-backup.timer")
 
 
@@ -108,7 +112,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
     report = DoctorReport()
     steps: list[Callable[[_Context], list[Check]]] = [
         _config, _card, _printer, _registry, _database, _clock, _disk, _referential,
-        _backup, _mssante, _services]
+        _backup, _metrics, _mssante, _services]
     for step in steps:
         try:
             report.checks += step(ctx)
@@ -118,7 +122,7 @@ def run_doctor(settings: Settings, now: datetime | None = None) -> DoctorReport:
                                        f"the check itself failed: {type(exc).__name__}: {exc}",
                                        "report this to the Ordo maintainers"))
     order = ["config", "pcscd", "pkcs11", "card", "printer", "registry", "clock", "database",
-             "audit", "disk", "referential", "backup", "mssante", "services"]
+             "audit", "disk", "referential", "backup", "metrics", "mssante", "services"]
     report.checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     log.info("doctor finished", extra={"fields": {
         "ok": report.ok, **{c.name: c.status for c in report.checks}}})
@@ -464,12 +468,12 @@ def _referential(ctx: _Context) -> list[Check]:
     from appliance.store.referential.guards import TABLE_MINIMUMS
 
     path = ctx.settings.data_dir / probes.REFERENTIAL_FILE
-    found = probes.referential_date(path)
+    dated = health.referential_age(ctx.settings.data_dir, ctx.now)
     hint = "import the current BDPM: ordo drugs import"
-    if found is None:
+    if dated is None:
         return [Check("referential", FAIL, f"no drug referential at {path}", hint)]
+    found, age = dated.found, dated.days
     counts = probes.referential_counts(path, tuple(TABLE_MINIMUMS))
-    age = (ctx.now.date() - found.day).days
     detail = (f"drug data of {found.day} ({age} days old, from {found.source}): "
               f"{counts.get('specialty', 0)} specialties, "
               f"{counts.get('presentation', 0)} presentations")
@@ -498,18 +502,57 @@ def _referential(ctx: _Context) -> list[Check]:
 
 def _backup(ctx: _Context) -> list[Check]:
     directory = ctx.settings.data_dir / BACKUP_SUBDIR
-    newest = latest_backup(directory)
-    if newest is None:
+    found = health.backup_age(ctx.settings.data_dir, ctx.now)
+    if found is None:
         return [Check("backup", WARN, f"no backup in {directory}",
                       "enable the nightly backup: systemctl enable --now ordo-backup.timer "
                       "(or run ordo backup now), and copy the backup key off the box")]
-    made = datetime.fromtimestamp(newest.stat().st_mtime, UTC)
-    age = ctx.now - made
-    detail = f"newest {newest.name}, {age.total_seconds() / 3600:.0f} h old"
-    if age > BACKUP_WARN:
+    detail = f"newest {found.newest.name}, {found.age_s / 3600:.0f} h old"
+    if found.age_s > BACKUP_WARN.total_seconds():
         return [Check("backup", WARN, detail,
                       "the nightly backup stopped: journalctl -u ordo-backup.service")]
     return [Check("backup", OK, detail)]
+
+
+def _metrics(ctx: _Context) -> list[Check]:
+    """``[metrics] listen``: disabled, or the sync service's endpoint answering there with
+    Ordo's metrics (asked on loopback when it listens on every interface)."""
+    import httpx
+
+    listen = ctx.settings.metrics.listen
+    address = listen_address(listen)
+    if address is None:
+        return [Check("metrics", OK, "Prometheus endpoint disabled (metrics.listen is empty)")]
+    host, port = address
+    ip = ipaddress.ip_address(host)
+    if ip.is_unspecified:
+        host = "::1" if ip.version == 6 else "127.0.0.1"
+    url = f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+    where = "loopback only" if ip.is_loopback else (
+        "every interface, unauthenticated" if ip.is_unspecified else
+        "unauthenticated: keep this address on the VPN")
+    try:
+        with httpx.Client(timeout=METRICS_TIMEOUT_S, follow_redirects=False) as client, \
+                client.stream("GET", url) as response:
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_METRICS_BODY:
+                    break
+    except httpx.HTTPError as exc:
+        return [Check("metrics", WARN, f"metrics.listen = {listen}: nothing answers "
+                                       f"({type(exc).__name__})",
+                      "the sync service serves it: systemctl status ordo-sync (journalctl -u "
+                      "ordo-sync says why it could not listen: address in use, or not an "
+                      "address of this machine)")]
+    if response.status_code != 200 or b"ordo_build_info" not in body:
+        return [Check("metrics", WARN, f"metrics.listen = {listen}: HTTP "
+                                       f"{response.status_code} without Ordo's metrics",
+                      "another program holds this port: choose another metrics.listen")]
+    status = WARN if ip.is_unspecified else OK
+    hint = ("set metrics.listen to 127.0.0.1:9464 or the VPN's address" if ip.is_unspecified
+            else "")
+    return [Check("metrics", status, f"Prometheus endpoint served at {url} ({where})", hint)]
 
 
 def _services(ctx: _Context) -> list[Check]:
