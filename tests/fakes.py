@@ -674,6 +674,14 @@ class FakeStoppedLines(_Part):
         return sorted((s for (pid, _), s in self._s.stopped.items() if pid == prescription_id),
                       key=lambda s: s.line)
 
+    def remove(self, prescription_id: str, line: int) -> bool:
+        self._write("stopped_lines")
+        found = self._s.stopped.get((prescription_id, line))
+        if found is None or found.replaced_by is not None:
+            return False
+        del self._s.stopped[(prescription_id, line)]
+        return True
+
 
 class FakeViews(_Part):
     def _signed_lines(self, ins: str) -> list[TreatmentLine]:

@@ -799,6 +799,11 @@ class StoppedLines(Protocol):
         """In line order."""
         ...
 
+    def remove(self, prescription_id: str, line: int) -> bool:
+        """Take back a physician's stop (never a renewal's replacement); False when the
+        line has no such stop."""
+        ...
+
 
 class Views(Protocol):
     """Read models of the screens and commands (a few queries each, never one per row)."""

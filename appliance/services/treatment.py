@@ -13,6 +13,8 @@
 - ``stop_line``: a physician takes a running line out of the treatment, with a reason; the
   next renewal leaves it out. Audited (``prescription.line_stopped``: the prescription's ID
   and the line's number, never the reason or the resident).
+- ``resume_line``: a physician takes a stop back (a line stopped by mistake runs again
+  until its own end). Audited (``prescription.line_resumed``).
 """
 
 from __future__ import annotations
@@ -225,3 +227,33 @@ def stop_line(uow: UnitOfWork, session: Operator, prescription_id: str, line: in
                          subject=prescription_id, details={"line": line + 1})
         uow.commit()
     return stopped
+
+
+def resume_line(uow: UnitOfWork, session: Operator, prescription_id: str, line: int, *,
+                now: datetime | None = None) -> TreatmentLine:
+    """Take back the stop of a line (``line``: 0-based) that a physician stopped: the line
+    runs again until its own last day. A line replaced by a signed renewal, or whose last
+    day has passed, cannot come back (prescribe it again). Returns the running line."""
+    _require(session, {Role.PRESCRIBER}, "reprendre un traitement")
+    today = today_of(now)
+    with uow:
+        p = uow.prescriptions.get(prescription_id)
+        if p is None:
+            raise StoreError(f"ordonnance inconnue : {prescription_id}")
+        stop = next((s for s in uow.stopped_lines.of(prescription_id) if s.line == line), None)
+        if stop is None:
+            raise StateError("cette ligne n'est pas arrêtée : rien à reprendre")
+        if stop.replaced_by is not None:
+            raise StateError("cette ligne a été renouvelée : elle continue dans le "
+                             "renouvellement")
+        uow.stopped_lines.remove(prescription_id, line)
+        running = uow.views.current_treatment(p.resident.ins.value, today)
+        back = next((t for t in running
+                     if t.prescription_id == prescription_id and t.line == line), None)
+        if back is None:   # leaving the block without a commit keeps the stop
+            raise StateError("cette ligne est terminée ou son ordonnance annulée : "
+                             "prescrivez-la de nouveau")
+        uow.audit.append(actor=_actor(session), action="prescription.line_resumed",
+                         subject=prescription_id, details={"line": line + 1})
+        uow.commit()
+    return back

@@ -14,6 +14,8 @@ from appliance.store.db import Store
 _INSERT = ("INSERT INTO stopped_lines (prescription_id, line, reason, stopped_at, stopped_by,"
            " replaced_by) VALUES (?, ?, ?, ?, ?, ?)"
            " ON CONFLICT (prescription_id, line) DO NOTHING")
+_REMOVE = ("DELETE FROM stopped_lines WHERE prescription_id = ? AND line = ?"
+           " AND replaced_by IS NULL")
 SELECT_SQL = ("SELECT prescription_id, line, reason, stopped_at, stopped_by, replaced_by"
               " FROM stopped_lines")
 
@@ -38,3 +40,7 @@ class StoppedLinesTable:
         rows = self._store.execute(SELECT_SQL + " WHERE prescription_id = ? ORDER BY line",
                                    [prescription_id]).fetchall()
         return [stopped_line(tuple(r)) for r in rows]
+
+    def remove(self, prescription_id: str, line: int) -> bool:
+        self._store.require_write("stopped_lines")
+        return bool(self._store.execute(_REMOVE, [prescription_id, line]).rowcount)

@@ -1,10 +1,12 @@
 """Renewing a treatment from the resident's file, driven through Textual's pilot at 80x24
 with the real pieces (pcscd and a virtual CPS card, the printer emulator, a SQLite file):
 the README's figure for a 6-line treatment renewed unchanged, keys counted one by one; then
-ticking lines and stopping one with a reason."""
+ticking lines, stopping one with a reason and taking the stop back."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -162,3 +164,54 @@ def test_tick_lines_stop_one_with_a_reason_and_renew_the_ticked(kiosk_env, card_
     entry = next(e for e in reversed(kiosk_env.uow.audit.entries())
                  if e.action == "prescription.line_stopped")
     assert (entry.subject, entry.details) == (first.id, {"line": 2})
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as text (from the screenshot Textual exports)."""
+    svg = app.export_screenshot()
+    rows: dict[str, list[str]] = {}
+    for y, text in re.findall(r'<text[^>]* y="([\d.]+)"[^>]*>([^<]*)</text>', svg):
+        rows.setdefault(y, []).append(html.unescape(text).replace("\u00a0", " "))
+    return "\n".join("".join(parts) for _, parts in sorted(rows.items(),
+                                                           key=lambda r: float(r[0])))
+
+
+def test_a_stop_typed_with_brackets_shows_as_typed_and_can_be_taken_back(kiosk_env, card_trust):
+    set_am(kiosk_env)
+    kiosk_env.vcards.insert("physician")
+    first = sign_with_card(kiosk_env, card_trust, lines=six_lines(), resident=1)
+    app, parts = make_kiosk(kiosk_env)
+    reason = "chute [/b] [x]"                     # text, never read as markup
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, app)
+            await until(pilot, lambda: len(options(app, "#residents")) == 6)
+            await pilot.press(*"martin", "enter")
+            await until(pilot, lambda: len(app.screen.treatment.current) == 6)
+            await pilot.press("shift+tab", "space", "down", "f7")  # tick DOLIPRANE, stop KARDEGIC
+            await until(pilot, lambda: screen_name(app) == "StopLineScreen")
+            await pilot.press(*reason, "enter")
+            await until(pilot, lambda: len(app.screen.treatment.current) == 5)
+            await pilot.pause()
+            shown = screen_text(app)
+            assert "[x] DOLIPRANE" in shown and f": {reason}" in shown
+            await pilot.press("end")                              # the stopped line
+            await until(pilot, lambda: "F7 : reprendre" in text_of(app, "#detail"))
+            assert reason in text_of(app, "#detail")
+            await pilot.press("f7")
+            await until(pilot, lambda: screen_name(app) == "ConfirmScreen")
+            await pilot.press("enter")
+            await until(pilot, lambda: len(app.screen.treatment.current) == 6)
+            assert "Ligne reprise : KARDEGIC 75 mg" in text_of(app, "#message")
+            assert not any("ARRÊTÉE" in row for row in options(app, "#treatment"))
+
+    try:
+        run(scenario())
+    finally:
+        parts.close()
+    assert kiosk_env.uow.stopped_lines.of(first.id) == []
+    actions = [(e.action, e.details) for e in kiosk_env.uow.audit.entries()
+               if e.subject == first.id and e.action.startswith("prescription.line_")]
+    assert actions == [("prescription.line_stopped", {"line": 2}),
+                       ("prescription.line_resumed", {"line": 2})]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from appliance.errors import StateError
 from appliance.services import prescribing, treatment
 from appliance.services.prescribing import IdAllocator
 from appliance.store.migrations import applied
@@ -43,4 +46,13 @@ def test_stop_renew_and_sign_on_the_store(store, uow, signer):
         0, 1, 3, 4, 5]
     assert view.current[0].prescriber_name == "Paul DURAND"
     assert uow.views.current_treatment(INS, TODAY + timedelta(days=25)) == view.current
+    # the renewal's replacements stay; the physician's stop is taken back only while the
+    # line still runs (first's 30 days have passed here: the stop stays)
+    with uow:
+        assert not uow.stopped_lines.remove(first.id, 0)
+    with pytest.raises(StateError, match="terminée"):
+        treatment.resume_line(uow, session, first.id, 2, now=NOW + timedelta(days=31))
+    assert [s.line for s in uow.stopped_lines.of(first.id)] == list(range(6))
+    back = treatment.resume_line(uow, session, first.id, 2, now=later)
+    assert back.line == 2 and uow.stopped_lines.of(first.id)[2].line == 3
     assert uow.audit.verify() == len(uow.audit.entries())

@@ -72,3 +72,19 @@ def test_each_table_is_written_by_its_owner_module_only():
                     f"{path.relative_to(root)} writes the table {table}"
     assert seen >= {"outbox", "print_jobs", "meta", "audit", "dispensations", "mail_outbox",
                     "external_prescriptions", "allergies", "prescription_alerts", "stopped_lines"}
+
+
+def test_the_kiosk_never_reads_text_as_markup():
+    """Names, reasons, drug labels and flags like "[ALD]" or "[x]" come from people and
+    files: every text widget of the kiosk shows them as written (markup=False). With markup
+    on, "[MTE]" vanishes from the screen and a typed "[/b]" stops the kiosk."""
+    tui = DOMAIN.parent / "tui"
+    reading_markup = []
+    for path in tui.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in {"Static", "OptionList"}
+                    and not any(k.arg == "markup" and isinstance(k.value, ast.Constant)
+                                and k.value.value is False for k in node.keywords)):
+                reading_markup.append(f"{path.relative_to(tui)}:{node.lineno}")
+    assert reading_markup == []

@@ -125,6 +125,41 @@ def test_stopping_needs_a_reason_a_running_medication_line_and_a_physician(uow, 
     assert not any(e.action == "prescription.line_stopped" for e in uow.audit.entries())
 
 
+def test_a_line_stopped_by_mistake_runs_again_until_its_own_end(uow, signer):
+    session = CardSession(signer)
+    first = signed(uow, session, six_lines(days=10))
+    treatment.stop_line(uow, session, first.id, 1, "erreur de ligne", now=NOW)
+    with pytest.raises(Forbidden):
+        treatment.resume_line(uow, replace(session, role=Role.NURSE), first.id, 1, now=NOW)
+    with pytest.raises(StateError, match="pas arrêtée"):
+        treatment.resume_line(uow, session, first.id, 2, now=NOW)
+    back = treatment.resume_line(uow, session, first.id, 1, now=NOW + timedelta(days=1))
+    assert (back.prescription_id, back.line, back.label) == (first.id, 1, "KARDEGIC 75 mg")
+    assert uow.stopped_lines.of(first.id) == []
+    today = TODAY + timedelta(days=1)
+    assert [t.line for t in uow.views.current_treatment(INS, today)] == list(range(6))
+    entry = uow.audit.entries()[-1]
+    assert (entry.action, entry.subject, entry.details) == (
+        "prescription.line_resumed", first.id, {"line": 2})
+    treatment.stop_line(uow, session, first.id, 1, "chute", now=NOW + timedelta(days=2))
+    assert [s.reason for s in uow.stopped_lines.of(first.id)] == ["chute"]
+
+
+def test_an_ended_or_renewed_line_cannot_come_back(uow, signer):
+    session = CardSession(signer)
+    first = signed(uow, session, six_lines(days=5))
+    treatment.stop_line(uow, session, first.id, 0, "nausées", now=NOW)
+    with pytest.raises(StateError, match="terminée"):   # its last day has passed
+        treatment.resume_line(uow, session, first.id, 0, now=NOW + timedelta(days=6))
+    assert [s.line for s in uow.stopped_lines.of(first.id)] == [0]   # the stop stays
+    draft, _ = treatment.renew(uow, session, INS, ids=IdAllocator(),
+                               now=NOW + timedelta(days=1))
+    prescribing.sign(uow, session, draft.id, now=NOW + timedelta(days=1))
+    with pytest.raises(StateError, match="renouvelée"):
+        treatment.resume_line(uow, session, first.id, 1, now=NOW + timedelta(days=1))
+    assert not any(e.action == "prescription.line_resumed" for e in uow.audit.entries())
+
+
 def test_nothing_to_renew_is_a_clear_error(uow, signer):
     session = CardSession(signer)
     signed(uow, session, six_lines(days=5))

@@ -25,11 +25,11 @@ HOSTILE = ExternalPrescription(
 
 
 def shown(text: str) -> str:
-    """The text as a Static widget displays it."""
+    """The text as the kiosk's widgets display it (markup off)."""
 
     class One(App):
         def compose(self) -> ComposeResult:
-            yield Static("", id="s")
+            yield Static("", id="s", markup=False)
 
     async def run() -> str:
         app = One()

@@ -29,7 +29,7 @@ class AllergyScreen(KioskModal):
     def compose(self) -> ComposeResult:
         with Vertical(id="allergy-box", classes="dialog"):
             yield Static(f"Allergie ou intolérance de {self.resident.display_name}",
-                         classes="dialog-title")
+                         classes="dialog-title", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Substance : ")
                 yield Input(max_length=100, id="substance", compact=True,
@@ -38,8 +38,9 @@ class AllergyScreen(KioskModal):
                 yield Label("Source : ")
                 yield Input(max_length=MAX_SOURCE, id="source", compact=True,
                             placeholder="qui l'a signalée (famille, dossier médical...)")
-            yield Static("Entrée : enregistrer    Échap : ne pas enregistrer", classes="hint")
-            yield Static("", id="message", classes="message")
+            yield Static("Entrée : enregistrer    Échap : ne pas enregistrer", classes="hint",
+                         markup=False)
+            yield Static("", id="message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#substance", Input).focus()

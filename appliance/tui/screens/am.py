@@ -20,14 +20,14 @@ class AmScreen(KioskModal):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="am-box", classes="dialog"):
-            yield Static("Première connexion sur ce poste", classes="dialog-title")
+            yield Static("Première connexion sur ce poste", classes="dialog-title", markup=False)
             yield Static("Votre N° AM (numéro Assurance Maladie du prescripteur, 9 chiffres) "
-                         "n'est pas connu. Il figure sur chaque ordonnance.")
+                         "n'est pas connu. Il figure sur chaque ordonnance.", markup=False)
             with Horizontal(classes="field"):
                 yield Label("N° AM : ")
                 yield Input(restrict=r"[0-9]*", max_length=9, id="am", compact=True)
-            yield Static("Entrée : enregistrer    Échap : plus tard", classes="hint")
-            yield Static("", id="message", classes="message")
+            yield Static("Entrée : enregistrer    Échap : plus tard", classes="hint", markup=False)
+            yield Static("", id="message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#am", Input).focus()

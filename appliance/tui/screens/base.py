@@ -171,7 +171,8 @@ class _Background:
         try:
             line = self.query_one("#message", Static)  # type: ignore[attr-defined]
         except NoMatches:
-            self.notify(str(message), severity="error" if error else "information")  # type: ignore[attr-defined]
+            self.notify(str(message), severity="error" if error else "information",  # type: ignore[attr-defined]
+                        markup=False)
             return
         line.update(str(message))
         line.set_class(error, "-error")

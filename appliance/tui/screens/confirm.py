@@ -23,9 +23,10 @@ class ConfirmScreen(KioskModal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.text, id="confirm-text")
-            yield Static(f"Entrée : {self.yes}    Échap : ne rien changer", classes="hint")
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.text, id="confirm-text", markup=False)
+            yield Static(f"Entrée : {self.yes}    Échap : ne rien changer", classes="hint",
+                         markup=False)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -34,17 +34,18 @@ class DoneScreen(KioskScreen):
     def compose(self) -> ComposeResult:
         p = self.result.prescription
         with Vertical(id="done-box"):
-            yield Static("Ordonnance signée", classes="title")
-            yield Static(f"Résident : {p.resident.display_name}")
+            yield Static("Ordonnance signée", classes="title", markup=False)
+            yield Static(f"Résident : {p.resident.display_name}", markup=False)
             with Center():
-                yield Static(f"N° {format_id(p.id)}", id="done-id")
-            yield Static("Impression en cours...", id="print-state")
+                yield Static(f"N° {format_id(p.id)}", id="done-id", markup=False)
+            yield Static("Impression en cours...", id="print-state", markup=False)
             for other in self.result.also:
                 yield Static("Ordonnance sécurisée séparée : "
-                             f"N° {format_id(other.prescription.id)}")
+                             f"N° {format_id(other.prescription.id)}", markup=False)
             if any(r.secure for r in self.result.orders):
-                yield Static(SECURE_NOTICE, id="secure-notice")
-            yield Static("Envoi au registre : dès que le réseau le permet (file d'attente).")
+                yield Static(SECURE_NOTICE, id="secure-notice", markup=False)
+            yield Static("Envoi au registre : dès que le réseau le permet (file d'attente).",
+                         markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

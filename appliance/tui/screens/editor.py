@@ -200,15 +200,15 @@ class EditorScreen(KioskScreen):
         self._announce: int | None = None  # the line just added: say its alert
 
     def compose(self) -> ComposeResult:
-        yield Static(editor_title(self.draft.resident), id="title", classes="title")
-        yield OptionList(id="lines", compact=True)
-        yield Static("", id="flags")
+        yield Static(editor_title(self.draft.resident), id="title", classes="title", markup=False)
+        yield OptionList(id="lines", compact=True, markup=False)
+        yield Static("", id="flags", markup=False)
         with Horizontal(classes="field"):
             yield Label(MODE_LABELS["medication"], id="mode-label")
             yield Input(id="search", compact=True, select_on_focus=False,
                         placeholder=MODE_PLACEHOLDERS["medication"])
-        yield OptionList(id="results", compact=True)
-        yield Static("", id="chosen")
+        yield OptionList(id="results", compact=True, markup=False)
+        yield Static("", id="chosen", markup=False)
         with Horizontal(classes="field", id="posology-row"):
             yield Label("Posologie : ", id="posology-label")
             yield Input(id="posology", compact=True, select_on_focus=False,
@@ -216,8 +216,8 @@ class EditorScreen(KioskScreen):
             yield Label(" Boîtes : ", id="quantity-label")
             yield Input(id="quantity", compact=True, restrict=r"[0-9,.]*", max_length=6,
                         select_on_focus=False)
-        yield Static("", id="hint", classes="hint")
-        yield Static("", id="message", classes="message")
+        yield Static("", id="hint", classes="hint", markup=False)
+        yield Static("", id="message", classes="message", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

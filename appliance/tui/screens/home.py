@@ -55,16 +55,16 @@ class HomeScreen(KioskScreen):
         self._waiting: str | None = None  # "new" or "open": once the list answers the search
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="title", classes="title")
-        yield Static("", id="mail-alert", classes="alerts")
+        yield Static("", id="title", classes="title", markup=False)
+        yield Static("", id="mail-alert", classes="alerts", markup=False)
         with Horizontal(classes="field"):
             yield Label("Résident : ")
             yield Input(placeholder="nom ou chambre", id="search", compact=True)
-        yield Static("", id="drafts-title", classes="section")
-        yield OptionList(id="drafts", compact=True)
-        yield Static("Résidents", classes="section")
-        yield OptionList(id="residents", compact=True)
-        yield Static("", id="message", classes="message")
+        yield Static("", id="drafts-title", classes="section", markup=False)
+        yield OptionList(id="drafts", compact=True, markup=False)
+        yield Static("Résidents", classes="section", markup=False)
+        yield OptionList(id="residents", compact=True, markup=False)
+        yield Static("", id="message", classes="message", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

@@ -18,10 +18,10 @@ class LockScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="lock-box"):
-            yield Static(self.ctx.establishment, id="lock-title")
-            yield Static("Insérez votre carte CPS", id="lock-prompt")
-            yield Static("", id="lock-reason")
-            yield Static(self.ctx.banner, id="lock-banner")
+            yield Static(self.ctx.establishment, id="lock-title", markup=False)
+            yield Static("Insérez votre carte CPS", id="lock-prompt", markup=False)
+            yield Static("", id="lock-reason", markup=False)
+            yield Static(self.ctx.banner, id="lock-banner", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

@@ -29,13 +29,13 @@ class PinScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pin-box"):
-            yield Static("Carte détectée", id="pin-title")
-            yield Static("", id="pin-holder")
+            yield Static("Carte détectée", id="pin-title", markup=False)
+            yield Static("", id="pin-holder", markup=False)
             with Center(), Horizontal(classes="field", id="pin-field"):
                 yield Label("Code PIN : ")
                 yield Input(password=True, restrict=r"[0-9]*", max_length=8, id="pin",
                             compact=True)
-            yield Static("", id="message", classes="message")
+            yield Static("", id="message", classes="message", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

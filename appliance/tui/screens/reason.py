@@ -19,13 +19,13 @@ class ReasonScreen(KioskModal):
 
     def compose(self) -> ComposeResult:
         with Vertical(id=self.box_id, classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.explanation)
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.explanation, markup=False)
             with Horizontal(classes="field"):
                 yield Label("Motif : ")
                 yield Input(max_length=500, id="reason", compact=True)
-            yield Static(self.hint, classes="hint")
-            yield Static("", id="message", classes="message")
+            yield Static(self.hint, classes="hint", markup=False)
+            yield Static("", id="message", classes="message", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#reason", Input).focus()

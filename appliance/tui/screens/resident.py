@@ -2,7 +2,8 @@
 and prescriber; the stopped, replaced and ended lines apart), the prescriptions received by
 MSSanté, current and past prescriptions, their state, what the registry and the pharmacy
 said, alerts, recorded allergies; new prescription, renew the treatment (all lines or the
-ones ticked), stop a line, open a draft, duplicate, cancel, record an allergy (F6)."""
+ones ticked), stop a line or take a stop back, open a draft, duplicate, cancel, record an
+allergy (F6)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.markup import escape
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -109,6 +109,15 @@ def treatment_detail(t: TreatmentLine, ticked: bool) -> str:
         else "Espace : cocher pour ne renouveler que les lignes cochées ; F7 : arrêter"])
 
 
+def stopped_detail(t: TreatmentLine, stopped: StoppedLine) -> str:
+    return "\n".join([
+        t.label, f"Posologie : {t.posology_text}",
+        f"ARRÊTÉE le {local(stopped.stopped_at):%d/%m/%Y} : {stopped.reason}",
+        f"Dr {t.prescriber_name}, ordonnance {format_id(t.prescription_id)} du "
+        f"{t.signed_on:%d/%m/%Y}",
+        f"F7 : reprendre la ligne (arrêtée par erreur), jusqu'au {t.end:%d/%m/%Y}"])
+
+
 def describe_line(line: Line) -> str:
     """One line as the physician reads it back."""
     flags = ""
@@ -196,13 +205,13 @@ def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
 
 def describe_external(x: ExternalPrescription) -> list[str]:
     """A prescription received by MSSanté as the file lists it: date, author, its lines when
-    its CDA is structured, else its PDF. The sender's texts are escaped: a ``[/]`` in them is
-    shown, never read as markup (which would stop the screen)."""
+    its CDA is structured, else its PDF. The sender's texts are shown as written (the
+    kiosk's widgets never read markup)."""
     when = local(x.issued_at or x.received_at)
-    out = [f" {when:%d/%m/%y} {escape(x.author[:40])} - reçue par MSSanté"]
+    out = [f" {when:%d/%m/%y} {x.author[:40]} - reçue par MSSanté"]
     if x.lines:
-        out += [f"   {escape(line.label[:50])}"
-                + (f" : {escape(line.posology[:40])}" if line.posology else "")
+        out += [f"   {line.label[:50]}"
+                + (f" : {line.posology[:40]}" if line.posology else "")
                 for line in x.lines]
     elif x.has_pdf:
         out.append(f"   document PDF (ordo mss received, n° {x.id})")
@@ -228,23 +237,24 @@ class ResidentScreen(KioskScreen):
         self.views: list[RxView] = []
         self.allergies: list[str] = []
         self.treatment = Treatment([], [], [])
+        self.resumable: dict[int, tuple[TreatmentLine, StoppedLine]] = {}
         self.ticked: set[tuple[str, int]] = set()
 
     def compose(self) -> ComposeResult:
         r = self.resident
         born = "Née" if r.sex.value == "F" else "Né"
         yield Static(f"{r.display_name} - ch. {r.room or '?'} - {born} le "
-                     f"{r.birth_date:%d/%m/%Y}", id="title", classes="title")
-        yield Static("", id="alerts", classes="alerts")
+                     f"{r.birth_date:%d/%m/%Y}", id="title", classes="title", markup=False)
+        yield Static("", id="alerts", classes="alerts", markup=False)
         with VerticalScroll(id="external-box"):
-            yield Static("", id="external")
-        yield Static("Traitement en cours", id="treatment-title", classes="section")
-        yield OptionList(id="treatment", compact=True)
-        yield Static("Ordonnances", classes="section")
-        yield OptionList(id="rx", compact=True)
+            yield Static("", id="external", markup=False)
+        yield Static("Traitement en cours", id="treatment-title", classes="section", markup=False)
+        yield OptionList(id="treatment", compact=True, markup=False)
+        yield Static("Ordonnances", classes="section", markup=False)
+        yield OptionList(id="rx", compact=True, markup=False)
         with VerticalScroll(id="detail-box"):
-            yield Static("", id="detail")
-        yield Static("", id="message", classes="message")
+            yield Static("", id="detail", markup=False)
+        yield Static("", id="message", classes="message", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 
@@ -317,11 +327,16 @@ class ResidentScreen(KioskScreen):
                             for t in current.current)
         if not current.current:
             listing.add_option(Option("(aucun traitement en cours)", disabled=True))
-        apart = ([stopped_row(t, s) for t, s in current.stopped]
-                 + [ended_row(t) for t in current.ended])
-        if apart:
+        today = treatment.today_of(self.ctx.now())
+        self.resumable = {}
+        if current.stopped or current.ended:
             listing.add_option(Option("Arrêtés, renouvelés ou terminés :", disabled=True))
-            listing.add_options(Option(row, disabled=True) for row in apart)
+        for t, stop in current.stopped:    # a physician's stop can be taken back (F7)
+            if stop.replaced_by is None and t.end >= today:
+                self.resumable[listing.option_count] = (t, stop)
+            listing.add_option(Option(stopped_row(t, stop),
+                                      disabled=listing.option_count not in self.resumable))
+        listing.add_options(Option(ended_row(t), disabled=True) for t in current.ended)
         if current.current:
             listing.highlighted = min(keep or 0, len(current.current) - 1)
         ticked = f", {len(self.ticked)} cochée(s)" if self.ticked else ""
@@ -357,15 +372,23 @@ class ResidentScreen(KioskScreen):
             return None
         return self.treatment.current[index]
 
+    def _stopped_line(self) -> tuple[TreatmentLine, StoppedLine] | None:
+        """The highlighted stopped line when its stop can be taken back."""
+        return self.resumable.get(self.query_one("#treatment", OptionList).highlighted or -1)
+
     @on(OptionList.OptionHighlighted, "#treatment")
     def _treatment_highlighted(self) -> None:
         self._show_treatment_detail()
 
     def _show_treatment_detail(self) -> None:
-        line = self._treatment_line()
-        if line is not None and self.focused is self.query_one("#treatment", OptionList):
+        if self.focused is not self.query_one("#treatment", OptionList):
+            return
+        line, stopped = self._treatment_line(), self._stopped_line()
+        if line is not None:
             key = (line.prescription_id, line.line)
             self.query_one("#detail", Static).update(treatment_detail(line, key in self.ticked))
+        elif stopped is not None:
+            self.query_one("#detail", Static).update(stopped_detail(*stopped))
 
     def on_descendant_focus(self) -> None:
         if self.focused is self.query_one("#treatment", OptionList):
@@ -491,6 +514,10 @@ class ResidentScreen(KioskScreen):
     def action_stop_line(self) -> None:
         from appliance.tui.screens.stop import StopLineScreen
 
+        stopped = self._stopped_line()
+        if stopped is not None and self.focused is self.query_one("#treatment", OptionList):
+            self._ask_resume(*stopped)
+            return
         line = self._treatment_line()
         if self.focused is not self.query_one("#treatment", OptionList) or line is None:
             self.show_error("Choisissez d'abord la ligne dans le traitement en cours "
@@ -511,7 +538,31 @@ class ResidentScreen(KioskScreen):
                                            reason, now=ctx.now())
 
         self.background(stop, lambda _: (
-            self.show_error(clip(f"Ligne arrêtée : {short_label(line.label)}.", ROW_WIDTH)),
+            self.say(clip(f"Ligne arrêtée : {short_label(line.label)}.", ROW_WIDTH), error=False),
+            self.refresh_data()))
+
+    def _ask_resume(self, line: TreatmentLine, stopped: StoppedLine) -> None:
+        from appliance.tui.screens.confirm import ConfirmScreen
+
+        self.app.push_screen(ConfirmScreen(
+            clip(f"Reprendre : {short_label(line.label)}", 60),
+            f"Arrêtée le {local(stopped.stopped_at):%d/%m/%Y} ({stopped.reason[:60]}).\n"
+            f"La ligne revient dans le traitement en cours jusqu'au {line.end:%d/%m/%Y}.",
+            "reprendre la ligne"), lambda yes: self._resume(line) if yes else None)
+
+    def _resume(self, line: TreatmentLine) -> None:
+        session = self.session
+        if session is None:
+            return
+        ctx = self.ctx
+
+        def resume() -> TreatmentLine:
+            with ctx.uow() as uow:
+                return treatment.resume_line(uow, session, line.prescription_id, line.line,
+                                             now=ctx.now())
+
+        self.background(resume, lambda _: (
+            self.say(clip(f"Ligne reprise : {short_label(line.label)}.", ROW_WIDTH), error=False),
             self.refresh_data()))
 
     def action_open(self) -> None:

@@ -59,19 +59,19 @@ class ReviewScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         yield Static("Vérifiez : voici ce qui sera imprimé. Entrée pour signer avec la carte.",
-                     id="title", classes="title")
+                     id="title", classes="title", markup=False)
         alerts = Static("", id="alerts", classes="alerts", markup=False)
         alerts.display = False  # shown once the checks found something
         with VerticalScroll(id="preview-box"):
             yield alerts
-            yield Static("", id="preview")
+            yield Static("", id="preview", markup=False)
         reason_row = Horizontal(classes="field", id="reason-row")
         reason_row.display = False  # shown while a blocking alert waits for its reason
         with reason_row:
             yield Label("Motif : ", id="reason-label")
             yield Input(id="reason", compact=True, max_length=500,
                         placeholder="motif pour lever l'alerte bloquante")
-        yield Static("", id="message", classes="message")
+        yield Static("", id="message", classes="message", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

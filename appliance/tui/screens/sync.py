@@ -12,7 +12,6 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.markup import escape
 from textual.widgets import Footer, Static
 
 from appliance.domain.prescription import local
@@ -35,24 +34,24 @@ def _when(iso: str | None) -> str:
 
 def render_mail(mail: MailStatus, unmatched: list[ExternalPrescription]) -> list[str]:
     """The MSSanté part of the screen (nothing when MSSanté was never used); the servers' and
-    senders' texts escaped, shown as written and never read as markup."""
+    senders' texts shown as written (the kiosk's widgets never read markup)."""
     if not (mail.pending or mail.sent or mail.quarantined or unmatched):
         return []
     out = ["", f"MSSanté (pharmacie) : {mail.pending} en attente, {mail.sent} envoyée(s), "
                f"{mail.quarantined} refusée(s)"]
     if mail.pending and mail.last_error:
-        out.append(f" Dernière erreur : {escape(mail.last_error[:120])}")
+        out.append(f" Dernière erreur : {mail.last_error[:120]}")
     for record in mail.quarantined_records:
         out.append(f" ! {format_id(record['prescription_id'])} : "
-                   f"{escape((record['reason'] or '?')[:100])} "
+                   f"{(record['reason'] or '?')[:100]} "
                    f"(ordo mss release {record['seq']})")
     out.append(f"Reçues par MSSanté à rattacher à un résident : {len(unmatched)}")
     for x in unmatched:
         who = " ".join(filter(None, [x.patient.get("birth_name"), x.patient.get("first_names")]))
         born = x.patient.get("birth_date") or "?"
         out.append(f" n° {x.id} du {_when(x.received_at.isoformat())} de "
-                   f"{escape(x.author[:30])} - patient : {escape(who or 'non indiqué')} "
-                   f"({escape(born)})")
+                   f"{x.author[:30]} - patient : {who or 'non indiqué'} "
+                   f"({born})")
     return out
 
 
@@ -102,10 +101,10 @@ class SyncScreen(KioskScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Static("Synchronisation et alertes", classes="title")
+        yield Static("Synchronisation et alertes", classes="title", markup=False)
         with VerticalScroll(id="sync-box"):
-            yield Static("", id="sync")
-        yield Static("", id="message", classes="message")
+            yield Static("", id="sync", markup=False)
+        yield Static("", id="message", classes="message", markup=False)
         yield StatusBar()
         yield Footer(compact=True)
 

@@ -22,6 +22,9 @@ class StatusBar(Static):
     }
     """
 
+    def __init__(self) -> None:
+        super().__init__(markup=False)
+
     def on_mount(self) -> None:
         self.watch(self.app, "status_line", self._show, init=True)
 
