@@ -193,9 +193,12 @@ def test_the_elderly_maximum_applies_from_its_age_only() -> None:
     assert at_85[0].severity is Severity.IMPORTANT and "10 mg" in at_85[0].message
     assert run(twenty, resident=AT_60) == []
     assert keys(run((SEROPLEX, P(2, moments=("matin",))), resident=AT_60)) == {"dose.max_daily@1"}
-    assert keys(run((PRADAXA, P(unit="gélule", moments=("matin", "soir"))))) == \
-        {"dose.max_daily_elderly@1"}
-    assert run((PRADAXA, P(unit="gélule", moments=("matin", "soir"))), resident=AT_74) == []
+
+
+def test_a_substance_without_a_verified_maximum_gets_no_dose_alert() -> None:
+    # dabigatran is not in the table (its maximum was not re-read against a published text)
+    assert not any(a.code.startswith("dose") for a in
+                   run((PRADAXA, P(2, "gélule", moments=("matin", "soir")))))
 
 
 PLAVIX = drug("60562855", "PLAVIX 300 mg, comprimé pelliculé", "comprimé pelliculé",
@@ -284,10 +287,10 @@ def test_a_limit_applies_to_its_routes_only() -> None:
 
 
 def test_a_gelule_whose_strength_is_given_per_comprime_counts_as_one_unit() -> None:
-    odd = drug("63484283", "PRADAXA 150 mg, gélule", "gélule",
-               comp("82447", "DABIGATRAN ÉTEXILATE BASE", 150, nature="FT", element="gélule"))
+    odd = drug("61939921", "AMLOR 10 mg, gélule", "gélule",
+               comp("39727", "AMLODIPINE", 10, nature="FT", element="gélule"))
     assert keys(run((odd, P(unit="gélule", moments=("matin", "soir"))))) == \
-        {"dose.max_daily_elderly@1"}
+        {"dose.max_daily@1"}
 
 
 def test_daily_amounts_add_up_over_the_draft_and_the_current_treatment() -> None:
@@ -574,20 +577,34 @@ def test_an_unknown_birth_date_skips_the_age_rules_only() -> None:
 # -- tables and moieties -------------------------------------------------------------------------
 DOSE_HEADER = ("substance,bdpm_codes,bdpm_names,max_daily,unit,elderly_max_daily,"
                "elderly_from_age,routes,form_includes,form_excludes,reference_cis,source,"
-               "checked,note\n")
+               "checked,verified_on,note\n")
+READ = "texte lu,2026-12-03"
 
 
 def test_a_malformed_table_names_its_line_and_column() -> None:
-    good = "x,00001,X,10,mg,,,,,,60000000,RCP X (CIS 60000000),,\n"
+    good = f"x,00001,X,10,mg,,,,,,60000000,RCP X (CIS 60000000),{READ},\n"
     assert len(parse_doses(DOSE_HEADER + good)) == 1
+    assert parse_doses(DOSE_HEADER + good)[0].verified_on == date(2026, 12, 3)
     with pytest.raises(TableError, match=r"max_daily_doses.csv:2: column source is empty"):
-        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,10,mg,,,,,,60000000,,{READ},\n")
     with pytest.raises(TableError, match=r":2: max_daily 'dix' is not a number"):
-        parse_doses(DOSE_HEADER + "x,00001,X,dix,mg,,,,,,60000000,RCP,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,dix,mg,,,,,,60000000,RCP,{READ},\n")
     with pytest.raises(TableError, match="elderly_max_daily above max_daily"):
-        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,20,65,,,,60000000,RCP,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,10,mg,20,65,,,,60000000,RCP,{READ},\n")
     with pytest.raises(TableError, match="unit 'mmol'"):
-        parse_doses(DOSE_HEADER + "x,00001,X,10,mmol,,,,,,60000000,RCP,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,10,mmol,,,,,,60000000,RCP,{READ},\n")
+
+
+def test_a_dose_row_nobody_checked_against_a_published_text_is_refused() -> None:
+    with pytest.raises(TableError, match=r":2: column checked is empty"):
+        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,RCP,,2026-12-03,\n")
+    with pytest.raises(TableError, match=r":2: column verified_on is empty"):
+        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,RCP,texte lu,,\n")
+    with pytest.raises(TableError, match=r":2: verified_on 'hier' is not a date"):
+        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,RCP,texte lu,hier,\n")
+
+
+def test_a_pim_table_with_a_wrong_header_is_refused() -> None:
     with pytest.raises(TableError, match="header"):
         parse_pims("id,criterion\nL1,x\n")
 

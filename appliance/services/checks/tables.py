@@ -2,7 +2,9 @@
 
 - ``max_daily_doses.csv``: maximum daily dose of a substance for an adult and, when the
   product information gives one, for the elderly; each row cites the SmPC (RCP) section 4.2
-  of a named specialty (with its CIS) or a national guideline.
+  of a named specialty (with its CIS), says which published text was actually read
+  (``checked``) and when (``verified_on``). A row without both is refused: a value nobody
+  re-read against a published text must not raise an alert.
 - ``laroche_2007.csv``: potentially inappropriate medications for people aged 75 and over
   (Laroche ML, Charmes JP, Merle L. Eur J Clin Pharmacol 2007;63:725-731), with the reason
   and the suggested alternative.
@@ -20,6 +22,7 @@ import functools
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import TypeVar
@@ -43,7 +46,7 @@ _UNIT_FACTORS = {"mg": (Decimal(1), MASS_UNIT), "g": (Decimal(1000), MASS_UNIT),
                  "µg": (Decimal("0.001"), MASS_UNIT), "UI": (Decimal(1), IU_UNIT)}
 DOSE_COLUMNS = ("substance", "bdpm_codes", "bdpm_names", "max_daily", "unit",
                 "elderly_max_daily", "elderly_from_age", "routes", "form_includes",
-                "form_excludes", "reference_cis", "source", "checked", "note")
+                "form_excludes", "reference_cis", "source", "checked", "verified_on", "note")
 PIM_COLUMNS = ("id", "criterion", "substances", "bdpm_codes", "max_daily", "unit", "routes",
                "form_excludes", "reason", "alternative", "source")
 
@@ -96,6 +99,8 @@ class DoseLimit:
     note: str
     reference_cis: str
     line_no: int
+    checked: str = ""
+    verified_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,12 @@ def parse_doses(text: str, name: str = DOSES_FILE) -> tuple[DoseLimit, ...]:
     out = []
     for line, row in _rows(name, text, DOSE_COLUMNS):
         _required(name, line, row, "substance", "bdpm_codes", "max_daily", "unit", "source",
-                  "reference_cis")
+                  "reference_cis", "checked", "verified_on")
+        try:
+            verified_on = date.fromisoformat(row["verified_on"])
+        except ValueError:
+            raise TableError(f"{name}:{line}: verified_on {row['verified_on']!r} is not a date "
+                             "(YYYY-MM-DD)") from None
         max_daily = _amount(name, line, "max_daily", row["max_daily"], row["unit"])
         elderly = _amount(name, line, "elderly_max_daily", row["elderly_max_daily"],
                           row["unit"])
@@ -238,7 +248,7 @@ def parse_doses(text: str, name: str = DOSES_FILE) -> tuple[DoseLimit, ...]:
             max_daily=max_daily[0], unit=max_daily[1],
             elderly_max_daily=elderly[0] if elderly else None, elderly_from_age=age,
             source=row["source"], note=row["note"], reference_cis=row["reference_cis"],
-            line_no=line))
+            line_no=line, checked=row["checked"], verified_on=verified_on))
     return tuple(out)
 
 
