@@ -628,3 +628,17 @@ def test_salts_share_their_moiety(a, b) -> None:
 ])
 def test_different_substances_keep_different_moieties(a, b) -> None:
     assert moiety_key(a) != moiety_key(b)
+
+
+def test_nefopam_maximum_applies_to_the_injectable_forms_only() -> None:
+    # ACUPAN's RCP: 120 mg/24 h by injection; its 30 mg tablet goes up to 6 tablets a day
+    ampoule = drug("62580656", "ACUPAN 20 mg/2 mL, solution injectable", "solution injectable",
+                   comp("19859", "NÉFOPAM (CHLORHYDRATE DE)", 20, per="ampoule",
+                        element="solution"), routes=("intramusculaire", "intraveineuse"))
+    tablet = drug("60000007", "NEFOPAM X 30 mg, comprimé", "comprimé",
+                  comp("19859", "NÉFOPAM (CHLORHYDRATE DE)", 30))
+    assert "dose.max_daily@1" in keys(run((ampoule, P(1, "ampoule", times_per_day=7))))
+    assert not any(a.code.startswith("dose") for a in
+                   run((ampoule, P(1, "ampoule", times_per_day=6))))
+    assert not any(a.code.startswith("dose") for a in
+                   run((tablet, P(1, "comprimé", times_per_day=6))))
