@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from importlib import resources
 
 import pytest
 
@@ -22,7 +23,14 @@ from appliance.services.checks import (
     check,
     form_family,
 )
-from appliance.services.checks.tables import parse_doses, parse_pims
+from appliance.services.checks.tables import (
+    PIM_COLUMNS,
+    PIM_FILE,
+    Tables,
+    load_tables,
+    parse_doses,
+    parse_pims,
+)
 
 TODAY = date(2025, 6, 1)
 AT_85 = ResidentProfile(date(1940, 3, 1))
@@ -482,31 +490,54 @@ def test_the_longest_of_two_limits_is_the_limit() -> None:
 
 
 # -- potentially inappropriate medications ---------------------------------------------------
+# No Laroche criterion is active until re-read in the published list (``checked``,
+# ``verified_on``); the rule itself is tested on every criterion of the file, active or not.
+def _every_criterion() -> Tables:
+    text = resources.files("appliance.services.checks").joinpath("data", PIM_FILE) \
+        .read_text("utf-8")
+    return Tables(load_tables().doses, parse_pims(text))
+
+
+EVERY_CRITERION = _every_criterion()
+
+
+def test_a_criterion_nobody_re_read_raises_no_alert() -> None:
+    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine")))) == []
+    assert not any(a.code == "pim.laroche" for a in
+                   run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour")))))
+
+
 def test_inappropriate_from_75_with_reason_alternative_and_source() -> None:
-    alerts = run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))))
+    alerts = run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))),
+                 tables=EVERY_CRITERION)
     assert keys(alerts) == {"pim.laroche@1"}
     pim = alerts[0]
     assert pim.severity is Severity.IMPORTANT
     assert "antihistaminiques H1" in pim.message and "Alternative : cétirizine" in pim.message
     assert pim.source.startswith("Laroche ML, Charmes JP, Merle L.") and "2007;63:725" in \
         pim.source
-    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))), resident=AT_74) == []
+    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))), resident=AT_74,
+               tables=EVERY_CRITERION) == []
 
 
 def test_dose_criteria_need_a_dose_above_their_threshold() -> None:
-    half = run((STILNOX, P("0.5", moments=("coucher",), duration=(7, "jour"))))
+    half = run((STILNOX, P("0.5", moments=("coucher",), duration=(7, "jour"))),
+               tables=EVERY_CRITERION)
     assert not any(a.code == "pim.laroche" for a in half)
-    whole = run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour"))))
+    whole = run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour"))),
+                tables=EVERY_CRITERION)
     assert "pim.laroche@1" in keys(whole)
-    unknown = run((STILNOX, FreeTextPosology("1 le soir")))
+    unknown = run((STILNOX, FreeTextPosology("1 le soir")), tables=EVERY_CRITERION)
     assert not any(a.code == "pim.laroche" for a in unknown)
 
 
 def test_forms_and_homeopathy_are_told_apart() -> None:
-    assert keys(run((ADALATE, P(1, "gélule", moments=("matin", "soir"))))) == {"pim.laroche@1"}
-    assert run((CHRONADALATE, P(moments=("matin",)))) == []
-    assert keys(run((GINKGO, P(moments=("matin",))))) == {"pim.laroche@1"}
-    assert run((HOMEO, P(moments=("matin",)))) == []
+    every = EVERY_CRITERION
+    assert keys(run((ADALATE, P(1, "gélule", moments=("matin", "soir"))), tables=every)) == \
+        {"pim.laroche@1"}
+    assert run((CHRONADALATE, P(moments=("matin",))), tables=every) == []
+    assert keys(run((GINKGO, P(moments=("matin",))), tables=every)) == {"pim.laroche@1"}
+    assert run((HOMEO, P(moments=("matin",))), tables=every) == []
 
 
 # -- interactions ----------------------------------------------------------------------------
@@ -607,6 +638,19 @@ def test_a_dose_row_nobody_checked_against_a_published_text_is_refused() -> None
 def test_a_pim_table_with_a_wrong_header_is_refused() -> None:
     with pytest.raises(TableError, match="header"):
         parse_pims("id,criterion\nL1,x\n")
+
+
+def test_a_criterion_is_active_once_dated_and_a_date_needs_what_was_read() -> None:
+    head = ",".join(PIM_COLUMNS) + "\n"
+    row = "L1,x,hydroxyzine,02087,,,orale,,effets anticholinergiques,cétirizine,Laroche 2007"
+    [inactive] = parse_pims(head + row + ",,\n")
+    assert not inactive.active
+    [active] = parse_pims(head + row + ",tableau 2 lu,2026-12-03\n")
+    assert active.active and active.verified_on == date(2026, 12, 3)
+    with pytest.raises(TableError, match=r":2: column checked is empty"):
+        parse_pims(head + row + ",,2026-12-03\n")
+    with pytest.raises(TableError, match=r":2: verified_on 'hier' is not a date"):
+        parse_pims(head + row + ",lu,hier\n")
 
 
 @pytest.mark.parametrize(("a", "b"), [
