@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from importlib import resources
 
 import pytest
 
@@ -22,7 +23,14 @@ from appliance.services.checks import (
     check,
     form_family,
 )
-from appliance.services.checks.tables import parse_doses, parse_pims
+from appliance.services.checks.tables import (
+    PIM_COLUMNS,
+    PIM_FILE,
+    Tables,
+    load_tables,
+    parse_doses,
+    parse_pims,
+)
 
 TODAY = date(2025, 6, 1)
 AT_85 = ResidentProfile(date(1940, 3, 1))
@@ -193,9 +201,12 @@ def test_the_elderly_maximum_applies_from_its_age_only() -> None:
     assert at_85[0].severity is Severity.IMPORTANT and "10 mg" in at_85[0].message
     assert run(twenty, resident=AT_60) == []
     assert keys(run((SEROPLEX, P(2, moments=("matin",))), resident=AT_60)) == {"dose.max_daily@1"}
-    assert keys(run((PRADAXA, P(unit="gélule", moments=("matin", "soir"))))) == \
-        {"dose.max_daily_elderly@1"}
-    assert run((PRADAXA, P(unit="gélule", moments=("matin", "soir"))), resident=AT_74) == []
+
+
+def test_a_substance_without_a_verified_maximum_gets_no_dose_alert() -> None:
+    # dabigatran is not in the table (its maximum was not re-read against a published text)
+    assert not any(a.code.startswith("dose") for a in
+                   run((PRADAXA, P(2, "gélule", moments=("matin", "soir")))))
 
 
 PLAVIX = drug("60562855", "PLAVIX 300 mg, comprimé pelliculé", "comprimé pelliculé",
@@ -284,10 +295,10 @@ def test_a_limit_applies_to_its_routes_only() -> None:
 
 
 def test_a_gelule_whose_strength_is_given_per_comprime_counts_as_one_unit() -> None:
-    odd = drug("63484283", "PRADAXA 150 mg, gélule", "gélule",
-               comp("82447", "DABIGATRAN ÉTEXILATE BASE", 150, nature="FT", element="gélule"))
+    odd = drug("61939921", "AMLOR 10 mg, gélule", "gélule",
+               comp("39727", "AMLODIPINE", 10, nature="FT", element="gélule"))
     assert keys(run((odd, P(unit="gélule", moments=("matin", "soir"))))) == \
-        {"dose.max_daily_elderly@1"}
+        {"dose.max_daily@1"}
 
 
 def test_daily_amounts_add_up_over_the_draft_and_the_current_treatment() -> None:
@@ -479,31 +490,54 @@ def test_the_longest_of_two_limits_is_the_limit() -> None:
 
 
 # -- potentially inappropriate medications ---------------------------------------------------
+# No Laroche criterion is active until re-read in the published list (``checked``,
+# ``verified_on``); the rule itself is tested on every criterion of the file, active or not.
+def _every_criterion() -> Tables:
+    text = resources.files("appliance.services.checks").joinpath("data", PIM_FILE) \
+        .read_text("utf-8")
+    return Tables(load_tables().doses, parse_pims(text))
+
+
+EVERY_CRITERION = _every_criterion()
+
+
+def test_a_criterion_nobody_re_read_raises_no_alert() -> None:
+    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine")))) == []
+    assert not any(a.code == "pim.laroche" for a in
+                   run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour")))))
+
+
 def test_inappropriate_from_75_with_reason_alternative_and_source() -> None:
-    alerts = run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))))
+    alerts = run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))),
+                 tables=EVERY_CRITERION)
     assert keys(alerts) == {"pim.laroche@1"}
     pim = alerts[0]
     assert pim.severity is Severity.IMPORTANT
     assert "antihistaminiques H1" in pim.message and "Alternative : cétirizine" in pim.message
     assert pim.source.startswith("Laroche ML, Charmes JP, Merle L.") and "2007;63:725" in \
         pim.source
-    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))), resident=AT_74) == []
+    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))), resident=AT_74,
+               tables=EVERY_CRITERION) == []
 
 
 def test_dose_criteria_need_a_dose_above_their_threshold() -> None:
-    half = run((STILNOX, P("0.5", moments=("coucher",), duration=(7, "jour"))))
+    half = run((STILNOX, P("0.5", moments=("coucher",), duration=(7, "jour"))),
+               tables=EVERY_CRITERION)
     assert not any(a.code == "pim.laroche" for a in half)
-    whole = run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour"))))
+    whole = run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour"))),
+                tables=EVERY_CRITERION)
     assert "pim.laroche@1" in keys(whole)
-    unknown = run((STILNOX, FreeTextPosology("1 le soir")))
+    unknown = run((STILNOX, FreeTextPosology("1 le soir")), tables=EVERY_CRITERION)
     assert not any(a.code == "pim.laroche" for a in unknown)
 
 
 def test_forms_and_homeopathy_are_told_apart() -> None:
-    assert keys(run((ADALATE, P(1, "gélule", moments=("matin", "soir"))))) == {"pim.laroche@1"}
-    assert run((CHRONADALATE, P(moments=("matin",)))) == []
-    assert keys(run((GINKGO, P(moments=("matin",))))) == {"pim.laroche@1"}
-    assert run((HOMEO, P(moments=("matin",)))) == []
+    every = EVERY_CRITERION
+    assert keys(run((ADALATE, P(1, "gélule", moments=("matin", "soir"))), tables=every)) == \
+        {"pim.laroche@1"}
+    assert run((CHRONADALATE, P(moments=("matin",))), tables=every) == []
+    assert keys(run((GINKGO, P(moments=("matin",))), tables=every)) == {"pim.laroche@1"}
+    assert run((HOMEO, P(moments=("matin",))), tables=every) == []
 
 
 # -- interactions ----------------------------------------------------------------------------
@@ -574,22 +608,49 @@ def test_an_unknown_birth_date_skips_the_age_rules_only() -> None:
 # -- tables and moieties -------------------------------------------------------------------------
 DOSE_HEADER = ("substance,bdpm_codes,bdpm_names,max_daily,unit,elderly_max_daily,"
                "elderly_from_age,routes,form_includes,form_excludes,reference_cis,source,"
-               "checked,note\n")
+               "checked,verified_on,note\n")
+READ = "texte lu,2026-12-03"
 
 
 def test_a_malformed_table_names_its_line_and_column() -> None:
-    good = "x,00001,X,10,mg,,,,,,60000000,RCP X (CIS 60000000),,\n"
+    good = f"x,00001,X,10,mg,,,,,,60000000,RCP X (CIS 60000000),{READ},\n"
     assert len(parse_doses(DOSE_HEADER + good)) == 1
+    assert parse_doses(DOSE_HEADER + good)[0].verified_on == date(2026, 12, 3)
     with pytest.raises(TableError, match=r"max_daily_doses.csv:2: column source is empty"):
-        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,10,mg,,,,,,60000000,,{READ},\n")
     with pytest.raises(TableError, match=r":2: max_daily 'dix' is not a number"):
-        parse_doses(DOSE_HEADER + "x,00001,X,dix,mg,,,,,,60000000,RCP,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,dix,mg,,,,,,60000000,RCP,{READ},\n")
     with pytest.raises(TableError, match="elderly_max_daily above max_daily"):
-        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,20,65,,,,60000000,RCP,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,10,mg,20,65,,,,60000000,RCP,{READ},\n")
     with pytest.raises(TableError, match="unit 'mmol'"):
-        parse_doses(DOSE_HEADER + "x,00001,X,10,mmol,,,,,,60000000,RCP,,\n")
+        parse_doses(DOSE_HEADER + f"x,00001,X,10,mmol,,,,,,60000000,RCP,{READ},\n")
+
+
+def test_a_dose_row_nobody_checked_against_a_published_text_is_refused() -> None:
+    with pytest.raises(TableError, match=r":2: column checked is empty"):
+        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,RCP,,2026-12-03,\n")
+    with pytest.raises(TableError, match=r":2: column verified_on is empty"):
+        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,RCP,texte lu,,\n")
+    with pytest.raises(TableError, match=r":2: verified_on 'hier' is not a date"):
+        parse_doses(DOSE_HEADER + "x,00001,X,10,mg,,,,,,60000000,RCP,texte lu,hier,\n")
+
+
+def test_a_pim_table_with_a_wrong_header_is_refused() -> None:
     with pytest.raises(TableError, match="header"):
         parse_pims("id,criterion\nL1,x\n")
+
+
+def test_a_criterion_is_active_once_dated_and_a_date_needs_what_was_read() -> None:
+    head = ",".join(PIM_COLUMNS) + "\n"
+    row = "L1,x,hydroxyzine,02087,,,orale,,effets anticholinergiques,cétirizine,Laroche 2007"
+    [inactive] = parse_pims(head + row + ",,\n")
+    assert not inactive.active
+    [active] = parse_pims(head + row + ",tableau 2 lu,2026-12-03\n")
+    assert active.active and active.verified_on == date(2026, 12, 3)
+    with pytest.raises(TableError, match=r":2: column checked is empty"):
+        parse_pims(head + row + ",,2026-12-03\n")
+    with pytest.raises(TableError, match=r":2: verified_on 'hier' is not a date"):
+        parse_pims(head + row + ",lu,hier\n")
 
 
 @pytest.mark.parametrize(("a", "b"), [
@@ -611,3 +672,17 @@ def test_salts_share_their_moiety(a, b) -> None:
 ])
 def test_different_substances_keep_different_moieties(a, b) -> None:
     assert moiety_key(a) != moiety_key(b)
+
+
+def test_nefopam_maximum_applies_to_the_injectable_forms_only() -> None:
+    # ACUPAN's RCP: 120 mg/24 h by injection; its 30 mg tablet goes up to 6 tablets a day
+    ampoule = drug("62580656", "ACUPAN 20 mg/2 mL, solution injectable", "solution injectable",
+                   comp("19859", "NÉFOPAM (CHLORHYDRATE DE)", 20, per="ampoule",
+                        element="solution"), routes=("intramusculaire", "intraveineuse"))
+    tablet = drug("60000007", "NEFOPAM X 30 mg, comprimé", "comprimé",
+                  comp("19859", "NÉFOPAM (CHLORHYDRATE DE)", 30))
+    assert "dose.max_daily@1" in keys(run((ampoule, P(1, "ampoule", times_per_day=7))))
+    assert not any(a.code.startswith("dose") for a in
+                   run((ampoule, P(1, "ampoule", times_per_day=6))))
+    assert not any(a.code.startswith("dose") for a in
+                   run((tablet, P(1, "comprimé", times_per_day=6))))

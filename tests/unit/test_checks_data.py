@@ -37,10 +37,70 @@ def test_every_row_of_every_table_has_a_source() -> None:
                for row in rows(PIM_FILE))
 
 
+# The substances whose maximum daily dose was re-read, on the date each row gives, in a
+# published text (French RCP, EU/UK SmPC or Swiss professional information, section 4.2)
+# named in the row's ``checked`` column. A row outside this set must not be added without
+# that reading; a substance missing from it gets no dose alert.
+VERIFIED_DOSE_ROWS = frozenset({
+    # re-read before this list was kept
+    "alfuzosine (chlorhydrate)", "alprazolam", "amlodipine", "apixaban", "azithromycine",
+    "carvédilol", "citalopram", "clopidogrel", "colchicine", "diltiazem (chlorhydrate)",
+    "dompéridone", "escitalopram", "gabapentine", "halopéridol",
+    "hydroxyzine (dichlorhydrate)", "metformine (chlorhydrate)",
+    "métoclopramide (chlorhydrate)", "nébivolol", "paracétamol", "paroxétine",
+    "prégabaline", "rispéridone", "sertraline", "tramadol (chlorhydrate)", "venlafaxine",
+    "zolpidem (tartrate)", "zopiclone",
+    # re-read on 2026-12-03
+    "célécoxib", "quétiapine (fumarate)", "olanzapine", "aripiprazole", "amisulpride",
+    "clozapine", "fluoxétine", "duloxétine", "mirtazapine", "donépézil (chlorhydrate)",
+    "galantamine", "rivastigmine", "mémantine (chlorhydrate)", "lévétiracétam",
+    "lercanidipine (chlorhydrate)", "ramipril", "périndopril arginine",
+    "périndopril tert-butylamine", "énalapril (maléate)", "candésartan cilexétil",
+    "valsartan", "irbésartan", "losartan potassique", "telmisartan", "olmésartan médoxomil",
+    "flécaïnide (acétate)", "rivaroxaban", "ticagrélor", "atorvastatine", "simvastatine",
+    "rosuvastatine", "ézétimibe", "ivabradine", "éplérénone",
+    "gliclazide (libération modifiée)", "glimépiride", "sitagliptine", "vildagliptine",
+    "répaglinide", "dapagliflozine", "empagliflozine", "céfixime", "montélukast",
+    "cétirizine (dichlorhydrate)", "desloratadine", "lévocétirizine (dichlorhydrate)",
+    "ébastine", "fexofénadine (chlorhydrate)", "tamsulosine (chlorhydrate)", "finastéride",
+    "solifénacine (succinate)", "mirabégron", "entacapone", "rasagiline",
+    "bisoprolol (fumarate)", "lisinopril", "néfopam (chlorhydrate)", "diclofénac sodique",
+    "lévofloxacine", "cefpodoxime", "céfuroxime (axétil)", "trospium (chlorure)",
+    "phloroglucinol hydraté", "trimétazidine (dichlorhydrate)", "ropinirole", "pramipexole",
+    "lopéramide (chlorhydrate)",
+})
+
+
+def test_every_active_dose_row_was_read_in_a_published_text_on_a_given_date() -> None:
+    doses = load_tables().doses
+    for dose in doses:
+        assert dose.source.strip() and dose.checked.strip(), dose.substance
+        assert dose.verified_on is not None, dose.substance
+    assert {d.substance for d in doses} == VERIFIED_DOSE_ROWS
+    assert len(VERIFIED_DOSE_ROWS) == 94
+
+
+# The Laroche criteria re-read, on the date each row gives, in the published list (named in
+# the row's ``checked`` column). The list's tables could not be read from any source available
+# when the rows were reviewed (2026-12-03), so none is active: the rows stay in the file, for
+# whoever re-reads them, and raise no alert until then.
+VERIFIED_PIM_ROWS: frozenset[str] = frozenset()
+
+
+def test_only_laroche_criteria_read_in_the_published_list_are_active() -> None:
+    active = load_tables().pims
+    for pim in active:
+        assert pim.checked.strip() and pim.verified_on is not None, pim.id
+    assert {p.id for p in active} == VERIFIED_PIM_ROWS
+    # the others are all still in the file, without a date, hence inactive
+    assert {r["id"] for r in rows(PIM_FILE) if not r["verified_on"]} == \
+        {r["id"] for r in rows(PIM_FILE)} - VERIFIED_PIM_ROWS
+    assert len(rows(PIM_FILE)) == 27
+
+
 def test_the_tables_load_and_cover_80_substances_or_more() -> None:
     tables = load_tables()
     assert len({d.substance for d in tables.doses}) >= 80
-    assert len(tables.pims) >= 20
     assert load_tables() is tables  # read once
 
 

@@ -2,10 +2,14 @@
 
 - ``max_daily_doses.csv``: maximum daily dose of a substance for an adult and, when the
   product information gives one, for the elderly; each row cites the SmPC (RCP) section 4.2
-  of a named specialty (with its CIS) or a national guideline.
+  of a named specialty (with its CIS), says which published text was actually read
+  (``checked``) and when (``verified_on``). A row without both is refused: a value nobody
+  re-read against a published text must not raise an alert.
 - ``laroche_2007.csv``: potentially inappropriate medications for people aged 75 and over
   (Laroche ML, Charmes JP, Merle L. Eur J Clin Pharmacol 2007;63:725-731), with the reason
-  and the suggested alternative.
+  and the suggested alternative. A criterion is active only once its row says which text of
+  the list was read (``checked``) and when (``verified_on``); ``load_tables`` leaves the
+  others out, so a criterion transcribed but not re-read raises no alert.
 
 A row names its substances by BDPM substance code (``bdpm_codes``) and by name; a drug's
 component matches a row by code, or by its moiety (``moiety_key``) against the row's names.
@@ -20,6 +24,7 @@ import functools
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import TypeVar
@@ -43,9 +48,9 @@ _UNIT_FACTORS = {"mg": (Decimal(1), MASS_UNIT), "g": (Decimal(1000), MASS_UNIT),
                  "µg": (Decimal("0.001"), MASS_UNIT), "UI": (Decimal(1), IU_UNIT)}
 DOSE_COLUMNS = ("substance", "bdpm_codes", "bdpm_names", "max_daily", "unit",
                 "elderly_max_daily", "elderly_from_age", "routes", "form_includes",
-                "form_excludes", "reference_cis", "source", "checked", "note")
+                "form_excludes", "reference_cis", "source", "checked", "verified_on", "note")
 PIM_COLUMNS = ("id", "criterion", "substances", "bdpm_codes", "max_daily", "unit", "routes",
-               "form_excludes", "reason", "alternative", "source")
+               "form_excludes", "reason", "alternative", "source", "checked", "verified_on")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -96,6 +101,8 @@ class DoseLimit:
     note: str
     reference_cis: str
     line_no: int
+    checked: str = ""
+    verified_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,13 @@ class PimCriterion:
     alternative: str
     source: str
     line_no: int
+    checked: str = ""
+    verified_on: date | None = None
+
+    @property
+    def active(self) -> bool:
+        """Re-read against the published list: only then may it raise an alert."""
+        return self.verified_on is not None
 
 
 class Tables:
@@ -220,7 +234,8 @@ def parse_doses(text: str, name: str = DOSES_FILE) -> tuple[DoseLimit, ...]:
     out = []
     for line, row in _rows(name, text, DOSE_COLUMNS):
         _required(name, line, row, "substance", "bdpm_codes", "max_daily", "unit", "source",
-                  "reference_cis")
+                  "reference_cis", "checked", "verified_on")
+        verified_on = _date(name, line, row["verified_on"])
         max_daily = _amount(name, line, "max_daily", row["max_daily"], row["unit"])
         elderly = _amount(name, line, "elderly_max_daily", row["elderly_max_daily"],
                           row["unit"])
@@ -238,14 +253,27 @@ def parse_doses(text: str, name: str = DOSES_FILE) -> tuple[DoseLimit, ...]:
             max_daily=max_daily[0], unit=max_daily[1],
             elderly_max_daily=elderly[0] if elderly else None, elderly_from_age=age,
             source=row["source"], note=row["note"], reference_cis=row["reference_cis"],
-            line_no=line))
+            line_no=line, checked=row["checked"], verified_on=verified_on))
     return tuple(out)
 
 
+def _date(name: str, line: int, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise TableError(f"{name}:{line}: verified_on {value!r} is not a date "
+                         "(YYYY-MM-DD)") from None
+
+
 def parse_pims(text: str, name: str = PIM_FILE) -> tuple[PimCriterion, ...]:
+    """Every criterion of the file, active or not (``PimCriterion.active``)."""
     out = []
     for line, row in _rows(name, text, PIM_COLUMNS):
         _required(name, line, row, "id", "criterion", "substances", "reason", "source")
+        verified_on = None
+        if row["verified_on"]:
+            _required(name, line, row, "checked")
+            verified_on = _date(name, line, row["verified_on"])
         substances = _split(row["substances"])
         amount = _amount(name, line, "max_daily", row["max_daily"], row["unit"])
         out.append(PimCriterion(
@@ -253,7 +281,7 @@ def parse_pims(text: str, name: str = PIM_FILE) -> tuple[PimCriterion, ...]:
             selector=_selector(row, substances),
             max_daily=amount[0] if amount else None, unit=amount[1] if amount else None,
             reason=row["reason"], alternative=row["alternative"], source=row["source"],
-            line_no=line))
+            line_no=line, checked=row["checked"], verified_on=verified_on))
     return tuple(out)
 
 
@@ -263,5 +291,6 @@ def _read(name: str) -> str:
 
 @functools.cache
 def load_tables() -> Tables:
-    """The tables shipped with Ordo, read once."""
-    return Tables(parse_doses(_read(DOSES_FILE)), parse_pims(_read(PIM_FILE)))
+    """The tables shipped with Ordo, read once: every dose row, the active criteria."""
+    pims = tuple(p for p in parse_pims(_read(PIM_FILE)) if p.active)
+    return Tables(parse_doses(_read(DOSES_FILE)), pims)
