@@ -211,19 +211,19 @@ class PrescriptionsTable:
                 kept += (pid, receipts[pid])
         # one statement per 500 rows each (placeholders only), the move guarded by the state
         for start in range(0, len(kept), 2 * _IN_CHUNK):
-            chunk = kept[start:start + 2 * _IN_CHUNK]
+            pairs = kept[start:start + 2 * _IN_CHUNK]
             self._store.execute(
                 "UPDATE prescriptions SET registry_receipt = v.column2"  # noqa: S608
-                f" FROM (VALUES {','.join(['(?, ?)'] * (len(chunk) // 2))}) AS v"
-                " WHERE prescriptions.id = v.column1", chunk)
+                f" FROM (VALUES {','.join(['(?, ?)'] * (len(pairs) // 2))}) AS v"
+                " WHERE prescriptions.id = v.column1", pairs)
         for start in range(0, len(changed), 3 * _IN_CHUNK):
-            chunk = changed[start:start + 3 * _IN_CHUNK]
+            triples = changed[start:start + 3 * _IN_CHUNK]
             self._store.execute(
                 "UPDATE prescriptions SET registry_receipt = v.column2, state = ?,"  # noqa: S608
                 " updated_at = ?, body = v.column3"
-                f" FROM (VALUES {','.join(['(?, ?, ?)'] * (len(chunk) // 3))}) AS v"
+                f" FROM (VALUES {','.join(['(?, ?, ?)'] * (len(triples) // 3))}) AS v"
                 " WHERE prescriptions.id = v.column1 AND prescriptions.state = ?",
-                [after.value, column, *chunk, before.value])
+                [after.value, column, *triples, before.value])
         return moved
 
     def set_registry_receipt(self, prescription_id: str, receipt_id: str) -> None:
