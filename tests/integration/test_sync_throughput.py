@@ -57,6 +57,8 @@ def test_signed_rows_loads_a_batch_in_chunks_and_leaves_unknown_ids_out(orders, 
     for p in made:
         signed = rows[p.id].load()
         assert signed.prescription.id == p.id and signed.proof.signature
+        # the canonical bytes checked against the signed hash travel with the proof
+        assert signed.proof.canonical == signed.prescription.canonical_bytes()
         assert signed == uow.prescriptions.signed_rows([p.id])[p.id].load()
 
 
