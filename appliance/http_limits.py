@@ -18,6 +18,12 @@ whole before anything can look at its size. Here:
   one is refused, so that a small gzip bomb cannot expand past the cap.
 - **Redirects** (``check_redirect``): only to the same host, never from https to http.
 
+``BoundedTransport.exchange`` sends one request straight on the connection pool and reads
+its answer whole under the same cap, without httpx's request and response models (a client
+that sends thousands of small requests on one connection, the registry drain, spends a
+fifth of its CPU per request there); httpcore's errors leave it as the httpx errors
+``handle_request`` would raise.
+
 Nothing here is imported before a request is made (httpx costs the kiosk's start).
 """
 
@@ -26,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -36,7 +42,6 @@ import httpx
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Iterable
 
 T = TypeVar("T")
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -148,6 +153,46 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+# httpcore's errors as httpx's transport raises them (most specific first).
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _HTTPX_ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer read whole by ``BoundedTransport.exchange``."""
+
+    status_code: int
+    headers: httpx.Headers
+    reason_phrase: str
+    content: bytes
+
+
 class BoundedTransport(httpx.HTTPTransport):
     """httpx's HTTP/1.1 transport on a pool whose network operations keep the current
     ``deadline``. (httpx takes no network backend: the pool is built here, with the
@@ -164,26 +209,56 @@ class BoundedTransport(httpx.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False,
             socket_options=socket_options, network_backend=_DeadlineBackend())
 
+    def exchange(self, method: bytes, url: httpcore.URL, headers: list[tuple[bytes, bytes]],
+                 body: bytes | None, extensions: dict[str, Any], cap: int) -> Answer:
+        """Send one request on the pool and read its answer (``read_capped``'s rules: a
+        declared length over ``cap`` refused unread, a compressed answer refused, a body
+        given up past ``cap``). ``headers`` are sent as given, with ``Content-Length`` added
+        for a body; ``url`` is httpcore's, with its ``Host``."""
+        if body is not None:
+            headers = [*headers, (b"Content-Length", str(len(body)).encode("ascii"))]
+        with _as_httpx_errors():
+            response = self._pool.handle_request(httpcore.Request(
+                method, url, headers=headers, content=body or b"", extensions=extensions))
+            try:
+                found = httpx.Headers(response.headers)
+                content = _read_capped(found, response.iter_stream(), cap)
+            finally:
+                response.close()
+        phrase = response.extensions.get("reason_phrase")
+        return Answer(response.status, found,
+                      httpx.codes.get_reason_phrase(response.status) if phrase is None
+                      else phrase.decode("ascii", errors="ignore"), content)
+
 
 def read_capped(response: httpx.Response, cap: int) -> bytes:
     """The body of a streamed ``response``, refusing one larger than ``cap`` bytes."""
-    declared = response.headers.get("Content-Length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
-        raise AnswerTooLarge(cap, int(declared))
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise CompressedAnswer(f"Content-Encoding {encoding[:40]!r}, not asked for")
     if response.is_stream_consumed:  # built whole by the transport (httpx.MockTransport)
+        _check_headers(response.headers, cap)
         if len(response.content) > cap:
             raise AnswerTooLarge(cap)
         return response.content
-    chunks, size = [], 0
-    for chunk in response.iter_raw():
+    return _read_capped(response.headers, response.iter_raw(), cap)
+
+
+def _check_headers(headers: httpx.Headers, cap: int) -> None:
+    declared = headers.get("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
+        raise AnswerTooLarge(cap, int(declared))
+    encoding = headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise CompressedAnswer(f"Content-Encoding {encoding[:40]!r}, not asked for")
+
+
+def _read_capped(headers: httpx.Headers, chunks: Iterable[bytes], cap: int) -> bytes:
+    _check_headers(headers, cap)
+    read, size = [], 0
+    for chunk in chunks:
         size += len(chunk)
         if size > cap:
             raise AnswerTooLarge(cap)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        read.append(chunk)
+    return b"".join(read)
 
 
 def check_redirect(from_url: str, location: str) -> str:

@@ -61,8 +61,8 @@ def _signature_holds(cert_der: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def _content_hash_hex(prescription: Prescription, signed_hex: str) -> str:
-    """The hex SHA-256 of the body's canonical bytes. For a prescription's content
+def _canonical(prescription: Prescription, signed_hex: str) -> tuple[bytes, str]:
+    """The body's canonical bytes and their hex SHA-256. For a prescription's content
     (strings, integers, booleans, ASCII keys) RFC 8785 is ``json.dumps`` with sorted keys,
     no spaces and raw UTF-8; that shortcut (a tenth of the cost) is taken only when it gives
     the signed hash, which then proves the contents equal (JSON text is one-to-one with its
@@ -71,19 +71,23 @@ def _content_hash_hex(prescription: Prescription, signed_hex: str) -> str:
                       ensure_ascii=False).encode("utf-8")
     digest = hashlib.sha256(fast).hexdigest()
     if digest == signed_hex:
-        return digest
-    return hashlib.sha256(prescription.canonical_bytes()).hexdigest()
+        return fast, digest
+    canonical = prescription.canonical_bytes()
+    return canonical, hashlib.sha256(canonical).hexdigest()
 
 
 def check_signed(prescription_id: str, prescription: Prescription, signed_part: bytes,
-                 signature: bytes, cert_der: bytes) -> None:
+                 signature: bytes, cert_der: bytes) -> bytes:
     """Raise ``TamperedPrescription`` unless ``prescription`` (the stored body) is what the
     stored signature covers: the signed part rebuilt from the body (the fields
     ``SignedOrder.from_prescription`` takes) is the stored one byte for byte, and the
-    signature holds over it."""
+    signature holds over it. Returns the body's canonical bytes (``canonical_bytes()``),
+    whose hash the signed part carries: what the registry gets beside the signature."""
     p = prescription
     signed_hex = signed_part.rsplit(SEPARATOR.encode(), 1)[-1].decode("ascii", "replace")
+    canonical = b""
     try:
+        canonical, content_hex = _canonical(p, signed_hex)
         # ``to_bytes`` over the body's fields as they are, without the constructor's checks
         # of identifiers and dates (a third of the cost): any difference shows in the bytes.
         rebuilt = SignedOrder.to_bytes(SimpleNamespace(  # type: ignore[arg-type]
@@ -91,7 +95,7 @@ def check_signed(prescription_id: str, prescription: Prescription, signed_part: 
             am=p.prescriber.am, last_name=p.resident.birth_name,
             first_names=p.resident.first_names, birth_date=p.resident.birth_date,
             issued_at=p.signed_at.astimezone(UTC),  # type: ignore[union-attr]
-            content_hash=bytes.fromhex(_content_hash_hex(p, signed_hex))))
+            content_hash=bytes.fromhex(content_hex)))
     except (AttributeError, TypeError, ValueError, OrdoError):
         rebuilt = None
     if rebuilt != signed_part or p.id != prescription_id:
@@ -99,3 +103,4 @@ def check_signed(prescription_id: str, prescription: Prescription, signed_part: 
                                                     "l'empreinte signée")
     if not _signature_holds(cert_der, signature, signed_part):
         raise TamperedPrescription(prescription_id, "la signature ne correspond plus")
+    return canonical

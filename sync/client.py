@@ -23,6 +23,14 @@ Every request is bounded (``appliance.http_limits``): ``timeout_s`` is the deadl
 whole request (connection, TLS, headers and body together), not of each read; the answer is
 read as a stream and refused past ``MAX_ANSWER_BYTES`` (a ``Content-Length`` over it before
 a byte of the body is read), asked uncompressed; redirects are never followed.
+
+A drain sends thousands of requests on one keep-alive connection: each goes straight to
+the connection pool (``BoundedTransport.exchange``) with its URL parsed and its headers
+merged once for the client, not through ``httpx.Client.send`` (URL parsing, header merging,
+cookies, auth and redirect machinery, request and response models per request: half of a
+request's CPU, for none of which the registry link has a use). When the environment names a
+proxy (``HTTPS_PROXY``, ``ALL_PROXY``…), requests go through the client as before, which
+routes them; a transport given to the constructor (tests) gets httpx's requests.
 """
 
 from __future__ import annotations
@@ -32,10 +40,12 @@ import json
 import logging
 import socket
 import ssl
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import httpcore
 import httpx
 
 from appliance.config import Registry as RegistrySettings
@@ -52,6 +62,7 @@ from appliance.errors import (
 )
 from appliance.http_limits import (
     IDENTITY,
+    Answer,
     AnswerTooLarge,
     BoundedTransport,
     CompressedAnswer,
@@ -77,6 +88,7 @@ METADATA = "/metadata"
 # ``json.dumps(..., ensure_ascii=False)``, the same bytes, without the circular-reference
 # check (a fresh tree of dicts and lists: a cycle would be a RecursionError): 15 % cheaper.
 _BODY_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+_CONTENT_TYPE = (b"Content-Type", codes.FHIR_JSON.encode("ascii"))
 
 
 def is_loopback(host: str | None) -> bool:
@@ -104,6 +116,14 @@ def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+def _proxied(client: httpx.Client) -> bool:
+    """Whether the environment names a proxy the client would route requests through."""
+    if not client.trust_env:
+        return False
+    found = urllib.request.getproxies()
+    return any(found.get(scheme) for scheme in ("http", "https", "all"))
+
+
 class RegistryClient:
     """One keep-alive HTTP client to the registry's FHIR base URL."""
 
@@ -125,6 +145,12 @@ class RegistryClient:
         self._deadline_s = timeout_s
         self._transport = transport
         self._client: httpx.Client | None = None
+        # what ``request`` reuses for every request (set with the client, ``_http``)
+        self._direct: httpx.BaseTransport | None = None
+        self._pool: BoundedTransport | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._extensions: dict[str, Any] = {"timeout": self._timeout.as_dict()}
+        self._urls: dict[str, tuple[httpx.URL, httpcore.URL]] = {}
 
     @classmethod
     def from_settings(cls, settings: RegistrySettings) -> RegistryClient:
@@ -160,27 +186,61 @@ class RegistryClient:
                 verify=verify, timeout=self._timeout, transport=transport,
                 headers={"Accept": codes.FHIR_JSON, "User-Agent": USER_AGENT, **IDENTITY},
                 follow_redirects=False)
+            self._headers = list(self._client.headers.raw)
+            self._direct = None if _proxied(self._client) else transport
+            self._pool = self._direct if isinstance(self._direct, BoundedTransport) else None
         return self._client
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._direct = self._pool = None
+
+    def _url(self, path: str) -> tuple[httpx.URL, httpcore.URL]:
+        """The parsed URL of ``path`` under the base, as httpx and httpcore take it (the few
+        paths a drain uses are kept)."""
+        urls = self._urls.get(path)
+        if urls is None:
+            url = httpx.URL(self.base_url + path)
+            urls = url, httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
+                                     target=url.raw_path)
+            if len(self._urls) < 32:  # paths with a query (cursors) are not worth keeping
+                self._urls[path] = urls
+        return urls
+
+    def _exchange(self, method: str, path: str, body: bytes | None) -> Answer | httpx.Response:
+        """Send one request; its answer, read whole (``Answer``) or streamed and unread."""
+        client = self._http()
+        if self._direct is None:  # through a proxy: the client routes the request
+            headers = {"Content-Type": codes.FHIR_JSON} if body is not None else None
+            return client.send(client.build_request(method, self.base_url + path,
+                                                    content=body, headers=headers),
+                               stream=True)
+        url, core = self._url(path)
+        headers = self._headers
+        if body is not None:
+            headers = [*headers, _CONTENT_TYPE]
+        if self._pool is not None:
+            return self._pool.exchange(method.encode("ascii"), core,
+                                       [(b"Host", url.netloc), *headers], body,
+                                       self._extensions, MAX_ANSWER_BYTES)
+        return self._direct.handle_request(httpx.Request(
+            method, url, headers=headers, content=body, extensions=self._extensions))
 
     # -- requests ---------------------------------------------------------------------------
     def request(self, method: str, path: str, body: bytes | None = None) -> Any:
         """Send one request; return the decoded JSON answer or raise a ``RegistryError``."""
-        url = self.base_url + path
-        headers = {"Content-Type": codes.FHIR_JSON} if body is not None else None
-        client = self._http()
         try:
             with deadline(self._deadline_s):
-                response = client.send(client.build_request(method, url, content=body,
-                                                            headers=headers), stream=True)
-                try:
-                    content = read_capped(response, MAX_ANSWER_BYTES)
-                finally:
-                    response.close()
+                response = self._exchange(method, path, body)
+                if isinstance(response, Answer):
+                    content = response.content
+                else:
+                    try:
+                        content = read_capped(response, MAX_ANSWER_BYTES)
+                    finally:
+                        response.close()
         except AnswerTooLarge as exc:
             raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
         except CompressedAnswer as exc:
@@ -204,7 +264,7 @@ class RegistryClient:
             raise RegistryUnavailable(f"unreadable answer: {exc}") from exc
         return self._answer(response, content, path)
 
-    def _answer(self, response: httpx.Response, content: bytes, path: str = "") -> Any:
+    def _answer(self, response: httpx.Response | Answer, content: bytes, path: str = "") -> Any:
         status = response.status_code
         if 300 <= status < 400:
             raise link.redirected(status, response.headers.get("Location"), self.base_url)

@@ -376,7 +376,8 @@ def _provenance(p: Prescription, proof: SignatureProof, targets: list[dict[str, 
                 practitioner_url: str, when: datetime) -> dict[str, Any]:
     contained = [{"resourceType": "Binary", "id": codes.CANONICAL_BINARY_ID,
                   "contentType": codes.CANONICAL_CONTENT_TYPE,
-                  "data": _b64(signed_canonical_bytes(p, proof.signed_part))},
+                  "data": _b64(proof.canonical if proof.canonical is not None
+                               else signed_canonical_bytes(p, proof.signed_part))},
                  {"resourceType": "Binary", "id": codes.SIGNER_CERT_BINARY_ID,
                   "contentType": codes.CERT_CONTENT_TYPE, "data": _b64(proof.signer_cert)}]
     entity = [{"role": "source", "what": {"reference": "#" + codes.CANONICAL_BINARY_ID}},

@@ -89,6 +89,9 @@ def _check_digits(
 ) -> None:
     """Positions in the reason are 1-based and count characters of the compacted text."""
     stop = len(text) if stop is None else stop
+    part = text[start:stop]
+    if not part or (part.isascii() and part.isdigit()):  # ASCII digits: nothing to name
+        return
     for pos in range(start, stop):
         if not "0" <= text[pos] <= "9":
             raise InvalidIdentifier(

@@ -22,7 +22,7 @@ from appliance.domain.ids import (
     validate_finess,
     validate_id_nat_ps,
 )
-from appliance.domain.text import check_characters
+from appliance.domain.text import check_characters, has_surrogate
 from appliance.errors import ValidationError
 
 
@@ -45,7 +45,7 @@ def _name(field: str, value: str, required: bool = True) -> str:
         raise ValidationError(field, value, "a non-empty name")
     if len(value) > MAX_NAME:
         raise ValidationError(field, value, f"at most {MAX_NAME} characters")
-    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
+    if has_surrogate(value):  # JSON "\ud800": not encodable
         raise ValidationError(field, value, "a name without lone surrogates")
     return value
 

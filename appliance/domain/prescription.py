@@ -43,7 +43,7 @@ from appliance.domain.people import Practitioner, Resident, Role, Sex
 from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription_id import validate_prescription_id
 from appliance.domain.secure import SecureRules, relevant_conditions
-from appliance.domain.text import forbidden_character
+from appliance.domain.text import forbidden_character, has_surrogate
 from appliance.errors import StateError, ValidationError
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -81,7 +81,7 @@ def _text(field_name: str, value: str, limit: int, required: bool = True) -> str
     if not isinstance(value, str | None):  # e.g. 5 or {} from a JSON document
         raise ValidationError(field_name, value, "a text")
     value = (value or "").strip()
-    if any("\ud800" <= c <= "\udfff" for c in value):  # JSON "\ud800": not encodable
+    if has_surrogate(value):  # JSON "\ud800": not encodable
         raise ValidationError(field_name, value, "text without lone surrogates")
     if required and not value:
         raise ValidationError(field_name, value, "a non-empty text")

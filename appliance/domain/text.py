@@ -27,6 +27,14 @@ from appliance.errors import ValidationError
 _OTHERS = "\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 _ANY = re.compile(f"[\x00-\x1f{_OTHERS}]")
 _BUT_LINE_FEED = re.compile(f"[\x00-\x09\x0b-\x1f{_OTHERS}]")  # LF is U+000A
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(value: str) -> bool:
+    """Whether ``value`` holds a surrogate code point (a JSON ``"\\ud800"``), which no UTF-8
+    document can carry. Checked by the constructors, stored rows included (one search in
+    C, nothing for ASCII: every stored text is checked at every load)."""
+    return not value.isascii() and _SURROGATE.search(value) is not None
 
 
 def first_forbidden(value: str, *, line_feed: bool = False) -> tuple[str, int] | None:

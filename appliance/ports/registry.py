@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -35,12 +35,16 @@ class SignatureProof:
 
     ``signed_part`` is the exact byte string the card signed (the QR payload's signed part,
     which carries SHA-256 of ``canonical_bytes()``); ``None`` means the card signed
-    ``prescription.canonical_bytes()`` itself. ``signer_cert`` is DER.
+    ``prescription.canonical_bytes()`` itself. ``signer_cert`` is DER. ``canonical`` is
+    ``prescription.canonical_bytes()`` when whoever built the proof already computed them
+    and checked them against the signed hash (``SignedRow.load``); None: computed when
+    needed. It is derived data: it takes no part in comparisons.
     """
 
     signature: bytes
     signer_cert: bytes
     signed_part: bytes | None = None
+    canonical: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -119,10 +119,12 @@ class SignedRow:
         prescription = Prescription.from_dict(json.loads(self.body))
         signed_part = (self.signed_payload if self.signed_payload is not None
                        else SignedOrder.from_prescription(prescription).to_bytes())
-        check_signed(self.id, prescription, signed_part, self.signature, self.signer_cert)
+        canonical = check_signed(self.id, prescription, signed_part, self.signature,
+                                 self.signer_cert)
         return Signed(prescription, SignatureProof(signature=self.signature,
                                                    signer_cert=self.signer_cert,
-                                                   signed_part=signed_part))
+                                                   signed_part=signed_part,
+                                                   canonical=canonical))
 
 
 @dataclass(slots=True)

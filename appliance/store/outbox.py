@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from appliance.ports.clock import iso, parse_iso
 from appliance.ports.registry import RegistryReceipt
 from appliance.ports.uow import OutboxRecord
-from appliance.store.db import Store
+from appliance.store.db import SqlValue, Store
 
 _IN_CHUNK = 500  # bound parameters per query
 # A cancel is eligible only once the create of the same prescription is no longer pending.
@@ -33,6 +33,21 @@ _NEXT_DUE_SQL = (
     " WHERE o.status = 'pending' AND (o.kind = 'create' OR NOT EXISTS ("
     "  SELECT 1 FROM outbox c WHERE c.prescription_id = o.prescription_id"
     "  AND c.kind = 'create' AND c.status = 'pending'))"
+)
+
+
+# The outcomes of a batch, one statement each: the rows come as ``VALUES`` (placeholders
+# only, one group per record), guarded by ``status = 'pending'``.
+_ACKNOWLEDGE_SQL = (
+    "UPDATE outbox SET status = 'acknowledged', attempts = attempts + 1, receipt = v.column2,"
+    " acknowledged_at = ?, last_error = NULL, next_attempt_at = NULL"
+    " FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.status = 'pending'"
+    " RETURNING seq"
+)
+_RETRY_SQL = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = v.column2,"
+    " next_attempt_at = v.column3"
+    " FROM (VALUES {}) AS v WHERE outbox.seq = v.column1 AND outbox.status = 'pending'"
 )
 
 
@@ -81,42 +96,35 @@ class OutboxTable:
 
     def acknowledge_many(self, items: Sequence[tuple[OutboxRecord, RegistryReceipt]],
                          at: datetime) -> set[int]:
-        """Acknowledge several records in two statements; returns the numbers of those
-        that were still pending (the others were acknowledged by another process)."""
+        """Acknowledge several records in one statement (per 500); returns the numbers of
+        those that were still pending (the others were acknowledged by another process,
+        and are left as they are)."""
         self._store.require_write("outbox")
-        if not items:
-            return set()
-        pending: set[int] = set()
-        seqs = [record.seq for record, _ in items]
-        for start in range(0, len(seqs), _IN_CHUNK):
-            chunk = seqs[start:start + _IN_CHUNK]
-            pending.update(row[0] for row in self._store.execute(
-                "SELECT seq FROM outbox WHERE status = 'pending' AND seq IN"  # noqa: S608
-                f" ({','.join('?' * len(chunk))})", chunk))
         when = iso(at)
-        rows = [(_receipt_json(receipt), when, record.seq) for record, receipt in items
-                if record.seq in pending]
-        try:
-            self._store.conn.executemany(
-                "UPDATE outbox SET status = 'acknowledged', attempts = attempts + 1,"
-                " receipt = ?, acknowledged_at = ?, last_error = NULL, next_attempt_at = NULL"
-                " WHERE seq = ? AND status = 'pending'", rows)
-        except sqlite3.Error as exc:
-            raise self._store.failed(exc) from exc
+        pending: set[int] = set()
+        for start in range(0, len(items), _IN_CHUNK):
+            chunk = items[start:start + _IN_CHUNK]
+            params: list[SqlValue] = [when]
+            for record, receipt in chunk:
+                params += (record.seq, _receipt_json(receipt))
+            sql = _ACKNOWLEDGE_SQL.format(",".join(["(?, ?)"] * len(chunk)))
+            try:  # the rows come back from the first step: fetched inside the guard
+                pending.update(row[0] for row in self._store.conn.execute(sql, params))
+            except sqlite3.Error as exc:
+                raise self._store.failed(exc) from exc
         return pending
 
     def retry_many(self, items: Sequence[tuple[OutboxRecord, str, datetime | None]]) -> None:
         """Count a failed attempt of each record, with its error and when it may go again
-        (``None``: as soon as the registry answers)."""
+        (``None``: as soon as the registry answers), in one statement (per 500)."""
         self._store.require_write("outbox")
-        rows = [(error[:500], None if at is None else iso(at), record.seq)
-                for record, error, at in items]
-        try:
-            self._store.conn.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-                " WHERE seq = ? AND status = 'pending'", rows)
-        except sqlite3.Error as exc:
-            raise self._store.failed(exc) from exc
+        for start in range(0, len(items), _IN_CHUNK):
+            chunk = items[start:start + _IN_CHUNK]
+            params: list[SqlValue] = []
+            for record, error, at in chunk:
+                params += (record.seq, error[:500], None if at is None else iso(at))
+            self._store.execute(_RETRY_SQL.format(",".join(["(?, ?, ?)"] * len(chunk))),
+                                params)
 
     def retry(self, record: OutboxRecord, error: str, at: datetime) -> None:
         self._store.require_write("outbox")

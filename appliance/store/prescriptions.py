@@ -186,40 +186,44 @@ class PrescriptionsTable:
                         promote: tuple[State, State]) -> set[str]:
         """Store the registry's receipt of each prescription (ID → receipt) and move those
         still in state ``promote[0]`` to ``promote[1]`` (a transition the caller checked
-        with the domain) at ``at``, in two statements; returns the IDs moved."""
+        with the domain) at ``at``: one read and at most two writes (per 500 rows), whatever
+        the number; returns the IDs moved."""
         self._store.require_write("prescriptions")
         if not receipts:
             return set()
         before, after = promote
         ids = list(receipts)
         moved: set[str] = set()
+        stamp, column = _iso_ms(at), iso(utc_now())
+        changed: list[SqlValue] = []
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start:start + _IN_CHUNK]
-            moved.update(row[0] for row in self._store.execute(
-                "SELECT id FROM prescriptions WHERE state = ? AND id IN"  # noqa: S608
-                f" ({','.join('?' * len(chunk))})", [before.value, *chunk]))
-        stamp, column = _iso_ms(at), iso(utc_now())
-        changed = []
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = [pid for pid in ids[start:start + _IN_CHUNK] if pid in moved]
-            if not chunk:
-                continue
             for pid, raw in self._store.execute(
-                    "SELECT id, body FROM prescriptions WHERE id IN"  # noqa: S608
-                    f" ({','.join('?' * len(chunk))})", chunk):
+                    "SELECT id, body FROM prescriptions WHERE state = ? AND id IN"  # noqa: S608
+                    f" ({','.join('?' * len(chunk))})", [before.value, *chunk]):
                 data = json.loads(decode_body(raw))
                 data["state"], data["updated_at"] = after.value, stamp
-                changed.append((receipts[pid], after.value, column, encode_body(data), pid,
-                                before.value))
-        try:
-            self._store.conn.executemany(
-                "UPDATE prescriptions SET registry_receipt = ? WHERE id = ?",
-                [(receipts[pid], pid) for pid in ids if pid not in moved])
-            self._store.conn.executemany(
-                "UPDATE prescriptions SET registry_receipt = ?, state = ?, updated_at = ?,"
-                " body = ? WHERE id = ? AND state = ?", changed)
-        except sqlite3.Error as exc:
-            raise self._store.failed(exc) from exc
+                changed += (pid, receipts[pid], encode_body(data))
+                moved.add(pid)
+        kept: list[SqlValue] = []
+        for pid in ids:
+            if pid not in moved:
+                kept += (pid, receipts[pid])
+        # one statement per 500 rows each (placeholders only), the move guarded by the state
+        for start in range(0, len(kept), 2 * _IN_CHUNK):
+            pairs = kept[start:start + 2 * _IN_CHUNK]
+            self._store.execute(
+                "UPDATE prescriptions SET registry_receipt = v.column2"  # noqa: S608
+                f" FROM (VALUES {','.join(['(?, ?)'] * (len(pairs) // 2))}) AS v"
+                " WHERE prescriptions.id = v.column1", pairs)
+        for start in range(0, len(changed), 3 * _IN_CHUNK):
+            triples = changed[start:start + 3 * _IN_CHUNK]
+            self._store.execute(
+                "UPDATE prescriptions SET registry_receipt = v.column2, state = ?,"  # noqa: S608
+                " updated_at = ?, body = v.column3"
+                f" FROM (VALUES {','.join(['(?, ?, ?)'] * (len(triples) // 3))}) AS v"
+                " WHERE prescriptions.id = v.column1 AND prescriptions.state = ?",
+                [after.value, column, *triples, before.value])
         return moved
 
     def set_registry_receipt(self, prescription_id: str, receipt_id: str) -> None:

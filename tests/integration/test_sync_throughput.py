@@ -57,6 +57,8 @@ def test_signed_rows_loads_a_batch_in_chunks_and_leaves_unknown_ids_out(orders, 
     for p in made:
         signed = rows[p.id].load()
         assert signed.prescription.id == p.id and signed.proof.signature
+        # the canonical bytes checked against the signed hash travel with the proof
+        assert signed.proof.canonical == signed.prescription.canonical_bytes()
         assert signed == uow.prescriptions.signed_rows([p.id])[p.id].load()
 
 
@@ -130,3 +132,36 @@ def test_a_kill_between_sending_and_the_batch_commit_is_repaired_exactly_once(
     for p in made:  # one acknowledgement and one state change each, never two
         assert actions["registry.create.acknowledged", p.id] == 1
         assert actions["prescription.registered", p.id] == 1
+
+
+def test_a_batch_is_acknowledged_in_a_few_statements_whatever_its_size(
+        orders, registry_sim, make_engine, uow, store):
+    """The outcomes of a batch (receipts, state changes, audit entries, the chain's head,
+    the bookkeeping) are a few statements for the whole batch, not a few per record. Every
+    statement SQLite runs is counted (a row of ``executemany`` counts as one)."""
+    made = orders.sign_many(60)
+    statements: list[str] = []
+    engine = make_engine(registry_sim.url, concurrency=1, batch_size=30)
+    uow.store.conn.set_trace_callback(statements.append)
+    try:
+        report = engine.push()
+    finally:
+        uow.store.conn.set_trace_callback(None)
+    assert (report.acknowledged, report.batches, report.remaining) == (60, 2, 0)
+    # one write of each table per batch, whatever the number of records in it
+    inserts = Counter(s.split(None, 3)[2].lower() for s in statements
+                      if s.upper().startswith("INSERT INTO"))
+    updates = Counter(s.split(None, 2)[1].lower() for s in statements
+                      if s.upper().startswith("UPDATE"))
+    assert inserts["audit"] == report.batches
+    assert updates["outbox"] == report.batches
+    assert updates["prescriptions"] == report.batches
+    # reads and writes of a batch (about a dozen), and the run's own bookkeeping
+    assert len(statements) <= 15 * report.batches + 10, [s[:70] for s in statements]
+    assert len(statements) / report.acknowledged < 0.7
+    # and still exact: one acknowledgement and one state change each, the chain verified
+    assert {orders.state(p.id) for p in made} == {"registered"}
+    assert local_receipts(orders) == held_receipts(registry_sim)
+    assert audit.verify(store) == len(audit.entries(store))
+    actions = Counter(e.action for e in audit.entries(store))
+    assert actions["registry.create.acknowledged"] == actions["prescription.registered"] == 60
