@@ -61,41 +61,73 @@ def _signature_holds(cert_der: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def _content_hash_hex(prescription: Prescription, signed_hex: str) -> str:
-    """The hex SHA-256 of the body's canonical bytes. For a prescription's content
-    (strings, integers, booleans, ASCII keys) RFC 8785 is ``json.dumps`` with sorted keys,
-    no spaces and raw UTF-8; that shortcut (a tenth of the cost) is taken only when it gives
-    the signed hash, which then proves the contents equal (JSON text is one-to-one with its
-    value); otherwise the reference implementation decides."""
-    fast = json.dumps(prescription.content(), sort_keys=True, separators=(",", ":"),
+def _fast_canonical(prescription: Prescription) -> bytes:
+    """``json.dumps`` with sorted keys, no spaces and raw UTF-8 of the body's content: RFC
+    8785 for a prescription's content (strings, integers, booleans, ASCII keys) at a tenth
+    of the reference implementation's cost."""
+    return json.dumps(prescription.content(), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
-    digest = hashlib.sha256(fast).hexdigest()
-    if digest == signed_hex:
+
+
+def _content_hash_hex(prescription: Prescription, signed_hex: str | None) -> str:
+    """The hex SHA-256 of the body's canonical bytes. The fast form (``_fast_canonical``)
+    is taken when it gives the signed hash, which then proves the contents equal (JSON text
+    is one-to-one with its value), or when there is no signed hash to compare with (the
+    signature then decides); otherwise the reference implementation decides."""
+    digest = hashlib.sha256(_fast_canonical(prescription)).hexdigest()
+    if signed_hex is None or digest == signed_hex:
         return digest
     return hashlib.sha256(prescription.canonical_bytes()).hexdigest()
 
 
-def check_signed(prescription_id: str, prescription: Prescription, signed_part: bytes,
-                 signature: bytes, cert_der: bytes) -> None:
-    """Raise ``TamperedPrescription`` unless ``prescription`` (the stored body) is what the
-    stored signature covers: the signed part rebuilt from the body (the fields
-    ``SignedOrder.from_prescription`` takes) is the stored one byte for byte, and the
-    signature holds over it."""
+def rebuilt_signed_part(prescription: Prescription, signed_hex: str | None = None
+                        ) -> bytes | None:
+    """The signed part rebuilt from a stored body's fields as they are (the fields
+    ``SignedOrder.from_prescription`` takes; ``to_bytes`` without the constructor's checks
+    of identifiers and dates, a third of the cost: any difference shows in the bytes), with
+    the content hash of ``_content_hash_hex``; None when the body lacks one of them."""
     p = prescription
-    signed_hex = signed_part.rsplit(SEPARATOR.encode(), 1)[-1].decode("ascii", "replace")
     try:
-        # ``to_bytes`` over the body's fields as they are, without the constructor's checks
-        # of identifiers and dates (a third of the cost): any difference shows in the bytes.
-        rebuilt = SignedOrder.to_bytes(SimpleNamespace(  # type: ignore[arg-type]
+        return SignedOrder.to_bytes(SimpleNamespace(  # type: ignore[arg-type]
             version=SIGNED_PART_VERSION, prescription_id=p.id, rpps=p.prescriber.rpps,
             am=p.prescriber.am, last_name=p.resident.birth_name,
             first_names=p.resident.first_names, birth_date=p.resident.birth_date,
             issued_at=p.signed_at.astimezone(UTC),  # type: ignore[union-attr]
             content_hash=bytes.fromhex(_content_hash_hex(p, signed_hex))))
     except (AttributeError, TypeError, ValueError, OrdoError):
-        rebuilt = None
+        return None
+
+
+def check_signed(prescription_id: str, prescription: Prescription, signed_part: bytes,
+                 signature: bytes, cert_der: bytes) -> None:
+    """Raise ``TamperedPrescription`` unless ``prescription`` (the stored body) is what the
+    stored signature covers: the signed part rebuilt from the body
+    (``rebuilt_signed_part``) is ``signed_part`` byte for byte, and the signature holds
+    over it."""
+    p = prescription
+    signed_hex = signed_part.rsplit(SEPARATOR.encode(), 1)[-1].decode("ascii", "replace")
+    rebuilt = rebuilt_signed_part(p, signed_hex)
     if rebuilt != signed_part or p.id != prescription_id:
         raise TamperedPrescription(prescription_id, "le contenu ne correspond plus à "
                                                     "l'empreinte signée")
     if not _signature_holds(cert_der, signature, signed_part):
         raise TamperedPrescription(prescription_id, "la signature ne correspond plus")
+
+
+def check_rebuilt(prescription_id: str, prescription: Prescription, signature: bytes,
+                  cert_der: bytes) -> bytes:
+    """``check_signed`` for a row whose signed part is not stored because it is the one
+    rebuilt from the body (``appliance.store.prescriptions.stored_payload``): returns it,
+    rebuilt by the fast canonical form or, when the signature does not hold over that one,
+    by the reference form (``SignedOrder.from_prescription``, which raises
+    ``ValidationError`` on a body that lacks a field). When the signature holds over
+    neither, the body is not what was signed: ``TamperedPrescription``."""
+    if prescription.id == prescription_id:
+        fast = rebuilt_signed_part(prescription)
+        if fast is not None and _signature_holds(cert_der, signature, fast):
+            return fast
+        reference = SignedOrder.from_prescription(prescription).to_bytes()
+        if reference != fast and _signature_holds(cert_der, signature, reference):
+            return reference
+    raise TamperedPrescription(prescription_id, "le contenu ne correspond plus à "
+                                                "l'empreinte signée")

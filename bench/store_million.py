@@ -10,9 +10,12 @@ residents (valid NIR keys) and four prescribers go in through the unit of work. 
 (``journal_mode=OFF``, ``synchronous=OFF`` while loading; WAL again afterwards, as the
 appliance uses it), ``residents × per_resident`` prescriptions shaped like the ones the
 appliance keeps after a normal life: signed, printed, acknowledged by the registry, i.e. per
-prescription the ``prescriptions`` row (JSON body from ``Prescription.to_dict()``, the card
-signature, the signer's certificate (a reference: kept once), the signed bytes, the registry
-receipt), its ``outbox`` row (acknowledged, with the receipt), its ``print_jobs`` row (done)
+prescription the ``prescriptions`` row (body from ``Prescription.to_dict()`` stored as the
+store stores it, ``encode_body``; a card signature's 256 random bytes; the signer's
+certificate, a reference: kept once; the registry receipt; the signed bytes, the QR's signed
+part made from the body, kept as ``stored_payload`` keeps them: not at all, since they are the
+ones rebuilt from the body, checked against ``SignedOrder`` and the store's function on the
+first 50 rows), its ``outbox`` row (acknowledged, with the receipt), its ``print_jobs`` row (done)
 and its three audit entries (``prescription.signed``, ``print.printed``,
 ``registry.create.acknowledged``) in one valid hash chain. Bodies are made once per resident
 and line template (six templates of one to four lines); IDs are real ones (creation time +
@@ -174,9 +177,10 @@ def _split(text: str) -> list:
 def build(path: Path, residents: int, per_resident: int) -> dict:
     from appliance.domain.prescription import Prescription, State
     from appliance.domain.prescription_id import PrescriptionIdGenerator
+    from appliance.domain.qr import SEPARATOR, SignedOrder
     from appliance.store.audit import GENESIS, _digest
     from appliance.store.meta import ID_FLOOR_KEY
-    from appliance.store.prescriptions import encode_body
+    from appliance.store.prescriptions import decode_body, encode_body, stored_payload
     from appliance.store.uow import SqliteUnitOfWork
     from drivers.card.pki import init_pki
 
@@ -197,7 +201,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
 
     templates = _templates()
     created0 = datetime(2001, 1, 1, tzinfo=UTC)
-    bodies = {}
+    bodies, contents, heads = {}, {}, {}
     for r_index, resident in enumerate(people):
         for t_index, lines in enumerate(templates):
             p = Prescription(id=_ID, prescriber=doctors[r_index % len(doctors)],
@@ -205,6 +209,12 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
                              state=State.REGISTERED, signed_at=created0 + timedelta(days=1),
                              updated_at=created0 + timedelta(days=1))
             bodies[r_index, t_index] = _split(json.dumps(p.to_dict(), ensure_ascii=False))
+            contents[r_index, t_index] = _split(_canonical(p.content()).decode())
+        doctor = doctors[r_index % len(doctors)]
+        # the signed part's fields before the ID, and between the ID and the signing time
+        heads[r_index] = (f"{SignedOrder.version}{SEPARATOR}", SEPARATOR.join((
+            "", doctor.rpps or "", doctor.am or "", resident.birth_name, resident.first_names,
+            resident.birth_date.strftime("%Y%m%d"), "")))
 
     total = residents * per_resident
     order = [r for r in range(residents) for _ in range(per_resident)]
@@ -215,7 +225,6 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
     clock = [start_ms]
     ids = PrescriptionIdGenerator(lambda: clock[0], rng.randbytes)
     signature = rng.randbytes(256)
-    signed_payload = rng.randbytes(151)
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = OFF")
@@ -239,12 +248,23 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
             fill = (pid, c_iso, s_iso)
             body = "".join(fill[part] if isinstance(part, int) else part
                            for part in bodies[r_index, t_index])
+            content = "".join(fill[part] if isinstance(part, int) else part
+                              for part in contents[r_index, t_index])
+            head, middle = heads[r_index]
+            signed_part = (f"{head}{pid}{middle}{signed:%Y%m%d%H%M%S}{SEPARATOR}"
+                           + hashlib.sha256(content.encode()).hexdigest()).encode()
+            stored = encode_body(json.loads(body))
+            payload: bytes | None = None  # what the store keeps of it: nothing, see below
+            if n < 50:  # the card's bytes as the appliance makes them, kept as it keeps them
+                loaded = Prescription.from_dict(json.loads(decode_body(stored)))
+                assert signed_part == SignedOrder.from_prescription(loaded).to_bytes()
+                payload = stored_payload(loaded, signed_part)
+                assert payload is None
             receipt_id = f"RX-{rng.getrandbits(80):020X}"
             job_id = n + 1
             actor = doctors[r_index % len(doctors)].id_nat_ps
             rx.append((pid, "registered", people[r_index].ins.value, actor, c_iso, s_iso,
-                       a_iso, encode_body(json.loads(body)), signature, cert_id, receipt_id,
-                       None, signed_payload))
+                       a_iso, stored, signature, cert_id, receipt_id, None, payload))
             outbox.append((pid, "create", s_iso, "acknowledged", 1, json.dumps(
                 {"id": receipt_id, "at": a_iso, "replayed": False}), a_iso))
             jobs.append((job_id, pid, "original", actor, s_iso, "done", 1, s_iso))

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from appliance.domain import Json
 from appliance.domain.prescription import Prescription, State
-from appliance.errors import StoreError
+from appliance.errors import StoreError, ValidationError
+from appliance.integrity import rebuilt_signed_part
 from appliance.ports.clock import iso, utc_now
 from appliance.ports.uow import SignedRow
 from appliance.store import certificates
@@ -83,9 +84,12 @@ def _body(p: Prescription) -> str | bytes:
 
 def _row(p: Prescription, *, signature: bytes | None = None, signer_cert_id: int | None = None,
          signed_payload: bytes | None = None) -> list[SqlValue]:
+    body = _body(p)
+    if signed_payload is not None:  # compared with what is rebuilt from the stored body
+        signed_payload = stored_payload(_load(body), signed_payload)
     return [p.id, p.state.value, p.resident.ins.value, p.prescriber.id_nat_ps,
             _iso_ms(p.created_at), None if p.signed_at is None else _iso_ms(p.signed_at),
-            iso(utc_now()), _body(p), p.cancel_reason, signature, signer_cert_id,
+            iso(utc_now()), body, p.cancel_reason, signature, signer_cert_id,
             signed_payload]
 
 
@@ -226,6 +230,41 @@ class PrescriptionsTable:
         self._store.require_write("prescriptions")
         self._store.execute("UPDATE prescriptions SET registry_receipt = ? WHERE id = ?",
                             [receipt_id, prescription_id])
+
+
+def stored_payload(prescription: Prescription, signed_part: bytes | None) -> bytes | None:
+    """What a signed row keeps of the bytes the card signed: nothing (NULL) when they are
+    the signed part rebuilt from the body (``appliance.integrity.rebuilt_signed_part``, as
+    ``SignedRow.load`` rebuilds it), which is the usual case; 150 bytes a prescription."""
+    if signed_part is not None and rebuilt_signed_part(prescription) == signed_part:
+        return None
+    return signed_part
+
+
+def drop_rebuilt_payloads(store: Store) -> int:
+    """Migration m012: set ``signed_payload`` to NULL where it is byte for byte the signed
+    part rebuilt from the row's body (``stored_payload``), 2,000 rows at a time; returns
+    the number of rows changed. A row whose body does not load keeps its bytes."""
+    store.require_write("prescriptions")
+    last = changed = 0
+    while True:
+        rows = store.execute("SELECT rowid, body, signed_payload FROM prescriptions"
+                             " WHERE rowid > ? AND signed_payload IS NOT NULL"
+                             " ORDER BY rowid LIMIT 2000", [last]).fetchall()
+        if not rows:
+            return changed
+        cleared = []
+        for rowid, body, payload in rows:
+            try:
+                prescription = _load(body)
+            except (ValueError, KeyError, TypeError, ValidationError, StoreError):
+                continue
+            if stored_payload(prescription, bytes(payload)) is None:
+                cleared.append((rowid,))
+        store.conn.executemany("UPDATE prescriptions SET signed_payload = NULL"
+                               " WHERE rowid = ?", cleared)
+        changed += len(cleared)
+        last = rows[-1][0]
 
 
 def move_certificates(store: Store) -> int:

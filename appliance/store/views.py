@@ -3,7 +3,9 @@ number of rows (no query per prescription). Nothing here writes.
 
 ``history`` reads the covering index of migration m005 alone; ``bench.store_million``
 times ``HISTORY_SQL`` bare as its anchor. ``resident_file`` adds, for the same resident, the
-registry's answers, the print jobs and the dispensations: four queries for the whole file.
+records the registry has not acknowledged yet and the dispensations: three queries for the
+whole file, none per prescription; ``trail`` the registry's answer and the print jobs of the
+one prescription opened.
 ``mail_status``, ``external_prescriptions`` and ``unmatched_count`` are what ``ordo sync
 status``, ``ordo mss received`` and the kiosk show of MSSanté.
 ``current_treatment`` reads the resident's signed, not cancelled prescriptions in one query
@@ -41,6 +43,7 @@ from appliance.ports.uow import (
     StoredAlert,
     SyncKeys,
     SyncStatus,
+    Trail,
     Treatment,
     TreatmentLine,
 )
@@ -54,14 +57,21 @@ from appliance.store.stopped_lines import stopped_line
 HISTORY_SQL = ("SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
                " INDEXED BY prescriptions_history WHERE resident_ins = ?"
                " ORDER BY created_at DESC")
-# The rest of a resident's file, each for all of the resident's prescriptions at once.
+# The rest of a resident's file for all of the resident's prescriptions at once: the
+# records the registry has not acknowledged yet (pending, quarantined: found by their status
+# in the outbox's index of it, a few rows of the whole appliance, rather than by a lookup
+# per prescription; SQLite's statistics, where almost every row is acknowledged, would
+# have it scan the table instead) and the dispensations. A prescription's print jobs and
+# its acknowledged record are read when it is opened (``TRAIL_*``): one lookup each,
+# against 500 of each for a file.
 FILE_REGISTRY_SQL = (
-    "SELECT prescription_id, status, last_error FROM outbox WHERE kind = 'create'"
+    "SELECT prescription_id, status, last_error FROM outbox INDEXED BY outbox_pending"
+    " WHERE status IN ('pending', 'quarantined') AND kind = 'create'"
     " AND prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)")
-FILE_PRINTS_SQL = (
-    "SELECT prescription_id, kind, status, last_error FROM print_jobs"
-    " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
-    " ORDER BY id")
+TRAIL_REGISTRY_SQL = ("SELECT status, last_error FROM outbox WHERE prescription_id = ?"
+                      " AND kind = 'create'")
+TRAIL_PRINTS_SQL = ("SELECT kind, status, last_error FROM print_jobs"
+                    " WHERE prescription_id = ? ORDER BY id")
 FILE_DISPENSATIONS_SQL = (
     "SELECT * FROM dispensations"
     " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
@@ -135,15 +145,20 @@ class StoreViews:
                 entry = entries.get(pid)
                 if entry is not None:
                     entry.registry, entry.registry_error = status, error
-            for pid, kind, status, error in self._store.execute(FILE_PRINTS_SQL, [ins]):
-                entry = entries.get(pid)
-                if entry is not None:
-                    entry.prints.append((kind, status, error))
             for row in self._store.execute(FILE_DISPENSATIONS_SQL, [ins]):
                 entry = entries.get(row["prescription_id"])
                 if entry is not None and entry.row.state is not State.DRAFT:
                     entry.dispensations.append(dispensation(row))
         return list(entries.values())
+
+    def trail(self, prescription_id: str) -> Trail:
+        """What the file shows of one prescription once it is opened besides its body: the
+        registry's answer to its creation and its print jobs, in order."""
+        with self._snapshot():
+            found = self._store.execute(TRAIL_REGISTRY_SQL, [prescription_id]).fetchone()
+            prints = [(kind, status, error) for kind, status, error in self._store.execute(
+                TRAIL_PRINTS_SQL, [prescription_id])]
+        return Trail(found[0] if found else None, found[1] if found else None, prints)
 
     def sync_status(self, now: datetime) -> SyncStatus:
         with self._snapshot():

@@ -1,0 +1,131 @@
+"""A signed prescription keeps no copy of the bytes the card signed when its body rebuilds
+them (migration m012), on a real SQLite file: every prescription still loads with the very
+bytes that were signed, its QR verifies, an altered body is still refused, and a store made
+before m012 is converted at start-up with its audit chain intact. New files get 8 KiB
+pages; an existing file keeps its own."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from appliance.domain.prescription import Prescription
+from appliance.domain.qr import SignedOrder
+from appliance.errors import TamperedPrescription
+from appliance.services import printing
+from appliance.services.printing import order_payload
+from appliance.services.signature import verify_payload
+from appliance.store import audit, open_store
+from appliance.store.db import PAGE_SIZE
+from appliance.store.migrations import applied
+from appliance.store.prescriptions import decode_body, encode_body
+from appliance.store.uow import SqliteUnitOfWork
+
+pytestmark = pytest.mark.integration
+
+
+def _signer(uow, prescription_id: str):
+    from cryptography import x509
+
+    row = uow.prescriptions.signed_rows([prescription_id])[prescription_id]
+    return x509.load_der_x509_certificate(row.signer_cert)
+
+
+def _as_before_m012(store, made) -> None:
+    """What the version before m012 left: each signed row with the card's bytes."""
+    with store.write() as db:
+        db.conn.executemany("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
+                            [(s.payload.signed_bytes, s.prescription.id) for s in made])
+        db.execute("DELETE FROM _migrations WHERE name = 'm012_rebuilt_signed_parts'")
+
+
+def test_a_signed_prescription_loads_with_the_bytes_the_card_signed(orders, store, uow,
+                                                                   print_trust):
+    made = orders.sign_many(3)
+    stored = store.query("SELECT signed_payload FROM prescriptions")
+    assert [row["signed_payload"] for row in stored] == [None, None, None]
+    rows = uow.prescriptions.signed_rows([p.id for p in made])
+    for signed in orders.made:
+        proof = rows[signed.prescription.id].load().proof
+        assert proof.signed_part == signed.payload.signed_bytes   # bit for bit
+        prescription, payload = order_payload(uow, signed.prescription.id, "signed")
+        assert prescription == signed.prescription
+        verify_payload(payload, *print_trust,
+                       certificates=[_signer(uow, signed.prescription.id)])
+
+
+def test_an_altered_body_is_refused_without_its_signed_part_stored(orders, store, uow):
+    [p] = orders.sign_many()
+    body = json.loads(decode_body(store.one("SELECT body FROM prescriptions")))
+    body["lines"][0]["posology"]["dose"] = "4"
+    store.conn.execute("UPDATE prescriptions SET body = ? WHERE id = ?",
+                       [encode_body(body), p.id])
+    with pytest.raises(TamperedPrescription, match="empreinte signée"):
+        uow.prescriptions.signed_rows([p.id])[p.id].load()
+    with pytest.raises(TamperedPrescription):
+        printing.order_payload(uow, p.id)
+
+
+def test_a_store_made_before_m012_is_converted_and_every_prescription_verifies(
+        orders, store, tmp_path, print_trust):
+    made = orders.sign_many(6)
+    physician = {p.id for p in made}
+    made += orders.sign_many(2, profile="expired")
+    _as_before_m012(store, orders.made)
+    odd = made[0].id       # a stored part that is not the rebuilt one is kept as it is
+    store.conn.execute("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
+                       [b"1\x1fsomething else", odd])
+    before = {row["id"]: bytes(row["signed_payload"])
+              for row in store.query("SELECT id, signed_payload FROM prescriptions")}
+    assert all(before.values()) and "m012_rebuilt_signed_parts" not in applied(store)
+    audited = audit.verify(store)
+    path = store.path
+    store.close()
+
+    again = open_store(path)  # start-up: the migrations
+    try:
+        assert "m012_rebuilt_signed_parts" in applied(again)
+        after = {row["id"]: row["signed_payload"]
+                 for row in again.query("SELECT id, signed_payload FROM prescriptions")}
+        assert after == {pid: (before[odd] if pid == odd else None) for pid in before}
+        assert audit.verify(again) == audited   # nothing appended, the chain intact
+        uow = SqliteUnitOfWork(again, owns=False)
+        rows = uow.prescriptions.signed_rows(list(before))
+        for signed in orders.made:
+            pid = signed.prescription.id
+            if pid == odd:
+                continue
+            loaded = rows[pid].load()
+            assert loaded.prescription == signed.prescription
+            assert loaded.proof.signed_part == before[pid] == signed.payload.signed_bytes
+            assert loaded.proof.signed_part == SignedOrder.from_prescription(
+                Prescription.from_dict(json.loads(rows[pid].body))).to_bytes()
+            if pid in physician:  # the expired card's orders are checked by load() only
+                _, payload = order_payload(uow, pid, "signed")
+                verify_payload(payload, *print_trust, certificates=[_signer(uow, pid)])
+        with pytest.raises(TamperedPrescription):
+            rows[odd].load()
+    finally:
+        again.close()
+
+
+def test_a_new_file_gets_8_kib_pages_and_an_existing_one_keeps_its_own(tmp_path):
+    fresh = open_store(tmp_path / "new" / "ordo.sqlite")
+    try:
+        assert fresh.one("PRAGMA page_size") == PAGE_SIZE == 8192
+    finally:
+        fresh.close()
+    old_path = tmp_path / "old" / "ordo.sqlite"
+    old_path.parent.mkdir()
+    conn = sqlite3.connect(old_path)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    old = open_store(old_path)
+    try:
+        assert old.one("PRAGMA page_size") == 4096
+        assert "m012_rebuilt_signed_parts" in applied(old)
+    finally:
+        old.close()
