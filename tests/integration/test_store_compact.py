@@ -7,7 +7,9 @@ pages; an existing file keeps its own."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+from contextlib import contextmanager
 
 import pytest
 
@@ -38,7 +40,7 @@ def _as_before_m012(store, made) -> None:
     with store.write() as db:
         db.conn.executemany("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
                             [(s.payload.signed_bytes, s.prescription.id) for s in made])
-        db.execute("DELETE FROM _migrations WHERE name = 'm012_rebuilt_signed_parts'")
+        db.execute("DELETE FROM _migrations WHERE name = 'm012_compact_signed_rows'")
 
 
 def test_a_signed_prescription_loads_with_the_bytes_the_card_signed(orders, store, uow,
@@ -79,14 +81,14 @@ def test_a_store_made_before_m012_is_converted_and_every_prescription_verifies(
                        [b"1\x1fsomething else", odd])
     before = {row["id"]: bytes(row["signed_payload"])
               for row in store.query("SELECT id, signed_payload FROM prescriptions")}
-    assert all(before.values()) and "m012_rebuilt_signed_parts" not in applied(store)
+    assert all(before.values()) and "m012_compact_signed_rows" not in applied(store)
     audited = audit.verify(store)
     path = store.path
     store.close()
 
     again = open_store(path)  # start-up: the migrations
     try:
-        assert "m012_rebuilt_signed_parts" in applied(again)
+        assert "m012_compact_signed_rows" in applied(again)
         after = {row["id"]: row["signed_payload"]
                  for row in again.query("SELECT id, signed_payload FROM prescriptions")}
         assert after == {pid: (before[odd] if pid == odd else None) for pid in before}
@@ -126,6 +128,70 @@ def test_a_new_file_gets_8_kib_pages_and_an_existing_one_keeps_its_own(tmp_path)
     old = open_store(old_path)
     try:
         assert old.one("PRAGMA page_size") == 4096
-        assert "m012_rebuilt_signed_parts" in applied(old)
+        assert "m012_compact_signed_rows" in applied(old)
     finally:
         old.close()
+
+
+def test_the_treatment_is_the_same_after_m012_and_reads_only_running_prescriptions(
+        orders, store):
+    from datetime import UTC, datetime, timedelta
+
+    from appliance.domain.treatment import add_months
+    from appliance.store.views import EPOCH
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    old_at = now - timedelta(days=3 * 365)
+    [old] = orders.sign_many(1, at=old_at, created_at=old_at - timedelta(minutes=1))
+    [recent] = orders.sign_many(1, at=now, created_at=now - timedelta(minutes=1))
+    ins, today = recent.resident.ins.value, now.date()
+    # what a store made before m012 holds: no lines_end, the index without it
+    with store.write() as db:
+        db.execute("UPDATE prescriptions SET lines_end = NULL")
+        db.execute("DROP INDEX prescriptions_history")
+        db.execute("CREATE INDEX prescriptions_history ON prescriptions"
+                   " (resident_ins, created_at, id, state, signed_at, prescriber_id)")
+        db.execute("DELETE FROM _migrations WHERE name = 'm012_compact_signed_rows'")
+    uow = SqliteUnitOfWork(store, owns=False)
+    before = (uow.views.treatment(ins, today), uow.views.current_treatment(ins, today))
+    assert {t.prescription_id for t in before[1]} == {recent.id}
+    path = store.path
+    store.close()
+
+    again = open_store(path)
+    try:
+        ends = dict(again.execute("SELECT id, lines_end FROM prescriptions").fetchall())
+        # the free-text line runs a year (the validity of a prescription), the other 7 days
+        assert EPOCH + timedelta(days=ends[recent.id]) == add_months(today, 12) - timedelta(
+            days=1)
+        assert ends[old.id] < (today - EPOCH).days - 90
+        uow = SqliteUnitOfWork(again, owns=False)
+        assert (uow.views.treatment(ins, today), uow.views.current_treatment(ins, today)) \
+            == before
+        # the old prescription's body is not read for the treatment any more (a body that
+        # does not load is logged when it is read)
+        again.conn.execute("UPDATE prescriptions SET body = X'09' WHERE id = ?", [old.id])
+        with _warnings("appliance.store.views") as seen:
+            assert uow.views.treatment(ins, today) == before[0]
+        assert seen == []
+        again.conn.execute("UPDATE prescriptions SET body = X'09' WHERE id = ?", [recent.id])
+        with _warnings("appliance.store.views") as seen:
+            assert uow.views.treatment(ins, today).current == []
+        assert [r.fields["prescription"] for r in seen] == [recent.id]  # (the running one is)
+    finally:
+        again.close()
+
+
+@contextmanager
+def _warnings(name: str):
+    """The records ``name`` logs meanwhile, whatever the logging set-up other tests left."""
+    logger, seen = logging.getLogger(name), []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = seen.append
+    disabled, logger.disabled = logger.disabled, False
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.disabled = disabled
