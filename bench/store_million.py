@@ -269,7 +269,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
             day = (t_index, signed.date())
             end = ends.get(day)
             if end is None:   # the column as the store fills it, once per template and day
-                end = ends[day] = lines_end(pid, s_iso, shapes[t_index])
+                end = ends[day] = lines_end(s_iso, shapes[t_index])
             payload: bytes | None = None  # what the store keeps of it: nothing, see below
             if n < 50:  # the card's bytes as the appliance makes them, kept as it keeps them
                 loaded = Prescription.from_dict(json.loads(decode_body(stored)))
@@ -280,7 +280,7 @@ def build(path: Path, residents: int, per_resident: int) -> dict:
             job_id = n + 1
             actor = doctors[r_index % len(doctors)].id_nat_ps
             if n < 50:
-                assert end == lines_end(pid, s_iso, json.loads(body))
+                assert end == lines_end(s_iso, json.loads(body))
             rx.append((pid, "registered", people[r_index].ins.value, actor, c_iso, s_iso,
                        a_iso, stored, signature, cert_id, receipt_id, None, payload, end))
             outbox.append((pid, "create", s_iso, "acknowledged", 1, json.dumps(

@@ -91,16 +91,16 @@ def _row(p: Prescription, *, signature: bytes | None = None, signer_cert_id: int
     return [p.id, p.state.value, p.resident.ins.value, p.prescriber.id_nat_ps,
             _iso_ms(p.created_at), signed_at, iso(utc_now()), body, p.cancel_reason,
             signature, signer_cert_id, signed_payload,
-            None if signed_at is None else _lines_end(p.id, signed_at, p.to_dict())]
+            None if signed_at is None else _lines_end(signed_at, p.to_dict())]
 
 
-def _lines_end(pid: str, signed_at: str, data: Mapping[str, Json]) -> int | None:
+def _lines_end(signed_at: str, data: Mapping[str, Json]) -> int | None:
     """The ``lines_end`` column (``appliance.store.views.lines_end``); None (its bodies are
     then always read for the resident's treatment) when a line does not load."""
     from appliance.store.views import lines_end  # views reads bodies with decode_body
 
     try:
-        return lines_end(pid, signed_at, data)
+        return lines_end(signed_at, data)
     except (ValueError, KeyError, TypeError, ValidationError):
         return None
 
@@ -261,22 +261,22 @@ def compact_signed_rows(store: Store) -> int:
     store.require_write("prescriptions")
     last = changed = 0
     while True:
-        rows = store.execute("SELECT rowid, id, body, signed_at, signed_payload"
+        rows = store.execute("SELECT rowid, body, signed_at, signed_payload"
                              " FROM prescriptions WHERE rowid > ? AND signed_at IS NOT NULL"
                              " AND state != 'draft' ORDER BY rowid LIMIT 2000",
                              [last]).fetchall()
         if not rows:
             return changed
         updates = []
-        for rowid, pid, body, signed_at, payload in rows:
+        for rowid, body, signed_at, payload in rows:
             try:
                 data = json.loads(decode_body(body))
-                prescription = Prescription.from_dict(data)
+                kept = None if payload is None else stored_payload(
+                    Prescription.from_dict(data), bytes(payload))
             except (ValueError, KeyError, TypeError, ValidationError, StoreError):
                 continue
-            kept = payload if payload is None else stored_payload(prescription, bytes(payload))
             changed += payload is not None and kept is None
-            updates.append((kept, _lines_end(pid, signed_at, data), rowid))
+            updates.append((kept, _lines_end(signed_at, data), rowid))
         store.conn.executemany("UPDATE prescriptions SET signed_payload = ?, lines_end = ?"
                                " WHERE rowid = ?", updates)
         last = rows[-1][0]

@@ -327,13 +327,25 @@ class StoreViews:
             "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))
 
 
-def lines_end(pid: str, signed_at: str, body: Mapping[str, Any]) -> int:
-    """The last day a medication line of a signed prescription runs (``treatment_lines``,
-    renewals included), as days since 1970-01-01: the ``lines_end`` column. A
-    prescription without one ran none: the day before its signature."""
-    last = max((t.end for t in treatment_lines(pid, State.SIGNED, signed_at, body)),
-               default=datetime.fromisoformat(signed_at).date() - timedelta(days=1))
+def lines_end(signed_at: str, body: Mapping[str, Any]) -> int:
+    """The last day a medication line of a signed prescription runs (as in
+    ``treatment_lines``: ``line_span``, renewals included), as days since 1970-01-01: the
+    ``lines_end`` column. A prescription without one ran none: the day before its
+    signature."""
+    signed_on = datetime.fromisoformat(signed_at).date()
+    last = signed_on - timedelta(days=1)
+    for line in body["lines"]:
+        if line.get("kind") == "medication":
+            span = line_span(posology_from_dict(line["posology"]), signed_on,
+                             _renewals(line, body))
+            last = max(last, span.end)
     return (last - EPOCH).days
+
+
+def _renewals(line: Mapping[str, Any], body: Mapping[str, Any]) -> int:
+    """A line's renewals: its own when it carries them, else its prescription's (a body of
+    the first content format has one count for all)."""
+    return int(line.get("renewals", body.get("renewals")) or 0)
 
 
 def treatment_lines(pid: str, state: State, signed_at: str,
@@ -346,8 +358,7 @@ def treatment_lines(pid: str, state: State, signed_at: str,
     for index, line in enumerate(body["lines"]):
         if line.get("kind") != "medication":
             continue
-        # renewals are per line; a body of the first content format has one count for all
-        renewals = int(line.get("renewals", body.get("renewals")) or 0)
+        renewals = _renewals(line, body)
         posology = posology_from_dict(line["posology"])
         span = line_span(posology, signed_on, renewals)
         out.append(TreatmentLine(
