@@ -9,6 +9,7 @@ other tables that refers to them, as a foreign key with ``ON DELETE CASCADE`` wo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import zlib
@@ -86,7 +87,9 @@ def _row(p: Prescription, *, signature: bytes | None = None, signer_cert_id: int
          signed_payload: bytes | None = None) -> list[SqlValue]:
     body = _body(p)
     if signed_payload is not None:  # compared with what is rebuilt from the stored body
-        signed_payload = stored_payload(_load(body), signed_payload)
+        # (kept as the card signed it when that fails: a signed prescription is never lost)
+        with contextlib.suppress(ValueError, KeyError, TypeError, ValidationError, StoreError):
+            signed_payload = stored_payload(_load(body), signed_payload)
     signed_at = None if p.signed_at is None else _iso_ms(p.signed_at)
     return [p.id, p.state.value, p.resident.ins.value, p.prescriber.id_nat_ps,
             _iso_ms(p.created_at), signed_at, iso(utc_now()), body, p.cancel_reason,
