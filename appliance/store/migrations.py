@@ -396,7 +396,9 @@ def m012_compact_signed_rows(db: sqlite_utils.Database) -> None:
     medication line of the prescription runs, renewals included
     (``appliance.store.views.lines_end``); m005's covering index ``prescriptions_history``
     is made again with it, so that a resident's current treatment reads the bodies of the
-    prescriptions still running (a few dozen) rather than all of the resident's (500)."""
+    prescriptions still running (a few dozen) rather than all of the resident's (500).
+    Bodies compressed with the first dictionary (``BODY_V1``) are compressed again with the
+    second (``BODY_V2``): the same JSON text, about 25 bytes less."""
     from appliance.store.prescriptions import compact_signed_rows
 
     columns = {row[1] for row in db.execute("PRAGMA table_info(prescriptions)")}

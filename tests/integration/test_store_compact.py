@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import zlib
 from contextlib import contextmanager
 
 import pytest
@@ -22,7 +23,13 @@ from appliance.services.signature import verify_payload
 from appliance.store import audit, open_store
 from appliance.store.db import PAGE_SIZE
 from appliance.store.migrations import applied
-from appliance.store.prescriptions import decode_body, encode_body
+from appliance.store.prescriptions import (
+    _ZDICT_V1,
+    BODY_V1,
+    BODY_V2,
+    decode_body,
+    encode_body,
+)
 from appliance.store.uow import SqliteUnitOfWork
 
 pytestmark = pytest.mark.integration
@@ -35,11 +42,22 @@ def _signer(uow, prescription_id: str):
     return x509.load_der_x509_certificate(row.signer_cert)
 
 
+def _v1(text: str) -> bytes:
+    """A body as the version before m012 compressed it."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
+    return BODY_V1 + deflate.compress(text.encode()) + deflate.flush()
+
+
 def _as_before_m012(store, made) -> None:
-    """What the version before m012 left: each signed row with the card's bytes."""
+    """What the version before m012 left: each signed row with the card's bytes, its body
+    compressed with the first dictionary, no ``lines_end``."""
+    bodies = [(_v1(decode_body(row["body"])), row["id"])
+              for row in store.query("SELECT id, body FROM prescriptions")]
     with store.write() as db:
+        db.conn.executemany("UPDATE prescriptions SET body = ? WHERE id = ?", bodies)
         db.conn.executemany("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
                             [(s.payload.signed_bytes, s.prescription.id) for s in made])
+        db.execute("UPDATE prescriptions SET lines_end = NULL")
         db.execute("DELETE FROM _migrations WHERE name = 'm012_compact_signed_rows'")
 
 
@@ -81,6 +99,8 @@ def test_a_store_made_before_m012_is_converted_and_every_prescription_verifies(
                        [b"1\x1fsomething else", odd])
     before = {row["id"]: bytes(row["signed_payload"])
               for row in store.query("SELECT id, signed_payload FROM prescriptions")}
+    texts = {row["id"]: decode_body(row["body"])
+             for row in store.query("SELECT id, body FROM prescriptions")}
     assert all(before.values()) and "m012_compact_signed_rows" not in applied(store)
     audited = audit.verify(store)
     path = store.path
@@ -92,6 +112,11 @@ def test_a_store_made_before_m012_is_converted_and_every_prescription_verifies(
         after = {row["id"]: row["signed_payload"]
                  for row in again.query("SELECT id, signed_payload FROM prescriptions")}
         assert after == {pid: (before[odd] if pid == odd else None) for pid in before}
+        bodies = {row["id"]: row["body"]
+                  for row in again.query("SELECT id, body FROM prescriptions")}
+        assert {pid: (body[:1], decode_body(body)) for pid, body in bodies.items()} == {
+            pid: (BODY_V2, text) for pid, text in texts.items()}    # the same JSON text
+        assert again.one("SELECT count(*) FROM prescriptions WHERE lines_end IS NULL") == 0
         assert audit.verify(again) == audited   # nothing appended, the chain intact
         uow = SqliteUnitOfWork(again, owns=False)
         rows = uow.prescriptions.signed_rows(list(before))
