@@ -61,46 +61,82 @@ def _signature_holds(cert_der: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def _canonical(prescription: Prescription, signed_hex: str) -> tuple[bytes, str]:
+def _canonical(prescription: Prescription, signed_hex: str | None) -> tuple[bytes, str]:
     """The body's canonical bytes and their hex SHA-256. For a prescription's content
     (strings, integers, booleans, ASCII keys) RFC 8785 is ``json.dumps`` with sorted keys,
-    no spaces and raw UTF-8; that shortcut (a tenth of the cost) is taken only when it gives
-    the signed hash, which then proves the contents equal (JSON text is one-to-one with its
-    value); otherwise the reference implementation decides."""
+    no spaces and raw UTF-8; that shortcut (a tenth of the cost) is taken when it gives the
+    signed hash, which then proves the contents equal (JSON text is one-to-one with its
+    value), or when there is no signed hash to compare with (the signature then decides);
+    otherwise the reference implementation decides."""
     fast = json.dumps(prescription.content(), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
     digest = hashlib.sha256(fast).hexdigest()
-    if digest == signed_hex:
+    if signed_hex is None or digest == signed_hex:
         return fast, digest
     canonical = prescription.canonical_bytes()
     return canonical, hashlib.sha256(canonical).hexdigest()
 
 
-def check_signed(prescription_id: str, prescription: Prescription, signed_part: bytes,
-                 signature: bytes, cert_der: bytes) -> bytes:
-    """Raise ``TamperedPrescription`` unless ``prescription`` (the stored body) is what the
-    stored signature covers: the signed part rebuilt from the body (the fields
-    ``SignedOrder.from_prescription`` takes) is the stored one byte for byte, and the
-    signature holds over it. Returns the body's canonical bytes (``canonical_bytes()``),
-    whose hash the signed part carries: what the registry gets beside the signature."""
+def _rebuilt(prescription: Prescription, signed_hex: str | None = None
+             ) -> tuple[bytes, bytes] | None:
+    """The signed part rebuilt from a stored body's fields as they are (the fields
+    ``SignedOrder.from_prescription`` takes; ``to_bytes`` without the constructor's checks
+    of identifiers and dates, a third of the cost: any difference shows in the bytes) and
+    the body's canonical bytes (``_canonical``); None when the body lacks a field."""
     p = prescription
-    signed_hex = signed_part.rsplit(SEPARATOR.encode(), 1)[-1].decode("ascii", "replace")
-    canonical = b""
     try:
         canonical, content_hex = _canonical(p, signed_hex)
-        # ``to_bytes`` over the body's fields as they are, without the constructor's checks
-        # of identifiers and dates (a third of the cost): any difference shows in the bytes.
-        rebuilt = SignedOrder.to_bytes(SimpleNamespace(  # type: ignore[arg-type]
+        part = SignedOrder.to_bytes(SimpleNamespace(  # type: ignore[arg-type]
             version=SIGNED_PART_VERSION, prescription_id=p.id, rpps=p.prescriber.rpps,
             am=p.prescriber.am, last_name=p.resident.birth_name,
             first_names=p.resident.first_names, birth_date=p.resident.birth_date,
             issued_at=p.signed_at.astimezone(UTC),  # type: ignore[union-attr]
             content_hash=bytes.fromhex(content_hex)))
     except (AttributeError, TypeError, ValueError, OrdoError):
-        rebuilt = None
-    if rebuilt != signed_part or p.id != prescription_id:
+        return None
+    return part, canonical
+
+
+def rebuilt_signed_part(prescription: Prescription) -> bytes | None:
+    """The signed part rebuilt from a stored body (``_rebuilt``), or None."""
+    rebuilt = _rebuilt(prescription)
+    return None if rebuilt is None else rebuilt[0]
+
+
+def check_signed(prescription_id: str, prescription: Prescription, signed_part: bytes,
+                 signature: bytes, cert_der: bytes) -> bytes:
+    """Raise ``TamperedPrescription`` unless ``prescription`` (the stored body) is what the
+    stored signature covers: the signed part rebuilt from the body (``_rebuilt``) is
+    ``signed_part`` byte for byte, and the signature holds over it. Returns the body's
+    canonical bytes (``canonical_bytes()``), whose hash the signed part carries: what the
+    registry gets beside the signature."""
+    p = prescription
+    signed_hex = signed_part.rsplit(SEPARATOR.encode(), 1)[-1].decode("ascii", "replace")
+    rebuilt = _rebuilt(p, signed_hex)
+    if rebuilt is None or rebuilt[0] != signed_part or p.id != prescription_id:
         raise TamperedPrescription(prescription_id, "le contenu ne correspond plus à "
                                                     "l'empreinte signée")
     if not _signature_holds(cert_der, signature, signed_part):
         raise TamperedPrescription(prescription_id, "la signature ne correspond plus")
-    return canonical
+    return rebuilt[1]
+
+
+def check_rebuilt(prescription_id: str, prescription: Prescription, signature: bytes,
+                  cert_der: bytes) -> tuple[bytes, bytes]:
+    """``check_signed`` for a row whose signed part is not stored because it is the one
+    rebuilt from the body (``appliance.store.prescriptions.stored_payload``): returns it
+    with the body's canonical bytes, rebuilt by the fast canonical form or, when the
+    signature does not hold over that one, by the reference form
+    (``SignedOrder.from_prescription``, which raises ``ValidationError`` on a body that
+    lacks a field). When the signature holds over neither, the body is not what was
+    signed: ``TamperedPrescription``."""
+    if prescription.id == prescription_id:
+        fast = _rebuilt(prescription)
+        if fast is not None and _signature_holds(cert_der, signature, fast[0]):
+            return fast
+        reference = SignedOrder.from_prescription(prescription).to_bytes()
+        if (fast is None or reference != fast[0]) and _signature_holds(cert_der, signature,
+                                                                        reference):
+            return reference, prescription.canonical_bytes()
+    raise TamperedPrescription(prescription_id, "le contenu ne correspond plus à "
+                                                "l'empreinte signée")

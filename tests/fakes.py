@@ -44,6 +44,7 @@ from appliance.ports.uow import (
     StoredAlert,
     SyncKeys,
     SyncStatus,
+    Trail,
     Treatment,
     TreatmentLine,
 )
@@ -738,14 +739,19 @@ class FakeViews(_Part):
             entry = FileEntry(row)
             create = next((o for o in self._s.outbox
                            if o.prescription_id == row.id and o.kind == "create"), None)
-            if create is not None:
+            if create is not None and create.status != "acknowledged":
                 entry.registry, entry.registry_error = create.status, create.last_error
-            entry.prints = [(j.kind, j.status, j.last_error) for j in self._s.jobs
-                            if j.prescription_id == row.id]
             if row.state is not State.DRAFT:
                 entry.dispensations = self._uow.dispensations.of(row.id)
             entries.append(entry)
         return entries
+
+    def trail(self, prescription_id: str) -> Trail:
+        create = next((o for o in self._s.outbox
+                       if o.prescription_id == prescription_id and o.kind == "create"), None)
+        return Trail(create.status if create else None, create.last_error if create else None,
+                     [(j.kind, j.status, j.last_error) for j in self._s.jobs
+                      if j.prescription_id == prescription_id])
 
     def sync_status(self, now: datetime) -> SyncStatus:
         pending = [o for o in self._s.outbox if o.status == "pending"]

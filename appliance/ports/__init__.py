@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
         "ReceivedPrescription",
         "Residents", "Signed",
         "SignedRow", "StoppedLine", "StoppedLines", "StoredAlert", "SyncKeys", "SyncStatus",
-        "Treatment", "TreatmentLine", "UnitOfWork",
+        "Trail", "Treatment", "TreatmentLine", "UnitOfWork",
         "Views"), "uow"),
     **dict.fromkeys((
         "DocumentRefused", "ExternalLine", "Fetched", "MailError", "MailRejected",

@@ -33,8 +33,7 @@ from appliance.domain import Json, JsonObject
 from appliance.domain.drug_facts import Allergy
 from appliance.domain.posology import FreeTextPosology, Posology
 from appliance.domain.prescription import Prescription
-from appliance.domain.qr import SignedOrder
-from appliance.integrity import check_signed
+from appliance.integrity import check_rebuilt, check_signed
 from appliance.ports.clock import iso
 from appliance.ports.mail import ExternalLine
 from appliance.ports.registry import SignatureProof
@@ -80,6 +79,7 @@ __all__ = [
     "StoredAlert",
     "SyncKeys",
     "SyncStatus",
+    "Trail",
     "Treatment",
     "TreatmentLine",
     "UnitOfWork",
@@ -117,10 +117,13 @@ class SignedRow:
         if self.signature is None or self.signer_cert is None:
             return None
         prescription = Prescription.from_dict(json.loads(self.body))
-        signed_part = (self.signed_payload if self.signed_payload is not None
-                       else SignedOrder.from_prescription(prescription).to_bytes())
-        canonical = check_signed(self.id, prescription, signed_part, self.signature,
-                                 self.signer_cert)
+        if self.signed_payload is None:  # the one rebuilt from the body: not stored
+            signed_part, canonical = check_rebuilt(self.id, prescription, self.signature,
+                                                   self.signer_cert)
+        else:
+            signed_part = self.signed_payload
+            canonical = check_signed(self.id, prescription, signed_part, self.signature,
+                                     self.signer_cert)
         return Signed(prescription, SignatureProof(signature=self.signature,
                                                    signer_cert=self.signer_cert,
                                                    signed_part=signed_part,
@@ -146,14 +149,27 @@ class HistoryRow:
 @dataclass
 class FileEntry:
     """One prescription of a resident's file as the kiosk lists it: its history row, the
-    registry's answer to its creation, its print jobs ``(kind, status, last_error)`` in
-    order, and what the pharmacy handed over."""
+    registry's answer to its creation while the registry has not acknowledged it
+    (``pending``, ``quarantined``; None once acknowledged: ``Trail`` says it), its print
+    jobs ``(kind, status, last_error)`` in order when they were read (the list does not
+    read them: ``Trail``), and what the pharmacy handed over."""
 
     row: HistoryRow
     registry: str | None = None
     registry_error: str | None = None
     prints: list[tuple[str, str, str | None]] = field(default_factory=list)
     dispensations: list[Dispensation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Trail:
+    """What the file shows of one prescription once it is opened, besides its body: the
+    registry's answer to its creation (None for a draft) and its print jobs
+    ``(kind, status, last_error)`` in order."""
+
+    registry: str | None
+    registry_error: str | None
+    prints: list[tuple[str, str, str | None]]
 
 
 @dataclass(frozen=True)
@@ -826,6 +842,8 @@ class Views(Protocol):
     def history(self, ins: str) -> list[HistoryRow]: ...
 
     def resident_file(self, ins: str) -> list[FileEntry]: ...
+
+    def trail(self, prescription_id: str) -> Trail: ...
 
     def sync_status(self, now: datetime) -> SyncStatus: ...
 

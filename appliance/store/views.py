@@ -3,7 +3,9 @@ number of rows (no query per prescription). Nothing here writes.
 
 ``history`` reads the covering index of migration m005 alone; ``bench.store_million``
 times ``HISTORY_SQL`` bare as its anchor. ``resident_file`` adds, for the same resident, the
-registry's answers, the print jobs and the dispensations: four queries for the whole file.
+records the registry has not acknowledged yet and the dispensations: three queries for the
+whole file, none per prescription; ``trail`` the registry's answer and the print jobs of the
+one prescription opened.
 ``mail_status``, ``external_prescriptions`` and ``unmatched_count`` are what ``ordo sync
 status``, ``ordo mss received`` and the kiosk show of MSSanté.
 ``current_treatment`` reads the resident's signed, not cancelled prescriptions in one query
@@ -41,6 +43,7 @@ from appliance.ports.uow import (
     StoredAlert,
     SyncKeys,
     SyncStatus,
+    Trail,
     Treatment,
     TreatmentLine,
 )
@@ -54,25 +57,38 @@ from appliance.store.stopped_lines import stopped_line
 HISTORY_SQL = ("SELECT id, state, created_at, signed_at, prescriber_id FROM prescriptions"
                " INDEXED BY prescriptions_history WHERE resident_ins = ?"
                " ORDER BY created_at DESC")
-# The rest of a resident's file, each for all of the resident's prescriptions at once.
+# The rest of a resident's file for all of the resident's prescriptions at once: the
+# records the registry has not acknowledged yet (pending, quarantined: found by their status
+# in the outbox's index of it, a few rows of the whole appliance, rather than by a lookup
+# per prescription; SQLite's statistics, where almost every row is acknowledged, would
+# have it scan the table instead) and the dispensations. A prescription's print jobs and
+# its acknowledged record are read when it is opened (``TRAIL_*``): one lookup each,
+# against 500 of each for a file.
 FILE_REGISTRY_SQL = (
-    "SELECT prescription_id, status, last_error FROM outbox WHERE kind = 'create'"
+    "SELECT prescription_id, status, last_error FROM outbox INDEXED BY outbox_pending"
+    " WHERE status IN ('pending', 'quarantined') AND kind = 'create'"
     " AND prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)")
-FILE_PRINTS_SQL = (
-    "SELECT prescription_id, kind, status, last_error FROM print_jobs"
-    " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
-    " ORDER BY id")
+TRAIL_REGISTRY_SQL = ("SELECT status, last_error FROM outbox WHERE prescription_id = ?"
+                      " AND kind = 'create'")
+TRAIL_PRINTS_SQL = ("SELECT kind, status, last_error FROM print_jobs"
+                    " WHERE prescription_id = ? ORDER BY id")
 FILE_DISPENSATIONS_SQL = (
     "SELECT * FROM dispensations"
     " WHERE prescription_id IN (SELECT id FROM prescriptions WHERE resident_ins = ?)"
     " ORDER BY handed_over_at, registry_id")
 
 
-# A resident's prescriptions that may still be running: signed and not cancelled.
+# A resident's prescriptions that may still be running: signed, not cancelled, with a
+# medication line that runs on or after a day (``lines_end``, migration m012; NULL: not
+# known, read). The covering index holds every column tested, so only the bodies of these
+# rows are read, not the resident's 500.
 TREATMENT_SQL = (
-    "SELECT id, state, signed_at, body FROM prescriptions WHERE resident_ins = ?"
+    "SELECT id, state, signed_at, body FROM prescriptions INDEXED BY prescriptions_history"
+    " WHERE resident_ins = ?"
     " AND state IN ('signed', 'registered', 'partially_dispensed', 'dispensed')"
-    " AND signed_at IS NOT NULL ORDER BY signed_at DESC, id")
+    " AND signed_at IS NOT NULL AND (lines_end IS NULL OR lines_end >= ?)"
+    " ORDER BY signed_at DESC, id")
+EPOCH = date(1970, 1, 1)  # ``lines_end`` counts days from it
 # The stopped lines of a resident's prescriptions.
 STOPPED_SQL = ("SELECT prescription_id, line, reason, stopped_at, stopped_by, replaced_by"
                " FROM stopped_lines WHERE prescription_id IN"
@@ -135,15 +151,20 @@ class StoreViews:
                 entry = entries.get(pid)
                 if entry is not None:
                     entry.registry, entry.registry_error = status, error
-            for pid, kind, status, error in self._store.execute(FILE_PRINTS_SQL, [ins]):
-                entry = entries.get(pid)
-                if entry is not None:
-                    entry.prints.append((kind, status, error))
             for row in self._store.execute(FILE_DISPENSATIONS_SQL, [ins]):
                 entry = entries.get(row["prescription_id"])
                 if entry is not None and entry.row.state is not State.DRAFT:
                     entry.dispensations.append(dispensation(row))
         return list(entries.values())
+
+    def trail(self, prescription_id: str) -> Trail:
+        """What the file shows of one prescription once it is opened besides its body: the
+        registry's answer to its creation and its print jobs, in order."""
+        with self._snapshot():
+            found = self._store.execute(TRAIL_REGISTRY_SQL, [prescription_id]).fetchone()
+            prints = [(kind, status, error) for kind, status, error in self._store.execute(
+                TRAIL_PRINTS_SQL, [prescription_id])]
+        return Trail(found[0] if found else None, found[1] if found else None, prints)
 
     def sync_status(self, now: datetime) -> SyncStatus:
         with self._snapshot():
@@ -216,14 +237,14 @@ class StoreViews:
         the resident's file still lists it."""
         with self._snapshot():
             stopped = self._stopped(ins)
-            return [t for t in self._signed_lines(ins) if t.signed_on <= today <= t.end
+            return [t for t in self._signed_lines(ins, today) if t.signed_on <= today <= t.end
                     and (t.prescription_id, t.line) not in stopped]
 
     def treatment(self, ins: str, today: date, ended_days: int = 90) -> Treatment:
         with self._snapshot():
             stopped = self._stopped(ins)
-            lines = self._signed_lines(ins)
-        since = today - timedelta(days=ended_days)
+            since = today - timedelta(days=ended_days)
+            lines = self._signed_lines(ins, since)
         current, taken_out, ended = [], [], []
         for t in lines:
             if t.signed_on > today or t.end < since:
@@ -243,9 +264,12 @@ class StoreViews:
         rows = self._store.execute(STOPPED_SQL, [ins]).fetchall()
         return {(r[0], int(r[1])): stopped_line(tuple(r)) for r in rows}
 
-    def _signed_lines(self, ins: str) -> list[TreatmentLine]:
+    def _signed_lines(self, ins: str, since: date) -> list[TreatmentLine]:
+        """The medication lines of the resident's signed, not cancelled prescriptions that
+        have one running on ``since`` or later (and of those whose end is not known)."""
         found: list[TreatmentLine] = []
-        for pid, state, signed_at, body in self._store.execute(TREATMENT_SQL, [ins]):
+        for pid, state, signed_at, body in self._store.execute(
+                TREATMENT_SQL, [ins, (since - EPOCH).days]):
             try:
                 found += treatment_lines(pid, _STATES[state], signed_at,
                                          json.loads(decode_body(body)))
@@ -303,6 +327,27 @@ class StoreViews:
             "SELECT count(*) FROM external_prescriptions WHERE resident_ins IS NULL"))
 
 
+def lines_end(signed_at: str, body: Mapping[str, Any]) -> int:
+    """The last day a medication line of a signed prescription runs (as in
+    ``treatment_lines``: ``line_span``, renewals included), as days since 1970-01-01: the
+    ``lines_end`` column. A prescription without one ran none: the day before its
+    signature."""
+    signed_on = datetime.fromisoformat(signed_at).date()
+    last = signed_on - timedelta(days=1)
+    for line in body["lines"]:
+        if line.get("kind") == "medication":
+            span = line_span(posology_from_dict(line["posology"]), signed_on,
+                             _renewals(line, body))
+            last = max(last, span.end)
+    return (last - EPOCH).days
+
+
+def _renewals(line: Mapping[str, Any], body: Mapping[str, Any]) -> int:
+    """A line's renewals: its own when it carries them, else its prescription's (a body of
+    the first content format has one count for all)."""
+    return int(line.get("renewals", body.get("renewals")) or 0)
+
+
 def treatment_lines(pid: str, state: State, signed_at: str,
                     body: Mapping[str, Any]) -> list[TreatmentLine]:  # json.loads: Any
     """The medication lines of one stored prescription, each with its last day. A line's
@@ -313,8 +358,7 @@ def treatment_lines(pid: str, state: State, signed_at: str,
     for index, line in enumerate(body["lines"]):
         if line.get("kind") != "medication":
             continue
-        # renewals are per line; a body of the first content format has one count for all
-        renewals = int(line.get("renewals", body.get("renewals")) or 0)
+        renewals = _renewals(line, body)
         posology = posology_from_dict(line["posology"])
         span = line_span(posology, signed_on, renewals)
         out.append(TreatmentLine(

@@ -143,9 +143,10 @@ def test_a_corrupted_database_file_fails_the_integrity_check(tmp_path):
     conn = sqlite3.connect(settings.db_path)
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'audit_actor'")
     page = root.fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
     with settings.db_path.open("r+b") as raw:  # scribble over the index's root page
-        raw.seek((page - 1) * 4096 + 200)
+        raw.seek((page - 1) * size + 200)
         raw.write(b"\x55" * 1000)
     check = run_doctor(settings).get("database")
     assert check.status == FAIL and "integrity check" in check.detail

@@ -16,6 +16,7 @@ from appliance.services.signature import (
     sign_prescription,
     verify_payload,
 )
+from appliance.store.uow import SqliteUnitOfWork
 from tests.factories import prescription
 
 pytestmark = pytest.mark.integration
@@ -180,7 +181,11 @@ def test_the_signed_prescription_is_stored_with_the_signed_bytes(orders, store):
                       " FROM prescriptions p JOIN certificates c ON c.id = p.signer_cert_id"
                       " WHERE p.id = ?", (signed.prescription.id,))[0]
     assert row["state"] == State.SIGNED.value
-    assert bytes(row["signed_payload"]) == signed.payload.signed_bytes
+    # the signed bytes are the ones the body rebuilds: not stored again, rebuilt on load
+    assert row["signed_payload"] is None
+    loaded = SqliteUnitOfWork(store, owns=False).prescriptions.signed_rows(
+        [signed.prescription.id])[signed.prescription.id].load()
+    assert loaded.proof.signed_part == signed.payload.signed_bytes
     assert bytes(row["signature"]) == signed.signature
     cert = x509.load_der_x509_certificate(bytes(row["signer_cert"]))
     assert certificate_id_nat_ps(cert) == signed.prescription.prescriber.id_nat_ps

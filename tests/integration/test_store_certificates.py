@@ -6,6 +6,7 @@ before m009 has its certificates moved at start-up."""
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 from cryptography import x509
@@ -14,7 +15,7 @@ from appliance.services.printing import order_payload
 from appliance.services.signature import verify_payload
 from appliance.store import open_store
 from appliance.store.migrations import applied
-from appliance.store.prescriptions import BODY_V1, decode_body, encode_body
+from appliance.store.prescriptions import _ZDICT_V1, BODY_V1, BODY_V2, decode_body, encode_body
 from appliance.store.uow import SqliteUnitOfWork
 
 pytestmark = pytest.mark.integration
@@ -101,7 +102,10 @@ def test_bodies_round_trip_and_a_damaged_one_is_a_clean_error():
 
     data = {"v": 1, "id": "X", "resident": {"birth_name": "ÉLODIE", "sex": "F"}, "lines": []}
     raw = encode_body(data)
-    assert raw[:1] == BODY_V1 and json.loads(decode_body(raw)) == data
+    assert raw[:1] == BODY_V2 and json.loads(decode_body(raw)) == data
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
+    text = json.dumps(data, ensure_ascii=False).encode()
+    assert decode_body(BODY_V1 + deflate.compress(text) + deflate.flush()) == text.decode()
     assert decode_body('{"a": 1}') == '{"a": 1}'  # a draft's (or an older row's) text
     with pytest.raises(StoreError, match="damaged"):
         decode_body(raw[:-3] + b"\xff\xff\xff")

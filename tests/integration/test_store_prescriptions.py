@@ -10,6 +10,8 @@ import pytest
 from appliance.domain.prescription import State
 from appliance.domain.prescription_id import PrescriptionIdGenerator
 from appliance.errors import StoreError
+from appliance.ports.registry import RegistryReceipt
+from appliance.ports.uow import Trail
 from appliance.services.prescribing import record_transition
 from appliance.services.signature import SignedPrescription, record_signature
 from appliance.store import audit, open_store
@@ -193,6 +195,7 @@ def _statements(store, call) -> list[str]:
 def test_the_resident_file_takes_the_same_few_queries_for_1_or_30_prescriptions(
         store, uow, ids, count):
     resident_ins = resident().ins.value
+    failed = []
     for n in range(count):
         p = prescription(ids.new()).transition(State.SIGNED, T1)
         job = record(uow, p)
@@ -200,9 +203,38 @@ def test_the_resident_file_takes_the_same_few_queries_for_1_or_30_prescriptions(
             uow.print_jobs.add(p.id, "duplicate", "8100", T1)
             if n % 2:
                 uow.print_jobs.fail(job, "plus de papier")
+                failed.append(p.id)
             uow.commit()
     selects, entries = _statements(store, lambda: uow.views.resident_file(resident_ins))
     assert len(entries) == count
-    assert len(selects) == 4                         # history, registry, prints, pharmacy
-    assert all(e.registry == "pending" and len(e.prints) == 2 for e in entries)
-    assert entries[-1].prints[0] == ("original", "queued", None)
+    assert len(selects) == 3                         # history, registry, pharmacy
+    assert all(e.registry == "pending" and e.prints == [] for e in entries)
+    for entry in entries:                            # read when the prescription is opened
+        first = ("original", "failed", "plus de papier") if entry.row.id in failed else \
+            ("original", "queued", None)
+        assert uow.views.trail(entry.row.id) == Trail(
+            "pending", None, [first, ("duplicate", "queued", None)])
+
+
+def test_the_resident_file_lists_registry_refusals_and_pending_records_only(store, uow, ids):
+    """Acknowledged records are not read for the list (the registry's answer of one
+    prescription is read when it is opened); refused and pending ones are, with the
+    refusal's reason."""
+    ps = [prescription(ids.new()).transition(State.SIGNED, T1) for _ in range(3)]
+    for p in ps:
+        record(uow, p)
+    refused, acknowledged, pending = ps
+    with uow:
+        [rec] = [r for r in uow.outbox.due(T1, 10) if r.prescription_id == refused.id]
+        uow.outbox.quarantine(rec, "registry refused (422): bad dose")
+        [rec] = [r for r in uow.outbox.due(T1, 10) if r.prescription_id == acknowledged.id]
+        uow.outbox.acknowledge(rec, RegistryReceipt("RX-1", T1), T1)
+        uow.commit()
+    entries = {e.row.id: e for e in uow.views.resident_file(resident().ins.value)}
+    assert (entries[refused.id].registry, entries[refused.id].registry_error) == (
+        "quarantined", "registry refused (422): bad dose")
+    assert entries[pending.id].registry == "pending"
+    assert entries[acknowledged.id].registry is None
+    assert uow.views.trail(acknowledged.id) == Trail("acknowledged", None,
+                                                     [("original", "queued", None)])
+    assert uow.views.trail("01KAX5JDE0000G40R40M30EH") == Trail(None, None, [])

@@ -36,6 +36,7 @@ from appliance.ports.uow import (
     ExternalPrescription,
     HistoryRow,
     StoppedLine,
+    Trail,
     Treatment,
     TreatmentLine,
     UnitOfWork,
@@ -139,7 +140,9 @@ def describe_line(line: Line) -> str:
 
 @dataclass
 class RxView:
-    """One prescription of the file: its history row at once, its body when opened."""
+    """One prescription of the file: its history row at once (with the registry's answer
+    while it has not acknowledged it, and the pharmacy's), its body, the registry's answer
+    and its print jobs when opened (``Views.trail``)."""
 
     row_data: HistoryRow
     prescription: Prescription | None = None
@@ -184,10 +187,11 @@ class RxView:
 
 def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
                other_substances: OtherSubstances | None = None) -> list[RxView]:
-    """The file's list: history rows from the index, with registry, print and pharmacy
-    status (``residents.resident_file``: a few queries for the whole file), the
-    substitutions by another substance marked (``other_substances``, see ``KioskContext``);
-    bodies are read one at a time when a prescription is looked at."""
+    """The file's list: history rows from the index, with the registry's refusals and
+    pending records and the pharmacy's dispensations (``residents.resident_file``: a few
+    queries for the whole file), the substitutions by another substance marked
+    (``other_substances``, see ``KioskContext``); bodies, print jobs and acknowledgements
+    are read one prescription at a time when it is looked at."""
     from appliance.services.sync import describe_fr
 
     entries = residents.resident_file(uow, resident.ins.value, who)
@@ -199,7 +203,7 @@ def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
                    dispensations=[DispensationView(
                        describe_fr(d).replace("\u2014", "-"), d.substituted, d.complete,
                        (d.prescription_id, d.line, d.product_code) in other)
-                       for d in entry.dispensations])
+                       for d in entry.dispensations] if entry.dispensations else [])
             for entry in entries]
 
 
@@ -412,12 +416,16 @@ class ResidentScreen(KioskScreen):
         ctx, session = self.ctx, self.session
         who = session.practitioner.id_nat_ps if session is not None else "kiosk"
 
-        def load() -> Prescription | None:
+        def load() -> tuple[Prescription | None, Trail]:
             with ctx.uow() as uow:  # a signed one is checked against its signature
-                return checked_prescription(uow, view.id, actor=who, during="kiosk")
+                return (checked_prescription(uow, view.id, actor=who, during="kiosk"),
+                        uow.views.trail(view.id))
 
-        def loaded(p: Prescription | None) -> None:
+        def loaded(found: tuple[Prescription | None, Trail]) -> None:
+            p, trail = found
             if p is not None:
+                view.registry, view.registry_error = trail.registry, trail.registry_error
+                view.prints = trail.prints
                 view.prescription = p
                 then(view)
 
