@@ -385,7 +385,7 @@ def m010_stopped_lines(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m012_compact_signed_rows(db: sqlite_utils.Database) -> None:
+def m011_compact_signed_rows(db: sqlite_utils.Database) -> None:
     """Signed prescriptions, smaller and quicker to read for a resident's treatment.
 
     ``signed_payload`` (the bytes the card signed) becomes NULL where it is byte for byte

@@ -55,7 +55,7 @@ _ZDICT_V1 = (
     '"cancel_reason":null}').encode()
 
 
-# ``BODY_V2`` (migration m012): the same with a dictionary that also holds the 24 most
+# ``BODY_V2`` (migration m011): the same with a dictionary that also holds the 24 most
 # frequent pharmaceutical forms of the marketed drugs in the BDPM (``CIS_bdpm.txt``, third
 # column, counted in the 2022 extract; least frequent first, since DEFLATE reaches the end of
 # a dictionary more cheaply) and the lifecycle times' shape: about 25 bytes less a body.
@@ -281,7 +281,7 @@ def stored_payload(prescription: Prescription, signed_part: bytes | None) -> byt
 
 
 def compact_signed_rows(store: Store) -> int:
-    """Migration m012, over the signed rows 2,000 at a time: ``signed_payload`` set to NULL
+    """Migration m011, over the signed rows 2,000 at a time: ``signed_payload`` set to NULL
     where it is byte for byte the signed part rebuilt from the row's body
     (``stored_payload``), ``lines_end`` filled in, a ``BODY_V1`` body compressed again as
     ``BODY_V2`` (the same JSON text); returns the number of payloads cleared. A row whose

@@ -79,7 +79,7 @@ FILE_DISPENSATIONS_SQL = (
 
 
 # A resident's prescriptions that may still be running: signed, not cancelled, with a
-# medication line that runs on or after a day (``lines_end``, migration m012; NULL: not
+# medication line that runs on or after a day (``lines_end``, migration m011; NULL: not
 # known, read). The covering index holds every column tested, so only the bodies of these
 # rows are read, not the resident's 500.
 TREATMENT_SQL = (

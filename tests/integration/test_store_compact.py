@@ -1,7 +1,7 @@
 """A signed prescription keeps no copy of the bytes the card signed when its body rebuilds
-them (migration m012), on a real SQLite file: every prescription still loads with the very
+them (migration m011), on a real SQLite file: every prescription still loads with the very
 bytes that were signed, its QR verifies, an altered body is still refused, and a store made
-before m012 is converted at start-up with its audit chain intact. New files get 8 KiB
+before m011 is converted at start-up with its audit chain intact. New files get 8 KiB
 pages; an existing file keeps its own."""
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ def _signer(uow, prescription_id: str):
 
 
 def _v1(text: str) -> bytes:
-    """A body as the version before m012 compressed it."""
+    """A body as the version before m011 compressed it."""
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
     return BODY_V1 + deflate.compress(text.encode()) + deflate.flush()
 
 
-def _as_before_m012(store, made) -> None:
-    """What the version before m012 left: each signed row with the card's bytes, its body
+def _as_before_m011(store, made) -> None:
+    """What the version before m011 left: each signed row with the card's bytes, its body
     compressed with the first dictionary, no ``lines_end``."""
     bodies = [(_v1(decode_body(row["body"])), row["id"])
               for row in store.query("SELECT id, body FROM prescriptions")]
@@ -58,7 +58,7 @@ def _as_before_m012(store, made) -> None:
         db.conn.executemany("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
                             [(s.payload.signed_bytes, s.prescription.id) for s in made])
         db.execute("UPDATE prescriptions SET lines_end = NULL")
-        db.execute("DELETE FROM _migrations WHERE name = 'm012_compact_signed_rows'")
+        db.execute("DELETE FROM _migrations WHERE name = 'm011_compact_signed_rows'")
 
 
 def test_a_signed_prescription_loads_with_the_bytes_the_card_signed(orders, store, uow,
@@ -88,12 +88,12 @@ def test_an_altered_body_is_refused_without_its_signed_part_stored(orders, store
         printing.order_payload(uow, p.id)
 
 
-def test_a_store_made_before_m012_is_converted_and_every_prescription_verifies(
+def test_a_store_made_before_m011_is_converted_and_every_prescription_verifies(
         orders, store, tmp_path, print_trust):
     made = orders.sign_many(6)
     physician = {p.id for p in made}
     made += orders.sign_many(2, profile="expired")
-    _as_before_m012(store, orders.made)
+    _as_before_m011(store, orders.made)
     odd = made[0].id       # a stored part that is not the rebuilt one is kept as it is
     store.conn.execute("UPDATE prescriptions SET signed_payload = ? WHERE id = ?",
                        [b"1\x1fsomething else", odd])
@@ -101,14 +101,14 @@ def test_a_store_made_before_m012_is_converted_and_every_prescription_verifies(
               for row in store.query("SELECT id, signed_payload FROM prescriptions")}
     texts = {row["id"]: decode_body(row["body"])
              for row in store.query("SELECT id, body FROM prescriptions")}
-    assert all(before.values()) and "m012_compact_signed_rows" not in applied(store)
+    assert all(before.values()) and "m011_compact_signed_rows" not in applied(store)
     audited = audit.verify(store)
     path = store.path
     store.close()
 
     again = open_store(path)  # start-up: the migrations
     try:
-        assert "m012_compact_signed_rows" in applied(again)
+        assert "m011_compact_signed_rows" in applied(again)
         after = {row["id"]: row["signed_payload"]
                  for row in again.query("SELECT id, signed_payload FROM prescriptions")}
         assert after == {pid: (before[odd] if pid == odd else None) for pid in before}
@@ -153,12 +153,12 @@ def test_a_new_file_gets_8_kib_pages_and_an_existing_one_keeps_its_own(tmp_path)
     old = open_store(old_path)
     try:
         assert old.one("PRAGMA page_size") == 4096
-        assert "m012_compact_signed_rows" in applied(old)
+        assert "m011_compact_signed_rows" in applied(old)
     finally:
         old.close()
 
 
-def test_the_treatment_is_the_same_after_m012_and_reads_only_running_prescriptions(
+def test_the_treatment_is_the_same_after_m011_and_reads_only_running_prescriptions(
         orders, store):
     from datetime import UTC, datetime, timedelta
 
@@ -170,13 +170,13 @@ def test_the_treatment_is_the_same_after_m012_and_reads_only_running_prescriptio
     [old] = orders.sign_many(1, at=old_at, created_at=old_at - timedelta(minutes=1))
     [recent] = orders.sign_many(1, at=now, created_at=now - timedelta(minutes=1))
     ins, today = recent.resident.ins.value, now.date()
-    # what a store made before m012 holds: no lines_end, the index without it
+    # what a store made before m011 holds: no lines_end, the index without it
     with store.write() as db:
         db.execute("UPDATE prescriptions SET lines_end = NULL")
         db.execute("DROP INDEX prescriptions_history")
         db.execute("CREATE INDEX prescriptions_history ON prescriptions"
                    " (resident_ins, created_at, id, state, signed_at, prescriber_id)")
-        db.execute("DELETE FROM _migrations WHERE name = 'm012_compact_signed_rows'")
+        db.execute("DELETE FROM _migrations WHERE name = 'm011_compact_signed_rows'")
     uow = SqliteUnitOfWork(store, owns=False)
     before = (uow.views.treatment(ins, today), uow.views.current_treatment(ins, today))
     assert {t.prescription_id for t in before[1]} == {recent.id}
