@@ -7,12 +7,13 @@ URIs::
     serial:///dev/ttyS0?baudrate=19200      serial line (needs pyserial)
     file:///dev/usb/lp0                     a device file (usblp); write-only
 
-A job is built once into bytes (python-escpos ``Dummy`` with the configured profile, whose
-media width is set to the medium so that images never warn), then sent in one write:
+A job is built once into bytes (the bytes python-escpos writes for each command with the
+configured profile, whose media width is set to the medium so that images never warn; see
+``render_job``), then sent in one write:
 
-1. before sending, ``DLE EOT 4`` (and ``DLE EOT 1``) ask for the paper and online state
-   (Epson ESC/POS reference, "DLE EOT: transmit real-time status"): no paper, or offline →
-   nothing is sent, ``PrinterUnavailable``;
+1. before sending, ``DLE EOT 4`` and ``DLE EOT 1``, in one write, ask for the paper and
+   online state (Epson ESC/POS reference, "DLE EOT: transmit real-time status"): no paper,
+   or offline → nothing is sent, ``PrinterUnavailable``;
 2. the job's bytes, followed in the same write by
 3. ``DLE EOT 4`` again: real-time commands are handled when they reach the printer's
    receive buffer, i.e. after every byte before them was received. Its answer is the
@@ -184,6 +185,10 @@ def _open_transport(endpoint: Endpoint, profile: PrinterProfile, timeout: float)
             p = escpos_printer.File(endpoint.path, profile=profile.model)
         profile.apply(p)
         p.open()
+        if endpoint.scheme == "tcp" and isinstance(p.device, socket.socket):
+            # A job ends with a short segment (the acknowledgement request): sent at once,
+            # not held back until the printer acknowledges the segments before it.
+            p.device.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (DeviceNotFoundError, OSError) as exc:
         raise PrinterUnavailable(PrinterState.UNREACHABLE,
                                  f"Imprimante injoignable ({_where(endpoint)})") from exc
@@ -471,6 +476,11 @@ class EscPosOrderPrinter:
                             request.duplicate_at)
         return tickets_for(doc, self.media)
 
+    def prepare(self, request: PrintRequest) -> None:
+        """Render the job once and drop it: its QR raster, barcodes and wrapped lines are
+        then kept (see ``render_job``)."""
+        self.render(request)
+
     def render(self, request: PrintRequest) -> tuple[bytes, int]:
         tickets = self.tickets(request)
         return render_job(tickets, self._profile, self.qr_mode), len(tickets)
@@ -497,25 +507,28 @@ class EscPosOrderPrinter:
                 "Connexion à l'imprimante perdue pendant l'impression") from exc
         return data[-1] if data else None
 
-    def _query(self, p: Escpos, kind: int, timeout: float) -> PrinterStatus:
+    def _status_of(self, p: Escpos) -> PrinterStatus:
+        """Paper, then online state. Both requests go in one write and the two answers
+        come back in order (real-time commands are answered as they arrive): one round
+        trip to the printer instead of two."""
         try:
-            p._raw(status.request(kind))
+            p._raw(status.request(STATUS_PAPER) + status.request(STATUS_PRINTER))
         except OSError as exc:
             raise PrinterUnavailable(PrinterState.UNREACHABLE,
                                      f"Imprimante injoignable ({_where(self.endpoint)})"
                                      ) from exc
-        byte = self._read_byte(p, timeout)
-        if byte is None:
-            return PrinterStatus(PrinterState.UNKNOWN, "pas de réponse d'état")
-        return decode_status(byte, kind)
-
-    def _status_of(self, p: Escpos) -> PrinterStatus:
-        paper = self._query(p, STATUS_PAPER, self.status_timeout)
+        answers = []
+        for kind in (STATUS_PAPER, STATUS_PRINTER):
+            byte = self._read_byte(p, self.status_timeout)
+            answers.append(PrinterStatus(PrinterState.UNKNOWN, "pas de réponse d'état")
+                           if byte is None else decode_status(byte, kind))
+            if byte is None:
+                break  # no answer in time: the other one is not waited for either
+        paper = answers[0]
         if paper.state is PrinterState.PAPER_OUT:
             return paper
-        online = self._query(p, STATUS_PRINTER, self.status_timeout)
-        if online.state is PrinterState.OFFLINE:
-            return online
+        if answers[-1].state is PrinterState.OFFLINE:
+            return answers[-1]
         return paper
 
     def status(self) -> PrinterStatus:

@@ -2,6 +2,7 @@
 the bytes of each command and the rasters between jobs, and encodes text with the code
 page's table, and none of that may change a byte."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -137,3 +138,24 @@ def test_the_qr_raster_is_the_qr_image(media, dpi):
     for payload in ("EPU1*0ABC", "EPU1*" + "X" * 80, "ORD2:" + "ABC123 $%*+-./:" * 30):
         spec = qr_spec(payload, width)
         assert qr_raster(payload, spec, width) == raster_bytes(qr_image(payload, spec, width))
+
+
+def test_a_prepared_receipt_prints_without_making_its_qr_again(monkeypatch):
+    from appliance.ports.printer import PrintRequest
+    from drivers.printer.escpos import EscPosOrderPrinter
+
+    printer = EscPosOrderPrinter("tcp://127.0.0.1:9", establishment=HOME, media="58mm")
+    p = next(_orders())
+    reviewed = replace(p, signed_at=datetime(2026, 11, 25, 9, 29, tzinfo=UTC))
+    payload = EpuPayload.from_prescription(p).encode()
+    expected = python_escpos_job(printer.tickets(PrintRequest(7, p, payload)),
+                                 PrinterProfile("TM-T20II", media_for("58mm")), "raster")
+    escpos.qr_raster.cache_clear()
+    printer.prepare(PrintRequest(0, reviewed, payload))
+
+    def made_again(*_):
+        raise AssertionError("the QR was made again")
+
+    monkeypatch.setattr(escpos, "qr_matrix", made_again)
+    data, tickets = printer.render(PrintRequest(7, p, payload))
+    assert (data, tickets) == (expected, 1)
