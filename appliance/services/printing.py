@@ -233,8 +233,11 @@ class PrintQueue:
 
     # -- one run ------------------------------------------------------------------------------
     def _claim(self) -> PrintJob | None:
+        """The oldest queued job, leased to this worker. The lease is not synced to disk
+        (``uow.light``): a power failure that undoes it leaves the job queued, to print
+        again, as an expired lease does."""
         now = self.clock()
-        with self.uow:
+        with self.uow.light():
             job = self.uow.print_jobs.claim(self.worker_id, now, now + LEASE)
             self.uow.commit()
         return job
