@@ -40,9 +40,8 @@ def test_a_light_block_commits_without_sync_and_leaves_the_connection_durable(tm
         assert uow.store.one("PRAGMA synchronous") == FULL
         assert other.store.one("SELECT claimed_by FROM print_jobs WHERE id = ?",
                                [job]) == "worker-1"
-        with uow, pytest.raises(StoreError):
-            with uow.light():
-                pass
+        with uow, pytest.raises(StoreError), uow.light():
+            pass
         assert uow.store.one("PRAGMA synchronous") == FULL
     finally:
         other.close()
