@@ -34,6 +34,9 @@ from appliance.errors import ConfigError
 from appliance.ports.clock import Clock, utc_now
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from appliance.domain.prescription import Prescription
     from appliance.ports.card import CardReader, CardWatcher
     from appliance.ports.drugs import InteractionSource
     from appliance.ports.mail import Mailbox, MailTransport, MessageReader, OrderMailer
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from appliance.ports.uow import UnitOfWork
     from appliance.services.auth import Audit, PractitionerSession
     from appliance.services.mailbox import FetchReport, MailPolicy, MailSender
+    from appliance.services.prescribing import SignResult
     from appliance.services.printing import PrintQueue, PrintWorker, QueueStatus
     from appliance.services.sync import SyncEngine
     from appliance.services.trust import TrustStore
@@ -156,9 +160,24 @@ class PrintService:
         if uow is not None:
             uow.close()
 
-    def wake(self) -> None:
+    def prepare(self, draft: Prescription, at: datetime | None = None) -> bool:
+        """Make ahead the receipt of the draft under review (see
+        ``printing.prepare_print``; call it from a worker). False when nothing was."""
+        from appliance.services.printing import prepare_print
+
+        try:
+            printer = self.app.order_printer()
+        except Exception:
+            log.exception("print not prepared: no printer driver")
+            return False
+        return prepare_print(printer, draft, kind=self.app.settings.print.qr, at=at)
+
+    def wake(self, signed: SignResult | None = None) -> None:
+        """Print now; ``signed``: what ``prescribing.sign`` just returned, printed as
+        signed without reading it back (``PrintQueue.signed_here``)."""
         if self._worker is not None:
-            self._worker.wake()
+            orders = signed.orders if signed is not None else ()
+            self._worker.wake([(one.prescription, one.qr_payload) for one in orders])
 
     def probe(self) -> PrinterStatus:
         """Ask the printer itself (network I/O: call it from a worker)."""

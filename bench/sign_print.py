@@ -16,12 +16,15 @@ root builds from ``[card]`` (no pcscd).
 
 Alternately, ``--runs`` times each:
 
-- **ordo**: ``prescribing.sign`` (the card signs the QR part through pcscd; prescription,
-  outbox row, print job and audit entry in one transaction) then ``PrintWorker.wake()``, as
-  the kiosk's review screen does; the print worker thread (its own store connection) builds
-  the ticket (layout, QR raster) and sends it with the status checks and the final
-  ``DLE EOT`` acknowledgement. Time: from the sign call to the emulator's last received
-  byte of that job (``time.monotonic``, one clock for both processes on Linux).
+- **ordo**: as the kiosk's review screen does: while the order is shown (not timed),
+  ``printing.prepare_print`` has the printer driver make its receipt ahead (layout, ePU QR
+  raster: all but the signing time); then, timed, ``prescribing.sign`` (the card signs the
+  QR part through pcscd; prescription, outbox row, print job and audit entry in one
+  transaction) then ``PrintWorker.wake`` with the signed orders; the print worker thread
+  (its own store connection) claims the job, builds the ticket and sends it with the
+  status checks and the final ``DLE EOT`` acknowledgement. Time: from the sign call to the
+  emulator's last received byte of that job (``time.monotonic``, one clock for both
+  processes on Linux).
 - **bare**: ``CardSession.sign`` of the same bytes on the same card, then one TCP
   connection that sends the raw bytes the emulator received for an Ordo job, in one
   write, and reads the printer's answers. Same end point.
@@ -200,7 +203,7 @@ def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
     from appliance.bootstrap import bootstrap
     from appliance.ports.card import sha256_digest_info
     from appliance.services import prescribing
-    from appliance.services.printing import PrintWorker
+    from appliance.services.printing import PrintWorker, prepare_print
     from appliance.tui.demo_data import demo_draft
     from drivers.card import virtual
     from drivers.card.pki import PROFILES
@@ -225,11 +228,17 @@ def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
         worker = PrintWorker(app.print_queue(worker_uow), idle_s=3600.0)
         worker.start()
 
+        printer = app.order_printer()
+
         def ordo(prescription_id: str) -> tuple[float, float, dict]:
+            # The review screen (not timed): the order as the physician reads it, and its
+            # receipt made ahead but for the signature, as the kiosk does.
+            draft = app.uow.prescriptions.get(prescription_id)
+            prepare_print(printer, draft, kind=settings.print.qr)
             started = time.monotonic()
-            prescribing.sign(app.uow, session, prescription_id)
+            result = prescribing.sign(app.uow, session, prescription_id)
             signed = time.monotonic()
-            worker.wake()
+            worker.wake([(one.prescription, one.qr_payload) for one in result.orders])
             job = emulator.next_job()
             if not job["complete"]:
                 raise SystemExit(f"sign_print: job {job['job']} incomplete")

@@ -8,10 +8,11 @@ signed prescription, an outbox cancel waits for its create, a print job is lease
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -886,6 +887,13 @@ class FakeUnitOfWork:
         saved, done = self._saved.pop(), self._done.pop()
         if not done:
             self.state = saved
+
+    @contextlib.contextmanager
+    def light(self) -> Iterator[Self]:
+        if self._saved:
+            raise StoreError("a light write block cannot be nested in another one")
+        with self:
+            yield self
 
     def commit(self) -> None:
         if not self._done or self._done[-1]:

@@ -105,4 +105,10 @@ class OrderPrinter(Protocol):
 
     def status(self) -> PrinterStatus: ...
 
+    def prepare(self, request: PrintRequest) -> None:
+        """Make ahead, without I/O, what printing ``request`` will need (its layout, its
+        QR), while the physician reviews the order: the print after signing then only
+        does what depends on the signature. Printing never depends on it."""
+        ...
+
     def print_order(self, request: PrintRequest) -> PrintReceipt: ...

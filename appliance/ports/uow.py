@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from types import TracebackType
@@ -909,6 +910,13 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+    def light(self) -> AbstractContextManager[Self]:
+        """A write block (``with uow.light(): ... uow.commit()``) whose commit a power
+        failure may undo (a crash of the process does not): for records that are written
+        again anyway, such as a print job's lease, so that they do not wait for the disk.
+        Not inside another block."""
+        ...
 
     def housekeeping(self) -> None:
         """Tidy the storage (the sync service does it every hour, outside any block)."""

@@ -342,6 +342,18 @@ def _own_draft(uow: UnitOfWork, session: Operator, prescription_id: str) -> Pres
     return p
 
 
+def _still_draft(uow: UnitOfWork, prescription_id: str) -> None:
+    """In the signing transaction: the draft ``_own_draft`` read before the card signed
+    is still a draft (its state only: a draft's prescriber never changes, see
+    ``update_draft``, and what was signed is the body read then)."""
+    state = uow.prescriptions.state_of(prescription_id)
+    if state is None:
+        raise StoreError(f"ordonnance inconnue : {prescription_id}")
+    if state is not State.DRAFT:
+        raise StateError(f"l'ordonnance {prescription_id} est déjà "
+                         f"{state.value} : elle ne se modifie plus")
+
+
 def update_draft(uow: UnitOfWork, session: Operator, draft: Prescription, *,
                  form: Mapping[str, Json] | None = None) -> Prescription:
     """Save the draft as typed (lines, weight) and the editor's half-typed line (``form``).
@@ -473,7 +485,7 @@ def sign(uow: UnitOfWork, session: Operator, prescription_id: str, *,
     at = _signing_time(now)
     signed = [sign_prescription(part, session, at) for part in parts]
     with uow:
-        _own_draft(uow, session, prescription_id)
+        _still_draft(uow, prescription_id)
         if len(signed) > 1:
             secure = signed[1].prescription
             uow.audit.append(actor=doctor.id_nat_ps, action="prescription.split",

@@ -37,13 +37,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from appliance.domain.prescription import Prescription, State
 from appliance.domain.qr import EpuPayload
-from appliance.errors import PrinterError, StateError, StoreError, ValidationError
+from appliance.errors import OrdoError, PrinterError, StateError, StoreError, ValidationError
 from appliance.ports.clock import Clock, utc_now
 from appliance.ports.printer import (
     OrderPrinter,
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)
 RETRY_DELAYS_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 IDLE_S = 5.0
+SIGNED_HERE_MAX = 16
 
 __all__ = ["PrintJob"]  # the queue's record, defined with the port
 
@@ -89,6 +90,25 @@ def order_payload(uow: UnitOfWork, prescription_id: str, kind: str = "epu", *,
     assert proof.signed_part is not None
     payload = signed_payload(proof.signed_part, proof.signature, proof.signer_cert)
     return signed.prescription, payload.encode()
+
+
+def prepare_print(printer: OrderPrinter, draft: Prescription, *, kind: str = "epu",
+                  at: datetime | None = None) -> bool:
+    """Have ``printer`` make ahead the receipt of ``draft`` as it will be once signed at
+    about ``at`` (the review screen calls it while the physician reads the order): with
+    the ePU QR, everything but the signing time is known before the card signs. False
+    when there is nothing to prepare (the signed QR needs the signature; a secure order
+    is a PDF) or the draft cannot make a payload yet (no N° AM: signing asks for it)."""
+    if kind != "epu" or needs_secure_paper(draft):
+        return False
+    try:
+        signed = draft.transition(State.SIGNED, at or utc_now())
+        payload = EpuPayload.from_prescription(signed).encode()
+        printer.prepare(PrintRequest(0, signed, payload))
+    except OrdoError as exc:
+        log.info("print not prepared", extra={"fields": {"error": str(exc)}})
+        return False
+    return True
 
 
 def needs_secure_paper(prescription: Prescription) -> bool:
@@ -175,6 +195,26 @@ class PrintQueue:
         self._printer_status = PrinterStatus(PrinterState.UNKNOWN)
         self._last_error: str | None = None
         self._last_printed: int | None = None
+        self._signed_here: dict[str, tuple[Prescription, str]] = {}
+        self._signed_lock = threading.Lock()
+
+    # -- orders signed in this process ------------------------------------------------------
+    def signed_here(self, orders: Iterable[tuple[Prescription, str]]) -> None:
+        """Orders this process has just signed and stored (``prescribing.sign``'s results:
+        the prescription and its signed QR payload). Their first print uses them as they
+        were signed instead of reading them back from the store: reading back is what
+        the integrity check guards, and the check stays on every order read from the
+        store (another worker's, a retry after a restart, a duplicate). Thread-safe."""
+        with self._signed_lock:
+            for prescription, signed_payload in orders:
+                if prescription.state is State.SIGNED:
+                    self._signed_here[prescription.id] = (prescription, signed_payload)
+            while len(self._signed_here) > SIGNED_HERE_MAX:  # printed by another worker
+                del self._signed_here[next(iter(self._signed_here))]
+
+    def _take_signed_here(self, prescription_id: str) -> tuple[Prescription, str] | None:
+        with self._signed_lock:
+            return self._signed_here.pop(prescription_id, None)
 
     # -- state for the UI -------------------------------------------------------------------
     def status(self) -> QueueStatus:
@@ -193,8 +233,11 @@ class PrintQueue:
 
     # -- one run ------------------------------------------------------------------------------
     def _claim(self) -> PrintJob | None:
+        """The oldest queued job, leased to this worker. The lease is not synced to disk
+        (``uow.light``): a power failure that undoes it leaves the job queued, to print
+        again, as an expired lease does."""
         now = self.clock()
-        with self.uow:
+        with self.uow.light():
             job = self.uow.print_jobs.claim(self.worker_id, now, now + LEASE)
             self.uow.commit()
         return job
@@ -226,6 +269,15 @@ class PrintQueue:
             self.uow.commit()
 
     def _request(self, job: PrintJob) -> PrintRequest:
+        here = self._take_signed_here(job.prescription_id) if job.kind == "original" \
+            else None
+        if here is not None:
+            prescription, signed_payload = here
+            if self.qr not in QR_KINDS:
+                raise ValidationError("print.qr", self.qr, "epu or signed")
+            payload = signed_payload if self.qr == "signed" else \
+                EpuPayload.from_prescription(prescription).encode()
+            return PrintRequest(job.id, prescription, payload)
         prescription, payload = order_payload(
             self.uow, job.prescription_id, self.qr, actor=job.requested_by,
             during="duplicate" if job.kind == "duplicate" else "print")
@@ -302,7 +354,10 @@ class PrintWorker:
         self._thread = threading.Thread(target=self._run, name="print-worker", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
+    def wake(self, signed: Iterable[tuple[Prescription, str]] = ()) -> None:
+        """Print now; ``signed``: the orders just signed in this process, with their
+        signed QR payloads (see ``PrintQueue.signed_here``)."""
+        self.queue.signed_here(signed)
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -34,6 +34,7 @@ Any failure raises ``InvalidOrder`` whose ``reason`` is printed as ``INVALID: re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -135,7 +136,10 @@ class SoftwareSigner:
         return self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
+@functools.lru_cache(maxsize=32)
 def _load_certificate(der: bytes) -> x509.Certificate:
+    """The parsed certificate (kept: the card's certificate is parsed at every signature,
+    twice; a refused one is parsed again each time)."""
     try:
         cert = x509.load_der_x509_certificate(der)
         # cryptography parses these on first access: a corrupt one is refused here, not

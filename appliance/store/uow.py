@@ -15,6 +15,8 @@ work per thread: SQLite connections are not shared between threads.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -108,6 +110,22 @@ class SqliteUnitOfWork:
             self.store.execute(f"ROLLBACK TO uow_{self._depth - 1}")
             self.store.execute(f"RELEASE uow_{self._depth - 1}")
         self._committed[-1] = True  # nothing left to undo on exit
+
+    @contextlib.contextmanager
+    def light(self) -> Iterator[Self]:
+        """A write block committed with ``synchronous = NORMAL``: in WAL mode the commit
+        is not synced to disk (the next durable commit syncs it with its own), so a power
+        failure may undo it, never a crash of the process, and the file stays consistent.
+        SQLite refuses to change the level inside a transaction: the block is the
+        outermost one."""
+        if self._depth:
+            raise StoreError("a light write block cannot be nested in another one")
+        self.store.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self:
+                yield self
+        finally:
+            self.store.execute("PRAGMA synchronous = FULL")
 
     def housekeeping(self) -> None:
         """A passive WAL checkpoint and ``PRAGMA optimize``."""

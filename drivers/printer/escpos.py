@@ -7,12 +7,13 @@ URIs::
     serial:///dev/ttyS0?baudrate=19200      serial line (needs pyserial)
     file:///dev/usb/lp0                     a device file (usblp); write-only
 
-A job is built once into bytes (python-escpos ``Dummy`` with the configured profile, whose
-media width is set to the medium so that images never warn), then sent in one write:
+A job is built once into bytes (the bytes python-escpos writes for each command with the
+configured profile, whose media width is set to the medium so that images never warn; see
+``render_job``), then sent in one write:
 
-1. before sending, ``DLE EOT 4`` (and ``DLE EOT 1``) ask for the paper and online state
-   (Epson ESC/POS reference, "DLE EOT: transmit real-time status"): no paper, or offline →
-   nothing is sent, ``PrinterUnavailable``;
+1. before sending, ``DLE EOT 4`` and ``DLE EOT 1``, in one write, ask for the paper and
+   online state (Epson ESC/POS reference, "DLE EOT: transmit real-time status"): no paper,
+   or offline → nothing is sent, ``PrinterUnavailable``;
 2. the job's bytes, followed in the same write by
 3. ``DLE EOT 4`` again: real-time commands are handled when they reach the printer's
    receive buffer, i.e. after every byte before them was received. Its answer is the
@@ -33,11 +34,14 @@ cannot be dispensed twice.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from escpos import printer as escpos_printer
@@ -144,12 +148,25 @@ class PrinterProfile:
                 f"modèle d'imprimante inconnu de python-escpos : {self.model}") from None
 
     def apply(self, p: Escpos) -> Escpos:
-        data = copy.deepcopy(p.profile.profile_data)
-        data["media"] = {"width": {"pixels": self.media.width_dots,
-                                   "mm": round(self.media.width_dots * 25.4 / self.media.dpi, 1)},
-                         "dpi": self.media.dpi}
-        p.profile.profile_data = data
+        p.profile.profile_data = _profile_data(self, p.profile.profile_data)
         return p
+
+
+_PROFILE_DATA: dict[PrinterProfile, dict[str, Any]] = {}
+
+
+def _profile_data(profile: PrinterProfile, shared: dict[str, Any]) -> dict[str, Any]:
+    """The model's profile data with the medium, copied once per profile (python-escpos
+    only reads it)."""
+    data = _PROFILE_DATA.get(profile)
+    if data is None:
+        data = copy.deepcopy(shared)
+        data["media"] = {"width": {"pixels": profile.media.width_dots,
+                                   "mm": round(profile.media.width_dots * 25.4
+                                               / profile.media.dpi, 1)},
+                         "dpi": profile.media.dpi}
+        _PROFILE_DATA[profile] = data
+    return data
 
 
 def _open_transport(endpoint: Endpoint, profile: PrinterProfile, timeout: float) -> Escpos:
@@ -168,6 +185,10 @@ def _open_transport(endpoint: Endpoint, profile: PrinterProfile, timeout: float)
             p = escpos_printer.File(endpoint.path, profile=profile.model)
         profile.apply(p)
         p.open()
+        if endpoint.scheme == "tcp" and isinstance(p.device, socket.socket):
+            # A job ends with a short segment (the acknowledgement request): sent at once,
+            # not held back until the printer acknowledges the segments before it.
+            p.device.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (DeviceNotFoundError, OSError) as exc:
         raise PrinterUnavailable(PrinterState.UNREACHABLE,
                                  f"Imprimante injoignable ({_where(endpoint)})") from exc
@@ -202,6 +223,44 @@ def qr_image(payload: str, spec: QrSpec, width_dots: int) -> Image.Image:
     canvas = Image.new("1", (width, big.height + 2 * quiet), 1)
     canvas.paste(big, ((width - big.width) // 2, quiet))
     return canvas
+
+
+@functools.lru_cache(maxsize=64)
+def qr_raster(payload: str, spec: QrSpec, width_dots: int) -> bytes:
+    """``raster_bytes(qr_image(...))``, built from the modules with integer and bytes
+    operations (no image): each row of modules becomes one row of dots, repeated
+    ``spec.module`` times. Kept for the last orders: the kiosk prepares the code of the
+    order under review before it is signed (``EscPosOrderPrinter.prepare``), and reprints
+    print the same code again."""
+    matrix = qr_matrix(payload, spec)
+    n, module = len(matrix), spec.module
+    quiet = QUIET_MODULES * module
+    size = n * module
+    width = min(width_dots, -(-(size + 2 * quiet) // 8) * 8)
+    width_bytes = (width + 7) // 8
+    shift = width_bytes * 8 - (width - size) // 2 - size  # white dots right of the code
+    dots = (1 << module) - 1
+    rows = []
+    for row in matrix:
+        bits = 0
+        for dark in row:
+            bits = (bits << module) | (dots if dark else 0)
+        rows.append((bits << shift).to_bytes(width_bytes, "big") * module)
+    white = bytes(width_bytes * quiet)
+    return _raster(width_bytes, [white, *rows, white], size + 2 * quiet)
+
+
+def _raster(width_bytes: int, rows: Sequence[bytes], height: int) -> bytes:
+    """``GS v 0`` commands for rows of dots (1 = black), in ``RASTER_FRAGMENT``-line
+    fragments, exactly as ``raster_bytes`` cuts an image."""
+    data = b"".join(rows)
+    out = bytearray()
+    step = RASTER_FRAGMENT * width_bytes
+    for top in range(0, height, RASTER_FRAGMENT):
+        lines = min(RASTER_FRAGMENT, height - top)
+        out += b"\x1dv0\x00" + width_bytes.to_bytes(2, "little") + \
+            lines.to_bytes(2, "little") + data[top * width_bytes:top * width_bytes + step]
+    return bytes(out)
 
 
 def barcode_image(op: Barcodes, width_dots: int) -> Image.Image:
@@ -252,48 +311,130 @@ def raster_bytes(img: Image.Image) -> bytes:
 _INVERT = bytes(255 - b for b in range(256))  # PIL: 1 is white; GS v 0: 1 is a black dot
 
 
+@functools.lru_cache(maxsize=64)
+def _barcode_raster(op: Barcodes, width_dots: int) -> bytes:
+    """A prescriber's codes: the same all day, made once."""
+    return raster_bytes(barcode_image(op, width_dots))
+
+
+@functools.lru_cache(maxsize=8)
+def _rule_raster(op: Rule, width_dots: int) -> bytes:
+    return raster_bytes(rule_image(op, width_dots))
+
+
+class _CharMap(dict[int, str]):
+    """``str.translate`` table of a code page: each character to the byte python-escpos
+    writes for it (as a one-character latin-1 string), filled as characters are met."""
+
+    def __init__(self, encoder: Any, encoding: str) -> None:
+        super().__init__()
+        self._map = encoder._get_codepage_char_map(encoding)
+        self._encode = encoder._encode_char
+
+    def __missing__(self, code: int) -> str:
+        value = self[code] = chr(self._encode(chr(code), self._map, "?"))
+        return value
+
+
+class _Phrasebook:
+    """The bytes python-escpos emits for the commands of a job, on one printer profile:
+    each command runs once on a ``Dummy`` and its bytes are kept (``set``, line spacing,
+    cut: they depend on their arguments and the profile only). Text is encoded with the
+    code page's table; when no code page of ``CODE_PAGES`` can be fixed, python-escpos
+    switches code pages as it goes, the text runs on the dummy in job order and the book
+    serves one job only. Thread-safe."""
+
+    def __init__(self, profile: PrinterProfile) -> None:
+        self._lock = threading.Lock()
+        p = self._p = profile.apply(escpos_printer.Dummy(profile=profile.model))
+        p.hw("INIT")
+        for name in CODE_PAGES:
+            try:
+                p.charcode(name)
+                break
+            except (ValueError, EscposError):
+                continue
+        self.preamble = self._take()
+        self.fixed = bool(p.magic.disabled and p.magic.encoding)
+        self._chars = _CharMap(p.magic.encoder, p.magic.encoding) if self.fixed else None
+        self._commands: dict[tuple[Any, ...], bytes] = {}
+
+    def _take(self) -> bytes:
+        out = self._p.output
+        self._p.clear()
+        return out
+
+    def run(self, fn: Callable[[Escpos], object]) -> bytes:
+        """The bytes of ``fn(printer)`` (not kept)."""
+        with self._lock:
+            fn(self._p)
+            return self._take()
+
+    def command(self, key: tuple[Any, ...], fn: Callable[[Escpos], object]) -> bytes:
+        """The bytes of ``fn(printer)``, kept under ``key``."""
+        out = self._commands.get(key)
+        if out is None:
+            out = self._commands[key] = self.run(fn)
+        return out
+
+    def text(self, text: str) -> bytes:
+        if self._chars is not None:
+            return text.translate(self._chars).encode("latin-1")
+        return self.run(lambda p: p.text(text))
+
+    def style(self, op: Text) -> bytes:
+        return self.command(("set", op.align, op.bold, op.double, op.small), lambda p: p.set(
+            align=op.align, bold=op.bold, double_width=op.double, double_height=op.double,
+            normal_textsize=not op.double, font="b" if op.small else "a"))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_book(profile: PrinterProfile) -> _Phrasebook:
+    return _Phrasebook(profile)
+
+
+def _book(profile: PrinterProfile) -> _Phrasebook:
+    book = _shared_book(profile)
+    return book if book.fixed else _Phrasebook(profile)
+
+
 def render_job(tickets: Sequence[Ticket], profile: PrinterProfile,
                qr_mode: str = "raster") -> bytes:
-    """The ESC/POS bytes of a job (``ESC @``, code page, tickets), built with python-escpos."""
-    media = profile.media
-    p = profile.apply(escpos_printer.Dummy(profile=profile.model))
-    p.hw("INIT")
-    for name in CODE_PAGES:
-        try:
-            p.charcode(name)
-            break
-        except (ValueError, EscposError):
-            continue
+    """The ESC/POS bytes of a job (``ESC @``, code page, tickets), as python-escpos writes
+    them (see ``_Phrasebook``); the QR, barcode and rule rasters are kept between jobs."""
+    width = profile.media.width_dots
+    book = _book(profile)
+    left = book.command(("set", "left"), lambda p: p.set(align="left"))
+    out = [book.preamble]
     small = False
     for ticket in tickets:
         for op in ticket:
             if isinstance(op, Text):
                 if op.small != small:  # Font B with its own line pitch, or back to Font A
-                    p.line_spacing(SMALL_LINE_DOTS if op.small else None)
+                    spacing = SMALL_LINE_DOTS if op.small else None
+                    out.append(book.command(("spacing", spacing),
+                                            lambda p, s=spacing: p.line_spacing(s)))
                     small = op.small
-                p.set(align=op.align, bold=op.bold, double_width=op.double,
-                      double_height=op.double, normal_textsize=not op.double,
-                      font="b" if op.small else "a")
-                p.text(op.text + "\n")
+                out += (book.style(op), book.text(op.text + "\n"))
             elif isinstance(op, Feed):
-                p.ln(op.lines)
+                out.append(book.text("\n" * op.lines) if op.lines > 0 else b"")
             elif isinstance(op, Rule):
-                p.set(align="left")
-                p._raw(raster_bytes(rule_image(op, media.width_dots)))
+                out += (left, _rule_raster(op, width))
             elif isinstance(op, Barcodes):
-                p.set(align="left")
-                p._raw(raster_bytes(barcode_image(op, media.width_dots)))
+                out += (left, _barcode_raster(op, width))
             elif isinstance(op, Qr):
-                p.set(align="center", bold=False, normal_textsize=True)
+                out.append(book.command(("set", "qr"), lambda p: p.set(
+                    align="center", bold=False, normal_textsize=True)))
                 if qr_mode == "native":
-                    p.qr(op.payload, ec=_ECC[op.spec.ecc], size=op.spec.module, native=True)
-                    p.text("\n")
+                    out.append(book.run(lambda p, q=op: (
+                        p.qr(q.payload, ec=_ECC[q.spec.ecc], size=q.spec.module, native=True),
+                        p.text("\n"))))
                 else:
-                    p._raw(raster_bytes(qr_image(op.payload, op.spec, media.width_dots)))
-                p.set(align="left")
+                    out.append(qr_raster(op.payload, op.spec, width))
+                out.append(left)
             elif isinstance(op, Cut):
-                p.cut()
-    return p.output
+                out.append(book.command(("cut",), lambda p: p.cut()))
+    return b"".join(out)
 
 
 class EscPosOrderPrinter:
@@ -335,6 +476,11 @@ class EscPosOrderPrinter:
                             request.duplicate_at)
         return tickets_for(doc, self.media)
 
+    def prepare(self, request: PrintRequest) -> None:
+        """Render the job once and drop it: its QR raster, barcodes and wrapped lines are
+        then kept (see ``render_job``)."""
+        self.render(request)
+
     def render(self, request: PrintRequest) -> tuple[bytes, int]:
         tickets = self.tickets(request)
         return render_job(tickets, self._profile, self.qr_mode), len(tickets)
@@ -361,25 +507,28 @@ class EscPosOrderPrinter:
                 "Connexion à l'imprimante perdue pendant l'impression") from exc
         return data[-1] if data else None
 
-    def _query(self, p: Escpos, kind: int, timeout: float) -> PrinterStatus:
+    def _status_of(self, p: Escpos) -> PrinterStatus:
+        """Paper, then online state. Both requests go in one write and the two answers
+        come back in order (real-time commands are answered as they arrive): one round
+        trip to the printer instead of two."""
         try:
-            p._raw(status.request(kind))
+            p._raw(status.request(STATUS_PAPER) + status.request(STATUS_PRINTER))
         except OSError as exc:
             raise PrinterUnavailable(PrinterState.UNREACHABLE,
                                      f"Imprimante injoignable ({_where(self.endpoint)})"
                                      ) from exc
-        byte = self._read_byte(p, timeout)
-        if byte is None:
-            return PrinterStatus(PrinterState.UNKNOWN, "pas de réponse d'état")
-        return decode_status(byte, kind)
-
-    def _status_of(self, p: Escpos) -> PrinterStatus:
-        paper = self._query(p, STATUS_PAPER, self.status_timeout)
+        answers = []
+        for kind in (STATUS_PAPER, STATUS_PRINTER):
+            byte = self._read_byte(p, self.status_timeout)
+            answers.append(PrinterStatus(PrinterState.UNKNOWN, "pas de réponse d'état")
+                           if byte is None else decode_status(byte, kind))
+            if byte is None:
+                break  # no answer in time: the other one is not waited for either
+        paper = answers[0]
         if paper.state is PrinterState.PAPER_OUT:
             return paper
-        online = self._query(p, STATUS_PRINTER, self.status_timeout)
-        if online.state is PrinterState.OFFLINE:
-            return online
+        if answers[-1].state is PrinterState.OFFLINE:
+            return answers[-1]
         return paper
 
     def status(self) -> PrinterStatus:

@@ -48,6 +48,7 @@ Long orders continue on further tickets, each with the header, "Ordonnance 1/3",
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 import unicodedata
@@ -101,6 +102,7 @@ MEDIA_DOTS: dict[tuple[str, int], int] = {
     ("58mm", 180): 360, ("80mm", 180): 512, ("label62", 180): 408,
     ("58mm", 300): 568, ("80mm", 300): 848, ("label62", 300): 680,
 }
+_ALPHA_NUM = frozenset(qrcode.util.ALPHA_NUM.decode())
 _ECC = {"L": ERROR_CORRECT_L, "M": ERROR_CORRECT_M, "Q": ERROR_CORRECT_Q, "H": ERROR_CORRECT_H}
 
 _REPLACEMENTS = str.maketrans({
@@ -235,7 +237,7 @@ def _module_for(version: int, width_dots: int) -> int:
 def qr_spec(payload: str, width_dots: int) -> QrSpec:
     """Level Q when it fits version 7, else M (L as a last resort); then the largest
     module that fits ``width_dots``, up to ``MAX_MODULE_DOTS`` (see the module doc)."""
-    if any(c not in qrcode.util.ALPHA_NUM.decode() for c in payload):
+    if not _ALPHA_NUM.issuperset(payload):
         raise ValidationError("qr", payload[:10], "QR alphanumeric characters only")
     q = version_for(len(payload), "Q")
     choices = ([("Q", q)] if q is not None and q <= Q_MAX_VERSION else []) + \
@@ -558,12 +560,19 @@ def order_text(doc: OrderDocument) -> OrderText:
 def _wrap(text: str, width: int, indent: str = "", first_indent: str | None = None
           ) -> list[str]:
     """Lines of at most ``width`` characters, broken between words (see ``glue``); a word
-    is cut only when it is wider than a line."""
-    lines = textwrap.wrap(glue(printable(text)), width=width,
-                          initial_indent=indent if first_indent is None else first_indent,
+    is cut only when it is wider than a line. Kept for the last texts: the letterhead,
+    the prescriber and the mentions are the same on every order, and an order's own
+    lines were wrapped once already when its review showed them."""
+    return list(_wrapped(text, width, indent,
+                         indent if first_indent is None else first_indent))
+
+
+@functools.lru_cache(maxsize=2048)
+def _wrapped(text: str, width: int, indent: str, first_indent: str) -> tuple[str, ...]:
+    lines = textwrap.wrap(glue(printable(text)), width=width, initial_indent=first_indent,
                           subsequent_indent=indent, break_long_words=True,
                           break_on_hyphens=True)
-    return lines or [""]
+    return tuple(lines) or ("",)
 
 
 def _texts(text: str, width: int, *, bold: bool = False, align: str = "left",

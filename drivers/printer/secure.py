@@ -81,6 +81,10 @@ class SecurePdfPrinter:
             return self.directory / f"{pid}.pdf"
         return self.directory / f"{pid}-duplicata-{request.job_id}.pdf"  # type: ignore
 
+    def prepare(self, request: object) -> None:
+        """Nothing: a secure order is a PDF for another printer, not waited for at the
+        terminal."""
+
     def print_order(self, request: object) -> PrintReceipt:
         from drivers.printer.pdf import render_pdf
 

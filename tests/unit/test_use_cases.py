@@ -279,6 +279,84 @@ def test_the_print_queue_prints_keeps_on_paper_out_and_fails_what_cannot_print(u
 
 
 @dataclass
+class Recorder:
+    """A printer that keeps what it was asked to prepare and to print."""
+
+    prepared: list = field(default_factory=list)
+    requests: list = field(default_factory=list)
+    qr_capacity: int = 4000
+    description: str = "fake://printer"
+
+    def status(self):
+        raise AssertionError("not asked")
+
+    def prepare(self, request):
+        self.prepared.append(request)
+
+    def print_order(self, request):
+        self.requests.append(request)
+        return PrintReceipt(bytes_sent=100, tickets=1, seconds=0.01, confirmed=True)
+
+
+@pytest.mark.parametrize("qr", ["epu", "signed"])
+def test_an_order_signed_here_prints_as_signed_and_only_stored_ones_are_read_back(
+        uow, signer, monkeypatch, qr):
+    session = CardSession(signer)
+    result = prescribing.sign(uow, session, _draft(uow, session).id, now=NOW)
+    printer = Recorder()
+    queue = printing.PrintQueue(uow, printer, clock=lambda: NOW, qr=qr)
+    read_back = []
+    stored = uow.prescriptions.signed_rows
+    monkeypatch.setattr(uow.prescriptions, "signed_rows",
+                        lambda ids: read_back.append(list(ids)) or stored(ids))
+    queue.signed_here([(result.prescription, result.qr_payload)])
+    assert queue.run_once().printed == [result.print_job]
+    assert read_back == []                        # printed from what was signed
+    (request,) = printer.requests
+    assert request.prescription == result.prescription
+    expected = printing.order_payload(uow, result.prescription.id, qr)[1]
+    assert request.qr_payload == expected
+    assert qr == "epu" or expected == result.qr_payload
+    read_back.clear()
+    duplicate = printing.request_reprint(uow, result.prescription.id, actor="x", role="nurse")
+    assert queue.run_once().printed == [duplicate]
+    assert read_back and all(ids == [result.prescription.id] for ids in read_back)
+
+
+def test_a_job_whose_order_was_not_signed_here_is_read_back(uow, signer, monkeypatch):
+    session = CardSession(signer)
+    result = prescribing.sign(uow, session, _draft(uow, session).id, now=NOW)
+    other = prescribing.sign(uow, session, _draft(uow, session).id, now=NOW)
+    queue = printing.PrintQueue(uow, Recorder(), clock=lambda: NOW)
+    queue.signed_here([(other.prescription, other.qr_payload)])
+    read_back = []
+    stored = uow.prescriptions.signed_rows
+    monkeypatch.setattr(uow.prescriptions, "signed_rows",
+                        lambda ids: read_back.append(list(ids)) or stored(ids))
+    assert queue.run_once().printed == [result.print_job, other.print_job]
+    assert read_back == [[result.prescription.id]]
+
+
+def test_the_receipt_prepared_during_review_is_the_one_printed(uow, signer):
+    session = CardSession(signer)
+    draft = _draft(uow, session)
+    printer = Recorder()
+    assert printing.prepare_print(printer, draft, at=NOW)
+    result = prescribing.sign(uow, session, draft.id, now=NOW)
+    printing.PrintQueue(uow, printer, clock=lambda: NOW).run_once()
+    (prepared,), (printed,) = printer.prepared, printer.requests
+    assert prepared.qr_payload == printed.qr_payload
+    assert prepared.prescription.lines == printed.prescription.lines
+    assert prepared.prescription.signed_at == result.prescription.signed_at
+    assert not printing.prepare_print(printer, draft, kind="signed", at=NOW)  # needs the card
+    assert not printing.prepare_print(printer, factories.prescription(
+        draft.id, prescriber=factories.physician(am=None)), at=NOW)       # no N° AM yet
+    secure = factories.prescription(draft.id, lines=(factories.secure_line(),))
+    assert not printing.prepare_print(printer, secure, at=NOW)            # a PDF
+    assert len(printer.prepared) == 1
+
+
+@dataclass
 class Registry:
     answers: list = field(default_factory=list)  # per register call: a receipt or an error
     pages: list = field(default_factory=list)
