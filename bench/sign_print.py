@@ -275,8 +275,9 @@ def measure(work: Path, runs: int, backend: str = "pcsc") -> dict:
         _, _, first = ordo(drafts[0].id)
         raw = bytes.fromhex(first["raw"])
         answers = raw.count(b"\x10\x04")
-        signed_bytes = bytes(store.query("SELECT signed_payload FROM prescriptions WHERE id = ?",
-                                         (drafts[0].id,))[0]["signed_payload"])
+        with app.uow as uow:  # the bytes the card signed (rebuilt from the body when stored)
+            loaded = uow.prescriptions.signed_rows([drafts[0].id])[drafts[0].id].load()
+        signed_bytes = loaded.proof.signed_part
 
         def bare() -> tuple[float, float, dict]:
             started = time.monotonic()
