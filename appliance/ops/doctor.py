@@ -534,11 +534,7 @@ def _metrics(ctx: _Context) -> list[Check]:
     try:
         with httpx.Client(timeout=METRICS_TIMEOUT_S, follow_redirects=False) as client, \
                 client.stream("GET", url) as response:
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_METRICS_BODY:
-                    break
+            body = probes.read_capped(response, MAX_METRICS_BODY)
     except httpx.HTTPError as exc:
         return [Check("metrics", WARN, f"metrics.listen = {listen}: nothing answers "
                                        f"({type(exc).__name__})",

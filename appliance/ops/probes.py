@@ -32,11 +32,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from appliance.errors import CardError, PrinterError, RegistryError
 from appliance.ports.printer import PrinterState
 from drivers.printer import status as printer_status_bits
+
+if TYPE_CHECKING:
+    import httpx
 
 DLE_EOT_PAPER = printer_status_bits.request(printer_status_bits.PAPER)
 REFERENTIAL_FILE = "referential.sqlite"
@@ -52,6 +56,17 @@ class Reader:
     card_present: bool
     atr: str = ""
 
+
+
+def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """A streamed response's body, read until it passes ``limit`` bytes (a probe never
+    reads a hostile server's endless answer)."""
+    body = b""
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            break
+    return body
 
 def pcsc_readers() -> list[Reader]:
     """The PC/SC readers known to pcscd and whether a card is in each (the card driver's own
@@ -195,11 +210,7 @@ def registry_probe(url: str, *, ca_file: str, client_cert: str, client_key: str,
             ssl_object = stream.get_extra_info("ssl_object") if stream else None
             tls_version = ssl_object.version() if ssl_object else None
             status, date_header = response.status_code, response.headers.get("date")
-            body = b""
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_PROBE_BODY:
-                    break
+            body = read_capped(response, MAX_PROBE_BODY)
     except httpx.ConnectError as exc:
         raise RegistryError(_tls_reason(exc) or f"cannot connect ({exc})") from exc
     except httpx.TimeoutException as exc:

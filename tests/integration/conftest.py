@@ -374,7 +374,7 @@ def make_engine(uow):
 
 
 # ---------------------------------------------------------------------------------------
-# Proof (issue 9, parts 2, 3 and 5): crash consistency, registry chaos, card faults. The
+# Proof of robustness: crash consistency, registry chaos, card faults. The
 # harnesses live in tests/harness/; the crash and chaos tests use the printing and sync
 # fixtures above. (fixtures: card_watch, slot1_card)
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from drivers.card.pcsc import PcscReader
 
 pytestmark = pytest.mark.integration
 
-LOCK_DEADLINE_S = 1.0      # issue 3, "Session security": locks within 1 s of removal
+LOCK_DEADLINE_S = 1.0      # session security: the kiosk locks within 1 s of removal
 
 
 class Recorder:
