@@ -74,8 +74,8 @@ def test_the_sets_are_as_large_as_promised() -> None:
     _, dangerous = sets.load("dangerous")
     assert len(ordinary) == 200 and len(dangerous) == 100
     kinds = Counter(case["danger"] for case in dangerous)
-    # no "pim" case: no Laroche criterion is active until re-read in the published list
-    assert set(kinds) == {"overdose", "duplicate", "allergy", "hospital_only", "over_long"}
+    assert set(kinds) == {"overdose", "duplicate", "allergy", "hospital_only", "over_long",
+                          "pim"}
     on_fixture = Counter(case["danger"] for case in dangerous if case["fixture"])
     assert set(on_fixture) == set(kinds)  # the clean-clone subset covers every danger
     assert sum(case["fixture"] for case in ordinary) >= 30

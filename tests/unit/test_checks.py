@@ -490,8 +490,8 @@ def test_the_longest_of_two_limits_is_the_limit() -> None:
 
 
 # -- potentially inappropriate medications ---------------------------------------------------
-# No Laroche criterion is active until re-read in the published list (``checked``,
-# ``verified_on``); the rule itself is tested on every criterion of the file, active or not.
+# Only the Laroche criteria re-read in the published list (``checked``, ``verified_on``) are
+# active; the rule itself is also tested on every criterion of the file, active or not.
 def _every_criterion() -> Tables:
     text = resources.files("appliance.services.checks").joinpath("data", PIM_FILE) \
         .read_text("utf-8")
@@ -502,9 +502,20 @@ EVERY_CRITERION = _every_criterion()
 
 
 def test_a_criterion_nobody_re_read_raises_no_alert() -> None:
-    assert run((ATARAX, P(moments=("soir",), duration=(1, "semaine")))) == []
+    # immediate-release calcium channel blockers: transcribed, not re-read (no reason could be
+    # attributed to the criterion in the text read), hence inactive
+    assert run((ADALATE, P(1, "gélule", moments=("matin", "soir")))) == []
+    assert keys(run((ADALATE, P(1, "gélule", moments=("matin", "soir"))),
+                    tables=EVERY_CRITERION)) == {"pim.laroche@1"}
+
+
+def test_the_re_read_criteria_are_active_in_the_shipped_tables() -> None:
+    assert keys(run((ATARAX, P(moments=("soir",), duration=(1, "semaine"))))) == \
+        {"pim.laroche@1"}
+    assert "pim.laroche@1" in keys(run((STILNOX, P(1, moments=("coucher",),
+                                                   duration=(7, "jour")))))
     assert not any(a.code == "pim.laroche" for a in
-                   run((STILNOX, P(1, moments=("coucher",), duration=(7, "jour")))))
+                   run((STILNOX, P("0.5", moments=("coucher",), duration=(7, "jour")))))
 
 
 def test_inappropriate_from_75_with_reason_alternative_and_source() -> None:

@@ -34,7 +34,13 @@ def test_every_row_of_every_table_has_a_source() -> None:
             f"{row['reference_cis']}), rubrique 4.2", row
         assert row["source"].startswith("RCP "), row
     assert all(row["source"].startswith(LAROCHE) and "2007;63:725-731" in row["source"]
+               and "Rev Med Interne 2009;30:592-601" in row["source"]
                for row in rows(PIM_FILE))
+    # an active criterion names the text read, and the criterion of its table
+    for row in rows(PIM_FILE):
+        if row["verified_on"]:
+            criterion = row["source"].rsplit("critère ", 1)[1]
+            assert f"(critère {criterion})" in row["checked"], row["id"]
 
 
 # The substances whose maximum daily dose was re-read, on the date each row gives, in a
@@ -81,10 +87,14 @@ def test_every_active_dose_row_was_read_in_a_published_text_on_a_given_date() ->
 
 
 # The Laroche criteria re-read, on the date each row gives, in the published list (named in
-# the row's ``checked`` column). The list's tables could not be read from any source available
-# when the rows were reviewed (2026-12-03), so none is active: the rows stay in the file, for
-# whoever re-reads them, and raise no alert until then.
-VERIFIED_PIM_ROWS: frozenset[str] = frozenset()
+# the row's ``checked`` column): Tableau 1 of the list's French version (Laroche ML, Bouthier F,
+# Merle L, Charmes JP. Rev Med Interne 2009;30:592-601), read on 2026-12-04 in a public
+# transcription of the article. Two rows stay inactive: L20 (immediate-release calcium channel
+# blockers), whose reason cell the transcription leaves empty, so that no reason could be
+# attributed to it; L18 (meprobamate), a criterion about its digestive indication, which a
+# prescription line does not tell. A row outside this set raises no alert until re-read.
+VERIFIED_PIM_ROWS: frozenset[str] = frozenset(
+    {f"L{n:02d}" for n in range(1, 31)} - {"L18", "L20"})
 
 
 def test_only_laroche_criteria_read_in_the_published_list_are_active() -> None:
@@ -95,7 +105,7 @@ def test_only_laroche_criteria_read_in_the_published_list_are_active() -> None:
     # the others are all still in the file, without a date, hence inactive
     assert {r["id"] for r in rows(PIM_FILE) if not r["verified_on"]} == \
         {r["id"] for r in rows(PIM_FILE)} - VERIFIED_PIM_ROWS
-    assert len(rows(PIM_FILE)) == 27
+    assert len(rows(PIM_FILE)) == 30
 
 
 def test_the_tables_load_and_cover_80_substances_or_more() -> None:

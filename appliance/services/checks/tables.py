@@ -6,8 +6,9 @@
   (``checked``) and when (``verified_on``). A row without both is refused: a value nobody
   re-read against a published text must not raise an alert.
 - ``laroche_2007.csv``: potentially inappropriate medications for people aged 75 and over
-  (Laroche ML, Charmes JP, Merle L. Eur J Clin Pharmacol 2007;63:725-731), with the reason
-  and the suggested alternative. A criterion is active only once its row says which text of
+  (Laroche ML, Charmes JP, Merle L. Eur J Clin Pharmacol 2007;63:725-731; its table as
+  published in French, Rev Med Interne 2009;30:592-601), with the reason and the suggested
+  alternative. A criterion is active only once its row says which text of
   the list was read (``checked``) and when (``verified_on``); ``load_tables`` leaves the
   others out, so a criterion transcribed but not re-read raises no alert.
 
