@@ -18,8 +18,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .PHONY: test lint unit integration system-deps env bench demo clean
 
+# The suite runs on two pytest-xdist workers (the appliance and CI machines have two cores;
+# most integration tests wait on daemons and subprocesses); the tests that use the machine's
+# pcscd all go to one of them (tests/integration/conftest.py). PYTEST_WORKERS=0 runs it in
+# one process.
+PYTEST_WORKERS ?= 2
+
 test: env lint
-	@rc=0; $(VENV)/bin/pytest || rc=$$?; \
+	@rc=0; $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 unit: env

@@ -12,6 +12,22 @@ from pathlib import Path
 import pytest
 
 # ---------------------------------------------------------------------------------------
+# Parallel runs (``make test`` runs pytest-xdist workers): the machine has one pcscd and one
+# pair of vpcd readers, so every test that inserts cards or talks to pcscd runs on the same
+# worker, one after the other (``--dist loadgroup``).
+# ---------------------------------------------------------------------------------------
+
+CARD_FIXTURES = frozenset({"pcscd", "vcards", "card_watch"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        uses_cards = CARD_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_cards or item.get_closest_marker("pcscd"):
+            item.add_marker(pytest.mark.xdist_group("pcscd"))
+
+
+# ---------------------------------------------------------------------------------------
 # Shared: one real SQLite store and its unit of work, software signers over the test PKI's
 # card keys, signed prescriptions recorded as the sign use case records them
 # (fixtures: store, uow, signers, orders)

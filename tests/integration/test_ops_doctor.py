@@ -241,6 +241,7 @@ def test_referential_age_from_its_stored_date_or_the_file_time(tmp_path):
     assert fresh.status == OK and "file modification time" in fresh.detail
 
 
+@pytest.mark.pcscd
 def test_pcscd_check_talks_to_the_real_daemon_when_it_runs(tmp_path):
     if not Path("/run/pcscd/pcscd.comm").exists():
         pytest.skip("no pcscd on this machine")

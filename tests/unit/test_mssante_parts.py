@@ -60,7 +60,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     (_zip({f"IHE_XDM/SUBSET01/{n}.XML": b"x" for n in range(100)}), "entrées"),
     (_zip({"IHE_XDM/SUBSET01/DOC.XML": b"\0" * (5 * 1024 * 1024)}), "bombe"),
     (b"PK\x03\x04 not a zip", "illisible"),
-])
+], ids=["absolute-path", "parent-path", "too-many-entries", "bomb", "not-a-zip"])
 def test_hostile_zips_are_refused_with_a_reason(data, reason):
     with pytest.raises(DocumentRefused, match=reason):
         xdm.read_xdm(data)

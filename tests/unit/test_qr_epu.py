@@ -81,7 +81,8 @@ def test_a_typical_epu_payload_is_under_120_characters():
     (f"EPU1*{PID}*751234567*10001234565*MARTIN*JEAN'NE*19400115", "qr.first_names"),
     (f"EPU1*{PID}*751234567*10001234565*MARTIN*JEANNE*19400231", "qr.birth_date"),
     ("EPU1*" + "A" * 500, "qr.length"),
-])
+], ids=["version", "old-format", "fields", "check-character", "lower-case-id", "am", "rpps",
+        "last-name", "first-names", "birth-date", "length"])
 def test_a_wrong_epu_payload_names_the_field(text, field):
     with pytest.raises(ValidationError) as err:
         EpuPayload.decode(text)
