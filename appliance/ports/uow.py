@@ -147,19 +147,21 @@ class HistoryRow:
     prescriber_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FileEntry:
     """One prescription of a resident's file as the kiosk lists it: its history row, the
     registry's answer to its creation while the registry has not acknowledged it
     (``pending``, ``quarantined``; None once acknowledged: ``Trail`` says it), its print
     jobs ``(kind, status, last_error)`` in order when they were read (the list does not
-    read them: ``Trail``), and what the pharmacy handed over."""
+    read them: ``Trail``), and what the pharmacy handed over. Slotted, and empty tuples
+    rather than a new list each for the two sequences: a file makes one per prescription,
+    and fewer objects mean fewer garbage collections while it loads."""
 
     row: HistoryRow
     registry: str | None = None
     registry_error: str | None = None
-    prints: list[tuple[str, str, str | None]] = field(default_factory=list)
-    dispensations: list[Dispensation] = field(default_factory=list)
+    prints: Sequence[tuple[str, str, str | None]] = ()
+    dispensations: Sequence[Dispensation] = ()
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,12 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from appliance.domain.posology import posology_from_dict
+from appliance.domain.posology import FreeTextPosology, Posology, posology_from_dict
 from appliance.domain.prescription import State
 from appliance.domain.treatment import line_span
 from appliance.errors import StoreError, ValidationError
 from appliance.ports.clock import iso
+from appliance.ports.registry import Dispensation
 from appliance.ports.uow import (
     DispensationAlert,
     DraftRow,
@@ -81,18 +82,20 @@ FILE_DISPENSATIONS_SQL = (
 # A resident's prescriptions that may still be running: signed, not cancelled, with a
 # medication line that runs on or after a day (``lines_end``, migration m011; NULL: not
 # known, read). The covering index holds every column tested, so only the bodies of these
-# rows are read, not the resident's 500.
+# rows are read, not the resident's 500. Sorted by the caller (SQLite would copy the
+# bodies into a temporary B-tree to sort them).
 TREATMENT_SQL = (
     "SELECT id, state, signed_at, body FROM prescriptions INDEXED BY prescriptions_history"
     " WHERE resident_ins = ?"
     " AND state IN ('signed', 'registered', 'partially_dispensed', 'dispensed')"
-    " AND signed_at IS NOT NULL AND (lines_end IS NULL OR lines_end >= ?)"
-    " ORDER BY signed_at DESC, id")
+    " AND signed_at IS NOT NULL AND (lines_end IS NULL OR lines_end >= ?)")
 EPOCH = date(1970, 1, 1)  # ``lines_end`` counts days from it
-# The stopped lines of a resident's prescriptions.
+# The stopped lines of some prescriptions (a JSON array of their IDs): those of the
+# treatment's prescriptions only, a few dozen lookups rather than one per prescription of
+# the resident.
 STOPPED_SQL = ("SELECT prescription_id, line, reason, stopped_at, stopped_by, replaced_by"
                " FROM stopped_lines WHERE prescription_id IN"
-               " (SELECT id FROM prescriptions WHERE resident_ins = ?)")
+               " (SELECT value FROM json_each(?))")
 ALERTS_SQL = ("SELECT code, severity, message, source, line, overridable, status, reason,"
               " checked_at FROM prescription_alerts WHERE prescription_id = ?"
               " ORDER BY position")
@@ -151,10 +154,13 @@ class StoreViews:
                 entry = entries.get(pid)
                 if entry is not None:
                     entry.registry, entry.registry_error = status, error
+            handed: dict[str, list[Dispensation]] = {}
             for row in self._store.execute(FILE_DISPENSATIONS_SQL, [ins]):
                 entry = entries.get(row["prescription_id"])
                 if entry is not None and entry.row.state is not State.DRAFT:
-                    entry.dispensations.append(dispensation(row))
+                    handed.setdefault(entry.row.id, []).append(dispensation(row))
+            for pid, found in handed.items():
+                entries[pid].dispensations = found
         return list(entries.values())
 
     def trail(self, prescription_id: str) -> Trail:
@@ -236,15 +242,16 @@ class StoreViews:
         skipped and logged (with its prescription ID only): the checks then miss its lines,
         the resident's file still lists it."""
         with self._snapshot():
-            stopped = self._stopped(ins)
-            return [t for t in self._signed_lines(ins, today) if t.signed_on <= today <= t.end
-                    and (t.prescription_id, t.line) not in stopped]
+            lines = self._signed_lines(ins, today)
+            stopped = self._stopped(lines)
+        return [t for t in lines if t.signed_on <= today <= t.end
+                and (t.prescription_id, t.line) not in stopped]
 
     def treatment(self, ins: str, today: date, ended_days: int = 90) -> Treatment:
+        since = today - timedelta(days=ended_days)
         with self._snapshot():
-            stopped = self._stopped(ins)
-            since = today - timedelta(days=ended_days)
             lines = self._signed_lines(ins, since)
+            stopped = self._stopped(lines)
         current, taken_out, ended = [], [], []
         for t in lines:
             if t.signed_on > today or t.end < since:
@@ -260,19 +267,26 @@ class StoreViews:
         ended.sort(key=lambda t: t.end, reverse=True)
         return Treatment(current, taken_out, ended)
 
-    def _stopped(self, ins: str) -> dict[tuple[str, int], StoppedLine]:
-        rows = self._store.execute(STOPPED_SQL, [ins]).fetchall()
+    def _stopped(self, lines: list[TreatmentLine]) -> dict[tuple[str, int], StoppedLine]:
+        """The stopped lines of the prescriptions of ``lines``."""
+        if not lines:
+            return {}
+        ids = json.dumps(list(dict.fromkeys(t.prescription_id for t in lines)))
+        rows = self._store.execute(STOPPED_SQL, [ids]).fetchall()
         return {(r[0], int(r[1])): stopped_line(tuple(r)) for r in rows}
 
     def _signed_lines(self, ins: str, since: date) -> list[TreatmentLine]:
         """The medication lines of the resident's signed, not cancelled prescriptions that
         have one running on ``since`` or later (and of those whose end is not known)."""
         found: list[TreatmentLine] = []
-        for pid, state, signed_at, body in self._store.execute(
-                TREATMENT_SQL, [ins, (since - EPOCH).days]):
+        posologies: dict[str, tuple[Posology | FreeTextPosology, str]] = {}
+        rows = self._store.execute(TREATMENT_SQL, [ins, (since - EPOCH).days]).fetchall()
+        rows.sort(key=lambda row: row[0])                  # most recently signed first,
+        rows.sort(key=lambda row: row[2], reverse=True)    # then by ID (a stable sort)
+        for pid, state, signed_at, body in rows:
             try:
                 found += treatment_lines(pid, _STATES[state], signed_at,
-                                         json.loads(decode_body(body)))
+                                         json.loads(decode_body(body)), posologies)
             except (ValueError, KeyError, TypeError, ValidationError, StoreError) as exc:
                 log.warning("current treatment: a prescription does not load", extra={
                     "fields": {"prescription": pid, "error": type(exc).__name__}})
@@ -349,9 +363,16 @@ def _renewals(line: Mapping[str, Any], body: Mapping[str, Any]) -> int:
 
 
 def treatment_lines(pid: str, state: State, signed_at: str,
-                    body: Mapping[str, Any]) -> list[TreatmentLine]:  # json.loads: Any
+                    body: Mapping[str, Any],  # json.loads: Any
+                    posologies: dict[str, tuple[Posology | FreeTextPosology, str]] | None
+                    = None) -> list[TreatmentLine]:
     """The medication lines of one stored prescription, each with its last day. A line's
-    renewals are its own when it carries them, else its prescription's."""
+    renewals are its own when it carries them, else its prescription's.
+
+    ``posologies``: the posologies already read and their wording, by their JSON value,
+    shared by the calls of one read: a resident's treatment repeats the same posologies
+    from one renewal to the next, and checking and wording one is most of the cost of a
+    line (a posology is immutable: the lines share it)."""
     signed_on = datetime.fromisoformat(signed_at).date()
     prescriber = body["prescriber"]
     out = []
@@ -359,11 +380,19 @@ def treatment_lines(pid: str, state: State, signed_at: str,
         if line.get("kind") != "medication":
             continue
         renewals = _renewals(line, body)
-        posology = posology_from_dict(line["posology"])
+        # ``repr`` of the decoded JSON is as exact a key as its text, and five times cheaper
+        key = repr(line["posology"]) if posologies is not None else ""
+        read = posologies.get(key) if posologies is not None else None
+        if read is None:
+            posology = posology_from_dict(line["posology"])
+            read = (posology, posology.describe())
+            if posologies is not None:
+                posologies[key] = read
+        posology, text = read
         span = line_span(posology, signed_on, renewals)
         out.append(TreatmentLine(
             prescription_id=pid, line=index, label=line["label"], cis=line.get("cis"),
-            cip13=line.get("cip13"), posology=posology, posology_text=posology.describe(),
+            cip13=line.get("cip13"), posology=posology, posology_text=text,
             signed_on=signed_on, end=span.end, open_ended=span.open_ended,
             renewals=renewals, prescriber_id=prescriber["id_nat_ps"],
             prescriber_name=f"{prescriber['first_name']} {prescriber['last_name']}",

@@ -208,7 +208,7 @@ def test_the_resident_file_takes_the_same_few_queries_for_1_or_30_prescriptions(
     selects, entries = _statements(store, lambda: uow.views.resident_file(resident_ins))
     assert len(entries) == count
     assert len(selects) == 3                         # history, registry, pharmacy
-    assert all(e.registry == "pending" and e.prints == [] for e in entries)
+    assert all(e.registry == "pending" and not e.prints for e in entries)
     for entry in entries:                            # read when the prescription is opened
         first = ("original", "failed", "plus de papier") if entry.row.id in failed else \
             ("original", "queued", None)

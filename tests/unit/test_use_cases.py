@@ -236,7 +236,7 @@ def test_the_headless_path_and_the_resident_file(uow, signer):
     [mine, draft] = residents.resident_file(uow, resident.ins.value, DOCTOR.id_nat_ps)
     assert {mine.row.id, draft.row.id} == {result.prescription.id, other.id}
     signed = mine if mine.row.id == result.prescription.id else draft
-    assert (signed.registry, signed.prints) == ("pending", [])
+    assert (signed.registry, list(signed.prints)) == ("pending", [])
     assert uow.views.trail(signed.row.id).prints == [("original", "queued", None)]
     assert [e.row.id for e in residents.resident_file(uow, resident.ins.value, "8" * 12)] == [
         result.prescription.id]                      # another physician's draft is theirs

@@ -7,7 +7,8 @@ allergy (F6)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -138,7 +139,7 @@ def describe_line(line: Line) -> str:
     return f"Acte : {line.text}{flags}"
 
 
-@dataclass
+@dataclass(slots=True)
 class RxView:
     """One prescription of the file: its history row at once (with the registry's answer
     while it has not acknowledged it, and the pharmacy's), its body, the registry's answer
@@ -148,8 +149,8 @@ class RxView:
     prescription: Prescription | None = None
     registry: str | None = None
     registry_error: str | None = None
-    prints: list[tuple[str, str, str | None]] = field(default_factory=list)
-    dispensations: list[DispensationView] = field(default_factory=list)
+    prints: Sequence[tuple[str, str, str | None]] = ()
+    dispensations: Sequence[DispensationView] = ()
 
     @property
     def id(self) -> str:
@@ -162,19 +163,21 @@ class RxView:
     def row(self) -> str:
         """The list line; the screen makes one per prescription when the file opens, so it
         avoids ``strftime`` and ``format_id`` (5 µs each: the ID was validated when it was
-        stored, and only its first two groups are shown)."""
+        stored, and only its first two groups are shown), and formats the line in one
+        printf-style operation (half the cost of the f-string's five ``:02d`` fields)."""
         h = self.row_data
         w = local(h.signed_at or h.created_at)
-        when = f"{w.day:02d}/{w.month:02d}/{w.year % 100:02d} {w.hour:02d}:{w.minute:02d}"
-        short = f"{h.id[:GROUP]} {h.id[GROUP:2 * GROUP]}"
         extra = ""
         if self.registry == "quarantined":
             extra = " ! registre"
-        elif any(d.other_substance for d in self.dispensations):
-            extra = " ! autre substance"
-        elif any(d.substituted for d in self.dispensations):
-            extra = " ! substitution"
-        return f"{when}  {short}  {self.state_text:<22}{extra}"
+        elif self.dispensations:
+            if any(d.other_substance for d in self.dispensations):
+                extra = " ! autre substance"
+            elif any(d.substituted for d in self.dispensations):
+                extra = " ! substitution"
+        return "%02d/%02d/%02d %02d:%02d  %s %s  %-22s%s" % (  # noqa: UP031 (see above)
+            w.day, w.month, w.year % 100, w.hour, w.minute, h.id[:GROUP],
+            h.id[GROUP:2 * GROUP], STATE_LABELS_FR[h.state], extra)
 
     def alerts(self) -> list[str]:
         out = []
@@ -203,7 +206,7 @@ def load_views(uow: UnitOfWork, resident: Resident, who: str | None,
                    dispensations=[DispensationView(
                        describe_fr(d).replace("\u2014", "-"), d.substituted, d.complete,
                        (d.prescription_id, d.line, d.product_code) in other)
-                       for d in entry.dispensations] if entry.dispensations else [])
+                       for d in entry.dispensations] if entry.dispensations else ())
             for entry in entries]
 
 
