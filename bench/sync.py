@@ -13,8 +13,9 @@ rounds (3 by default), each in this order:
 - **bare**: one ``httpx.Client`` (the same socket options as Ordo's client) posts the very
   bodies Ordo sends (built beforehand by Ordo's own encoder, not timed) one after the other;
 - **sequential**: the sync engine with ``concurrency=1`` (a child process, the same code as
-  ``ordo sync once``) drains a fresh copy of the store: loading and checking each signed
-  prescription, FHIR mapping, sending, acknowledging (receipt, state change, audit);
+  ``ordo sync once``; one thread does it all) drains a fresh copy of the store: loading and
+  checking each signed prescription, FHIR mapping, sending, acknowledging (receipt, state
+  change, audit);
 - **concurrent**: the same with the default window (``--concurrency``, 4);
 
 and a last bare loop after the last round, so that every engine drain has a bare one before

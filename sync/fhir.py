@@ -301,7 +301,10 @@ def _service_request(p: Prescription, line: ActLine, n: int, common: dict[str, A
 
 
 def _drop_empty(resource: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if v not in ([], {}, None, "")}
+    """Without the members that are None, "" or an empty list or object (``False`` and
+    ``0`` stay); tested by identity and type first: a third of the cost of ``not in``."""
+    return {k: v for k, v in resource.items()
+            if not (v is None or v == "" or ((type(v) is list or type(v) is dict) and not v))}
 
 
 def _request_url(system: str, value: str) -> str:
@@ -311,7 +314,7 @@ def _request_url(system: str, value: str) -> str:
 def prescription_bundle(p: Prescription, proof: SignatureProof) -> dict[str, Any]:
     """The ``transaction`` Bundle of a signed prescription (see the module docstring)."""
     patient_url, practitioner_url = _full_url(p.id, "patient"), _full_url(p.id, "practitioner")
-    when = p.signed_at or p.created_at
+    when = instant(p.signed_at or p.created_at)
     common = {"subject": {"reference": patient_url}, "authoredOn": instant(p.created_at),
               "requester": {"reference": practitioner_url}}
     r = p.resident
@@ -344,7 +347,7 @@ def prescription_bundle(p: Prescription, proof: SignatureProof) -> dict[str, Any
         "resourceType": "Bundle",
         "identifier": _identifier(codes.PRESCRIPTION_ID_SYSTEM, p.id),
         "type": "transaction",
-        "timestamp": instant(when),
+        "timestamp": when,
         "entry": entries,
     }
 
@@ -373,7 +376,7 @@ def signed_canonical_bytes(p: Prescription, signed_part: bytes | None) -> bytes:
 
 
 def _provenance(p: Prescription, proof: SignatureProof, targets: list[dict[str, str]],
-                practitioner_url: str, when: datetime) -> dict[str, Any]:
+                practitioner_url: str, when: str) -> dict[str, Any]:
     contained = [{"resourceType": "Binary", "id": codes.CANONICAL_BINARY_ID,
                   "contentType": codes.CANONICAL_CONTENT_TYPE,
                   "data": _b64(proof.canonical if proof.canonical is not None
@@ -394,7 +397,7 @@ def _provenance(p: Prescription, proof: SignatureProof, targets: list[dict[str, 
         "resourceType": "Provenance",
         "contained": contained,
         "target": targets,
-        "recorded": instant(when),
+        "recorded": when,
         "agent": [{"type": {"coding": [{"system": codes.PROVENANCE_PARTICIPANT,
                                         "code": "author"}]},
                    "who": {"reference": practitioner_url}}],
@@ -404,7 +407,7 @@ def _provenance(p: Prescription, proof: SignatureProof, targets: list[dict[str, 
                            "valueOid": codes.urn_oid(codes.SHA256_WITH_RSA_OID)}],
             "type": [{"system": codes.SIGNATURE_TYPE_SYSTEM,
                       "code": codes.SIGNATURE_TYPE_AUTHOR, "display": "Author's Signature"}],
-            "when": instant(when),
+            "when": when,
             "who": {"reference": practitioner_url},
             "targetFormat": target_format,
             "sigFormat": codes.SIG_FORMAT,

@@ -22,12 +22,13 @@ exactly as signed. Drafts always load in the current format.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, TypedDict
+from functools import lru_cache
+from typing import Any, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 import rfc8785
@@ -483,17 +484,13 @@ class Prescription:
         weight = data.get("weight_kg")
         return cls(
             id=data["id"],
-            prescriber=Practitioner(
-                id_nat_ps=p["id_nat_ps"], last_name=p["last_name"], first_name=p["first_name"],
-                profession=p["profession"], role=Role(data.get("prescriber_role", "prescriber")),
-                am=p.get("am"), finess=p.get("finess"), qualification=p.get("qualification"),
-                phone=p.get("phone"), email=p.get("email")),
-            resident=Resident(
-                ins=validate_ins(r["ins"], r["ins_oid"], field="resident.ins"),
-                birth_name=r["birth_name"],
-                used_name=r.get("used_name"), first_names=r["first_names"],
-                birth_date=date.fromisoformat(r["birth_date"]), sex=Sex(r["sex"]),
-                objection=r.get("objection", False), room=data.get("room", "")),
+            prescriber=_stored_party(_prescriber, (
+                p["id_nat_ps"], p["last_name"], p["first_name"], p["profession"],
+                data.get("prescriber_role", "prescriber"), p.get("am"), p.get("finess"),
+                p.get("qualification"), p.get("phone"), p.get("email"))),
+            resident=_stored_party(_resident, (
+                r["ins"], r["ins_oid"], r["birth_name"], r.get("used_name"), r["first_names"],
+                r["birth_date"], r["sex"], r.get("objection", False), data.get("room", ""))),
             created_at=datetime.fromisoformat(data["created_at"]),
             lines=lines,
             state=state,
@@ -503,6 +500,38 @@ class Prescription:
             weight_kg=Decimal(weight) if weight is not None else None,
             canonical_version=version,
         )
+
+
+_Party = TypeVar("_Party", Practitioner, Resident)
+
+
+# A stored body's prescriber and resident, built (and their identifiers checked) once for
+# the same stored fields: the same few prescribers sign every order and a resident has many,
+# so loading a batch of prescriptions (a drain, a resident's file) builds each person once.
+# Both are frozen: sharing one between prescriptions changes nothing.
+def _stored_party(build: Callable[[tuple[Any, ...]], _Party], fields: tuple[Any, ...]) -> _Party:
+    try:
+        return build(fields)
+    except TypeError:  # a value that cannot be a key (a damaged body): built to say what
+        built: _Party = build.__wrapped__(fields)  # type: ignore[attr-defined]
+        return built
+
+
+@lru_cache(maxsize=256)
+def _prescriber(fields: tuple[Any, ...]) -> Practitioner:
+    id_nat_ps, last, first, profession, role, am, finess, qualification, phone, email = fields
+    return Practitioner(id_nat_ps=id_nat_ps, last_name=last, first_name=first,
+                        profession=profession, role=Role(role), am=am, finess=finess,
+                        qualification=qualification, phone=phone, email=email)
+
+
+@lru_cache(maxsize=1024)
+def _resident(fields: tuple[Any, ...]) -> Resident:
+    ins, oid, birth_name, used_name, first_names, birth_date, sex, objection, room = fields
+    return Resident(ins=validate_ins(ins, oid, field="resident.ins"), birth_name=birth_name,
+                    used_name=used_name, first_names=first_names,
+                    birth_date=date.fromisoformat(birth_date), sex=Sex(sex),
+                    objection=objection, room=room)
 
 
 def _renewals_of(line: Line) -> dict[str, int]:

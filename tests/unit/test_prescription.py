@@ -132,6 +132,27 @@ def test_dict_round_trip(pid):
     assert again.canonical_bytes() == p.canonical_bytes()
 
 
+def test_stored_people_are_read_as_stored_and_a_damaged_one_is_refused(pid):
+    """Loading many stored bodies builds each prescriber and resident once: what is read
+    back is still each body's own, and a value that is not what Ordo stores is refused."""
+    first = prescription(pid).to_dict()
+    other = json.loads(json.dumps(first))
+    other["room"], other["resident"]["first_names"] = "12B", "Marie"
+    loaded = [Prescription.from_dict(d) for d in (first, other, first)]
+    assert [(p.resident.room, p.resident.first_names) for p in loaded] == [
+        (first["room"], first["resident"]["first_names"]), ("12B", "Marie"),
+        (first["room"], first["resident"]["first_names"])]
+    for damaged in ({"last_name": ["DUVAL"]}, {"id_nat_ps": "899700000014"}):
+        bad = json.loads(json.dumps(first))
+        bad["prescriber"].update(damaged)
+        with pytest.raises(ValidationError):
+            Prescription.from_dict(bad)
+    bad = json.loads(json.dumps(first))
+    bad["resident"]["birth_date"] = {"y": 1940}
+    with pytest.raises(ValidationError):
+        Prescription.from_dict(bad)
+
+
 def test_times_are_utc_and_shown_in_paris(pid):
     winter = prescription(pid, created_at=datetime(2026, 1, 10, 23, 30, tzinfo=UTC))
     assert format_local(winter.created_at) == "11/01/2026 à 00:30"

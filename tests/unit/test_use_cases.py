@@ -408,6 +408,30 @@ def test_the_sync_use_case_acknowledges_retries_quarantines_and_pulls(uow, signe
     assert sync.status(uow, NOW).queue_depth == 2
 
 
+def test_the_sequential_engine_sends_from_the_calling_thread_and_writes_each_batch_first(
+        uow, signer):
+    """One request at a time: no other thread, and a batch's acknowledgements are stored
+    before the next batch is sent (a crash then resends one batch at most)."""
+    import threading
+
+    session = CardSession(signer)
+    for _ in range(3):
+        prescribing.sign(uow, session, _draft(uow, session).id, now=NOW)
+    seen: list[tuple[str, int]] = []
+
+    class Watching(Registry):
+        def register(self, prescription, proof):
+            seen.append((threading.current_thread().name, sync.status(uow, NOW).acknowledged))
+            return RegistryReceipt(f"R-{len(seen)}", NOW)
+
+    engine = sync.SyncEngine(uow, Watching(), sync.EngineConfig(concurrency=1, batch_size=1,
+                                                                max_wait_s=0),
+                             clock=lambda: NOW)
+    assert engine.push().acknowledged == 3
+    main = threading.current_thread().name
+    assert seen == [(main, 0), (main, 1), (main, 2)]
+
+
 def test_the_composition_root_takes_fakes_for_every_adapter(tmp_path, signer):
     """Tests build the same ``App`` as the appliance, with fakes where they want them."""
     from appliance.bootstrap import CardBackend, bootstrap, card_backend
