@@ -28,7 +28,7 @@ import pytest
 
 from appliance.bootstrap import bootstrap
 from appliance.config import load_settings
-from appliance.errors import OrdoError
+from appliance.errors import CardRemoved, OrdoError
 from appliance.services import prescribing
 from appliance.services.auth import AuthRefused, PractitionerSession, SessionGuard
 from appliance.store import audit
@@ -274,10 +274,18 @@ def test_pcscd_restarted_during_pin_entry_and_signing_locks_and_never_half_signs
     rng = random.Random(20261126)
 
     def recover() -> None:
-        # the card process reconnects to the new pcscd by itself; the watcher sees it again
+        # the card process reconnects to the new pcscd by itself; the watcher sees it again.
+        # The reader may still flicker (card seen, then "no card" for a moment while the
+        # virtual card settles on the new daemon): recovered once a login goes through.
         deadline = time.monotonic() + 30
-        while slot1_card.reader not in card_watch.cards():
+        while True:
             assert time.monotonic() < deadline, "the card did not come back after the restart"
+            if slot1_card.reader in card_watch.cards():
+                try:
+                    desk.login().logout()
+                    return
+                except CardRemoved:
+                    pass
             time.sleep(0.01)
 
     slot1_card.insert()
